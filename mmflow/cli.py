@@ -1,0 +1,367 @@
+"""The ``mmflow`` command: parse options, call one library function, render.
+
+Errors the library raises become one line on stderr (``Error: …``) and exit code 1; bad flags
+exit 2; ``--verbose`` shows the traceback. Data goes to stdout, people's messages to stderr.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import polars as pl
+from rich.console import Console
+
+from mmflow._version import __version__
+from mmflow.errors import MmflowError, NoDataError, ParameterError
+from mmflow.inspect import inspect_file
+from mmflow.io import Loaded, ReadOptions, format_names, load
+from mmflow.pipeline import Selection, analyze, collect, gather, require_rows
+from mmflow.render.table import frame_table, records_table
+from mmflow.render.write import OUTPUT_FORMATS, OutputFormat, build_metadata, write_file, write_to
+from mmflow.schema import QUOTES, TRADES
+
+F = TypeVar("F", bound=Callable[..., Any])
+USER_ERRORS = (MmflowError, pl.exceptions.PolarsError, OSError)
+_DURATION = re.compile(r"^(\d+(ns|us|ms|s|m|h|d|w))+$")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class MmflowGroup(click.Group):
+    """Turn expected failures into ``Error: …`` and exit 1 (2 for parameters)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command, translating library errors at this one boundary."""
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise
+        except USER_ERRORS as exc:
+            if ctx.params.get("verbose") or ctx.meta.get("mmflow.verbose"):
+                raise
+            if isinstance(exc, ParameterError):
+                raise click.UsageError(_one_line(exc)) from exc
+            raise click.ClickException(_one_line(exc)) from exc
+
+
+class Duration(click.ParamType[str]):
+    """A polars duration string such as ``1s``, ``5m``, ``1h``."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        """Validate ``value``."""
+        text = str(value).strip()
+        if not _DURATION.match(text):
+            self.fail(f"{value!r} is not a duration like 1s, 500ms, 5m, 1h or 1d", param, ctx)
+        return text
+
+
+class Timestamp(click.ParamType[datetime]):
+    """An ISO-8601 date or time; without a zone it is UTC."""
+
+    name = "time"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
+        """Parse ``value``."""
+        if isinstance(value, datetime):
+            return value
+        try:
+            return datetime.fromisoformat(str(value).strip())
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO-8601 time like 2024-07-19T00:05:00Z", param, ctx)
+
+
+def _parse_map(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> dict[str, str]:
+    allowed = set(TRADES.names) | set(QUOTES.names)
+    mapping: dict[str, str] = {}
+    for chunk in value:
+        for pair in filter(None, (p.strip() for p in chunk.split(","))):
+            canonical, sep, column = pair.partition("=")
+            if not sep or not column:
+                msg = f"{pair!r} is not canonical=column"
+                raise click.BadParameter(msg, ctx, param)
+            if canonical not in allowed:
+                names = ", ".join(sorted(allowed))
+                msg = f"{canonical!r} is not a canonical column; use one of {names}"
+                raise click.BadParameter(msg, ctx, param)
+            mapping[canonical] = column
+    return mapping
+
+
+def _set_verbose(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:
+        ctx.meta["mmflow.verbose"] = True
+    return value
+
+
+def input_options(func: F) -> F:
+    """Options every command that reads market data shares."""
+    decorators = [
+        click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(["auto", *format_names()]),
+            default="auto",
+            show_default=True,
+            help="Input format; auto-detected from magic bytes, file name and header.",
+        ),
+        click.option(
+            "--map",
+            "column_map",
+            multiple=True,
+            callback=_parse_map,
+            metavar="CANONICAL=COLUMN,...",
+            help="Read any CSV by naming its columns, e.g. --map ts=time,price=px,size=qty.",
+        ),
+        click.option(
+            "--symbol",
+            "symbols",
+            multiple=True,
+            help="Keep only this symbol (repeatable); also names files that carry no symbol.",
+        ),
+        click.option(
+            "--verbose",
+            is_flag=True,
+            expose_value=False,
+            callback=_set_verbose,
+            help="Show the full traceback on errors.",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+def selection_options(func: F) -> F:
+    """Options that choose rows and the clock, for commands that analyse."""
+    decorators = [
+        click.option("--start", type=Timestamp(), help="Keep rows at or after this time (UTC)."),
+        click.option("--end", type=Timestamp(), help="Keep rows before this time (UTC)."),
+        click.option(
+            "--clock",
+            type=click.Choice(["recv", "event"]),
+            default="recv",
+            show_default=True,
+            help="Align on receive/capture time (recv) or exchange time (event).",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+def output_options(func: F) -> F:
+    """Options every command that produces a table shares."""
+    func = click.option(
+        "--to",
+        "to_format",
+        type=click.Choice(OUTPUT_FORMATS),
+        help="Write the table to standard output in this format instead of printing it.",
+    )(func)
+    return click.option(
+        "-o",
+        "--output",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Write the table to this file (.parquet, .csv, .ndjson, .json, .arrow), atomically.",
+    )(func)
+
+
+def _read_options(symbols: tuple[str, ...], column_map: dict[str, str]) -> ReadOptions:
+    return ReadOptions(symbol=symbols[0] if len(symbols) == 1 else None, column_map=column_map)
+
+
+def _sources(inputs: list[Loaded]) -> list[dict[str, str]]:
+    return [{"path": i.source.display, "format": i.format.name} for i in inputs]
+
+
+def _emit(
+    df: pl.DataFrame,
+    *,
+    output: Path | None,
+    to_format: OutputFormat | None,
+    metadata: dict[str, str],
+) -> bool:
+    """Write ``df`` to a file or stdout when asked; return False when the caller should print."""
+    if output is not None:
+        write_file(df, output, metadata)
+        Console(stderr=True).print(f"wrote {df.height:,} rows to {output}")
+    if to_format is not None:
+        write_to(df, sys.stdout.buffer, to_format, metadata)
+        sys.stdout.buffer.flush()
+    return output is not None or to_format is not None
+
+
+@click.group(cls=MmflowGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--verbose", is_flag=True, help="Show full tracebacks on errors.")
+@click.version_option(__version__, prog_name="mmflow")
+def cli(verbose: bool) -> None:
+    """Order-flow and market-maker inventory analytics for trade and quote files.
+
+    Example:
+
+    \b
+        mmflow inspect sample_data/
+        mmflow analyze sample_data/binance/BTCUSDT-trades-2024-07-19.csv --bar 1m
+    """
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True)
+@input_options
+@output_options
+def inspect(
+    files: tuple[str, ...],
+    fmt: str,
+    column_map: dict[str, str],
+    symbols: tuple[str, ...],
+    output: Path | None,
+    to_format: OutputFormat | None,
+) -> None:
+    """Say what each file is: format, kind, rows, symbols, time span, side encoding, issues.
+
+    Example:
+
+    \b
+        mmflow inspect sample_data/ --to json
+    """
+    inputs = load(files, fmt, _read_options(symbols, column_map))
+    reports = [inspect_file(item).as_dict() for item in inputs]
+    df = pl.DataFrame(reports, schema=_INSPECT_SCHEMA)
+    metadata = build_metadata(
+        table="inspect", sources=_sources(inputs), clock="recv", parameters={"format": fmt}
+    )
+    if not _emit(df, output=output, to_format=to_format, metadata=metadata):
+        shown = [
+            c for c in df.columns if c not in ("trades", "quotes", "buy_trades", "sell_trades")
+        ]
+        Console().print(records_table(reports, shown, title="mmflow inspect"))
+
+
+_INSPECT_SCHEMA: dict[str, pl.DataType] = {
+    "path": pl.String(),
+    "format": pl.String(),
+    "kind": pl.String(),
+    "rows": pl.Int64(),
+    "symbols": pl.List(pl.String),
+    "start": pl.String(),
+    "end": pl.String(),
+    "start_event": pl.String(),
+    "end_event": pl.String(),
+    "trades": pl.Int64(),
+    "quotes": pl.Int64(),
+    "side_known": pl.Float64(),
+    "buy_trades": pl.Int64(),
+    "sell_trades": pl.Int64(),
+    "buy_volume_share": pl.Float64(),
+    "issues": pl.List(pl.String),
+}
+
+
+@cli.command(name="analyze")
+@click.argument("files", nargs=-1, required=True)
+@click.option(
+    "--quotes",
+    "quote_files",
+    multiple=True,
+    help="Quote files (repeatable; globs are expanded by mmflow when quoted).",
+)
+@click.option(
+    "--quotes-format",
+    type=click.Choice(["auto", *format_names()]),
+    default="auto",
+    show_default=True,
+    help="Format of the --quotes files.",
+)
+@click.option("--bar", type=Duration(), help="Bar length for the per-bar table (default 1m).")
+@click.option(
+    "--method",
+    type=click.Choice(["auto", "vendor", "tick"]),
+    default="auto",
+    show_default=True,
+    help="Trade signing: vendor side where known, else the tick rule (auto).",
+)
+@click.option(
+    "--table",
+    "which",
+    type=click.Choice(["summary", "bars"]),
+    help="Which table -o/--to write (default: bars for -o or with --bar, else summary).",
+)
+@input_options
+@selection_options
+@output_options
+def analyze_command(
+    files: tuple[str, ...],
+    quote_files: tuple[str, ...],
+    quotes_format: str,
+    bar: str | None,
+    method: str,
+    which: str | None,
+    fmt: str,
+    column_map: dict[str, str],
+    symbols: tuple[str, ...],
+    start: datetime | None,
+    end: datetime | None,
+    clock: str,
+    output: Path | None,
+    to_format: OutputFormat | None,
+) -> None:
+    """Summarise order flow per symbol: volume, buy/sell split, VWAP, net flow.
+
+    Trade files and quote files may be given together; quote files can also be named with
+    --quotes. Signs come from the vendor's aggressor flag where known, else the tick rule.
+
+    Example:
+
+    \b
+        mmflow analyze sample_data/binance/BTCUSDT-trades-2024-07-19.csv
+        mmflow analyze trades/*.csv.gz --bar 5m -o bars.parquet
+    """
+    options = _read_options(symbols, column_map)
+    inputs = load(files, fmt, options)
+    inputs += load(quote_files, quotes_format, options) if quote_files else []
+    trades = gather(inputs, TRADES)
+    if trades is None:
+        msg = "no trades in the inputs (they hold only quotes); pass trade files too"
+        raise NoDataError(msg)
+    selection = Selection(symbols, start, end, "event" if clock == "event" else "recv")
+    result = analyze(
+        trades,
+        gather(inputs, QUOTES),
+        every=bar or "1m",
+        method="tick" if method == "tick" else "vendor" if method == "vendor" else "auto",
+        selection=selection,
+    )
+    summary, bars = collect([result.summary, result.bars], inputs)
+    require_rows(summary, "trades")
+    table = which or ("bars" if output is not None or bar is not None else "summary")
+    chosen = bars if table == "bars" else summary
+    metadata = build_metadata(
+        table=f"analyze.{table}",
+        sources=_sources(inputs),
+        clock=clock,
+        parameters=result.parameters,
+    )
+    if not _emit(chosen, output=output, to_format=to_format, metadata=metadata):
+        Console().print(frame_table(chosen, title="mmflow analyze"))
+
+
+def main() -> None:
+    """Run the command line; a closed pipe (``mmflow … | head``) ends it quietly."""
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    cli(prog_name="mmflow")

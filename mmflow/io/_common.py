@@ -1,0 +1,157 @@
+"""Building blocks shared by the vendor readers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import polars as pl
+
+from mmflow.errors import ReaderError
+from mmflow.io.source import Source
+from mmflow.schema import TIMESTAMP
+
+_NS_PER = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
+
+
+def epoch_to_datetime(value: str | pl.Expr, unit: str = "auto") -> pl.Expr:
+    """Convert an integer count since the Unix epoch to ``Datetime("ns", "UTC")``.
+
+    With ``unit="auto"`` the unit is taken from the magnitude of each value (formats.md rule 2:
+    Binance spot switched from milliseconds to microseconds on 2025-01-01): ≥ 1e17 ns, ≥ 1e14 µs,
+    ≥ 1e11 ms, else seconds. That is exact for any time after 1973.
+
+    Parameters
+    ----------
+    value
+        Column name or integer expression.
+    unit
+        ``"auto"``, ``"s"``, ``"ms"``, ``"us"`` or ``"ns"``.
+
+    Returns
+    -------
+    pl.Expr
+        The timestamp, UTC, nanoseconds.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> df = pl.DataFrame({"t": [1721347022956, 1735689600010866]})
+    >>> df.select(epoch_to_datetime("t"))["t"].to_list()[1]
+    datetime.datetime(2025, 1, 1, 0, 0, 0, 10866, tzinfo=zoneinfo.ZoneInfo(key='UTC'))
+    """
+    t = (pl.col(value) if isinstance(value, str) else value).cast(pl.Int64)
+    if unit == "auto":
+        ns = (
+            pl.when(t.abs() >= 10**17)
+            .then(t)
+            .when(t.abs() >= 10**14)
+            .then(t * 1_000)
+            .when(t.abs() >= 10**11)
+            .then(t * 1_000_000)
+            .otherwise(t * 1_000_000_000)
+        )
+    else:
+        ns = t * _NS_PER[unit]
+    return ns.cast(TIMESTAMP)
+
+
+def parse_bool(value: str | pl.Expr) -> pl.Expr:
+    """Parse ``true``/``false`` text in any case to Boolean; anything else becomes null.
+
+    A non-empty string is not "true" (formats.md §8.2: a peer read every ``'false'`` as a sell).
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> pl.DataFrame({"b": ["True", "false", "FALSE", "x"]}).select(parse_bool("b"))["b"].to_list()
+    [True, False, False, None]
+    """
+    text = (pl.col(value) if isinstance(value, str) else value).cast(pl.String)
+    lowered = text.str.strip_chars().str.to_lowercase()
+    return (
+        pl.when(lowered == "true")
+        .then(pl.lit(value=True))
+        .when(lowered == "false")
+        .then(pl.lit(value=False))
+        .otherwise(pl.lit(None, dtype=pl.Boolean))
+    )
+
+
+def side_from_text(value: str | pl.Expr, *, buy: Sequence[str], sell: Sequence[str]) -> pl.Expr:
+    """Map vendor side text to the canonical ``aggressor_side`` (+1, −1, 0), case-insensitively.
+
+    Parameters
+    ----------
+    value
+        Column name or expression holding the vendor's text.
+    buy
+        Texts meaning buyer-initiated.
+    sell
+        Texts meaning seller-initiated. Everything else (``unknown``, ``N``, empty) is 0.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> df = pl.DataFrame({"side": ["buy", "SELL", "unknown", None]})
+    >>> df.select(side_from_text("side", buy=["buy"], sell=["sell"]))["side"].to_list()
+    [1, -1, 0, 0]
+    """
+    text = (pl.col(value) if isinstance(value, str) else value).cast(pl.String)
+    lowered = text.str.strip_chars().str.to_lowercase()
+    return (
+        pl.when(lowered.is_in([b.lower() for b in buy]))
+        .then(pl.lit(1, dtype=pl.Int8))
+        .when(lowered.is_in([s.lower() for s in sell]))
+        .then(pl.lit(-1, dtype=pl.Int8))
+        .otherwise(pl.lit(0, dtype=pl.Int8))
+    )
+
+
+def require_text(source: Source) -> list[str]:
+    """Return the first lines of a text file, or raise a one-line error for an empty file."""
+    lines = source.lines()
+    if not lines:
+        msg = "file is empty (no header and no rows); check the download"
+        raise ReaderError(msg, path=source.display)
+    return lines
+
+
+def scan_csv(
+    source: Source,
+    *,
+    has_header: bool = True,
+    new_columns: Sequence[str] | None = None,
+    schema_overrides: Mapping[str, pl.DataType] | None = None,
+    separator: str = ",",
+    **kwargs: Any,
+) -> pl.LazyFrame:
+    """Scan a CSV source lazily (plain, gzip, zstd, or a spooled zip member).
+
+    Raises :class:`ReaderError` for an empty file; ``new_columns`` names headerless columns.
+    """
+    require_text(source)
+    try:
+        return pl.scan_csv(
+            source.scan_path(),
+            has_header=has_header,
+            new_columns=list(new_columns) if new_columns is not None else None,
+            schema_overrides=dict(schema_overrides) if schema_overrides else None,
+            separator=separator,
+            **kwargs,
+        )
+    except pl.exceptions.PolarsError as exc:
+        msg = f"cannot read as CSV ({exc})"
+        raise ReaderError(msg, path=source.display) from exc
+
+
+def check_columns(source: Source, lf: pl.LazyFrame, needed: Sequence[str], what: str) -> None:
+    """Raise a one-line :class:`ReaderError` naming the vendor columns ``lf`` lacks."""
+    present = lf.collect_schema().names()
+    missing = [name for name in needed if name not in present]
+    if missing:
+        msg = (
+            f"missing column(s) {', '.join(missing)} for {what}; found {', '.join(present)} "
+            "(is this the right --format?)"
+        )
+        raise ReaderError(msg, path=source.display)

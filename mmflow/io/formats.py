@@ -1,0 +1,117 @@
+"""What a reader is: the contract every vendor module implements.
+
+A vendor module (``mmflow/io/<vendor>.py``) exposes ``FORMATS``, a tuple of :class:`Format`.
+Each format has a name users pass to ``--format``, a ``sniff`` that decides from the file name and
+its first lines whether a file is in this format, and a ``read`` that returns lazy canonical
+frames (:class:`Frames`). Vendor column names never leave the vendor module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import polars as pl
+
+from mmflow.io.source import Source
+
+Kind = Literal["trades", "trades+bbo", "quotes", "trades+quotes"]
+"""What a file holds: trades; trades carrying their pre-trade best bid/ask; quotes; or both
+trades (with BBO) and quote updates (Databento mbp-1 / mbp-10)."""
+
+
+@dataclass(frozen=True)
+class Sniff:
+    """What detection may look at: names and the first bytes, never the whole file.
+
+    Attributes
+    ----------
+    name
+        The file name without a compression suffix (for a zip, the member's name).
+    path
+        The full path as given, for folder hints such as ``/futures/um/``.
+    magic
+        The first 16 decompressed bytes.
+    lines
+        The first few decompressed text lines (empty for binary content).
+    """
+
+    name: str
+    path: str
+    magic: bytes
+    lines: tuple[str, ...]
+
+    @property
+    def header(self) -> list[str]:
+        """The first line split on commas, stripped and lower-cased."""
+        if not self.lines:
+            return []
+        return [cell.strip().strip('"').lower() for cell in self.lines[0].split(",")]
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """Options that change how a file is read.
+
+    Attributes
+    ----------
+    symbol
+        Use this symbol instead of the one in the file or its name.
+    column_map
+        For ``generic`` CSV: canonical column name → the file's column name.
+    """
+
+    symbol: str | None = None
+    column_map: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Frames:
+    """The lazy canonical frames one file yields.
+
+    Attributes
+    ----------
+    trades
+        Canonical trades (:data:`mmflow.schema.TRADES`), or ``None``.
+    quotes
+        Canonical quotes (:data:`mmflow.schema.QUOTES`), or ``None``.
+    """
+
+    trades: pl.LazyFrame | None = None
+    quotes: pl.LazyFrame | None = None
+
+
+Reader = Callable[[Source, ReadOptions], Frames]
+
+
+def frames_kind(frames: Frames) -> Kind:
+    """Say what a file holds, from the frames its reader built (schema only, no rows read)."""
+    if frames.trades is None:
+        return "quotes"
+    with_bbo = "bid_price" in frames.trades.collect_schema().names()
+    if frames.quotes is not None:
+        return "trades+quotes"
+    return "trades+bbo" if with_bbo else "trades"
+
+
+@dataclass(frozen=True)
+class Format:
+    """One input format.
+
+    Attributes
+    ----------
+    name
+        The ``--format`` name, e.g. ``tardis-trades``.
+    description
+        One line for ``--help`` and error messages.
+    read
+        Build the lazy canonical frames for a source.
+    sniff
+        Return True when a file is in this format.
+    """
+
+    name: str
+    description: str
+    read: Reader
+    sniff: Callable[[Sniff], bool]

@@ -1,0 +1,189 @@
+"""Files already in (or mapped to) the canonical column names: CSV, parquet, NDJSON, Arrow IPC.
+
+A CSV in any other layout is read with ``--map canonical=column,...``, e.g.
+``--map ts=time,price=px,size=qty,aggressor_side=side``. Timestamps may be ISO-8601 text, integer
+epoch counts (unit by magnitude), or datetimes (naive ones are taken as UTC). ``aggressor_side``
+may be numeric (its sign is used) or text (``buy``/``sell``, ``b``/``s``); without it every trade
+is unknown (0). Without ``symbol`` the symbol is ``--symbol`` or the file name's stem.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from mmflow.errors import ReaderError, SchemaError
+from mmflow.io._common import epoch_to_datetime, scan_csv, side_from_text
+from mmflow.io.formats import Format, Frames, ReadOptions, Sniff
+from mmflow.io.source import Source
+from mmflow.schema import (
+    AGGRESSOR_SIDE,
+    ASK_PRICE,
+    BID_PRICE,
+    PRICE,
+    QUOTES,
+    SIZE,
+    SYMBOL,
+    TIMESTAMP,
+    TRADES,
+    TS,
+    TS_EVENT,
+    conform,
+)
+
+_BUY_TEXT = ("buy", "b", "bid", "+1", "1")
+_SELL_TEXT = ("sell", "s", "ask", "a", "-1")
+_PARQUET_MAGIC = b"PAR1"
+_ARROW_MAGIC = b"ARROW1"
+
+
+def _stem(source: Source) -> str:
+    name = source.name
+    for _ in range(3):
+        name = Path(name).stem if Path(name).suffix else name
+    return name
+
+
+def _timestamp(name: str, dtype: pl.DataType) -> pl.Expr:
+    column = pl.col(name)
+    if isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is None:
+            column = column.dt.replace_time_zone("UTC")
+        return column.dt.convert_time_zone("UTC").cast(TIMESTAMP)
+    if isinstance(dtype, pl.Date):
+        return column.cast(pl.Datetime("ns")).dt.replace_time_zone("UTC")
+    if dtype.is_integer():
+        return epoch_to_datetime(column)
+    if dtype.is_float():
+        return epoch_to_datetime(column.round(0))
+    text = column.cast(pl.String).str.strip_chars()
+    return text.str.to_datetime(time_unit="ns", time_zone="UTC", strict=True)
+
+
+def _side(dtype: pl.DataType) -> pl.Expr:
+    column = pl.col(AGGRESSOR_SIDE)
+    if dtype.is_numeric():
+        return column.sign().fill_null(0).fill_nan(0).cast(pl.Int8)
+    if dtype == pl.Boolean:
+        msg = "aggressor_side is boolean; map a buy/sell or +1/-1 column instead"
+        raise SchemaError(msg)
+    return side_from_text(column, buy=_BUY_TEXT, sell=_SELL_TEXT)
+
+
+def canonicalize(lf: pl.LazyFrame, source: Source, options: ReadOptions) -> Frames:
+    """Turn a frame with canonical (or ``--map``-ped) names into canonical trades or quotes.
+
+    Parameters
+    ----------
+    lf
+        The raw frame.
+    source
+        Where it came from (for messages and the default symbol).
+    options
+        ``column_map`` (canonical → file column) and ``symbol``.
+
+    Returns
+    -------
+    Frames
+        Trades when the file has ``price`` and ``size``; else quotes when it has ``bid_price`` and
+        ``ask_price``.
+    """
+    schema = lf.collect_schema()
+    rename = {}
+    for canonical, column in options.column_map.items():
+        if column not in schema:
+            msg = (
+                f"--map {canonical}={column}: no column {column!r}; "
+                f"found {', '.join(schema.names())}"
+            )
+            raise ReaderError(msg, path=source.display)
+        rename[column] = canonical
+    if rename:
+        lf = lf.drop([c for c in rename.values() if c in schema and c not in rename]).rename(rename)
+        schema = lf.collect_schema()
+    if TS not in schema:
+        msg = (
+            f"no timestamp column 'ts'; found {', '.join(schema.names())} "
+            "(map one with --map ts=COLUMN)"
+        )
+        raise ReaderError(msg, path=source.display)
+    fixes = [_timestamp(TS, schema[TS]).alias(TS)]
+    if TS_EVENT in schema:
+        fixes.append(_timestamp(TS_EVENT, schema[TS_EVENT]).alias(TS_EVENT))
+    if options.symbol is not None or SYMBOL not in schema:
+        fixes.append(pl.lit(options.symbol or _stem(source), dtype=pl.String).alias(SYMBOL))
+    if PRICE in schema and SIZE in schema:
+        if AGGRESSOR_SIDE in schema:
+            fixes.append(_side(schema[AGGRESSOR_SIDE]).alias(AGGRESSOR_SIDE))
+        else:
+            fixes.append(pl.lit(0, dtype=pl.Int8).alias(AGGRESSOR_SIDE))
+        return Frames(trades=conform(lf.with_columns(fixes), TRADES, what=source.display))
+    if BID_PRICE in schema and ASK_PRICE in schema:
+        return Frames(quotes=conform(lf.with_columns(fixes), QUOTES, what=source.display))
+    msg = (
+        f"neither trades (price, size) nor quotes (bid_price, ask_price); found "
+        f"{', '.join(schema.names())} (map columns with --map canonical=column)"
+    )
+    raise ReaderError(msg, path=source.display)
+
+
+def read_csv(source: Source, options: ReadOptions) -> Frames:
+    """Read a comma-separated file with canonical or mapped column names."""
+    text_columns = {c: pl.String() for c in (SYMBOL, "venue", "trade_id")}
+    lf = scan_csv(source, schema_overrides=text_columns, infer_schema_length=10_000)
+    return canonicalize(lf, source, options)
+
+
+def read_parquet(source: Source, options: ReadOptions) -> Frames:
+    """Read a parquet file with canonical column names (for example one mmflow wrote)."""
+    return canonicalize(pl.scan_parquet(source.scan_path()), source, options)
+
+
+def read_ndjson(source: Source, options: ReadOptions) -> Frames:
+    """Read newline-delimited JSON objects with canonical keys."""
+    return canonicalize(pl.scan_ndjson(source.scan_path()), source, options)
+
+
+def read_arrow(source: Source, options: ReadOptions) -> Frames:
+    """Read an Arrow IPC (Feather v2) file with canonical column names."""
+    return canonicalize(pl.scan_ipc(source.scan_path()), source, options)
+
+
+def _canonical_header(columns: list[str]) -> bool:
+    names = set(columns)
+    return TS in names and ({PRICE, SIZE} <= names or {BID_PRICE, ASK_PRICE} <= names)
+
+
+def _sniff_csv(info: Sniff) -> bool:
+    return _canonical_header(info.header)
+
+
+def _sniff_ndjson(info: Sniff) -> bool:
+    if not info.lines or not info.lines[0].lstrip().startswith("{"):
+        return False
+    keys = [part.split(":")[0].strip().strip('"{ ') for part in info.lines[0].split(",")]
+    return _canonical_header(keys)
+
+
+FORMATS = (
+    Format(
+        "parquet",
+        "parquet with canonical column names",
+        read_parquet,
+        lambda info: info.magic.startswith(_PARQUET_MAGIC),
+    ),
+    Format(
+        "arrow",
+        "Arrow IPC / Feather v2 with canonical column names",
+        read_arrow,
+        lambda info: info.magic.startswith(_ARROW_MAGIC),
+    ),
+    Format("ndjson", "newline-delimited JSON with canonical keys", read_ndjson, _sniff_ndjson),
+    Format(
+        "generic",
+        "CSV with canonical column names, or any CSV with --map canonical=column,...",
+        read_csv,
+        _sniff_csv,
+    ),
+)

@@ -1,0 +1,243 @@
+"""Input files: path expansion, transparent decompression, and a cheap look at the first bytes.
+
+A :class:`Source` is one input file (or standard input). It knows its compression from its magic
+bytes, not from its name, and hands readers either a path polars can scan lazily (plain, gzip and
+zstd files) or, for zip members and standard input, a decompressed copy spooled to a private
+temporary directory that is removed when the process exits.
+"""
+
+from __future__ import annotations
+
+import atexit
+import glob
+import gzip
+import shutil
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Literal
+
+from mmflow.errors import ReaderError
+
+Compression = Literal["none", "gzip", "zstd", "zip"]
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+ZIP_MAGIC = b"PK\x03\x04"
+_COMPRESSION_SUFFIXES = (".gz", ".gzip", ".zst", ".zstd", ".zip")
+STDIN = "-"
+
+_spool: tempfile.TemporaryDirectory[str] | None = None
+
+
+def _spool_dir() -> Path:
+    """Return the private directory for decompressed copies, created on first use."""
+    global _spool
+    if _spool is None:
+        _spool = tempfile.TemporaryDirectory(prefix="mmflow-")
+        atexit.register(_spool.cleanup)
+    return Path(_spool.name)
+
+
+def _detect_compression(head: bytes) -> Compression:
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    if head.startswith(ZIP_MAGIC):
+        return "zip"
+    return "none"
+
+
+def strip_compression_suffix(name: str) -> str:
+    """Return ``name`` without a trailing ``.gz``, ``.zst`` or ``.zip``.
+
+    Examples
+    --------
+    >>> strip_compression_suffix("BTCUSDT-trades-2024-07-19.csv.gz")
+    'BTCUSDT-trades-2024-07-19.csv'
+    """
+    lowered = name.lower()
+    for suffix in _COMPRESSION_SUFFIXES:
+        if lowered.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+@dataclass
+class Source:
+    """One input file, decompressed on demand.
+
+    Parameters
+    ----------
+    path
+        The file on disk (for standard input, the spooled copy).
+    display
+        How to name the file to a person: the path as given, or ``<stdin>``.
+    """
+
+    path: Path
+    display: str
+    compression: Compression = field(init=False)
+    name: str = field(init=False)
+    _member: str | None = field(init=False, default=None)
+    _plain: Path | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        try:
+            with self.path.open("rb") as handle:
+                magic = handle.read(8)
+        except OSError as exc:
+            raise ReaderError(exc.strerror or str(exc), path=self.display) from exc
+        self.compression = _detect_compression(magic)
+        self.name = strip_compression_suffix(self.path.name)
+        if self.compression == "zip":
+            self._member = self._zip_member()
+            self.name = Path(self._member).name
+
+    def _zip_member(self) -> str:
+        try:
+            with zipfile.ZipFile(self.path) as archive:
+                members = [i.filename for i in archive.infolist() if not i.is_dir()]
+        except zipfile.BadZipFile as exc:
+            msg = f"not a valid zip archive ({exc}); re-download the file"
+            raise ReaderError(msg, path=self.display) from exc
+        if len(members) != 1:
+            msg = (
+                f"zip archive holds {len(members)} files, expected exactly one "
+                "(unzip it and pass the files you want)"
+            )
+            raise ReaderError(msg, path=self.display)
+        return members[0]
+
+    def open(self) -> BinaryIO:
+        """Open the decompressed content as a binary stream."""
+        if self.compression == "gzip":
+            return gzip.open(self.path, "rb")  # type: ignore[return-value]
+        if self.compression == "zstd":
+            import pyarrow as pa
+
+            stream: BinaryIO = pa.input_stream(str(self.path), compression="zstd")
+            return stream
+        if self.compression == "zip":
+            archive = zipfile.ZipFile(self.path)
+            assert self._member is not None
+            return archive.open(self._member)  # type: ignore[return-value]
+        return self.path.open("rb")
+
+    def head(self, size: int = 65_536) -> bytes:
+        """Return up to ``size`` decompressed bytes from the start of the file.
+
+        A file whose compressed start is unreadable raises :class:`ReaderError`; a truncated
+        end is only found when the whole file is read.
+        """
+        try:
+            with self.open() as stream:
+                return stream.read(size)
+        except EOFError:
+            return b""
+        except (OSError, zipfile.BadZipFile) as exc:
+            msg = f"cannot decompress ({exc}); the file is corrupt or truncated, re-download it"
+            raise ReaderError(msg, path=self.display) from exc
+
+    def lines(self, count: int = 6) -> list[str]:
+        """Return the first ``count`` text lines (empty when the file is binary or empty)."""
+        head = self.head()
+        if b"\x00" in head[:4096]:
+            return []
+        text = head.decode("utf-8", errors="replace")
+        return [line.rstrip("\r") for line in text.split("\n")[:count] if line.strip()]
+
+    def scan_path(self) -> Path:
+        """Return a path polars can scan: the file, or a decompressed copy of a zip member."""
+        if self.compression in ("none", "gzip", "zstd"):
+            return self.path
+        if self._plain is None:
+            target = _spool_dir() / f"{len(list(_spool_dir().iterdir()))}-{self.name}"
+            with self.open() as stream, target.open("wb") as out:
+                shutil.copyfileobj(stream, out)
+            self._plain = target
+        return self._plain
+
+    def read_bytes(self) -> bytes:
+        """Return the whole decompressed content."""
+        try:
+            with self.open() as stream:
+                return stream.read()
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            msg = f"cannot decompress ({exc}); the file is corrupt or truncated, re-download it"
+            raise ReaderError(msg, path=self.display) from exc
+
+    def verify(self) -> None:
+        """Decompress the whole file; raise :class:`ReaderError` if it is truncated or corrupt."""
+        try:
+            with self.open() as stream:
+                while stream.read(1 << 20):
+                    pass
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            msg = f"cannot decompress ({exc}); the file is corrupt or truncated, re-download it"
+            raise ReaderError(msg, path=self.display) from exc
+
+
+def _spool_stdin(stream: BinaryIO) -> Path:
+    target = _spool_dir() / f"{len(list(_spool_dir().iterdir()))}-stdin"
+    with target.open("wb") as out:
+        shutil.copyfileobj(stream, out)
+    return target
+
+
+def expand(paths: Iterable[str], *, stdin: BinaryIO | None = None) -> list[Source]:
+    """Turn paths, globs, directories and ``-`` into sources, in a stable sorted order.
+
+    Directories are searched recursively for files (hidden files are skipped); ``-`` reads
+    standard input once, spooled to a temporary file.
+
+    Parameters
+    ----------
+    paths
+        What the user typed.
+    stdin
+        The stream ``-`` stands for (standard input by default).
+
+    Returns
+    -------
+    list[Source]
+        One source per file.
+
+    Raises
+    ------
+    ReaderError
+        When a path matches nothing.
+    """
+    sources: list[Source] = []
+    for raw in paths:
+        if raw == STDIN:
+            stream = stdin if stdin is not None else sys.stdin.buffer
+            sources.append(Source(_spool_stdin(stream), "<stdin>"))
+            continue
+        path = Path(raw)
+        if path.is_dir():
+            found = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+            if not found:
+                msg = "directory holds no files (pass files, a glob, or a directory with data)"
+                raise ReaderError(msg, path=raw)
+            sources.extend(Source(p, str(p)) for p in found)
+            continue
+        if path.exists():
+            sources.append(Source(path, raw))
+            continue
+        matches = sorted(glob.glob(raw, recursive=True))
+        files = [Path(m) for m in matches if Path(m).is_file()]
+        if not files:
+            msg = "no such file (check the path or quote the glob)"
+            raise ReaderError(msg, path=raw)
+        sources.extend(Source(p, str(p)) for p in files)
+    return sources

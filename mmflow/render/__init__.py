@@ -1,0 +1,3 @@
+"""Rendering results for people (rich) and programs (files and pipes)."""
+
+from __future__ import annotations

@@ -1,0 +1,143 @@
+"""Writing tables for programs: files written atomically, or a format on standard output.
+
+A file is written to a temporary file in the destination directory and renamed into place, so a
+failed or interrupted run never leaves a partial output. Parquet files carry key-value metadata
+(schema, mmflow version, sources, clock, parameters) so results are reproducible.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from contextlib import suppress
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import polars as pl
+
+from mmflow._version import __version__
+from mmflow.errors import ParameterError
+from mmflow.schema import ISO_NS
+
+OutputFormat = Literal["csv", "ndjson", "json", "parquet", "arrow"]
+OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("csv", "ndjson", "json", "parquet", "arrow")
+_SUFFIXES: dict[str, OutputFormat] = {
+    ".csv": "csv",
+    ".ndjson": "ndjson",
+    ".jsonl": "ndjson",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".arrow": "arrow",
+    ".ipc": "arrow",
+    ".feather": "arrow",
+}
+
+
+def format_from_suffix(path: Path) -> OutputFormat:
+    """Return the output format a file name asks for.
+
+    Raises
+    ------
+    ParameterError
+        When the suffix is not one mmflow writes.
+
+    Examples
+    --------
+    >>> format_from_suffix(Path("bars.parquet"))
+    'parquet'
+    """
+    try:
+        return _SUFFIXES[path.suffix.lower()]
+    except KeyError:
+        known = ", ".join(_SUFFIXES)
+        suffix = path.suffix or "no suffix"
+        msg = f"{path}: cannot tell the output format from {suffix!r}; use one of {known}"
+        raise ParameterError(msg) from None
+
+
+def build_metadata(
+    *,
+    table: str,
+    sources: list[dict[str, str]],
+    clock: str,
+    parameters: Mapping[str, Any],
+) -> dict[str, str]:
+    """Return the key-value metadata every parquet file mmflow writes carries."""
+    return {
+        "mmflow.schema": f"{table}/1",
+        "mmflow.version": __version__,
+        "mmflow.sources": json.dumps(sources),
+        "mmflow.clock": clock,
+        "mmflow.parameters": json.dumps(dict(parameters), default=str, sort_keys=True),
+    }
+
+
+def _json_ready(df: pl.DataFrame) -> pl.DataFrame:
+    """Datetimes as ISO-8601 UTC text with nanoseconds, so JSON readers need no guessing."""
+    return df.with_columns(
+        pl.col(name).dt.to_string(ISO_NS)
+        for name, dtype in df.schema.items()
+        if isinstance(dtype, pl.Datetime)
+    )
+
+
+def _csv_ready(df: pl.DataFrame) -> pl.DataFrame:
+    """Join lists (symbols, issues) into ``; ``-separated text, which CSV can hold."""
+    return df.with_columns(
+        pl.col(name).list.join("; ")
+        for name, dtype in df.schema.items()
+        if isinstance(dtype, pl.List)
+    )
+
+
+def write_to(
+    df: pl.DataFrame, sink: IO[bytes], fmt: OutputFormat, metadata: dict[str, str]
+) -> None:
+    """Write ``df`` in ``fmt`` to a binary stream."""
+    if fmt == "csv":
+        _csv_ready(df).write_csv(sink, datetime_format=ISO_NS)
+    elif fmt == "ndjson":
+        _json_ready(df).write_ndjson(sink)
+    elif fmt == "json":
+        sink.write(json.dumps(_json_ready(df).to_dicts(), indent=1).encode() + b"\n")
+    elif fmt == "parquet":
+        df.write_parquet(sink, metadata=metadata)
+    else:
+        df.write_ipc(sink)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_file(df: pl.DataFrame, path: Path, metadata: dict[str, str]) -> None:
+    """Write ``df`` to ``path`` atomically, in the format its suffix names.
+
+    Parameters
+    ----------
+    df
+        The table.
+    path
+        Destination; its parent directory must exist.
+    metadata
+        Key-value metadata stored in parquet files.
+    """
+    fmt = format_from_suffix(path)
+    directory = path.parent if str(path.parent) else Path()
+    if not directory.is_dir():
+        msg = f"{path}: directory {directory} does not exist (create it first)"
+        raise ParameterError(msg)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(handle, "wb") as sink:
+            write_to(df, sink, fmt, metadata)
+        Path(temporary).chmod(0o666 & ~_umask())
+        Path(temporary).replace(path)
+    except BaseException:
+        with suppress(OSError):
+            Path(temporary).unlink()
+        raise

@@ -1,0 +1,216 @@
+"""The canonical trade and quote schema, declared once.
+
+Every reader casts its vendor columns to these names and types and selects them in this order;
+everything downstream relies on them. The names and types are the public contract of
+``product.md``: add columns, rename none.
+
+Examples
+--------
+>>> import polars as pl
+>>> from mmflow.schema import TRADES, conform
+>>> raw = pl.LazyFrame(
+...     {"ts": [0], "symbol": ["X"], "price": [1], "size": [2], "aggressor_side": [1], "x": [0]}
+... )
+>>> conform(raw.with_columns(pl.col("ts").cast(pl.Datetime("ns", "UTC"))), TRADES).collect_schema()
+... # doctest: +NORMALIZE_WHITESPACE
+Schema([('ts', Datetime(time_unit='ns', time_zone='UTC')),
+        ('symbol', String),
+        ('price', Float64),
+        ('size', Float64),
+        ('aggressor_side', Int8)])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import polars as pl
+
+from mmflow.errors import SchemaError
+
+SCHEMA_VERSION: Final = 1
+
+# Column names. Code uses these constants; tests use the literal strings to check the spelling.
+TS: Final = "ts"
+TS_EVENT: Final = "ts_event"
+SYMBOL: Final = "symbol"
+VENUE: Final = "venue"
+PRICE: Final = "price"
+SIZE: Final = "size"
+AGGRESSOR_SIDE: Final = "aggressor_side"
+TRADE_ID: Final = "trade_id"
+BID_PRICE: Final = "bid_price"
+BID_SIZE: Final = "bid_size"
+ASK_PRICE: Final = "ask_price"
+ASK_SIZE: Final = "ask_size"
+
+# Derived per trade.
+TRADE_SIGN: Final = "trade_sign"
+SIGN_METHOD: Final = "sign_method"
+MID_PRICE: Final = "mid_price"
+SPREAD: Final = "spread"
+
+TIMESTAMP: Final = pl.Datetime("ns", "UTC")
+ISO_NS: Final = "%Y-%m-%dT%H:%M:%S%.9fZ"
+"""How mmflow writes times as text: ISO-8601, UTC, nanoseconds (lexically sortable)."""
+
+BUY: Final = 1
+SELL: Final = -1
+UNKNOWN: Final = 0
+
+
+@dataclass(frozen=True)
+class Column:
+    """One canonical column: its name, dtype and whether every frame must have it."""
+
+    name: str
+    dtype: pl.DataType
+    required: bool
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    """A canonical table: its name (``trades`` or ``quotes``) and its columns in order."""
+
+    name: str
+    columns: tuple[Column, ...]
+
+    @property
+    def required(self) -> list[str]:
+        """Names of the columns every frame of this table must have."""
+        return [c.name for c in self.columns if c.required]
+
+    @property
+    def names(self) -> list[str]:
+        """Names of all columns, required and optional, in canonical order."""
+        return [c.name for c in self.columns]
+
+    def dtype(self, name: str) -> pl.DataType:
+        """Return the canonical dtype of column ``name``."""
+        for column in self.columns:
+            if column.name == name:
+                return column.dtype
+        msg = f"{name} is not a column of the canonical {self.name} schema"
+        raise KeyError(msg)
+
+
+_BBO = (
+    Column(BID_PRICE, pl.Float64(), required=False),
+    Column(BID_SIZE, pl.Float64(), required=False),
+    Column(ASK_PRICE, pl.Float64(), required=False),
+    Column(ASK_SIZE, pl.Float64(), required=False),
+)
+
+TRADES: Final = TableSchema(
+    "trades",
+    (
+        Column(TS, TIMESTAMP, required=True),
+        Column(TS_EVENT, TIMESTAMP, required=False),
+        Column(SYMBOL, pl.String(), required=True),
+        Column(VENUE, pl.String(), required=False),
+        Column(PRICE, pl.Float64(), required=True),
+        Column(SIZE, pl.Float64(), required=True),
+        Column(AGGRESSOR_SIDE, pl.Int8(), required=True),
+        Column(TRADE_ID, pl.String(), required=False),
+        *_BBO,
+    ),
+)
+
+QUOTES: Final = TableSchema(
+    "quotes",
+    (
+        Column(TS, TIMESTAMP, required=True),
+        Column(TS_EVENT, TIMESTAMP, required=False),
+        Column(SYMBOL, pl.String(), required=True),
+        Column(VENUE, pl.String(), required=False),
+        Column(BID_PRICE, pl.Float64(), required=True),
+        Column(BID_SIZE, pl.Float64(), required=True),
+        Column(ASK_PRICE, pl.Float64(), required=True),
+        Column(ASK_SIZE, pl.Float64(), required=True),
+    ),
+)
+
+
+def conform(lf: pl.LazyFrame, table: TableSchema, *, what: str | None = None) -> pl.LazyFrame:
+    """Cast ``lf`` to the canonical ``table`` schema and select its columns in canonical order.
+
+    Required columns must be present; optional columns are kept when present and left out
+    otherwise. Columns that are not part of the schema are dropped. Casts are strict, so a value
+    that does not fit fails loudly at collection instead of turning into a silent null.
+
+    Parameters
+    ----------
+    lf
+        A frame whose columns already carry canonical names.
+    table
+        :data:`TRADES` or :data:`QUOTES`.
+    what
+        Where the frame came from (a file name), for the error message.
+
+    Returns
+    -------
+    pl.LazyFrame
+        The conformed frame; no rows are read.
+
+    Raises
+    ------
+    SchemaError
+        When a required column is missing.
+    """
+    present = lf.collect_schema()
+    missing = [name for name in table.required if name not in present]
+    if missing:
+        found = ", ".join(present.names()) or "no columns"
+        msg = (
+            f"missing {table.name} column(s) {', '.join(missing)}; found {found} "
+            f"(map columns with --map canonical=column or choose --format)"
+        )
+        raise SchemaError(msg, path=what)
+    selected = [c for c in table.columns if c.name in present]
+    return lf.select(
+        pl.col(c.name) if present[c.name] == c.dtype else pl.col(c.name).cast(c.dtype, strict=True)
+        for c in selected
+    )
+
+
+def require(lf: pl.LazyFrame, table: TableSchema, *, what: str) -> pl.LazyFrame:
+    """Check that ``lf`` already has the canonical columns of ``table`` with the right dtypes.
+
+    Validation reads the schema only (``collect_schema``), never rows.
+
+    Parameters
+    ----------
+    lf
+        The frame to check.
+    table
+        :data:`TRADES` or :data:`QUOTES`.
+    what
+        What the frame is, for the error message.
+
+    Returns
+    -------
+    pl.LazyFrame
+        ``lf`` unchanged.
+
+    Raises
+    ------
+    SchemaError
+        When a required column is missing or any canonical column has another dtype.
+    """
+    present = lf.collect_schema()
+    missing = [name for name in table.required if name not in present]
+    if missing:
+        msg = (
+            f"{what} is missing column(s) {', '.join(missing)}; found {', '.join(present.names())}"
+        )
+        raise SchemaError(msg)
+    wrong = [
+        f"{c.name} is {present[c.name]}, expected {c.dtype}"
+        for c in table.columns
+        if c.name in present and present[c.name] != c.dtype
+    ]
+    if wrong:
+        msg = f"{what}: {'; '.join(wrong)}"
+        raise SchemaError(msg)
+    return lf

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def data_path(*parts: str) -> Path:
+    """Return a committed test fixture under tests/data/; fail loudly if it is missing."""
+    path = DATA.joinpath(*parts)
+    assert path.exists(), f"missing test fixture {path}"
+    return path
+
+
+def shared_path(*parts: str) -> Path:
+    """Return a file under ../shared/data, skipping the test when ../shared is absent."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} not present (../shared is only on developer machines)")
+    return path
