@@ -69,12 +69,8 @@ def parse_bool(value: str | pl.Expr) -> pl.Expr:
     """
     text = (pl.col(value) if isinstance(value, str) else value).cast(pl.String)
     lowered = text.str.strip_chars().str.to_lowercase()
-    return (
-        pl.when(lowered == "true")
-        .then(pl.lit(value=True))
-        .when(lowered == "false")
-        .then(pl.lit(value=False))
-        .otherwise(pl.lit(None, dtype=pl.Boolean))
+    return lowered.replace_strict(
+        {"true": True, "false": False}, default=None, return_dtype=pl.Boolean
     )
 
 
@@ -99,13 +95,8 @@ def side_from_text(value: str | pl.Expr, *, buy: Sequence[str], sell: Sequence[s
     """
     text = (pl.col(value) if isinstance(value, str) else value).cast(pl.String)
     lowered = text.str.strip_chars().str.to_lowercase()
-    return (
-        pl.when(lowered.is_in([b.lower() for b in buy]))
-        .then(pl.lit(1, dtype=pl.Int8))
-        .when(lowered.is_in([s.lower() for s in sell]))
-        .then(pl.lit(-1, dtype=pl.Int8))
-        .otherwise(pl.lit(0, dtype=pl.Int8))
-    )
+    mapping = {b.lower(): 1 for b in buy} | {s.lower(): -1 for s in sell}
+    return lowered.replace_strict(mapping, default=0, return_dtype=pl.Int8).fill_null(0)
 
 
 def require_text(source: Source) -> list[str]:
