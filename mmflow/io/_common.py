@@ -103,7 +103,10 @@ def require_text(source: Source) -> list[str]:
     """Return the first lines of a text file, or raise a one-line error for an empty file."""
     lines = source.lines()
     if not lines:
-        msg = "file is empty (no header and no rows); check the download"
+        if source.head(4096).strip():
+            msg = "binary content, not a text file (is this the right --format?)"
+        else:
+            msg = "file is empty (no header and no rows); check the download"
         raise ReaderError(msg, path=source.display)
     return lines
 

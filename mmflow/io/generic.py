@@ -56,18 +56,29 @@ def _timestamp(name: str, dtype: pl.DataType) -> pl.Expr:
     if dtype.is_integer():
         return epoch_to_datetime(column)
     if dtype.is_float():
-        return epoch_to_datetime(column.round(0))
+        # Fractional epoch counts (e.g. seconds 1721347200.123456): scale to microseconds by
+        # magnitude before rounding, so the fraction survives; float64 holds no finer digits.
+        micros = (
+            pl.when(column.abs() >= 1e17)
+            .then(column / 1_000)
+            .when(column.abs() >= 1e14)
+            .then(column)
+            .when(column.abs() >= 1e11)
+            .then(column * 1_000)
+            .otherwise(column * 1_000_000)
+        )
+        return epoch_to_datetime(micros.round(0), unit="us")
     text = column.cast(pl.String).str.strip_chars()
     return text.str.to_datetime(time_unit="ns", time_zone="UTC", strict=True)
 
 
-def _side(dtype: pl.DataType) -> pl.Expr:
+def _side(dtype: pl.DataType, source: Source) -> pl.Expr:
     column = pl.col(AGGRESSOR_SIDE)
     if dtype.is_numeric():
         return column.sign().fill_null(0).fill_nan(0).cast(pl.Int8)
     if dtype == pl.Boolean:
         msg = "aggressor_side is boolean; map a buy/sell or +1/-1 column instead"
-        raise SchemaError(msg)
+        raise SchemaError(msg, path=source.display)
     return side_from_text(column, buy=_BUY_TEXT, sell=_SELL_TEXT)
 
 
@@ -89,7 +100,12 @@ def canonicalize(lf: pl.LazyFrame, source: Source, options: ReadOptions) -> Fram
         Trades when the file has ``price`` and ``size``; else quotes when it has ``bid_price`` and
         ``ask_price``.
     """
-    schema = lf.collect_schema()
+    try:
+        schema = lf.collect_schema()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        msg = f"cannot read the file ({reason}); is this the right --format?"
+        raise ReaderError(msg, path=source.display) from exc
     rename = {}
     for canonical, column in options.column_map.items():
         if column not in schema:
@@ -115,7 +131,7 @@ def canonicalize(lf: pl.LazyFrame, source: Source, options: ReadOptions) -> Fram
         fixes.append(pl.lit(options.symbol or _stem(source), dtype=pl.String).alias(SYMBOL))
     if PRICE in schema and SIZE in schema:
         if AGGRESSOR_SIDE in schema:
-            fixes.append(_side(schema[AGGRESSOR_SIDE]).alias(AGGRESSOR_SIDE))
+            fixes.append(_side(schema[AGGRESSOR_SIDE], source).alias(AGGRESSOR_SIDE))
         else:
             fixes.append(pl.lit(0, dtype=pl.Int8).alias(AGGRESSOR_SIDE))
         return Frames(trades=conform(lf.with_columns(fixes), TRADES, what=source.display))
@@ -135,19 +151,27 @@ def read_csv(source: Source, options: ReadOptions) -> Frames:
     return canonicalize(lf, source, options)
 
 
+def _require_content(source: Source) -> Path:
+    """Return the path to scan, or raise a one-line error for an empty file."""
+    if not source.head(1):
+        msg = "file is empty (no header and no rows); check the download"
+        raise ReaderError(msg, path=source.display)
+    return source.scan_path()
+
+
 def read_parquet(source: Source, options: ReadOptions) -> Frames:
     """Read a parquet file with canonical column names (for example one mmflow wrote)."""
-    return canonicalize(pl.scan_parquet(source.scan_path()), source, options)
+    return canonicalize(pl.scan_parquet(_require_content(source)), source, options)
 
 
 def read_ndjson(source: Source, options: ReadOptions) -> Frames:
     """Read newline-delimited JSON objects with canonical keys."""
-    return canonicalize(pl.scan_ndjson(source.scan_path()), source, options)
+    return canonicalize(pl.scan_ndjson(_require_content(source)), source, options)
 
 
 def read_arrow(source: Source, options: ReadOptions) -> Frames:
     """Read an Arrow IPC (Feather v2) file with canonical column names."""
-    return canonicalize(pl.scan_ipc(source.scan_path()), source, options)
+    return canonicalize(pl.scan_ipc(_require_content(source)), source, options)
 
 
 def _canonical_header(columns: list[str]) -> bool:

@@ -131,15 +131,14 @@ class Source:
     def head(self, size: int = 65_536) -> bytes:
         """Return up to ``size`` decompressed bytes from the start of the file.
 
-        A file whose compressed start is unreadable raises :class:`ReaderError`; a truncated
-        end is only found when the whole file is read.
+        A file whose compressed start is unreadable, or whose compressed stream ends within the
+        first ``size`` bytes, raises :class:`ReaderError`; a truncated end further on is only
+        found when the whole file is read.
         """
         try:
             with self.open() as stream:
                 return stream.read(size)
-        except EOFError:
-            return b""
-        except (OSError, zipfile.BadZipFile) as exc:
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
             msg = f"cannot decompress ({exc}); the file is corrupt or truncated, re-download it"
             raise ReaderError(msg, path=self.display) from exc
 
@@ -148,7 +147,7 @@ class Source:
         head = self.head()
         if b"\x00" in head[:4096]:
             return []
-        text = head.decode("utf-8", errors="replace")
+        text = head.decode("utf-8-sig", errors="replace")  # drop a byte-order mark
         return [line.rstrip("\r") for line in text.split("\n")[:count] if line.strip()]
 
     def scan_path(self) -> Path:
@@ -183,7 +182,9 @@ class Source:
 
 
 def _spool_stdin(stream: BinaryIO) -> Path:
-    target = _spool_dir() / f"{len(list(_spool_dir().iterdir()))}-stdin"
+    # A directory of its own per read, so the copy is always named "stdin" (its Source.name, and
+    # the default symbol for files without one, must not depend on how many files were spooled).
+    target = Path(tempfile.mkdtemp(dir=_spool_dir())) / "stdin"
     with target.open("wb") as out:
         shutil.copyfileobj(stream, out)
     return target
