@@ -461,9 +461,10 @@ def test_header_only_file_reads_no_rows(tmp_path: Path) -> None:
     assert dict(df.schema) == TRADES_SCHEMA
 
 
-def test_symbol_option_overrides_file_name() -> None:
+def test_symbol_option_never_relabels_a_named_file() -> None:
+    # --symbol filters on the command line; it only names files that carry no symbol.
     df = read(fixture(UM_19), options=ReadOptions(symbol="XBTUSDT"))
-    assert df["symbol"].unique().to_list() == ["XBTUSDT"]
+    assert df["symbol"].unique().to_list() == ["BTCUSDT"]
 
 
 def test_monthly_file_name_gives_symbol(tmp_path: Path) -> None:

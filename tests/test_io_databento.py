@@ -489,10 +489,10 @@ def test_tbbo_first_trade_pre_trade_bbo() -> None:
 
 
 @pytest.mark.parametrize("suffix", FORMATS)
-def test_symbol_option_overrides(suffix: str) -> None:
+def test_symbol_option_never_relabels_mapped_symbols(suffix: str) -> None:
     frames = read(readable(ESU4_MBP1, suffix), symbol="ES")
-    assert collect(frames.trades)["symbol"].unique().to_list() == ["ES"]
-    assert collect(frames.quotes)["symbol"].unique().to_list() == ["ES"]
+    assert collect(frames.trades)["symbol"].unique().to_list() == ["ESU4"]
+    assert collect(frames.quotes)["symbol"].unique().to_list() == ["ESU4"]
 
 
 # --- inline and synthesized files ---------------------------------------------------------------

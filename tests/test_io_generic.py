@@ -294,10 +294,12 @@ def test_symbol_option_is_used_when_the_file_has_no_symbol_column(tmp_path: Path
     assert _trades(path, options=ReadOptions(symbol="XBTUSD"))["symbol"].to_list() == ["XBTUSD"]
 
 
-def test_symbol_option_overrides_the_files_symbol_column(tmp_path: Path) -> None:
+def test_symbol_option_never_relabels_the_files_symbol_column(tmp_path: Path) -> None:
     path = _write(tmp_path / "trades.csv", TRADES_CSV)
+    plain = _trades(path)
     df = _trades(path, options=ReadOptions(symbol="X"))
-    assert df["symbol"].to_list() == ["X", "X", "X"]
+    assert df["symbol"].to_list() == plain["symbol"].to_list()
+    assert "X" not in df["symbol"].to_list()
 
 
 # --- --map ------------------------------------------------------------------------------------

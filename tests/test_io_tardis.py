@@ -253,9 +253,9 @@ def test_reader_keeps_file_order_when_exchange_time_goes_back(tmp_path: Path) ->
     assert df["ts"].is_sorted()
 
 
-def test_symbol_override() -> None:
+def test_symbol_option_never_relabels_the_symbol_column() -> None:
     df = trades_of(data_path("tardis", BITMEX_FILE), symbol="XBT-PERP")
-    assert df["symbol"].unique().to_list() == ["XBT-PERP"]
+    assert df["symbol"].unique().to_list() == ["XBTUSD"]
     assert df["venue"].unique().to_list() == ["bitmex"]
 
 

@@ -292,9 +292,9 @@ def _plan(source: Source, lines: list[str], kind: Kind) -> _Plan:
 
 
 def _symbol(source: Source, options: ReadOptions) -> str:
-    if options.symbol:
-        return options.symbol
     match = NAME_PATTERN.match(source.name)
+    if match is None and options.symbol:
+        return options.symbol
     if match is None:
         msg = (
             f"cannot tell the symbol: file name {source.name!r} is not like "

@@ -175,10 +175,12 @@ def _price(name: str, *, pretty: bool) -> pl.Expr:
 
 
 def _symbol(options: ReadOptions, *, has_column: bool) -> pl.Expr:
-    """Return ``--symbol``, else the mapped raw symbol, else the instrument id as text."""
-    if options.symbol is not None:
-        return pl.lit(options.symbol, dtype=pl.String)
-    fallback = pl.col(_INSTRUMENT_ID).cast(pl.String)
+    """Return the mapped raw symbol, else ``--symbol``, else the instrument id as text."""
+    fallback = (
+        pl.lit(options.symbol, dtype=pl.String)
+        if options.symbol is not None
+        else pl.col(_INSTRUMENT_ID).cast(pl.String)
+    )
     if not has_column:
         return fallback
     return pl.col(_SYMBOL).cast(pl.String).fill_null(fallback)
@@ -480,7 +482,7 @@ def read_dbn(source: Source, options: ReadOptions) -> Frames:
 
     lf = pl.from_numpy(records).lazy()
     mapped = False
-    if options.symbol is None and meta.mappings:
+    if meta.mappings:
         stype_out = meta.stype_out.name if meta.stype_out is not None else ""
         stype_in = meta.stype_in.name if meta.stype_in is not None else ""
         if "INSTRUMENT_ID" in (stype_in, stype_out):

@@ -57,7 +57,9 @@ class ReadOptions:
     Attributes
     ----------
     symbol
-        Use this symbol instead of the one in the file or its name.
+        The symbol for files that carry none of their own (no symbol column and none in the
+        file name). It never relabels rows that have a symbol: on the command line ``--symbol``
+        also filters, so relabelling would pass other instruments' rows off as this one.
     column_map
         For ``generic`` CSV: canonical column name → the file's column name.
     """

@@ -127,7 +127,7 @@ def canonicalize(lf: pl.LazyFrame, source: Source, options: ReadOptions) -> Fram
     fixes = [_timestamp(TS, schema[TS]).alias(TS)]
     if TS_EVENT in schema:
         fixes.append(_timestamp(TS_EVENT, schema[TS_EVENT]).alias(TS_EVENT))
-    if options.symbol is not None or SYMBOL not in schema:
+    if SYMBOL not in schema:
         fixes.append(pl.lit(options.symbol or _stem(source), dtype=pl.String).alias(SYMBOL))
     if PRICE in schema and SIZE in schema:
         if AGGRESSOR_SIDE in schema:

@@ -173,7 +173,9 @@ def _scan(source: Source, needed: Sequence[str], floats: Sequence[str], what: st
 
 def _common(options: ReadOptions) -> list[pl.Expr]:
     """Clocks, symbol and venue, shared by every Tardis data type."""
-    symbol = pl.lit(options.symbol, dtype=pl.String) if options.symbol else pl.col(_SYMBOL)
+    symbol = pl.col(_SYMBOL)
+    if options.symbol:
+        symbol = symbol.fill_null(pl.lit(options.symbol, dtype=pl.String))
     return [
         epoch_to_datetime(_LOCAL_TIMESTAMP).alias(TS),
         epoch_to_datetime(_TIMESTAMP).alias(TS_EVENT),
