@@ -20,10 +20,10 @@ from rich.console import Console
 
 from mmflow._version import __version__
 from mmflow.errors import MmflowError, NoDataError, ParameterError
-from mmflow.inspect import inspect_file
+from mmflow.inspect import inspect_paths
 from mmflow.io import Loaded, ReadOptions, format_names, load
 from mmflow.pipeline import Selection, analyze, collect, gather, require_rows
-from mmflow.render.table import frame_table, records_table
+from mmflow.render.table import frame_table, inspect_table, summary_table
 from mmflow.render.write import OUTPUT_FORMATS, OutputFormat, build_metadata, write_file, write_to
 from mmflow.schema import QUOTES, TRADES
 
@@ -239,17 +239,19 @@ def inspect(
     \b
         mmflow inspect sample_data/ --to json
     """
-    inputs = load(files, fmt, _read_options(symbols, column_map))
-    reports = [inspect_file(item).as_dict() for item in inputs]
-    df = pl.DataFrame(reports, schema=_INSPECT_SCHEMA)
-    metadata = build_metadata(
-        table="inspect", sources=_sources(inputs), clock="recv", parameters={"format": fmt}
-    )
-    if not _emit(df, output=output, to_format=to_format, metadata=metadata):
-        shown = [
-            c for c in df.columns if c not in ("trades", "quotes", "buy_trades", "sell_trades")
-        ]
-        Console().print(records_table(reports, shown, title="mmflow inspect"))
+    run = inspect_paths(files, fmt, _read_options(symbols, column_map))
+    for error in run.errors:
+        click.echo(f"Error: {_one_line(error)}", err=True)
+    if run.reports:
+        df = pl.DataFrame([r.as_dict() for r in run.reports], schema=_INSPECT_SCHEMA)
+        sources = [{"path": r.path, "format": r.format} for r in run.reports]
+        metadata = build_metadata(
+            table="inspect", sources=sources, clock="recv", parameters={"format": fmt}
+        )
+        if not _emit(df, output=output, to_format=to_format, metadata=metadata):
+            Console().print(inspect_table(df))
+    if run.errors:
+        raise SystemExit(1)
 
 
 _INSPECT_SCHEMA: dict[str, pl.DataType] = {
@@ -357,7 +359,8 @@ def analyze_command(
         parameters=result.parameters,
     )
     if not _emit(chosen, output=output, to_format=to_format, metadata=metadata):
-        Console().print(frame_table(chosen, title="mmflow analyze"))
+        render = summary_table if table == "summary" else frame_table
+        Console().print(render(chosen, title="mmflow analyze"))
 
 
 def main() -> None:

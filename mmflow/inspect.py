@@ -6,13 +6,15 @@ large files are read once and never held whole in memory.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import polars as pl
 
 from mmflow.errors import MmflowError, ReaderError
-from mmflow.io import Loaded
+from mmflow.io import Loaded, ReadOptions, read_source
+from mmflow.io.source import expand
 from mmflow.schema import (
     AGGRESSOR_SIDE,
     ASK_PRICE,
@@ -187,7 +189,51 @@ def inspect_file(loaded: Loaded) -> FileReport:
         report.issues += _issues(trade, "trade")
     if quote is not None:
         report.quotes = quote["rows"]
+        if report.quotes == 0 and report.kind == "trades+quotes":
+            report.kind = "trades+bbo"  # e.g. a Databento tbbo CSV: rtype 1 but no book updates
         report.issues += _issues(quote, "quote")
     if report.rows == 0:
         report.issues.append("no rows")
     return report
+
+
+@dataclass
+class InspectRun:
+    """Reports for the files that could be read, and the errors of those that could not."""
+
+    reports: list[FileReport] = field(default_factory=list)
+    errors: list[MmflowError] = field(default_factory=list)
+
+
+def inspect_paths(
+    paths: Iterable[str],
+    fmt: str = "auto",
+    options: ReadOptions | None = None,
+    *,
+    stdin: BinaryIO | None = None,
+) -> InspectRun:
+    """Inspect every file ``paths`` name, carrying on past files that cannot be read.
+
+    Parameters
+    ----------
+    paths
+        Files, globs, directories, or ``-``.
+    fmt
+        Format name, or ``auto``.
+    options
+        Reading options.
+    stdin
+        The stream ``-`` reads.
+
+    Returns
+    -------
+    InspectRun
+        One report per readable file, and one error per unreadable one, in input order.
+    """
+    run = InspectRun()
+    for source in expand(paths, stdin=stdin):
+        try:
+            run.reports.append(inspect_file(read_source(source, fmt, options)))
+        except MmflowError as exc:
+            run.errors.append(exc)
+    return run

@@ -96,6 +96,16 @@ def test_expand_directory_is_recursive_sorted_and_skips_hidden_files(tmp_path: P
     assert sources[1].display == str(tmp_path / "2024" / "07" / "a.csv.gz")
 
 
+def test_expand_directory_skips_documentation_but_named_files_are_taken(tmp_path: Path) -> None:
+    _write(tmp_path / "README.md", b"# data\n")
+    _write(tmp_path / "MANIFEST.tsv", b"path\trows\n")
+    _write(tmp_path / "x.dbn.zst", b"")
+    _write(tmp_path / "t.csv", CSV)
+    names = [s.path.name for s in expand([str(tmp_path)])]
+    assert names == ["t.csv", "x.dbn.zst"]
+    assert [s.path.name for s in expand([str(tmp_path / "README.md")])] == ["README.md"]
+
+
 def test_expand_keeps_argument_order_across_arguments(tmp_path: Path) -> None:
     b = _write(tmp_path / "b.csv", CSV)
     a = _write(tmp_path / "a.csv", CSV)
@@ -149,14 +159,14 @@ def test_expand_empty_directory_raises_reader_error(tmp_path: Path) -> None:
     with pytest.raises(ReaderError) as info:
         expand([str(tmp_path / "empty")])
     assert str(info.value) == (
-        f"{tmp_path / 'empty'}: directory holds no files "
+        f"{tmp_path / 'empty'}: directory holds no data files "
         "(pass files, a glob, or a directory with data)"
     )
 
 
 def test_expand_directory_with_only_hidden_files_raises_reader_error(tmp_path: Path) -> None:
     _write(tmp_path / "d" / ".DS_Store", b"x")
-    with pytest.raises(ReaderError, match="directory holds no files"):
+    with pytest.raises(ReaderError, match="directory holds no data files"):
         expand([str(tmp_path / "d")])
 
 

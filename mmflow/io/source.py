@@ -190,11 +190,29 @@ def _spool_stdin(stream: BinaryIO) -> Path:
     return target
 
 
+DATA_SUFFIXES = frozenset(
+    {".csv", ".txt", ".dbn", ".parquet", ".arrow", ".ipc", ".feather", ".ndjson", ".jsonl"}
+)
+"""Suffixes (after any compression suffix) a directory search picks up."""
+
+
+def is_data_file_name(name: str) -> bool:
+    """Whether a directory search takes a file of this name (documentation and such are skipped).
+
+    Examples
+    --------
+    >>> [is_data_file_name(n) for n in ("a.csv.gz", "b.dbn.zst", "README.md", "MANIFEST.tsv")]
+    [True, True, False, False]
+    """
+    return Path(strip_compression_suffix(name)).suffix.lower() in DATA_SUFFIXES
+
+
 def expand(paths: Iterable[str], *, stdin: BinaryIO | None = None) -> list[Source]:
     """Turn paths, globs, directories and ``-`` into sources, in a stable sorted order.
 
-    Directories are searched recursively for files (hidden files are skipped); ``-`` reads
-    standard input once, spooled to a temporary file.
+    Directories are searched recursively for data files (see :data:`DATA_SUFFIXES`; hidden files
+    and documentation are skipped); files named explicitly or by a glob are always taken; ``-``
+    reads standard input once, spooled to a temporary file.
 
     Parameters
     ----------
@@ -226,9 +244,10 @@ def expand(paths: Iterable[str], *, stdin: BinaryIO | None = None) -> list[Sourc
                 for p in path.rglob("*")
                 if p.is_file()
                 and not any(part.startswith(".") for part in p.relative_to(path).parts)
+                and is_data_file_name(p.name)
             )
             if not found:
-                msg = "directory holds no files (pass files, a glob, or a directory with data)"
+                msg = "directory holds no data files (pass files, a glob, or a directory with data)"
                 raise ReaderError(msg, path=raw)
             sources.extend(Source(p, str(p)) for p in found)
             continue

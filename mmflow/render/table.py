@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
+from pathlib import PurePath
 from typing import Any
 
 import polars as pl
@@ -40,8 +41,7 @@ def format_value(value: Any) -> str:
         text = f"{value:,.{decimals}f}"
         return text.rstrip("0").rstrip(".") if "." in text else text
     if isinstance(value, datetime):
-        text = value.strftime("%Y-%m-%d %H:%M:%S.%f").rstrip("0").rstrip(".")
-        return text
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
     if isinstance(value, list):
         return ", ".join(format_value(v) for v in value)
     return str(value)
@@ -59,7 +59,8 @@ def frame_table(df: pl.DataFrame, *, title: str | None = None, caption: str | No
     """
     table = Table(title=title, caption=caption, header_style="bold")
     for name, dtype in df.schema.items():
-        table.add_column(name, justify="right" if dtype.is_numeric() else "left")
+        numeric = dtype.is_numeric()
+        table.add_column(name, justify="right" if numeric else "left", no_wrap=numeric)
     for row in df.iter_rows():
         table.add_row(*(format_value(v) for v in row))
     return table
@@ -76,3 +77,81 @@ def records_table(
     for record in records:
         table.add_row(*(format_value(record.get(name)) for name in columns))
     return table
+
+
+def _short_time(text: str | None) -> str:
+    """``2024-07-19T00:00:02.812000000Z`` → ``2024-07-19 00:00:02.812``."""
+    if not text:
+        return ""
+    return text.replace("T", " ").rstrip("Z")[:23]
+
+
+def time_span(start: str | None, end: str | None) -> str:
+    """Show a UTC span compactly: the end without its date when it is the same day.
+
+    Examples
+    --------
+    >>> time_span("2024-07-19T00:00:02.812000000Z", "2024-07-19T00:05:02.290000000Z")
+    '2024-07-19 00:00:02.812 → 00:05:02.290'
+    """
+    first, last = _short_time(start), _short_time(end)
+    if not first:
+        return ""
+    if last[:10] == first[:10]:
+        last = last[11:]
+    return f"{first} → {last}"
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{100 * value:.1f} %"
+
+
+def _relative_paths(paths: list[str]) -> list[str]:
+    """Drop the directory all paths share, so a table shows what tells files apart."""
+    if len(paths) < 2:
+        return [PurePath(p).name for p in paths]
+    parts = [PurePath(p).parts for p in paths]
+    shared = 0
+    while all(len(p) > shared + 1 and p[shared] == parts[0][shared] for p in parts):
+        shared += 1
+    return [str(PurePath(*p[shared:])) for p in parts]
+
+
+def inspect_table(df: pl.DataFrame) -> Table:
+    """Build the ``mmflow inspect`` table: one row per file, times to the millisecond."""
+    table = Table(title="mmflow inspect", header_style="bold")
+    table.add_column("file", overflow="fold")
+    table.add_column("format", overflow="fold")
+    table.add_column("kind")
+    table.add_column("rows", justify="right", no_wrap=True)
+    table.add_column("symbols", overflow="fold")
+    table.add_column("span (UTC)", overflow="fold")
+    table.add_column("side known", justify="right", no_wrap=True)
+    table.add_column("buy share", justify="right", no_wrap=True)
+    table.add_column("issues", overflow="fold")
+    names = _relative_paths(df["path"].to_list())
+    for name, row in zip(names, df.iter_rows(named=True), strict=True):
+        table.add_row(
+            name,
+            row["format"],
+            row["kind"],
+            f"{row['rows']:,}",
+            ", ".join(row["symbols"]),
+            time_span(row["start"], row["end"]),
+            _percent(row["side_known"]),
+            _percent(row["buy_volume_share"]),
+            "; ".join(row["issues"]) or "none",
+        )
+    return table
+
+
+def summary_table(df: pl.DataFrame, *, title: str, caption: str | None = None) -> Table:
+    """Build the per-symbol summary table: ``start``/``end`` shown as one UTC span column."""
+    if {"start", "end"} <= set(df.columns):
+        spans = [time_span(_iso(s), _iso(e)) for s, e in zip(df["start"], df["end"], strict=True)]
+        df = df.drop("start", "end").with_columns(pl.Series("span (UTC)", spans, pl.String))
+    return frame_table(df, title=title, caption=caption)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%S.%f")
