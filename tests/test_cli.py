@@ -103,7 +103,7 @@ def test_analyze_rich_summary_on_screen() -> None:
     assert "BTCUSDT" in out
     assert "ESU4" in out
     assert "9,999" in out
-    assert "2020-02-22 00:00:02.418 → 02:05:47.852" in out
+    assert "2020-02-22 00:00:02.418 → 2024-07-02 00:01:52.813 UTC" in out
 
 
 def test_analyze_bars_to_parquet_with_metadata(tmp_path: Path) -> None:

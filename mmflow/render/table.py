@@ -8,6 +8,7 @@ from pathlib import PurePath
 from typing import Any
 
 import polars as pl
+from rich import box
 from rich.table import Table
 
 
@@ -57,12 +58,19 @@ def frame_table(df: pl.DataFrame, *, title: str | None = None, caption: str | No
     >>> [c.header for c in table.columns]
     ['symbol', 'volume']
     """
-    table = Table(title=title, caption=caption, header_style="bold")
-    for name, dtype in df.schema.items():
+    table = Table(title=title, caption=caption, header_style="bold", box=box.SIMPLE_HEAD)
+    cells = [[format_value(v) for v in row] for row in df.iter_rows()]
+    for index, (name, dtype) in enumerate(df.schema.items()):
+        widest = max((len(row[index]) for row in cells), default=0)
         numeric = dtype.is_numeric()
-        table.add_column(name, justify="right" if numeric else "left", no_wrap=numeric)
-    for row in df.iter_rows():
-        table.add_row(*(format_value(v) for v in row))
+        table.add_column(
+            name.replace("_", "\n"),  # narrow headers; the data formats keep the real names
+            justify="right" if numeric else "left",
+            min_width=None if numeric else min(widest, 12),
+            overflow="fold",
+        )
+    for row in cells:
+        table.add_row(*row)
     return table
 
 
@@ -92,14 +100,14 @@ def time_span(start: str | None, end: str | None) -> str:
     Examples
     --------
     >>> time_span("2024-07-19T00:00:02.812000000Z", "2024-07-19T00:05:02.290000000Z")
-    '2024-07-19 00:00:02.812 → 00:05:02.290'
+    '2024-07-19 00:00:02.812 →\n00:05:02.290'
     """
     first, last = _short_time(start), _short_time(end)
     if not first:
         return ""
     if last[:10] == first[:10]:
         last = last[11:]
-    return f"{first} → {last}"
+    return f"{first} →\n{last}"
 
 
 def _percent(value: float | None) -> str:
@@ -119,13 +127,13 @@ def _relative_paths(paths: list[str]) -> list[str]:
 
 def inspect_table(df: pl.DataFrame) -> Table:
     """Build the ``mmflow inspect`` table: one row per file, times to the millisecond."""
-    table = Table(title="mmflow inspect", header_style="bold")
+    table = Table(title="mmflow inspect", header_style="bold", box=box.SIMPLE_HEAD)
     table.add_column("file", overflow="fold")
     table.add_column("format", overflow="fold")
-    table.add_column("kind")
+    table.add_column("kind", overflow="fold")
     table.add_column("rows", justify="right", no_wrap=True)
     table.add_column("symbols", overflow="fold")
-    table.add_column("span (UTC)", overflow="fold")
+    table.add_column("span (UTC)")
     table.add_column("side known", justify="right", no_wrap=True)
     table.add_column("buy share", justify="right", no_wrap=True)
     table.add_column("issues", overflow="fold")
@@ -145,11 +153,13 @@ def inspect_table(df: pl.DataFrame) -> Table:
     return table
 
 
-def summary_table(df: pl.DataFrame, *, title: str, caption: str | None = None) -> Table:
-    """Build the per-symbol summary table: ``start``/``end`` shown as one UTC span column."""
-    if {"start", "end"} <= set(df.columns):
-        spans = [time_span(_iso(s), _iso(e)) for s, e in zip(df["start"], df["end"], strict=True)]
-        df = df.drop("start", "end").with_columns(pl.Series("span (UTC)", spans, pl.String))
+def summary_table(df: pl.DataFrame, *, title: str) -> Table:
+    """Build the per-symbol summary table; the UTC span of all rows goes in the caption."""
+    caption = None
+    if {"start", "end"} <= set(df.columns) and df.height:
+        first, last = _iso(df["start"].min()), _iso(df["end"].max())  # type: ignore[arg-type]
+        caption = f"{time_span(first, last).replace(chr(10), ' ')} UTC"
+        df = df.drop("start", "end")
     return frame_table(df, title=title, caption=caption)
 
 
