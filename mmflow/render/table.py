@@ -95,7 +95,7 @@ def _short_time(text: str | None) -> str:
 
 
 def time_span(start: str | None, end: str | None) -> str:
-    """Show a UTC span compactly: the end without its date when it is the same day.
+    r"""Show a UTC span compactly: the end without its date when it is the same day.
 
     Examples
     --------
