@@ -23,7 +23,7 @@ from mmflow.errors import MmflowError, NoDataError, ParameterError
 from mmflow.inspect import inspect_paths
 from mmflow.io import Loaded, ReadOptions, format_names, load
 from mmflow.pipeline import Selection, analyze, collect, gather, require_rows
-from mmflow.render.table import frame_table, inspect_table, summary_table
+from mmflow.render.table import frame_table, inspect_cards, inspect_table, summary_table
 from mmflow.render.write import OUTPUT_FORMATS, OutputFormat, build_metadata, write_file, write_to
 from mmflow.schema import QUOTES, TRADES
 
@@ -249,7 +249,8 @@ def inspect(
             table="inspect", sources=sources, clock="recv", parameters={"format": fmt}
         )
         if not _emit(df, output=output, to_format=to_format, metadata=metadata):
-            Console().print(inspect_table(df))
+            console = Console()
+            console.print(inspect_table(df) if console.width >= 120 else inspect_cards(df))
     if run.errors:
         raise SystemExit(1)
 

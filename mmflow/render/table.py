@@ -9,7 +9,9 @@ from typing import Any
 
 import polars as pl
 from rich import box
+from rich.console import Group, RenderableType
 from rich.table import Table
+from rich.text import Text
 
 
 def format_value(value: Any) -> str:
@@ -58,7 +60,14 @@ def frame_table(df: pl.DataFrame, *, title: str | None = None, caption: str | No
     >>> [c.header for c in table.columns]
     ['symbol', 'volume']
     """
-    table = Table(title=title, caption=caption, header_style="bold", box=box.SIMPLE_HEAD)
+    table = Table(
+        title=title,
+        caption=caption,
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
     cells = [[format_value(v) for v in row] for row in df.iter_rows()]
     for index, (name, dtype) in enumerate(df.schema.items()):
         widest = max((len(row[index]) for row in cells), default=0)
@@ -127,7 +136,13 @@ def _relative_paths(paths: list[str]) -> list[str]:
 
 def inspect_table(df: pl.DataFrame) -> Table:
     """Build the ``mmflow inspect`` table: one row per file, times to the millisecond."""
-    table = Table(title="mmflow inspect", header_style="bold", box=box.SIMPLE_HEAD)
+    table = Table(
+        title="mmflow inspect",
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
     table.add_column("file", overflow="fold")
     table.add_column("format", overflow="fold")
     table.add_column("kind", overflow="fold")
@@ -165,3 +180,24 @@ def summary_table(df: pl.DataFrame, *, title: str) -> Table:
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
+def inspect_cards(df: pl.DataFrame) -> Group:
+    """Build ``mmflow inspect`` output for narrow terminals: one key/value block per file."""
+    blocks: list[RenderableType] = []
+    for row in df.iter_rows(named=True):
+        blocks.append(Text(row["path"], style="bold", overflow="fold"))
+        card = Table(box=None, show_header=False, pad_edge=False)
+        card.add_column(style="bold", no_wrap=True)
+        card.add_column(overflow="fold")
+        card.add_row("format", f"{row['format']} ({row['kind']})")
+        card.add_row("rows", f"{row['rows']:,}")
+        card.add_row("symbols", ", ".join(row["symbols"]))
+        card.add_row("start (UTC)", _short_time(row["start"]))
+        card.add_row("end (UTC)", _short_time(row["end"]))
+        if row["side_known"] is not None:
+            card.add_row("side known", _percent(row["side_known"]))
+            card.add_row("buy share", _percent(row["buy_volume_share"]))
+        card.add_row("issues", "; ".join(row["issues"]) or "none")
+        blocks += [card, Text("")]
+    return Group(*blocks)
