@@ -374,7 +374,7 @@ def read_trades(source: Source, options: ReadOptions) -> Frames:
     source
         The file (plain, gzip, zstd, or a zip holding one CSV).
     options
-        ``symbol`` overrides the symbol taken from the file name.
+        ``symbol`` names the file when its name carries no symbol.
 
     Returns
     -------
@@ -400,7 +400,7 @@ def read_aggtrades(source: Source, options: ReadOptions) -> Frames:
     source
         The file (plain, gzip, zstd, or a zip holding one CSV).
     options
-        ``symbol`` overrides the symbol taken from the file name.
+        ``symbol`` names the file when its name carries no symbol.
 
     Returns
     -------
@@ -426,7 +426,7 @@ def read_bookticker(source: Source, options: ReadOptions) -> Frames:
     source
         The file (plain, gzip, zstd, or a zip holding one CSV).
     options
-        ``symbol`` overrides the symbol taken from the file name.
+        ``symbol`` names the file when its name carries no symbol.
 
     Returns
     -------

@@ -23,7 +23,7 @@ Symbol
     DBN: the file's symbology metadata, joined on ``instrument_id`` and the UTC date of
     ``ts_recv`` (mapping intervals end exclusively), exactly as Databento's own CSV encoder does.
     CSV: the ``symbol`` column (written by Databento's ``map_symbols`` option). Where neither
-    gives one, the ``instrument_id`` as text. ``--symbol`` overrides both.
+    gives one, ``--symbol`` if given, else the ``instrument_id`` as text.
 Venue
     Not set: a DBN file names its dataset, but a CSV only has the numeric ``publisher_id``, and the
     two readers must agree.
@@ -276,7 +276,7 @@ def read_csv(source: Source, options: ReadOptions) -> Frames:
     source
         The file; ``.csv``, ``.csv.gz`` and ``.csv.zst`` are read the same way.
     options
-        ``symbol`` overrides the ``symbol`` column.
+        ``symbol`` fills rows whose ``symbol`` column is empty.
 
     Returns
     -------
@@ -401,7 +401,7 @@ def read_dbn(source: Source, options: ReadOptions) -> Frames:
     source
         The file; zstd compression is undone by :class:`Source`.
     options
-        ``symbol`` overrides the symbols from the file's metadata.
+        ``symbol`` names instruments the metadata does not map.
 
     Returns
     -------
