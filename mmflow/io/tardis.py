@@ -10,9 +10,9 @@ Units are taken from each value's magnitude, so ns-sized test files read correct
 Columns are read by name, never by position: the quote layout is
 ``ask_amount,ask_price,bid_price,bid_amount`` (ask first). ``exchange`` becomes ``venue`` and
 ``symbol`` the symbol (``--symbol`` fills empty cells). In ``trades`` the ``side`` column is the
-taker (aggressor) side: ``buy`` → +1, ``sell`` → −1, ``unknown`` or empty → 0. In
-``liquidations`` it is the side of the forced liquidation order, which is the taker of that trade: ``buy`` (a short was
-liquidated) → +1, ``sell`` → −1. An empty cell is a value not provided: an empty ``id`` gives a
+taker (aggressor) side: ``buy`` → +1, ``sell`` → −1, ``unknown`` or empty → 0. In ``liquidations``
+it is the side of the forced liquidation order, which is the taker of that trade: ``buy`` (a short
+was liquidated) → +1, ``sell`` → −1. An empty cell is a value not provided: an empty ``id`` gives a
 null ``trade_id`` and an empty quote side gives null price and size.
 
 Detection is by the exact header. ``trades`` and ``liquidations`` share their header, so a file is
