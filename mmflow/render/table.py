@@ -160,7 +160,12 @@ def inspect_table(df: pl.DataFrame) -> Table:
             row["kind"],
             f"{row['rows']:,}",
             ", ".join(row["symbols"]),
-            time_span(row["start"], row["end"]),
+            time_span(row["start"], row["end"])
+            + (
+                f"\nexchange clock:\n{time_span(row['start_event'], row['end_event'])}"
+                if row["start_event"] is not None
+                else ""
+            ),
             _percent(row["side_known"]),
             _percent(row["buy_volume_share"]),
             "; ".join(row["issues"]) or "none",
@@ -195,6 +200,9 @@ def inspect_cards(df: pl.DataFrame) -> Group:
         card.add_row("symbols", ", ".join(row["symbols"]))
         card.add_row("start (UTC)", _short_time(row["start"]))
         card.add_row("end (UTC)", _short_time(row["end"]))
+        if row["start_event"] is not None:
+            card.add_row("exchange start", _short_time(row["start_event"]))
+            card.add_row("exchange end", _short_time(row["end_event"]))
         if row["side_known"] is not None:
             card.add_row("side known", _percent(row["side_known"]))
             card.add_row("buy share", _percent(row["buy_volume_share"]))
