@@ -40,6 +40,8 @@ PRICE: Final = "price"
 SIZE: Final = "size"
 AGGRESSOR_SIDE: Final = "aggressor_side"
 TRADE_ID: Final = "trade_id"
+CONDITIONS: Final = "conditions"
+CORRECTION: Final = "correction"
 BID_PRICE: Final = "bid_price"
 BID_SIZE: Final = "bid_size"
 ASK_PRICE: Final = "ask_price"
@@ -114,6 +116,8 @@ TRADES: Final = TableSchema(
         Column(AGGRESSOR_SIDE, pl.Int8(), required=True),
         Column(TRADE_ID, pl.String(), required=False),
         *_BBO,
+        Column(CONDITIONS, pl.String(), required=False),
+        Column(CORRECTION, pl.String(), required=False),
     ),
 )
 
@@ -128,6 +132,7 @@ QUOTES: Final = TableSchema(
         Column(BID_SIZE, pl.Float64(), required=True),
         Column(ASK_PRICE, pl.Float64(), required=True),
         Column(ASK_SIZE, pl.Float64(), required=True),
+        Column(CONDITIONS, pl.String(), required=False),
     ),
 )
 

@@ -75,6 +75,8 @@ def _canonical_trades() -> pl.DataFrame:
             "bid_size": [1.5, 2.0],
             "ask_price": [64001.0, 3400.5],
             "ask_size": [0.25, 4.0],
+            "conditions": ["@", None],
+            "correction": ["00", None],
         },
         schema={name: TRADES.dtype(name) for name in TRADES.names},
     )
@@ -531,6 +533,7 @@ def test_round_trip_of_canonical_quotes_through_parquet_is_identical(tmp_path: P
             "bid_size": [12.0, None],
             "ask_price": [5600.5, 5600.75],
             "ask_size": [7.0, 3.0],
+            "conditions": ["R", None],
         },
         schema={name: QUOTES.dtype(name) for name in QUOTES.names},
     )

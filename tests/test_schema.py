@@ -55,6 +55,8 @@ def test_trades_schema_names_dtypes_and_required_flags_match_product_md() -> Non
         ("bid_size", pl.Float64(), False),
         ("ask_price", pl.Float64(), False),
         ("ask_size", pl.Float64(), False),
+        ("conditions", pl.String(), False),
+        ("correction", pl.String(), False),
     ]
     assert TRADES.name == "trades"
     assert TRADES.required == ["ts", "symbol", "price", "size", "aggressor_side"]
@@ -70,6 +72,7 @@ def test_quotes_schema_names_dtypes_and_required_flags_match_product_md() -> Non
         ("bid_size", pl.Float64(), True),
         ("ask_price", pl.Float64(), True),
         ("ask_size", pl.Float64(), True),
+        ("conditions", pl.String(), False),
     ]
     assert QUOTES.name == "quotes"
     assert QUOTES.required == ["ts", "symbol", "bid_price", "bid_size", "ask_price", "ask_size"]

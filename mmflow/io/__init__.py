@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 import polars as pl
@@ -129,7 +130,18 @@ def load(
     list[Loaded]
         One entry per file, in the order given (directories and globs sorted).
     """
-    return [read_source(s, fmt, options) for s in expand(paths, stdin=stdin)]
+    sources = expand(paths, stdin=stdin)
+    loaded = [read_source(s, fmt, options) for s in sources]
+    given = {s.path.resolve() for s in sources}
+    return [item for item in loaded if not _read_by_its_primary(item, given)]
+
+
+def _read_by_its_primary(item: Loaded, given: set[Path]) -> bool:
+    """Whether another input's reader already reads this file (e.g. a LOBSTER orderbook)."""
+    if item.format.primary is None:
+        return False
+    primary = item.format.primary(item.source)
+    return primary is not None and primary.resolve() in given
 
 
 def combine(frames: Sequence[pl.LazyFrame]) -> pl.LazyFrame | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import polars as pl
@@ -111,9 +112,18 @@ class Format:
         Build the lazy canonical frames for a source.
     sniff
         Return True when a file is in this format.
+    primary
+        For a file that another file's reader reads along with it (a LOBSTER orderbook file
+        is read with its message file): the path of that other file. When it is among the
+        inputs too, this file is skipped so its rows are not counted twice.
+    findings
+        Format-specific data-quality findings for ``mmflow inspect`` (LOBSTER halts, TAQ rows
+        per cleaning rule, ...), one line each. It may read the whole file.
     """
 
     name: str
     description: str
     read: Reader
     sniff: Callable[[Sniff], bool]
+    primary: Callable[[Source], Path | None] | None = None
+    findings: Callable[[Source, ReadOptions], list[str]] | None = None

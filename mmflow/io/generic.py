@@ -21,14 +21,18 @@ from mmflow.schema import (
     AGGRESSOR_SIDE,
     ASK_PRICE,
     BID_PRICE,
+    CONDITIONS,
+    CORRECTION,
     PRICE,
     QUOTES,
     SIZE,
     SYMBOL,
     TIMESTAMP,
+    TRADE_ID,
     TRADES,
     TS,
     TS_EVENT,
+    VENUE,
     conform,
 )
 
@@ -146,7 +150,7 @@ def canonicalize(lf: pl.LazyFrame, source: Source, options: ReadOptions) -> Fram
 
 def read_csv(source: Source, options: ReadOptions) -> Frames:
     """Read a comma-separated file with canonical or mapped column names."""
-    text_columns = {c: pl.String() for c in (SYMBOL, "venue", "trade_id")}
+    text_columns = {c: pl.String() for c in (SYMBOL, VENUE, TRADE_ID, CONDITIONS, CORRECTION)}
     lf = scan_csv(source, schema_overrides=text_columns, infer_schema_length=10_000)
     return canonicalize(lf, source, options)
 
