@@ -1,0 +1,166 @@
+"""Matching each trade to the quote that prevailed before it.
+
+The prevailing quote is the latest quote of the same symbol **strictly before** the trade on the
+alignment clock (product.md: a quote stamped at the same instant usually already reflects the
+trade; on real files strict matching scores 99.8 % against the vendor side where at-or-before
+scores 78 %). ``match="at-or-before"`` includes same-instant quotes and ``lag`` uses older quotes
+(Lee & Ready 1991 used 5 s for 1988 NYSE data; Bessembinder 2003 finds no lag best for
+classification of modern data). Trades that carry their own pre-trade best bid and offer
+(Databento tbbo / mbp-1, Sierra exports) keep it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import polars as pl
+
+from mmflow.schema import (
+    ASK_PRICE,
+    ASK_SIZE,
+    BID_PRICE,
+    BID_SIZE,
+    MID_PRICE,
+    SPREAD,
+    SYMBOL,
+    TS,
+)
+
+QuoteMatch = Literal["strict", "at-or-before"]
+"""How a trade is matched to quotes: latest quote strictly before it, or at or before it."""
+
+QUOTE_SOURCE = "quote_source"
+"""Per trade: ``trade`` (its own pre-trade BBO), ``quotes`` (matched quote) or null (none)."""
+QUOTE_USABLE = "quote_usable"
+"""Per trade: both sides present and bid < ask, so the quote test may use it."""
+
+_BBO = (BID_PRICE, BID_SIZE, ASK_PRICE, ASK_SIZE)
+_MATCHED = {name: f"_matched_{name}" for name in _BBO}
+_KEY = "_quote_key"
+
+
+def quote_is_usable(bid: str | pl.Expr = BID_PRICE, ask: str | pl.Expr = ASK_PRICE) -> pl.Expr:
+    """Return whether a quote can be used by the quote test: both sides present and bid < ask.
+
+    Crossed (bid > ask), locked (bid = ask) and one-sided quotes are not used; trades facing
+    them fall back to the tick rule.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> df = pl.DataFrame({"bid_price": [1.0, 2.0, 2.0, None], "ask_price": [2.0, 2.0, 1.0, 2.0]})
+    >>> df.select(quote_is_usable())["bid_price"].to_list()
+    [True, False, False, False]
+    """
+    b = pl.col(bid) if isinstance(bid, str) else bid
+    a = pl.col(ask) if isinstance(ask, str) else ask
+    return (b.is_not_null() & a.is_not_null() & (b < a)).fill_null(value=False)
+
+
+def _negative(duration: str) -> str:
+    text = duration.strip()
+    return text[1:] if text.startswith("-") else f"-{text}"
+
+
+def attach_quotes(
+    trades: pl.LazyFrame,
+    quotes: pl.LazyFrame | None,
+    *,
+    match: QuoteMatch = "strict",
+    lag: str = "0s",
+) -> pl.LazyFrame:
+    """Add the prevailing best bid and offer to every trade, with ``mid_price`` and ``spread``.
+
+    Parameters
+    ----------
+    trades
+        Canonical trades sorted by ``ts``. Rows that carry their own pre-trade BBO keep it.
+    quotes
+        Canonical quotes sorted by ``ts`` (``None``: only the trades' own BBO is used).
+    match
+        ``strict`` (default): the latest quote with quote.ts < trade.ts − lag;
+        ``at-or-before``: quote.ts ≤ trade.ts − lag.
+    lag
+        A polars duration (``0s``, ``50ms``, ``1s``): use quotes at least this much older.
+
+    Returns
+    -------
+    pl.LazyFrame
+        ``trades`` with ``bid_price, bid_size, ask_price, ask_size`` (null where no quote
+        prevails), ``mid_price`` = (B + A)/2 and ``spread`` = A − B (null unless the quote is
+        usable), ``quote_source`` and ``quote_usable``.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> from datetime import datetime
+    >>> t = pl.LazyFrame(
+    ...     {"ts": [datetime(2024, 1, 1, 0, 0, 1)], "symbol": ["X"], "price": [10.1]}
+    ... ).with_columns(pl.col("ts").dt.replace_time_zone("UTC"))
+    >>> q = pl.LazyFrame(
+    ...     {
+    ...         "ts": [datetime(2024, 1, 1), datetime(2024, 1, 1, 0, 0, 1)],
+    ...         "symbol": ["X", "X"],
+    ...         "bid_price": [10.0, 10.1],
+    ...         "bid_size": [1.0, 1.0],
+    ...         "ask_price": [10.2, 10.3],
+    ...         "ask_size": [1.0, 1.0],
+    ...     }
+    ... ).with_columns(pl.col("ts").dt.replace_time_zone("UTC"))
+    >>> attach_quotes(t, q).collect()[["bid_price", "ask_price", "mid_price"]].row(0)
+    (10.0, 10.2, 10.1)
+    """
+    names = trades.collect_schema().names()
+    own = all(name in names for name in _BBO)
+    if quotes is None:
+        out = (
+            trades if own else trades.with_columns(pl.lit(None, pl.Float64).alias(n) for n in _BBO)
+        )
+        own_bbo = pl.col(BID_PRICE).is_not_null() | pl.col(ASK_PRICE).is_not_null()
+        out = out.with_columns(
+            pl.when(own_bbo).then(pl.lit("trade")).otherwise(None).alias(QUOTE_SOURCE)
+        )
+    else:
+        right = quotes.select(
+            pl.col(TS).alias(_KEY), SYMBOL, *(pl.col(n).alias(_MATCHED[n]) for n in _BBO)
+        )
+        key = pl.col(TS) if lag in ("0", "0s", "") else pl.col(TS).dt.offset_by(_negative(lag))
+        joined = (
+            trades.with_columns(key.alias(_KEY))
+            .join_asof(
+                right,
+                on=_KEY,
+                by=SYMBOL,
+                strategy="backward",
+                allow_exact_matches=match == "at-or-before",
+                check_sortedness=False,
+            )
+            .drop(_KEY)
+        )
+        has_own = (
+            pl.col(BID_PRICE).is_not_null() | pl.col(ASK_PRICE).is_not_null()
+            if own
+            else pl.lit(value=False)
+        )
+        matched = (
+            pl.col(_MATCHED[BID_PRICE]).is_not_null() | pl.col(_MATCHED[ASK_PRICE]).is_not_null()
+        )
+        source = pl.when(has_own).then(pl.lit("trade")).when(matched).then(pl.lit("quotes"))
+        out = (
+            joined.with_columns(source.otherwise(None).alias(QUOTE_SOURCE))
+            .with_columns(
+                (
+                    pl.when(has_own).then(pl.col(n)).otherwise(pl.col(_MATCHED[n]))
+                    if own
+                    else pl.col(_MATCHED[n])
+                ).alias(n)
+                for n in _BBO
+            )
+            .drop(_MATCHED.values())
+        )
+    usable = quote_is_usable()
+    return out.with_columns(
+        usable.alias(QUOTE_USABLE),
+        pl.when(usable).then((pl.col(BID_PRICE) + pl.col(ASK_PRICE)) / 2).alias(MID_PRICE),
+        pl.when(usable).then(pl.col(ASK_PRICE) - pl.col(BID_PRICE)).alias(SPREAD),
+    )
