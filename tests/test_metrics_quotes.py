@@ -23,8 +23,8 @@ def trades_frame(rows: list[tuple[int, str, float]], **bbo: list[float | None]) 
         "price": [r[2] for r in rows],
     }
     data.update(bbo)  # type: ignore[arg-type]
-    schema = {"ts": UTC_NS, "symbol": pl.String, "price": pl.Float64}
-    schema.update({name: pl.Float64 for name in bbo})  # type: ignore[misc]
+    schema: dict[str, pl.DataType] = {"ts": UTC_NS, "symbol": pl.String(), "price": pl.Float64()}
+    schema.update({name: pl.Float64() for name in bbo})
     return pl.LazyFrame(data, schema=schema).sort("ts", maintain_order=True)
 
 
