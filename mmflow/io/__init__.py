@@ -15,7 +15,7 @@ from typing import BinaryIO
 import polars as pl
 
 from mmflow.errors import ParameterError, UnknownFormatError
-from mmflow.io import binance, databento, generic, tardis
+from mmflow.io import binance, databento, generic, lobster, polygon, sierra, taq, tardis
 from mmflow.io.formats import Format, Frames, Kind, ReadOptions, Sniff, frames_kind
 from mmflow.io.source import Source, expand
 
@@ -35,7 +35,9 @@ __all__ = [
 
 # Detection order: binary and vendor-specific signatures first, the generic fallbacks last.
 FORMATS: dict[str, Format] = {
-    f.name: f for module in (databento, tardis, binance, generic) for f in module.FORMATS
+    f.name: f
+    for module in (databento, tardis, binance, polygon, sierra, lobster, taq, generic)
+    for f in module.FORMATS
 }
 
 
