@@ -22,14 +22,33 @@ from mmflow._version import __version__
 from mmflow.errors import MmflowError, NoDataError, ParameterError
 from mmflow.inspect import inspect_paths
 from mmflow.io import Loaded, ReadOptions, format_names, load
-from mmflow.pipeline import Selection, analyze, collect, gather, require_rows
-from mmflow.render.table import frame_table, inspect_cards, inspect_table, summary_table
+from mmflow.metrics.quotes import QuoteMatch
+from mmflow.metrics.signing import METHODS
+from mmflow.pipeline import (
+    Clock,
+    Selection,
+    Signing,
+    analyze,
+    classify,
+    collect,
+    evaluate,
+    gather,
+    require_rows,
+    signing_warnings,
+)
+from mmflow.render.table import (
+    evaluation_table,
+    frame_table,
+    inspect_cards,
+    inspect_table,
+    summary_table,
+)
 from mmflow.render.write import OUTPUT_FORMATS, OutputFormat, build_metadata, write_file, write_to
 from mmflow.schema import QUOTES, TRADES
 
 F = TypeVar("F", bound=Callable[..., Any])
 USER_ERRORS = (MmflowError, pl.exceptions.PolarsError, OSError)
-_DURATION = re.compile(r"^(\d+(ns|us|ms|s|m|h|d|w))+$")
+_DURATION = re.compile(r"^(\d+(ns|us|ms|s|m|h|d|w))+$|^0$")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -64,7 +83,7 @@ class Duration(click.ParamType[str]):
         text = str(value).strip()
         if not _DURATION.match(text):
             self.fail(f"{value!r} is not a duration like 1s, 500ms, 5m, 1h or 1d", param, ctx)
-        return text
+        return "0s" if text == "0" else text
 
 
 class Timestamp(click.ParamType[datetime]):
@@ -275,29 +294,89 @@ _INSPECT_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
+def quote_options(func: F) -> F:
+    """Options for quote files given separately from the trades."""
+    func = click.option(
+        "--quotes-format",
+        type=click.Choice(["auto", *format_names()]),
+        default="auto",
+        show_default=True,
+        help="Format of the --quotes files.",
+    )(func)
+    return click.option(
+        "--quotes",
+        "quote_files",
+        multiple=True,
+        help="Quote files (repeatable; quote a glob to let mmflow expand it). Quote files among "
+        "the positional inputs are recognised too.",
+    )(func)
+
+
+def signing_options(func: F) -> F:
+    """Options that choose how trades are signed."""
+    decorators = [
+        click.option(
+            "--method",
+            type=click.Choice(METHODS),
+            default="auto",
+            show_default=True,
+            help="Trade signing: auto = vendor side where known, else Lee-Ready with quotes, "
+            "else the tick rule.",
+        ),
+        click.option(
+            "--quote-match",
+            type=click.Choice(["strict", "at-or-before"]),
+            default="strict",
+            show_default=True,
+            help="Match each trade to the latest quote strictly before it, or at or before it.",
+        ),
+        click.option(
+            "--quote-lag",
+            type=Duration(),
+            default="0s",
+            show_default=True,
+            help="Use quotes at least this much older than the trade (e.g. 100ms).",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+def _market(params: dict[str, Any]) -> tuple[list[Loaded], pl.LazyFrame, pl.LazyFrame | None]:
+    """Load the positional inputs and --quotes files; return inputs, trades and quotes."""
+    options = _read_options(params["symbols"], params["column_map"])
+    inputs = load(params["files"], params["fmt"], options)
+    if params.get("quote_files"):
+        inputs += load(params["quote_files"], params["quotes_format"], options)
+    trades = gather(inputs, TRADES)
+    if trades is None:
+        msg = "no trades in the inputs (they hold only quotes); pass trade files too"
+        raise NoDataError(msg)
+    return inputs, trades, gather(inputs, QUOTES)
+
+
+def _selection(params: dict[str, Any]) -> Selection:
+    clock: Clock = "event" if params["clock"] == "event" else "recv"
+    return Selection(params["symbols"], params["start"], params["end"], clock)
+
+
+def _signing(params: dict[str, Any]) -> Signing:
+    match: QuoteMatch = "at-or-before" if params["quote_match"] == "at-or-before" else "strict"
+    return Signing(params["method"], match, params["quote_lag"])
+
+
+def _warn(lines: list[str]) -> None:
+    console = Console(stderr=True)
+    for line in lines:
+        console.print(f"[yellow]Warning:[/yellow] {line}", highlight=False)
+
+
 @cli.command(name="analyze")
 @click.argument("files", nargs=-1, required=True)
-@click.option(
-    "--quotes",
-    "quote_files",
-    multiple=True,
-    help="Quote files (repeatable; globs are expanded by mmflow when quoted).",
-)
-@click.option(
-    "--quotes-format",
-    type=click.Choice(["auto", *format_names()]),
-    default="auto",
-    show_default=True,
-    help="Format of the --quotes files.",
-)
+@quote_options
 @click.option("--bar", type=Duration(), help="Bar length for the per-bar table (default 1m).")
-@click.option(
-    "--method",
-    type=click.Choice(["auto", "vendor", "tick"]),
-    default="auto",
-    show_default=True,
-    help="Trade signing: vendor side where known, else the tick rule (auto).",
-)
+@signing_options
 @click.option(
     "--table",
     "which",
@@ -307,61 +386,112 @@ _INSPECT_SCHEMA: dict[str, pl.DataType] = {
 @input_options
 @selection_options
 @output_options
-def analyze_command(
-    files: tuple[str, ...],
-    quote_files: tuple[str, ...],
-    quotes_format: str,
-    bar: str | None,
-    method: str,
-    which: str | None,
-    fmt: str,
-    column_map: dict[str, str],
-    symbols: tuple[str, ...],
-    start: datetime | None,
-    end: datetime | None,
-    clock: str,
-    output: Path | None,
-    to_format: OutputFormat | None,
-) -> None:
+def analyze_command(**params: Any) -> None:
     """Summarise order flow per symbol: volume, buy/sell split, VWAP, net flow.
 
     Trade files and quote files may be given together; quote files can also be named with
-    --quotes. Signs come from the vendor's aggressor flag where known, else the tick rule.
+    --quotes. Signs come from the vendor's aggressor flag where known, else Lee-Ready against
+    the prevailing quote, else the tick rule (--method changes this).
 
     Example:
 
     \b
-        mmflow analyze sample_data/binance/BTCUSDT-trades-2024-07-19.csv
+        mmflow analyze sample_data/
         mmflow analyze trades/*.csv.gz --bar 5m -o bars.parquet
     """
-    options = _read_options(symbols, column_map)
-    inputs = load(files, fmt, options)
-    inputs += load(quote_files, quotes_format, options) if quote_files else []
-    trades = gather(inputs, TRADES)
-    if trades is None:
-        msg = "no trades in the inputs (they hold only quotes); pass trade files too"
-        raise NoDataError(msg)
-    selection = Selection(symbols, start, end, "event" if clock == "event" else "recv")
+    inputs, trades, quotes = _market(params)
     result = analyze(
         trades,
-        gather(inputs, QUOTES),
-        every=bar or "1m",
-        method="tick" if method == "tick" else "vendor" if method == "vendor" else "auto",
-        selection=selection,
+        quotes,
+        every=params["bar"] or "1m",
+        signing=_signing(params),
+        selection=_selection(params),
     )
-    summary, bars = collect([result.summary, result.bars], inputs)
+    summary, bars, mix = collect([result.summary, result.bars, result.mix], inputs)
     require_rows(summary, "trades")
-    table = which or ("bars" if output is not None or bar is not None else "summary")
+    table = params["which"] or (
+        "bars" if params["output"] is not None or params["bar"] is not None else "summary"
+    )
     chosen = bars if table == "bars" else summary
     metadata = build_metadata(
         table=f"analyze.{table}",
         sources=_sources(inputs),
-        clock=clock,
+        clock=params["clock"],
         parameters=result.parameters,
     )
-    if not _emit(chosen, output=output, to_format=to_format, metadata=metadata):
-        render = summary_table if table == "summary" else frame_table
-        Console().print(render(chosen, title="mmflow analyze"))
+    if not _emit(chosen, output=params["output"], to_format=params["to_format"], metadata=metadata):
+        if table == "summary":
+            Console().print(summary_table(chosen, title="mmflow analyze", mix=mix))
+        else:
+            Console().print(frame_table(chosen, title="mmflow analyze"))
+
+
+@cli.command(name="classify")
+@click.argument("files", nargs=-1, required=True)
+@quote_options
+@signing_options
+@click.option(
+    "--evaluate",
+    is_flag=True,
+    help="Score every method against the vendor side (trades that have one).",
+)
+@click.option("--bar", type=Duration(), default="1m", show_default=True, help="Bars for bvc.")
+@input_options
+@selection_options
+@output_options
+def classify_command(**params: Any) -> None:
+    """Sign every trade (who initiated it), or score every method against the vendor side.
+
+    Per trade: ts, symbol, price, size, aggressor_side, trade_sign, sign_method (and mid_price,
+    spread when quotes are used); on screen, how many trades each rule signed. With --evaluate:
+    symbol, method, trades, classified, accuracy, coverage, buy_recall, sell_recall, and
+    Lee-Ready's accuracy at quote lags of 0, 50 ms, 100 ms, 500 ms and 1 s.
+
+    Example:
+
+    \b
+        mmflow classify sample_data/databento/ --method lee-ready --to csv
+        mmflow classify sample_data/binance/ --evaluate
+    """
+    inputs, trades, quotes = _market(params)
+    signing, selection = _signing(params), _selection(params)
+    if params["evaluate"]:
+        scored = evaluate(trades, quotes, signing=signing, every=params["bar"], selection=selection)
+        diagnostics = classify(trades, quotes, signing=signing, selection=selection).diagnostics
+        scores, lags, checks = collect([scored.scores, scored.lags, diagnostics], inputs)
+        require_rows(scores, "trades with a vendor side")
+        _warn(signing_warnings(checks, scores))
+        metadata = build_metadata(
+            table="classify.evaluate",
+            sources=_sources(inputs),
+            clock=params["clock"],
+            parameters={"quote_match": signing.match, "quote_lag": signing.lag},
+        )
+        if not _emit(
+            scores, output=params["output"], to_format=params["to_format"], metadata=metadata
+        ):
+            console = Console()
+            console.print(evaluation_table(scores, title="mmflow classify --evaluate"))
+            if lags.height:
+                console.print(frame_table(lags, title="Lee-Ready accuracy by quote lag"))
+        return
+    result = classify(trades, quotes, signing=signing, every=params["bar"], selection=selection)
+    signed, mix, checks = collect([result.trades, result.mix, result.diagnostics], inputs)
+    require_rows(signed, "trades")
+    _warn(signing_warnings(checks))
+    metadata = build_metadata(
+        table="classify.bars" if signing.method == "bvc" else "classify.trades",
+        sources=_sources(inputs),
+        clock=params["clock"],
+        parameters=result.parameters,
+    )
+    if not _emit(signed, output=params["output"], to_format=params["to_format"], metadata=metadata):
+        console = Console()
+        if signing.method == "bvc":
+            console.print(frame_table(signed, title="mmflow classify --method bvc"))
+        else:
+            console.print(frame_table(mix, title="mmflow classify: trades signed by each rule"))
+            console.print("Write every signed trade with --to csv or -o trades.parquet.")
 
 
 def main() -> None:

@@ -14,9 +14,26 @@ import polars as pl
 
 from mmflow.errors import MmflowError, NoDataError, ReaderError
 from mmflow.io import Loaded, combine
-from mmflow.metrics.classify import SignMethod, sign_trades
-from mmflow.metrics.flow import flow_bars, flow_summary
-from mmflow.schema import QUOTES, SYMBOL, TRADES, TS, TS_EVENT, TableSchema, require
+from mmflow.metrics.bvc import BVC_BUY_VOLUME, BVC_SELL_VOLUME, bulk_volume_classification
+from mmflow.metrics.flow import bvc_flow_bars, flow_bars, flow_summary, summary_from_bars
+from mmflow.metrics.quotes import QUOTE_SOURCE, QUOTE_USABLE, QuoteMatch
+from mmflow.metrics.signing import Evaluation, Method, evaluate_signing, method_mix, sign_trades
+from mmflow.schema import (
+    AGGRESSOR_SIDE,
+    MID_PRICE,
+    PRICE,
+    QUOTES,
+    SIGN_METHOD,
+    SIZE,
+    SPREAD,
+    SYMBOL,
+    TRADE_SIGN,
+    TRADES,
+    TS,
+    TS_EVENT,
+    TableSchema,
+    require,
+)
 
 Clock = Literal["recv", "event"]
 """``recv``: align on ``ts`` (capture/receive time where the source has it); ``event``: on
@@ -93,6 +110,25 @@ def gather(inputs: Sequence[Loaded], table: TableSchema) -> pl.LazyFrame | None:
 
 
 @dataclass(frozen=True)
+class Signing:
+    """How trades are signed.
+
+    Attributes
+    ----------
+    method
+        A method of :data:`mmflow.metrics.signing.METHODS`; ``auto`` by default.
+    match
+        Quote matching: ``strict`` (quotes strictly before the trade) or ``at-or-before``.
+    lag
+        Use quotes at least this much older than the trade (polars duration).
+    """
+
+    method: Method = "auto"
+    match: QuoteMatch = "strict"
+    lag: str = "0s"
+
+
+@dataclass(frozen=True)
 class Analysis:
     """The result of :func:`analyze`: lazy tables plus the parameters that produced them.
 
@@ -102,13 +138,36 @@ class Analysis:
         One row per symbol.
     bars
         One row per symbol and bar.
+    mix
+        How many trades each signing rule signed, per symbol.
     parameters
         Every parameter, for file metadata and reproducibility.
     """
 
     summary: pl.LazyFrame
     bars: pl.LazyFrame
+    mix: pl.LazyFrame
     parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def _parameters(selection: Selection, signing: Signing, **extra: Any) -> dict[str, Any]:
+    return {
+        **extra,
+        "method": signing.method,
+        "quote_match": signing.match,
+        "quote_lag": signing.lag,
+        "clock": selection.clock,
+        "symbols": list(selection.symbols),
+        "start": selection.start.isoformat() if selection.start else None,
+        "end": selection.end.isoformat() if selection.end else None,
+    }
+
+
+def _prepared(
+    trades: pl.LazyFrame, quotes: pl.LazyFrame | None, selection: Selection
+) -> tuple[pl.LazyFrame, pl.LazyFrame | None]:
+    prepared_quotes = prepare(quotes, QUOTES, selection) if quotes is not None else None
+    return prepare(trades, TRADES, selection), prepared_quotes
 
 
 def analyze(
@@ -116,7 +175,7 @@ def analyze(
     quotes: pl.LazyFrame | None = None,
     *,
     every: str = "1m",
-    method: SignMethod = "auto",
+    signing: Signing | None = None,
     selection: Selection | None = None,
 ) -> Analysis:
     """Run the main analysis: sign trades, then summarise flow per symbol and per bar.
@@ -126,11 +185,11 @@ def analyze(
     trades
         Canonical trades (any order; several files may be concatenated).
     quotes
-        Canonical quotes, validated and prepared for the quote-based metrics.
+        Canonical quotes for quote-based signing, or ``None``.
     every
         Bar length (polars duration string).
-    method
-        Trade-signing method (see :func:`mmflow.metrics.classify.sign_trades`).
+    signing
+        Signing method and quote matching (``auto`` by default).
     selection
         Symbols, time window and clock.
 
@@ -140,18 +199,178 @@ def analyze(
         Lazy summary and bar tables; nothing is read until they are collected.
     """
     selection = selection or Selection()
-    signed = sign_trades(prepare(trades, TRADES, selection), method=method)
-    if quotes is not None:
-        prepare(quotes, QUOTES, selection)
-    parameters = {
-        "bar": every,
-        "method": method,
-        "clock": selection.clock,
-        "symbols": list(selection.symbols),
-        "start": selection.start.isoformat() if selection.start else None,
-        "end": selection.end.isoformat() if selection.end else None,
-    }
-    return Analysis(flow_summary(signed), flow_bars(signed, every=every), parameters)
+    signing = signing or Signing()
+    prepared, prepared_quotes = _prepared(trades, quotes, selection)
+    parameters = _parameters(selection, signing, bar=every)
+    if signing.method == "bvc":
+        unsigned = prepared.with_columns(
+            pl.lit(0, pl.Int8).alias(TRADE_SIGN), pl.lit("bvc").alias(SIGN_METHOD)
+        )
+        bars = bvc_flow_bars(unsigned, every=every)
+        return Analysis(summary_from_bars(bars, unsigned), bars, method_mix(unsigned), parameters)
+    signed = sign_trades(
+        prepared, prepared_quotes, method=signing.method, match=signing.match, lag=signing.lag
+    )
+    return Analysis(
+        flow_summary(signed), flow_bars(signed, every=every), method_mix(signed), parameters
+    )
+
+
+@dataclass(frozen=True)
+class Classification:
+    """The result of :func:`classify`.
+
+    Attributes
+    ----------
+    trades
+        Per trade: ``ts, symbol, price, size, aggressor_side, trade_sign, sign_method`` (and
+        ``mid_price, spread`` when quotes were used); for ``bvc``, per bar instead.
+    mix
+        How many trades each rule signed, per symbol.
+    diagnostics
+        Per symbol: ``trades, no_quote, unusable_quote, nan_price`` (counts behind warnings).
+    parameters
+        Every parameter.
+    """
+
+    trades: pl.LazyFrame
+    mix: pl.LazyFrame
+    diagnostics: pl.LazyFrame
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def classify(
+    trades: pl.LazyFrame,
+    quotes: pl.LazyFrame | None = None,
+    *,
+    signing: Signing | None = None,
+    every: str = "1m",
+    selection: Selection | None = None,
+) -> Classification:
+    """Sign every trade and count how each was signed.
+
+    Parameters
+    ----------
+    trades, quotes
+        Canonical trades and (optionally) quotes.
+    signing
+        Method and quote matching.
+    every
+        Bar length for ``bvc``.
+    selection
+        Symbols, time window and clock.
+
+    Returns
+    -------
+    Classification
+        Lazy per-trade table, method mix and diagnostics.
+    """
+    selection = selection or Selection()
+    signing = signing or Signing()
+    prepared, prepared_quotes = _prepared(trades, quotes, selection)
+    parameters = _parameters(selection, signing, bar=every)
+    if signing.method == "bvc":
+        unsigned = prepared.with_columns(pl.lit(0, pl.Int8).alias(TRADE_SIGN))
+        bars = bulk_volume_classification(flow_bars(unsigned, every=every)).select(
+            SYMBOL,
+            TS,
+            "close",
+            "volume",
+            "trades",
+            pl.col(BVC_BUY_VOLUME).alias("buy_volume"),
+            pl.col(BVC_SELL_VOLUME).alias("sell_volume"),
+        )
+        mix = method_mix(prepared.with_columns(pl.lit("bvc").alias(SIGN_METHOD)))
+        diagnostics = prepared.group_by(SYMBOL).agg(
+            pl.len().alias("trades"),
+            pl.lit(0, pl.UInt32).alias("no_quote"),
+            pl.lit(0, pl.UInt32).alias("unusable_quote"),
+            pl.col(PRICE).is_nan().sum().alias("nan_price"),
+        )
+        return Classification(bars, mix, diagnostics, parameters)
+    signed = sign_trades(
+        prepared, prepared_quotes, method=signing.method, match=signing.match, lag=signing.lag
+    )
+    names = signed.collect_schema().names()
+    columns = [TS, SYMBOL, PRICE, SIZE, AGGRESSOR_SIDE, TRADE_SIGN, SIGN_METHOD]
+    columns += [c for c in (MID_PRICE, SPREAD) if c in names]
+    quoted = QUOTE_SOURCE in names
+    diagnostics = signed.group_by(SYMBOL).agg(
+        pl.len().alias("trades"),
+        (pl.col(QUOTE_SOURCE).is_null().sum() if quoted else pl.lit(0, pl.UInt32)).alias(
+            "no_quote"
+        ),
+        (
+            (pl.col(QUOTE_SOURCE).is_not_null() & ~pl.col(QUOTE_USABLE)).sum()
+            if quoted
+            else pl.lit(0, pl.UInt32)
+        ).alias("unusable_quote"),
+        pl.col(PRICE).is_nan().sum().alias("nan_price"),
+    )
+    return Classification(signed.select(columns), method_mix(signed), diagnostics, parameters)
+
+
+def evaluate(
+    trades: pl.LazyFrame,
+    quotes: pl.LazyFrame | None = None,
+    *,
+    signing: Signing | None = None,
+    every: str = "1m",
+    selection: Selection | None = None,
+) -> Evaluation:
+    """Score every signing method against the vendor side (see :func:`evaluate_signing`)."""
+    selection = selection or Selection()
+    signing = signing or Signing()
+    prepared, prepared_quotes = _prepared(trades, quotes, selection)
+    return evaluate_signing(
+        prepared, prepared_quotes, match=signing.match, lag=signing.lag, every=every
+    )
+
+
+def signing_warnings(diagnostics: pl.DataFrame, scores: pl.DataFrame | None = None) -> list[str]:
+    """Turn collected diagnostics (and evaluation scores) into one-line warnings for people.
+
+    Parameters
+    ----------
+    diagnostics
+        :attr:`Classification.diagnostics`, collected.
+    scores
+        :attr:`mmflow.metrics.signing.Evaluation.scores`, collected, if evaluating.
+
+    Returns
+    -------
+    list[str]
+        Warnings, in a stable order.
+    """
+    out: list[str] = []
+    for row in diagnostics.sort(SYMBOL).iter_rows(named=True):
+        symbol, trades = row[SYMBOL], row["trades"]
+        if row["nan_price"]:
+            out.append(f"{symbol}: {row['nan_price']:,} trades with a NaN price left unsigned")
+        if row["no_quote"] and row["no_quote"] < trades:
+            out.append(
+                f"{symbol}: {row['no_quote']:,} of {trades:,} trades have no earlier quote "
+                "(signed by the tick rule)"
+            )
+        elif row["no_quote"] and row["no_quote"] == trades:
+            out.append(
+                f"{symbol}: no quote precedes any trade (quotes for other symbols or later "
+                "times?); signed by the tick rule"
+            )
+        if row["unusable_quote"]:
+            out.append(
+                f"{symbol}: {row['unusable_quote']:,} trades faced a crossed, locked or "
+                "one-sided quote (signed by the tick rule)"
+            )
+    if scores is not None:
+        tick = scores.filter((pl.col("method") == "tick") & (pl.col("classified") > 0))
+        out.extend(
+            f"{row[SYMBOL]}: the vendor side agrees with the tick rule on only "
+            f"{100 * row['accuracy']:.1f} % of trades; the side mapping looks inverted"
+            for row in tick.iter_rows(named=True)
+            if row["accuracy"] is not None and row["accuracy"] < 0.3
+        )
+    return out
 
 
 def require_rows(df: pl.DataFrame, what: str) -> pl.DataFrame:

@@ -404,3 +404,168 @@ def test_python_dash_m_and_closed_pipe_exit_quietly() -> None:
     assert first.startswith(b"symbol,ts,open")
     assert err == b""
     assert proc.returncode in (0, -13)  # finished, or ended by SIGPIPE: never a traceback
+
+
+# --- classify --------------------------------------------------------------------------------
+
+BINANCE_CM_TRADES = data_path("binance", "futures", "cm", "BTCUSD_PERP-trades-2024-08-09.csv")
+BINANCE_CM_QUOTES = data_path("binance", "futures", "cm", "BTCUSD_PERP-bookTicker-2024-08-09.csv")
+
+
+def test_classify_per_trade_output_columns() -> None:
+    code, out, err = run("classify", ESU4_MBP1_CSV, "--method", "lee-ready", "--to", "csv")
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[0] == "ts,symbol,price,size,aggressor_side,trade_sign,sign_method,mid_price,spread"
+    assert len(lines) == 121
+    assert lines[1] == "2024-07-01T23:58:01.218485389Z,ESU4,5528.75,2.0,1,1,lee_ready,5528.625,0.25"
+
+
+def test_classify_on_screen_shows_the_method_mix() -> None:
+    code, out, _ = run("classify", TARDIS_TRADES, "--method", "tick")
+    assert code == 0
+    assert "tick" in out
+    assert (
+        "9,996" in out
+    )  # all but the first three (no price change yet) are signed by the tick rule
+
+
+def test_classify_evaluate_lee_ready_on_databento_mbp1_at_least_99_percent() -> None:
+    code, out, _ = run("classify", ESU4_MBP1_CSV, "--evaluate", "--to", "json")
+    assert code == 0
+    scores = {r["method"]: r for r in json.loads(out)}
+    assert scores["lee-ready"]["accuracy"] >= 0.99
+    assert scores["lee-ready"]["trades"] == 120
+    assert set(scores) == {
+        "tick",
+        "reverse-tick",
+        "quote",
+        "lee-ready",
+        "emo",
+        "clnv",
+        "depth",
+        "bvc",
+    }
+
+
+def test_classify_evaluate_shows_best_method_and_lag_table() -> None:
+    code, out, _ = run("classify", BINANCE_CM_TRADES, "--quotes", BINANCE_CM_QUOTES, "--evaluate")
+    assert code == 0
+    assert "best" in out
+    assert "Lee-Ready accuracy by quote lag" in out
+    assert "500ms" in out
+
+
+def test_classify_warns_when_the_side_mapping_looks_inverted(tmp_path: Path) -> None:
+    rows = ["ts,symbol,price,size,aggressor_side"]
+    price = 100.0
+    for i in range(40):
+        step = 1 if i % 3 else -1
+        price += step
+        rows.append(f"2024-01-01T00:00:{i:02d}Z,X,{price},1,{-step}")  # vendor side flipped
+    path = tmp_path / "flipped.csv"
+    path.write_text("\n".join(rows) + "\n")
+    code, _, err = run("classify", path, "--evaluate", "--to", "json")
+    assert code == 0
+    assert "X: the vendor side agrees with the tick rule on only 0.0 % of trades" in err
+    assert "side mapping looks inverted" in err
+
+
+def test_classify_warns_about_quotes_for_other_symbols_only(tmp_path: Path) -> None:
+    quotes = tmp_path / "quotes.csv"
+    quotes.write_text(
+        "ts,symbol,bid_price,bid_size,ask_price,ask_size\n2024-01-01T00:00:00Z,OTHER,1,1,2,1\n"
+    )
+    trades = tmp_path / "trades.csv"
+    trades.write_text(
+        "ts,symbol,price,size\n2024-01-01T00:00:01Z,X,1.5,1\n2024-01-01T00:00:02Z,X,1.6,1\n"
+    )
+    code, out, err = run("classify", trades, quotes, "--method", "lee-ready", "--to", "csv")
+    assert code == 0
+    assert "X: no quote precedes any trade" in err
+    assert out.splitlines()[2].endswith(",1,tick,,")
+
+
+def test_classify_quotes_after_all_trades_fall_back_with_a_warning(tmp_path: Path) -> None:
+    quotes = tmp_path / "quotes.csv"
+    quotes.write_text(
+        "ts,symbol,bid_price,bid_size,ask_price,ask_size\n2024-01-01T00:10:00Z,X,1,1,2,1\n"
+    )
+    trades = tmp_path / "trades.csv"
+    trades.write_text(
+        "ts,symbol,price,size\n2024-01-01T00:00:01Z,X,1.5,1\n2024-01-01T00:00:02Z,X,1.4,1\n"
+    )
+    code, out, err = run("classify", trades, "--quotes", quotes, "--to", "csv")
+    assert code == 0
+    assert "no quote precedes any trade" in err
+    assert [line.split(",")[5] for line in out.splitlines()[1:]] == ["0", "-1"]
+
+
+def test_classify_unsorted_input_gives_the_sorted_result(tmp_path: Path) -> None:
+    body = [
+        "2024-01-01T00:00:01Z,X,10,1",
+        "2024-01-01T00:00:02Z,X,11,1",
+        "2024-01-01T00:00:03Z,X,10.5,1",
+    ]
+    ordered, shuffled = tmp_path / "ordered.csv", tmp_path / "shuffled.csv"
+    ordered.write_text("ts,symbol,price,size\n" + "\n".join(body) + "\n")
+    shuffled.write_text("ts,symbol,price,size\n" + "\n".join([body[2], body[0], body[1]]) + "\n")
+    outputs = [
+        run("classify", p, "--method", "tick", "--to", "csv")[1] for p in (ordered, shuffled)
+    ]
+    assert outputs[0] == outputs[1]
+    assert [line.split(",")[5] for line in outputs[0].splitlines()[1:]] == ["0", "1", "-1"]
+
+
+def test_classify_nan_prices_are_unsigned_with_a_warning(tmp_path: Path) -> None:
+    path = tmp_path / "trades.csv"
+    path.write_text(
+        "ts,symbol,price,size\n2024-01-01T00:00:01Z,X,10,1\n"
+        "2024-01-01T00:00:02Z,X,NaN,1\n2024-01-01T00:00:03Z,X,11,1\n"
+    )
+    code, out, err = run("classify", path, "--method", "tick", "--to", "csv")
+    assert code == 0
+    assert "X: 1 trades with a NaN price left unsigned" in err
+    assert [line.split(",")[5] for line in out.splitlines()[1:]] == ["0", "0", "1"]
+
+
+def test_classify_bvc_gives_bars(tmp_path: Path) -> None:
+    code, out, _ = run("classify", TARDIS_TRADES, "--method", "bvc", "--bar", "5m", "--to", "json")
+    assert code == 0
+    bars = json.loads(out)
+    assert list(bars[0]) == [
+        "symbol",
+        "ts",
+        "close",
+        "volume",
+        "trades",
+        "buy_volume",
+        "sell_volume",
+    ]
+    assert bars[0]["buy_volume"] is None  # the first bar has no price change to classify
+    second = bars[1]
+    assert second["buy_volume"] + second["sell_volume"] == pytest.approx(second["volume"])
+
+
+def test_analyze_method_mix_and_bvc(tmp_path: Path) -> None:
+    code, out, _ = run("analyze", TARDIS_TRADES, "--method", "tick")
+    assert code == 0
+    assert "signed: 100.0 % tick" in out
+    code, out, _ = run(
+        "analyze",
+        TARDIS_TRADES,
+        "--method",
+        "bvc",
+        "--bar",
+        "5m",
+        "--table",
+        "summary",
+        "--to",
+        "json",
+    )
+    [row] = json.loads(out)
+    assert code == 0
+    assert row["buy_volume"] + row["sell_volume"] + row["unknown_volume"] == pytest.approx(
+        row["volume"]
+    )
+    assert row["unknown_volume"] > 0  # the first 5-minute bar cannot be classified

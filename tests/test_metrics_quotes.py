@@ -6,7 +6,8 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmflow.metrics.quotes import attach_quotes, quote_is_usable
+from mmflow.metrics.classify import quote_is_usable
+from mmflow.metrics.quotes import attach_quotes
 
 T0 = datetime(2024, 7, 1, tzinfo=UTC)
 UTC_NS = pl.Datetime("ns", "UTC")

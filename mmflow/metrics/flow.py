@@ -132,3 +132,70 @@ def flow_bars(trades: pl.LazyFrame, *, every: str) -> pl.LazyFrame:
         "unknown_volume",
         "net_flow",
     ).sort(SYMBOL, TS)
+
+
+def bvc_flow_bars(trades: pl.LazyFrame, *, every: str) -> pl.LazyFrame:
+    """Time bars whose buy/sell split comes from bulk volume classification.
+
+    V^B_τ = V_τ · F(ΔP_τ / σ_ΔP), V^S_τ = V_τ − V^B_τ (Easley, López de Prado & O'Hara 2012;
+    metrics.md §b.1); bars BVC cannot classify (a symbol's first bar, σ = 0) keep their volume
+    as ``unknown_volume``. ``trade_sign`` is ignored.
+
+    Parameters
+    ----------
+    trades
+        Canonical trades with a ``trade_sign`` column (its values are not used), sorted by ``ts``.
+    every
+        Bar length.
+
+    Returns
+    -------
+    pl.LazyFrame
+        The columns of :func:`flow_bars`.
+    """
+    from mmflow.metrics.bvc import bulk_volume_classification
+
+    bars = flow_bars(trades.with_columns(pl.lit(0, pl.Int8).alias(TRADE_SIGN)), every=every)
+    classified = bulk_volume_classification(bars, price="close", volume="volume", by=SYMBOL)
+    buy = pl.col("bvc_buy_volume").fill_null(0.0)
+    sell = pl.col("bvc_sell_volume").fill_null(0.0)
+    return classified.with_columns(
+        buy.alias("buy_volume"),
+        sell.alias("sell_volume"),
+        (pl.col("volume") - buy - sell).alias("unknown_volume"),
+        (buy - sell).alias("net_flow"),
+    ).drop("bvc_buy_volume", "bvc_sell_volume")
+
+
+def summary_from_bars(bars: pl.LazyFrame, trades: pl.LazyFrame) -> pl.LazyFrame:
+    """Summarise per symbol from bars (for bar-level signing such as BVC).
+
+    Volumes and counts are sums over bars; ``vwap``, ``start`` and ``end`` come from the trades.
+    The columns are those of :func:`flow_summary`.
+    """
+    totals = bars.group_by(SYMBOL).agg(
+        pl.col("trades").sum(),
+        pl.col("volume", "buy_volume", "sell_volume", "unknown_volume", "net_flow").sum(),
+    )
+    size = pl.col(SIZE)
+    spans = trades.group_by(SYMBOL).agg(
+        pl.when(size.sum() > 0).then((pl.col(PRICE) * size).sum() / size.sum()).alias("vwap"),
+        pl.col(TS).min().alias("start"),
+        pl.col(TS).max().alias("end"),
+    )
+    return (
+        totals.join(spans, on=SYMBOL, how="left")
+        .select(
+            SYMBOL,
+            pl.col("trades").cast(pl.UInt32),
+            "volume",
+            "buy_volume",
+            "sell_volume",
+            "unknown_volume",
+            "vwap",
+            "net_flow",
+            "start",
+            "end",
+        )
+        .sort(SYMBOL)
+    )

@@ -15,6 +15,7 @@ from typing import Literal
 
 import polars as pl
 
+from mmflow.metrics.classify import quote_is_usable
 from mmflow.schema import (
     ASK_PRICE,
     ASK_SIZE,
@@ -37,24 +38,6 @@ QUOTE_USABLE = "quote_usable"
 _BBO = (BID_PRICE, BID_SIZE, ASK_PRICE, ASK_SIZE)
 _MATCHED = {name: f"_matched_{name}" for name in _BBO}
 _KEY = "_quote_key"
-
-
-def quote_is_usable(bid: str | pl.Expr = BID_PRICE, ask: str | pl.Expr = ASK_PRICE) -> pl.Expr:
-    """Return whether a quote can be used by the quote test: both sides present and bid < ask.
-
-    Crossed (bid > ask), locked (bid = ask) and one-sided quotes are not used; trades facing
-    them fall back to the tick rule.
-
-    Examples
-    --------
-    >>> import polars as pl
-    >>> df = pl.DataFrame({"bid_price": [1.0, 2.0, 2.0, None], "ask_price": [2.0, 2.0, 1.0, 2.0]})
-    >>> df.select(quote_is_usable())["bid_price"].to_list()
-    [True, False, False, False]
-    """
-    b = pl.col(bid) if isinstance(bid, str) else bid
-    a = pl.col(ask) if isinstance(ask, str) else ask
-    return (b.is_not_null() & a.is_not_null() & (b < a)).fill_null(value=False)
 
 
 def _negative(duration: str) -> str:

@@ -173,14 +173,49 @@ def inspect_table(df: pl.DataFrame) -> Table:
     return table
 
 
-def summary_table(df: pl.DataFrame, *, title: str) -> Table:
-    """Build the per-symbol summary table; the UTC span of all rows goes in the caption."""
-    caption = None
+def summary_table(df: pl.DataFrame, *, title: str, mix: pl.DataFrame | None = None) -> Table:
+    """Build the per-symbol summary table.
+
+    The UTC span of all rows and the signing-method mix (share of trades each rule signed) go in
+    the caption.
+    """
+    lines = []
     if {"start", "end"} <= set(df.columns) and df.height:
         first, last = _iso(df["start"].min()), _iso(df["end"].max())  # type: ignore[arg-type]
-        caption = f"{time_span(first, last).replace(chr(10), ' ')} UTC"
+        lines.append(f"{time_span(first, last).replace(chr(10), ' ')} UTC")
         df = df.drop("start", "end")
-    return frame_table(df, title=title, caption=caption)
+    if mix is not None and mix.height:
+        totals = (
+            mix.group_by("sign_method").agg(pl.col("trades").sum()).sort("trades", descending=True)
+        )
+        whole = totals["trades"].sum()
+        parts = [
+            f"{100 * n / whole:.1f} % {name}"
+            for name, n in totals.select("sign_method", "trades").iter_rows()
+        ]
+        lines.append("signed: " + ", ".join(parts))
+    return frame_table(df, title=title, caption="\n".join(lines) or None)
+
+
+def evaluation_table(scores: pl.DataFrame, *, title: str) -> Table:
+    """Build the ``classify --evaluate`` table; each symbol's most accurate method is marked.
+
+    The best method is the one with the most correct trades among those it classified and all
+    trades (accuracy × coverage), so a method that abstains cannot win by abstaining.
+    """
+    ranked = scores.with_columns(
+        (pl.col("accuracy").fill_null(0) * pl.col("coverage").fill_null(0)).alias("_merit")
+    )
+    best = ranked.group_by("symbol").agg(pl.col("_merit").max().alias("_best"))
+    marked = ranked.join(best, on="symbol", how="left", maintain_order="left").with_columns(
+        (pl.col("_merit") == pl.col("_best")).alias("best")
+    )
+    table = frame_table(marked.drop("_merit", "_best", "correct"), title=title)
+    table.caption = "best = highest accuracy × coverage per symbol"
+    for index, flag in enumerate(marked["best"].to_list()):
+        if flag:
+            table.rows[index].style = "bold green"
+    return table
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -1,0 +1,376 @@
+"""Signing trades with one method, and scoring every method against the vendor's side.
+
+:func:`sign_trades` adds ``trade_sign`` (the sign used downstream) and ``sign_method`` (which rule
+decided each trade) without touching the vendor's ``aggressor_side``. :func:`evaluate_signing`
+scores the classifiers of metrics.md §b.1 against the vendor side where one is known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import polars as pl
+
+from mmflow.errors import ParameterError
+from mmflow.metrics.bvc import bulk_volume_classification
+from mmflow.metrics.classify import (
+    clnv,
+    depth_rule,
+    emo,
+    lee_ready,
+    quote_rule,
+    reverse_tick_rule,
+    tick_rule,
+)
+from mmflow.metrics.quotes import QUOTE_USABLE, QuoteMatch, attach_quotes
+from mmflow.schema import (
+    AGGRESSOR_SIDE,
+    ASK_PRICE,
+    ASK_SIZE,
+    BID_PRICE,
+    BID_SIZE,
+    PRICE,
+    SIGN_METHOD,
+    SIZE,
+    SYMBOL,
+    TRADE_SIGN,
+    TS,
+)
+
+Method = Literal[
+    "auto", "vendor", "tick", "reverse-tick", "quote", "lee-ready", "emo", "clnv", "depth", "bvc"
+]
+"""Every ``--method`` name."""
+METHODS: tuple[Method, ...] = get_args(Method)
+QUOTE_METHODS: tuple[Method, ...] = ("quote", "lee-ready", "emo", "clnv", "depth")
+"""Methods that need a prevailing quote (they fall back to the tick rule without one)."""
+TRADE_METHODS: tuple[Method, ...] = ("tick", "reverse-tick", *QUOTE_METHODS)
+"""Per-trade inference methods, as scored by :func:`evaluate_signing`."""
+LAG_GRID: tuple[str, ...] = ("0s", "50ms", "100ms", "500ms", "1s")
+"""Quote lags at which :func:`evaluate_signing` re-scores Lee-Ready."""
+
+SESSION = "session"
+"""Optional column: trades with the same symbol and session share tick-rule state."""
+
+
+def label(method: Method) -> str:
+    """Return the ``sign_method`` value a method writes (``lee-ready`` → ``lee_ready``)."""
+    return method.replace("-", "_")
+
+
+def _state_keys(names: Sequence[str]) -> list[str]:
+    return [SYMBOL, SESSION] if SESSION in names else [SYMBOL]
+
+
+def _clean_price() -> pl.Expr:
+    """Prices with NaN as null, so a bad print neither signs nor breaks the tick state."""
+    return pl.col(PRICE).fill_nan(None)
+
+
+def _tick(keys: list[str]) -> pl.Expr:
+    """Tick rule per symbol (and session), skipping trades whose price is missing or NaN."""
+    price = _clean_price()
+    carried = tick_rule(price.forward_fill()).over(keys)
+    return pl.when(price.is_null()).then(pl.lit(0, pl.Int8)).otherwise(carried)
+
+
+def _masked(name: str) -> pl.Expr:
+    """Return a quote column, null unless the quote is usable (not crossed, locked, one-sided)."""
+    return pl.when(pl.col(QUOTE_USABLE)).then(pl.col(name))
+
+
+def _primary(method: Method) -> pl.Expr:
+    """Return the quote-based part of a method alone (0 where it does not decide)."""
+    zero = pl.lit(0, pl.Int8)
+    price, bid, ask = _clean_price(), _masked(BID_PRICE), _masked(ASK_PRICE)
+    if method == "quote":
+        return quote_rule(price, bid, ask)
+    if method in ("lee-ready", "auto"):
+        return lee_ready(price, bid, ask, tick=zero)
+    if method == "emo":
+        return emo(price, bid, ask, tick=zero)
+    if method == "clnv":
+        return clnv(price, bid, ask, tick=zero)
+    return depth_rule(price, bid, ask, _masked(BID_SIZE), _masked(ASK_SIZE), tick=zero)
+
+
+def sign_expressions(method: Method, names: Sequence[str]) -> tuple[pl.Expr, pl.Expr]:
+    """Return the (``trade_sign``, ``sign_method``) expressions for ``method``.
+
+    Quote-based methods expect the columns :func:`mmflow.metrics.quotes.attach_quotes` adds.
+
+    Parameters
+    ----------
+    method
+        A per-trade method (everything but ``bvc``).
+    names
+        The columns of the frame the expressions will run on.
+    """
+    keys = _state_keys(names)
+    tick = _tick(keys)
+    vendor = pl.col(AGGRESSOR_SIDE)
+    none = pl.lit("none")
+    if method == "vendor":
+        return vendor, pl.when(vendor != 0).then(pl.lit("vendor")).otherwise(none)
+    if method == "tick":
+        return tick, pl.when(tick != 0).then(pl.lit("tick")).otherwise(none)
+    if method == "reverse-tick":
+        price = _clean_price()
+        reverse = reverse_tick_rule(price.backward_fill()).over(keys)
+        sign = pl.when(price.is_null()).then(pl.lit(0, pl.Int8)).otherwise(reverse)
+        return sign, pl.when(sign != 0).then(pl.lit("reverse_tick")).otherwise(none)
+    if method == "bvc":
+        msg = "bvc classifies volume per bar, not single trades; use it for bars (--bar)"
+        raise ParameterError(msg)
+    primary = _primary(method)
+    by_rule = label("lee-ready" if method == "auto" else method)
+    if method == "quote":
+        return primary, pl.when(primary != 0).then(pl.lit(by_rule)).otherwise(none)
+    sign = pl.when(primary != 0).then(primary).otherwise(tick)
+    source = (
+        pl.when(primary != 0)
+        .then(pl.lit(by_rule))
+        .when(tick != 0)
+        .then(pl.lit("tick"))
+        .otherwise(none)
+    )
+    if method == "auto":
+        sign = pl.when(vendor != 0).then(vendor).otherwise(sign)
+        source = pl.when(vendor != 0).then(pl.lit("vendor")).otherwise(source)
+    return sign.cast(pl.Int8), source
+
+
+def sign_trades(
+    trades: pl.LazyFrame,
+    quotes: pl.LazyFrame | None = None,
+    *,
+    method: Method = "auto",
+    match: QuoteMatch = "strict",
+    lag: str = "0s",
+) -> pl.LazyFrame:
+    """Add ``trade_sign`` and ``sign_method`` to time-ordered canonical trades.
+
+    ``auto`` is the vendor side where known, else Lee-Ready (1991) against the prevailing quote,
+    else the tick rule. Quote-based methods use the trade's own pre-trade BBO when it has one,
+    else the latest quote strictly before it (see :mod:`mmflow.metrics.quotes`); crossed, locked
+    and one-sided quotes are not used and those trades fall back to the tick rule. Tick-rule
+    state runs per symbol (and per ``session`` when that column exists). Trades with a missing or
+    NaN price are unknown (0) and do not break the tick state.
+
+    Parameters
+    ----------
+    trades
+        Canonical trades sorted by ``ts``.
+    quotes
+        Canonical quotes sorted by ``ts``, or ``None``.
+    method
+        One of :data:`METHODS` except ``bvc``.
+    match, lag
+        Quote matching (see :func:`mmflow.metrics.quotes.attach_quotes`).
+
+    Returns
+    -------
+    pl.LazyFrame
+        ``trades`` plus ``trade_sign`` (Int8), ``sign_method`` (``vendor``, ``tick``,
+        ``reverse_tick``, ``quote``, ``lee_ready``, ``emo``, ``clnv``, ``depth`` or ``none``), and,
+        for quote-based methods and ``auto``, the matched ``bid_price … ask_size``,
+        ``mid_price``, ``spread``, ``quote_source`` and ``quote_usable``.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> trades = pl.LazyFrame(
+    ...     {
+    ...         "symbol": ["X"] * 3,
+    ...         "price": [1.0, 2.0, 2.0],
+    ...         "aggressor_side": pl.Series([0, 0, -1], dtype=pl.Int8),
+    ...     }
+    ... )
+    >>> sign_trades(trades, method="tick").collect()[["trade_sign", "sign_method"]].rows()
+    [(0, 'none'), (1, 'tick'), (1, 'tick')]
+    """
+    if method in (*QUOTE_METHODS, "auto"):
+        trades = attach_quotes(trades, quotes, match=match, lag=lag)
+    sign, source = sign_expressions(method, trades.collect_schema().names())
+    return trades.with_columns(sign.cast(pl.Int8).alias(TRADE_SIGN), source.alias(SIGN_METHOD))
+
+
+def method_mix(signed: pl.LazyFrame) -> pl.LazyFrame:
+    """Count how many trades (and how much volume) each rule signed, per symbol.
+
+    Returns
+    -------
+    pl.LazyFrame
+        ``symbol, sign_method, trades, volume, share`` (share of the symbol's trades).
+    """
+    return (
+        signed.group_by(SYMBOL, SIGN_METHOD)
+        .agg(pl.len().alias("trades"), pl.col(SIZE).sum().alias("volume"))
+        .with_columns((pl.col("trades") / pl.col("trades").sum().over(SYMBOL)).alias("share"))
+        .sort(SYMBOL, "trades", SIGN_METHOD, descending=[False, True, False])
+    )
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Scores of every method against the vendor side, as lazy tables.
+
+    Attributes
+    ----------
+    scores
+        ``symbol, method, trades, classified, correct, accuracy, coverage, buy_recall,
+        sell_recall`` — one row per symbol and method; ``accuracy`` = correct / classified,
+        ``coverage`` = classified / trades, recalls over the vendor's buys and sells.
+    lags
+        ``symbol, quote_lag, trades, classified, accuracy`` for Lee-Ready at each lag of
+        :data:`LAG_GRID` (empty when there are no separate quotes to lag).
+    """
+
+    scores: pl.LazyFrame
+    lags: pl.LazyFrame
+
+
+def _score(frame: pl.LazyFrame, sign: str, group: list[str]) -> pl.LazyFrame:
+    truth, guess = pl.col(AGGRESSOR_SIDE), pl.col(sign)
+    classified = (guess != 0).sum()
+    correct = (guess == truth).sum()
+    return frame.group_by(group).agg(
+        pl.len().alias("trades"),
+        classified.alias("classified"),
+        correct.alias("correct"),
+        pl.when(classified > 0).then(correct / classified).alias("accuracy"),
+        (classified / pl.len()).alias("coverage"),
+        pl.when((truth == 1).any())
+        .then(((guess == 1) & (truth == 1)).sum() / (truth == 1).sum())
+        .alias("buy_recall"),
+        pl.when((truth == -1).any())
+        .then(((guess == -1) & (truth == -1)).sum() / (truth == -1).sum())
+        .alias("sell_recall"),
+    )
+
+
+def _bvc_score(known: pl.LazyFrame, every: str) -> pl.LazyFrame:
+    """Score bulk volume classification by volume (Chakrabarty, Pascual & Shkilko 2015).
+
+    accuracy = Σ_τ [min(V̂ᴮ_τ, Vᴮ_τ) + min(V̂ˢ_τ, Vˢ_τ)] / Σ_τ V_τ over bars BVC classifies.
+    """
+    truth = pl.col(AGGRESSOR_SIDE)
+    bars = known.group_by_dynamic(
+        TS, every=every, group_by=SYMBOL, closed="left", label="left"
+    ).agg(
+        pl.col(PRICE).last().alias("close"),
+        pl.col(SIZE).sum().alias("volume"),
+        pl.len().alias("trades"),
+        pl.col(SIZE).filter(truth == 1).sum().alias("true_buy"),
+        pl.col(SIZE).filter(truth == -1).sum().alias("true_sell"),
+    )
+    scored = bulk_volume_classification(bars.sort(SYMBOL, TS), price="close", volume="volume")
+    defined = pl.col("bvc_buy_volume").is_not_null()
+    hit_buy = pl.min_horizontal("bvc_buy_volume", "true_buy")
+    hit_sell = pl.min_horizontal("bvc_sell_volume", "true_sell")
+    volume = pl.col("volume").filter(defined).sum()
+    true_buy = pl.col("true_buy").filter(defined).sum()
+    true_sell = pl.col("true_sell").filter(defined).sum()
+    return scored.group_by(SYMBOL).agg(
+        pl.lit("bvc").alias("method"),
+        pl.col("trades").sum().alias("trades"),
+        pl.col("trades").filter(defined).sum().alias("classified"),
+        pl.lit(None, pl.UInt32).alias("correct"),
+        pl.when(volume > 0)
+        .then((hit_buy + hit_sell).filter(defined).sum() / volume)
+        .alias("accuracy"),
+        (pl.col("trades").filter(defined).sum() / pl.col("trades").sum()).alias("coverage"),
+        pl.when(true_buy > 0).then(hit_buy.filter(defined).sum() / true_buy).alias("buy_recall"),
+        pl.when(true_sell > 0)
+        .then(hit_sell.filter(defined).sum() / true_sell)
+        .alias("sell_recall"),
+    )
+
+
+def evaluate_signing(
+    trades: pl.LazyFrame,
+    quotes: pl.LazyFrame | None = None,
+    *,
+    match: QuoteMatch = "strict",
+    lag: str = "0s",
+    every: str = "1m",
+) -> Evaluation:
+    """Score every classifier against the vendor's aggressor side.
+
+    Each method signs all trades (so tick state and quotes are as in normal use); scores count
+    only trades whose vendor side is known. Quote-based methods are scored where a quote or a
+    pre-trade BBO exists at all; BVC is scored by volume on ``every`` bars.
+
+    Parameters
+    ----------
+    trades
+        Canonical trades sorted by ``ts``.
+    quotes
+        Canonical quotes sorted by ``ts``, or ``None``.
+    match, lag
+        Quote matching for the quote-based methods.
+    every
+        Bar length for BVC.
+
+    Returns
+    -------
+    Evaluation
+        Lazy score tables.
+    """
+    attached = attach_quotes(trades, quotes, match=match, lag=lag)
+    names = attached.collect_schema().names()
+    signs = {m: sign_expressions(m, names)[0].alias(f"_sign_{m}") for m in TRADE_METHODS}
+    wide = attached.with_columns(signs.values()).filter(pl.col(AGGRESSOR_SIDE) != 0)
+    has_quotes = pl.col(BID_PRICE).is_not_null().any() | pl.col(ASK_PRICE).is_not_null().any()
+    per_method = [
+        _score(wide, f"_sign_{m}", [SYMBOL]).with_columns(pl.lit(m).alias("method"))
+        for m in TRADE_METHODS
+    ]
+    quote_available = wide.group_by(SYMBOL).agg(has_quotes.alias("_quoted"))
+    scores = (
+        pl.concat(per_method, how="vertical_relaxed")
+        .join(quote_available, on=SYMBOL, how="left")
+        .filter(pl.col("_quoted") | ~pl.col("method").is_in(list(QUOTE_METHODS)))
+        .drop("_quoted")
+    )
+    known = trades.filter(pl.col(AGGRESSOR_SIDE) != 0)
+    columns = ["symbol", "method", "trades", "classified", "correct", "accuracy", "coverage"]
+    columns += ["buy_recall", "sell_recall"]
+    scores = pl.concat(
+        [scores.select(columns), _bvc_score(known, every).select(columns)], how="vertical_relaxed"
+    ).sort(SYMBOL, pl.col("method").replace_strict(list(METHODS), list(range(len(METHODS)))))
+    if quotes is None:
+        lags = pl.LazyFrame(
+            schema={
+                SYMBOL: pl.String,
+                "quote_lag": pl.String,
+                "trades": pl.UInt32,
+                "classified": pl.UInt32,
+                "accuracy": pl.Float64,
+            }
+        )
+    else:
+        frames = []
+        for grid_lag in LAG_GRID:
+            lagged = attach_quotes(trades, quotes, match=match, lag=grid_lag)
+            sign = sign_expressions("lee-ready", lagged.collect_schema().names())[0]
+            scored = _score(
+                lagged.with_columns(sign.alias("_sign")).filter(pl.col(AGGRESSOR_SIDE) != 0),
+                "_sign",
+                [SYMBOL],
+            )
+            frames.append(
+                scored.select(
+                    SYMBOL,
+                    pl.lit(grid_lag).alias("quote_lag"),
+                    "trades",
+                    "classified",
+                    "accuracy",
+                )
+            )
+        lags = pl.concat(frames).sort(
+            SYMBOL, pl.col("quote_lag").replace_strict(list(LAG_GRID), list(range(len(LAG_GRID))))
+        )
+    return Evaluation(scores, lags)
