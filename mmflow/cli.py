@@ -12,7 +12,8 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 import polars as pl
@@ -30,11 +31,14 @@ from mmflow.pipeline import (
     Signing,
     analyze,
     classify,
+    cleaning_notes,
     collect,
     evaluate,
     gather,
+    parameters_of,
     require_rows,
     signing_warnings,
+    write_dataset,
 )
 from mmflow.render.table import (
     evaluation_table,
@@ -154,6 +158,22 @@ def input_options(func: F) -> F:
             help="Keep only this symbol (repeatable); also names files that carry no symbol.",
         ),
         click.option(
+            "--date",
+            "trading_date",
+            type=click.DateTime(formats=["%Y-%m-%d"]),
+            help="Trading day for files that carry it only in their name (LOBSTER).",
+        ),
+        click.option(
+            "--tz",
+            help="Time zone of local times in files that do not state it (Sierra exports; "
+            "default UTC), e.g. America/Chicago.",
+        ),
+        click.option(
+            "--round-lot",
+            type=click.IntRange(min=1),
+            help="Shares per round lot for quote sizes given in lots (TAQ, Polygon; default 100).",
+        ),
+        click.option(
             "--verbose",
             is_flag=True,
             expose_value=False,
@@ -169,6 +189,12 @@ def input_options(func: F) -> F:
 def selection_options(func: F) -> F:
     """Options that choose rows and the clock, for commands that analyse."""
     decorators = [
+        click.option(
+            "--clean",
+            type=click.Choice(["taq"]),
+            help="Apply the standard TAQ cleaning (Barndorff-Nielsen et al. 2009); the rows each "
+            "rule drops are reported.",
+        ),
         click.option("--start", type=Timestamp(), help="Keep rows at or after this time (UTC)."),
         click.option("--end", type=Timestamp(), help="Keep rows before this time (UTC)."),
         click.option(
@@ -200,8 +226,22 @@ def output_options(func: F) -> F:
     )(func)
 
 
-def _read_options(symbols: tuple[str, ...], column_map: dict[str, str]) -> ReadOptions:
-    return ReadOptions(symbol=symbols[0] if len(symbols) == 1 else None, column_map=column_map)
+def _read_options(params: dict[str, Any]) -> ReadOptions:
+    symbols: tuple[str, ...] = params["symbols"]
+    trading_date: datetime | None = params.get("trading_date")
+    if params.get("tz"):
+        try:
+            ZoneInfo(params["tz"])
+        except (ZoneInfoNotFoundError, ValueError):
+            msg = f"--tz {params['tz']!r} is not a time zone name like America/New_York"
+            raise click.BadParameter(msg) from None
+    return ReadOptions(
+        symbol=symbols[0] if len(symbols) == 1 else None,
+        column_map=params["column_map"],
+        date=trading_date.date() if trading_date else None,
+        tz=params.get("tz"),
+        round_lot=params.get("round_lot"),
+    )
 
 
 def _sources(inputs: list[Loaded]) -> list[dict[str, str]]:
@@ -243,14 +283,7 @@ def cli(verbose: bool) -> None:
 @click.argument("files", nargs=-1, required=True)
 @input_options
 @output_options
-def inspect(
-    files: tuple[str, ...],
-    fmt: str,
-    column_map: dict[str, str],
-    symbols: tuple[str, ...],
-    output: Path | None,
-    to_format: OutputFormat | None,
-) -> None:
+def inspect(**params: Any) -> None:
     """Say what each file is: format, kind, rows, symbols, time span, side encoding, issues.
 
     Example:
@@ -258,16 +291,16 @@ def inspect(
     \b
         mmflow inspect sample_data/ --to json
     """
-    run = inspect_paths(files, fmt, _read_options(symbols, column_map))
+    run = inspect_paths(params["files"], params["fmt"], _read_options(params))
     for error in run.errors:
         click.echo(f"Error: {_one_line(error)}", err=True)
     if run.reports:
         df = pl.DataFrame([r.as_dict() for r in run.reports], schema=_INSPECT_SCHEMA)
         sources = [{"path": r.path, "format": r.format} for r in run.reports]
         metadata = build_metadata(
-            table="inspect", sources=sources, clock="recv", parameters={"format": fmt}
+            table="inspect", sources=sources, clock="recv", parameters={"format": params["fmt"]}
         )
-        if not _emit(df, output=output, to_format=to_format, metadata=metadata):
+        if not _emit(df, output=params["output"], to_format=params["to_format"], metadata=metadata):
             console = Console()
             console.print(inspect_table(df) if console.width >= 120 else inspect_cards(df))
     if run.errors:
@@ -345,7 +378,7 @@ def signing_options(func: F) -> F:
 
 def _market(params: dict[str, Any]) -> tuple[list[Loaded], pl.LazyFrame, pl.LazyFrame | None]:
     """Load the positional inputs and --quotes files; return inputs, trades and quotes."""
-    options = _read_options(params["symbols"], params["column_map"])
+    options = _read_options(params)
     inputs = load(params["files"], params["fmt"], options)
     if params.get("quote_files"):
         inputs += load(params["quote_files"], params["quotes_format"], options)
@@ -358,7 +391,8 @@ def _market(params: dict[str, Any]) -> tuple[list[Loaded], pl.LazyFrame, pl.Lazy
 
 def _selection(params: dict[str, Any]) -> Selection:
     clock: Clock = "event" if params["clock"] == "event" else "recv"
-    return Selection(params["symbols"], params["start"], params["end"], clock)
+    clean: Literal["taq"] | None = "taq" if params.get("clean") == "taq" else None
+    return Selection(params["symbols"], params["start"], params["end"], clock, clean)
 
 
 def _signing(params: dict[str, Any]) -> Signing:
@@ -370,6 +404,18 @@ def _warn(lines: list[str]) -> None:
     console = Console(stderr=True)
     for line in lines:
         console.print(f"[yellow]Warning:[/yellow] {line}", highlight=False)
+
+
+def _collect_with_cleaning(
+    plans: list[pl.LazyFrame], dropped: pl.LazyFrame | None, inputs: list[Loaded]
+) -> list[pl.DataFrame]:
+    """Collect ``plans`` (and the cleaning counts, reported on stderr) in one run."""
+    frames = collect([*plans, *([dropped] if dropped is not None else [])], inputs)
+    if dropped is not None:
+        console = Console(stderr=True)
+        for note in cleaning_notes(frames.pop()):
+            console.print(note, highlight=False)
+    return frames
 
 
 @cli.command(name="analyze")
@@ -407,7 +453,9 @@ def analyze_command(**params: Any) -> None:
         signing=_signing(params),
         selection=_selection(params),
     )
-    summary, bars, mix = collect([result.summary, result.bars, result.mix], inputs)
+    summary, bars, mix = _collect_with_cleaning(
+        [result.summary, result.bars, result.mix], result.dropped, inputs
+    )
     require_rows(summary, "trades")
     table = params["which"] or (
         "bars" if params["output"] is not None or params["bar"] is not None else "summary"
@@ -476,7 +524,9 @@ def classify_command(**params: Any) -> None:
                 console.print(frame_table(lags, title="Lee-Ready accuracy by quote lag"))
         return
     result = classify(trades, quotes, signing=signing, every=params["bar"], selection=selection)
-    signed, mix, checks = collect([result.trades, result.mix, result.diagnostics], inputs)
+    signed, mix, checks = _collect_with_cleaning(
+        [result.trades, result.mix, result.diagnostics], result.dropped, inputs
+    )
     require_rows(signed, "trades")
     _warn(signing_warnings(checks))
     metadata = build_metadata(
@@ -492,6 +542,58 @@ def classify_command(**params: Any) -> None:
         else:
             console.print(frame_table(mix, title="mmflow classify: trades signed by each rule"))
             console.print("Write every signed trade with --to csv or -o trades.parquet.")
+
+
+@cli.command(name="convert")
+@click.argument("files", nargs=-1, required=True)
+@quote_options
+@click.option(
+    "-o",
+    "--output",
+    "directory",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Dataset folder to write (symbol=…/date=…/trades.parquet, quotes.parquet).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace partition files that already exist.")
+@input_options
+@selection_options
+def convert_command(**params: Any) -> None:
+    """Convert vendor files into a canonical parquet dataset partitioned by symbol and date.
+
+    Every analysis command reads such a folder back as input.
+
+    Example:
+
+    \b
+        mmflow convert sample_data/ -o dataset/
+        mmflow analyze dataset/
+    """
+    options = _read_options(params)
+    inputs = load(params["files"], params["fmt"], options)
+    if params["quote_files"]:
+        inputs += load(params["quote_files"], params["quotes_format"], options)
+    selection = _selection(params)
+    metadata = build_metadata(
+        table="canonical",
+        sources=_sources(inputs),
+        clock=params["clock"],
+        parameters=parameters_of(selection, Signing()),
+    )
+    written, notes = write_dataset(
+        gather(inputs, TRADES),
+        gather(inputs, QUOTES),
+        params["directory"],
+        overwrite=params["overwrite"],
+        selection=selection,
+        metadata=metadata,
+    )
+    for note in notes:
+        Console(stderr=True).print(note, highlight=False)
+    rows = ", ".join(f"{n:,} {name}" for name, n in written.rows.items())
+    Console(stderr=True).print(
+        f"wrote {len(written.files):,} files ({rows}) to {params['directory']}", highlight=False
+    )
 
 
 def main() -> None:

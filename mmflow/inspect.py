@@ -13,7 +13,7 @@ from typing import Any, BinaryIO
 import polars as pl
 
 from mmflow.errors import MmflowError, ReaderError
-from mmflow.io import Loaded, ReadOptions, read_source
+from mmflow.io import Loaded, ReadOptions, read_by_its_primary, read_source
 from mmflow.io.source import expand
 from mmflow.schema import (
     AGGRESSOR_SIDE,
@@ -134,13 +134,15 @@ def _latest(*values: str | None) -> str | None:
     return max(present) if present else None
 
 
-def inspect_file(loaded: Loaded) -> FileReport:
+def inspect_file(loaded: Loaded, options: ReadOptions | None = None) -> FileReport:
     """Summarise one input file.
 
     Parameters
     ----------
     loaded
         A file as returned by :func:`mmflow.io.load`.
+    options
+        The options it was read with (for format-specific findings).
 
     Returns
     -------
@@ -194,6 +196,8 @@ def inspect_file(loaded: Loaded) -> FileReport:
         report.issues += _issues(quote, "quote")
     if report.rows == 0:
         report.issues.append("no rows")
+    if loaded.format.findings is not None:
+        report.issues += loaded.format.findings(loaded.source, options or ReadOptions())
     return report
 
 
@@ -231,9 +235,13 @@ def inspect_paths(
         One report per readable file, and one error per unreadable one, in input order.
     """
     run = InspectRun()
-    for source in expand(paths, stdin=stdin):
+    sources = expand(paths, stdin=stdin)
+    given = {s.path.resolve() for s in sources}
+    for source in sources:
         try:
-            run.reports.append(inspect_file(read_source(source, fmt, options)))
+            loaded = read_source(source, fmt, options)
+            if not read_by_its_primary(loaded, given):
+                run.reports.append(inspect_file(loaded, options))
         except MmflowError as exc:
             run.errors.append(exc)
     return run

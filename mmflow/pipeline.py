@@ -8,10 +8,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
 
+from mmflow.clean import clean_taq
+from mmflow.convert import Converted, convert
 from mmflow.errors import MmflowError, NoDataError, ReaderError
 from mmflow.io import Loaded, combine
 from mmflow.metrics.bvc import BVC_BUY_VOLUME, BVC_SELL_VOLUME, bulk_volume_classification
@@ -52,12 +55,15 @@ class Selection:
         Keep rows with start ≤ ts < end on the chosen clock (UTC; either may be ``None``).
     clock
         The alignment clock.
+    clean
+        ``taq``: apply the TAQ cleaning of :mod:`mmflow.clean` after selecting rows.
     """
 
     symbols: tuple[str, ...] = ()
     start: datetime | None = None
     end: datetime | None = None
     clock: Clock = "recv"
+    clean: Literal["taq"] | None = None
 
 
 def _utc(value: datetime) -> pl.Expr:
@@ -106,7 +112,13 @@ def gather(inputs: Sequence[Loaded], table: TableSchema) -> pl.LazyFrame | None:
         frames = [i.frames.trades for i in inputs if i.frames.trades is not None]
     else:
         frames = [i.frames.quotes for i in inputs if i.frames.quotes is not None]
-    return combine(frames)
+    combined = combine(frames)
+    if combined is None or len(frames) == 1:
+        return combined
+    names = combined.collect_schema().names()
+    return combined.select(
+        [n for n in table.names if n in names] + [n for n in names if n not in table.names]
+    )
 
 
 @dataclass(frozen=True)
@@ -142,15 +154,19 @@ class Analysis:
         How many trades each signing rule signed, per symbol.
     parameters
         Every parameter, for file metadata and reproducibility.
+    dropped
+        With cleaning: ``symbol, date, rule, rows_dropped, table`` (no row is lost silently).
     """
 
     summary: pl.LazyFrame
     bars: pl.LazyFrame
     mix: pl.LazyFrame
     parameters: dict[str, Any] = field(default_factory=dict)
+    dropped: pl.LazyFrame | None = None
 
 
-def _parameters(selection: Selection, signing: Signing, **extra: Any) -> dict[str, Any]:
+def parameters_of(selection: Selection, signing: Signing, **extra: Any) -> dict[str, Any]:
+    """Return every parameter of a run as a plain dict (stored in parquet metadata)."""
     return {
         **extra,
         "method": signing.method,
@@ -160,14 +176,28 @@ def _parameters(selection: Selection, signing: Signing, **extra: Any) -> dict[st
         "symbols": list(selection.symbols),
         "start": selection.start.isoformat() if selection.start else None,
         "end": selection.end.isoformat() if selection.end else None,
+        "clean": selection.clean,
     }
 
 
-def _prepared(
+def prepare_market(
     trades: pl.LazyFrame, quotes: pl.LazyFrame | None, selection: Selection
-) -> tuple[pl.LazyFrame, pl.LazyFrame | None]:
+) -> tuple[pl.LazyFrame, pl.LazyFrame | None, pl.LazyFrame | None]:
+    """Prepare trades and quotes; with ``clean="taq"`` also clean them.
+
+    Returns the trades, the quotes and the per-rule dropped counts (``None`` without cleaning).
+    """
     prepared_quotes = prepare(quotes, QUOTES, selection) if quotes is not None else None
-    return prepare(trades, TRADES, selection), prepared_quotes
+    prepared_trades = prepare(trades, TRADES, selection)
+    if selection.clean != "taq":
+        return prepared_trades, prepared_quotes, None
+    cleaned = clean_taq(prepared_trades, prepared_quotes)
+    assert cleaned.trades is not None
+    dropped = [cleaned.trades.dropped.with_columns(pl.lit("trades").alias("table"))]
+    if cleaned.quotes is not None:
+        dropped.append(cleaned.quotes.dropped.with_columns(pl.lit("quotes").alias("table")))
+    cleaned_quotes = cleaned.quotes.frame if cleaned.quotes is not None else None
+    return cleaned.trades.frame, cleaned_quotes, pl.concat(dropped, how="vertical_relaxed")
 
 
 def analyze(
@@ -200,19 +230,25 @@ def analyze(
     """
     selection = selection or Selection()
     signing = signing or Signing()
-    prepared, prepared_quotes = _prepared(trades, quotes, selection)
-    parameters = _parameters(selection, signing, bar=every)
+    prepared, prepared_quotes, dropped = prepare_market(trades, quotes, selection)
+    parameters = parameters_of(selection, signing, bar=every)
     if signing.method == "bvc":
         unsigned = prepared.with_columns(
             pl.lit(0, pl.Int8).alias(TRADE_SIGN), pl.lit("bvc").alias(SIGN_METHOD)
         )
         bars = bvc_flow_bars(unsigned, every=every)
-        return Analysis(summary_from_bars(bars, unsigned), bars, method_mix(unsigned), parameters)
+        return Analysis(
+            summary_from_bars(bars, unsigned), bars, method_mix(unsigned), parameters, dropped
+        )
     signed = sign_trades(
         prepared, prepared_quotes, method=signing.method, match=signing.match, lag=signing.lag
     )
     return Analysis(
-        flow_summary(signed), flow_bars(signed, every=every), method_mix(signed), parameters
+        flow_summary(signed),
+        flow_bars(signed, every=every),
+        method_mix(signed),
+        parameters,
+        dropped,
     )
 
 
@@ -231,12 +267,15 @@ class Classification:
         Per symbol: ``trades, no_quote, unusable_quote, nan_price`` (counts behind warnings).
     parameters
         Every parameter.
+    dropped
+        With cleaning: rows each rule dropped (see :class:`Analysis`).
     """
 
     trades: pl.LazyFrame
     mix: pl.LazyFrame
     diagnostics: pl.LazyFrame
     parameters: dict[str, Any] = field(default_factory=dict)
+    dropped: pl.LazyFrame | None = None
 
 
 def classify(
@@ -267,8 +306,8 @@ def classify(
     """
     selection = selection or Selection()
     signing = signing or Signing()
-    prepared, prepared_quotes = _prepared(trades, quotes, selection)
-    parameters = _parameters(selection, signing, bar=every)
+    prepared, prepared_quotes, dropped = prepare_market(trades, quotes, selection)
+    parameters = parameters_of(selection, signing, bar=every)
     if signing.method == "bvc":
         unsigned = prepared.with_columns(pl.lit(0, pl.Int8).alias(TRADE_SIGN))
         bars = bulk_volume_classification(flow_bars(unsigned, every=every)).select(
@@ -287,7 +326,7 @@ def classify(
             pl.lit(0, pl.UInt32).alias("unusable_quote"),
             pl.col(PRICE).is_nan().sum().alias("nan_price"),
         )
-        return Classification(bars, mix, diagnostics, parameters)
+        return Classification(bars, mix, diagnostics, parameters, dropped)
     signed = sign_trades(
         prepared, prepared_quotes, method=signing.method, match=signing.match, lag=signing.lag
     )
@@ -307,7 +346,9 @@ def classify(
         ).alias("unusable_quote"),
         pl.col(PRICE).is_nan().sum().alias("nan_price"),
     )
-    return Classification(signed.select(columns), method_mix(signed), diagnostics, parameters)
+    return Classification(
+        signed.select(columns), method_mix(signed), diagnostics, parameters, dropped
+    )
 
 
 def evaluate(
@@ -321,7 +362,7 @@ def evaluate(
     """Score every signing method against the vendor side (see :func:`evaluate_signing`)."""
     selection = selection or Selection()
     signing = signing or Signing()
-    prepared, prepared_quotes = _prepared(trades, quotes, selection)
+    prepared, prepared_quotes, _ = prepare_market(trades, quotes, selection)
     return evaluate_signing(
         prepared, prepared_quotes, match=signing.match, lag=signing.lag, every=every
     )
@@ -418,3 +459,42 @@ def collect(plans: Sequence[pl.LazyFrame], inputs: Sequence[Loaded]) -> list[pl.
                     )
                     raise ReaderError(msg, path=item.source.display) from exc
         raise MmflowError(_first_line(exc)) from exc
+
+
+def cleaning_notes(dropped: pl.DataFrame) -> list[str]:
+    """Summarise collected per-rule dropped counts as one line per table, for people."""
+    notes = []
+    for table in ("quotes", "trades"):
+        part = dropped.filter(pl.col("table") == table)
+        if part.height == 0:
+            continue
+        totals = part.group_by("rule", maintain_order=True).agg(pl.col("rows_dropped").sum())
+        text = ", ".join(f"{rule} {n:,}" for rule, n in totals.iter_rows())
+        notes.append(f"TAQ cleaning dropped {table}: {text}")
+    return notes
+
+
+def write_dataset(
+    trades: pl.LazyFrame | None,
+    quotes: pl.LazyFrame | None,
+    directory: Path,
+    *,
+    overwrite: bool = False,
+    selection: Selection | None = None,
+    metadata: dict[str, str] | None = None,
+) -> tuple[Converted, list[str]]:
+    """Select (and optionally clean) canonical rows, then write them as a partitioned dataset.
+
+    Returns what was written and, with cleaning, one line per table saying what each rule
+    dropped (see :func:`mmflow.convert.convert` for the layout).
+    """
+    selection = selection or Selection()
+    notes: list[str] = []
+    if trades is not None:
+        trades, quotes, dropped = prepare_market(trades, quotes, selection)
+        if dropped is not None:
+            notes = cleaning_notes(dropped.collect())
+    elif quotes is not None:
+        quotes = prepare(quotes, QUOTES, selection)
+    tables = [(t, f) for t, f in ((TRADES, trades), (QUOTES, quotes)) if f is not None]
+    return convert(tables, directory, overwrite=overwrite, metadata=metadata), notes

@@ -30,6 +30,7 @@ __all__ = [
     "detect",
     "format_names",
     "load",
+    "read_by_its_primary",
     "read_source",
 ]
 
@@ -135,10 +136,10 @@ def load(
     sources = expand(paths, stdin=stdin)
     loaded = [read_source(s, fmt, options) for s in sources]
     given = {s.path.resolve() for s in sources}
-    return [item for item in loaded if not _read_by_its_primary(item, given)]
+    return [item for item in loaded if not read_by_its_primary(item, given)]
 
 
-def _read_by_its_primary(item: Loaded, given: set[Path]) -> bool:
+def read_by_its_primary(item: Loaded, given: set[Path]) -> bool:
     """Whether another input's reader already reads this file (e.g. a LOBSTER orderbook)."""
     if item.format.primary is None:
         return False

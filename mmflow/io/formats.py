@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
@@ -63,10 +64,22 @@ class ReadOptions:
         also filters, so relabelling would pass other instruments' rows off as this one.
     column_map
         For ``generic`` CSV: canonical column name → the file's column name.
+    date
+        The trading day for files that carry it only in their name (LOBSTER), when the name
+        does not.
+    tz
+        The time zone of local times in formats that do not document theirs (Sierra exports;
+        UTC when not given).
+    round_lot
+        Shares per round lot for quote sizes published in lots (TAQ, Polygon; 100 when not
+        given).
     """
 
     symbol: str | None = None
     column_map: Mapping[str, str] = field(default_factory=dict)
+    date: date | None = None
+    tz: str | None = None
+    round_lot: int | None = None
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
+from mmflow.convert import partition_symbol
 from mmflow.errors import ReaderError, SchemaError
 from mmflow.io._common import epoch_to_datetime, scan_csv, side_from_text
 from mmflow.io.formats import Format, Frames, ReadOptions, Sniff
@@ -132,7 +133,9 @@ def canonicalize(lf: pl.LazyFrame, source: Source, options: ReadOptions) -> Fram
     if TS_EVENT in schema:
         fixes.append(_timestamp(TS_EVENT, schema[TS_EVENT]).alias(TS_EVENT))
     if SYMBOL not in schema:
-        fixes.append(pl.lit(options.symbol or _stem(source), dtype=pl.String).alias(SYMBOL))
+        # an mmflow dataset keeps the symbol in its hive path: …/symbol=BTC%2FUSDT/date=…/
+        symbol = partition_symbol(source.path) or options.symbol or _stem(source)
+        fixes.append(pl.lit(symbol, dtype=pl.String).alias(SYMBOL))
     if PRICE in schema and SIZE in schema:
         if AGGRESSOR_SIDE in schema:
             fixes.append(_side(schema[AGGRESSOR_SIDE], source).alias(AGGRESSOR_SIDE))

@@ -226,12 +226,12 @@ def missing_orderbook(source: Source) -> bool:
     return _partner_path(source, "orderbook") is None
 
 
-def _day(source: Source) -> date:
-    day = _parse_name(source.name).day
+def _day(source: Source, options: ReadOptions) -> date:
+    day = _parse_name(source.name).day or options.date
     if day is None:
         msg = (
             "cannot tell the date: LOBSTER files carry it only in their name; "
-            f"rename the file to the LOBSTER pattern {_NAMING}"
+            f"pass --date YYYY-MM-DD or rename the file to the LOBSTER pattern {_NAMING}"
         )
         raise ReaderError(msg, path=source.display)
     return day
@@ -419,7 +419,7 @@ def _quotes(rows: pl.LazyFrame, what: str) -> pl.LazyFrame:
 
 def _paired_rows(message: Source, book: Source, options: ReadOptions) -> pl.LazyFrame:
     """Message rows side by side with the level-1 book after each of them."""
-    day, symbol = _day(message), _symbol(message, options)
+    day, symbol = _day(message, options), _symbol(message, options)
     messages = _scan(message, MESSAGE_COLUMNS, "LOBSTER message file")
     levels = _scan(book, BOOK_COLUMNS, "LOBSTER orderbook file")
     both = pl.concat([messages, levels], how="horizontal")
@@ -436,7 +436,7 @@ def _message_frames(message: Source, options: ReadOptions, *, trades: bool) -> F
                 "file (same name with _orderbook_ for _message_)"
             )
             raise ReaderError(msg, path=message.display)
-        day, symbol = _day(message), _symbol(message, options)
+        day, symbol = _day(message, options), _symbol(message, options)
         lf = _scan(message, MESSAGE_COLUMNS, "LOBSTER message file")
         rows = lf.select(*_messages(day, symbol)).with_columns(pl.col(TS).alias(TS_EVENT))
         return Frames(trades=_trades(rows, with_bbo=False, what=message.display))

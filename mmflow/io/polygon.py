@@ -335,6 +335,7 @@ def read_quotes(source: Source, options: ReadOptions, *, round_lot: float = ROUN
     ReaderError
         When the file is empty or lacks a quotes column.
     """
+    lot = options.round_lot if options.round_lot is not None else round_lot
     lf = _scan(
         source,
         _QUOTES_NEEDED,
@@ -349,9 +350,9 @@ def read_quotes(source: Source, options: ReadOptions, *, round_lot: float = ROUN
         _optional_time(_PARTICIPANT_TIMESTAMP).alias(TS_EVENT),
         _symbol(options),
         pl.when(bid).then(pl.col(_BID_PRICE)).alias(BID_PRICE),
-        pl.when(bid).then(pl.col(_BID_SIZE) * round_lot).alias(BID_SIZE),
+        pl.when(bid).then(pl.col(_BID_SIZE) * lot).alias(BID_SIZE),
         pl.when(ask).then(pl.col(_ASK_PRICE)).alias(ASK_PRICE),
-        pl.when(ask).then(pl.col(_ASK_SIZE) * round_lot).alias(ASK_SIZE),
+        pl.when(ask).then(pl.col(_ASK_SIZE) * lot).alias(ASK_SIZE),
         pl.col(_CONDITIONS).alias(CONDITIONS),
     )
     return Frames(quotes=conform(canonical, QUOTES, what=source.display))

@@ -222,7 +222,7 @@ def read_trades(source: Source, options: ReadOptions, *, tz: str = DEFAULT_TZ) -
         When the file is empty or lacks a needed column.
     """
     lf = _scan(source)
-    ts = sierra_time(_DATE, _TIME, tz)
+    ts = sierra_time(_DATE, _TIME, options.tz or tz)
     canonical = lf.sort(_SEQUENCE, maintain_order=True, nulls_last=True).select(
         ts.alias(TS),
         ts.alias(TS_EVENT),

@@ -201,10 +201,13 @@ def is_data_file_name(name: str) -> bool:
 
     Examples
     --------
-    >>> [is_data_file_name(n) for n in ("a.csv.gz", "b.dbn.zst", "README.md", "MANIFEST.tsv")]
-    [True, True, False, False]
+    >>> names = ("a.csv.gz", "b.dbn.zst", "EQY_US_ALL_TRADE_20161024.gz", "README.md", "LICENSE")
+    >>> [is_data_file_name(n) for n in names]
+    [True, True, True, False, False]
     """
-    return Path(strip_compression_suffix(name)).suffix.lower() in DATA_SUFFIXES
+    plain = strip_compression_suffix(name)
+    # NYSE Daily TAQ files have no suffix: EQY_US_ALL_TRADE_20161024.gz
+    return Path(plain).suffix.lower() in DATA_SUFFIXES or plain.upper().startswith("EQY_US_ALL_")
 
 
 def expand(paths: Iterable[str], *, stdin: BinaryIO | None = None) -> list[Source]:

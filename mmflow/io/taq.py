@@ -496,6 +496,7 @@ def read_wrds_quotes(source: Source, options: ReadOptions, *, round_lot: int = R
     ParameterError
         When ``round_lot`` is not positive.
     """
+    round_lot = options.round_lot if options.round_lot is not None else round_lot
     _check_round_lot(round_lot)
     lf = _scan_wrds(source, WRDS_QUOTES_NEEDED, "WRDS TAQ quotes")
     present = lf.collect_schema().names()
@@ -618,6 +619,7 @@ def _read_daily_quote_rows(
     *,
     venue: bool,
 ) -> Frames:
+    round_lot = options.round_lot if options.round_lot is not None else round_lot
     _check_round_lot(round_lot)
     bid, bid_size, ask, ask_size = columns
     lf = _scan_daily(source, (_TIME, _EXCHANGE, _SYMBOL, *columns), what)

@@ -164,6 +164,7 @@ def inspect_table(df: pl.DataFrame) -> Table:
             + (
                 f"\nexchange clock:\n{time_span(row['start_event'], row['end_event'])}"
                 if row["start_event"] is not None
+                and (row["start_event"], row["end_event"]) != (row["start"], row["end"])
                 else ""
             ),
             _percent(row["side_known"]),
@@ -235,7 +236,7 @@ def inspect_cards(df: pl.DataFrame) -> Group:
         card.add_row("symbols", ", ".join(row["symbols"]))
         card.add_row("start (UTC)", _short_time(row["start"]))
         card.add_row("end (UTC)", _short_time(row["end"]))
-        if row["start_event"] is not None:
+        if row["start_event"] is not None and row["start_event"] != row["start"]:
             card.add_row("exchange start", _short_time(row["start_event"]))
             card.add_row("exchange end", _short_time(row["end_event"]))
         if row["side_known"] is not None:
