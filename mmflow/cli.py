@@ -10,7 +10,7 @@ import re
 import signal
 import sys
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, time
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -23,11 +23,13 @@ from mmflow._version import __version__
 from mmflow.errors import MmflowError, NoDataError, ParameterError
 from mmflow.inspect import inspect_paths
 from mmflow.io import Loaded, ReadOptions, format_names, load
+from mmflow.metrics.bvc import Distribution
 from mmflow.metrics.quotes import QuoteMatch
 from mmflow.metrics.signing import METHODS
 from mmflow.pipeline import (
     Clock,
     Selection,
+    Session,
     Signing,
     analyze,
     classify,
@@ -186,9 +188,39 @@ def input_options(func: F) -> F:
     return func
 
 
+class SessionWindow(click.ParamType[tuple[time, time]]):
+    """A daily session as ``HH:MM-HH:MM`` in the --session-tz time zone."""
+
+    name = "HH:MM-HH:MM"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[time, time]:
+        """Parse ``value``."""
+        if isinstance(value, tuple):
+            return value
+        try:
+            first, last = str(value).split("-")
+            return time.fromisoformat(first.strip()), time.fromisoformat(last.strip())
+        except ValueError:
+            self.fail(f"{value!r} is not a session like 09:30-16:00", param, ctx)
+
+
 def selection_options(func: F) -> F:
     """Options that choose rows and the clock, for commands that analyse."""
     decorators = [
+        click.option(
+            "--session",
+            type=SessionWindow(),
+            help="Keep only this daily session, e.g. 09:30-16:00 (overnight: 17:00-16:00); "
+            "tick-rule state, bars and cumulative series restart each session.",
+        ),
+        click.option(
+            "--session-tz",
+            default="UTC",
+            show_default=True,
+            help="Time zone of --session, e.g. America/New_York (daylight saving handled).",
+        ),
         click.option(
             "--clean",
             type=click.Choice(["taq"]),
@@ -258,7 +290,7 @@ def _emit(
     """Write ``df`` to a file or stdout when asked; return False when the caller should print."""
     if output is not None:
         write_file(df, output, metadata)
-        Console(stderr=True).print(f"wrote {df.height:,} rows to {output}")
+        _say(f"wrote {df.height:,} rows to {output}")
     if to_format is not None:
         write_to(df, sys.stdout.buffer, to_format, metadata)
         sys.stdout.buffer.flush()
@@ -370,6 +402,18 @@ def signing_options(func: F) -> F:
             show_default=True,
             help="Use quotes at least this much older than the trade (e.g. 100ms).",
         ),
+        click.option(
+            "--bvc-distribution",
+            type=click.Choice(["normal", "student-t"]),
+            default="normal",
+            show_default=True,
+            help="Bulk volume classification: distribution of standardised price changes.",
+        ),
+        click.option(
+            "--bvc-dof",
+            type=click.FloatRange(min=0, min_open=True),
+            help="Student-t degrees of freedom for bvc (estimated from the data if omitted).",
+        ),
     ]
     for decorator in reversed(decorators):
         func = decorator(func)
@@ -382,6 +426,7 @@ def _market(params: dict[str, Any]) -> tuple[list[Loaded], pl.LazyFrame, pl.Lazy
     inputs = load(params["files"], params["fmt"], options)
     if params.get("quote_files"):
         inputs += load(params["quote_files"], params["quotes_format"], options)
+    _warn([note for item in inputs for note in item.frames.notes])
     trades = gather(inputs, TRADES)
     if trades is None:
         msg = "no trades in the inputs (they hold only quotes); pass trade files too"
@@ -392,18 +437,40 @@ def _market(params: dict[str, Any]) -> tuple[list[Loaded], pl.LazyFrame, pl.Lazy
 def _selection(params: dict[str, Any]) -> Selection:
     clock: Clock = "event" if params["clock"] == "event" else "recv"
     clean: Literal["taq"] | None = "taq" if params.get("clean") == "taq" else None
-    return Selection(params["symbols"], params["start"], params["end"], clock, clean)
+    session = None
+    if params.get("session"):
+        zone = params["session_tz"]
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            msg = f"--session-tz {zone!r} is not a time zone name like America/New_York"
+            raise click.BadParameter(msg) from None
+        first, last = params["session"]
+        session = Session(first, last, tz=zone)
+    return Selection(params["symbols"], params["start"], params["end"], clock, clean, session)
 
 
 def _signing(params: dict[str, Any]) -> Signing:
     match: QuoteMatch = "at-or-before" if params["quote_match"] == "at-or-before" else "strict"
-    return Signing(params["method"], match, params["quote_lag"])
+    distribution: Distribution = (
+        "student-t" if params.get("bvc_distribution") == "student-t" else "normal"
+    )
+    if params.get("bvc_dof") is not None and distribution == "normal":
+        msg = "--bvc-dof applies to --bvc-distribution student-t only"
+        raise click.BadParameter(msg)
+    return Signing(
+        params["method"], match, params["quote_lag"], distribution, params.get("bvc_dof")
+    )
+
+
+def _say(line: str) -> None:
+    """Tell people something on stderr, one unwrapped line (log files and cron mail stay tidy)."""
+    click.echo(line, err=True)
 
 
 def _warn(lines: list[str]) -> None:
-    console = Console(stderr=True)
     for line in lines:
-        console.print(f"[yellow]Warning:[/yellow] {line}", highlight=False)
+        _say(f"Warning: {line}")
 
 
 def _collect_with_cleaning(
@@ -412,9 +479,8 @@ def _collect_with_cleaning(
     """Collect ``plans`` (and the cleaning counts, reported on stderr) in one run."""
     frames = collect([*plans, *([dropped] if dropped is not None else [])], inputs)
     if dropped is not None:
-        console = Console(stderr=True)
         for note in cleaning_notes(frames.pop()):
-            console.print(note, highlight=False)
+            _say(note)
     return frames
 
 
@@ -589,11 +655,9 @@ def convert_command(**params: Any) -> None:
         metadata=metadata,
     )
     for note in notes:
-        Console(stderr=True).print(note, highlight=False)
+        _say(note)
     rows = ", ".join(f"{n:,} {name}" for name, n in written.rows.items())
-    Console(stderr=True).print(
-        f"wrote {len(written.files):,} files ({rows}) to {params['directory']}", highlight=False
-    )
+    _say(f"wrote {len(written.files):,} files ({rows}) to {params['directory']}")
 
 
 def main() -> None:

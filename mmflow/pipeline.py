@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,8 +17,13 @@ from mmflow.clean import clean_taq
 from mmflow.convert import Converted, convert
 from mmflow.errors import MmflowError, NoDataError, ReaderError
 from mmflow.io import Loaded, combine
-from mmflow.metrics.bvc import BVC_BUY_VOLUME, BVC_SELL_VOLUME, bulk_volume_classification
-from mmflow.metrics.flow import bvc_flow_bars, flow_bars, flow_summary, summary_from_bars
+from mmflow.metrics.bvc import (
+    BVC_BUY_VOLUME,
+    BVC_SELL_VOLUME,
+    Distribution,
+    bulk_volume_classification,
+)
+from mmflow.metrics.flow import SESSION, bvc_flow_bars, flow_bars, flow_summary, summary_from_bars
 from mmflow.metrics.quotes import QUOTE_SOURCE, QUOTE_USABLE, QuoteMatch
 from mmflow.metrics.signing import Evaluation, Method, evaluate_signing, method_mix, sign_trades
 from mmflow.schema import (
@@ -44,6 +49,34 @@ Clock = Literal["recv", "event"]
 
 
 @dataclass(frozen=True)
+class Session:
+    """A daily trading session in local time, e.g. 09:30–16:00 America/New_York.
+
+    When ``end`` ≤ ``start`` the session runs overnight (17:00–16:00 for CME Globex) and is
+    named by the local date it starts on. Local times are converted with the time zone's rules,
+    so sessions stay correct across daylight-saving changes.
+    """
+
+    start: time
+    end: time
+    tz: str = "UTC"
+
+    def label(self) -> pl.Expr:
+        """Return the session's local start date for each row, null outside the session."""
+        local = pl.col(TS).dt.convert_time_zone(self.tz)
+        clock, day = local.dt.time(), local.dt.date()
+        if self.start < self.end:
+            return pl.when((clock >= self.start) & (clock < self.end)).then(day)
+        started_yesterday = clock < self.end
+        return (
+            pl.when(clock >= self.start)
+            .then(day)
+            .when(started_yesterday)
+            .then(day.dt.offset_by("-1d"))
+        )
+
+
+@dataclass(frozen=True)
 class Selection:
     """Which rows to analyse and on which clock.
 
@@ -57,6 +90,9 @@ class Selection:
         The alignment clock.
     clean
         ``taq``: apply the TAQ cleaning of :mod:`mmflow.clean` after selecting rows.
+    session
+        Keep only rows inside this daily session and label them with a ``session`` column
+        (its local start date); tick-rule state, bars and cumulative series restart per session.
     """
 
     symbols: tuple[str, ...] = ()
@@ -64,6 +100,7 @@ class Selection:
     end: datetime | None = None
     clock: Clock = "recv"
     clean: Literal["taq"] | None = None
+    session: Session | None = None
 
 
 def _utc(value: datetime) -> pl.Expr:
@@ -103,6 +140,9 @@ def prepare(lf: pl.LazyFrame, table: TableSchema, selection: Selection) -> pl.La
         lf = lf.filter(pl.col(TS) >= _utc(selection.start))
     if selection.end is not None:
         lf = lf.filter(pl.col(TS) < _utc(selection.end))
+    if selection.session is not None:
+        label = selection.session.label()
+        lf = lf.with_columns(label.alias(SESSION)).filter(pl.col(SESSION).is_not_null())
     return lf.sort(TS, maintain_order=True)
 
 
@@ -133,11 +173,17 @@ class Signing:
         Quote matching: ``strict`` (quotes strictly before the trade) or ``at-or-before``.
     lag
         Use quotes at least this much older than the trade (polars duration).
+    bvc_distribution, bvc_dof
+        For ``bvc``: the distribution of standardised bar price changes (``normal`` as in
+        Easley, López de Prado & O'Hara 2012, or ``student-t``) and its degrees of freedom
+        (estimated from the data when ``None``).
     """
 
     method: Method = "auto"
     match: QuoteMatch = "strict"
     lag: str = "0s"
+    bvc_distribution: Distribution = "normal"
+    bvc_dof: float | None = None
 
 
 @dataclass(frozen=True)
@@ -172,6 +218,13 @@ def parameters_of(selection: Selection, signing: Signing, **extra: Any) -> dict[
         "method": signing.method,
         "quote_match": signing.match,
         "quote_lag": signing.lag,
+        "bvc_distribution": signing.bvc_distribution,
+        "bvc_dof": signing.bvc_dof,
+        "session": (
+            f"{selection.session.start:%H:%M}-{selection.session.end:%H:%M} {selection.session.tz}"
+            if selection.session
+            else None
+        ),
         "clock": selection.clock,
         "symbols": list(selection.symbols),
         "start": selection.start.isoformat() if selection.start else None,
@@ -236,7 +289,9 @@ def analyze(
         unsigned = prepared.with_columns(
             pl.lit(0, pl.Int8).alias(TRADE_SIGN), pl.lit("bvc").alias(SIGN_METHOD)
         )
-        bars = bvc_flow_bars(unsigned, every=every)
+        bars = bvc_flow_bars(
+            unsigned, every=every, distribution=signing.bvc_distribution, dof=signing.bvc_dof
+        )
         return Analysis(
             summary_from_bars(bars, unsigned), bars, method_mix(unsigned), parameters, dropped
         )
@@ -310,7 +365,11 @@ def classify(
     parameters = parameters_of(selection, signing, bar=every)
     if signing.method == "bvc":
         unsigned = prepared.with_columns(pl.lit(0, pl.Int8).alias(TRADE_SIGN))
-        bars = bulk_volume_classification(flow_bars(unsigned, every=every)).select(
+        bars = bulk_volume_classification(
+            flow_bars(unsigned, every=every),
+            distribution=signing.bvc_distribution,
+            dof=signing.bvc_dof,
+        ).select(
             SYMBOL,
             TS,
             "close",
@@ -364,7 +423,13 @@ def evaluate(
     signing = signing or Signing()
     prepared, prepared_quotes, _ = prepare_market(trades, quotes, selection)
     return evaluate_signing(
-        prepared, prepared_quotes, match=signing.match, lag=signing.lag, every=every
+        prepared,
+        prepared_quotes,
+        match=signing.match,
+        lag=signing.lag,
+        every=every,
+        bvc_distribution=signing.bvc_distribution,
+        bvc_dof=signing.bvc_dof,
     )
 
 

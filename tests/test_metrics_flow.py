@@ -91,6 +91,7 @@ def test_flow_bars_left_closed_start_labelled() -> None:
         "sell_volume": 1.0,
         "unknown_volume": 0.0,
         "net_flow": 0.0,
+        "trade_imbalance": 0.0,
     }
     assert out["net_flow"].to_list() == [0.0, 4.0]
 
@@ -140,8 +141,17 @@ def test_bars_sum_to_summary_and_match_reference_loop(
     got = {
         (r["symbol"], int((r["ts"] - T0).total_seconds() // 60)): [r["volume"], r["net_flow"]]
         for r in bars.iter_rows(named=True)
+        if r["trades"] > 0
     }
     assert got.keys() == expected.keys()
+    # bars with no trades fill the gaps: a regular one-minute grid per symbol
+    for symbol in {key[0] for key in expected}:
+        minutes = [m for s, m in expected if s == symbol]
+        grid = bars.filter(pl.col("symbol") == symbol)
+        assert grid.height == max(minutes) - min(minutes) + 1
+        empty = grid.filter(pl.col("trades") == 0)
+        assert empty["volume"].to_list() == [0.0] * empty.height
+        assert empty["close"].null_count() == empty.height
     for key, (volume, net) in expected.items():
         assert abs(got[key][0] - volume) < 1e-9
         assert abs(got[key][1] - net) < 1e-9

@@ -92,10 +92,14 @@ class Frames:
         Canonical trades (:data:`mmflow.schema.TRADES`), or ``None``.
     quotes
         Canonical quotes (:data:`mmflow.schema.QUOTES`), or ``None``.
+    notes
+        Warnings for people found while reading (e.g. a LOBSTER file read without its
+        orderbook); the command line prints them on stderr.
     """
 
     trades: pl.LazyFrame | None = None
     quotes: pl.LazyFrame | None = None
+    notes: tuple[str, ...] = ()
 
 
 Reader = Callable[[Source, ReadOptions], Frames]

@@ -439,7 +439,11 @@ def _message_frames(message: Source, options: ReadOptions, *, trades: bool) -> F
         day, symbol = _day(message, options), _symbol(message, options)
         lf = _scan(message, MESSAGE_COLUMNS, "LOBSTER message file")
         rows = lf.select(*_messages(day, symbol)).with_columns(pl.col(TS).alias(TS_EVENT))
-        return Frames(trades=_trades(rows, with_bbo=False, what=message.display))
+        note = (
+            f"{message.display}: orderbook file not found next to it; reading trades only "
+            "(no quotes, no pre-trade BBO)"
+        )
+        return Frames(trades=_trades(rows, with_bbo=False, what=message.display), notes=(note,))
     rows = _paired_rows(message, book, options)
     quotes = _quotes(rows, message.display)
     if not trades:

@@ -8,6 +8,8 @@ Signed volume s_t = D_t · V_t (metrics.md §b.2). ``buy_volume`` is the volume 
 
 from __future__ import annotations
 
+from typing import Literal
+
 import polars as pl
 
 from mmflow.schema import PRICE, SIZE, SYMBOL, TRADE_SIGN, TS
@@ -88,28 +90,67 @@ def flow_summary(trades: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
+SESSION = "session"
+"""Optional column: bars and cumulative series restart for each (symbol, session)."""
+
+
+def bar_keys(frame: pl.LazyFrame) -> list[str]:
+    """Return the grouping keys of bars: ``symbol``, plus ``session`` when the frame has one."""
+    return [SYMBOL, SESSION] if SESSION in frame.collect_schema().names() else [SYMBOL]
+
+
+def regular_grid(bars: pl.LazyFrame, *, every: str, keys: list[str]) -> pl.LazyFrame:
+    """Return one row (``keys`` + ``ts``) per bar from each group's first to its last bar."""
+    spans = bars.group_by(keys).agg(
+        pl.col(TS).min().alias("_first"), pl.col(TS).max().alias("_last")
+    )
+    return spans.select(
+        *keys, pl.datetime_ranges("_first", "_last", interval=every).alias(TS)
+    ).explode(TS)
+
+
 def flow_bars(trades: pl.LazyFrame, *, every: str) -> pl.LazyFrame:
-    """Aggregate signed trades into time bars per symbol.
+    """Aggregate signed trades into regular time bars per symbol (and session).
 
     A bar's ``ts`` is its start; it holds trades with start ≤ t < start + ``every``, as polars
-    ``group_by_dynamic`` labels them (product.md "Bars").
+    ``group_by_dynamic`` labels them (product.md "Bars"). Bars with no trades between a symbol's
+    first and last bar are present, with volume 0, no trades and null prices, so the series is
+    regular. ``trade_imbalance`` = Σ D·V / Σ V ∈ [−1, 1] (metrics.md §b.2; null when volume is 0).
 
     Parameters
     ----------
     trades
-        Canonical trades with ``trade_sign``, sorted by ``ts``.
+        Canonical trades with ``trade_sign``, sorted by ``ts``; with a ``session`` column, bars
+        are made per session and never span two.
     every
         Bar length as a polars duration string (``1s``, ``1m``, ``5m``, ``1h``).
 
     Returns
     -------
     pl.LazyFrame
-        ``symbol, ts, open, high, low, close, vwap, volume, trades, buy_volume, sell_volume,
-        unknown_volume, net_flow``, sorted by symbol and ``ts``.
+        ``symbol, [session,] ts, open, high, low, close, vwap, volume, trades, buy_volume,
+        sell_volume, unknown_volume, net_flow, trade_imbalance``, sorted by symbol and ``ts``.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> from datetime import datetime
+    >>> trades = pl.LazyFrame(
+    ...     {
+    ...         "ts": [datetime(2024, 1, 1, 0, 0, 5), datetime(2024, 1, 1, 0, 2, 5)],
+    ...         "symbol": ["X", "X"],
+    ...         "price": [10.0, 11.0],
+    ...         "size": [1.0, 2.0],
+    ...         "trade_sign": [1, -1],
+    ...     }
+    ... ).with_columns(pl.col("ts").dt.replace_time_zone("UTC"))
+    >>> flow_bars(trades, every="1m").collect()[["volume", "close", "net_flow"]].rows()
+    [(1.0, 10.0, 1.0), (0.0, None, 0.0), (2.0, 11.0, -2.0)]
     """
+    keys = bar_keys(trades)
     price = pl.col(PRICE)
     bars = trades.group_by_dynamic(
-        TS, every=every, group_by=SYMBOL, label="left", closed="left", start_by="window"
+        TS, every=every, group_by=keys, label="left", closed="left", start_by="window"
     ).agg(
         price.first().alias("open"),
         price.max().alias("high"),
@@ -117,8 +158,14 @@ def flow_bars(trades: pl.LazyFrame, *, every: str) -> pl.LazyFrame:
         price.last().alias("close"),
         *flow_aggregates(),
     )
-    return bars.select(
-        SYMBOL,
+    counts = ("volume", "buy_volume", "sell_volume", "unknown_volume", "net_flow")
+    filled = (
+        regular_grid(bars, every=every, keys=keys)
+        .join(bars, on=[*keys, TS], how="left")
+        .with_columns(pl.col(counts).fill_null(0.0), pl.col("trades").fill_null(0))
+    )
+    return filled.select(
+        *keys,
         TS,
         "open",
         "high",
@@ -131,10 +178,19 @@ def flow_bars(trades: pl.LazyFrame, *, every: str) -> pl.LazyFrame:
         "sell_volume",
         "unknown_volume",
         "net_flow",
-    ).sort(SYMBOL, TS)
+        pl.when(pl.col("volume") > 0)
+        .then(pl.col("net_flow") / pl.col("volume"))
+        .alias("trade_imbalance"),
+    ).sort(*keys, TS)
 
 
-def bvc_flow_bars(trades: pl.LazyFrame, *, every: str) -> pl.LazyFrame:
+def bvc_flow_bars(
+    trades: pl.LazyFrame,
+    *,
+    every: str,
+    distribution: Literal["normal", "student-t"] = "normal",
+    dof: float | None = None,
+) -> pl.LazyFrame:
     """Time bars whose buy/sell split comes from bulk volume classification.
 
     V^B_τ = V_τ · F(ΔP_τ / σ_ΔP), V^S_τ = V_τ − V^B_τ (Easley, López de Prado & O'Hara 2012;
@@ -147,6 +203,9 @@ def bvc_flow_bars(trades: pl.LazyFrame, *, every: str) -> pl.LazyFrame:
         Canonical trades with a ``trade_sign`` column (its values are not used), sorted by ``ts``.
     every
         Bar length.
+    distribution, dof
+        The distribution of standardised price changes (see
+        :func:`mmflow.metrics.bvc.bulk_volume_classification`).
 
     Returns
     -------
@@ -156,7 +215,9 @@ def bvc_flow_bars(trades: pl.LazyFrame, *, every: str) -> pl.LazyFrame:
     from mmflow.metrics.bvc import bulk_volume_classification
 
     bars = flow_bars(trades.with_columns(pl.lit(0, pl.Int8).alias(TRADE_SIGN)), every=every)
-    classified = bulk_volume_classification(bars, price="close", volume="volume", by=SYMBOL)
+    classified = bulk_volume_classification(
+        bars, price="close", volume="volume", by=SYMBOL, distribution=distribution, dof=dof
+    )
     buy = pl.col("bvc_buy_volume").fill_null(0.0)
     sell = pl.col("bvc_sell_volume").fill_null(0.0)
     return classified.with_columns(
@@ -164,6 +225,9 @@ def bvc_flow_bars(trades: pl.LazyFrame, *, every: str) -> pl.LazyFrame:
         sell.alias("sell_volume"),
         (pl.col("volume") - buy - sell).alias("unknown_volume"),
         (buy - sell).alias("net_flow"),
+        pl.when(pl.col("volume") > 0)
+        .then((buy - sell) / pl.col("volume"))
+        .alias("trade_imbalance"),
     ).drop("bvc_buy_volume", "bvc_sell_volume")
 
 

@@ -14,7 +14,7 @@ from typing import Literal, get_args
 import polars as pl
 
 from mmflow.errors import ParameterError
-from mmflow.metrics.bvc import bulk_volume_classification
+from mmflow.metrics.bvc import Distribution, bulk_volume_classification
 from mmflow.metrics.classify import (
     clnv,
     depth_rule,
@@ -24,6 +24,7 @@ from mmflow.metrics.classify import (
     reverse_tick_rule,
     tick_rule,
 )
+from mmflow.metrics.flow import SESSION
 from mmflow.metrics.quotes import QUOTE_USABLE, QuoteMatch, attach_quotes
 from mmflow.schema import (
     AGGRESSOR_SIDE,
@@ -50,9 +51,6 @@ TRADE_METHODS: tuple[Method, ...] = ("tick", "reverse-tick", *QUOTE_METHODS)
 """Per-trade inference methods, as scored by :func:`evaluate_signing`."""
 LAG_GRID: tuple[str, ...] = ("0s", "50ms", "100ms", "500ms", "1s")
 """Quote lags at which :func:`evaluate_signing` re-scores Lee-Ready."""
-
-SESSION = "session"
-"""Optional column: trades with the same symbol and session share tick-rule state."""
 
 
 def label(method: Method) -> str:
@@ -251,7 +249,12 @@ def _score(frame: pl.LazyFrame, sign: str, group: list[str]) -> pl.LazyFrame:
     )
 
 
-def _bvc_score(known: pl.LazyFrame, every: str) -> pl.LazyFrame:
+def _bvc_score(
+    known: pl.LazyFrame,
+    every: str,
+    distribution: Distribution = "normal",
+    dof: float | None = None,
+) -> pl.LazyFrame:
     """Score bulk volume classification by volume (Chakrabarty, Pascual & Shkilko 2015).
 
     accuracy = Σ_τ [min(V̂ᴮ_τ, Vᴮ_τ) + min(V̂ˢ_τ, Vˢ_τ)] / Σ_τ V_τ over bars BVC classifies.
@@ -266,7 +269,9 @@ def _bvc_score(known: pl.LazyFrame, every: str) -> pl.LazyFrame:
         pl.col(SIZE).filter(truth == 1).sum().alias("true_buy"),
         pl.col(SIZE).filter(truth == -1).sum().alias("true_sell"),
     )
-    scored = bulk_volume_classification(bars.sort(SYMBOL, TS), price="close", volume="volume")
+    scored = bulk_volume_classification(
+        bars.sort(SYMBOL, TS), price="close", volume="volume", distribution=distribution, dof=dof
+    )
     defined = pl.col("bvc_buy_volume").is_not_null()
     hit_buy = pl.min_horizontal("bvc_buy_volume", "true_buy")
     hit_sell = pl.min_horizontal("bvc_sell_volume", "true_sell")
@@ -296,6 +301,8 @@ def evaluate_signing(
     match: QuoteMatch = "strict",
     lag: str = "0s",
     every: str = "1m",
+    bvc_distribution: Distribution = "normal",
+    bvc_dof: float | None = None,
 ) -> Evaluation:
     """Score every classifier against the vendor's aggressor side.
 
@@ -313,6 +320,8 @@ def evaluate_signing(
         Quote matching for the quote-based methods.
     every
         Bar length for BVC.
+    bvc_distribution, bvc_dof
+        BVC's distribution (``normal`` or ``student-t``) and Student-t degrees of freedom.
 
     Returns
     -------
@@ -339,7 +348,11 @@ def evaluate_signing(
     columns = ["symbol", "method", "trades", "classified", "correct", "accuracy", "coverage"]
     columns += ["buy_recall", "sell_recall"]
     scores = pl.concat(
-        [scores.select(columns), _bvc_score(known, every).select(columns)], how="vertical_relaxed"
+        [
+            scores.select(columns),
+            _bvc_score(known, every, bvc_distribution, bvc_dof).select(columns),
+        ],
+        how="vertical_relaxed",
     ).sort(SYMBOL, pl.col("method").replace_strict(list(METHODS), list(range(len(METHODS)))))
     if quotes is None:
         lags = pl.LazyFrame(
