@@ -27,27 +27,35 @@ from mmflow.metrics.bvc import Distribution
 from mmflow.metrics.quotes import QuoteMatch
 from mmflow.metrics.signing import METHODS
 from mmflow.pipeline import (
+    FLOW_COLUMNS,
+    INVENTORY_COLUMNS,
+    BarOptions,
     Clock,
     Selection,
     Session,
     Signing,
     analyze,
+    bar_table,
     classify,
     cleaning_notes,
     collect,
     evaluate,
     gather,
+    inventory_report,
+    market_bars,
     parameters_of,
     require_rows,
     signing_warnings,
     write_dataset,
 )
 from mmflow.render.table import (
+    analyze_table,
     evaluation_table,
+    flow_table,
     frame_table,
     inspect_cards,
     inspect_table,
-    summary_table,
+    inventory_table,
 )
 from mmflow.render.write import OUTPUT_FORMATS, OutputFormat, build_metadata, write_file, write_to
 from mmflow.schema import QUOTES, TRADES
@@ -484,10 +492,82 @@ def _collect_with_cleaning(
     return frames
 
 
+def bar_options(func: F) -> F:
+    """Options for bars and the per-bar metrics (``analyze``, ``flow``, ``inventory``)."""
+    decorators = [
+        click.option("--bar", type=Duration(), help="Bar length (default 1m)."),
+        click.option(
+            "--horizon",
+            type=Duration(),
+            default="5m",
+            show_default=True,
+            help="Horizon of realized spread and price impact (by time, not rows).",
+        ),
+        click.option(
+            "--lookback",
+            type=click.IntRange(min=2),
+            default=240,
+            show_default=True,
+            help="Trailing window in bars: Kyle's lambda, Amihud, inventory z, liquidity.",
+        ),
+        click.option(
+            "--pressure-horizon",
+            type=click.IntRange(min=1),
+            default=5,
+            show_default=True,
+            help="Forward bars of the price-pressure regression.",
+        ),
+        click.option(
+            "--vpin-window",
+            type=click.IntRange(min=1),
+            default=50,
+            show_default=True,
+            help="Volume buckets per VPIN value.",
+        ),
+        click.option(
+            "--buckets-per-day",
+            type=click.IntRange(min=1),
+            default=50,
+            show_default=True,
+            help="VPIN bucket volume = average daily volume / this.",
+        ),
+        click.option(
+            "--spread-factor",
+            type=click.FloatRange(min=0, min_open=True),
+            default=2.0,
+            show_default=True,
+            help="Withdrawing when the spread is at least this × its trailing median.",
+        ),
+        click.option(
+            "--depth-factor",
+            type=click.FloatRange(min=0, min_open=True),
+            default=0.5,
+            show_default=True,
+            help="Withdrawing when the depth is at most this × its trailing median.",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+def _bar_options(params: dict[str, Any]) -> BarOptions:
+    return BarOptions(
+        every=params["bar"] or "1m",
+        horizon=params["horizon"],
+        lookback=params["lookback"],
+        pressure_horizon=params["pressure_horizon"],
+        vpin_window=params["vpin_window"],
+        buckets_per_day=params["buckets_per_day"],
+        spread_factor=params["spread_factor"],
+        depth_factor=params["depth_factor"],
+    )
+
+
 @cli.command(name="analyze")
 @click.argument("files", nargs=-1, required=True)
 @quote_options
-@click.option("--bar", type=Duration(), help="Bar length for the per-bar table (default 1m).")
+@bar_options
 @signing_options
 @click.option(
     "--table",
@@ -499,11 +579,12 @@ def _collect_with_cleaning(
 @selection_options
 @output_options
 def analyze_command(**params: Any) -> None:
-    """Summarise order flow per symbol: volume, buy/sell split, VWAP, net flow.
+    """Summarise order flow and market-maker inventory per symbol; every metric per bar.
 
     Trade files and quote files may be given together; quote files can also be named with
     --quotes. Signs come from the vendor's aggressor flag where known, else Lee-Ready against
-    the prevailing quote, else the tick rule (--method changes this).
+    the prevailing quote, else the tick rule (--method changes this). On screen: one row per
+    symbol; -o writes the per-bar table with every column of `flow` and `inventory`.
 
     Example:
 
@@ -515,12 +596,13 @@ def analyze_command(**params: Any) -> None:
     result = analyze(
         trades,
         quotes,
-        every=params["bar"] or "1m",
+        options=_bar_options(params),
         signing=_signing(params),
         selection=_selection(params),
     )
-    summary, bars, mix = _collect_with_cleaning(
-        [result.summary, result.bars, result.mix], result.dropped, inputs
+    assert result.paths is not None
+    summary, bars, mix, paths = _collect_with_cleaning(
+        [result.summary, result.bars, result.mix, result.paths], result.dropped, inputs
     )
     require_rows(summary, "trades")
     table = params["which"] or (
@@ -535,9 +617,105 @@ def analyze_command(**params: Any) -> None:
     )
     if not _emit(chosen, output=params["output"], to_format=params["to_format"], metadata=metadata):
         if table == "summary":
-            Console().print(summary_table(chosen, title="mmflow analyze", mix=mix))
+            Console().print(analyze_table(chosen, mix=mix, paths=paths))
         else:
             Console().print(frame_table(chosen, title="mmflow analyze"))
+
+
+@cli.command(name="flow")
+@click.argument("files", nargs=-1, required=True)
+@quote_options
+@bar_options
+@signing_options
+@input_options
+@selection_options
+@output_options
+def flow_command(**params: Any) -> None:
+    """Order flow per symbol and bar: volume split, net flow, CVD, OFI, VPIN, impact, costs.
+
+    Columns: open, high, low, close, vwap, volume, trades, buy_volume, sell_volume,
+    unknown_volume, net_flow, trade_imbalance, cvd; with quotes also ofi, ofi_normalized,
+    mid_close, spread, depth, quote_imbalance, effective_spread, realized_spread, price_impact;
+    and vpin, kyle_lambda, amihud, roll_spread.
+
+    Example:
+
+    \b
+        mmflow flow sample_data/binance/ --bar 1m
+        mmflow flow trades.csv.gz --quotes 'quotes/*.csv.gz' --bar 5m -o flow.parquet
+    """
+    inputs, trades, quotes = _market(params)
+    options = _bar_options(params)
+    market = market_bars(
+        trades, quotes, options=options, signing=_signing(params), selection=_selection(params)
+    )
+    [bars] = _collect_with_cleaning([bar_table(market, FLOW_COLUMNS)], market.dropped, inputs)
+    require_rows(bars, "trades")
+    if quotes is None:
+        _say("Note: OFI, spreads, depth and trade costs need quotes; those columns are empty.")
+    metadata = build_metadata(
+        table="flow", sources=_sources(inputs), clock=params["clock"], parameters=market.parameters
+    )
+    if not _emit(bars, output=params["output"], to_format=params["to_format"], metadata=metadata):
+        Console().print(flow_table(bars))
+
+
+@cli.command(name="inventory")
+@click.argument("files", nargs=-1, required=True)
+@quote_options
+@bar_options
+@signing_options
+@click.option(
+    "--table",
+    "which",
+    type=click.Choice(["bars", "summary", "episodes"]),
+    help="Which table -o/--to write (default bars): per bar, per symbol, or withdrawal episodes.",
+)
+@input_options
+@selection_options
+@output_options
+def inventory_command(**params: Any) -> None:
+    """Market-maker inventory per bar, its half-life and price pressure, liquidity withdrawal.
+
+    Per bar: mm_inventory (= −CVD), inventory_change, inventory_z, spread, depth,
+    liquidity_state. Per symbol: inventory at the end, max long, max short, half-life
+    (seconds), price-pressure slope, quote skew, share of time withdrawing; and the withdrawal
+    episodes (start, end, spread and depth relative to normal).
+
+    Example:
+
+    \b
+        mmflow inventory sample_data/tardis/ --bar 1m
+        mmflow inventory trades.csv --quotes quotes.csv --table summary --to csv
+    """
+    inputs, trades, quotes = _market(params)
+    options = _bar_options(params)
+    market = market_bars(
+        trades, quotes, options=options, signing=_signing(params), selection=_selection(params)
+    )
+    summary_plan, episodes_plan = inventory_report(market, options)
+    bars, summary, episodes = _collect_with_cleaning(
+        [bar_table(market, INVENTORY_COLUMNS), summary_plan, episodes_plan],
+        market.dropped,
+        inputs,
+    )
+    require_rows(bars, "trades")
+    chosen = {"summary": summary, "episodes": episodes}.get(params["which"] or "bars", bars)
+    metadata = build_metadata(
+        table=f"inventory.{params['which'] or 'bars'}",
+        sources=_sources(inputs),
+        clock=params["clock"],
+        parameters=market.parameters,
+    )
+    if not _emit(chosen, output=params["output"], to_format=params["to_format"], metadata=metadata):
+        console = Console()
+        console.print(inventory_table(summary))
+        if episodes.height:
+            console.print(frame_table(episodes, title="liquidity withdrawal episodes"))
+        elif not market.has_quotes:
+            console.print("Liquidity state needs quotes (--quotes).")
+        else:
+            console.print("No liquidity withdrawal episodes.")
 
 
 @cli.command(name="classify")

@@ -23,9 +23,20 @@ from mmflow.metrics.bvc import (
     Distribution,
     bulk_volume_classification,
 )
-from mmflow.metrics.flow import SESSION, bvc_flow_bars, flow_bars, flow_summary, summary_from_bars
-from mmflow.metrics.quotes import QUOTE_SOURCE, QUOTE_USABLE, QuoteMatch
+from mmflow.metrics.flow import (
+    SESSION,
+    bar_keys,
+    bvc_flow_bars,
+    flow_bars,
+    flow_summary,
+    summary_from_bars,
+)
+from mmflow.metrics.impact import amihud, cost_bars, kyle_lambda, roll_spread, trade_costs
+from mmflow.metrics.inventory import inventory_bars, inventory_summary, withdrawal_episodes
+from mmflow.metrics.ofi import quote_bars
+from mmflow.metrics.quotes import QUOTE_SOURCE, QUOTE_USABLE, QuoteMatch, attach_quotes
 from mmflow.metrics.signing import Evaluation, Method, evaluate_signing, method_mix, sign_trades
+from mmflow.metrics.vpin import vpin_at, vpin_buckets
 from mmflow.schema import (
     AGGRESSOR_SIDE,
     MID_PRICE,
@@ -202,6 +213,8 @@ class Analysis:
         Every parameter, for file metadata and reproducibility.
     dropped
         With cleaning: ``symbol, date, rule, rows_dropped, table`` (no row is lost silently).
+    paths
+        ``symbol, inventory_path``: the bar-by-bar inventory, for a sparkline.
     """
 
     summary: pl.LazyFrame
@@ -209,6 +222,7 @@ class Analysis:
     mix: pl.LazyFrame
     parameters: dict[str, Any] = field(default_factory=dict)
     dropped: pl.LazyFrame | None = None
+    paths: pl.LazyFrame | None = None
 
 
 def parameters_of(selection: Selection, signing: Signing, **extra: Any) -> dict[str, Any]:
@@ -258,53 +272,71 @@ def analyze(
     quotes: pl.LazyFrame | None = None,
     *,
     every: str = "1m",
+    options: BarOptions | None = None,
     signing: Signing | None = None,
     selection: Selection | None = None,
 ) -> Analysis:
-    """Run the main analysis: sign trades, then summarise flow per symbol and per bar.
+    """Run the main analysis: everything per bar, and one summary row per symbol.
 
     Parameters
     ----------
     trades
         Canonical trades (any order; several files may be concatenated).
     quotes
-        Canonical quotes for quote-based signing, or ``None``.
+        Canonical quotes (for quote-based signing, OFI, spreads and liquidity), or ``None``.
     every
-        Bar length (polars duration string).
+        Bar length (polars duration string), used when ``options`` is not given.
+    options
+        Bar length and metric windows.
     signing
         Signing method and quote matching (``auto`` by default).
     selection
-        Symbols, time window and clock.
+        Symbols, time window, clock, session and cleaning.
 
     Returns
     -------
     Analysis
         Lazy summary and bar tables; nothing is read until they are collected.
     """
-    selection = selection or Selection()
+    options = options or BarOptions(every=every)
+    market = market_bars(trades, quotes, options=options, signing=signing, selection=selection)
     signing = signing or Signing()
-    prepared, prepared_quotes, dropped = prepare_market(trades, quotes, selection)
-    parameters = parameters_of(selection, signing, bar=every)
     if signing.method == "bvc":
-        unsigned = prepared.with_columns(
-            pl.lit(0, pl.Int8).alias(TRADE_SIGN), pl.lit("bvc").alias(SIGN_METHOD)
-        )
-        bars = bvc_flow_bars(
-            unsigned, every=every, distribution=signing.bvc_distribution, dof=signing.bvc_dof
-        )
-        return Analysis(
-            summary_from_bars(bars, unsigned), bars, method_mix(unsigned), parameters, dropped
-        )
-    signed = sign_trades(
-        prepared, prepared_quotes, method=signing.method, match=signing.match, lag=signing.lag
+        flow = summary_from_bars(market.bars, market.signed)
+    else:
+        flow = flow_summary(market.signed)
+    totals = market.bars.group_by(SYMBOL).agg(
+        (pl.col("ofi").sum() if market.has_quotes else pl.lit(None, pl.Float64)).alias("ofi")
     )
-    return Analysis(
-        flow_summary(signed),
-        flow_bars(signed, every=every),
-        method_mix(signed),
-        parameters,
-        dropped,
+    inventory, _ = inventory_report(market, options)
+    summary = (
+        flow.join(totals, on=SYMBOL, how="left")
+        .join(inventory, on=SYMBOL, how="left")
+        .select(
+            SYMBOL,
+            "trades",
+            "volume",
+            "buy_volume",
+            "sell_volume",
+            "unknown_volume",
+            "vwap",
+            "net_flow",
+            "ofi",
+            "mm_inventory",
+            "inventory_max",
+            "inventory_min",
+            "inventory_half_life",
+            "price_pressure",
+            "quote_skew",
+            "withdrawing_share",
+            "liquidity_state",
+            "start",
+            "end",
+        )
+        .sort(SYMBOL)
     )
+    paths = market.bars.group_by(SYMBOL).agg(pl.col("mm_inventory").alias("inventory_path"))
+    return Analysis(summary, market.bars, market.mix, market.parameters, market.dropped, paths)
 
 
 @dataclass(frozen=True)
@@ -563,3 +595,221 @@ def write_dataset(
         quotes = prepare(quotes, QUOTES, selection)
     tables = [(t, f) for t, f in ((TRADES, trades), (QUOTES, quotes)) if f is not None]
     return convert(tables, directory, overwrite=overwrite, metadata=metadata), notes
+
+
+@dataclass(frozen=True)
+class BarOptions:
+    """Parameters of the per-bar market metrics.
+
+    Attributes
+    ----------
+    every
+        Bar length (polars duration).
+    horizon
+        Time horizon for realized spread and price impact (by as-of time, not rows).
+    lookback
+        L: trailing window in bars for Kyle's lambda, Amihud, inventory z-scores and the
+        liquidity-state medians.
+    pressure_horizon
+        h: forward window in bars for the price-pressure regression.
+    vpin_window
+        Buckets in the VPIN window (n).
+    buckets_per_day
+        VPIN buckets per average day (bucket volume = average daily volume / this).
+    spread_factor, depth_factor
+        ``withdrawing`` when the spread is ≥ spread_factor × its trailing median or the depth
+        ≤ depth_factor × its trailing median.
+    """
+
+    every: str = "1m"
+    horizon: str = "5m"
+    lookback: int = 240
+    pressure_horizon: int = 5
+    vpin_window: int = 50
+    buckets_per_day: int = 50
+    spread_factor: float = 2.0
+    depth_factor: float = 0.5
+
+
+QUOTE_BAR_COLUMNS = ("ofi", "ofi_normalized", "mid_close", "spread", "depth", "quote_imbalance")
+COST_COLUMNS = ("effective_spread", "realized_spread", "price_impact")
+
+
+@dataclass(frozen=True)
+class Market:
+    """Every per-bar series of one run, lazily, plus what it was computed from.
+
+    Attributes
+    ----------
+    bars
+        One row per symbol (and session) and bar: flow, OFI and quote columns (when quotes
+        exist), VPIN, costs, impact and inventory.
+    signed
+        The signed trades the bars come from.
+    mix
+        How many trades each signing rule signed.
+    has_quotes
+        Whether quote-based columns could be computed.
+    parameters
+        Every parameter.
+    dropped
+        With cleaning: rows each rule dropped.
+    """
+
+    bars: pl.LazyFrame
+    signed: pl.LazyFrame
+    mix: pl.LazyFrame
+    has_quotes: bool
+    parameters: dict[str, Any] = field(default_factory=dict)
+    dropped: pl.LazyFrame | None = None
+
+
+def market_bars(
+    trades: pl.LazyFrame,
+    quotes: pl.LazyFrame | None = None,
+    *,
+    options: BarOptions | None = None,
+    signing: Signing | None = None,
+    selection: Selection | None = None,
+) -> Market:
+    """Build the full per-bar table: flow, CVD, OFI, quotes, VPIN, costs, impact, inventory.
+
+    Every series is computed per symbol (and session) on a regular bar grid, in one lazy plan.
+    Quote-based columns (OFI, spread, depth, quote imbalance, effective and realized spread,
+    liquidity state) are null without quotes.
+
+    Parameters
+    ----------
+    trades, quotes
+        Canonical trades and quotes (quotes may be ``None``).
+    options
+        Bar length and metric windows.
+    signing
+        How trades are signed.
+    selection
+        Symbols, time window, clock, session and cleaning.
+
+    Returns
+    -------
+    Market
+        The lazy bar table and what it was built from.
+    """
+    options = options or BarOptions()
+    selection = selection or Selection()
+    signing = signing or Signing()
+    every = options.every
+    prepared, prepared_quotes, dropped = prepare_market(trades, quotes, selection)
+    parameters = parameters_of(
+        selection,
+        signing,
+        bar=every,
+        horizon=options.horizon,
+        lookback=options.lookback,
+        pressure_horizon=options.pressure_horizon,
+        vpin_window=options.vpin_window,
+        buckets_per_day=options.buckets_per_day,
+        spread_factor=options.spread_factor,
+        depth_factor=options.depth_factor,
+    )
+    if signing.method == "bvc":
+        signed = prepared.with_columns(
+            pl.lit(0, pl.Int8).alias(TRADE_SIGN), pl.lit("bvc").alias(SIGN_METHOD)
+        )
+        bars = bvc_flow_bars(
+            signed, every=every, distribution=signing.bvc_distribution, dof=signing.bvc_dof
+        )
+    else:
+        signed = sign_trades(
+            prepared, prepared_quotes, method=signing.method, match=signing.match, lag=signing.lag
+        )
+        bars = flow_bars(signed, every=every)
+    keys = bar_keys(bars)
+    if prepared_quotes is not None:
+        grid = bars.select(SYMBOL, TS)
+        quoted = quote_bars(prepared_quotes, every=every, grid=grid).select(
+            SYMBOL, TS, *QUOTE_BAR_COLUMNS
+        )
+        bars = bars.join(quoted, on=[SYMBOL, TS], how="left", maintain_order="left")
+        if MID_PRICE not in signed.collect_schema().names():
+            signed = attach_quotes(signed, prepared_quotes, match=signing.match, lag=signing.lag)
+        costs = cost_bars(
+            trade_costs(signed, prepared_quotes, horizon=options.horizon), every=every
+        ).select(*keys, TS, *COST_COLUMNS)
+        bars = bars.join(costs, on=[*keys, TS], how="left", maintain_order="left")
+    else:
+        bars = bars.with_columns(
+            pl.lit(None, pl.Float64).alias(name) for name in (*QUOTE_BAR_COLUMNS, *COST_COLUMNS)
+        )
+    bars = bars.sort(*keys, TS)  # joins do not keep order; the series below need time order
+    buckets = vpin_buckets(
+        signed, buckets_per_day=options.buckets_per_day, window=options.vpin_window
+    )
+    bars = vpin_at(bars, buckets, every=every).sort(*keys, TS)
+    bars = amihud(kyle_lambda(bars, window=options.lookback), window=options.lookback)
+    rolls = roll_spread(signed, every=every).select(*keys, TS, "roll_spread")
+    bars = bars.join(rolls, on=[*keys, TS], how="left", maintain_order="left")
+    bars = inventory_bars(
+        bars,
+        lookback=options.lookback,
+        spread_factor=options.spread_factor,
+        depth_factor=options.depth_factor,
+    ).sort(*keys, TS)
+    return Market(
+        bars,
+        signed,
+        method_mix(signed),
+        prepared_quotes is not None,
+        parameters,
+        dropped,
+    )
+
+
+FLOW_COLUMNS = (
+    "open",
+    "high",
+    "low",
+    "close",
+    "vwap",
+    "volume",
+    "trades",
+    "buy_volume",
+    "sell_volume",
+    "unknown_volume",
+    "net_flow",
+    "trade_imbalance",
+    "cvd",
+    "ofi",
+    "ofi_normalized",
+    "mid_close",
+    "spread",
+    "depth",
+    "quote_imbalance",
+    "vpin",
+    "kyle_lambda",
+    "effective_spread",
+    "realized_spread",
+    "price_impact",
+    "amihud",
+    "roll_spread",
+)
+INVENTORY_COLUMNS = (
+    "mm_inventory",
+    "inventory_change",
+    "inventory_z",
+    "spread",
+    "depth",
+    "liquidity_state",
+)
+
+
+def bar_table(market: Market, columns: Sequence[str]) -> pl.LazyFrame:
+    """Select ``symbol, [session,] ts`` and ``columns`` from the market bars."""
+    keys = bar_keys(market.bars)
+    return market.bars.select(*keys, TS, *columns)
+
+
+def inventory_report(market: Market, options: BarOptions) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """Return the per-symbol inventory summary and the withdrawal episodes of ``market``."""
+    summary = inventory_summary(market.bars, every=options.every, horizon=options.pressure_horizon)
+    episodes = withdrawal_episodes(market.bars, every=options.every)
+    return summary, episodes

@@ -245,3 +245,196 @@ def inspect_cards(df: pl.DataFrame) -> Group:
         card.add_row("issues", "; ".join(row["issues"]) or "none")
         blocks += [card, Text("")]
     return Group(*blocks)
+
+
+_BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float | None], width: int = 24) -> str:
+    """Draw a series as a one-line chart of block characters (nulls are skipped).
+
+    Long series are resampled to ``width`` points (the last value of each stretch), so the line
+    ends where the series ends.
+
+    Examples
+    --------
+    >>> sparkline([0.0, 1.0, 2.0, 3.0, 2.0, 1.0, 0.0], width=7)
+    '▁▃▆█▆▃▁'
+    >>> sparkline([None, 5.0, 5.0])
+    '▄▄'
+    """
+    points = [v for v in values if v is not None]
+    if not points:
+        return ""
+    if len(points) > width:
+        step = len(points) / width
+        points = [points[min(len(points) - 1, int((i + 1) * step) - 1)] for i in range(width)]
+    low, high = min(points), max(points)
+    if high == low:
+        return _BLOCKS[len(_BLOCKS) // 2 - 1] * len(points)
+    scale = (len(_BLOCKS) - 1) / (high - low)
+    return "".join(_BLOCKS[round((v - low) * scale)] for v in points)
+
+
+def human_seconds(seconds: float | None) -> str:
+    """Format a duration in seconds for people.
+
+    Examples
+    --------
+    >>> [human_seconds(s) for s in (0.25, 17.6, 395.0, 7300.0, None)]
+    ['0.25 s', '17.6 s', '6.6 min', '2.0 h', '']
+    """
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.3g} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 86_400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86_400:.1f} d"
+
+
+def compact(value: Any) -> str:
+    """Format a number in at most ~6 characters for narrow terminal tables.
+
+    Examples
+    --------
+    >>> [compact(v) for v in (4024.3, -50156.0, 0.000123, 12.0, 1_234_567, None)]
+    ['4.02k', '-50.2k', '0.000123', '12', '1.23M', '']
+    """
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    number = float(value)
+    if math.isnan(number):
+        return "NaN"
+    magnitude = abs(number)
+    for limit, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if magnitude >= limit:
+            return f"{number / limit:.3g}{suffix}"
+    if magnitude == 0 or magnitude >= 0.001:
+        return f"{number:.3g}"
+    return f"{number:.3g}"
+
+
+def _screen_table(title: str, caption: str | None = None) -> Table:
+    return Table(
+        title=title,
+        caption=caption,
+        header_style="bold",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+
+
+def fitted_table(
+    title: str,
+    caption: str | None,
+    headers: list[str],
+    rows: list[list[str]],
+    *,
+    left: int = 1,
+) -> Table:
+    """Build a compact table whose columns are never narrower than their widest cell.
+
+    Headers may hold line breaks (they wrap, values never do); the first ``left`` columns are
+    left-aligned, the rest right-aligned.
+    """
+    table = _screen_table(title, caption)
+    for index, header in enumerate(headers):
+        widest = max((len(row[index]) for row in rows), default=0)
+        table.add_column(
+            header,
+            justify="left" if index < left else "right",
+            no_wrap=True,
+            min_width=max(widest, *(len(part) for part in header.split("\n"))),
+        )
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def analyze_table(
+    summary: pl.DataFrame, *, mix: pl.DataFrame | None = None, paths: pl.DataFrame | None = None
+) -> Table:
+    """Build the one-screen ``mmflow analyze`` view: flow, OFI and inventory per symbol.
+
+    ``buy %`` is the buyer-initiated share of signed volume; ``inventory`` is the market-maker
+    inventory proxy (−CVD) at the end, with its path over the run as a sparkline; the caption
+    gives the time span and how trades were signed. Numbers are shortened (k, M); the data
+    formats (``--to``, ``-o``) keep full precision.
+    """
+    base = summary_table(summary.select("symbol", "start", "end"), title="", mix=mix)
+    lines = {}
+    if paths is not None:
+        lines = {row[0]: sparkline(row[1], width=10) for row in paths.iter_rows()}
+    rows = []
+    for row in summary.iter_rows(named=True):
+        signed = (row["buy_volume"] or 0) + (row["sell_volume"] or 0)
+        rows.append(
+            [
+                row["symbol"],
+                compact(row["trades"]),
+                f"{100 * row['buy_volume'] / signed:.1f}" if signed else "",
+                compact(row["net_flow"]),
+                compact(row["ofi"]),
+                compact(row["mm_inventory"]),
+                lines.get(row["symbol"], ""),
+                human_seconds(row["inventory_half_life"]),
+                row["liquidity_state"] or "",
+            ]
+        )
+    headers = ["symbol", "trades", "buy\n%", "net\nflow", "OFI", "inven-\ntory", "inventory\npath"]
+    headers += ["half-\nlife", "liquidity"]
+    table = fitted_table("mmflow analyze", base.caption, headers, rows)  # type: ignore[arg-type]
+    table.columns[-2].justify = "left"
+    return table
+
+
+def flow_table(bars: pl.DataFrame) -> Table:
+    """Build the terminal view of ``mmflow flow``: the main columns, numbers shortened."""
+    wanted = ["close", "volume", "net_flow", "cvd", "ofi", "spread", "vpin"]
+    columns = [c for c in wanted if c in bars.columns and bars[c].null_count() < bars.height]
+    one_day = bars.height == 0 or bars["ts"].dt.date().n_unique() == 1
+    first = bars["ts"].min() if bars.height else None
+    day = first.strftime("%Y-%m-%d ") if isinstance(first, datetime) else ""
+    pattern = "%H:%M:%S" if one_day else "%m-%d %H:%M"
+    rows = [
+        [row["symbol"], row["ts"].strftime(pattern), *(compact(row[c]) for c in columns)]
+        for row in bars.iter_rows(named=True)
+    ]
+    caption = (
+        f"bars start {day if one_day else ''}(UTC); all {len(bars.columns)} columns with --to or -o"
+    )
+    headers = ["symbol", "bar", *(c.replace("_", "\n") for c in columns)]
+    return fitted_table("mmflow flow", caption, headers, rows, left=2)
+
+
+def inventory_table(summary: pl.DataFrame) -> Table:
+    """Build the terminal view of the ``mmflow inventory`` summary."""
+    rows = []
+    for row in summary.iter_rows(named=True):
+        share = row["withdrawing_share"]
+        rows.append(
+            [
+                row["symbol"],
+                compact(row["mm_inventory"]),
+                compact(row["inventory_max"]),
+                compact(row["inventory_min"]),
+                human_seconds(row["inventory_half_life"]),
+                compact(row["price_pressure"]),
+                compact(row["quote_skew"]),
+                "" if share is None else f"{100 * share:.0f} %",
+                row["liquidity_state"] or "",
+            ]
+        )
+    headers = ["symbol", "inven-\ntory", "max\nlong", "max\nshort", "half-\nlife"]
+    headers += ["price\npressure", "quote\nskew", "with-\ndrawing", "liquidity"]
+    table = fitted_table(
+        "mmflow inventory", "half-life: AR(1) mean reversion of the inventory", headers, rows
+    )
+    table.columns[-1].justify = "left"
+    return table
