@@ -24,6 +24,7 @@ from mmflow.errors import MmflowError, NoDataError, ParameterError
 from mmflow.inspect import inspect_paths
 from mmflow.io import Loaded, ReadOptions, format_names, load
 from mmflow.metrics.bvc import Distribution
+from mmflow.metrics.profile import ValueAreaMethod
 from mmflow.metrics.quotes import QuoteMatch
 from mmflow.metrics.signing import METHODS
 from mmflow.pipeline import (
@@ -44,6 +45,7 @@ from mmflow.pipeline import (
     inventory_report,
     market_bars,
     parameters_of,
+    profile,
     require_rows,
     signing_warnings,
     write_dataset,
@@ -56,9 +58,11 @@ from mmflow.render.table import (
     inspect_cards,
     inspect_table,
     inventory_table,
+    profile_chart,
 )
 from mmflow.render.write import OUTPUT_FORMATS, OutputFormat, build_metadata, write_file, write_to
 from mmflow.schema import QUOTES, TRADES
+from mmflow.simulate import SimulationParameters, simulate, write_simulation
 
 F = TypeVar("F", bound=Callable[..., Any])
 USER_ERRORS = (MmflowError, pl.exceptions.PolarsError, OSError)
@@ -836,6 +840,169 @@ def convert_command(**params: Any) -> None:
         _say(note)
     rows = ", ".join(f"{n:,} {name}" for name, n in written.rows.items())
     _say(f"wrote {len(written.files):,} files ({rows}) to {params['directory']}")
+
+
+@cli.command(name="profile")
+@click.argument("files", nargs=-1, required=True)
+@quote_options
+@click.option(
+    "--bin",
+    "bin_size",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Price step of a profile row (default: the smallest price difference, the tick).",
+)
+@click.option(
+    "--by",
+    type=click.Choice(["symbol", "session", "date"]),
+    default="symbol",
+    show_default=True,
+    help="One profile per symbol, per symbol and session (needs --session), or per UTC day.",
+)
+@click.option(
+    "--value-area",
+    "share",
+    type=click.FloatRange(min=0, max=1, min_open=True),
+    default=0.7,
+    show_default=True,
+    help="Share of volume in the value area.",
+)
+@click.option(
+    "--value-area-method",
+    type=click.Choice(["two-row", "single-row"]),
+    default="two-row",
+    show_default=True,
+    help="Dalton's two-row walk or the single-row walk.",
+)
+@click.option("--bar", type=Duration(), help="Footprint: volume at price per bar instead.")
+@click.option(
+    "--table",
+    "which",
+    type=click.Choice(["levels", "value-area"]),
+    help="Which table -o/--to write (default levels).",
+)
+@signing_options
+@input_options
+@selection_options
+@output_options
+def profile_command(**params: Any) -> None:
+    """Volume profile: volume at price, buy/sell split, point of control and value area.
+
+    Columns: price_level, volume, buy_volume, sell_volume, delta, trades; POC, value-area high
+    and low per symbol. With --bar, a footprint per bar and price level with diagonal
+    imbalances (ask volume vs bid volume one row below, 3:1).
+
+    Example:
+
+    \b
+        mmflow profile sample_data/tardis/
+        mmflow profile trades.csv --bin 0.5 --by date --to csv
+        mmflow profile trades.csv --bar 5m -o footprint.parquet
+    """
+    inputs, trades, quotes = _market(params)
+    by = ["symbol"] if params["by"] == "symbol" else ["symbol", params["by"]]
+    if params["by"] == "session" and not params.get("session"):
+        msg = "--by session needs --session HH:MM-HH:MM"
+        raise click.BadParameter(msg)
+    method: ValueAreaMethod = (
+        "single-row" if params["value_area_method"] == "single-row" else "two-row"
+    )
+    result = profile(
+        trades,
+        quotes,
+        bin_size=params["bin_size"],
+        by=by,
+        share=params["share"],
+        method=method,
+        every=params["bar"],
+        signing=_signing(params),
+        selection=_selection(params),
+    )
+    plans = [result.levels, result.value_areas]
+    if result.footprint is not None:
+        plans.append(result.footprint)
+    frames = collect(plans, inputs)
+    levels, areas = frames[0], frames[1]
+    require_rows(levels, "trades")
+    chosen = frames[2] if result.footprint is not None else areas
+    if result.footprint is None and params["which"] != "value-area":
+        chosen = levels
+    metadata = build_metadata(
+        table="profile",
+        sources=_sources(inputs),
+        clock=params["clock"],
+        parameters=result.parameters,
+    )
+    if _emit(chosen, output=params["output"], to_format=params["to_format"], metadata=metadata):
+        return
+    console = Console()
+    if result.footprint is not None:
+        console.print(frame_table(chosen.head(60), title="mmflow profile --bar (footprint)"))
+        return
+    for area in areas.iter_rows(named=True):
+        mine = levels
+        for key in by:
+            mine = mine.filter(pl.col(key) == area[key])
+        console.print(profile_chart(mine, area))
+
+
+@cli.command(name="simulate")
+@click.option(
+    "-o",
+    "--output",
+    "directory",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for trades.parquet, quotes.parquet and truth.parquet.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--symbols", type=click.IntRange(min=1, max=26), default=2, show_default=True)
+@click.option(
+    "--hours", type=click.FloatRange(min=0, min_open=True), default=24.0, show_default=True
+)
+@click.option(
+    "--trades-per-hour",
+    type=click.FloatRange(min=0, min_open=True),
+    default=3600.0,
+    show_default=True,
+)
+@click.option(
+    "--episodes-per-day",
+    type=click.FloatRange(min=0),
+    default=6.0,
+    show_default=True,
+    help="Accumulation → distribution → reversal episodes per symbol and day (0: noise only).",
+)
+@click.option("--verbose", is_flag=True, expose_value=False, callback=_set_verbose)
+def simulate_command(**params: Any) -> None:
+    """Write a synthetic market whose market maker accumulates and distributes inventory.
+
+    A market maker quotes around a latent fair value and skews its quotes against its
+    inventory; noise traders trade with it; scripted episodes push it into inventory
+    (accumulation), let it work the inventory off into opposite flow across several price
+    levels (distribution), then reverse. Writes trades.parquet (with the true aggressor side),
+    quotes.parquet and truth.parquet (per bar: true inventory and phase). Same seed, same files.
+
+    Example:
+
+    \b
+        mmflow simulate -o sim/ --seed 7 --hours 24
+        mmflow analyze sim/trades.parquet sim/quotes.parquet
+    """
+    count = params["symbols"]
+    names = tuple(f"SIM{chr(ord('A') + i)}" for i in range(count))
+    parameters = SimulationParameters(
+        seed=params["seed"],
+        symbols=names,
+        hours=params["hours"],
+        trades_per_hour=params["trades_per_hour"],
+        episodes_per_day=params["episodes_per_day"],
+    )
+    simulation = simulate(parameters)
+    written = write_simulation(simulation, params["directory"])
+    _say(
+        f"wrote {simulation.trades.height:,} trades, {simulation.quotes.height:,} quotes and "
+        f"{simulation.truth.height:,} truth bars to {', '.join(str(p) for p in written)}"
+    )
 
 
 def main() -> None:

@@ -34,6 +34,7 @@ from mmflow.metrics.flow import (
 from mmflow.metrics.impact import amihud, cost_bars, kyle_lambda, roll_spread, trade_costs
 from mmflow.metrics.inventory import inventory_bars, inventory_summary, withdrawal_episodes
 from mmflow.metrics.ofi import quote_bars
+from mmflow.metrics.profile import ValueAreaMethod, footprint, value_area, volume_profile
 from mmflow.metrics.quotes import QUOTE_SOURCE, QUOTE_USABLE, QuoteMatch, attach_quotes
 from mmflow.metrics.signing import Evaluation, Method, evaluate_signing, method_mix, sign_trades
 from mmflow.metrics.vpin import vpin_at, vpin_buckets
@@ -813,3 +814,59 @@ def inventory_report(market: Market, options: BarOptions) -> tuple[pl.LazyFrame,
     summary = inventory_summary(market.bars, every=options.every, horizon=options.pressure_horizon)
     episodes = withdrawal_episodes(market.bars, every=options.every)
     return summary, episodes
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The result of :func:`profile`.
+
+    Attributes
+    ----------
+    levels
+        ``[by…,] price_level, volume, buy_volume, sell_volume, delta, trades``.
+    value_areas
+        ``[by…,] poc, value_area_low, value_area_high, value_area_volume, total_volume``.
+    footprint
+        With a bar length: per bar and level, bid/ask volume, delta and imbalances.
+    parameters
+        Every parameter.
+    """
+
+    levels: pl.LazyFrame
+    value_areas: pl.LazyFrame
+    footprint: pl.LazyFrame | None
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def profile(
+    trades: pl.LazyFrame,
+    quotes: pl.LazyFrame | None = None,
+    *,
+    bin_size: float | None = None,
+    by: Sequence[str] = (SYMBOL,),
+    share: float = 0.7,
+    method: ValueAreaMethod = "two-row",
+    every: str | None = None,
+    signing: Signing | None = None,
+    selection: Selection | None = None,
+) -> Profile:
+    """Volume at price with point of control and value area, and optionally a footprint.
+
+    ``by`` may include ``session`` (with a session selection) or ``date`` (the UTC date) to get
+    one profile per symbol and session or day.
+    """
+    selection = selection or Selection()
+    signing = signing or Signing()
+    prepared, prepared_quotes, _ = prepare_market(trades, quotes, selection)
+    signed = sign_trades(
+        prepared, prepared_quotes, method=signing.method, match=signing.match, lag=signing.lag
+    )
+    if "date" in by:
+        signed = signed.with_columns(pl.col(TS).dt.date().alias("date"))
+    levels = volume_profile(signed, bin_size=bin_size, by=tuple(by))
+    areas = value_area(levels, share=share, by=tuple(by), method=method)
+    prints = footprint(signed, every=every, bin_size=bin_size) if every else None
+    parameters = parameters_of(
+        selection, signing, bin_size=bin_size, by=list(by), share=share, value_area=method
+    )
+    return Profile(levels, areas, prints, parameters)

@@ -438,3 +438,56 @@ def inventory_table(summary: pl.DataFrame) -> Table:
     )
     table.columns[-1].justify = "left"
     return table
+
+
+def profile_chart(levels: pl.DataFrame, area: dict[str, Any], *, rows: int = 30) -> Table:
+    """Draw one volume profile as horizontal bars, highest price first.
+
+    Levels beyond ``rows`` are merged into equal price ranges for display only. The point of
+    control is marked ``POC`` and rows inside the value area ``VA``; the bar's two shades show
+    the buyer- and seller-initiated parts of the volume.
+    """
+    frame = levels.sort("price_level")
+    if frame.height > rows:
+        step = -(-frame.height // rows)
+        frame = (
+            frame.with_row_index("_row")
+            .group_by((pl.col("_row") // step).alias("_group"))
+            .agg(
+                pl.col("price_level").first(),
+                pl.col("volume", "buy_volume", "sell_volume", "delta").sum(),
+                pl.col("price_level").last().alias("_top"),
+            )
+            .sort("price_level")
+        )
+    else:
+        frame = frame.with_columns(pl.col("price_level").alias("_top"))
+    widest = frame["volume"].max() or 0.0
+    poc, low, high = area.get("poc"), area.get("value_area_low"), area.get("value_area_high")
+    table = _screen_table(
+        f"{area.get('symbol', '')} volume profile",
+        f"POC {format_value(poc)}  value area {format_value(low)} – {format_value(high)}"
+        f" ({format_value(area.get('value_area_volume'))} of "
+        f"{format_value(area.get('total_volume'))})",
+    )
+    table.add_column("price", justify="right", no_wrap=True)
+    table.add_column("volume (buy ▇ sell ░)", no_wrap=True, min_width=24)
+    table.add_column("volume", justify="right", no_wrap=True)
+    table.add_column("delta", justify="right", no_wrap=True)
+    table.add_column("", no_wrap=True)
+    for row in frame.reverse().iter_rows(named=True):
+        length = 0 if not widest else round(24 * row["volume"] / widest)
+        buys = 0 if not row["volume"] else round(length * row["buy_volume"] / row["volume"])
+        marks = []
+        if poc is not None and row["price_level"] <= poc <= row["_top"]:
+            marks.append("POC")
+        elif low is not None and high is not None and low <= row["price_level"] <= high:
+            marks.append("VA")
+        table.add_row(
+            format_value(row["price_level"]),
+            "▇" * buys + "░" * (length - buys),
+            compact(row["volume"]),
+            compact(row["delta"]),
+            " ".join(marks),
+        )
+    return table
