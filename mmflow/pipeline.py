@@ -700,6 +700,9 @@ def market_bars(
     signing = signing or Signing()
     every = options.every
     prepared, prepared_quotes, dropped = prepare_market(trades, quotes, selection)
+    # The signed trades, the quotes and the bars feed several branches of one plan: cache them
+    # so each is computed once when the plan is collected.
+    prepared_quotes = prepared_quotes.cache() if prepared_quotes is not None else None
     parameters = parameters_of(
         selection,
         signing,
@@ -724,6 +727,7 @@ def market_bars(
             prepared, prepared_quotes, method=signing.method, match=signing.match, lag=signing.lag
         )
         bars = flow_bars(signed, every=every)
+    signed = signed.cache()
     keys = bar_keys(bars)
     if prepared_quotes is not None:
         grid = bars.select(SYMBOL, TS)
@@ -732,7 +736,9 @@ def market_bars(
         )
         bars = bars.join(quoted, on=[SYMBOL, TS], how="left", maintain_order="left")
         if MID_PRICE not in signed.collect_schema().names():
-            signed = attach_quotes(signed, prepared_quotes, match=signing.match, lag=signing.lag)
+            signed = attach_quotes(
+                signed, prepared_quotes, match=signing.match, lag=signing.lag
+            ).cache()
         costs = cost_bars(
             trade_costs(signed, prepared_quotes, horizon=options.horizon), every=every
         ).select(*keys, TS, *COST_COLUMNS)

@@ -555,22 +555,36 @@ def roll_spread(trades: pl.LazyFrame, *, every: str) -> pl.LazyFrame:
     """
     step = _duration(every, "bar length", zero=False)
     keys = _keys(_require(trades, (TS, SYMBOL, PRICE), "trades"))
-    change = pl.col(PRICE).cast(pl.Float64).diff()
-    lag = change.shift(1)
-    paired = change.is_finite() & lag.is_finite()
-    a = change.filter(paired)
-    b = lag.filter(paired)
-    m = paired.sum().cast(pl.Float64)
-    cov = ((a - a.mean()) * (b - b.mean())).sum() / (m - 1.0)
-    scale = (a.var(ddof=1) * b.var(ddof=1)).sqrt()
-    floor = 0.5 * ROLL_TOLERANCE * pl.col(PRICE).cast(pl.Float64).abs().mean()
+    # Plain sums per bar (no per-group filters): polars aggregates these on its fast path.
+    groups = [*keys, "_bar"]
+    price = pl.col(PRICE).cast(pl.Float64)
+    change = price.diff().over(groups)
+    paired = change.is_finite() & change.shift(1).over(groups).is_finite()
+    a = pl.when(pl.col("_paired")).then(pl.col("_change"))
+    b = pl.when(pl.col("_paired")).then(pl.col("_lag"))
+    sums = (
+        trades.with_columns(pl.col(TS).dt.truncate(step).alias("_bar"))
+        .with_columns(change.alias("_change"))
+        .with_columns(
+            pl.col("_change").shift(1).over(groups).alias("_lag"), paired.alias("_paired")
+        )
+        .group_by(groups)
+        .agg(
+            pl.col("_paired").sum().cast(pl.Float64).alias("m"),
+            a.sum().alias("sa"),
+            b.sum().alias("sb"),
+            (a * b).sum().alias("sab"),
+            (a * a).sum().alias("saa"),
+            (b * b).sum().alias("sbb"),
+            price.abs().mean().alias("level"),
+        )
+    )
+    m = pl.col("m")
+    cov = (pl.col("sab") - pl.col("sa") * pl.col("sb") / m) / (m - 1.0)
+    var_a = (pl.col("saa") - pl.col("sa") ** 2 / m) / (m - 1.0)
+    var_b = (pl.col("sbb") - pl.col("sb") ** 2 / m) / (m - 1.0)
+    scale = (var_a.clip(lower_bound=0.0) * var_b.clip(lower_bound=0.0)).sqrt()
+    floor = 0.5 * ROLL_TOLERANCE * pl.col("level")
     negative = (cov < -ROLL_TOLERANCE * scale) & (-cov > floor * floor)
     spread = pl.when((m >= 2) & negative).then(2.0 * (-cov).sqrt()).alias(ROLL_SPREAD)
-    return (
-        trades.group_by_dynamic(
-            TS, every=step, group_by=keys, label="left", closed="left", start_by="window"
-        )
-        .agg(spread)
-        .select(*keys, TS, ROLL_SPREAD)
-        .sort(*keys, TS)
-    )
+    return sums.select(*keys, pl.col("_bar").alias(TS), spread).sort(*keys, TS)
