@@ -719,16 +719,21 @@ def market_bars(
         signed = prepared.with_columns(
             pl.lit(0, pl.Int8).alias(TRADE_SIGN), pl.lit("bvc").alias(SIGN_METHOD)
         )
-        bars = bvc_flow_bars(
-            signed, every=every, distribution=signing.bvc_distribution, dof=signing.bvc_dof
-        )
     else:
         signed = sign_trades(
             prepared, prepared_quotes, method=signing.method, match=signing.match, lag=signing.lag
         )
+    # Keep only what later steps use, once: the signed trades feed bars, costs, VPIN and Roll.
+    keys = [SYMBOL, SESSION] if SESSION in signed.collect_schema().names() else [SYMBOL]
+    needed = [*keys, TS, PRICE, SIZE, TRADE_SIGN, SIGN_METHOD, MID_PRICE]
+    names = signed.collect_schema().names()
+    signed = signed.select([n for n in needed if n in names]).cache()
+    if signing.method == "bvc":
+        bars = bvc_flow_bars(
+            signed, every=every, distribution=signing.bvc_distribution, dof=signing.bvc_dof
+        )
+    else:
         bars = flow_bars(signed, every=every)
-    signed = signed.cache()
-    keys = bar_keys(bars)
     if prepared_quotes is not None:
         grid = bars.select(SYMBOL, TS)
         quoted = quote_bars(prepared_quotes, every=every, grid=grid).select(

@@ -306,7 +306,8 @@ def _level_volumes(
     without trades from the bar's distinct open/high/low/close, each holding an equal share of
     the bar's volume. ``None`` when neither is available.
     """
-    names = _names(bars)
+    schema = bars.collect_schema()
+    names = schema.names()
     if trades is not None:
         _require(
             _names(trades),
@@ -318,13 +319,20 @@ def _level_volumes(
         size = pl.col(SIZE).cast(pl.Float64)
         price = pl.col(PRICE).cast(pl.Float64)
         prints = (
-            trades.select(TS, SYMBOL, price.alias(_LEVEL), size.alias(_VOLUME))
+            trades.select(
+                pl.col(TS).cast(schema[TS]),
+                pl.col(SYMBOL).cast(schema[SYMBOL]),
+                price.alias(_LEVEL),
+                size.alias(_VOLUME),
+            )
             .filter((pl.col(_VOLUME) > 0) & pl.col(_LEVEL).is_finite())
             .sort(TS)
         )
         if SESSION in keys:
             grid = grid.rename({SESSION: "_ph_session"})
-        matched = prints.join_asof(grid, on=TS, by=SYMBOL, strategy="backward")
+        matched = prints.join_asof(
+            grid, on=TS, by=SYMBOL, strategy="backward", check_sortedness=False
+        )
         if SESSION in keys:
             matched = matched.rename({"_ph_session": SESSION})
         return (
@@ -447,31 +455,37 @@ def phase_bars(
 
     Examples
     --------
-    A market maker takes 40 lots a bar from sellers, then unloads to buyers while the mid
-    falls against the buying (absorbed).
+    A quiet book, then a market maker takes 40 lots a bar from sellers while the mid falls with
+    the selling (accumulation), then unloads 45 lots a bar to buyers while the mid keeps
+    slipping against the buying (absorbed: distribution).
 
     >>> import polars as pl
-    >>> flow = [-3.0, 2, -1, 3, -2, 1, -2, 2] + [-40.0] * 6 + [45.0] * 4
-    >>> mid = [100.0, 100.01, 100.0, 100.02, 100.0, 100.01, 99.99, 100.0]
-    >>> mid += [99.9, 99.8, 99.7, 99.6, 99.5, 99.4, 99.4, 99.39, 99.38, 99.37]
-    >>> bars = pl.LazyFrame({"symbol": "X", "ts": range(18), "net_flow": flow, "mid_close": mid})
-    >>> small = PhaseParameters(lookback=8, window=4, recent_bars=2)
+    >>> flow = [-3.0, 2, -1, 3, -2, 1] * 4 + [-40.0] * 8 + [45.0] * 5
+    >>> mid = [100.0, 100.01, 100.0, 100.02, 100.01, 100.0] * 4
+    >>> mid += [round(100 - 0.05 * i, 2) for i in range(1, 9)] + [99.59, 99.58, 99.57, 99.56, 99.55]
+    >>> bars = pl.LazyFrame({"symbol": "X", "ts": range(37), "net_flow": flow, "mid_close": mid})
+    >>> small = PhaseParameters(lookback=40, window=4, recent_bars=2)
     >>> phase_bars(bars, parameters=small).select(
-    ...     "mm_inventory", "phase", "inventory_side", pl.col("distribution_score").round(3)
-    ... ).tail(6).collect()
-    shape: (6, 4)
-    ┌──────────────┬──────────────┬────────────────┬────────────────────┐
-    │ mm_inventory ┆ phase        ┆ inventory_side ┆ distribution_score │
-    │ ---          ┆ ---          ┆ ---            ┆ ---                │
-    │ f64          ┆ str          ┆ str            ┆ f64                │
-    ╞══════════════╪══════════════╪════════════════╪════════════════════╡
-    │ 202.0        ┆ accumulation ┆ long           ┆ 0.0                │
-    │ 242.0        ┆ accumulation ┆ long           ┆ 0.0                │
-    │ 197.0        ┆ distribution ┆ long           ┆ 0.5                │
-    │ 152.0        ┆ distribution ┆ long           ┆ 0.987              │
-    │ 107.0        ┆ distribution ┆ long           ┆ 0.999              │
-    │ 62.0         ┆ distribution ┆ long           ┆ 1.0                │
-    └──────────────┴──────────────┴────────────────┴────────────────────┘
+    ...     "mm_inventory",
+    ...     pl.col("unload_z").round(2),
+    ...     "phase",
+    ...     "inventory_side",
+    ...     pl.col("distribution_score").round(3),
+    ... ).tail(7).collect()
+    shape: (7, 5)
+    ┌──────────────┬──────────┬──────────────┬────────────────┬────────────────────┐
+    │ mm_inventory ┆ unload_z ┆ phase        ┆ inventory_side ┆ distribution_score │
+    │ ---          ┆ ---      ┆ ---          ┆ ---            ┆ ---                │
+    │ f64          ┆ f64      ┆ str          ┆ str            ┆ f64                │
+    ╞══════════════╪══════════╪══════════════╪════════════════╪════════════════════╡
+    │ 280.0        ┆ null     ┆ accumulation ┆ long           ┆ 0.0                │
+    │ 320.0        ┆ null     ┆ accumulation ┆ long           ┆ 0.0                │
+    │ 275.0        ┆ 12.14    ┆ distribution ┆ long           ┆ 0.931              │
+    │ 230.0        ┆ 17.17    ┆ distribution ┆ long           ┆ 0.965              │
+    │ 185.0        ┆ 21.03    ┆ distribution ┆ long           ┆ 0.979              │
+    │ 140.0        ┆ 24.28    ┆ distribution ┆ long           ┆ 0.987              │
+    │ 95.0         ┆ 27.15    ┆ distribution ┆ long           ┆ 0.992              │
+    └──────────────┴──────────┴──────────────┴────────────────┴────────────────────┘
     """
     p = parameters
     names = _names(bars)
@@ -988,7 +1002,7 @@ def event_study(
     │ i64     ┆ u32   ┆ f64     ┆ f64      ┆ u32           │
     ╞═════════╪═══════╪═════════╪══════════╪═══════════════╡
     │ 1       ┆ 1     ┆ 0.01005 ┆ 1.0      ┆ 5             │
-    │ 2       ┆ 1     ┆ 0.02041 ┆ 1.0      ┆ 4             │
+    │ 2       ┆ 1     ┆ 0.0202  ┆ 1.0      ┆ 4             │
     └─────────┴───────┴─────────┴──────────┴───────────────┘
     """
     steps = list(horizons)
@@ -1038,7 +1052,12 @@ def event_study(
     )
     grid = bars.select(SYMBOL, TS, *returns).sort(TS)
     events = ends.join_asof(
-        grid, on=TS, by=SYMBOL, strategy="backward", allow_exact_matches=False
+        grid,
+        on=TS,
+        by=SYMBOL,
+        strategy="backward",
+        allow_exact_matches=False,
+        check_sortedness=False,
     ).select(*((-pl.col("_ph_episode_side") * pl.col(r)).alias(r) for r in returns))
     hashed = pl.struct(SYMBOL, TS).hash(seed=placebo_seed)
     placebo = (

@@ -40,6 +40,11 @@ from mmflow.schema import (
     TS,
 )
 
+SIGN_METHODS = pl.Enum(
+    ["vendor", "tick", "reverse_tick", "quote", "lee_ready", "emo", "clnv", "depth", "bvc", "none"]
+)
+"""The values ``sign_method`` takes (an Enum: one byte per trade)."""
+
 Method = Literal[
     "auto", "vendor", "tick", "reverse-tick", "quote", "lee-ready", "emo", "clnv", "depth", "bvc"
 ]
@@ -192,7 +197,9 @@ def sign_trades(
     if method in (*QUOTE_METHODS, "auto"):
         trades = attach_quotes(trades, quotes, match=match, lag=lag)
     sign, source = sign_expressions(method, trades.collect_schema().names())
-    return trades.with_columns(sign.cast(pl.Int8).alias(TRADE_SIGN), source.alias(SIGN_METHOD))
+    return trades.with_columns(
+        sign.cast(pl.Int8).alias(TRADE_SIGN), source.cast(SIGN_METHODS).alias(SIGN_METHOD)
+    )
 
 
 def method_mix(signed: pl.LazyFrame) -> pl.LazyFrame:
@@ -207,6 +214,7 @@ def method_mix(signed: pl.LazyFrame) -> pl.LazyFrame:
         signed.group_by(SYMBOL, SIGN_METHOD)
         .agg(pl.len().alias("trades"), pl.col(SIZE).sum().alias("volume"))
         .with_columns((pl.col("trades") / pl.col("trades").sum().over(SYMBOL)).alias("share"))
+        .with_columns(pl.col(SIGN_METHOD).cast(pl.String))
         .sort(SYMBOL, "trades", SIGN_METHOD, descending=[False, True, False])
     )
 
