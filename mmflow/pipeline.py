@@ -632,7 +632,15 @@ class BarOptions:
     depth_factor: float = 0.5
 
 
-QUOTE_BAR_COLUMNS = ("ofi", "ofi_normalized", "mid_close", "spread", "depth", "quote_imbalance")
+QUOTE_BAR_COLUMNS = (
+    "ofi",
+    "ofi_normalized",
+    "mid_close",
+    "spread",
+    "depth",
+    "quote_imbalance",
+    "crossed_quotes",
+)
 COST_COLUMNS = ("effective_spread", "realized_spread", "price_impact")
 
 
@@ -700,9 +708,6 @@ def market_bars(
     signing = signing or Signing()
     every = options.every
     prepared, prepared_quotes, dropped = prepare_market(trades, quotes, selection)
-    # The signed trades, the quotes and the bars feed several branches of one plan: cache them
-    # so each is computed once when the plan is collected.
-    prepared_quotes = prepared_quotes.cache() if prepared_quotes is not None else None
     parameters = parameters_of(
         selection,
         signing,
@@ -750,7 +755,8 @@ def market_bars(
         bars = bars.join(costs, on=[*keys, TS], how="left", maintain_order="left")
     else:
         bars = bars.with_columns(
-            pl.lit(None, pl.Float64).alias(name) for name in (*QUOTE_BAR_COLUMNS, *COST_COLUMNS)
+            pl.lit(None, pl.UInt32 if name == "crossed_quotes" else pl.Float64).alias(name)
+            for name in (*QUOTE_BAR_COLUMNS, *COST_COLUMNS)
         )
     bars = bars.sort(*keys, TS)  # joins do not keep order; the series below need time order
     buckets = vpin_buckets(
@@ -796,6 +802,7 @@ FLOW_COLUMNS = (
     "spread",
     "depth",
     "quote_imbalance",
+    "crossed_quotes",
     "vpin",
     "kyle_lambda",
     "effective_spread",
