@@ -140,7 +140,9 @@ def test_analyze_to_every_format_round_trips(fmt: str) -> None:
         "arrow": lambda b: pl.read_ipc(b),
     }
     df = readers[fmt](io.BytesIO(raw))
-    assert df.columns[:2] == ["symbol", "ts"]
+    assert {"symbol", "ts"} <= set(df.columns)  # (key order of NDJSON objects is not data)
+    if fmt in ("csv", "parquet", "arrow", "json"):
+        assert df.columns[:2] == ["symbol", "ts"]
     assert df["trades"].sum() == 300
     assert df["symbol"].unique().to_list() == ["BTCUSDT"]
 
