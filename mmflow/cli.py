@@ -6,6 +6,9 @@ exit 2; ``--verbose`` shows the traceback. Data goes to stdout, people's message
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import re
 import signal
 import sys
@@ -24,6 +27,7 @@ from mmflow.errors import MmflowError, NoDataError, ParameterError
 from mmflow.inspect import inspect_paths
 from mmflow.io import Loaded, ReadOptions, format_names, load
 from mmflow.metrics.bvc import Distribution
+from mmflow.metrics.phases import PhaseParameters
 from mmflow.metrics.profile import ValueAreaMethod
 from mmflow.metrics.quotes import QuoteMatch
 from mmflow.metrics.signing import METHODS
@@ -45,6 +49,7 @@ from mmflow.pipeline import (
     inventory_report,
     market_bars,
     parameters_of,
+    phases,
     profile,
     require_rows,
     signing_warnings,
@@ -52,12 +57,15 @@ from mmflow.pipeline import (
 )
 from mmflow.render.table import (
     analyze_table,
+    compact_table,
+    episodes_table,
     evaluation_table,
     flow_table,
     frame_table,
     inspect_cards,
     inspect_table,
     inventory_table,
+    phases_table,
     profile_chart,
 )
 from mmflow.render.write import OUTPUT_FORMATS, OutputFormat, build_metadata, write_file, write_to
@@ -74,6 +82,19 @@ def _one_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _is_broken_pipe(exc: BaseException) -> bool:
+    """Whether the reader of stdout went away (``mmflow … | head``), as Python or Rust says it."""
+    return getattr(exc, "errno", None) == errno.EPIPE or "os error 32" in str(exc)
+
+
+def _quiet_exit() -> None:
+    """End quietly after the reader of stdout has gone: no message, no flush error at exit."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    raise SystemExit(0)
+
+
 class MmflowGroup(click.Group):
     """Turn expected failures into ``Error: …`` and exit 1 (2 for parameters)."""
 
@@ -82,8 +103,10 @@ class MmflowGroup(click.Group):
         try:
             return super().invoke(ctx)
         except BrokenPipeError:
-            raise
+            _quiet_exit()
         except USER_ERRORS as exc:
+            if isinstance(exc, OSError) and _is_broken_pipe(exc):
+                _quiet_exit()
             if ctx.params.get("verbose") or ctx.meta.get("mmflow.verbose"):
                 raise
             if isinstance(exc, ParameterError):
@@ -769,7 +792,7 @@ def classify_command(**params: Any) -> None:
             console = Console()
             console.print(evaluation_table(scores, title="mmflow classify --evaluate"))
             if lags.height:
-                console.print(frame_table(lags, title="Lee-Ready accuracy by quote lag"))
+                console.print(compact_table(lags, title="Lee-Ready accuracy by quote lag"))
         return
     result = classify(trades, quotes, signing=signing, every=params["bar"], selection=selection)
     signed, mix, checks = _collect_with_cleaning(
@@ -943,6 +966,152 @@ def profile_command(**params: Any) -> None:
         for key in by:
             mine = mine.filter(pl.col(key) == area[key])
         console.print(profile_chart(mine, area))
+
+
+PHASE_OPTIONS = (
+    "window",
+    "absorption",
+    "absorption_noise",
+    "extreme",
+    "unload",
+    "recent_bars",
+    "recent",
+    "accumulation",
+    "gap",
+    "min_bars",
+)
+
+
+def phase_options(func: F) -> F:
+    """Add the parameters of the phase rule (mmflow.metrics.phases.PhaseParameters)."""
+    defaults = PhaseParameters()
+    helps = {
+        "window": "W: bars of the recent-unload and accumulation tests",
+        "absorption": "price moved with the flow by less than this × lambda × flow",
+        "absorption-noise": "plus this many standard deviations of price noise",
+        "extreme": "inventory peak must be this many flow-noise units from zero",
+        "unload": "unload since the peak, in flow-noise units",
+        "recent-bars": "bars over which the unload must still be going on",
+        "recent": "recent unload, in flow-noise units",
+        "accumulation": "inventory growth over W bars, in flow-noise units",
+        "gap": "bars that may separate runs of one episode",
+        "min-bars": "shortest episode, in bars",
+    }
+    for name, text in reversed(helps.items()):
+        field_name = name.replace("-", "_")
+        value = getattr(defaults, field_name)
+        kind = click.IntRange(min=0) if isinstance(value, int) else click.FloatRange(min=0)
+        func = click.option(
+            f"--{name}", field_name, type=kind, default=value, show_default=True, help=text + "."
+        )(func)
+    return func
+
+
+@cli.command(name="phases")
+@click.argument("files", nargs=-1, required=True)
+@quote_options
+@bar_options
+@phase_options
+@click.option("--episodes", is_flag=True, help="One row per episode instead of per bar.")
+@click.option(
+    "--evaluate",
+    is_flag=True,
+    help="Event study: reversal returns after distribution episodes vs a seeded placebo.",
+)
+@click.option(
+    "--truth",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="truth.parquet from mmflow simulate: bar precision/recall and episode recall.",
+)
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="Let a bar's phase use later bars (better labels, not for live use).",
+)
+@click.option("--placebo-seed", type=int, default=0, show_default=True)
+@signing_options
+@input_options
+@selection_options
+@output_options
+def phases_command(**params: Any) -> None:
+    """Accumulation and distribution phases of market-maker inventory, per bar or per episode.
+
+    A bar is distribution when market makers that built an extreme inventory are unloading it
+    into opposite flow, still unloading, while price fails to follow that flow (absorption).
+    Labels are causal: a bar's phase uses data up to its end only (unless --offline).
+    Per bar: phase, inventory_side, distribution_score and the components; --episodes: symbol,
+    phase, inventory_side, start, end, bars, inventory_start, inventory_end, unloaded, vwap,
+    price_levels, price_change; --evaluate: the event study (and --truth scores).
+
+    Example:
+
+    \b
+        mmflow simulate -o sim/ --seed 101
+        mmflow phases sim/trades.parquet sim/quotes.parquet --episodes
+        mmflow phases sim/trades.parquet sim/quotes.parquet --evaluate --truth sim/truth.parquet
+    """
+    inputs, trades, quotes = _market(params)
+    parameters = PhaseParameters(
+        lookback=params["lookback"],
+        horizon=params["pressure_horizon"],
+        **{name: params[name] for name in PHASE_OPTIONS},
+    )
+    truth = pl.scan_parquet(params["truth"]) if params["truth"] else None
+    result = phases(
+        trades,
+        quotes,
+        options=_bar_options(params),
+        parameters=parameters,
+        offline=params["offline"],
+        truth=truth,
+        placebo_seed=params["placebo_seed"],
+        signing=_signing(params),
+        selection=_selection(params),
+    )
+    if params["evaluate"]:
+        plans = [result.study, *([result.scores] if result.scores is not None else [])]
+        frames = collect(plans, inputs)
+        table, name = frames[-1] if result.scores is not None else frames[0], "evaluate"
+    elif params["episodes"]:
+        [table] = collect([result.episodes], inputs)
+        name = "episodes"
+    else:
+        [table] = collect([result.bars], inputs)
+        require_rows(table, "trades")
+        name = "bars"
+    metadata = build_metadata(
+        table=f"phases.{name}",
+        sources=_sources(inputs),
+        clock=params["clock"],
+        parameters=result.parameters,
+    )
+    if _emit(table, output=params["output"], to_format=params["to_format"], metadata=metadata):
+        return
+    console = Console()
+    if params["evaluate"]:
+        shown = ["horizon", "count", "mean", "t_statistic", "hit_rate", "placebo_mean"]
+        shown += ["placebo_hit_rate", "difference_t_statistic"]
+        console.print(
+            compact_table(
+                frames[0].select(shown),
+                title="event study: reversal returns after distribution episodes",
+                caption="log returns signed by the expected reversal; placebo: seeded random bars",
+            )
+        )
+        if result.scores is not None:
+            columns = ["symbol", "precision", "recall", "episodes", "episodes_found"]
+            columns += ["episode_recall", "false_positive_rate"]
+            console.print(
+                compact_table(
+                    table.select(columns),
+                    title="distribution bars against simulator truth",
+                    caption="a row without a symbol pools all symbols",
+                )
+            )
+    elif params["episodes"]:
+        console.print(episodes_table(table))
+    else:
+        console.print(phases_table(table))
 
 
 @cli.command(name="simulate")

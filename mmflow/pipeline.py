@@ -6,7 +6,7 @@ The command-line layer calls one function here per command and collects the resu
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +34,14 @@ from mmflow.metrics.flow import (
 from mmflow.metrics.impact import amihud, cost_bars, kyle_lambda, roll_spread, trade_costs
 from mmflow.metrics.inventory import inventory_bars, inventory_summary, withdrawal_episodes
 from mmflow.metrics.ofi import quote_bars
+from mmflow.metrics.phases import (
+    PHASE_COLUMNS,
+    PhaseParameters,
+    event_study,
+    phase_bars,
+    phase_episodes,
+    truth_scores,
+)
 from mmflow.metrics.profile import ValueAreaMethod, footprint, value_area, volume_profile
 from mmflow.metrics.quotes import QUOTE_SOURCE, QUOTE_USABLE, QuoteMatch, attach_quotes
 from mmflow.metrics.signing import Evaluation, Method, evaluate_signing, method_mix, sign_trades
@@ -276,6 +284,7 @@ def analyze(
     options: BarOptions | None = None,
     signing: Signing | None = None,
     selection: Selection | None = None,
+    phase_parameters: PhaseParameters | None = None,
 ) -> Analysis:
     """Run the main analysis: everything per bar, and one summary row per symbol.
 
@@ -293,13 +302,18 @@ def analyze(
         Signing method and quote matching (``auto`` by default).
     selection
         Symbols, time window, clock, session and cleaning.
+    phase_parameters
+        The distribution-phase rule (causal labels).
 
     Returns
     -------
     Analysis
-        Lazy summary and bar tables; nothing is read until they are collected.
+        Lazy summary and bar tables; nothing is read until they are collected. The summary
+        adds the current ``phase`` and ``distribution_score``, the last episode and the POC and
+        value area; the bars add the phase columns.
     """
     options = options or BarOptions(every=every)
+    phase_parameters = phase_parameters or PhaseParameters(lookback=options.lookback)
     market = market_bars(trades, quotes, options=options, signing=signing, selection=selection)
     signing = signing or Signing()
     if signing.method == "bvc":
@@ -336,8 +350,40 @@ def analyze(
         )
         .sort(SYMBOL)
     )
+    phased = phase_bars(market.bars, market.signed, parameters=phase_parameters)
+    episodes = phase_episodes(
+        phased, every=options.every, trades=market.signed, parameters=phase_parameters
+    )
+    current = phased.group_by(SYMBOL).agg(
+        pl.col("phase").drop_nulls().last().alias("phase"),
+        pl.col("inventory_side").filter(pl.col("phase").is_not_null()).last(),
+        pl.col("distribution_score").drop_nulls().last().alias("distribution_score"),
+    )
+    last_episode = (
+        episodes.sort("end")
+        .group_by(SYMBOL)
+        .agg(
+            pl.col("phase").last().alias("last_episode"),
+            pl.col("inventory_side").last().alias("last_episode_side"),
+            pl.col("start").last().alias("last_episode_start"),
+            pl.col("end").last().alias("last_episode_end"),
+        )
+    )
+    levels = volume_profile(market.signed)
+    areas = value_area(levels).select(SYMBOL, "poc", "value_area_low", "value_area_high")
+    summary = (
+        summary.join(current, on=SYMBOL, how="left")
+        .join(last_episode, on=SYMBOL, how="left")
+        .join(areas, on=SYMBOL, how="left")
+        .sort(SYMBOL)
+    )
     paths = market.bars.group_by(SYMBOL).agg(pl.col("mm_inventory").alias("inventory_path"))
-    return Analysis(summary, market.bars, market.mix, market.parameters, market.dropped, paths)
+    parameters = {
+        **market.parameters,
+        **{f"phase_{k}": v for k, v in asdict(phase_parameters).items()},
+    }
+    phased = phased.sort(*bar_keys(market.bars), TS)
+    return Analysis(summary, phased, market.mix, parameters, market.dropped, paths)
 
 
 @dataclass(frozen=True)
@@ -888,3 +934,63 @@ def profile(
         selection, signing, bin_size=bin_size, by=list(by), share=share, value_area=method
     )
     return Profile(levels, areas, prints, parameters)
+
+
+@dataclass(frozen=True)
+class Phases:
+    """The result of :func:`phases`: per-bar phases, episodes and (optionally) evaluation.
+
+    Attributes
+    ----------
+    bars
+        ``symbol, [session,] ts, phase, inventory_side, distribution_score`` and the components.
+    episodes
+        One row per accumulation or distribution episode.
+    study
+        The event study (forward returns after distribution episodes vs a placebo).
+    scores
+        Precision/recall against simulator truth, when ``truth`` was given.
+    parameters
+        Every parameter (``offline`` says whether later bars were used).
+    """
+
+    bars: pl.LazyFrame
+    episodes: pl.LazyFrame
+    study: pl.LazyFrame
+    scores: pl.LazyFrame | None
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def phases(
+    trades: pl.LazyFrame,
+    quotes: pl.LazyFrame | None = None,
+    *,
+    options: BarOptions | None = None,
+    parameters: PhaseParameters | None = None,
+    offline: bool = False,
+    truth: pl.LazyFrame | None = None,
+    horizons: Sequence[int] = (1, 5, 15, 60),
+    placebo_seed: int = 0,
+    signing: Signing | None = None,
+    selection: Selection | None = None,
+) -> Phases:
+    """Label accumulation and distribution per bar, extract episodes and evaluate them.
+
+    Causal by default: a bar's phase uses only data up to the end of that bar; ``offline``
+    may use later bars (see :func:`mmflow.metrics.phases.phase_bars`).
+    """
+    options = options or BarOptions()
+    parameters = parameters or PhaseParameters()
+    market = market_bars(trades, quotes, options=options, signing=signing, selection=selection)
+    phased = phase_bars(market.bars, market.signed, parameters=parameters, offline=offline)
+    episodes = phase_episodes(
+        phased, every=options.every, trades=market.signed, parameters=parameters
+    )
+    study = event_study(phased, episodes, horizons=horizons, placebo_seed=placebo_seed)
+    scores = truth_scores(phased, truth) if truth is not None else None
+    keys = bar_keys(market.bars)
+    first = ["phase", "inventory_side", "distribution_score", "mm_inventory"]
+    bars = phased.select(*keys, TS, *first, *(c for c in PHASE_COLUMNS if c not in first))
+    record = {**market.parameters, **{f"phase_{k}": v for k, v in asdict(parameters).items()}}
+    record |= {"offline": offline, "horizons": list(horizons), "placebo_seed": placebo_seed}
+    return Phases(bars, episodes, study, scores, record)

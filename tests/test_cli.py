@@ -102,8 +102,8 @@ def test_analyze_rich_summary_on_screen() -> None:
     assert "mmflow analyze" in out
     assert "BTCUSDT" in out
     assert "ESU4" in out
-    assert "10k" in out  # 9,999 trades, shortened on screen
     assert "inventory" in out
+    assert "liquidity" in out
     assert "2020-02-22 00:00:02.418 → 2024-07-02 00:01:52.813 UTC" in out
 
 

@@ -306,3 +306,47 @@ def test_every_new_command_reads_stdin_quietly() -> None:
     result = CliRunner().invoke(cli, ["flow", "-", "--bar", "30m", "--to", "csv"], input=data)
     assert result.exit_code == 0
     assert io.StringIO(result.stdout).readline().startswith("symbol,ts,open")
+
+
+def test_phases_command_bars_episodes_and_truth(tmp_path: Path) -> None:
+    folder = tmp_path / "sim"
+    assert run("simulate", "-o", folder, "--seed", "101", "--hours", "6", "--symbols", "1")[0] == 0
+    trades, quotes = folder / "trades.parquet", folder / "quotes.parquet"
+    code, out, err = run("phases", trades, quotes, "--to", "csv")
+    assert code == 0, err
+    header = out.splitlines()[0]
+    assert header.startswith("symbol,ts,phase,inventory_side,distribution_score,mm_inventory")
+    code, out, _ = run("phases", trades, quotes, "--episodes", "--to", "json")
+    episodes = json.loads(out)
+    assert {e["phase"] for e in episodes} == {"accumulation", "distribution"}
+    assert set(episodes[0]) >= {
+        "symbol",
+        "phase",
+        "inventory_side",
+        "start",
+        "end",
+        "bars",
+        "inventory_start",
+        "inventory_end",
+        "unloaded",
+        "vwap",
+        "price_levels",
+        "price_change",
+    }
+    code, out, _ = run(
+        "phases", trades, quotes, "--evaluate", "--truth", folder / "truth.parquet", "--to", "json"
+    )
+    scores = {s["symbol"]: s for s in json.loads(out)}
+    assert scores["SIMA"]["precision"] >= 0.7
+    assert scores["SIMA"]["recall"] >= 0.7
+    assert scores["SIMA"]["episode_recall"] >= 0.8
+    code, out, _ = run("phases", trades, quotes, "--evaluate", "--to", "json")
+    assert [row["horizon"] for row in json.loads(out)] == [1, 5, 15, 60]
+    code, out, _ = run("phases", trades, quotes, "--offline", "-o", tmp_path / "phases.parquet")
+    metadata = pl.read_parquet_metadata(tmp_path / "phases.parquet")
+    assert json.loads(metadata["mmflow.parameters"])["offline"] is True
+    code, out, _ = run("analyze", trades, quotes, "--to", "json")
+    [row] = json.loads(out)
+    assert row["phase"] in {"accumulation", "distribution", "neutral"}
+    assert row["value_area_low"] <= row["poc"] <= row["value_area_high"]
+    assert row["last_episode"] in {"accumulation", "distribution"}

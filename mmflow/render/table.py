@@ -357,6 +357,9 @@ def fitted_table(
     return table
 
 
+_SHORT_PHASE = {"accumulation": "accum.", "distribution": "distrib."}
+
+
 def analyze_table(
     summary: pl.DataFrame, *, mix: pl.DataFrame | None = None, paths: pl.DataFrame | None = None
 ) -> Table:
@@ -373,24 +376,26 @@ def analyze_table(
         lines = {row[0]: sparkline(row[1], width=10) for row in paths.iter_rows()}
     rows = []
     for row in summary.iter_rows(named=True):
-        signed = (row["buy_volume"] or 0) + (row["sell_volume"] or 0)
+        phase = _SHORT_PHASE.get(row.get("phase") or "", row.get("phase") or "")
+        if phase and phase != "neutral" and row.get("inventory_side"):
+            phase = f"{phase} {row['inventory_side']}"
         rows.append(
             [
                 row["symbol"],
-                compact(row["trades"]),
-                f"{100 * row['buy_volume'] / signed:.1f}" if signed else "",
                 compact(row["net_flow"]),
                 compact(row["ofi"]),
                 compact(row["mm_inventory"]),
                 lines.get(row["symbol"], ""),
                 human_seconds(row["inventory_half_life"]),
                 row["liquidity_state"] or "",
+                phase,
             ]
         )
-    headers = ["symbol", "trades", "buy\n%", "net\nflow", "OFI", "inven-\ntory", "inventory\npath"]
-    headers += ["half-\nlife", "liquidity"]
+    headers = ["symbol", "net\nflow", "OFI", "inven-\ntory", "inventory\npath", "half-\nlife"]
+    headers += ["liquidity", "phase"]
     table = fitted_table("mmflow analyze", base.caption, headers, rows)  # type: ignore[arg-type]
-    table.columns[-2].justify = "left"
+    for column in table.columns[-3:]:
+        column.justify = "left"
     return table
 
 
@@ -491,3 +496,57 @@ def profile_chart(levels: pl.DataFrame, area: dict[str, Any], *, rows: int = 30)
             " ".join(marks),
         )
     return table
+
+
+def phases_table(bars: pl.DataFrame, *, limit: int = 40) -> Table:
+    """Build the terminal view of ``mmflow phases``: the bars that are not neutral."""
+    active = bars.filter(pl.col("phase").is_in(["accumulation", "distribution"]))
+    rows = [
+        [
+            row["symbol"],
+            format_value(row["ts"])[:16],
+            row["phase"],
+            row["inventory_side"] or "",
+            compact(row["mm_inventory"]),
+            compact(row["distribution_score"]),
+        ]
+        for row in active.head(limit).iter_rows(named=True)
+    ]
+    counts = bars.group_by("phase").len().sort("phase")
+    caption = ", ".join(f"{p or 'warm-up'} {n:,}" for p, n in counts.iter_rows()) + " bars"
+    if active.height > limit:
+        caption += f"; first {limit} of {active.height:,} active bars shown (all with --to/-o)"
+    headers = ["symbol", "bar (UTC)", "phase", "side", "inventory", "score"]
+    return fitted_table("mmflow phases", caption, headers, rows, left=4)
+
+
+def episodes_table(episodes: pl.DataFrame) -> Table:
+    """Build the terminal view of ``mmflow phases --episodes``."""
+    rows = [
+        [
+            row["symbol"],
+            row["phase"],
+            row["inventory_side"] or "",
+            row["start"].strftime("%m-%d %H:%M"),
+            f"{row['bars']:,}",
+            compact(row["inventory_start"]),
+            compact(row["inventory_end"]),
+            compact(row["price_levels"]),
+            compact(row["price_change"]),
+        ]
+        for row in episodes.iter_rows(named=True)
+    ]
+    headers = ["symbol", "phase", "side", "start\n(UTC)", "bars", "inv.\nstart", "inv.\nend"]
+    headers += ["price\nlevels", "price\nchange"]
+    return fitted_table("mmflow phases --episodes", None, headers, rows, left=4)
+
+
+def compact_table(df: pl.DataFrame, *, title: str, caption: str | None = None) -> Table:
+    """Build a narrow table of any frame: numbers shortened, headers wrapped at underscores."""
+    rows = [
+        [compact(v) if isinstance(v, int | float) else format_value(v) for v in row]
+        for row in df.iter_rows()
+    ]
+    headers = [name.replace("_", "\n") for name in df.columns]
+    left = sum(1 for dtype in df.dtypes if not dtype.is_numeric())
+    return fitted_table(title, caption, headers, rows, left=max(left, 1))
