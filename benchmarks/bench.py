@@ -6,7 +6,8 @@ canonical parquet files, then times each stage in a fresh subprocess and reports
 and the subprocess's peak resident memory:
 
 * ``sign``: Lee-Ready signing of every trade against the quotes (``sign_method`` counts);
-* ``analyze``: the whole ``mmflow analyze`` job (summary and 1-minute bars).
+* ``analyze``: the whole ``mmflow analyze`` job (summary and 1-minute bars with flow, OFI,
+  VPIN, costs, inventory and phases), collected as the command collects it.
 
 Usage::
 
@@ -100,8 +101,8 @@ def stage(name: str, trades: Path, quotes: Path) -> None:
         result = method_mix(signed).collect(engine="streaming")
         print(result, file=sys.stderr)
     else:
-        analysis = analyze(trade_frame, quote_frame, every="1m")
-        summary, bars = pl.collect_all([analysis.summary, analysis.bars], engine="streaming")
+        analysis = analyze(trade_frame, quote_frame, every="1m", materialize=pl.collect_all)
+        summary, bars = pl.collect_all([analysis.summary, analysis.bars])
         print(summary, bars.height, file=sys.stderr)
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(f"{time.perf_counter() - started:.3f} {peak_kib}")

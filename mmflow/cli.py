@@ -626,6 +626,7 @@ def analyze_command(**params: Any) -> None:
         options=_bar_options(params),
         signing=_signing(params),
         selection=_selection(params),
+        materialize=lambda plans: collect(plans, inputs),
     )
     assert result.paths is not None
     summary, bars, mix, paths = _collect_with_cleaning(

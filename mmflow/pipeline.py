@@ -5,7 +5,7 @@ The command-line layer calls one function here per command and collects the resu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, time
 from pathlib import Path
@@ -285,6 +285,7 @@ def analyze(
     signing: Signing | None = None,
     selection: Selection | None = None,
     phase_parameters: PhaseParameters | None = None,
+    materialize: Callable[[list[pl.LazyFrame]], list[pl.DataFrame]] | None = None,
 ) -> Analysis:
     """Run the main analysis: everything per bar, and one summary row per symbol.
 
@@ -304,6 +305,11 @@ def analyze(
         Symbols, time window, clock, session and cleaning.
     phase_parameters
         The distribution-phase rule (causal labels).
+    materialize
+        How to collect the bar table early (the command line passes its error-naming
+        collector). Without it the whole analysis is one lazy plan, which recomputes the bars
+        for each summary; with it the bars are computed once, which is much faster on large
+        inputs.
 
     Returns
     -------
@@ -320,37 +326,20 @@ def analyze(
         flow = summary_from_bars(market.bars, market.signed)
     else:
         flow = flow_summary(market.signed)
-    totals = market.bars.group_by(SYMBOL).agg(
+    areas = value_area(volume_profile(market.signed)).select(
+        SYMBOL, "poc", "value_area_low", "value_area_high"
+    )
+    bars = market.bars
+    if materialize is not None:
+        # Everything below reads the bars several times: compute them (and the trade-level
+        # summaries, in the same pass over the trades) once, then work on the small result.
+        bars_frame, flow_frame, areas_frame = materialize([bars, flow, areas])
+        bars, flow, areas = bars_frame.lazy(), flow_frame.lazy(), areas_frame.lazy()
+    totals = bars.group_by(SYMBOL).agg(
         (pl.col("ofi").sum() if market.has_quotes else pl.lit(None, pl.Float64)).alias("ofi")
     )
-    inventory, _ = inventory_report(market, options)
-    summary = (
-        flow.join(totals, on=SYMBOL, how="left")
-        .join(inventory, on=SYMBOL, how="left")
-        .select(
-            SYMBOL,
-            "trades",
-            "volume",
-            "buy_volume",
-            "sell_volume",
-            "unknown_volume",
-            "vwap",
-            "net_flow",
-            "ofi",
-            "mm_inventory",
-            "inventory_max",
-            "inventory_min",
-            "inventory_half_life",
-            "price_pressure",
-            "quote_skew",
-            "withdrawing_share",
-            "liquidity_state",
-            "start",
-            "end",
-        )
-        .sort(SYMBOL)
-    )
-    phased = phase_bars(market.bars, market.signed, parameters=phase_parameters)
+    inventory = inventory_summary(bars, every=options.every, horizon=options.pressure_horizon)
+    phased = phase_bars(bars, market.signed, parameters=phase_parameters)
     episodes = phase_episodes(
         phased, every=options.every, trades=market.signed, parameters=phase_parameters
     )
@@ -369,21 +358,45 @@ def analyze(
             pl.col("end").last().alias("last_episode_end"),
         )
     )
-    levels = volume_profile(market.signed)
-    areas = value_area(levels).select(SYMBOL, "poc", "value_area_low", "value_area_high")
     summary = (
-        summary.join(current, on=SYMBOL, how="left")
+        flow.join(totals, on=SYMBOL, how="left")
+        .join(inventory, on=SYMBOL, how="left")
+        .select(*SUMMARY_COLUMNS)
+        .join(current, on=SYMBOL, how="left")
         .join(last_episode, on=SYMBOL, how="left")
         .join(areas, on=SYMBOL, how="left")
         .sort(SYMBOL)
     )
-    paths = market.bars.group_by(SYMBOL).agg(pl.col("mm_inventory").alias("inventory_path"))
+    paths = bars.group_by(SYMBOL).agg(pl.col("mm_inventory").alias("inventory_path"))
     parameters = {
         **market.parameters,
         **{f"phase_{k}": v for k, v in asdict(phase_parameters).items()},
     }
     phased = phased.sort(*bar_keys(market.bars), TS)
     return Analysis(summary, phased, market.mix, parameters, market.dropped, paths)
+
+
+SUMMARY_COLUMNS = (
+    SYMBOL,
+    "trades",
+    "volume",
+    "buy_volume",
+    "sell_volume",
+    "unknown_volume",
+    "vwap",
+    "net_flow",
+    "ofi",
+    "mm_inventory",
+    "inventory_max",
+    "inventory_min",
+    "inventory_half_life",
+    "price_pressure",
+    "quote_skew",
+    "withdrawing_share",
+    "liquidity_state",
+    "start",
+    "end",
+)
 
 
 @dataclass(frozen=True)
@@ -774,7 +787,11 @@ def market_bars(
         signed = sign_trades(
             prepared, prepared_quotes, method=signing.method, match=signing.match, lag=signing.lag
         )
+    if prepared_quotes is not None and MID_PRICE not in signed.collect_schema().names():
+        # trade costs need the prevailing mid even when the sign did not use quotes
+        signed = attach_quotes(signed, prepared_quotes, match=signing.match, lag=signing.lag)
     # Keep only what later steps use, once: the signed trades feed bars, costs, VPIN and Roll.
+    # (One cache only: polars 2.1 can panic on a cache nested inside another.)
     keys = [SYMBOL, SESSION] if SESSION in signed.collect_schema().names() else [SYMBOL]
     needed = [*keys, TS, PRICE, SIZE, TRADE_SIGN, SIGN_METHOD, MID_PRICE]
     names = signed.collect_schema().names()
@@ -791,10 +808,6 @@ def market_bars(
             SYMBOL, TS, *QUOTE_BAR_COLUMNS
         )
         bars = bars.join(quoted, on=[SYMBOL, TS], how="left", maintain_order="left")
-        if MID_PRICE not in signed.collect_schema().names():
-            signed = attach_quotes(
-                signed, prepared_quotes, match=signing.match, lag=signing.lag
-            ).cache()
         costs = cost_bars(
             trade_costs(signed, prepared_quotes, horizon=options.horizon), every=every
         ).select(*keys, TS, *COST_COLUMNS)
