@@ -6,6 +6,8 @@ canonical parquet files, then times each stage in a fresh subprocess and reports
 and the subprocess's peak resident memory:
 
 * ``sign``: Lee-Ready signing of every trade against the quotes (``sign_method`` counts);
+* ``phases``: ``mmflow phases`` (bars and episodes) on a simulated day of about a million
+  trades, two symbols (its own data, not the generated one);
 * ``analyze``: the whole ``mmflow analyze`` job (summary and 1-minute bars with flow, OFI,
   VPIN, costs, inventory and phases), collected as the command collects it.
 
@@ -91,6 +93,21 @@ def stage(name: str, trades: Path, quotes: Path) -> None:
     assert trade_frame is not None
     assert quote_frame is not None
     started = time.perf_counter()
+    if name == "phases":
+        from mmflow.pipeline import phases
+        from mmflow.simulate import SimulationParameters, simulate
+
+        simulation = simulate(
+            SimulationParameters(seed=101, symbols=("SIMA", "SIMB"), trades_per_hour=22_000)
+        )
+        started = time.perf_counter()
+        result = phases(simulation.trades.lazy(), simulation.quotes.lazy())
+        bars, episodes = pl.collect_all([result.bars, result.episodes])
+        print(simulation.trades.height, bars.height, episodes.height, file=sys.stderr)
+        rows = simulation.trades.height
+        peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(f"{time.perf_counter() - started:.3f} {peak_kib} {rows}")
+        return
     if name == "sign":
         selection = Selection()
         signed = sign_trades(
@@ -98,8 +115,8 @@ def stage(name: str, trades: Path, quotes: Path) -> None:
             prepare(quote_frame, QUOTES, selection),
             method="lee-ready",
         )
-        result = method_mix(signed).collect(engine="streaming")
-        print(result, file=sys.stderr)
+        mix = method_mix(signed).collect(engine="streaming")
+        print(mix, file=sys.stderr)
     else:
         analysis = analyze(trade_frame, quote_frame, every="1m", materialize=pl.collect_all)
         summary, bars = pl.collect_all([analysis.summary, analysis.bars])
@@ -114,7 +131,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000_000, help="trades (and quotes)")
     parser.add_argument("--symbols", type=int, default=4)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--stage", choices=["sign", "analyze"], help=argparse.SUPPRESS)
+    parser.add_argument("--stage", choices=["sign", "analyze", "phases"], help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stage:
@@ -130,17 +147,18 @@ def main() -> None:
         generate(args.rows, args.symbols, args.seed, directory)
         elapsed = time.perf_counter() - started
         print(f"generated {args.rows:,} trades + {args.rows:,} quotes in {elapsed:.1f} s")
-        for name in ("sign", "analyze"):
+        for name in ("sign", "analyze", "phases"):
             run = subprocess.run(
                 [sys.executable, __file__, "--stage", name, "--data", str(directory)],
                 capture_output=True,
                 text=True,
                 check=True,
             )
-            seconds_text, peak_kib = run.stdout.strip().splitlines()[-1].split()
+            seconds_text, peak_kib, *rows_text = run.stdout.strip().splitlines()[-1].split()
             seconds = float(seconds_text)
+            rows = int(rows_text[0]) if rows_text else args.rows
             print(
-                f"{name:8s} {seconds:7.2f} s  {args.rows / seconds:>14,.0f} trades/s  "
+                f"{name:8s} {seconds:7.2f} s  {rows / seconds:>14,.0f} trades/s  "
                 f"peak RSS {int(peak_kib) / 1024:,.0f} MiB (whole process, data loaded lazily)"
             )
 

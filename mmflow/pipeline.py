@@ -329,19 +329,19 @@ def analyze(
     areas = value_area(volume_profile(market.signed)).select(
         SYMBOL, "poc", "value_area_low", "value_area_high"
     )
-    bars = market.bars
+    bars, signed = market.bars, market.signed
     if materialize is not None:
-        # Everything below reads the bars several times: compute them (and the trade-level
-        # summaries, in the same pass over the trades) once, then work on the small result.
-        bars_frame, flow_frame, areas_frame = materialize([bars, flow, areas])
-        bars, flow, areas = bars_frame.lazy(), flow_frame.lazy(), areas_frame.lazy()
+        # Everything below reads the bars (and the signed trades) several times: compute them
+        # and the trade-level summaries in one pass over the inputs, then reuse the results.
+        frames = materialize([bars, flow, areas, signed])
+        bars, flow, areas, signed = (frame.lazy() for frame in frames)
     totals = bars.group_by(SYMBOL).agg(
         (pl.col("ofi").sum() if market.has_quotes else pl.lit(None, pl.Float64)).alias("ofi")
     )
     inventory = inventory_summary(bars, every=options.every, horizon=options.pressure_horizon)
-    phased = phase_bars(bars, market.signed, parameters=phase_parameters)
+    phased = phase_bars(bars, signed, parameters=phase_parameters)
     episodes = phase_episodes(
-        phased, every=options.every, trades=market.signed, parameters=phase_parameters
+        phased, every=options.every, trades=signed, parameters=phase_parameters
     )
     current = phased.group_by(SYMBOL).agg(
         pl.col("phase").drop_nulls().last().alias("phase"),
