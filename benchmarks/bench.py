@@ -101,7 +101,9 @@ def stage(name: str, trades: Path, quotes: Path) -> None:
             SimulationParameters(seed=101, symbols=("SIMA", "SIMB"), trades_per_hour=22_000)
         )
         started = time.perf_counter()
-        result = phases(simulation.trades.lazy(), simulation.quotes.lazy())
+        result = phases(
+            simulation.trades.lazy(), simulation.quotes.lazy(), materialize=pl.collect_all
+        )
         bars, episodes = pl.collect_all([result.bars, result.episodes])
         print(simulation.trades.height, bars.height, episodes.height, file=sys.stderr)
         rows = simulation.trades.height

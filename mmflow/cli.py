@@ -1068,6 +1068,7 @@ def phases_command(**params: Any) -> None:
         placebo_seed=params["placebo_seed"],
         signing=_signing(params),
         selection=_selection(params),
+        materialize=lambda plans: collect(plans, inputs),
     )
     if params["evaluate"]:
         plans = [result.study, *([result.scores] if result.scores is not None else [])]

@@ -986,19 +986,22 @@ def phases(
     placebo_seed: int = 0,
     signing: Signing | None = None,
     selection: Selection | None = None,
+    materialize: Callable[[list[pl.LazyFrame]], list[pl.DataFrame]] | None = None,
 ) -> Phases:
     """Label accumulation and distribution per bar, extract episodes and evaluate them.
 
     Causal by default: a bar's phase uses only data up to the end of that bar; ``offline``
-    may use later bars (see :func:`mmflow.metrics.phases.phase_bars`).
+    may use later bars (see :func:`mmflow.metrics.phases.phase_bars`). ``materialize`` works as
+    in :func:`analyze`: it computes the bars and signed trades once, early.
     """
     options = options or BarOptions()
     parameters = parameters or PhaseParameters()
     market = market_bars(trades, quotes, options=options, signing=signing, selection=selection)
-    phased = phase_bars(market.bars, market.signed, parameters=parameters, offline=offline)
-    episodes = phase_episodes(
-        phased, every=options.every, trades=market.signed, parameters=parameters
-    )
+    bars, signed = market.bars, market.signed
+    if materialize is not None:  # bars and trades are read several times below
+        bars, signed = (frame.lazy() for frame in materialize([bars, signed]))
+    phased = phase_bars(bars, signed, parameters=parameters, offline=offline)
+    episodes = phase_episodes(phased, every=options.every, trades=signed, parameters=parameters)
     study = event_study(phased, episodes, horizons=horizons, placebo_seed=placebo_seed)
     scores = truth_scores(phased, truth) if truth is not None else None
     keys = bar_keys(market.bars)
