@@ -12,7 +12,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, time
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -169,6 +169,13 @@ def _set_verbose(ctx: click.Context, param: click.Parameter, value: bool) -> boo
     return value
 
 
+def _stacked(func: F, decorators: Sequence[Callable[[Any], Any]]) -> F:
+    """Apply click option decorators so they appear in ``--help`` in list order."""
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
 def input_options(func: F) -> F:
     """Options every command that reads market data shares."""
     decorators = [
@@ -218,9 +225,7 @@ def input_options(func: F) -> F:
             help="Show the full traceback on errors.",
         ),
     ]
-    for decorator in reversed(decorators):
-        func = decorator(func)
-    return func
+    return _stacked(func, decorators)
 
 
 class SessionWindow(click.ParamType[tuple[time, time]]):
@@ -272,9 +277,7 @@ def selection_options(func: F) -> F:
             help="Align on receive/capture time (recv) or exchange time (event).",
         ),
     ]
-    for decorator in reversed(decorators):
-        func = decorator(func)
-    return func
+    return _stacked(func, decorators)
 
 
 def output_options(func: F) -> F:
@@ -450,9 +453,7 @@ def signing_options(func: F) -> F:
             help="Student-t degrees of freedom for bvc (estimated from the data if omitted).",
         ),
     ]
-    for decorator in reversed(decorators):
-        func = decorator(func)
-    return func
+    return _stacked(func, decorators)
 
 
 def _market(params: dict[str, Any]) -> tuple[list[Loaded], pl.LazyFrame, pl.LazyFrame | None]:
@@ -573,9 +574,7 @@ def bar_options(func: F) -> F:
             help="Withdrawing when the depth is at most this × its trailing median.",
         ),
     ]
-    for decorator in reversed(decorators):
-        func = decorator(func)
-    return func
+    return _stacked(func, decorators)
 
 
 def _bar_options(params: dict[str, Any]) -> BarOptions:
