@@ -83,19 +83,6 @@ def frame_table(df: pl.DataFrame, *, title: str | None = None, caption: str | No
     return table
 
 
-def records_table(
-    records: list[dict[str, Any]], columns: list[str], *, title: str | None = None
-) -> Table:
-    """Build a rich table from dicts, one row each, showing ``columns`` in order."""
-    table = Table(title=title, header_style="bold")
-    for name in columns:
-        numeric = any(isinstance(r.get(name), int | float) for r in records)
-        table.add_column(name, justify="right" if numeric else "left", overflow="fold")
-    for record in records:
-        table.add_row(*(format_value(record.get(name)) for name in columns))
-    return table
-
-
 def _short_time(text: str | None) -> str:
     """``2024-07-19T00:00:02.812000000Z`` → ``2024-07-19 00:00:02.812``."""
     if not text:
@@ -174,17 +161,13 @@ def inspect_table(df: pl.DataFrame) -> Table:
     return table
 
 
-def summary_table(df: pl.DataFrame, *, title: str, mix: pl.DataFrame | None = None) -> Table:
-    """Build the per-symbol summary table.
-
-    The UTC span of all rows and the signing-method mix (share of trades each rule signed) go in
-    the caption.
-    """
+def summary_caption(summary: pl.DataFrame, mix: pl.DataFrame | None = None) -> str | None:
+    """Say in a caption the UTC span of a per-symbol summary and how its trades were signed."""
     lines = []
-    if {"start", "end"} <= set(df.columns) and df.height:
-        first, last = _iso(df["start"].min()), _iso(df["end"].max())  # type: ignore[arg-type]
+    if {"start", "end"} <= set(summary.columns) and summary.height:
+        first = _iso(summary["start"].min())  # type: ignore[arg-type]
+        last = _iso(summary["end"].max())  # type: ignore[arg-type]
         lines.append(f"{time_span(first, last).replace(chr(10), ' ')} UTC")
-        df = df.drop("start", "end")
     if mix is not None and mix.height:
         totals = (
             mix.group_by("sign_method").agg(pl.col("trades").sum()).sort("trades", descending=True)
@@ -195,7 +178,7 @@ def summary_table(df: pl.DataFrame, *, title: str, mix: pl.DataFrame | None = No
             for name, n in totals.select("sign_method", "trades").iter_rows()
         ]
         lines.append("signed: " + ", ".join(parts))
-    return frame_table(df, title=title, caption="\n".join(lines) or None)
+    return "\n".join(lines) or None
 
 
 def evaluation_table(scores: pl.DataFrame, *, title: str) -> Table:
@@ -370,7 +353,6 @@ def analyze_table(
     gives the time span and how trades were signed. Numbers are shortened (k, M); the data
     formats (``--to``, ``-o``) keep full precision.
     """
-    base = summary_table(summary.select("symbol", "start", "end"), title="", mix=mix)
     lines = {}
     if paths is not None:
         lines = {row[0]: sparkline(row[1], width=10) for row in paths.iter_rows()}
@@ -393,7 +375,7 @@ def analyze_table(
         )
     headers = ["symbol", "net\nflow", "OFI", "inven-\ntory", "inventory\npath", "half-\nlife"]
     headers += ["liquidity", "phase"]
-    table = fitted_table("mmflow analyze", base.caption, headers, rows)  # type: ignore[arg-type]
+    table = fitted_table("mmflow analyze", summary_caption(summary, mix), headers, rows)
     for column in table.columns[-3:]:
         column.justify = "left"
     return table
