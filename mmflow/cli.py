@@ -20,9 +20,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 import polars as pl
-from rich.console import Console
 
 from mmflow._version import __version__
+from mmflow.alerts import Condition, ConditionError, alert_messages, evaluate_alerts
+from mmflow.alerts import parse as parse_alert
+from mmflow.alerts import parse_condition as bind_alert
 from mmflow.errors import MmflowError, NoDataError, ParameterError
 from mmflow.inspect import inspect_paths
 from mmflow.io import Loaded, ReadOptions, format_names, load
@@ -55,6 +57,9 @@ from mmflow.pipeline import (
     signing_warnings,
     write_dataset,
 )
+from mmflow.progress import OnStage
+from mmflow.render.progress import StageDisplay, no_color
+from mmflow.render.progress import plain_console as Console
 from mmflow.render.table import (
     analyze_table,
     compact_table,
@@ -95,8 +100,25 @@ def _quiet_exit() -> None:
     raise SystemExit(0)
 
 
+EXIT_CODES = (
+    "Exit codes: 0 success; 1 a data error (bad file, missing column, no rows); 2 a usage "
+    "error (bad flag or --alert condition); 3 an --alert condition fired (analyze, inventory, "
+    "phases; after all output is written); 130 interrupted (Ctrl-C)."
+)
+
+
+class MmflowCommand(click.Command):
+    """A command whose ``--help`` ends with the exit codes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["epilog"] = kwargs.get("epilog") or EXIT_CODES
+        super().__init__(*args, **kwargs)
+
+
 class MmflowGroup(click.Group):
     """Turn expected failures into ``Error: …`` and exit 1 (2 for parameters)."""
+
+    command_class = MmflowCommand
 
     def invoke(self, ctx: click.Context) -> Any:
         """Run the command, translating library errors at this one boundary."""
@@ -169,6 +191,41 @@ def _set_verbose(ctx: click.Context, param: click.Parameter, value: bool) -> boo
     return value
 
 
+def _set_quiet(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:
+        ctx.meta["mmflow.quiet"] = True
+    return value
+
+
+QUIET_HELP = "No notes, warnings or progress on stderr (errors and ALERT lines still print)."
+
+
+def quiet_option(func: F) -> F:
+    """``-q/--quiet``, accepted before the command (``mmflow -q analyze``) and after it."""
+    return click.option(
+        "-q", "--quiet", is_flag=True, expose_value=False, callback=_set_quiet, help=QUIET_HELP
+    )(func)
+
+
+def _quiet() -> bool:
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.meta.get("mmflow.quiet"))
+
+
+def _stages() -> OnStage | None:
+    """Return the progress display of this run: on a terminal's stderr, without --quiet."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or _quiet() or not sys.stderr.isatty():
+        return None
+    display = ctx.meta.get("mmflow.stages")
+    if display is None:
+        display = StageDisplay(sys.stderr, color=not no_color())
+        ctx.meta["mmflow.stages"] = display
+        ctx.call_on_close(display.close)
+    assert isinstance(display, StageDisplay)
+    return display
+
+
 def _stacked(func: F, decorators: Sequence[Callable[[Any], Any]]) -> F:
     """Apply click option decorators so they appear in ``--help`` in list order."""
     for decorator in reversed(decorators):
@@ -224,6 +281,7 @@ def input_options(func: F) -> F:
             callback=_set_verbose,
             help="Show the full traceback on errors.",
         ),
+        quiet_option,
     ]
     return _stacked(func, decorators)
 
@@ -335,11 +393,17 @@ def _emit(
     return output is not None or to_format is not None
 
 
-@click.group(cls=MmflowGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=MmflowGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES
+)
 @click.option("--verbose", is_flag=True, help="Show full tracebacks on errors.")
+@quiet_option
 @click.version_option(__version__, prog_name="mmflow")
 def cli(verbose: bool) -> None:
     """Order-flow and market-maker inventory analytics for trade and quote files.
+
+    Progress is shown on stderr when it is a terminal; -q/--quiet silences notes, warnings
+    and progress; NO_COLOR=1 turns off all colour and styling.
 
     Example:
 
@@ -459,9 +523,9 @@ def signing_options(func: F) -> F:
 def _market(params: dict[str, Any]) -> tuple[list[Loaded], pl.LazyFrame, pl.LazyFrame | None]:
     """Load the positional inputs and --quotes files; return inputs, trades and quotes."""
     options = _read_options(params)
-    inputs = load(params["files"], params["fmt"], options)
+    inputs = load(params["files"], params["fmt"], options, on_stage=_stages())
     if params.get("quote_files"):
-        inputs += load(params["quote_files"], params["quotes_format"], options)
+        inputs += load(params["quote_files"], params["quotes_format"], options, on_stage=_stages())
     _warn([note for item in inputs for note in item.frames.notes])
     trades = gather(inputs, TRADES)
     if trades is None:
@@ -500,8 +564,12 @@ def _signing(params: dict[str, Any]) -> Signing:
 
 
 def _say(line: str) -> None:
-    """Tell people something on stderr, one unwrapped line (log files and cron mail stay tidy)."""
-    click.echo(line, err=True)
+    """Tell people something on stderr, one unwrapped line (log files and cron mail stay tidy).
+
+    Nothing under --quiet (errors and alerts do not come through here).
+    """
+    if not _quiet():
+        click.echo(line, err=True)
 
 
 def _warn(lines: list[str]) -> None:
@@ -509,15 +577,109 @@ def _warn(lines: list[str]) -> None:
         _say(f"Warning: {line}")
 
 
+SIGNING_AND_BARS = "reading, signing trades, building bars"
+PHASES_STAGE = "phases and episodes"
+
+
+def _collect(
+    plans: Sequence[pl.LazyFrame], inputs: list[Loaded], stage: str = SIGNING_AND_BARS
+) -> list[pl.DataFrame]:
+    """Collect ``plans`` together, showing ``stage`` as progress on a terminal."""
+    return collect(plans, inputs, on_stage=_stages(), stage=stage)
+
+
 def _collect_with_cleaning(
-    plans: list[pl.LazyFrame], dropped: pl.LazyFrame | None, inputs: list[Loaded]
+    plans: list[pl.LazyFrame],
+    dropped: pl.LazyFrame | None,
+    inputs: list[Loaded],
+    stage: str = SIGNING_AND_BARS,
 ) -> list[pl.DataFrame]:
     """Collect ``plans`` (and the cleaning counts, reported on stderr) in one run."""
-    frames = collect([*plans, *([dropped] if dropped is not None else [])], inputs)
+    frames = _collect([*plans, *([dropped] if dropped is not None else [])], inputs, stage)
     if dropped is not None:
         for note in cleaning_notes(frames.pop()):
             _say(note)
     return frames
+
+
+def _parse_alerts(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> tuple[str, ...]:
+    """Check the syntax of every --alert before any file is read (columns are checked later)."""
+    for text in value:
+        try:
+            parse_alert(text.strip())
+        except ConditionError as exc:
+            msg = f"{exc}\n{exc.pointer()}"
+            raise click.BadParameter(msg, ctx, param) from None
+    return value
+
+
+def alert_options(func: F) -> F:
+    """``--alert``, ``--alert-window`` and ``--alert-to`` (analyze, inventory, phases)."""
+    decorators = [
+        click.option(
+            "--alert",
+            "alerts",
+            multiple=True,
+            metavar="CONDITION",
+            callback=_parse_alerts,
+            help="Exit with code 3 (after writing all output) and print one ALERT line per "
+            "instrument when CONDITION holds on its latest bar (repeatable), e.g. "
+            "'phase=distribution', 'vpin>0.7', 'abs(inventory_z)>3 and "
+            "liquidity_state=withdrawing'; operators = != < <= > >=, and, or, not, "
+            "parentheses, abs(). Columns: those of the per-bar table.",
+        ),
+        click.option(
+            "--alert-window",
+            type=Duration(),
+            help="Look at every bar whose start is within this of the latest bar (e.g. 30m) "
+            "instead of the latest bar only.",
+        ),
+        click.option(
+            "--alert-to",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Also write the alerts as NDJSON to this file, atomically (empty when none).",
+        ),
+    ]
+    return _stacked(func, decorators)
+
+
+def _alert_conditions(params: dict[str, Any], schema: pl.Schema) -> list[Condition]:
+    """Bind every --alert to the columns of the bar table it will see (exit 2 when one fails)."""
+    texts: tuple[str, ...] = params.get("alerts") or ()
+    if not texts:
+        for flag in ("alert_window", "alert_to"):
+            if params.get(flag) is not None:
+                msg = f"--{flag.replace('_', '-')} needs --alert CONDITION"
+                raise click.UsageError(msg)
+        return []
+    target: Path | None = params.get("alert_to")
+    if target is not None and not (target.parent if str(target.parent) else Path()).is_dir():
+        msg = f"{target}: directory {target.parent} does not exist (create it first)"
+        raise click.BadParameter(msg, param_hint="'--alert-to'")
+    conditions = []
+    for text in texts:
+        try:
+            conditions.append(bind_alert(text, schema))
+        except ConditionError as exc:
+            msg = f"{exc}\n{exc.pointer()}"
+            raise click.BadParameter(msg, param_hint="'--alert'") from None
+    return conditions
+
+
+def _raise_alerts(bars: pl.DataFrame, conditions: list[Condition], params: dict[str, Any]) -> None:
+    """After all output is written: print the ALERT lines, write --alert-to, exit 3 if any."""
+    if not conditions:
+        return
+    sys.stdout.flush()
+    alerts = evaluate_alerts(bars, conditions, params.get("alert_window"))
+    for line in alert_messages(alerts, conditions):
+        click.echo(line, err=True)
+    if params.get("alert_to") is not None:
+        write_file(alerts, params["alert_to"], {}, fmt="ndjson")
+    if alerts.height:
+        click.get_current_context().exit(3)
 
 
 def bar_options(func: F) -> F:
@@ -601,6 +763,7 @@ def _bar_options(params: dict[str, Any]) -> BarOptions:
     type=click.Choice(["summary", "bars"]),
     help="Which table -o/--to write (default: bars for -o or with --bar, else summary).",
 )
+@alert_options
 @input_options
 @selection_options
 @output_options
@@ -619,17 +782,22 @@ def analyze_command(**params: Any) -> None:
         mmflow analyze trades/*.csv.gz --bar 5m -o bars.parquet
     """
     inputs, trades, quotes = _market(params)
-    result = analyze(
-        trades,
-        quotes,
-        options=_bar_options(params),
-        signing=_signing(params),
-        selection=_selection(params),
-        materialize=lambda plans: collect(plans, inputs),
-    )
+    arguments: dict[str, Any] = {
+        "options": _bar_options(params),
+        "signing": _signing(params),
+        "selection": _selection(params),
+    }
+    conditions = []
+    if params["alerts"]:  # the columns --alert may read: the lazy plan's schema (no data read)
+        schema = analyze(trades, quotes, **arguments).bars.collect_schema()
+        conditions = _alert_conditions(params, schema)
+    result = analyze(trades, quotes, **arguments, materialize=lambda plans: _collect(plans, inputs))
     assert result.paths is not None
     summary, bars, mix, paths = _collect_with_cleaning(
-        [result.summary, result.bars, result.mix, result.paths], result.dropped, inputs
+        [result.summary, result.bars, result.mix, result.paths],
+        result.dropped,
+        inputs,
+        "phases and summary",
     )
     require_rows(summary, "trades")
     table = params["which"] or (
@@ -647,6 +815,7 @@ def analyze_command(**params: Any) -> None:
             Console().print(analyze_table(chosen, mix=mix, paths=paths))
         else:
             Console().print(frame_table(chosen, title="mmflow analyze"))
+    _raise_alerts(bars, conditions, params)
 
 
 @cli.command(name="flow")
@@ -698,6 +867,7 @@ def flow_command(**params: Any) -> None:
     type=click.Choice(["bars", "summary", "episodes"]),
     help="Which table -o/--to write (default bars): per bar, per symbol, or withdrawal episodes.",
 )
+@alert_options
 @input_options
 @selection_options
 @output_options
@@ -721,8 +891,10 @@ def inventory_command(**params: Any) -> None:
         trades, quotes, options=options, signing=_signing(params), selection=_selection(params)
     )
     summary_plan, episodes_plan = inventory_report(market, options)
+    bars_plan = bar_table(market, INVENTORY_COLUMNS)
+    conditions = _alert_conditions(params, bars_plan.collect_schema())
     bars, summary, episodes = _collect_with_cleaning(
-        [bar_table(market, INVENTORY_COLUMNS), summary_plan, episodes_plan],
+        [bars_plan, summary_plan, episodes_plan],
         market.dropped,
         inputs,
     )
@@ -743,6 +915,7 @@ def inventory_command(**params: Any) -> None:
             console.print("Liquidity state needs quotes (--quotes).")
         else:
             console.print("No liquidity withdrawal episodes.")
+    _raise_alerts(bars, conditions, params)
 
 
 @cli.command(name="classify")
@@ -777,7 +950,9 @@ def classify_command(**params: Any) -> None:
     if params["evaluate"]:
         scored = evaluate(trades, quotes, signing=signing, every=params["bar"], selection=selection)
         diagnostics = classify(trades, quotes, signing=signing, selection=selection).diagnostics
-        scores, lags, checks = collect([scored.scores, scored.lags, diagnostics], inputs)
+        scores, lags, checks = _collect(
+            [scored.scores, scored.lags, diagnostics], inputs, "reading, scoring every method"
+        )
         require_rows(scores, "trades with a vendor side")
         _warn(signing_warnings(checks, scores))
         metadata = build_metadata(
@@ -943,7 +1118,7 @@ def profile_command(**params: Any) -> None:
     plans = [result.levels, result.value_areas]
     if result.footprint is not None:
         plans.append(result.footprint)
-    frames = collect(plans, inputs)
+    frames = _collect(plans, inputs, "reading, signing trades, building the profile")
     levels, areas = frames[0], frames[1]
     require_rows(levels, "trades")
     chosen = frames[2] if result.footprint is not None else areas
@@ -1029,6 +1204,7 @@ def phase_options(func: F) -> F:
     help="Let a bar's phase use later bars (better labels, not for live use).",
 )
 @click.option("--placebo-seed", type=int, default=0, show_default=True)
+@alert_options
 @signing_options
 @input_options
 @selection_options
@@ -1057,27 +1233,30 @@ def phases_command(**params: Any) -> None:
         **{name: params[name] for name in PHASE_OPTIONS},
     )
     truth = pl.scan_parquet(params["truth"]) if params["truth"] else None
-    result = phases(
-        trades,
-        quotes,
-        options=_bar_options(params),
-        parameters=parameters,
-        offline=params["offline"],
-        truth=truth,
-        placebo_seed=params["placebo_seed"],
-        signing=_signing(params),
-        selection=_selection(params),
-        materialize=lambda plans: collect(plans, inputs),
-    )
+    arguments: dict[str, Any] = {
+        "options": _bar_options(params),
+        "parameters": parameters,
+        "offline": params["offline"],
+        "truth": truth,
+        "placebo_seed": params["placebo_seed"],
+        "signing": _signing(params),
+        "selection": _selection(params),
+    }
+    conditions = []
+    if params["alerts"]:  # the columns --alert may read: the lazy plan's schema (no data read)
+        conditions = _alert_conditions(
+            params, phases(trades, quotes, **arguments).bars.collect_schema()
+        )
+    result = phases(trades, quotes, **arguments, materialize=lambda plans: _collect(plans, inputs))
     if params["evaluate"]:
         plans = [result.study, *([result.scores] if result.scores is not None else [])]
-        frames = collect(plans, inputs)
+        frames = _collect(plans, inputs, PHASES_STAGE)
         table, name = frames[-1] if result.scores is not None else frames[0], "evaluate"
     elif params["episodes"]:
-        [table] = collect([result.episodes], inputs)
+        [table] = _collect([result.episodes], inputs, PHASES_STAGE)
         name = "episodes"
     else:
-        [table] = collect([result.bars], inputs)
+        [table] = _collect([result.bars], inputs, PHASES_STAGE)
         require_rows(table, "trades")
         name = "bars"
     metadata = build_metadata(
@@ -1086,7 +1265,9 @@ def phases_command(**params: Any) -> None:
         clock=params["clock"],
         parameters=result.parameters,
     )
+    phase_bars = table if name == "bars" else None
     if _emit(table, output=params["output"], to_format=params["to_format"], metadata=metadata):
+        _phase_alerts(phase_bars, result.bars, inputs, conditions, params)
         return
     console = Console()
     if params["evaluate"]:
@@ -1113,6 +1294,20 @@ def phases_command(**params: Any) -> None:
         console.print(episodes_table(table))
     else:
         console.print(phases_table(table))
+    _phase_alerts(phase_bars, result.bars, inputs, conditions, params)
+
+
+def _phase_alerts(
+    bars: pl.DataFrame | None,
+    plan: pl.LazyFrame,
+    inputs: list[Loaded],
+    conditions: list[Condition],
+    params: dict[str, Any],
+) -> None:
+    """--alert for phases: on the bar table, collected now when --episodes/--evaluate was shown."""
+    if conditions:
+        [bars] = [bars] if bars is not None else _collect([plan], inputs, PHASES_STAGE)
+        _raise_alerts(bars, conditions, params)
 
 
 @cli.command(name="simulate")
@@ -1143,6 +1338,7 @@ def phases_command(**params: Any) -> None:
     help="Accumulation → distribution → reversal episodes per symbol and day (0: noise only).",
 )
 @click.option("--verbose", is_flag=True, expose_value=False, callback=_set_verbose)
+@quiet_option
 def simulate_command(**params: Any) -> None:
     """Write a synthetic market whose market maker accumulates and distributes inventory.
 

@@ -46,6 +46,7 @@ from mmflow.metrics.profile import ValueAreaMethod, footprint, value_area, volum
 from mmflow.metrics.quotes import QUOTE_SOURCE, QUOTE_USABLE, QuoteMatch, attach_quotes
 from mmflow.metrics.signing import Evaluation, Method, evaluate_signing, method_mix, sign_trades
 from mmflow.metrics.vpin import vpin_at, vpin_buckets
+from mmflow.progress import OnStage, Stage, report
 from mmflow.schema import (
     AGGRESSOR_SIDE,
     MID_PRICE,
@@ -584,11 +585,18 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def collect(plans: Sequence[pl.LazyFrame], inputs: Sequence[Loaded]) -> list[pl.DataFrame]:
+def collect(
+    plans: Sequence[pl.LazyFrame],
+    inputs: Sequence[Loaded],
+    *,
+    on_stage: OnStage | None = None,
+    stage: str = "computing",
+) -> list[pl.DataFrame]:
     """Collect lazy results together (one run over the inputs), naming the file that failed.
 
     When collection fails (a truncated gzip, a value that does not parse), each input is read
     on its own to find the culprit, so the error names the file instead of only the symptom.
+    ``on_stage`` is told when the collection starts and ends, under the name ``stage``.
 
     Raises
     ------
@@ -597,6 +605,7 @@ def collect(plans: Sequence[pl.LazyFrame], inputs: Sequence[Loaded]) -> list[pl.
     MmflowError
         When the failure is not tied to one input.
     """
+    report(on_stage, Stage(stage))
     try:
         return pl.collect_all(list(plans))
     except MmflowError:
@@ -616,6 +625,8 @@ def collect(plans: Sequence[pl.LazyFrame], inputs: Sequence[Loaded]) -> list[pl.
                     )
                     raise ReaderError(msg, path=item.source.display) from exc
         raise MmflowError(_first_line(exc)) from exc
+    finally:
+        report(on_stage, Stage(stage, finished=True))
 
 
 def cleaning_notes(dropped: pl.DataFrame) -> list[str]:

@@ -7,6 +7,7 @@ The registry :data:`FORMATS` lists every ``--format`` name in detection order.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from mmflow.errors import ParameterError, UnknownFormatError
 from mmflow.io import binance, databento, generic, lobster, polygon, sierra, taq, tardis
 from mmflow.io.formats import Format, Frames, Kind, ReadOptions, Sniff, frames_kind
 from mmflow.io.source import Source, expand
+from mmflow.progress import READING, OnStage, Stage, report
 
 __all__ = [
     "FORMATS",
@@ -114,6 +116,7 @@ def load(
     options: ReadOptions | None = None,
     *,
     stdin: BinaryIO | None = None,
+    on_stage: OnStage | None = None,
 ) -> list[Loaded]:
     """Expand ``paths`` and read every file into lazy canonical frames.
 
@@ -127,6 +130,8 @@ def load(
         Symbol override and column map.
     stdin
         The stream ``-`` reads (standard input by default).
+    on_stage
+        Told before each file is read (``reading inputs``, file N of M, bytes so far).
 
     Returns
     -------
@@ -134,9 +139,26 @@ def load(
         One entry per file, in the order given (directories and globs sorted).
     """
     sources = expand(paths, stdin=stdin)
-    loaded = [read_source(s, fmt, options) for s in sources]
+    sizes = [_file_size(s) for s in sources]
+    total = sum(sizes)
+    loaded = []
+    try:
+        for index, source in enumerate(sources):
+            done = sum(sizes[:index])
+            stage = Stage(READING, index, len(sources), source.display, done, total)
+            report(on_stage, stage)
+            loaded.append(read_source(source, fmt, options))
+    finally:
+        report(on_stage, Stage(READING, len(loaded), len(sources), finished=True))
     given = {s.path.resolve() for s in sources}
     return [item for item in loaded if not read_by_its_primary(item, given)]
+
+
+def _file_size(source: Source) -> int:
+    """Bytes of ``source`` on disk (0 when that cannot be known)."""
+    with contextlib.suppress(OSError):
+        return source.path.stat().st_size
+    return 0
 
 
 def read_by_its_primary(item: Loaded, given: set[Path]) -> bool:

@@ -114,8 +114,10 @@ def _umask() -> int:
     return mask
 
 
-def write_file(df: pl.DataFrame, path: Path, metadata: dict[str, str]) -> None:
-    """Write ``df`` to ``path`` atomically, in the format its suffix names.
+def write_file(
+    df: pl.DataFrame, path: Path, metadata: dict[str, str], fmt: OutputFormat | None = None
+) -> None:
+    """Write ``df`` to ``path`` atomically, in ``fmt`` or else the format its suffix names.
 
     Parameters
     ----------
@@ -125,8 +127,10 @@ def write_file(df: pl.DataFrame, path: Path, metadata: dict[str, str]) -> None:
         Destination; its parent directory must exist.
     metadata
         Key-value metadata stored in parquet files.
+    fmt
+        The format, whatever the suffix says (default: from the suffix).
     """
-    fmt = format_from_suffix(path)
+    fmt = fmt or format_from_suffix(path)
     directory = path.parent if str(path.parent) else Path()
     if not directory.is_dir():
         msg = f"{path}: directory {directory} does not exist (create it first)"
