@@ -70,7 +70,7 @@ def test_no_alert_fires_exit_0(tmp_path: Path) -> None:
 
 
 def test_alert_window_looks_back_and_since_starts_the_run(tmp_path: Path) -> None:
-    later = ["analyze", *MARKET, "--end", "2024-01-02T02:30:00Z", "-o", tmp_path / "b.csv"]
+    later = ["analyze", *MARKET, "--end", "2024-01-02T02:30:00Z", "-o", str(tmp_path / "b.csv")]
     code, _, stderr = run(*later, "--alert", "phase=distribution")
     assert (code, alert_lines(stderr)) == (0, [])  # the episode ended at 02:09
     code, _, stderr = run(*later, "--alert", "phase=distribution", "--alert-window", "30m")
@@ -223,7 +223,7 @@ def test_top_level_help_lists_the_exit_codes_and_quiet() -> None:
 
 @pytest.mark.parametrize("where", ["command", "global"])
 def test_quiet_silences_notes_not_alerts(where: str, tmp_path: Path) -> None:
-    args = ["analyze", *MARKET, "--end", AT_TWO, "-o", tmp_path / "b.parquet"]
+    args = ["analyze", *MARKET, "--end", AT_TWO, "-o", str(tmp_path / "b.parquet")]
     code, _, stderr = run(*args)
     assert (code, stderr) == (0, f"wrote 120 rows to {tmp_path / 'b.parquet'}\n")
     quiet = [*args, "-q"] if where == "command" else ["-q", *args]
