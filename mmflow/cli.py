@@ -57,7 +57,7 @@ from mmflow.pipeline import (
     signing_warnings,
     write_dataset,
 )
-from mmflow.progress import OnStage
+from mmflow.progress import OnStage, Stage, report
 from mmflow.render.progress import StageDisplay, no_color
 from mmflow.render.progress import plain_console as Console
 from mmflow.render.table import (
@@ -425,7 +425,7 @@ def inspect(**params: Any) -> None:
     \b
         mmflow inspect sample_data/ --to json
     """
-    run = inspect_paths(params["files"], params["fmt"], _read_options(params))
+    run = inspect_paths(params["files"], params["fmt"], _read_options(params), on_stage=_stages())
     for error in run.errors:
         click.echo(f"Error: {_one_line(error)}", err=True)
     if run.reports:
@@ -1016,9 +1016,9 @@ def convert_command(**params: Any) -> None:
         mmflow analyze dataset/
     """
     options = _read_options(params)
-    inputs = load(params["files"], params["fmt"], options)
+    inputs = load(params["files"], params["fmt"], options, on_stage=_stages())
     if params["quote_files"]:
-        inputs += load(params["quote_files"], params["quotes_format"], options)
+        inputs += load(params["quote_files"], params["quotes_format"], options, on_stage=_stages())
     selection = _selection(params)
     metadata = build_metadata(
         table="canonical",
@@ -1026,14 +1026,19 @@ def convert_command(**params: Any) -> None:
         clock=params["clock"],
         parameters=parameters_of(selection, Signing()),
     )
-    written, notes = write_dataset(
-        gather(inputs, TRADES),
-        gather(inputs, QUOTES),
-        params["directory"],
-        overwrite=params["overwrite"],
-        selection=selection,
-        metadata=metadata,
-    )
+    stages = _stages()
+    report(stages, Stage("writing the dataset"))
+    try:
+        written, notes = write_dataset(
+            gather(inputs, TRADES),
+            gather(inputs, QUOTES),
+            params["directory"],
+            overwrite=params["overwrite"],
+            selection=selection,
+            metadata=metadata,
+        )
+    finally:
+        report(stages, Stage("writing the dataset", finished=True))
     for note in notes:
         _say(note)
     rows = ", ".join(f"{n:,} {name}" for name, n in written.rows.items())

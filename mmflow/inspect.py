@@ -13,8 +13,9 @@ from typing import Any, BinaryIO
 import polars as pl
 
 from mmflow.errors import MmflowError, ReaderError
-from mmflow.io import Loaded, ReadOptions, read_by_its_primary, read_source
+from mmflow.io import Loaded, ReadOptions, file_size, read_by_its_primary, read_source
 from mmflow.io.source import expand
+from mmflow.progress import OnStage, Stage, report
 from mmflow.schema import (
     AGGRESSOR_SIDE,
     ASK_PRICE,
@@ -209,12 +210,16 @@ class InspectRun:
     errors: list[MmflowError] = field(default_factory=list)
 
 
+INSPECTING = "inspecting"
+
+
 def inspect_paths(
     paths: Iterable[str],
     fmt: str = "auto",
     options: ReadOptions | None = None,
     *,
     stdin: BinaryIO | None = None,
+    on_stage: OnStage | None = None,
 ) -> InspectRun:
     """Inspect every file ``paths`` name, carrying on past files that cannot be read.
 
@@ -228,6 +233,8 @@ def inspect_paths(
         Reading options.
     stdin
         The stream ``-`` reads.
+    on_stage
+        Told before each file is inspected (``inspecting``, file N of M, bytes so far).
 
     Returns
     -------
@@ -237,11 +244,18 @@ def inspect_paths(
     run = InspectRun()
     sources = expand(paths, stdin=stdin)
     given = {s.path.resolve() for s in sources}
-    for source in sources:
-        try:
-            loaded = read_source(source, fmt, options)
-            if not read_by_its_primary(loaded, given):
-                run.reports.append(inspect_file(loaded, options))
-        except MmflowError as exc:
-            run.errors.append(exc)
+    sizes = [file_size(s) for s in sources]
+    try:
+        for index, source in enumerate(sources):
+            done = sum(sizes[:index])
+            stage = Stage(INSPECTING, index, len(sources), source.display, done, sum(sizes))
+            report(on_stage, stage)
+            try:
+                loaded = read_source(source, fmt, options)
+                if not read_by_its_primary(loaded, given):
+                    run.reports.append(inspect_file(loaded, options))
+            except MmflowError as exc:
+                run.errors.append(exc)
+    finally:
+        report(on_stage, Stage(INSPECTING, len(sources), len(sources), finished=True))
     return run

@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 
 from mmflow.errors import MmflowError
+from mmflow.inspect import INSPECTING, inspect_paths
 from mmflow.io import load
 from mmflow.pipeline import collect
 from mmflow.progress import READING, Stage
@@ -157,3 +158,14 @@ def test_no_color_means_no_escape_sequence_anywhere(tmp_path: Path) -> None:
     assert b"phases and summary" in plain
     assert b"mmflow analyze" in plain
     assert b"distrib. long" in plain
+
+
+def test_inspect_reports_each_file() -> None:
+    stages: list[Stage] = []
+    run = inspect_paths(MARKET, on_stage=stages.append)
+    assert len(run.reports) == 2
+    assert [(s.name, s.done, s.total, s.detail, s.finished) for s in stages] == [
+        (INSPECTING, 0, 2, MARKET[0], False),
+        (INSPECTING, 1, 2, MARKET[1], False),
+        (INSPECTING, 2, 2, "", True),
+    ]

@@ -30,6 +30,7 @@ __all__ = [
     "ReadOptions",
     "Source",
     "detect",
+    "file_size",
     "format_names",
     "load",
     "read_by_its_primary",
@@ -139,7 +140,7 @@ def load(
         One entry per file, in the order given (directories and globs sorted).
     """
     sources = expand(paths, stdin=stdin)
-    sizes = [_file_size(s) for s in sources]
+    sizes = [file_size(s) for s in sources]
     total = sum(sizes)
     loaded = []
     try:
@@ -154,7 +155,7 @@ def load(
     return [item for item in loaded if not read_by_its_primary(item, given)]
 
 
-def _file_size(source: Source) -> int:
+def file_size(source: Source) -> int:
     """Bytes of ``source`` on disk (0 when that cannot be known)."""
     with contextlib.suppress(OSError):
         return source.path.stat().st_size

@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 import threading
 import time
+from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 from typing import TextIO
 
 from rich.console import Console
@@ -25,11 +27,16 @@ from rich.progress import (
     TaskID,
     TextColumn,
 )
+from rich.table import Column
 from rich.text import Text
 
 from mmflow.progress import Stage
 
 __all__ = ["StageDisplay", "no_color", "plain_console"]
+
+
+DETAIL_WIDTH = 30
+"""Longest file name shown in the rich progress line (the end of a longer name is kept)."""
 
 
 def no_color() -> bool:
@@ -72,8 +79,8 @@ def describe(stage: Stage) -> str:
 class _RunElapsed(ProgressColumn):
     """Time since the command started (not since the stage started)."""
 
-    def __init__(self, started: float) -> None:
-        super().__init__()
+    def __init__(self, started: float, table_column: Column | None = None) -> None:
+        super().__init__(table_column)
         self.started = started
 
     def render(self, task: Task) -> Text:
@@ -113,28 +120,38 @@ class StageDisplay:
             self._plain(stage)
 
     def _rich(self, stage: Stage) -> None:
-        if self.progress is None:
-            console = Console(file=self.stream, stderr=True)
-            self.progress = Progress(
-                SpinnerColumn(),
-                TextColumn("[progress.description]{task.description}"),
-                BarColumn(bar_width=20),
-                TextColumn("{task.fields[counts]}"),
-                _RunElapsed(self.started),
-                console=console,
-                transient=True,
+        counts = describe(replace(stage, detail="")).removeprefix(stage.name).strip()
+        detail = Path(stage.detail).name if stage.detail else ""
+        if len(detail) > DETAIL_WIDTH:
+            detail = "…" + detail[-(DETAIL_WIDTH - 1) :]
+        if self.progress is not None and self.task is not None:
+            self.progress.update(
+                self.task,
+                description=stage.name,
+                total=stage.total,
+                completed=stage.done or 0,
+                counts=counts,
+                detail=detail,
             )
-            self.progress.start()
-            self.task = self.progress.add_task(stage.name, total=None, counts="")
-        assert self.task is not None
-        counts = describe(stage).removeprefix(stage.name).strip()
-        self.progress.update(
-            self.task,
-            description=stage.name,
-            total=stage.total,
-            completed=stage.done or 0,
-            counts=counts,
+            return
+        self.progress = Progress(
+            SpinnerColumn(),
+            _RunElapsed(self.started, table_column=Column(no_wrap=True, min_width=7)),
+            TextColumn(
+                "[progress.description]{task.description}", table_column=Column(no_wrap=True)
+            ),
+            TextColumn("{task.fields[counts]}", table_column=Column(no_wrap=True)),
+            BarColumn(bar_width=10),
+            TextColumn(
+                "{task.fields[detail]}", table_column=Column(no_wrap=True, overflow="ellipsis")
+            ),
+            console=Console(file=self.stream, stderr=True),
+            transient=True,
         )
+        self.task = self.progress.add_task(
+            stage.name, total=stage.total, completed=stage.done or 0, counts=counts, detail=detail
+        )
+        self.progress.start()
 
     def _line(self) -> str:
         stage = self.stage
