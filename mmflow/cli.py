@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from datetime import datetime, time
 from pathlib import Path
@@ -194,6 +195,7 @@ def _set_verbose(ctx: click.Context, param: click.Parameter, value: bool) -> boo
 def _set_quiet(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
     if value:
         ctx.meta["mmflow.quiet"] = True
+        warnings.simplefilter("ignore")  # library warnings (polars) are notes too
     return value
 
 
@@ -645,8 +647,11 @@ def alert_options(func: F) -> F:
     return _stacked(func, decorators)
 
 
-def _alert_conditions(params: dict[str, Any], schema: pl.Schema) -> list[Condition]:
-    """Bind every --alert to the columns of the bar table it will see (exit 2 when one fails)."""
+def _alert_conditions(params: dict[str, Any], schema: Callable[[], pl.Schema]) -> list[Condition]:
+    """Bind every --alert to the columns of the bar table it will see (exit 2 when one fails).
+
+    ``schema`` returns that table's schema (from its lazy plan; called only with --alert).
+    """
     texts: tuple[str, ...] = params.get("alerts") or ()
     if not texts:
         for flag in ("alert_window", "alert_to"):
@@ -658,10 +663,10 @@ def _alert_conditions(params: dict[str, Any], schema: pl.Schema) -> list[Conditi
     if target is not None and not (target.parent if str(target.parent) else Path()).is_dir():
         msg = f"{target}: directory {target.parent} does not exist (create it first)"
         raise click.BadParameter(msg, param_hint="'--alert-to'")
-    conditions = []
+    conditions, columns = [], schema()
     for text in texts:
         try:
-            conditions.append(bind_alert(text, schema))
+            conditions.append(bind_alert(text, columns))
         except ConditionError as exc:
             msg = f"{exc}\n{exc.pointer()}"
             raise click.BadParameter(msg, param_hint="'--alert'") from None
@@ -787,10 +792,9 @@ def analyze_command(**params: Any) -> None:
         "signing": _signing(params),
         "selection": _selection(params),
     }
-    conditions = []
-    if params["alerts"]:  # the columns --alert may read: the lazy plan's schema (no data read)
-        schema = analyze(trades, quotes, **arguments).bars.collect_schema()
-        conditions = _alert_conditions(params, schema)
+    conditions = _alert_conditions(  # --alert reads the bar table: its lazy schema, no data
+        params, lambda: analyze(trades, quotes, **arguments).bars.collect_schema()
+    )
     result = analyze(trades, quotes, **arguments, materialize=lambda plans: _collect(plans, inputs))
     assert result.paths is not None
     summary, bars, mix, paths = _collect_with_cleaning(
@@ -892,7 +896,7 @@ def inventory_command(**params: Any) -> None:
     )
     summary_plan, episodes_plan = inventory_report(market, options)
     bars_plan = bar_table(market, INVENTORY_COLUMNS)
-    conditions = _alert_conditions(params, bars_plan.collect_schema())
+    conditions = _alert_conditions(params, bars_plan.collect_schema)
     bars, summary, episodes = _collect_with_cleaning(
         [bars_plan, summary_plan, episodes_plan],
         market.dropped,
@@ -1247,11 +1251,9 @@ def phases_command(**params: Any) -> None:
         "signing": _signing(params),
         "selection": _selection(params),
     }
-    conditions = []
-    if params["alerts"]:  # the columns --alert may read: the lazy plan's schema (no data read)
-        conditions = _alert_conditions(
-            params, phases(trades, quotes, **arguments).bars.collect_schema()
-        )
+    conditions = _alert_conditions(  # --alert reads the bar table: its lazy schema, no data
+        params, lambda: phases(trades, quotes, **arguments).bars.collect_schema()
+    )
     result = phases(trades, quotes, **arguments, materialize=lambda plans: _collect(plans, inputs))
     if params["evaluate"]:
         plans = [result.study, *([result.scores] if result.scores is not None else [])]

@@ -196,9 +196,11 @@ def test_bad_syntax_is_found_before_any_file_is_read() -> None:
         (["--alert", "vpin>1", "--alert-window", "half an hour"], "is not a duration"),
     ],
 )
-def test_alert_flags_misused_exit_2(flags: list[str], message: str, tmp_path: Path) -> None:
-    code, _, stderr = run("inventory", *MARKET, "--end", AT_TWO, *flags)
+@pytest.mark.parametrize("command", ["analyze", "inventory", "phases"])
+def test_alert_flags_misused_exit_2(command: str, flags: list[str], message: str) -> None:
+    code, stdout, stderr = run(command, *MARKET, "--end", AT_TWO, *flags)
     assert code == 2
+    assert stdout == ""
     assert message in stderr
 
 
