@@ -62,7 +62,7 @@ SELL_COLOUR: Final = ORANGE
 
 MAX_BARS: Final = 200_000
 """Most bars one chart draws; more is unreadable and slow (use a longer --bar)."""
-MAX_PROFILE_ROWS: Final = 400
+MAX_PROFILE_ROWS: Final = 100
 """Price levels beyond this are merged into equal ranges for display (as on screen)."""
 
 WIDTH_INCHES: Final = 11.0
@@ -189,9 +189,9 @@ def _has(bars: pl.DataFrame, column: str, at_least: int = 1) -> bool:
 
 def _period(start: datetime, end: datetime, zone: ZoneInfo) -> str:
     first, last = start.astimezone(zone), end.astimezone(zone)
-    same_day = first.date() == last.date()
-    tail = f"{last:%H:%M}" if same_day else f"{last:%Y-%m-%d %H:%M}"
-    return f"{first:%Y-%m-%d %H:%M} → {tail} {zone.key}"
+    clock = "%H:%M:%S" if (end - start).total_seconds() < 3600 else "%H:%M"
+    tail = last.strftime(clock if first.date() == last.date() else f"%Y-%m-%d {clock}")
+    return f"{first.strftime(f'%Y-%m-%d {clock}')} → {tail} {zone.key}"
 
 
 def chosen_panels(requested: Sequence[str] | None) -> list[str]:
@@ -322,16 +322,13 @@ def phase_runs(bars: pl.DataFrame, every: str) -> pl.DataFrame:
 def _price_panel(
     ax: Axes, bars: pl.DataFrame, ends: np.ndarray[Any, Any], episodes: pl.DataFrame, every: str
 ) -> None:
-    use_mid = _has(bars, "mid_close")
+    # The last trade price, carried over bars without trades; the mid only without trades,
+    # since a quote file that ends early leaves a stale mid behind.
+    use_mid = not _has(bars, "close")
     column = "mid_close" if use_mid else "close"
     price = bars[column].cast(pl.Float64).fill_nan(None).forward_fill()
-    ax.plot(
-        ends,
-        price.fill_null(np.nan).to_numpy(),
-        color=BLACK,
-        linewidth=1.0,
-        label=("mid at bar close" if use_mid else "last trade at bar close"),
-    )
+    label = "mid at bar close" if use_mid else "last trade price"
+    ax.plot(ends, price.fill_null(np.nan).to_numpy(), color=BLACK, linewidth=1.0, label=label)
     ax.set_ylabel("mid price" if use_mid else "trade price")
     for phase, colour in PHASE_COLOURS.items():
         mine = episodes.filter(pl.col("phase") == phase) if episodes.height else episodes
@@ -342,9 +339,16 @@ def _price_panel(
     for phase, colour in PHASE_COLOURS.items():
         mine = runs.filter(pl.col("phase") == phase)
         starts, stops = _x(mine["start"]), _x(mine["end"])
-        for first, last in zip(starts, stops, strict=True):
+        named = episodes.height == 0 or episodes.filter(pl.col("phase") == phase).height == 0
+        for index, (first, last) in enumerate(zip(starts, stops, strict=True)):
             patch = ax.axvspan(
-                float(first), float(last), ymin=0.0, ymax=0.035, color=colour, linewidth=0
+                float(first),
+                float(last),
+                ymin=0.0,
+                ymax=0.035,
+                color=colour,
+                linewidth=0,
+                label=f"{phase} bars" if named and index == 0 else None,
             )
             patch.set_gid(f"bars-{phase}")
     if episodes.height:
@@ -711,7 +715,7 @@ def profile_figure(
             color=SELL_COLOUR,
             label="seller-initiated",
         )
-        if np.any(others > 0):
+        if np.any(others > 1e-9 * np.maximum(np.nan_to_num(_values(frame, "volume")), 1.0)):
             ax.barh(
                 centres,
                 others,
@@ -725,10 +729,14 @@ def profile_figure(
             line.set_gid("poc")
         ax.set_xlabel("volume (size units)")
         ax.set_ylabel("price")
-        ax.legend(loc="lower right")
+        ax.legend(
+            loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=3, frameon=False, borderaxespad=0.1
+        )
+        ax.ticklabel_format(axis="y", useOffset=False, style="plain")
         symbol = area.get(SYMBOL, "")
         extra = [str(area[k]) for k in ("session", "date") if area.get(k) is not None]
-        ax.set_title(title or " · ".join([f"{symbol} volume profile", *extra]), loc="left")
+        text = title or " · ".join([f"{symbol} volume profile", *extra])
+        figure.suptitle(text, fontsize=12, fontweight="bold")
     return figure
 
 
