@@ -229,7 +229,7 @@ def input_options(func: F) -> F:
         click.option(
             "--tz",
             help="Time zone of local times in files that do not state it (Sierra exports; "
-            "default UTC), e.g. America/Chicago.",
+            "default UTC), e.g. America/Chicago; plot draws its time axis in it.",
         ),
         click.option(
             "--round-lot",

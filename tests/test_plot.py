@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+import shlex
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -511,3 +513,28 @@ def test_episode_dates_are_matplotlib_date_numbers() -> None:
     moment = datetime(2024, 1, 2, 1, 15, tzinfo=UTC)
     expected = float(mdates.date2num(moment))  # type: ignore[no-untyped-call]
     assert date_number(moment) == pytest.approx(expected)
+
+
+def readme_picture_commands() -> list[list[str]]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Pictures\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", section, flags=re.DOTALL)
+    return [shlex.split(line) for block in blocks for line in block.splitlines() if line]
+
+
+def test_readme_pictures_come_from_the_commands_shown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commands = readme_picture_commands()
+    assert len(commands) == 3
+    monkeypatch.chdir(ROOT)
+    for command in commands:
+        assert command[0] == "mmflow"
+        flag = "-o" if "-o" in command else "--plot"
+        committed = ROOT / command[command.index(flag) + 1]
+        assert committed.stat().st_size < 300_000
+        assert f"]({committed.relative_to(ROOT)})" in (ROOT / "README.md").read_text()
+        command[command.index(flag) + 1] = str(tmp_path / committed.name)
+        code, _, stderr = run(*command[1:])
+        assert code == 0, stderr
+        assert imread(tmp_path / committed.name).shape == imread(committed).shape

@@ -409,7 +409,7 @@ def _spread_panel(
         withdrawals,
         colour=WITHDRAWAL_COLOUR,
         gid="withdrawal",
-        alpha=0.25,
+        alpha=0.35,
         label="liquidity withdrawal",
     )
     twin = None
