@@ -1240,8 +1240,8 @@ def phases_command(**params: Any) -> None:
 def plot_command(**params: Any) -> None:
     """Draw one chart per instrument: price with phases, CVD and inventory, OFI, spread, VPIN.
 
-    Panels share the time axis: price (mid, else last trade) with accumulation and
-    distribution episodes shaded and the bars the phase rule labels marked along the bottom;
+    Panels share the time axis: price (last trade) with accumulation and distribution
+    episodes shaded and the bars the phase rule labels marked along the bottom;
     CVD and market-maker inventory; OFI per bar; spread and depth with liquidity-withdrawal
     episodes shaded; VPIN. Panels without data (no quotes: no OFI, spread, depth) are left
     out with a note. Times are shown in --tz (default UTC). Needs the plot extra

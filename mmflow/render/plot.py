@@ -521,7 +521,7 @@ def instrument_figure(
     zone = ZoneInfo(tz)
     kept, notes = panels_with_data(bars, panels, has_quotes=has_quotes)
     if not kept:
-        msg = f"{name}: none of the panels {', '.join(panels)} has data to draw"
+        msg = f"{name}: nothing to draw ({'; '.join(notes)})"
         raise MmflowError(msg)
     step = _seconds(every) / 86_400.0
     starts = _x(bars[TS])
