@@ -61,8 +61,8 @@ from mmflow.render.plot import (
     chosen_panels,
     file_stem,
     instrument_charts,
+    instrument_count,
     instrument_name,
-    instruments_of,
     profile_figures,
     require_matplotlib,
 )
@@ -1292,7 +1292,7 @@ def plot_command(**params: Any) -> None:
                 _say(f"Note: {instrument_name(item.instrument)}: {note}")
             yield file_stem(item.instrument), item.figure
 
-    target.write(drawn(), len(instruments_of(bars)), "instruments")
+    target.write(drawn(), instrument_count(bars), "instruments")
 
 
 @cli.command(name="simulate")

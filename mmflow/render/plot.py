@@ -633,9 +633,10 @@ def instrument_charts(
         )
 
 
-def instruments_of(bars: pl.DataFrame) -> list[dict[str, Any]]:
-    """Return the instruments of a bar table, in the order :func:`instrument_charts` draws them."""
-    return [instrument for instrument, _ in split_instruments(bars, instrument_keys(bars))]
+def instrument_count(bars: pl.DataFrame) -> int:
+    """Return how many instruments (charts) a bar table holds."""
+    keys = instrument_keys(bars)
+    return bars.select(keys).n_unique() if keys and bars.height else int(bars.height > 0)
 
 
 def _merged_levels(levels: pl.DataFrame, rows: int) -> pl.DataFrame:
@@ -733,9 +734,8 @@ def profile_figure(
             loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=3, frameon=False, borderaxespad=0.1
         )
         ax.ticklabel_format(axis="y", useOffset=False, style="plain")
-        symbol = area.get(SYMBOL, "")
         extra = [str(area[k]) for k in ("session", "date") if area.get(k) is not None]
-        text = title or " · ".join([f"{symbol} volume profile", *extra])
+        text = title or " · ".join([f"{instrument_name(area)} volume profile", *extra])
         figure.suptitle(text, fontsize=12, fontweight="bold")
     return figure
 
