@@ -13,7 +13,7 @@ import re
 import signal
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, time
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -44,6 +44,7 @@ from mmflow.pipeline import (
     Signing,
     analyze,
     bar_table,
+    chart,
     classify,
     cleaning_notes,
     collect,
@@ -59,6 +60,16 @@ from mmflow.pipeline import (
     write_dataset,
 )
 from mmflow.progress import OnStage, Stage, report
+from mmflow.render.plot import (
+    PANELS,
+    chosen_panels,
+    file_stem,
+    instrument_charts,
+    instrument_count,
+    instrument_name,
+    profile_figures,
+    require_matplotlib,
+)
 from mmflow.render.progress import StageDisplay, no_color
 from mmflow.render.progress import plain_console as Console
 from mmflow.render.table import (
@@ -74,7 +85,15 @@ from mmflow.render.table import (
     phases_table,
     profile_chart,
 )
-from mmflow.render.write import OUTPUT_FORMATS, OutputFormat, build_metadata, write_file, write_to
+from mmflow.render.write import (
+    OUTPUT_FORMATS,
+    OutputFormat,
+    build_metadata,
+    image_format,
+    write_figure,
+    write_file,
+    write_to,
+)
 from mmflow.schema import QUOTES, TRADES
 from mmflow.simulate import SimulationParameters, simulate, write_simulation
 
@@ -269,7 +288,7 @@ def input_options(func: F) -> F:
         click.option(
             "--tz",
             help="Time zone of local times in files that do not state it (Sierra exports; "
-            "default UTC), e.g. America/Chicago.",
+            "default UTC), e.g. America/Chicago; plot draws its time axis in it.",
         ),
         click.option(
             "--round-lot",
@@ -687,6 +706,71 @@ def _raise_alerts(bars: pl.DataFrame, conditions: list[Condition], params: dict[
         click.get_current_context().exit(3)
 
 
+MAX_CHART_FILES = 1000
+"""Most files one ``-o DIR/`` chart run writes (one per instrument)."""
+
+
+class ImageTarget:
+    """Where charts go: one image file, or a folder with one PNG per instrument.
+
+    ``-o chart.png`` (also ``.svg``, ``.pdf``) names one file; ``-o charts/`` (a trailing slash
+    or an existing folder) a folder, created when the first chart is written.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.path = Path(text)
+        self.folder = text.endswith(("/", os.sep)) or self.path.is_dir()
+        parent = self.path.parent
+        if not self.folder:
+            image_format(self.path)
+        if str(parent) and not parent.is_dir():
+            msg = f"{text}: directory {parent} does not exist (create it first)"
+            raise ParameterError(msg)
+
+    def write(self, charts: Iterator[tuple[str, Any]], count: int, what: str) -> None:
+        """Write ``(stem, figure)`` pairs, one file each in a folder, or the only one to a file.
+
+        Raises
+        ------
+        ParameterError
+            When several charts would go to one file (use a folder).
+        MmflowError
+            When a folder would get more than :data:`MAX_CHART_FILES` files.
+        """
+        if not self.folder and count > 1:
+            msg = (
+                f"{self.path}: {count} {what} would share one image; write one file each "
+                f"with -o {self.path.with_suffix('')}/ or keep one with --symbol"
+            )
+            raise ParameterError(msg)
+        if count > MAX_CHART_FILES:
+            msg = (
+                f"{count:,} {what} would make {count:,} images (at most {MAX_CHART_FILES:,}); "
+                "keep fewer with --symbol"
+            )
+            raise MmflowError(msg)
+        if self.folder:
+            self.path.mkdir(exist_ok=True)
+        seen: set[str] = set()
+        for stem, figure in charts:
+            target = self.path
+            if self.folder:
+                name = stem
+                while name in seen:  # two names that differ only in unsafe characters
+                    name += "_"
+                seen.add(name)
+                target = self.path / f"{name}.png"
+            write_figure(figure, target)
+            _say(f"wrote {target}")
+
+
+def _parse_panels(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str]:
+    try:
+        return chosen_panels(value.split(",") if value else None)
+    except ParameterError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
 def bar_options(func: F) -> F:
     """Options for bars and the per-bar metrics (``analyze``, ``flow``, ``inventory``)."""
     decorators = [
@@ -1087,6 +1171,12 @@ def convert_command(**params: Any) -> None:
     type=click.Choice(["levels", "value-area"]),
     help="Which table -o/--to write (default levels).",
 )
+@click.option(
+    "--plot",
+    metavar="PATH",
+    help="Also draw the profile (buy/sell split, POC, value area) to this image (.png, .svg, "
+    ".pdf), or one PNG per profile into a folder (charts/); needs the plot extra.",
+)
 @signing_options
 @input_options
 @selection_options
@@ -1104,7 +1194,12 @@ def profile_command(**params: Any) -> None:
         mmflow profile sample_data/tardis/
         mmflow profile trades.csv --bin 0.5 --by date --to csv
         mmflow profile trades.csv --bar 5m -o footprint.parquet
+        mmflow profile sample_data/tardis/ --plot profile.png
     """
+    target = None
+    if params["plot"]:
+        require_matplotlib()
+        target = ImageTarget(params["plot"])
     inputs, trades, quotes = _market(params)
     by = ["symbol"] if params["by"] == "symbol" else ["symbol", params["by"]]
     if params["by"] == "session" and not params.get("session"):
@@ -1130,6 +1225,11 @@ def profile_command(**params: Any) -> None:
     frames = _collect(plans, inputs, "reading, signing trades, building the profile")
     levels, areas = frames[0], frames[1]
     require_rows(levels, "trades")
+    if target is not None:
+        figures = (
+            (file_stem(keys), figure) for keys, figure in profile_figures(levels, areas, by=by)
+        )
+        target.write(figures, areas.height, "profiles")
     chosen = frames[2] if result.footprint is not None else areas
     if result.footprint is None and params["which"] != "value-area":
         chosen = levels
@@ -1315,6 +1415,86 @@ def _phase_alerts(
     if conditions:
         [bars] = [bars] if bars is not None else _collect([plan], inputs, PHASES_STAGE)
         _raise_alerts(bars, conditions, params)
+
+
+@cli.command(name="plot")
+@click.argument("files", nargs=-1, required=True)
+@quote_options
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    metavar="PATH",
+    help="Image to write (.png, .svg, .pdf), or a folder (charts/) for one PNG per instrument "
+    "named <venue>_<symbol>.png.",
+)
+@click.option(
+    "--panels",
+    callback=_parse_panels,
+    metavar="NAME,...",
+    help=f"Panels to draw, top to bottom (default all): {','.join(PANELS)}.",
+)
+@bar_options
+@phase_options
+@signing_options
+@input_options
+@selection_options
+def plot_command(**params: Any) -> None:
+    """Draw one chart per instrument: price with phases, CVD and inventory, OFI, spread, VPIN.
+
+    Panels share the time axis: price (last trade) with accumulation and distribution
+    episodes shaded and the bars the phase rule labels marked along the bottom;
+    CVD and market-maker inventory; OFI per bar; spread and depth with liquidity-withdrawal
+    episodes shaded; VPIN. Panels without data (no quotes: no OFI, spread, depth) are left
+    out with a note. Times are shown in --tz (default UTC). Needs the plot extra
+    (pip install 'mmflow[plot]'). Several instruments need a folder: -o charts/.
+
+    Example:
+
+    \b
+        mmflow plot sample_data/simulated/ -o chart.png
+        mmflow plot trades.csv.gz --quotes quotes.csv.gz --bar 5m --tz America/New_York -o charts/
+        mmflow plot sim/ --panels price,cvd --start 2024-01-02T01:00Z -o chart.svg
+    """
+    require_matplotlib()
+    target = ImageTarget(params["output"])
+    inputs, trades, quotes = _market(params)
+    options = _bar_options(params)
+    parameters = PhaseParameters(
+        lookback=params["lookback"],
+        horizon=params["pressure_horizon"],
+        **{name: params[name] for name in PHASE_OPTIONS},
+    )
+    result = chart(
+        trades,
+        quotes,
+        options=options,
+        parameters=parameters,
+        signing=_signing(params),
+        selection=_selection(params),
+        materialize=lambda plans: collect(plans, inputs),
+    )
+    bars, episodes, withdrawals = _collect_with_cleaning(
+        [result.bars, result.episodes, result.withdrawals], result.dropped, inputs
+    )
+    require_rows(bars, "trades")
+    charts = instrument_charts(
+        bars,
+        episodes,
+        withdrawals,
+        every=options.every,
+        panels=params["panels"],
+        tz=params["tz"] or "UTC",
+        has_quotes=result.has_quotes,
+    )
+
+    def drawn() -> Iterator[tuple[str, Any]]:
+        for item in charts:
+            for note in item.notes:
+                _say(f"Note: {instrument_name(item.instrument)}: {note}")
+            yield file_stem(item.instrument), item.figure
+
+    target.write(drawn(), instrument_count(bars), "instruments")
 
 
 @cli.command(name="simulate")

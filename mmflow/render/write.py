@@ -145,3 +145,68 @@ def write_file(
         with suppress(OSError):
             Path(temporary).unlink()
         raise
+
+
+IMAGE_FORMATS: tuple[str, ...] = ("png", "svg", "pdf")
+
+# Fixed metadata, so the same figure gives the same bytes on every run (no dates, no versions).
+_IMAGE_METADATA: dict[str, dict[str, Any]] = {
+    "png": {"Software": None},
+    "svg": {"Date": None, "Creator": None},
+    "pdf": {"Creator": None, "Producer": None, "CreationDate": None},
+}
+
+
+def image_format(path: Path) -> str:
+    """Return the image format a file name asks for (``png``, ``svg`` or ``pdf``).
+
+    Raises
+    ------
+    ParameterError
+        When the suffix is not an image format mmflow writes.
+
+    Examples
+    --------
+    >>> image_format(Path("chart.PNG"))
+    'png'
+    """
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix not in IMAGE_FORMATS:
+        known = ", ".join(f".{name}" for name in IMAGE_FORMATS)
+        shown = path.suffix or "no suffix"
+        msg = f"{path}: cannot tell the image format from {shown!r}; use {known} or a folder/"
+        raise ParameterError(msg)
+    return suffix
+
+
+def write_figure(figure: Any, path: Path) -> None:
+    """Save a matplotlib figure to ``path`` atomically, in the format its suffix names.
+
+    The bytes depend only on the figure: metadata that would carry a date or a version is left
+    out and SVG ids use a fixed salt (see :func:`mmflow.render.plot.chart_style`).
+
+    Parameters
+    ----------
+    figure
+        A :class:`matplotlib.figure.Figure`.
+    path
+        Destination (``.png``, ``.svg`` or ``.pdf``); its parent directory must exist.
+    """
+    from mmflow.render.plot import chart_style
+
+    fmt = image_format(path)
+    directory = path.parent if str(path.parent) else Path()
+    if not directory.is_dir():
+        msg = f"{path}: directory {directory} does not exist (create it first)"
+        raise ParameterError(msg)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(handle, "wb") as sink, chart_style():
+            extra = {"pil_kwargs": {"compress_level": 9}} if fmt == "png" else {}
+            figure.savefig(sink, format=fmt, metadata=_IMAGE_METADATA[fmt], **extra)
+        Path(temporary).chmod(0o666 & ~_umask())
+        Path(temporary).replace(path)
+    except BaseException:
+        with suppress(OSError):
+            Path(temporary).unlink()
+        raise
