@@ -27,7 +27,7 @@ from mmflow.errors import MmflowError, NoDataError, ParameterError
 from mmflow.inspect import inspect_paths
 from mmflow.io import Loaded, ReadOptions, format_names, load
 from mmflow.metrics.bvc import Distribution
-from mmflow.metrics.event_study import DEFAULT_HORIZONS, MAX_HORIZONS
+from mmflow.metrics.event_study import DEFAULT_HORIZONS, MAX_HORIZONS, MAX_PLACEBO_RATIO
 from mmflow.metrics.phases import PhaseParameters
 from mmflow.metrics.profile import ValueAreaMethod
 from mmflow.metrics.quotes import QuoteMatch
@@ -742,6 +742,13 @@ def flow_command(**params: Any) -> None:
     show_default=True,
     help="Seed of the --evaluate placebo draw (same seed, same bars).",
 )
+@click.option(
+    "--placebo-ratio",
+    type=click.IntRange(min=1, max=MAX_PLACEBO_RATIO),
+    default=1,
+    show_default=True,
+    help="Placebo bars drawn per withdrawal episode in --evaluate.",
+)
 @input_options
 @selection_options
 @output_options
@@ -804,7 +811,11 @@ def _inventory_evaluate(
 ) -> None:
     """Run, write or print ``mmflow inventory --evaluate``."""
     plan = inventory_evaluation(
-        market, options, horizons=params["horizons"], placebo_seed=params["placebo_seed"]
+        market,
+        options,
+        horizons=params["horizons"],
+        placebo_seed=params["placebo_seed"],
+        placebo_ratio=params["placebo_ratio"],
     )
     [study] = _collect_with_cleaning([plan], market.dropped, inputs)
     if study.is_empty():
@@ -818,6 +829,7 @@ def _inventory_evaluate(
         **market.parameters,
         "horizons": list(params["horizons"]),
         "placebo_seed": params["placebo_seed"],
+        "placebo_ratio": params["placebo_ratio"],
     }
     metadata = build_metadata(
         table="inventory.evaluate",

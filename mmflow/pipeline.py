@@ -900,6 +900,7 @@ def inventory_evaluation(
     *,
     horizons: Sequence[int] = DEFAULT_HORIZONS,
     placebo_seed: int = 0,
+    placebo_ratio: int = 1,
 ) -> pl.LazyFrame:
     """Return the event study of realised volatility after the withdrawal episodes of ``market``.
 
@@ -907,7 +908,11 @@ def inventory_evaluation(
     """
     episodes = withdrawal_episodes(market.bars, every=options.every)
     return withdrawal_volatility_study(
-        market.bars, episodes, horizons=horizons, placebo_seed=placebo_seed
+        market.bars,
+        episodes,
+        horizons=horizons,
+        placebo_seed=placebo_seed,
+        placebo_ratio=placebo_ratio,
     )
 
 

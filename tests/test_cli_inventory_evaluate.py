@@ -59,16 +59,19 @@ def test_evaluate_horizons_seed_and_output_file(tmp_path: Path) -> None:
     target = tmp_path / "study.parquet"
     args: list[str | Path] = ["inventory", TRADES_FILE, "--quotes", QUOTES_FILE, *OPTIONS]
     args.append("--evaluate")
-    code, _, err = run(*args, "--horizons", "2,3", "--placebo-seed", "11", "-o", target)
+    args += ["--horizons", "2,3", "--placebo-seed", "11", "--placebo-ratio", "4"]
+    code, _, err = run(*args, "-o", target)
     assert code == 0, err
     study = pl.read_parquet(target)
     assert study["horizon_bars"].to_list() == [2, 3]
-    assert_matches(study, reference_study(library_bars(), [2, 3], seed=11))
+    assert study["placebo_bars"].to_list() == [8, 8]
+    assert_matches(study, reference_study(library_bars(), [2, 3], seed=11, ratio=4))
     metadata = pq.read_metadata(target).metadata
     assert metadata[b"mmflow.schema"] == b"inventory.evaluate/1"
     parameters = json.loads(metadata[b"mmflow.parameters"])
     assert parameters["horizons"] == [2, 3]
     assert parameters["placebo_seed"] == 11
+    assert parameters["placebo_ratio"] == 4
 
 
 def test_evaluate_prints_a_table() -> None:
@@ -102,6 +105,8 @@ def test_evaluate_refuses_bad_flags() -> None:
         assert code == 2, bad
         assert "horizons" in err
     code, _, err = run(*base, "--placebo-seed", "-1")
+    assert code == 2
+    code, _, err = run(*base, "--placebo-ratio", "0")
     assert code == 2
     code, _, err = run(*base, "--table", "summary")
     assert code == 2

@@ -22,6 +22,7 @@ from polars.testing import assert_frame_equal
 from mmflow.errors import ParameterError, SchemaError
 from mmflow.metrics.event_study import (
     MAX_HORIZONS,
+    MAX_PLACEBO_RATIO,
     WITHDRAWAL_STUDY_COLUMNS,
     seeded_draw,
     welch_t_statistic,
@@ -81,7 +82,9 @@ def realised_volatility(returns: list[float | None], k: int, h: int) -> float | 
     return math.sqrt(sum(r * r for r in window))
 
 
-def reference_study(bars: pl.DataFrame, horizons: Sequence[int], seed: int) -> list[dict[str, Any]]:
+def reference_study(
+    bars: pl.DataFrame, horizons: Sequence[int], seed: int, ratio: int = 1
+) -> list[dict[str, Any]]:
     """The study by loops: per symbol, RV at episode starts vs the first providing bars by hash."""
     hashes = bars.select(pl.struct("symbol", "ts").hash(seed=seed))["symbol"].to_list()
     out = []
@@ -122,7 +125,7 @@ def reference_study(bars: pl.DataFrame, horizons: Sequence[int], seed: int) -> l
                 if states[k] == P and volatility(k) is not None
             ]
             pool.sort(key=lambda item: (item[0], item[1]))
-            placebo = [float(v) for _, _, v in pool[: len(events)] if v is not None]
+            placebo = [float(v) for _, _, v in pool[: len(events) * ratio] if v is not None]
             event_mean = statistics.fmean(events) if events else None
             placebo_mean = statistics.fmean(placebo) if placebo else None
             both = event_mean is not None and placebo_mean is not None
@@ -229,16 +232,21 @@ def markets(draw: st.DrawFn) -> pl.DataFrame:
 
 
 @settings(max_examples=60, deadline=None)
-@given(markets(), st.integers(min_value=0, max_value=2**31), st.sampled_from([[1], [1, 3, 7]]))
+@given(
+    markets(),
+    st.integers(min_value=0, max_value=2**31),
+    st.sampled_from([[1], [1, 3, 7]]),
+    st.sampled_from([1, 3]),
+)
 def test_study_matches_the_reference_loop(
-    bars: pl.DataFrame, seed: int, horizons: list[int]
+    bars: pl.DataFrame, seed: int, horizons: list[int], ratio: int
 ) -> None:
     study = withdrawal_volatility_study(
-        bars.lazy(), episodes_of(bars), horizons=horizons, placebo_seed=seed
+        bars.lazy(), episodes_of(bars), horizons=horizons, placebo_seed=seed, placebo_ratio=ratio
     ).collect()
-    assert_matches(study, reference_study(bars, horizons, seed))
+    assert_matches(study, reference_study(bars, horizons, seed, ratio))
     assert (study["events"] + study["beyond_data"] == study["episodes"]).all()
-    assert (study["placebo_bars"] <= study["events"]).all()
+    assert (study["placebo_bars"] <= ratio * study["events"]).all()
 
 
 # --- placebo determinism -----------------------------------------------------------------
@@ -352,6 +360,9 @@ def test_bad_seed_and_missing_columns_are_refused() -> None:
     bars = hand_bars()
     with pytest.raises(ParameterError):
         withdrawal_volatility_study(bars.lazy(), episodes_of(bars), placebo_seed=-1)
+    for ratio in (0, MAX_PLACEBO_RATIO + 1):
+        with pytest.raises(ParameterError, match="placebo_ratio"):
+            withdrawal_volatility_study(bars.lazy(), episodes_of(bars), placebo_ratio=ratio)
     with pytest.raises(SchemaError, match="liquidity_state"):
         withdrawal_volatility_study(bars.drop("liquidity_state").lazy(), episodes_of(bars))
     with pytest.raises(SchemaError, match="close or mid_close"):

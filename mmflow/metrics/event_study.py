@@ -37,6 +37,9 @@ from mmflow.schema import TS
 MAX_HORIZONS: Final = 16
 """Most horizons one study computes (each adds a column per bar)."""
 
+MAX_PLACEBO_RATIO: Final = 100
+"""Most placebo bars per event of :func:`withdrawal_volatility_study`."""
+
 DEFAULT_HORIZONS: Final = (1, 5, 15, 60)
 """Forward horizons in bars of both event studies (metrics.md §12.6 (2))."""
 
@@ -213,6 +216,7 @@ def withdrawal_volatility_study(
     *,
     horizons: Sequence[int] = DEFAULT_HORIZONS,
     placebo_seed: int = 0,
+    placebo_ratio: int = 1,
 ) -> pl.LazyFrame:
     """Realised volatility after liquidity-withdrawal episodes against a seeded placebo.
 
@@ -236,13 +240,13 @@ def withdrawal_volatility_study(
     anchor bar k₀ is the episode's first bar, so the window k₀+1 … k₀+h starts after the bar
     whose quotes flagged the withdrawal and RV_h(k₀) is known only after the episode is. Events
     whose window runs past the end of the data (or session), or lacks a price, are left out
-    and counted in ``beyond_data``. The **placebo** is RV_h at as many bars as there are
-    events, drawn without replacement per instrument and horizon among the instrument's
-    ``providing`` bars (non-episode bars with a liquidity state) whose RV_h exists, with
-    :func:`seeded_draw` (fewer when fewer such bars exist). The claim tested is that
-    withdrawal precedes higher volatility (Comerton-Forde, Hendershott, Jones, Moulton &
-    Seasholes 2010, *J. Finance* 65(1):295-331: liquidity supply falls when market makers are
-    constrained).
+    and counted in ``beyond_data``. The **placebo** is RV_h at ``placebo_ratio`` bars per
+    event (by default as many bars as there are events), drawn without replacement per
+    instrument and horizon among the instrument's ``providing`` bars (non-episode bars with a
+    liquidity state) whose RV_h exists, with :func:`seeded_draw` (fewer when fewer such bars
+    exist). The claim tested is that withdrawal precedes higher volatility (Comerton-Forde,
+    Hendershott, Jones, Moulton & Seasholes 2010, *J. Finance* 65(1):295-331: liquidity
+    supply falls when market makers are constrained).
 
     Parameters
     ----------
@@ -255,6 +259,9 @@ def withdrawal_volatility_study(
         Forward horizons h in bars (1 to :data:`MAX_HORIZONS` values, each ≥ 1).
     placebo_seed
         Seed of the placebo draw (≥ 0).
+    placebo_ratio
+        Placebo bars drawn per event (1 to :data:`MAX_PLACEBO_RATIO`; metrics.md §12.6 asks
+        for as many as there are events; more give a steadier baseline).
 
     Returns
     -------
@@ -271,7 +278,8 @@ def withdrawal_volatility_study(
     Raises
     ------
     ParameterError
-        For no, too many or non-positive horizons, or a negative seed.
+        For no, too many or non-positive horizons, a negative seed or a placebo ratio outside
+        1 to :data:`MAX_PLACEBO_RATIO`.
     SchemaError
         If a required column is missing.
 
@@ -310,6 +318,11 @@ def withdrawal_volatility_study(
     """
     steps = check_horizons(horizons)
     check_seed(placebo_seed)
+    ratio_ok = isinstance(placebo_ratio, int) and not isinstance(placebo_ratio, bool)
+    if not ratio_ok or not 1 <= placebo_ratio <= MAX_PLACEBO_RATIO:
+        limit = MAX_PLACEBO_RATIO
+        msg = f"placebo_ratio must be a whole number from 1 to {limit}, was {placebo_ratio!r}"
+        raise ParameterError(msg)
     names = bars.collect_schema().names()
     series = bar_keys(bars)
     instrument = [key for key in series if key != SESSION]
@@ -368,7 +381,7 @@ def withdrawal_volatility_study(
             candidates.join(found.select(*instrument, "events"), on=instrument, how="inner"),
             columns=[*instrument, TS],
             seed=placebo_seed,
-            draws=pl.col("events"),
+            draws=pl.col("events").cast(pl.Int64) * placebo_ratio,
             by=instrument,
         )
         placebo = drawn.group_by(instrument).agg(
@@ -408,6 +421,7 @@ def withdrawal_volatility_study(
 __all__ = [
     "DEFAULT_HORIZONS",
     "MAX_HORIZONS",
+    "MAX_PLACEBO_RATIO",
     "WITHDRAWAL_STUDY_COLUMNS",
     "check_horizons",
     "check_seed",
