@@ -28,6 +28,7 @@ Usage::
     python benchmarks/event_studies.py                  # markdown tables for the README
     python benchmarks/event_studies.py --csv out.csv    # also every number, one row per cell
     python benchmarks/event_studies.py --only binance   # datasets whose name contains this
+    python benchmarks/event_studies.py --placebo-ratio 20   # 20 placebo bars per withdrawal
 """
 
 from __future__ import annotations
@@ -195,7 +196,9 @@ def _quotes_from_trades(trades: pl.LazyFrame) -> pl.LazyFrame | None:
     )
 
 
-def run_dataset(dataset: Dataset, shared: Path, horizons: Sequence[int]) -> Outcome | None:
+def run_dataset(
+    dataset: Dataset, shared: Path, horizons: Sequence[int], placebo_ratio: int = 1
+) -> Outcome | None:
     """Both studies on one dataset; ``None`` when a file is missing."""
     paths = dataset.paths(shared)
     if not all(path.exists() for path in paths):
@@ -215,7 +218,9 @@ def run_dataset(dataset: Dataset, shared: Path, horizons: Sequence[int]) -> Outc
     [bars] = pl.collect_all([market.bars.select(pl.len())])
     outcome.bars = int(bars.item())
     if quotes is not None:
-        withdrawal = inventory_evaluation(market, options, horizons=horizons, placebo_seed=SEED)
+        withdrawal = inventory_evaluation(
+            market, options, horizons=horizons, placebo_seed=SEED, placebo_ratio=placebo_ratio
+        )
         outcome.withdrawal = withdrawal.collect()
     found = phases(
         trades,
@@ -354,13 +359,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--shared", type=Path, default=SHARED, help="the shared data folder")
     parser.add_argument("--only", help="run only datasets whose name contains this text")
     parser.add_argument("--csv", type=Path, help="also write every number to this CSV file")
+    parser.add_argument(
+        "--placebo-ratio",
+        type=int,
+        default=1,
+        help="placebo bars per withdrawal episode (default 1: as many as episodes)",
+    )
     args = parser.parse_args(argv)
     horizons = list(DEFAULT_HORIZONS)
     outcomes = []
     for dataset in DATASETS:
         if args.only and args.only.lower() not in dataset.name.lower():
             continue
-        outcome = run_dataset(dataset, args.shared, horizons)
+        outcome = run_dataset(dataset, args.shared, horizons, args.placebo_ratio)
         if outcome is None:
             print(f"skipped (files not present): {dataset.name}", file=sys.stderr)
             continue

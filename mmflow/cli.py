@@ -847,8 +847,7 @@ def _inventory_evaluate(
         compact_table(
             study.select(shown),
             title="event study: realised volatility after liquidity withdrawal",
-            caption="√Σ squared log mid returns over the next h bars; placebo: seeded "
-            "non-episode bars; t: Welch",
+            caption="√Σ r² of log mid returns over the next h bars vs seeded non-episode bars",
         )
     )
 
