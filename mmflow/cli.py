@@ -27,7 +27,12 @@ from mmflow.errors import MmflowError, NoDataError, ParameterError
 from mmflow.inspect import inspect_paths
 from mmflow.io import Loaded, ReadOptions, format_names, load
 from mmflow.metrics.bvc import Distribution
-from mmflow.metrics.event_study import DEFAULT_HORIZONS, MAX_HORIZONS, MAX_PLACEBO_RATIO
+from mmflow.metrics.event_study import (
+    DEFAULT_HORIZONS,
+    MAX_HORIZONS,
+    MAX_PLACEBO_RATIO,
+    WITHDRAWAL_STUDY_COLUMNS,
+)
 from mmflow.metrics.phases import PhaseParameters
 from mmflow.metrics.profile import ValueAreaMethod
 from mmflow.metrics.quotes import QuoteMatch
@@ -164,6 +169,8 @@ class Horizons(click.ParamType[tuple[int, ...]]):
                 f"{value!r} is not a list of whole numbers of bars >= 1 like 1,5,15", param, ctx
             )
         steps = tuple(int(part) for part in parts)
+        if len(set(steps)) < len(steps):
+            self.fail(f"{value!r} repeats a horizon", param, ctx)
         if len(steps) > MAX_HORIZONS:
             self.fail(f"{len(steps)} horizons given; at most {MAX_HORIZONS}", param, ctx)
         return steps
@@ -841,7 +848,8 @@ def _inventory_evaluate(
         return
     if study.is_empty():
         return
-    shown = ["symbol", "horizon_bars", "episodes", "events", "event_volatility"]
+    keys = [name for name in study.columns if name not in WITHDRAWAL_STUDY_COLUMNS]
+    shown = [*keys, "horizon_bars", "episodes", "events", "event_volatility"]
     shown += ["placebo_volatility", "volatility_ratio", "t_statistic"]
     Console().print(
         compact_table(

@@ -100,7 +100,13 @@ def test_evaluate_without_episodes_is_empty_with_a_note() -> None:
 
 def test_evaluate_refuses_bad_flags() -> None:
     base: list[str | Path] = ["inventory", TRADES_FILE, "--quotes", QUOTES_FILE, "--evaluate"]
-    for bad in (["--horizons", "0"], ["--horizons", "1,x"], ["--horizons", ",".join("1" * 17)]):
+    many = ",".join(str(h) for h in range(1, 18))
+    for bad in (
+        ["--horizons", "0"],
+        ["--horizons", "1,x"],
+        ["--horizons", "5,5"],
+        ["--horizons", many],
+    ):
         code, _, err = run(*base, *bad)
         assert code == 2, bad
         assert "horizons" in err

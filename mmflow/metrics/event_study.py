@@ -71,11 +71,15 @@ def check_horizons(horizons: Sequence[int]) -> list[int]:
     Raises
     ------
     ParameterError
-        If there are none, more than :data:`MAX_HORIZONS`, or one is not a whole number ≥ 1.
+        If there are none, more than :data:`MAX_HORIZONS`, one repeats or one is not a whole
+        number ≥ 1.
     """
     steps = list(horizons)
     if not steps or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in steps):
         msg = f"horizons must be one or more whole numbers of bars >= 1, was {horizons!r}"
+        raise ParameterError(msg)
+    if len(set(steps)) < len(steps):
+        msg = f"horizons must not repeat, was {horizons!r}"
         raise ParameterError(msg)
     if len(steps) > MAX_HORIZONS:
         msg = f"at most {MAX_HORIZONS} horizons, got {len(steps)} (pass fewer)"
@@ -233,7 +237,8 @@ def withdrawal_volatility_study(
     Economic Review* 39(4):885-905; Andersen, Bollerslev, Diebold & Labys 2003, *Econometrica*
     71(2):579-625), in log-return units over h bars (not annualised). It is defined only when
     all h returns exist: bar k + h lies in the same session and every price from P_k on is
-    known.
+    known. Bars after an instrument's last quote carry its last mid, as every mid-based column
+    does, so study only the span the quotes cover (``--end``).
 
     An **event** is a withdrawal episode (:func:`mmflow.metrics.inventory.withdrawal_episodes`:
     a run of ``withdrawing`` bars, spread ≥ factor × normal or depth ≤ factor × normal); its
