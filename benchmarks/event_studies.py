@@ -13,7 +13,9 @@ The two claims mmflow makes about market makers, tested on real data (issue 10, 
 Each file gets bars suited to its span (most are minutes long) and a trailing window of about a
 quarter to a half of its bars (``--lookback``: the liquidity medians, the phase rule's noise
 scale); the same settings serve both studies. Files that are not present are skipped, so the
-script runs on a checkout without ``../shared``. Trade files that carry their own pre-trade best
+script runs on a checkout without ``../shared``; where ``sample_data/`` holds a copy of a shared
+file (Tardis, Databento ESU4) or its first minutes (Binance COIN-M), the copy is used instead and
+the dataset's name says so. Trade files that carry their own pre-trade best
 bid and offer but no quote stream (the Sierra ES exports) get a quote series sampled at their
 trades, so that the liquidity state exists; this is said in the output.
 
@@ -74,11 +76,17 @@ class Dataset:
     lookback: int
     root: str = "shared"  # "shared" (../shared/data) or "repo" (this repository)
     end: datetime | None = None  # study only before this time (e.g. where quotes stop)
+    fallback: tuple[str, ...] = ()  # copies in this repository, used when ``files`` are absent
+    fallback_note: str = "sample_data copy"
 
-    def paths(self, shared: Path) -> list[Path]:
-        """Return the files' paths under their root."""
+    def paths(self, shared: Path) -> tuple[list[Path], str]:
+        """Return the files to read and the dataset's name (marked when a copy is used)."""
         base = shared if self.root == "shared" else REPOSITORY
-        return [base / name for name in self.files]
+        paths = [base / name for name in self.files]
+        copies = [REPOSITORY / name for name in self.fallback]
+        if not all(path.exists() for path in paths) and copies:
+            return copies, f"{self.name} [{self.fallback_note}]"
+        return paths, self.name
 
 
 DATASETS: tuple[Dataset, ...] = (
@@ -117,6 +125,11 @@ DATASETS: tuple[Dataset, ...] = (
         ),
         "1s",
         60,
+        fallback=(
+            "sample_data/binance/BTCUSD_PERP-trades-2024-08-09.csv",
+            "sample_data/binance/BTCUSD_PERP-bookTicker-2024-08-09.csv",
+        ),
+        fallback_note="sample_data: first 77 s",
     ),
     Dataset(
         "Binance spot BTCUSDT 2023-04-05 (7 min, no quotes)",
@@ -133,18 +146,24 @@ DATASETS: tuple[Dataset, ...] = (
         "1s",
         60,
         end=datetime(2020, 2, 22, 0, 3, 47, tzinfo=UTC),
+        fallback=(
+            "sample_data/tardis/binance-futures_trades_2020-02-22_BTCUSDT.csv.gz",
+            "sample_data/tardis/binance-futures_quotes_2020-02-22_BTCUSDT.csv.gz",
+        ),
     ),
     Dataset(
         "Tardis Binance BTCUSDT 2020-02-22 (trades: 2 h)",
         ("tardis/binance-futures_trades_2020-02-22_BTCUSDT.csv.gz",),
         "5s",
         240,
+        fallback=("sample_data/tardis/binance-futures_trades_2020-02-22_BTCUSDT.csv.gz",),
     ),
     Dataset(
         "Databento CME ESU4 mbp-1 2024-07-01 (4 min)",
         ("databento/nautilus_trader/futures_mbp-1_2024-07-01T23-58_2024-07-02T00-02.dbn.zst",),
         "1s",
         60,
+        fallback=("sample_data/databento/futures_mbp-1_2024-07-01T23-58_2024-07-02T00-02.dbn.zst",),
     ),
     Dataset(
         "LOBSTER NASDAQ AMZN 2012-06-21 (20 min)",
@@ -169,6 +188,7 @@ class Outcome:
     """The two studies of one dataset."""
 
     dataset: Dataset
+    name: str
     bars: int
     quotes: str
     distribution: pl.DataFrame | None = None
@@ -200,7 +220,7 @@ def run_dataset(
     dataset: Dataset, shared: Path, horizons: Sequence[int], placebo_ratio: int = 1
 ) -> Outcome | None:
     """Both studies on one dataset; ``None`` when a file is missing."""
-    paths = dataset.paths(shared)
+    paths, name = dataset.paths(shared)
     if not all(path.exists() for path in paths):
         return None
     inputs = mmflow.io.load([str(p) for p in paths], "auto", ReadOptions())
@@ -214,7 +234,7 @@ def run_dataset(
     options = BarOptions(every=dataset.bar, lookback=dataset.lookback)
     selection = Selection(end=dataset.end)
     market = market_bars(trades, quotes, options=options, selection=selection)
-    outcome = Outcome(dataset, 0, quote_note)
+    outcome = Outcome(dataset, name, 0, quote_note)
     [bars] = pl.collect_all([market.bars.select(pl.len())])
     outcome.bars = int(bars.item())
     if quotes is not None:
@@ -283,7 +303,7 @@ def markdown(outcomes: list[Outcome], horizons: Sequence[int]) -> str:
             else ["–"] * len(horizons)
         )
         lines.append(
-            f"| {outcome.dataset.name} | {outcome.dataset.bar} | {outcome.bars:,} | "
+            f"| {outcome.name} | {outcome.dataset.bar} | {outcome.bars:,} | "
             f"{outcome.distribution_episodes} | {' | '.join(cells)} |"
         )
     lines += [
@@ -308,7 +328,7 @@ def markdown(outcomes: list[Outcome], horizons: Sequence[int]) -> str:
                 for h in horizons
             ]
         lines.append(
-            f"| {outcome.dataset.name} | {outcome.dataset.bar} | {outcome.quotes} | "
+            f"| {outcome.name} | {outcome.dataset.bar} | {outcome.quotes} | "
             f"{episodes} | {' | '.join(cells)} |"
         )
     return "\n".join(lines)
@@ -318,7 +338,7 @@ def long_table(outcomes: list[Outcome]) -> pl.DataFrame:
     """Every number, one row per dataset, study, symbol and horizon."""
     frames = []
     for outcome in outcomes:
-        name = pl.lit(outcome.dataset.name).alias("dataset")
+        name = pl.lit(outcome.name).alias("dataset")
         bar = pl.lit(outcome.dataset.bar).alias("bar")
         if outcome.distribution is not None:
             frames.append(

@@ -34,7 +34,20 @@ def test_missing_files_are_skipped_and_present_ones_reported(
     assert "| 1m | 360 | 2 |" in row
     assert "no episodes" in out
     assert csv.read_text().startswith("dataset,bar,study")
-    assert script.main(["--shared", str(tmp_path), "--only", "Binance"]) == 0
+    assert script.main(["--shared", str(tmp_path), "--only", "Binance USD-M"]) == 0
     captured = capsys.readouterr()
     assert "skipped (files not present): Binance USD-M BTCUSDT 2024-07-19" in captured.err
-    assert "| Binance" not in captured.out
+    assert "| Binance USD-M" not in captured.out
+
+
+def test_sample_data_copies_stand_in_for_missing_shared_files(tmp_path: Path) -> None:
+    script = load_script()
+    coin = next(d for d in script.DATASETS if "COIN-M" in d.name)
+    paths, name = coin.paths(tmp_path)
+    assert all(path.exists() for path in paths)
+    assert all("sample_data" in str(path) for path in paths)
+    assert name.endswith("[sample_data: first 77 s]")
+    spot = next(d for d in script.DATASETS if "spot" in d.name)
+    paths, name = spot.paths(tmp_path)
+    assert not any(path.exists() for path in paths)
+    assert name == spot.name
