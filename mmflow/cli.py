@@ -824,7 +824,9 @@ def _inventory_evaluate(
         placebo_seed=params["placebo_seed"],
         placebo_ratio=params["placebo_ratio"],
     )
-    [study] = _collect_with_cleaning([plan], market.dropped, inputs)
+    first_bar = market.bars.select("ts").head(1)
+    study, bars = _collect_with_cleaning([plan, first_bar], market.dropped, inputs)
+    require_rows(bars, "trades")
     if study.is_empty():
         reason = (
             "the liquidity state needs quotes (--quotes)"

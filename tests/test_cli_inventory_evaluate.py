@@ -117,3 +117,10 @@ def test_evaluate_refuses_bad_flags() -> None:
     code, _, err = run(*base, "--table", "summary")
     assert code == 2
     assert "--table" in err
+
+
+def test_evaluate_without_rows_is_a_data_error() -> None:
+    args: list[str | Path] = ["inventory", TRADES_FILE, "--quotes", QUOTES_FILE, "--evaluate"]
+    code, _, err = run(*args, "--start", "2030-01-01")
+    assert code == 1
+    assert "no trades" in err

@@ -32,6 +32,7 @@ import polars as pl
 
 from mmflow.errors import ParameterError, SchemaError
 from mmflow.metrics.flow import SESSION, bar_keys
+from mmflow.metrics.inventory import CLOSE, LIQUIDITY_STATE, MID_CLOSE, PROVIDING
 from mmflow.schema import TS
 
 MAX_HORIZONS: Final = 16
@@ -203,13 +204,13 @@ def welch_t_statistic(
 def _bar_price(names: Sequence[str], series: list[str], instrument: list[str]) -> pl.Expr:
     """P_k: ``mid_close`` carried forward for instruments with any mid, else ``close`` carried."""
     close = (
-        pl.col("close").cast(pl.Float64).forward_fill().over(series)
-        if "close" in names
+        pl.col(CLOSE).cast(pl.Float64).forward_fill().over(series)
+        if CLOSE in names
         else pl.lit(None, pl.Float64)
     )
-    if "mid_close" not in names:
+    if MID_CLOSE not in names:
         return close
-    mid = pl.col("mid_close").cast(pl.Float64)
+    mid = pl.col(MID_CLOSE).cast(pl.Float64)
     has_mid = mid.is_not_null().any().over(instrument)
     return pl.when(has_mid).then(mid.forward_fill().over(series)).otherwise(close)
 
@@ -331,10 +332,11 @@ def withdrawal_volatility_study(
     names = bars.collect_schema().names()
     series = bar_keys(bars)
     instrument = [key for key in series if key != SESSION]
-    needed = [*series, TS, "liquidity_state"]
+    needed = [*series, TS, LIQUIDITY_STATE]
     missing = [name for name in needed if name not in names]
-    if missing or ("close" not in names and "mid_close" not in names):
-        missing += [] if "close" in names or "mid_close" in names else ["close or mid_close"]
+    priced = CLOSE in names or MID_CLOSE in names
+    if missing or not priced:
+        missing += [] if priced else ["close or mid_close"]
         msg = (
             f"inventory bars are missing column(s) {', '.join(missing)}; found "
             f"{', '.join(names)} (run mmflow.metrics.inventory.inventory_bars first)"
@@ -358,7 +360,7 @@ def withdrawal_volatility_study(
     }
     measured = (
         bars.select(
-            *series, TS, "liquidity_state", _bar_price(names, series, instrument).alias(_PRICE)
+            *series, TS, LIQUIDITY_STATE, _bar_price(names, series, instrument).alias(_PRICE)
         )
         .with_columns(squared.over(series).alias(_SQUARED))
         .with_columns(expr.alias(f"_es_rv{h}") for h, expr in volatility.items())
@@ -369,7 +371,7 @@ def withdrawal_volatility_study(
         on=[*instrument, TS],
         how="left",
     )
-    providing = measured.filter(pl.col("liquidity_state") == "providing")
+    providing = measured.filter(pl.col(LIQUIDITY_STATE) == PROVIDING)
     rows = []
     for h in steps:
         value = pl.col(f"_es_rv{h}")
