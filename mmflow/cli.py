@@ -30,6 +30,12 @@ from mmflow.errors import MmflowError, NoDataError, ParameterError
 from mmflow.inspect import inspect_paths
 from mmflow.io import Loaded, ReadOptions, format_names, load
 from mmflow.metrics.bvc import Distribution
+from mmflow.metrics.event_study import (
+    DEFAULT_HORIZONS,
+    MAX_HORIZONS,
+    MAX_PLACEBO_RATIO,
+    WITHDRAWAL_STUDY_COLUMNS,
+)
 from mmflow.metrics.phases import PhaseParameters
 from mmflow.metrics.profile import ValueAreaMethod
 from mmflow.metrics.quotes import QuoteMatch
@@ -39,6 +45,7 @@ from mmflow.pipeline import (
     INVENTORY_COLUMNS,
     BarOptions,
     Clock,
+    Market,
     Selection,
     Session,
     Signing,
@@ -50,6 +57,7 @@ from mmflow.pipeline import (
     collect,
     evaluate,
     gather,
+    inventory_evaluation,
     inventory_report,
     market_bars,
     parameters_of,
@@ -184,6 +192,30 @@ class Timestamp(click.ParamType[datetime]):
             return datetime.fromisoformat(str(value).strip())
         except ValueError:
             self.fail(f"{value!r} is not an ISO-8601 time like 2024-07-19T00:05:00Z", param, ctx)
+
+
+class Horizons(click.ParamType[tuple[int, ...]]):
+    """A comma-separated list of forward horizons in bars, such as ``1,5,15,60``."""
+
+    name = "N,N,..."
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[int, ...]:
+        """Parse ``value``; at most MAX_HORIZONS whole numbers >= 1."""
+        if isinstance(value, tuple):
+            return value
+        parts = [part.strip() for part in str(value).split(",")]
+        if not all(part.isdigit() and int(part) >= 1 for part in parts):
+            self.fail(
+                f"{value!r} is not a list of whole numbers of bars >= 1 like 1,5,15", param, ctx
+            )
+        steps = tuple(int(part) for part in parts)
+        if len(set(steps)) < len(steps):
+            self.fail(f"{value!r} repeats a horizon", param, ctx)
+        if len(steps) > MAX_HORIZONS:
+            self.fail(f"{len(steps)} horizons given; at most {MAX_HORIZONS}", param, ctx)
+        return steps
 
 
 def _parse_map(
@@ -956,6 +988,32 @@ def flow_command(**params: Any) -> None:
     help="Which table -o/--to write (default bars): per bar, per symbol, or withdrawal episodes.",
 )
 @alert_options
+@click.option(
+    "--evaluate",
+    is_flag=True,
+    help="Event study: realised volatility after withdrawal episodes vs a seeded placebo.",
+)
+@click.option(
+    "--horizons",
+    type=Horizons(),
+    default=",".join(str(h) for h in DEFAULT_HORIZONS),
+    show_default=True,
+    help="Forward horizons of --evaluate, in bars.",
+)
+@click.option(
+    "--placebo-seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seed of the --evaluate placebo draw (same seed, same bars).",
+)
+@click.option(
+    "--placebo-ratio",
+    type=click.IntRange(min=1, max=MAX_PLACEBO_RATIO),
+    default=1,
+    show_default=True,
+    help="Placebo bars drawn per withdrawal episode in --evaluate.",
+)
 @input_options
 @selection_options
 @output_options
@@ -965,19 +1023,29 @@ def inventory_command(**params: Any) -> None:
     Per bar: mm_inventory (= −CVD), inventory_change, inventory_z, spread, depth,
     liquidity_state. Per symbol: inventory at the end, max long, max short, half-life
     (seconds), price-pressure slope, quote skew, share of time withdrawing; and the withdrawal
-    episodes (start, end, spread and depth relative to normal).
+    episodes (start, end, spread and depth relative to normal). --evaluate: per symbol and
+    horizon h, the mean realised volatility (square root of the summed squared log mid returns)
+    over the h bars after each withdrawal episode starts, against as many seeded random
+    non-episode bars, with Welch's t-statistic.
 
     Example:
 
     \b
         mmflow inventory sample_data/tardis/ --bar 1m
         mmflow inventory trades.csv --quotes quotes.csv --table summary --to csv
+        mmflow inventory sample_data/binance/ --bar 1s --evaluate --horizons 1,5,15
     """
+    if params["evaluate"] and params["which"]:
+        msg = "--table does not apply with --evaluate (which writes the event study)"
+        raise click.UsageError(msg)
     inputs, trades, quotes = _market(params)
     options = _bar_options(params)
     market = market_bars(
         trades, quotes, options=options, signing=_signing(params), selection=_selection(params)
     )
+    if params["evaluate"]:
+        _inventory_evaluate(params, inputs, market, options)
+        return
     summary_plan, episodes_plan = inventory_report(market, options)
     bars_plan = bar_table(market, INVENTORY_COLUMNS)
     conditions = _alert_conditions(params, bars_plan.collect_schema)
@@ -1004,6 +1072,55 @@ def inventory_command(**params: Any) -> None:
         else:
             console.print("No liquidity withdrawal episodes.")
     _raise_alerts(bars, conditions, params)
+
+
+def _inventory_evaluate(
+    params: dict[str, Any], inputs: list[Loaded], market: Market, options: BarOptions
+) -> None:
+    """Run, write or print ``mmflow inventory --evaluate``."""
+    plan = inventory_evaluation(
+        market,
+        options,
+        horizons=params["horizons"],
+        placebo_seed=params["placebo_seed"],
+        placebo_ratio=params["placebo_ratio"],
+    )
+    first_bar = market.bars.select("ts").head(1)
+    study, bars = _collect_with_cleaning([plan, first_bar], market.dropped, inputs)
+    require_rows(bars, "trades")
+    if study.is_empty():
+        reason = (
+            "the liquidity state needs quotes (--quotes)"
+            if not market.has_quotes
+            else "no liquidity withdrawal episodes in the data"
+        )
+        _say(f"Note: the event study is empty: {reason}.")
+    parameters = {
+        **market.parameters,
+        "horizons": list(params["horizons"]),
+        "placebo_seed": params["placebo_seed"],
+        "placebo_ratio": params["placebo_ratio"],
+    }
+    metadata = build_metadata(
+        table="inventory.evaluate",
+        sources=_sources(inputs),
+        clock=params["clock"],
+        parameters=parameters,
+    )
+    if _emit(study, output=params["output"], to_format=params["to_format"], metadata=metadata):
+        return
+    if study.is_empty():
+        return
+    keys = [name for name in study.columns if name not in WITHDRAWAL_STUDY_COLUMNS]
+    shown = [*keys, "horizon_bars", "episodes", "events", "event_volatility"]
+    shown += ["placebo_volatility", "volatility_ratio", "t_statistic"]
+    Console().print(
+        compact_table(
+            study.select(shown),
+            title="event study: realised volatility after liquidity withdrawal",
+            caption="√Σ r² of log mid returns over the next h bars vs seeded non-episode bars",
+        )
+    )
 
 
 @cli.command(name="classify")

@@ -23,6 +23,7 @@ from mmflow.metrics.bvc import (
     Distribution,
     bulk_volume_classification,
 )
+from mmflow.metrics.event_study import DEFAULT_HORIZONS, withdrawal_volatility_study
 from mmflow.metrics.flow import (
     SESSION,
     bar_keys,
@@ -902,6 +903,28 @@ def inventory_report(market: Market, options: BarOptions) -> tuple[pl.LazyFrame,
     summary = inventory_summary(market.bars, every=options.every, horizon=options.pressure_horizon)
     episodes = withdrawal_episodes(market.bars, every=options.every)
     return summary, episodes
+
+
+def inventory_evaluation(
+    market: Market,
+    options: BarOptions,
+    *,
+    horizons: Sequence[int] = DEFAULT_HORIZONS,
+    placebo_seed: int = 0,
+    placebo_ratio: int = 1,
+) -> pl.LazyFrame:
+    """Return the event study of realised volatility after the withdrawal episodes of ``market``.
+
+    See :func:`mmflow.metrics.event_study.withdrawal_volatility_study`.
+    """
+    episodes = withdrawal_episodes(market.bars, every=options.every)
+    return withdrawal_volatility_study(
+        market.bars,
+        episodes,
+        horizons=horizons,
+        placebo_seed=placebo_seed,
+        placebo_ratio=placebo_ratio,
+    )
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,13 @@ from typing import Final
 import polars as pl
 
 from mmflow.errors import ParameterError, SchemaError
+from mmflow.metrics.event_study import (
+    check_horizons,
+    check_seed,
+    seeded_draw,
+    summary_statistics,
+    welch_t_statistic,
+)
 from mmflow.metrics.impact import KYLE_LAMBDA, kyle_lambda
 from mmflow.schema import PRICE, SIZE, SYMBOL, TS
 
@@ -908,22 +915,6 @@ def phase_episodes(
     return episodes.select(*keys, *EPISODE_COLUMNS).sort(*keys, "start")
 
 
-def _summary(values: pl.Expr, prefix: str) -> list[pl.Expr]:
-    """count, mean, t-statistic (mean / (s/√n)) and hit rate (share > 0) of non-null values."""
-    x = values.drop_nulls()
-    n = x.len()
-    sd = x.std()
-    return [
-        n.cast(pl.UInt32).alias(f"{prefix}count"),
-        x.mean().alias(f"{prefix}mean"),
-        pl.when((n >= 2) & (sd > 0))
-        .then(x.mean() / (sd / n.cast(pl.Float64).sqrt()))
-        .alias(f"{prefix}t_statistic"),
-        pl.when(n > 0).then((x > 0).mean()).alias(f"{prefix}hit_rate"),
-        x.var().alias(f"_{prefix}var"),
-    ]
-
-
 def event_study(
     phased: pl.LazyFrame,
     episodes: pl.LazyFrame,
@@ -1010,13 +1001,8 @@ def event_study(
     │ 2       ┆ 1     ┆ 0.0202  ┆ 1.0      ┆ 4             │
     └─────────┴───────┴─────────┴──────────┴───────────────┘
     """
-    steps = list(horizons)
-    if not steps or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in steps):
-        msg = f"horizons must be one or more whole numbers of bars >= 1, was {horizons!r}"
-        raise ParameterError(msg)
-    if isinstance(placebo_seed, bool) or not isinstance(placebo_seed, int) or placebo_seed < 0:
-        msg = f"placebo_seed must be a whole number >= 0, was {placebo_seed!r}"
-        raise ParameterError(msg)
+    steps = check_horizons(horizons)
+    check_seed(placebo_seed)
     if isinstance(placebo_draws, bool) or not isinstance(placebo_draws, int) or placebo_draws < 1:
         msg = f"placebo_draws must be a whole number >= 1, was {placebo_draws!r}"
         raise ParameterError(msg)
@@ -1064,26 +1050,21 @@ def event_study(
         allow_exact_matches=False,
         check_sortedness=False,
     ).select(*((-pl.col("_ph_episode_side") * pl.col(r)).alias(r) for r in returns))
-    hashed = pl.struct(SYMBOL, TS).hash(seed=placebo_seed)
-    placebo = (
-        bars.filter(pl.col(_SIDE).is_not_null())
-        .with_columns(hashed.alias("_ph_hash"))
-        .sort("_ph_hash", SYMBOL, TS)
-        .head(placebo_draws)
-        .select(*((-pl.col(_SIDE) * pl.col(r)).alias(r) for r in returns))
-    )
+    placebo = seeded_draw(
+        bars.filter(pl.col(_SIDE).is_not_null()),
+        columns=[SYMBOL, TS],
+        seed=placebo_seed,
+        draws=placebo_draws,
+    ).select(*((-pl.col(_SIDE) * pl.col(r)).alias(r) for r in returns))
     rows = []
     for h, r in zip(steps, returns, strict=True):
         signed = pl.col(r)
-        found = events.select(_summary(signed, ""))
-        base = placebo.select(_summary(signed, "placebo_"))
+        found = events.select(summary_statistics(signed, ""))
+        base = placebo.select(summary_statistics(signed, "placebo_"))
         rows.append(
             pl.concat([found, base], how="horizontal").with_columns(pl.lit(h).alias("horizon"))
         )
     out = pl.concat(rows)
-    n1 = pl.col("count").cast(pl.Float64)
-    n2 = pl.col("placebo_count").cast(pl.Float64)
-    error = (pl.col("_var") / n1 + pl.col("_placebo_var") / n2).sqrt()
     difference = pl.col("mean") - pl.col("placebo_mean")
     return out.select(
         pl.col("horizon").cast(pl.Int64),
@@ -1096,7 +1077,14 @@ def event_study(
         "placebo_t_statistic",
         "placebo_hit_rate",
         difference.alias("difference"),
-        pl.when(error > 0).then(difference / error).alias("difference_t_statistic"),
+        welch_t_statistic(
+            pl.col("mean"),
+            pl.col("_var"),
+            pl.col("count"),
+            pl.col("placebo_mean"),
+            pl.col("_placebo_var"),
+            pl.col("placebo_count"),
+        ).alias("difference_t_statistic"),
     )
 
 
