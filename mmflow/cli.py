@@ -10,7 +10,6 @@ import contextlib
 import errno
 import os
 import re
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, time
@@ -22,6 +21,7 @@ import click
 import polars as pl
 from rich.console import Console
 
+from mmflow import interrupts
 from mmflow._version import __version__
 from mmflow.errors import MmflowError, NoDataError, ParameterError
 from mmflow.inspect import inspect_paths
@@ -68,7 +68,16 @@ from mmflow.render.table import (
     phases_table,
     profile_chart,
 )
-from mmflow.render.write import OUTPUT_FORMATS, OutputFormat, build_metadata, write_file, write_to
+from mmflow.render.write import (
+    OUTPUT_FORMATS,
+    OutputFormat,
+    build_metadata,
+    check_output_directory,
+    check_output_file,
+    check_stream,
+    write_file,
+    write_to,
+)
 from mmflow.schema import QUOTES, TRADES
 from mmflow.simulate import SimulationParameters, simulate, write_simulation
 
@@ -280,18 +289,47 @@ def selection_options(func: F) -> F:
     return _stacked(func, decorators)
 
 
+class OutputLocationError(click.ClickException):
+    """An output location that cannot be written: one ``Error:`` line naming it, exit code 2."""
+
+    exit_code = 2
+
+
+def _checked(
+    check: Callable[[Any], object],
+) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """Return a click callback that runs ``check`` on a given value while options are parsed."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is not None:
+            try:
+                check(value)
+            except ParameterError as exc:
+                raise OutputLocationError(_one_line(exc)) from None
+        return value
+
+    return callback
+
+
 def output_options(func: F) -> F:
-    """Options every command that produces a table shares."""
+    """Options every command that produces a table shares.
+
+    Both are checked while the options are parsed, before any input is read: ``-o`` must name a
+    file with a known suffix in an existing folder mmflow can write in, and ``--to parquet`` or
+    ``--to arrow`` must not go to a terminal (exit 2 otherwise).
+    """
     func = click.option(
         "--to",
         "to_format",
         type=click.Choice(OUTPUT_FORMATS),
+        callback=_checked(lambda fmt: check_stream(fmt, sys.stdout)),
         help="Write the table to standard output in this format instead of printing it.",
     )(func)
     return click.option(
         "-o",
         "--output",
-        type=click.Path(dir_okay=False, path_type=Path),
+        type=click.Path(path_type=Path),
+        callback=_checked(check_output_file),
         help="Write the table to this file (.parquet, .csv, .ndjson, .json, .arrow), atomically.",
     )(func)
 
@@ -824,6 +862,7 @@ def classify_command(**params: Any) -> None:
     "directory",
     required=True,
     type=click.Path(file_okay=False, path_type=Path),
+    callback=_checked(check_output_directory),
     help="Dataset folder to write (symbol=…/date=…/trades.parquet, quotes.parquet).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace partition files that already exist.")
@@ -1122,6 +1161,7 @@ def phases_command(**params: Any) -> None:
     "directory",
     required=True,
     type=click.Path(file_okay=False, path_type=Path),
+    callback=_checked(check_output_directory),
     help="Folder for trades.parquet, quotes.parquet and truth.parquet.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
@@ -1176,7 +1216,10 @@ def simulate_command(**params: Any) -> None:
 
 
 def main() -> None:
-    """Run the command line; a closed pipe (``mmflow … | head``) ends it quietly."""
-    if hasattr(signal, "SIGPIPE"):
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    """Run the command line (the ``mmflow`` script and ``python -m mmflow``).
+
+    Ctrl-C exits 130, SIGTERM 143, SIGHUP 129, each after removing every temporary file; a
+    closed pipe (``mmflow … | head``) ends it quietly (:mod:`mmflow.interrupts`).
+    """
+    interrupts.install()
     cli(prog_name="mmflow")
