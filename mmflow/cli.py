@@ -861,7 +861,7 @@ def classify_command(**params: Any) -> None:
     "--output",
     "directory",
     required=True,
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     callback=_checked(check_output_directory),
     help="Dataset folder to write (symbol=…/date=…/trades.parquet, quotes.parquet).",
 )
@@ -1160,7 +1160,7 @@ def phases_command(**params: Any) -> None:
     "--output",
     "directory",
     required=True,
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     callback=_checked(check_output_directory),
     help="Folder for trades.parquet, quotes.parquet and truth.parquet.",
 )
