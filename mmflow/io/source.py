@@ -293,10 +293,8 @@ class Source:
         if self.compression in ("none", "gzip", "zstd"):
             return self.path
         if self._plain is None:
-            # A folder of its own per copy, so the copy keeps the member's name.
-            target = Path(tempfile.mkdtemp(dir=_spool_dir())) / self.name
             with self.open() as stream:
-                self._plain = copy_bounded(stream, target, what=self.display)
+                self._plain = _spool_copy(stream, self.name, self.display)
         return self._plain
 
     def read_bytes(self) -> bytes:
@@ -322,8 +320,18 @@ class Source:
 def _spool_stdin(stream: BinaryIO) -> Path:
     # A directory of its own per read, so the copy is always named "stdin" (its Source.name, and
     # the default symbol for files without one, must not depend on how many files were spooled).
-    target = Path(tempfile.mkdtemp(dir=_spool_dir())) / "stdin"
-    return copy_bounded(stream, target, what="<stdin>")
+    return _spool_copy(stream, "stdin", "<stdin>")
+
+
+def _spool_copy(stream: BinaryIO, name: str, what: str) -> Path:
+    """Copy ``stream`` to ``name`` in a new folder of the spool (bounded; see copy_bounded)."""
+    # A folder of its own per copy, so the copy keeps its name (a zip member's, or "stdin").
+    folder = Path(tempfile.mkdtemp(dir=_spool_dir()))
+    try:
+        return copy_bounded(stream, folder / name, what=what)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 DATA_SUFFIXES = frozenset(
