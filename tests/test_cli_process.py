@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -548,3 +549,67 @@ def test_text_output_to_a_terminal_is_allowed(tmp_path: Path) -> None:
         os.close(secondary)
     assert (done.returncode, done.stderr) == (0, b"")
     assert shown.startswith(b"ts,symbol,price,size,aggressor_side,trade_sign,sign_method")
+
+
+def zipped_trades(tmp_path: Path) -> Path:
+    archive = tmp_path / "trades.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as handle:
+        handle.writestr("trades.csv", "ts,symbol,price,size\n" + TRADE_ROWS * 20)
+    return archive
+
+
+def test_zip_member_past_the_limit_is_a_one_line_error_naming_the_zip(tmp_path: Path) -> None:
+    archive, temporary = zipped_trades(tmp_path), tmp_path / "tmp"
+    temporary.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-m", "mmflow", "analyze", str(archive)],
+        capture_output=True,
+        env=child_environment(TMPDIR=str(temporary), MMFLOW_MAX_SPOOL="1K"),
+        timeout=120,
+        preexec_fn=limit_memory,
+    )
+    assert done.returncode == 1
+    [line] = done.stderr.decode().splitlines()
+    assert line.startswith(f"Error: {archive}: larger than 1.0 KiB, the limit of a temporary copy")
+    assert files_under(temporary) == []
+
+
+def test_zip_member_copy_is_removed_after_a_normal_run(tmp_path: Path) -> None:
+    archive, temporary = zipped_trades(tmp_path), tmp_path / "tmp"
+    temporary.mkdir()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mmflow",
+            "classify",
+            str(archive),
+            "--method",
+            "tick",
+            "--to",
+            "csv",
+        ],
+        capture_output=True,
+        env=child_environment(TMPDIR=str(temporary)),
+        timeout=120,
+        preexec_fn=limit_memory,
+    )
+    assert (done.returncode, done.stderr) == (0, b"")
+    assert len(done.stdout.decode().splitlines()) == 1 + 60 * 20
+    assert files_under(temporary) == []
+
+
+def test_bad_spool_limit_setting_is_exit_2(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "mmflow", "analyze", "-"],
+        input=b"ts,symbol,price,size\n" + TRADE_ROWS.encode(),
+        capture_output=True,
+        env=child_environment(TMPDIR=str(tmp_path), MMFLOW_MAX_SPOOL="lots"),
+        timeout=120,
+        preexec_fn=limit_memory,
+    )
+    assert done.returncode == 2
+    assert done.stderr.decode().splitlines() == [
+        "Error: MMFLOW_MAX_SPOOL: 'lots' is not a size like 500M, 8G or 1T (bytes, K, M, G, T; "
+        "binary units)"
+    ]
