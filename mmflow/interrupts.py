@@ -19,6 +19,7 @@ ends the process with the same status.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
@@ -75,6 +76,13 @@ def _handler(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(exit_status(signum))
 
 
+def _ending() -> None:
+    """Mark the process as ending, so the handler no longer raises (see :func:`install`)."""
+    global _stopping
+    if _stopping is None:
+        _stopping = 0
+
+
 def _watchdog(wakeup: int, grace: float) -> None:
     """Force the ending if the main thread has not ended ``grace`` seconds after a signal."""
     while True:
@@ -106,6 +114,9 @@ def install(grace: float = GRACE_SECONDS) -> None:
     """
     for number in _SIGNALS:
         signal.signal(number, _handler)
+    # atexit runs last-registered first: from here on the process is ending anyway, so a signal
+    # must not raise into the cleanup (the watchdog still ends a cleanup that hangs).
+    atexit.register(_ending)
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)
     signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)

@@ -99,12 +99,14 @@ def remove_all() -> None:
     locked = _lock.acquire(timeout=_LOCK_WAIT_SECONDS)
     try:
         entries = list(_tracked.items())
-        _tracked.clear()
     finally:
         if locked:
             _lock.release()
     for path, kind in reversed(entries):
         _remove_path(path, kind)
+        # Forgotten only once removed: a call cut short (a signal during exit) leaves the rest
+        # for the next call (the interrupt watchdog's).
+        _tracked.pop(path, None)
 
 
 atexit.register(remove_all)
