@@ -202,3 +202,14 @@ def test_remove_all_removes_newest_first_and_keeps_non_empty_user_folders(tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]  # staging, then the dataset
     assert (kept / "user.txt").exists()
     assert scratch.tracked() == []
+
+
+def test_unusable_tmpdir_is_a_parameter_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = tmp_path / "no-such-folder"
+    monkeypatch.setenv("TMPDIR", str(missing))
+    monkeypatch.setattr(source_module, "_spool", None)
+    with pytest.raises(ParameterError, match=rf"^{re.escape(str(missing))}: cannot create a temp"):
+        expand(["-"], stdin=io.BytesIO(CSV))
+    assert not missing.exists()

@@ -52,7 +52,15 @@ def _spool_dir() -> Path:
     """
     global _spool
     if _spool is None or not _spool.is_dir():
-        _spool = scratch.make_directory("mmflow-")
+        try:
+            _spool = scratch.make_directory("mmflow-")
+        except OSError as exc:
+            root = scratch.scratch_root()
+            msg = (
+                f"{root}: cannot create a temporary folder ({exc.strerror or exc}; set TMPDIR "
+                "to a writable folder, or pass files by name instead of - or .zip)"
+            )
+            raise ParameterError(msg) from None
     return _spool
 
 
