@@ -398,8 +398,10 @@ def _trades(rows: pl.LazyFrame, *, with_bbo: bool, what: str) -> pl.LazyFrame:
         # Messages that share a timestamp are one event (a sweep through a level, the hidden
         # executions that follow it): each trade meets the book as it stood before the FIRST
         # message of its timestamp, not the book some earlier part of the same event consumed.
+        # An event is a run of consecutive messages with one timestamp.
+        event = pl.col(TS).ne_missing(pl.col(TS).shift(1)).cum_sum()
         rows = rows.with_columns(pl.col(name).shift(1) for name in _BBO).with_columns(
-            pl.col(name).first().over(TS) for name in _BBO
+            pl.col(name).first().over(event) for name in _BBO
         )
     trades = rows.filter(kind.is_in(_TRADE_TYPES)).select(
         TS,
