@@ -199,7 +199,10 @@ def limit_memory() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (4 * 2**30, 4 * 2**30))
 
 
-@pytest.mark.parametrize(("signal_number", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(
+    ("signal_number", "status"),
+    [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)],
+)
 def test_signal_while_copying_stdin_exits_with_its_status_and_removes_the_copy(
     tmp_path: Path, signal_number: int, status: int
 ) -> None:

@@ -12,6 +12,8 @@ from typing import Any
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import mmflow.io.source as source_module
 from mmflow import scratch
@@ -213,3 +215,24 @@ def test_unusable_tmpdir_is_a_parameter_error_naming_it(
     with pytest.raises(ParameterError, match=rf"^{re.escape(str(missing))}: cannot create a temp"):
         expand(["-"], stdin=io.BytesIO(CSV))
     assert not missing.exists()
+
+
+@settings(max_examples=60, deadline=None)
+@given(size=st.integers(0, 5000), limit=st.integers(0, 5000), chunk=st.integers(1, 2048))
+def test_copy_is_complete_within_the_limit_and_absent_past_it(
+    tmp_path_factory: pytest.TempPathFactory, size: int, limit: int, chunk: int
+) -> None:
+    folder = tmp_path_factory.mktemp("copies")
+    data = (bytes(range(256)) * (size // 256 + 1))[:size]
+    target = folder / "copy"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(source_module, "_COPY_CHUNK", chunk)
+        if size <= limit:
+            assert copy_bounded(io.BytesIO(data), target, what="<stdin>", limit=limit) == target
+            assert target.read_bytes() == data
+            scratch.remove(target)
+        else:
+            with pytest.raises(ReaderError):
+                copy_bounded(io.BytesIO(data), target, what="<stdin>", limit=limit)
+    assert list(folder.iterdir()) == []
+    assert target not in scratch.tracked()
