@@ -10,7 +10,6 @@ import contextlib
 import errno
 import os
 import re
-import signal
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -22,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 import polars as pl
 
+from mmflow import interrupts
 from mmflow._version import __version__
 from mmflow.alerts import Condition, ConditionError, alert_messages, evaluate_alerts
 from mmflow.alerts import parse as parse_alert
@@ -97,6 +97,9 @@ from mmflow.render.write import (
     OUTPUT_FORMATS,
     OutputFormat,
     build_metadata,
+    check_output_directory,
+    check_output_file,
+    check_stream,
     image_format,
     write_figure,
     write_file,
@@ -131,7 +134,7 @@ def _quiet_exit() -> None:
 EXIT_CODES = (
     "Exit codes: 0 success; 1 a data error (bad file, missing column, no rows); 2 a usage "
     "error (bad flag or --alert condition); 3 an --alert condition fired (analyze, inventory, "
-    "phases; after all output is written); 130 interrupted (Ctrl-C)."
+    "phases; after all output is written); 130 interrupted (Ctrl-C); 143 SIGTERM; 129 SIGHUP."
 )
 
 
@@ -391,18 +394,47 @@ def selection_options(func: F) -> F:
     return _stacked(func, decorators)
 
 
+class OutputLocationError(click.ClickException):
+    """An output location that cannot be written: one ``Error:`` line naming it, exit code 2."""
+
+    exit_code = 2
+
+
+def _checked(
+    check: Callable[[Any], object],
+) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """Return a click callback that runs ``check`` on a given value while options are parsed."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is not None:
+            try:
+                check(value)
+            except ParameterError as exc:
+                raise OutputLocationError(_one_line(exc)) from None
+        return value
+
+    return callback
+
+
 def output_options(func: F) -> F:
-    """Options every command that produces a table shares."""
+    """Options every command that produces a table shares.
+
+    Both are checked while the options are parsed, before any input is read: ``-o`` must name a
+    file with a known suffix in an existing folder mmflow can write in, and ``--to parquet`` or
+    ``--to arrow`` must not go to a terminal (exit 2 otherwise).
+    """
     func = click.option(
         "--to",
         "to_format",
         type=click.Choice(OUTPUT_FORMATS),
+        callback=_checked(lambda fmt: check_stream(fmt, sys.stdout)),
         help="Write the table to standard output in this format instead of printing it.",
     )(func)
     return click.option(
         "-o",
         "--output",
-        type=click.Path(dir_okay=False, path_type=Path),
+        type=click.Path(path_type=Path),
+        callback=_checked(check_output_file),
         help="Write the table to this file (.parquet, .csv, .ndjson, .json, .arrow), atomically.",
     )(func)
 
@@ -1203,7 +1235,8 @@ def classify_command(**params: Any) -> None:
     "--output",
     "directory",
     required=True,
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
+    callback=_checked(check_output_directory),
     help="Dataset folder to write (symbol=…/date=…/trades.parquet, quotes.parquet).",
 )
 @click.option("--overwrite", is_flag=True, help="Replace partition files that already exist.")
@@ -1620,7 +1653,8 @@ def plot_command(**params: Any) -> None:
     "--output",
     "directory",
     required=True,
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
+    callback=_checked(check_output_directory),
     help="Folder for trades.parquet, quotes.parquet and truth.parquet.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
@@ -1676,7 +1710,10 @@ def simulate_command(**params: Any) -> None:
 
 
 def main() -> None:
-    """Run the command line; a closed pipe (``mmflow … | head``) ends it quietly."""
-    if hasattr(signal, "SIGPIPE"):
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    """Run the command line (the ``mmflow`` script and ``python -m mmflow``).
+
+    Ctrl-C exits 130, SIGTERM 143, SIGHUP 129, each after removing every temporary file; a
+    closed pipe (``mmflow … | head``) ends it quietly (:mod:`mmflow.interrupts`).
+    """
+    interrupts.install()
     cli(prog_name="mmflow")

@@ -7,21 +7,22 @@ Layout (hive style, readable as a dataset by polars, pyarrow and duckdb)::
 
 ``date`` is the UTC date of ``ts``. Partition values are percent-encoded (``BTC/USDT`` →
 ``symbol=BTC%2FUSDT``), so no symbol can name a path outside ``DIR``; the partition columns are
-not repeated inside the files. Every file is first written to a private folder inside ``DIR`` and
-renamed into place only when all are complete, so an interrupted run leaves no partial file.
+not repeated inside the files. Every file is first written to a private folder inside ``DIR``
+(``.mmflow-convert-*``) and renamed into place only when all are complete, so an interrupted run
+leaves no partial file; the private folder, and ``DIR`` itself when this run created it and it is
+still empty, are removed on every way a run ends (an error, Ctrl-C, SIGTERM; :mod:`mmflow.scratch`).
 Rows keep their time order, so converting the same inputs again gives the same rows.
 """
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
 
 import polars as pl
 
+from mmflow import scratch
 from mmflow.errors import MmflowError, ParameterError
 from mmflow.schema import SYMBOL, TS, TableSchema
 
@@ -104,8 +105,9 @@ def convert(
     if directory.exists() and not directory.is_dir():
         msg = f"{directory} exists and is not a directory (choose another -o)"
         raise ParameterError(msg)
-    directory.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".mmflow-convert-", dir=directory))
+    created = _create(directory)
+    staging = scratch.make_directory(".mmflow-convert-", directory)
+    finished = False
     try:
         result = Converted()
         moves: list[tuple[Path, Path]] = []
@@ -131,6 +133,33 @@ def convert(
             (directory / target).parent.mkdir(parents=True, exist_ok=True)
             written.replace(directory / target)
             result.files.append(target)
+        finished = True
         return result
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        scratch.remove(staging)
+        for folder in reversed(created):  # innermost first
+            if finished:
+                scratch.forget(folder)
+            else:
+                scratch.remove(folder)  # only while empty: a failed run leaves no empty folder
+
+
+def _create(directory: Path) -> list[Path]:
+    """Create ``directory`` and its missing parents; return those created, outermost first.
+
+    Each is registered in :mod:`mmflow.scratch` as a folder to remove while empty, so a run that
+    fails or is stopped before writing anything leaves no empty dataset folder behind.
+    """
+    missing: list[Path] = []
+    folder = directory
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    missing.reverse()
+    for folder in missing:
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        scratch.track(folder, "empty-dir")
+    return missing

@@ -413,7 +413,10 @@ class Classification:
     mix
         How many trades each rule signed, per symbol.
     diagnostics
-        Per symbol: ``trades, no_quote, unusable_quote, nan_price`` (counts behind warnings).
+        Per symbol: ``trades, no_quote, no_quote_unsigned, unusable_quote,
+        unusable_quote_unsigned, nan_price`` (counts behind warnings; ``no_quote`` and
+        ``unusable_quote`` count only trades that needed a quote, ``*_unsigned`` those of them
+        the method left at 0).
     parameters
         Every parameter.
     dropped
@@ -425,6 +428,31 @@ class Classification:
     diagnostics: pl.LazyFrame
     parameters: dict[str, Any] = field(default_factory=dict)
     dropped: pl.LazyFrame | None = None
+
+
+def _quote_diagnostics(names: Sequence[str]) -> list[pl.Expr]:
+    """Count trades the quote test could not decide, and how many of them were left unsigned.
+
+    Only trades a quote was needed for count: a vendor-signed trade never looks at a quote.
+    ``*_unsigned`` counts those the fallback left at 0 (``--method quote`` has none; the tick
+    rule has none before a symbol's first price change).
+    """
+    zero = pl.lit(0, pl.UInt32)
+    if QUOTE_SOURCE not in names:
+        return [zero.alias(name) for name in _QUOTE_DIAGNOSTICS]
+    needed = pl.col(SIGN_METHOD) != "vendor"
+    missing = needed & pl.col(QUOTE_SOURCE).is_null()
+    unusable = needed & pl.col(QUOTE_SOURCE).is_not_null() & ~pl.col(QUOTE_USABLE)
+    unsigned = pl.col(TRADE_SIGN) == 0
+    return [
+        missing.sum().alias("no_quote"),
+        (missing & unsigned).sum().alias("no_quote_unsigned"),
+        unusable.sum().alias("unusable_quote"),
+        (unusable & unsigned).sum().alias("unusable_quote_unsigned"),
+    ]
+
+
+_QUOTE_DIAGNOSTICS = ("no_quote", "no_quote_unsigned", "unusable_quote", "unusable_quote_unsigned")
 
 
 def classify(
@@ -475,8 +503,7 @@ def classify(
         mix = method_mix(prepared.with_columns(pl.lit("bvc").alias(SIGN_METHOD)))
         diagnostics = prepared.group_by(SYMBOL).agg(
             pl.len().alias("trades"),
-            pl.lit(0, pl.UInt32).alias("no_quote"),
-            pl.lit(0, pl.UInt32).alias("unusable_quote"),
+            *_quote_diagnostics([]),
             pl.col(PRICE).is_nan().sum().alias("nan_price"),
         )
         return Classification(bars, mix, diagnostics, parameters, dropped)
@@ -486,17 +513,9 @@ def classify(
     names = signed.collect_schema().names()
     columns = [TS, SYMBOL, PRICE, SIZE, AGGRESSOR_SIDE, TRADE_SIGN, SIGN_METHOD]
     columns += [c for c in (MID_PRICE, SPREAD) if c in names]
-    quoted = QUOTE_SOURCE in names
     diagnostics = signed.group_by(SYMBOL).agg(
         pl.len().alias("trades"),
-        (pl.col(QUOTE_SOURCE).is_null().sum() if quoted else pl.lit(0, pl.UInt32)).alias(
-            "no_quote"
-        ),
-        (
-            (pl.col(QUOTE_SOURCE).is_not_null() & ~pl.col(QUOTE_USABLE)).sum()
-            if quoted
-            else pl.lit(0, pl.UInt32)
-        ).alias("unusable_quote"),
+        *_quote_diagnostics(names),
         pl.col(PRICE).is_nan().sum().alias("nan_price"),
     )
     return Classification(
@@ -527,6 +546,25 @@ def evaluate(
     )
 
 
+def _fallback_outcome(count: int, unsigned: int) -> str:
+    """Say what happened to ``count`` trades the quote test could not sign.
+
+    Examples
+    --------
+    >>> _fallback_outcome(5, 0)
+    'signed by the tick rule'
+    >>> _fallback_outcome(5, 5)
+    'left unsigned: trade_sign 0'
+    >>> _fallback_outcome(5, 2)
+    '3 signed by the tick rule, 2 left unsigned'
+    """
+    if unsigned == 0:
+        return "signed by the tick rule"
+    if unsigned == count:
+        return "left unsigned: trade_sign 0"
+    return f"{count - unsigned:,} signed by the tick rule, {unsigned:,} left unsigned"
+
+
 def signing_warnings(diagnostics: pl.DataFrame, scores: pl.DataFrame | None = None) -> list[str]:
     """Turn collected diagnostics (and evaluation scores) into one-line warnings for people.
 
@@ -547,20 +585,22 @@ def signing_warnings(diagnostics: pl.DataFrame, scores: pl.DataFrame | None = No
         symbol, trades = row[SYMBOL], row["trades"]
         if row["nan_price"]:
             out.append(f"{symbol}: {row['nan_price']:,} trades with a NaN price left unsigned")
-        if row["no_quote"] and row["no_quote"] < trades:
+        missing, unsigned = row["no_quote"], row["no_quote_unsigned"]
+        if missing and missing < trades:
             out.append(
-                f"{symbol}: {row['no_quote']:,} of {trades:,} trades have no earlier quote "
-                "(signed by the tick rule)"
+                f"{symbol}: {missing:,} of {trades:,} trades have no earlier quote "
+                f"({_fallback_outcome(missing, unsigned)})"
             )
-        elif row["no_quote"] and row["no_quote"] == trades:
+        elif missing and missing == trades:
             out.append(
                 f"{symbol}: no quote precedes any trade (quotes for other symbols or later "
-                "times?); signed by the tick rule"
+                f"times?); {_fallback_outcome(missing, unsigned)}"
             )
         if row["unusable_quote"]:
+            outcome = _fallback_outcome(row["unusable_quote"], row["unusable_quote_unsigned"])
             out.append(
                 f"{symbol}: {row['unusable_quote']:,} trades faced a crossed, locked or "
-                "one-sided quote (signed by the tick rule)"
+                f"one-sided quote ({outcome})"
             )
     if scores is not None:
         tick = scores.filter((pl.col("method") == "tick") & (pl.col("classified") > 0))

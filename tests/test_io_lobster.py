@@ -19,6 +19,7 @@ from mmflow.io import FORMATS, ReadOptions, Source, detect
 from mmflow.io.formats import Frames
 from mmflow.io.lobster import FORMATS as LOBSTER_FORMATS
 from mmflow.io.lobster import findings, lobster_price, lobster_time, missing_orderbook
+from mmflow.metrics.signing import Method, evaluate_signing, sign_trades
 from mmflow.schema import ISO_NS
 from tests.conftest import data_path, shared_path
 
@@ -268,7 +269,9 @@ def test_dst_trades_all_rows_pinned() -> None:
         (585.33, 100.0, 585.37, 50.0),
         (585.33, 100.0, 585.38, 150.0),
         (585.33, 100.0, 585.38, 150.0),
-        (585.33, 70.0, 585.38, 150.0),  # the book after the first partial execution
+        # Both partial executions share 13:30:02.25: the second meets the book as it stood
+        # before the first one, not the book after it (585.33 × 70).
+        (585.33, 100.0, 585.38, 150.0),
         (585.34, 10.0, 585.38, 150.0),
         (585.34, 10.0, 585.38, 150.0),
         (585.34, 10.0, 585.39, 25.0),
@@ -286,10 +289,24 @@ def test_dst_side_is_minus_direction_for_executions_and_zero_for_crosses() -> No
     assert counts == {1: 3, -1: 4, 0: 1}
 
 
-def test_dst_pre_trade_bbo_is_the_previous_book_row() -> None:
+def pre_event_books(
+    messages: list[list[str]], book: list[list[str]], day: date
+) -> list[tuple[float | None, float | None, float | None, float | None]]:
+    """Oracle: per trade row, the book before the first message of its timestamp."""
+    first: dict[int, int] = {}
+    empty = (None, None, None, None)
+    out = []
+    for k, row in enumerate(messages):
+        at = first.setdefault(ns_of(day, row[0]), k)
+        if row[1] in ("4", "5", "6"):
+            out.append(level_one(book[at - 1]) if at else empty)
+    return out
+
+
+def test_dst_pre_trade_bbo_is_the_book_before_the_first_message_of_its_time() -> None:
     messages = rows_of(data_path("lobster", DST_MESSAGE))
     book = rows_of(data_path("lobster", DST_BOOK))
-    expected = [level_one(book[k - 1]) for k, r in enumerate(messages) if r[1] in "456"]
+    expected = pre_event_books(messages, book, date(2023, 3, 13))
     trades, _ = both_of(data_path("lobster", DST_MESSAGE))
     assert trades.select(BBO).rows() == expected
     visible = trades.filter(pl.col("conditions") == "4")
@@ -779,19 +796,20 @@ def test_amzn_sample_pre_trade_bbo() -> None:
     message = shared_path("lobster", AMZN_MESSAGE)
     messages, book = rows_of(message), rows_of(shared_path("lobster", AMZN_BOOK))
     assert len(book) == len(messages) == 3_000
-    expected = [
-        level_one(book[k - 1]) if k else (None, None, None, None)
-        for k, r in enumerate(messages)
-        if r[1] in ("4", "5")
-    ]
+    expected = pre_event_books(messages, book, date(2012, 6, 21))
     trades, _ = both_of(message)
     assert trades.select(BBO).rows() == expected
     visible = trades.filter(pl.col("conditions") == "4")
     buys = visible.filter(pl.col("aggressor_side") == 1)
     sells = visible.filter(pl.col("aggressor_side") == -1)
-    # A buyer-initiated visible execution prints at the previous best ask, a seller's at the bid.
-    assert (buys["price"] == buys["ask_price"]).all()
-    assert (sells["price"] == sells["bid_price"]).all()
+    # A buyer-initiated visible execution prints at the pre-event best ask or, deeper in a sweep
+    # that shares its timestamp, above it; a seller's at or below the bid.
+    assert (buys["price"] >= buys["ask_price"]).all()
+    assert (sells["price"] <= sells["bid_price"]).all()
+    assert (
+        (buys["price"] == buys["ask_price"]).sum(),
+        (sells["price"] == sells["bid_price"]).sum(),
+    ) == (251, 148)
     assert (buys.height, sells.height) == (265, 150)
 
 
@@ -820,3 +838,87 @@ def test_amzn_sample_detection_load_and_findings() -> None:
         "229 hidden executions (type 5): against orders not in the visible book, so quote-based "
         "signing is unreliable for them; trade_id empty"
     ]
+
+
+SWEEP_MESSAGES = (
+    "34200.1,1,11,100,999000,1\n"  # bid 99.90 × 100
+    "34200.2,1,21,50,1000000,-1\n"  # ask 100.00 × 50
+    "34200.25,1,22,100,1001000,-1\n"  # second ask level 100.10 × 100 (level 1 unchanged)
+    "34200.3,4,21,50,1000000,-1\n"  # a buyer takes the whole 100.00 level …
+    "34200.3,5,0,30,1000000,-1\n"  # … and a hidden sell order at 100.00 in the same event
+    "34200.4,5,0,20,999500,1\n"  # a hidden buy order at 99.95 is hit on its own
+)
+SWEEP_BOOK = (
+    f"{EMPTY},0,999000,100\n"
+    "1000000,50,999000,100\n"
+    "1000000,50,999000,100\n"
+    "1001000,100,999000,100\n"
+    "1001000,100,999000,100\n"
+    "1001000,100,999000,100\n"
+)
+
+
+def sweep_pair(tmp_path: Path) -> Path:
+    write(tmp_path / "ABC_2012-06-21_34200000_57600000_orderbook_1.csv", SWEEP_BOOK)
+    return write(tmp_path / "ABC_2012-06-21_34200000_57600000_message_1.csv", SWEEP_MESSAGES)
+
+
+def test_hidden_execution_sharing_a_timestamp_meets_the_book_before_the_event(
+    tmp_path: Path,
+) -> None:
+    trades, _ = both_of(sweep_pair(tmp_path))
+    assert trades.select("price", "aggressor_side", "conditions").rows() == [
+        (100.0, 1, "4"),
+        (100.0, 1, "5"),
+        (99.95, -1, "5"),
+    ]
+    assert trades.select(BBO).rows() == [
+        (99.9, 100.0, 100.0, 50.0),  # the book before message 4
+        # Not the book after message 4 (ask 100.10, on which 100.00 is the midpoint): the
+        # hidden execution is part of the same event and met the 100.00 ask.
+        (99.9, 100.0, 100.0, 50.0),
+        (99.9, 100.0, 100.1, 100.0),  # alone at its time: the book before message 6
+    ]
+
+
+def test_first_messages_sharing_the_first_timestamp_have_no_book(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "ABC_2012-06-21_34200000_57600000_message_1.csv",
+        "34200.1,4,11,5,1000000,-1\n34200.1,5,0,7,1000000,-1\n34200.2,4,12,7,990000,1\n",
+    )
+    write(
+        tmp_path / "ABC_2012-06-21_34200000_57600000_orderbook_1.csv",
+        "1000100,10,990000,20\n1000100,10,990000,20\n1000100,10,990000,13\n",
+    )
+    trades, _ = both_of(path)
+    assert trades.select(BBO).rows() == [
+        (None, None, None, None),
+        (None, None, None, None),
+        (99.0, 20.0, 100.01, 10.0),
+    ]
+
+
+@pytest.mark.parametrize("method", ["quote", "lee-ready", "emo", "clnv", "depth"])
+def test_every_quote_method_signs_the_hidden_execution_of_a_sweep_right(
+    tmp_path: Path, method: Method
+) -> None:
+    trades, _ = both_of(sweep_pair(tmp_path))
+    signed = sign_trades(trades.lazy(), method=method).collect()
+    # With the book after the sweep, 100.00 sits at the midpoint of 99.90/100.10: the quote rule
+    # leaves it unknown and the tick rule has no price change yet, so it was unsigned (0).
+    assert signed["trade_sign"].to_list() == [1, 1, -1]
+    assert signed["trade_sign"].to_list() == trades["aggressor_side"].to_list()
+
+
+def test_amzn_sample_lee_ready_with_the_book_before_each_event() -> None:
+    message = shared_path("lobster", AMZN_MESSAGE)
+    messages = rows_of(message)
+    # Hidden executions that follow another message of the same timestamp.
+    shared = [k for k, r in enumerate(messages) if r[1] == "5" and messages[k - 1][0] == r[0]]
+    assert len(shared) == 48
+    trades, _ = both_of(message)
+    scores = evaluate_signing(trades.lazy()).scores.collect()
+    lee_ready = scores.filter(pl.col("method") == "lee-ready").row(0, named=True)
+    # 614 of 643 (95.49 %) with the book after the previous message; 616 (95.80 %) now.
+    assert (lee_ready["trades"], lee_ready["classified"], lee_ready["correct"]) == (644, 643, 616)
+    assert lee_ready["accuracy"] == pytest.approx(616 / 643)

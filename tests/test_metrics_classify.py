@@ -20,6 +20,7 @@ from mmflow.metrics.classify import (
     sign_trades,
     tick_rule,
 )
+from mmflow.metrics.signing import sign_trades as sign_by_method
 
 
 def tick_rule_reference(prices: list[float]) -> list[int]:
@@ -352,6 +353,45 @@ def test_depth_rule_at_midpoint_uses_larger_quoted_side_else_tick_rule(
         schema_overrides={"bid_size": pl.Float64, "ask_size": pl.Float64},
     )
     assert trades.select(depth_rule())["price"].to_list() == [1, expected]
+
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize(
+    ("previous", "bid_size", "ask_size", "expected"),
+    [
+        # A NaN ask size is not "larger than any bid size": the tick sign (−1) decides, not +1.
+        (10.06, 1.0, NAN, -1),
+        # A NaN bid size is not larger than the ask size either: the tick sign (+1), not −1.
+        (10.04, NAN, 1.0, 1),
+        (10.06, NAN, NAN, -1),
+        (10.04, NAN, None, 1),
+        # Null sizes were already right, and so are finite ones.
+        (10.06, 1.0, None, -1),
+        (10.06, 1.0, 5.0, 1),
+    ],
+)
+def test_depth_rule_treats_a_nan_size_like_a_missing_one(
+    previous: float, bid_size: float | None, ask_size: float | None, expected: int
+) -> None:
+    # 10.05 is the midpoint of 10.00/10.10; the tick sign against `previous` is the fallback.
+    trades = pl.DataFrame(
+        {
+            "symbol": "X",
+            "price": [previous, 10.05],
+            "bid_price": 10.00,
+            "ask_price": 10.10,
+            "bid_size": [1.0, bid_size],
+            "ask_size": [1.0, ask_size],
+        },
+        schema_overrides={"bid_size": pl.Float64, "ask_size": pl.Float64},
+    )
+    assert trades.select(depth_rule())["price"].to_list()[1] == expected
+    # The same through the command's signing path (usable-quote masking, tick per symbol).
+    signed = sign_by_method(trades.lazy(), method="depth").collect()
+    assert signed["trade_sign"].to_list()[1] == expected
+    assert signed["sign_method"].to_list()[1] == ("depth" if ask_size == 5.0 else "tick")
 
 
 def test_depth_rule_away_from_midpoint_ignores_sizes() -> None:

@@ -28,8 +28,11 @@ Trades
     not trades. ``size`` is ``Size``; ``trade_id`` is the executed order's ``OrderID`` as text
     (several partial executions of one order share it), null when it is 0 (hidden executions);
     ``conditions`` is the message ``Type`` (``4``, ``5`` or ``6``). With the orderbook file, each
-    trade carries the **pre-trade** best bid/ask: orderbook row *k − 1* for message row *k* (null
-    for the first row).
+    trade carries the **pre-trade** best bid/ask: the book as it stood before the *first* message
+    of the trade's timestamp, i.e. orderbook row *j − 1* where *j* is the first message row with
+    that time (null when that is the first row). Messages sharing a timestamp are parts of one
+    event: a hidden execution (Type 5) that follows a visible one at the same nanosecond would
+    otherwise meet the book after the visible level was already consumed.
 Quotes
     The level-1 book after each message, keeping a row only when the best bid/ask (prices and
     sizes) differs from the row before; deeper-level changes, hidden executions and halts, which
@@ -391,8 +394,15 @@ def _trades(rows: pl.LazyFrame, *, with_bbo: bool, what: str) -> pl.LazyFrame:
     )
     order_id = pl.col(_ORDER_ID)
     if with_bbo:
-        # Orderbook row k is the book after message k: the trade met row k - 1.
-        rows = rows.with_columns(pl.col(name).shift(1) for name in _BBO)
+        # Orderbook row k is the book after message k, so row k - 1 is the book before message k.
+        # Messages that share a timestamp are one event (a sweep through a level, the hidden
+        # executions that follow it): each trade meets the book as it stood before the FIRST
+        # message of its timestamp, not the book some earlier part of the same event consumed.
+        # An event is a run of consecutive messages with one timestamp.
+        event = pl.col(TS).ne_missing(pl.col(TS).shift(1)).cum_sum()
+        rows = rows.with_columns(pl.col(name).shift(1) for name in _BBO).with_columns(
+            pl.col(name).first().over(event) for name in _BBO
+        )
     trades = rows.filter(kind.is_in(_TRADE_TYPES)).select(
         TS,
         TS_EVENT,

@@ -3,14 +3,18 @@
 A :class:`Source` is one input file (or standard input). It knows its compression from its magic
 bytes, not from its name, and hands readers either a path polars can scan lazily (plain, gzip and
 zstd files) or, for zip members and standard input, a decompressed copy spooled to a private
-temporary directory that is removed when the process exits.
+temporary directory (in ``TMPDIR``) that is removed however the process ends. A copy is bounded
+(:func:`spool_limit`: ``MMFLOW_MAX_SPOOL``, default 8 GiB or half the free space): past the limit
+the run stops with a one-line error and the partial copy is removed.
 """
 
 from __future__ import annotations
 
-import atexit
+import errno
 import glob
 import gzip
+import os
+import re
 import shutil
 import sys
 import tempfile
@@ -20,7 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from mmflow.errors import ReaderError
+from mmflow import scratch
+from mmflow.errors import ParameterError, ReaderError
 
 Compression = Literal["none", "gzip", "zstd", "zip"]
 
@@ -30,16 +35,157 @@ ZIP_MAGIC = b"PK\x03\x04"
 _COMPRESSION_SUFFIXES = (".gz", ".gzip", ".zst", ".zstd", ".zip")
 STDIN = "-"
 
-_spool: tempfile.TemporaryDirectory[str] | None = None
+_spool: Path | None = None
+
+SPOOL_LIMIT_VARIABLE = "MMFLOW_MAX_SPOOL"
+"""Environment variable for the largest temporary copy, e.g. ``20G`` (:func:`spool_limit`)."""
+DEFAULT_SPOOL_LIMIT = 8 * 2**30
+"""The largest temporary copy by default: 8 GiB (or half the free space, if that is less)."""
+_COPY_CHUNK = 1 << 20
 
 
 def _spool_dir() -> Path:
-    """Return the private directory for decompressed copies, created on first use."""
+    """Return the private directory for decompressed copies, created on first use.
+
+    It lives in the temporary folder (``TMPDIR`` when set) and is removed when the process ends,
+    however it ends (:mod:`mmflow.scratch`).
+    """
     global _spool
-    if _spool is None:
-        _spool = tempfile.TemporaryDirectory(prefix="mmflow-")
-        atexit.register(_spool.cleanup)
-    return Path(_spool.name)
+    if _spool is None or not _spool.is_dir():
+        try:
+            _spool = scratch.make_directory("mmflow-")
+        except OSError as exc:
+            root = scratch.scratch_root()
+            msg = (
+                f"{root}: cannot create a temporary folder ({exc.strerror or exc}; set TMPDIR "
+                "to a writable folder, or pass files by name instead of - or .zip)"
+            )
+            raise ParameterError(msg) from None
+    return _spool
+
+
+def parse_size(text: str) -> int:
+    """Return a byte count written as ``123``, ``512K``, ``64M``, ``8G``, ``1.5T`` (``GiB`` too).
+
+    Units are binary (K = 1024).
+
+    Raises
+    ------
+    ParameterError
+        When ``text`` is not such a size.
+
+    Examples
+    --------
+    >>> parse_size("8G"), parse_size("512 MiB"), parse_size("1000"), parse_size("1.5k")
+    (8589934592, 536870912, 1000, 1536)
+    """
+    match = _SIZE.match(text.strip())
+    if match is None:
+        msg = f"{text!r} is not a size like 500M, 8G or 1T (bytes, K, M, G, T; binary units)"
+        raise ParameterError(msg)
+    number, unit = match.group(1), (match.group(2) or "").upper()
+    return int(float(number) * 1024 ** " KMGT".index(unit or " "))
+
+
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(?:i?[bB])?$")
+
+
+def spool_limit(directory: Path | None = None) -> int:
+    """Return the largest temporary copy of standard input or a zip member mmflow will make.
+
+    ``MMFLOW_MAX_SPOOL`` when set (e.g. ``20G``); otherwise :data:`DEFAULT_SPOOL_LIMIT` (8 GiB),
+    or half the free space of the folder the copy goes to when that is less.
+
+    Raises
+    ------
+    ParameterError
+        When ``MMFLOW_MAX_SPOOL`` is not a size.
+    """
+    configured = os.environ.get(SPOOL_LIMIT_VARIABLE, "").strip()
+    if configured:
+        try:
+            return parse_size(configured)
+        except ParameterError as exc:
+            msg = f"{SPOOL_LIMIT_VARIABLE}: {exc}"
+            raise ParameterError(msg) from None
+    try:
+        free = shutil.disk_usage(directory or scratch.scratch_root()).free
+    except OSError:
+        return DEFAULT_SPOOL_LIMIT
+    return min(DEFAULT_SPOOL_LIMIT, free // 2)
+
+
+def _human(size: int) -> str:
+    """``8589934592`` → ``8.0 GiB``.
+
+    Examples
+    --------
+    >>> _human(8 * 2**30), _human(1536), _human(12)
+    ('8.0 GiB', '1.5 KiB', '12 bytes')
+    """
+    if size < 1024:
+        return f"{size} bytes"
+    value, units = float(size), ["KiB", "MiB", "GiB", "TiB", "PiB"]
+    for unit in units:
+        value /= 1024
+        if value < 1024 or unit == units[-1]:
+            break
+    return f"{value:.1f} {unit}"
+
+
+def copy_bounded(stream: BinaryIO, target: Path, *, what: str, limit: int | None = None) -> Path:
+    """Copy ``stream`` to a new file ``target``, stopping at ``limit`` bytes.
+
+    A copy that passes the limit, runs out of disk space or is interrupted (Ctrl-C, SIGTERM) is
+    removed before the error propagates; ``target`` is tracked in :mod:`mmflow.scratch` while
+    it is written.
+
+    Parameters
+    ----------
+    stream
+        What to copy (standard input, a zip member).
+    target
+        The new file.
+    what
+        How to name the input in an error (``<stdin>``, the zip file).
+    limit
+        Largest copy in bytes; default :func:`spool_limit`.
+
+    Raises
+    ------
+    ReaderError
+        Past the limit, or when the disk is full.
+    """
+    limit = spool_limit(target.parent) if limit is None else limit
+    scratch.track(target, "file")
+    copied = 0
+    try:
+        with target.open("wb") as out:
+            while chunk := stream.read(_COPY_CHUNK):
+                copied += len(chunk)
+                if copied > limit:
+                    msg = (
+                        f"larger than {_human(limit)}, the limit of a temporary copy in "
+                        f"{scratch.scratch_root()}; stopped and removed the partial copy (set "
+                        f"{SPOOL_LIMIT_VARIABLE}=SIZE, e.g. 20G, to raise it, or pass an "
+                        "uncompressed file by name)"
+                    )
+                    raise ReaderError(msg, path=what)
+                out.write(chunk)
+    except OSError as exc:
+        scratch.remove(target)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            msg = (
+                f"no space left in {scratch.scratch_root()} after copying {_human(copied)}; "
+                "removed the partial copy (set TMPDIR to a folder on a larger disk, or pass "
+                "an uncompressed file by name)"
+            )
+            raise ReaderError(msg, path=what) from None
+        raise
+    except BaseException:
+        scratch.remove(target)
+        raise
+    return target
 
 
 def _detect_compression(head: bytes) -> Compression:
@@ -155,10 +301,8 @@ class Source:
         if self.compression in ("none", "gzip", "zstd"):
             return self.path
         if self._plain is None:
-            target = _spool_dir() / f"{len(list(_spool_dir().iterdir()))}-{self.name}"
-            with self.open() as stream, target.open("wb") as out:
-                shutil.copyfileobj(stream, out)
-            self._plain = target
+            with self.open() as stream:
+                self._plain = _spool_copy(stream, self.name, self.display)
         return self._plain
 
     def read_bytes(self) -> bytes:
@@ -184,10 +328,18 @@ class Source:
 def _spool_stdin(stream: BinaryIO) -> Path:
     # A directory of its own per read, so the copy is always named "stdin" (its Source.name, and
     # the default symbol for files without one, must not depend on how many files were spooled).
-    target = Path(tempfile.mkdtemp(dir=_spool_dir())) / "stdin"
-    with target.open("wb") as out:
-        shutil.copyfileobj(stream, out)
-    return target
+    return _spool_copy(stream, "stdin", "<stdin>")
+
+
+def _spool_copy(stream: BinaryIO, name: str, what: str) -> Path:
+    """Copy ``stream`` to ``name`` in a new folder of the spool (bounded; see copy_bounded)."""
+    # A folder of its own per copy, so the copy keeps its name (a zip member's, or "stdin").
+    folder = Path(tempfile.mkdtemp(dir=_spool_dir()))
+    try:
+        return copy_bounded(stream, folder / name, what=what)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 DATA_SUFFIXES = frozenset(

@@ -387,6 +387,11 @@ def clnv(
     return _named(_sign(buy, sell, _fallback(tick, price)), price)
 
 
+def _unknown_nan(value: pl.Expr) -> pl.Expr:
+    """``value`` with NaN as null, so comparisons treat it as missing, not as the largest number."""
+    return pl.when(value.is_nan()).then(None).otherwise(value)
+
+
 def depth_rule(
     price: str | pl.Expr = PRICE,
     bid: str | pl.Expr = BID_PRICE,
@@ -399,7 +404,8 @@ def depth_rule(
     """Sign trades by the quote rule, at the midpoint by the quoted depth, else the tick rule.
 
     D = +1 if P > M, −1 if P < M; at the midpoint, +1 if q^A > q^B and −1 if q^A < q^B;
-    otherwise (equal or missing sizes at the midpoint, or no usable quote) the tick sign.
+    otherwise (equal or missing sizes at the midpoint — a NaN size counts as missing — or no
+    usable quote) the tick sign.
     The depth step is as metrics.md §b.1 and tclf docs/rules.md state it (Grauer, Schuster &
     Uhrig-Homburg 2023, "Option trade classification", SSRN working paper 4098475, pp. 14-15).
 
@@ -436,7 +442,9 @@ def depth_rule(
     [1, 1, -1, -1]
     """
     p, b, a = _expr(price), _expr(bid), _expr(ask)
-    qb, qa = _expr(bid_size), _expr(ask_size)
+    # A NaN size is as unknown as a missing one (polars orders NaN above every number, so
+    # ``NaN > 3`` would otherwise be true and sign the trade).
+    qb, qa = (_unknown_nan(_expr(size)) for size in (bid_size, ask_size))
     quoted = _quoted(p, b, a)
     tol = _tolerance(b, a)
     at_mid = quoted & ((p - (b + 0.5 * (a - b))).abs() <= tol)

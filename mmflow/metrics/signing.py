@@ -51,7 +51,7 @@ Method = Literal[
 """Every ``--method`` name."""
 METHODS: tuple[Method, ...] = get_args(Method)
 QUOTE_METHODS: tuple[Method, ...] = ("quote", "lee-ready", "emo", "clnv", "depth")
-"""Methods that need a prevailing quote (they fall back to the tick rule without one)."""
+"""Methods that need a prevailing quote (without one, all but quote use the tick rule)."""
 TRADE_METHODS: tuple[Method, ...] = ("tick", "reverse-tick", *QUOTE_METHODS)
 """Per-trade inference methods, as scored by :func:`evaluate_signing`."""
 LAG_GRID: tuple[str, ...] = ("0s", "50ms", "100ms", "500ms", "1s")

@@ -1,22 +1,24 @@
 """Writing tables for programs: files written atomically, or a format on standard output.
 
 A file is written to a temporary file in the destination directory and renamed into place, so a
-failed or interrupted run never leaves a partial output. Parquet files carry key-value metadata
-(schema, mmflow version, sources, clock, parameters) so results are reproducible.
+failed or interrupted run never leaves a partial output, and the temporary file is removed on every
+way a run ends (:mod:`mmflow.scratch`). :func:`check_output_file`, :func:`check_output_directory`
+and :func:`check_stream` let the command check output locations before any work starts. Parquet
+files carry key-value metadata (schema, mmflow version, sources, clock, parameters) so results are
+reproducible.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
-from contextlib import suppress
 from pathlib import Path
 from typing import IO, Any, Literal
 
 import polars as pl
 
+from mmflow import scratch
 from mmflow._version import __version__
 from mmflow.errors import ParameterError
 from mmflow.schema import ISO_NS
@@ -135,16 +137,14 @@ def write_file(
     if not directory.is_dir():
         msg = f"{path}: directory {directory} does not exist (create it first)"
         raise ParameterError(msg)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
+    # The temporary file is registered in mmflow.scratch, so it is removed on any ending:
+    # an error, Ctrl-C, SIGTERM (see mmflow.interrupts) or interpreter exit.
+    with scratch.temporary_file(directory, f".{path.name}.", ".tmp") as (handle, temporary):
         with os.fdopen(handle, "wb") as sink:
             write_to(df, sink, fmt, metadata)
-        Path(temporary).chmod(0o666 & ~_umask())
-        Path(temporary).replace(path)
-    except BaseException:
-        with suppress(OSError):
-            Path(temporary).unlink()
-        raise
+        temporary.chmod(0o666 & ~_umask())
+        temporary.replace(path)
+        scratch.forget(temporary)
 
 
 IMAGE_FORMATS: tuple[str, ...] = ("png", "svg", "pdf")
@@ -199,14 +199,104 @@ def write_figure(figure: Any, path: Path) -> None:
     if not directory.is_dir():
         msg = f"{path}: directory {directory} does not exist (create it first)"
         raise ParameterError(msg)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
+    with scratch.temporary_file(directory, f".{path.name}.", ".tmp") as (handle, temporary):
         with os.fdopen(handle, "wb") as sink, chart_style():
             extra = {"pil_kwargs": {"compress_level": 9}} if fmt == "png" else {}
             figure.savefig(sink, format=fmt, metadata=_IMAGE_METADATA[fmt], **extra)
-        Path(temporary).chmod(0o666 & ~_umask())
-        Path(temporary).replace(path)
-    except BaseException:
-        with suppress(OSError):
-            Path(temporary).unlink()
-        raise
+        temporary.chmod(0o666 & ~_umask())
+        temporary.replace(path)
+        scratch.forget(temporary)
+
+
+BINARY_FORMATS: tuple[OutputFormat, ...] = ("parquet", "arrow")
+"""Formats :func:`check_stream` refuses to write to a terminal."""
+
+
+def _probe_writable(directory: Path, path: Path) -> None:
+    """Create and remove a file in ``directory``, or raise :class:`ParameterError` naming ``path``.
+
+    This is the only test of writability that holds for every user (root ignores permission
+    bits), file system (read-only mounts) and ACL; ``os.access`` is not.
+    """
+    try:
+        with scratch.temporary_file(directory, ".mmflow-probe-", ".tmp") as (handle, _):
+            os.close(handle)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        msg = f"{path}: cannot write in {directory} ({reason}; choose another place with -o)"
+        raise ParameterError(msg) from None
+
+
+def check_output_file(path: Path) -> OutputFormat:
+    """Check, before any work, that a table can be written to ``path``; return its format.
+
+    ``path`` must have a known suffix, must not be a folder, and must be in an existing folder
+    mmflow can create files in (tested by creating and removing a file there).
+
+    Raises
+    ------
+    ParameterError
+        Naming ``path`` and what to do.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     check_output_file(Path(folder) / "bars.parquet")
+    'parquet'
+    >>> check_output_file(Path("/no/pe/a.csv"))
+    Traceback (most recent call last):
+    ...
+    mmflow.errors.ParameterError: /no/pe/a.csv: folder /no/pe does not exist (create it first)
+    """
+    if path.is_dir():
+        msg = f"{path}: is a folder (name a file in it, e.g. {path / 'table.parquet'})"
+        raise ParameterError(msg)
+    fmt = format_from_suffix(path)
+    directory = path.parent if str(path.parent) else Path()
+    if not directory.exists():
+        msg = f"{path}: folder {directory} does not exist (create it first)"
+        raise ParameterError(msg)
+    if not directory.is_dir():
+        msg = f"{path}: {directory} is not a folder (choose another place with -o)"
+        raise ParameterError(msg)
+    _probe_writable(directory, path)
+    return fmt
+
+
+def check_output_directory(directory: Path) -> None:
+    """Check, before any work, that a dataset folder can be written (it may not exist yet).
+
+    The folder, or its nearest existing parent when it is to be created, must be a folder mmflow
+    can create files in.
+
+    Raises
+    ------
+    ParameterError
+        Naming ``directory`` and what to do.
+    """
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "exists and is not a folder" if existing == directory else f"{existing} is a file"
+        msg = f"{directory}: {what} (choose another folder with -o)"
+        raise ParameterError(msg)
+    _probe_writable(existing, directory)
+
+
+def check_stream(fmt: OutputFormat, stream: IO[bytes] | IO[str]) -> None:
+    """Refuse to write a binary format to a terminal (it would only garble the screen).
+
+    Raises
+    ------
+    ParameterError
+        When ``fmt`` is binary and ``stream`` is a terminal.
+    """
+    try:
+        terminal = stream.isatty()
+    except (ValueError, OSError):  # a closed or detached stream is no terminal
+        terminal = False
+    if fmt in BINARY_FORMATS and terminal:
+        msg = f"refusing to write binary {fmt} to a terminal; use -o FILE or redirect stdout"
+        raise ParameterError(msg)
