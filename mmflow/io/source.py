@@ -9,16 +9,20 @@ temporary directory that is removed when the process exits.
 from __future__ import annotations
 
 import atexit
+import fnmatch
 import glob
 import gzip
+import os
 import shutil
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Literal
+
+import polars as pl
 
 from mmflow.errors import ReaderError
 
@@ -77,14 +81,20 @@ class Source:
         The file on disk (for standard input, the spooled copy).
     display
         How to name the file to a person: the path as given, or ``<stdin>``.
+    found_in_folder
+        Whether a directory search found it (a folder run may skip it when it holds no data);
+        files named explicitly are never skipped.
     """
 
     path: Path
     display: str
+    found_in_folder: bool = False
     compression: Compression = field(init=False)
     name: str = field(init=False)
     _member: str | None = field(init=False, default=None)
     _plain: Path | None = field(init=False, default=None)
+    parse_checks: list[pl.LazyFrame] = field(init=False, default_factory=list, repr=False)
+    """Row-account plans of lines the CSV scan skipped (see :func:`mmflow.io._common.scan_csv`)."""
 
     def __post_init__(self) -> None:
         try:
@@ -210,7 +220,69 @@ def is_data_file_name(name: str) -> bool:
     return Path(plain).suffix.lower() in DATA_SUFFIXES or plain.upper().startswith("EQY_US_ALL_")
 
 
-def expand(paths: Iterable[str], *, stdin: BinaryIO | None = None) -> list[Source]:
+@dataclass(frozen=True)
+class Skipped:
+    """An entry a folder run left out, and why (listed in one note; an error with --strict)."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class Found:
+    """What :func:`find_sources` found: the sources, and the entries it could not read."""
+
+    sources: list[Source] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def _excluded(relative: str, name: str, exclude: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatch(relative, g) or fnmatch.fnmatch(name, g) for g in exclude)
+
+
+def _search(folder: Path, exclude: Sequence[str], found: Found) -> None:
+    """Add the data files under ``folder`` (recursively) to ``found``; note unreadable entries.
+
+    Hidden entries are left out; so are files whose names are not data names (documentation)
+    and entries ``exclude`` matches. A folder that cannot be listed is recorded, never skipped
+    silently.
+    """
+
+    def unreadable(error: OSError) -> None:
+        where = error.filename if error.filename is not None else str(folder)
+        found.skipped.append(Skipped(str(where), f"unreadable ({error.strerror or error})"))
+
+    files: list[Path] = []
+    problems = len(found.skipped)
+    for top, folders, names in os.walk(folder, onerror=unreadable):
+        here = Path(top)
+        folders[:] = sorted(
+            d
+            for d in folders
+            if not d.startswith(".")
+            and not _excluded((here / d).relative_to(folder).as_posix(), d, exclude)
+        )
+        for name in names:
+            path = here / name
+            relative = path.relative_to(folder).as_posix()
+            if name.startswith(".") or not is_data_file_name(name):
+                continue
+            if _excluded(relative, name, exclude):
+                continue
+            files.append(path)
+    for path in sorted(files):
+        try:
+            found.sources.append(Source(path, str(path), found_in_folder=True))
+        except ReaderError as exc:
+            found.skipped.append(Skipped(str(path), f"unreadable ({exc.message})"))
+    if not files and len(found.skipped) == problems:
+        msg = "directory holds no data files (pass files, a glob, or a directory with data)"
+        raise ReaderError(msg, path=str(folder))
+
+
+def find_sources(
+    paths: Iterable[str], *, stdin: BinaryIO | None = None, exclude: Sequence[str] = ()
+) -> Found:
     """Turn paths, globs, directories and ``-`` into sources, in a stable sorted order.
 
     Directories are searched recursively for data files (see :data:`DATA_SUFFIXES`; hidden files
@@ -223,44 +295,43 @@ def expand(paths: Iterable[str], *, stdin: BinaryIO | None = None) -> list[Sourc
         What the user typed.
     stdin
         The stream ``-`` stands for (standard input by default).
+    exclude
+        Glob patterns (``--exclude``) matched against each found file's name and its path
+        relative to the directory searched (or the path as a glob found it).
 
     Returns
     -------
-    list[Source]
-        One source per file.
+    Found
+        One source per file, and the entries of directories that could not be read.
 
     Raises
     ------
     ReaderError
         When a path matches nothing.
     """
-    sources: list[Source] = []
+    found = Found()
     for raw in paths:
         if raw == STDIN:
             stream = stdin if stdin is not None else sys.stdin.buffer
-            sources.append(Source(_spool_stdin(stream), "<stdin>"))
+            found.sources.append(Source(_spool_stdin(stream), "<stdin>"))
             continue
         path = Path(raw)
         if path.is_dir():
-            found = sorted(
-                p
-                for p in path.rglob("*")
-                if p.is_file()
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-                and is_data_file_name(p.name)
-            )
-            if not found:
-                msg = "directory holds no data files (pass files, a glob, or a directory with data)"
-                raise ReaderError(msg, path=raw)
-            sources.extend(Source(p, str(p)) for p in found)
+            _search(path, exclude, found)
             continue
         if path.exists():
-            sources.append(Source(path, raw))
+            found.sources.append(Source(path, raw))
             continue
         matches = sorted(glob.glob(raw, recursive=True))
         files = [Path(m) for m in matches if Path(m).is_file()]
+        files = [p for p in files if not _excluded(p.as_posix(), p.name, exclude)]
         if not files:
             msg = "no such file (check the path or quote the glob)"
             raise ReaderError(msg, path=raw)
-        sources.extend(Source(p, str(p)) for p in files)
-    return sources
+        found.sources.extend(Source(p, str(p)) for p in files)
+    return found
+
+
+def expand(paths: Iterable[str], *, stdin: BinaryIO | None = None) -> list[Source]:
+    """Return the sources :func:`find_sources` finds (unreadable folder entries left out)."""
+    return find_sources(paths, stdin=stdin).sources
