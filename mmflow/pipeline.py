@@ -16,7 +16,8 @@ import polars as pl
 from mmflow.clean import clean_taq
 from mmflow.convert import Converted, convert
 from mmflow.errors import MmflowError, NoDataError, ReaderError
-from mmflow.io import Loaded, combine
+from mmflow.io import Loaded, RowAccount, combine
+from mmflow.io.checks import account_frame, counted, filtered
 from mmflow.metrics.bvc import (
     BVC_BUY_VOLUME,
     BVC_SELL_VOLUME,
@@ -129,6 +130,36 @@ def _utc(value: datetime) -> pl.Expr:
     return pl.lit(aware, dtype=pl.Datetime("ns", "UTC"))
 
 
+def _reclocked(lf: pl.LazyFrame, selection: Selection) -> pl.LazyFrame:
+    """Put the chosen clock in ``ts`` and label sessions (when a session is selected)."""
+    names = lf.collect_schema().names()
+    if selection.clock == "event" and TS_EVENT in names:
+        lf = lf.with_columns(pl.coalesce(TS_EVENT, TS).alias(TS), pl.col(TS).alias(TS_EVENT))
+    if selection.session is not None:
+        lf = lf.with_columns(selection.session.label().alias(SESSION))
+    return lf
+
+
+def selection_rules(selection: Selection) -> list[tuple[str, pl.Expr]]:
+    """Each row filter of ``selection`` as (reason, condition marking a row to drop).
+
+    :func:`prepare` drops the rows any rule marks; :func:`selection_account` counts them by
+    their first marking rule, so the row account stays exact. Rules apply after re-clocking.
+    """
+    rules: list[tuple[str, pl.Expr]] = []
+    if selection.symbols:
+        rules.append(
+            ("symbol not selected (--symbol)", ~pl.col(SYMBOL).is_in(list(selection.symbols)))
+        )
+    if selection.start is not None:
+        rules.append(("before --start", pl.col(TS) < _utc(selection.start)))
+    if selection.end is not None:
+        rules.append(("at or after --end", pl.col(TS) >= _utc(selection.end)))
+    if selection.session is not None:
+        rules.append(("outside --session", pl.col(SESSION).is_null()))
+    return rules
+
+
 def prepare(lf: pl.LazyFrame, table: TableSchema, selection: Selection) -> pl.LazyFrame:
     """Validate, re-clock, filter and time-order canonical rows.
 
@@ -151,19 +182,47 @@ def prepare(lf: pl.LazyFrame, table: TableSchema, selection: Selection) -> pl.La
         The prepared rows.
     """
     require(lf, table, what=f"canonical {table.name}")
-    names = lf.collect_schema().names()
-    if selection.clock == "event" and TS_EVENT in names:
-        lf = lf.with_columns(pl.coalesce(TS_EVENT, TS).alias(TS), pl.col(TS).alias(TS_EVENT))
-    if selection.symbols:
-        lf = lf.filter(pl.col(SYMBOL).is_in(list(selection.symbols)))
-    if selection.start is not None:
-        lf = lf.filter(pl.col(TS) >= _utc(selection.start))
-    if selection.end is not None:
-        lf = lf.filter(pl.col(TS) < _utc(selection.end))
-    if selection.session is not None:
-        label = selection.session.label()
-        lf = lf.with_columns(label.alias(SESSION)).filter(pl.col(SESSION).is_not_null())
+    lf = _reclocked(lf, selection)
+    rules = selection_rules(selection)
+    if rules:
+        lf = lf.filter(~pl.any_horizontal(rule.fill_null(value=True) for _, rule in rules))
     return lf.sort(TS, maintain_order=True)
+
+
+def selection_account(
+    trades: pl.LazyFrame | None, quotes: pl.LazyFrame | None, selection: Selection
+) -> pl.LazyFrame:
+    """Count the rows :func:`prepare` keeps (``used``) and drops per filter, per table.
+
+    Returns a lazy :data:`mmflow.io.checks.ACCOUNT` table; TAQ cleaning, when selected, drops
+    further rows from the ``used`` ones (:func:`account_of`).
+    """
+    plans = []
+    for name, lf in (("trades", trades), ("quotes", quotes)):
+        if lf is None:
+            continue
+        rules = [(r, rule.fill_null(value=True)) for r, rule in selection_rules(selection)]
+        kept, dropped = filtered(_reclocked(lf, selection), rules, table=name)
+        plans += [dropped, counted(kept, table=name, kind="used", reason="used")]
+    return pl.concat(plans) if plans else account_frame([])
+
+
+def account_of(frames: Sequence[pl.DataFrame], cleaning: pl.DataFrame | None = None) -> RowAccount:
+    """Build the run's :class:`RowAccount` from collected account tables and cleaning counts.
+
+    Rows TAQ cleaning drops (``cleaning``: ``rule, rows_dropped, table``) move from used to
+    dropped, so rows read = rows used + rows dropped holds for every table.
+    """
+    account = RowAccount()
+    for frame in frames:
+        account.extend(RowAccount.from_frame(frame))
+    if cleaning is not None and cleaning.height:
+        totals = cleaning.group_by("table", "rule", maintain_order=True).agg(
+            pl.col("rows_dropped").sum()
+        )
+        for table, rule, rows in totals.iter_rows():
+            account.move_from_used(f"TAQ cleaning: {rule}", int(rows), table=table)
+    return account
 
 
 def gather(inputs: Sequence[Loaded], table: TableSchema) -> pl.LazyFrame | None:
@@ -607,7 +666,8 @@ def collect(plans: Sequence[pl.LazyFrame], inputs: Sequence[Loaded]) -> list[pl.
                 if frame is None:
                     continue
                 try:
-                    frame.select(pl.len()).collect()
+                    # every column, every row: a count alone would skip parsing the bad cell
+                    frame.select(pl.all().null_count()).collect()
                 except (pl.exceptions.PolarsError, OSError) as inner:
                     msg = (
                         f"cannot read the file to the end ({_first_line(inner)}); "

@@ -12,6 +12,7 @@ from mmflow.io.checks import REPEATED_HEADER, UNPARSEABLE
 from mmflow.io.source import Source
 from mmflow.schema import TIMESTAMP
 
+_INT64_MAX = 2**63 - 1
 _NS_PER = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
 
 
@@ -41,19 +42,30 @@ def epoch_to_datetime(value: str | pl.Expr, unit: str = "auto") -> pl.Expr:
     >>> df.select(epoch_to_datetime("t"))["t"].to_list()[1]
     datetime.datetime(2025, 1, 1, 0, 0, 0, 10866, tzinfo=zoneinfo.ZoneInfo(key='UTC'))
     """
-    t = (pl.col(value) if isinstance(value, str) else value).cast(pl.Int64)
+    t = (pl.col(value) if isinstance(value, str) else value).cast(pl.Int64, strict=False)
     if unit == "auto":
-        ns = (
+        factor = (
             pl.when(t.abs() >= 10**17)
-            .then(t)
+            .then(1)
             .when(t.abs() >= 10**14)
-            .then(t * 1_000)
+            .then(1_000)
             .when(t.abs() >= 10**11)
-            .then(t * 1_000_000)
-            .otherwise(t * 1_000_000_000)
+            .then(1_000_000)
+            .otherwise(1_000_000_000)
+            .cast(pl.Int64)
         )
     else:
-        ns = t * _NS_PER[unit]
+        factor = pl.lit(_NS_PER[unit], dtype=pl.Int64)
+    # A count too large for int64 nanoseconds (year 3000 in seconds) must not wrap around into
+    # a plausible-looking time: it is clamped to the int64 extreme, far outside any valid range.
+    limit = pl.lit(_INT64_MAX, dtype=pl.Int64) // factor
+    ns = (
+        pl.when(t > limit)
+        .then(pl.lit(_INT64_MAX, dtype=pl.Int64))
+        .when(t < -limit)
+        .then(pl.lit(-_INT64_MAX, dtype=pl.Int64))
+        .otherwise(t * factor)
+    )
     return ns.cast(TIMESTAMP)
 
 

@@ -325,7 +325,7 @@ class RowAccount:
     >>> account.balanced("trades")
     True
     >>> account.summary("trades")
-    'trades: 10 read = 8 used + 2 dropped (non-positive price 2)'
+    'trades: 10 read = 8 used + 2 dropped (non-positive price: 2)'
     """
 
     entries: list[Entry] = field(default_factory=list)
@@ -352,6 +352,12 @@ class RowAccount:
         chosen = kind or ("read" if reason == "read" else "used" if reason == "used" else "dropped")
         if rows:
             self.entries.append(Entry(table, file, chosen, reason, rows))
+
+    def move_from_used(self, reason: str, rows: int, *, table: str = "trades") -> None:
+        """Record ``rows`` used rows of ``table`` as dropped after all (e.g. by cleaning)."""
+        if rows:
+            self.entries.append(Entry(table, None, "dropped", reason, rows))
+            self.entries.append(Entry(table, None, "used", reason, -rows))
 
     def extend(self, other: RowAccount) -> None:
         """Add every entry of ``other``."""
@@ -382,15 +388,15 @@ class RowAccount:
         return read == used + self.total(table, "dropped")
 
     def summary(self, table: str) -> str:
-        """One line: ``trades: 10 read = 8 used + 2 dropped (non-positive price 2)``."""
+        """One line: ``trades: 10 read = 8 used + 2 dropped (non-positive price: 2)``."""
         read, used = self.total(table, "read"), self.total(table, "used")
         dropped = self.reasons(table)
         text = f"{table}: {read:,} read = {used:,} used + {sum(dropped.values()):,} dropped"
         if dropped:
-            text += " (" + ", ".join(f"{r} {n:,}" for r, n in dropped.items()) + ")"
+            text += " (" + ", ".join(f"{r}: {n:,}" for r, n in dropped.items()) + ")"
         changed = self.reasons(table, "changed")
         if changed:
-            text += "; " + ", ".join(f"{r} {n:,}" for r, n in changed.items())
+            text += "; " + ", ".join(f"{r}: {n:,}" for r, n in changed.items())
         return text
 
     def warnings(self) -> list[str]:
@@ -406,7 +412,7 @@ class RowAccount:
             parts = []
             if dropped:
                 total = sum(e.rows for e in dropped)
-                detail = ", ".join(f"{e.reason} {e.rows:,}" for e in dropped)
+                detail = ", ".join(f"{e.reason}: {e.rows:,}" for e in dropped)
                 parts.append(f"dropped {total:,} {table} rows ({detail})")
             parts += [f"{e.reason} in {e.rows:,} {table} rows" for e in changed]
             out.append(f"{file}: {'; '.join(parts)}")
