@@ -45,6 +45,7 @@ from mmflow.pipeline import (
     classify,
     cleaning_notes,
     collect,
+    collect_accounts,
     evaluate,
     gather,
     inventory_report,
@@ -392,9 +393,8 @@ def _account(
     Stops on unparseable rows unless --skip-bad-rows. The account is printed with --verbose
     (after TAQ cleaning when --clean is given).
     """
-    plans = [item.account for item in inputs if item.account is not None]
-    plans.append(selection_account(trades, quotes, _selection(params)))
-    account = account_of(collect(plans, inputs))
+    selected = selection_account(trades, quotes, _selection(params))
+    account = account_of(collect_accounts(inputs, selected))
     account.raise_for_bad_rows(skip=params["skip_bad_rows"])
     _warn(account.warnings())
     context = click.get_current_context(silent=True)

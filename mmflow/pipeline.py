@@ -207,6 +207,16 @@ def selection_account(
     return pl.concat(plans) if plans else account_frame([])
 
 
+def collect_accounts(inputs: Sequence[Loaded], *plans: pl.LazyFrame) -> list[pl.DataFrame]:
+    """Collect every input's row account, then ``plans`` (in batches: linear in the files)."""
+    own = [item for item in inputs if item.account is not None]
+    frames: list[pl.DataFrame] = []
+    for start in range(0, len(own), BATCH):
+        batch = own[start : start + BATCH]
+        frames += collect([item.account for item in batch if item.account is not None], batch)
+    return frames + (collect(list(plans), inputs) if plans else [])
+
+
 def account_of(frames: Sequence[pl.DataFrame], cleaning: pl.DataFrame | None = None) -> RowAccount:
     """Build the run's :class:`RowAccount` from collected account tables and cleaning counts.
 
@@ -225,12 +235,31 @@ def account_of(frames: Sequence[pl.DataFrame], cleaning: pl.DataFrame | None = N
     return account
 
 
+LAZY_INPUTS = 32
+"""Up to this many files are combined lazily (big files stream); more are read in batches."""
+BATCH = 8
+"""Files collected together when reading many (polars' cost per plan grows with the plan)."""
+
+
 def gather(inputs: Sequence[Loaded], table: TableSchema) -> pl.LazyFrame | None:
-    """Concatenate the trades (or quotes) of several inputs into one lazy frame."""
+    """Concatenate the trades (or quotes) of several inputs into one lazy frame.
+
+    A lazy concatenation of thousands of file scans costs time that grows faster than the number
+    of files in polars, so beyond :data:`LAZY_INPUTS` files each batch of :data:`BATCH` files is
+    read (naming the file that fails) and the rows are concatenated in memory: time stays
+    linear in the number of files.
+    """
     if table is TRADES:
-        frames = [i.frames.trades for i in inputs if i.frames.trades is not None]
+        items = [(i, i.frames.trades) for i in inputs if i.frames.trades is not None]
     else:
-        frames = [i.frames.quotes for i in inputs if i.frames.quotes is not None]
+        items = [(i, i.frames.quotes) for i in inputs if i.frames.quotes is not None]
+    frames: list[pl.LazyFrame] = [frame for _, frame in items if frame is not None]
+    if len(frames) > LAZY_INPUTS:
+        read: list[pl.DataFrame] = []
+        for start in range(0, len(items), BATCH):
+            batch = items[start : start + BATCH]
+            read += collect([f for _, f in batch if f is not None], [i for i, _ in batch])
+        frames = [pl.concat(read, how="diagonal_relaxed").lazy()]
     combined = combine(frames)
     if combined is None or len(frames) == 1:
         return combined

@@ -9,6 +9,7 @@ import os
 import resource
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from mmflow.cli import cli
 from mmflow.io.checks import RowAccount
 
 MEMORY_CAP = 3 * 1024**3
+Walked = tuple[str, list[str], list[str]]
 HEADER = "ts,symbol,price,size,aggressor_side\n"
 GOOD = "1704153600000000000,X,101,1,-1\n1704153601000000000,X,102,2,1\n"
 
@@ -40,7 +42,7 @@ def run_capped(*args: str | Path, timeout: float = 60) -> tuple[int, str, str]:
         capture_output=True,
         text=True,
         timeout=timeout,
-        preexec_fn=_cap,  # noqa: PLW1509 - only sets a resource limit
+        preexec_fn=_cap,
         check=False,
     )
     return done.returncode, done.stdout, done.stderr
@@ -73,12 +75,13 @@ def test_implausible_timestamp_is_dropped_and_counted_under_a_memory_cap(
 
 def test_valid_from_and_until_are_flags(tmp_path: Path) -> None:
     path = _write(tmp_path / "t.csv", HEADER + "0,X,100,1,1\n" + GOOD)
-    code, _, err = run("analyze", path, "--valid-from", "1960-01-01", "--verbose")
+    # (inspect: until bars cover only days with data, a 1970 trade would make 28 M bars)
+    code, out, _ = run("inspect", path, "--valid-from", "1960-01-01", "--to", "json")
     assert code == 0
-    assert "trades: 3 read = 3 used + 0 dropped" in err
+    assert json.loads(out)[0]["rows_used"] == 3
     code, _, err = run("analyze", path, "--valid-until", "2023-01-01")
     assert code == 1
-    assert "timestamp outside 1990-01-01 .. 2023-01-01: 2" in err
+    assert "timestamp outside 1990-01-01 .. 2023-01-01: 3" in err
     code, _, err = run("analyze", path, "--valid-from", "2025-01-01", "--valid-until", "2024-01-01")
     assert code == 2
 
@@ -132,7 +135,9 @@ def test_invalid_quote_sides_are_emptied_and_counted(tmp_path: Path) -> None:
 
 
 def test_inspect_reports_the_dropped_rows(tmp_path: Path) -> None:
-    path = _write(tmp_path / "t.csv", HEADER + "0,X,100,1,1\n1704153600000000000,X,NaN,1,1\n" + GOOD)
+    path = _write(
+        tmp_path / "t.csv", HEADER + "0,X,100,1,1\n1704153600000000000,X,NaN,1,1\n" + GOOD
+    )
     code, out, _ = run("inspect", path, "--to", "json")
     assert code == 0
     [report] = json.loads(out)
@@ -169,16 +174,27 @@ def test_repeated_header_lines_are_skipped_and_counted(tmp_path: Path) -> None:
 
 def test_base64_junk_after_a_header_is_one_line_naming_the_file(tmp_path: Path) -> None:
     junk = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=\n" * 5
-    path = _write(tmp_path / "junk.csv", HEADER + junk)
+    path = _write(tmp_path / "junk.csv", HEADER + GOOD + junk)
     code, _, err = run_capped("analyze", path)
     assert code == 1
-    assert err.startswith(f"Error: {path}: line 2 does not parse")
+    assert err.startswith(
+        f"Error: {path}: line 4 does not parse: 'QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo="
+    )
     assert err.count("\n") == 1
     assert "dynamic group_by" not in err
-    code, _, err = run_capped("analyze", path, "--skip-bad-rows")
-    assert code == 1
+    code, _, err = run_capped("analyze", path, "--skip-bad-rows", "--verbose")
+    assert code == 0, err
     assert "unparseable row: 5" in err
-    assert "Traceback" not in err
+    assert "trades: 7 read = 2 used + 5 dropped" in err
+
+
+def test_nothing_but_junk_after_a_header_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    path = _write(tmp_path / "junk.csv", HEADER + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=\n" * 5)
+    code, _, err = run("analyze", path)
+    assert code == 1
+    assert err.startswith(f"Error: {path}: ")
+    assert err.count("\n") == 1
+    assert "dynamic group_by" not in err
 
 
 def test_a_huge_field_gives_a_short_error(tmp_path: Path) -> None:
@@ -243,14 +259,12 @@ def test_unreadable_subfolder_is_noted_never_silent(
     locked.mkdir()
     real_walk = os.walk
 
-    def walk(top: str | Path, **kwargs: object) -> object:
-        onerror = kwargs.get("onerror")
-        for entry in real_walk(top, **kwargs):  # type: ignore[call-overload]
-            folders = entry[1]
-            if "locked" in folders and callable(onerror):
+    def walk(top: Path, onerror: Callable[[OSError], object] | None = None) -> Iterator[Walked]:
+        for here, folders, files in real_walk(top, onerror=onerror):
+            if "locked" in folders and onerror is not None:
                 folders.remove("locked")
                 onerror(PermissionError(13, "Permission denied", str(locked)))
-            yield entry
+            yield here, folders, files
 
     monkeypatch.setattr(os, "walk", walk)
     code, _, err = run("analyze", tmp_path)
@@ -279,7 +293,9 @@ def test_many_small_files_are_read_in_linear_time(tmp_path: Path) -> None:
     """Reading is linear: every file is opened and detected a fixed number of times."""
     count = 300
     for i in range(count):
-        _write(tmp_path / f"t{i:05d}.csv", HEADER + f"{1704153600000000000 + i * 10**9},X,100,1,1\n")
+        _write(
+            tmp_path / f"t{i:05d}.csv", HEADER + f"{1704153600000000000 + i * 10**9},X,100,1,1\n"
+        )
     opened: list[str] = []
     real_read_source = mmflow.io.read_source
 

@@ -201,7 +201,9 @@ def test_integer_epoch_in_any_unit_reads_back_the_same_instant(
     expected = {"ms": instant // 1000 * 10**6, "us": instant * 1000, "ns": instant * 1000}[unit]
     path = _write(tmp_path_factory.mktemp("epoch") / "e.csv", f"ts,price,size\n{value},1,1\n")
     # the plausibility window (default 1990 .. tomorrow) widened to the whole range tested here
-    wide = ReadOptions(limits=Limits(datetime(1970, 1, 1, tzinfo=UTC), datetime(2300, 1, 1)))
+    wide = ReadOptions(
+        limits=Limits(datetime(1970, 1, 1, tzinfo=UTC), datetime(2300, 1, 1, tzinfo=UTC))
+    )
     assert _ns(_trades(path, options=wide)) == [expected]
 
 
