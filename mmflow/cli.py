@@ -53,6 +53,7 @@ from mmflow.pipeline import (
     parameters_of,
     phases,
     profile,
+    read_many,
     require_rows,
     selection_account,
     signing_warnings,
@@ -570,6 +571,7 @@ def _market(params: dict[str, Any]) -> tuple[list[Loaded], pl.LazyFrame, pl.Lazy
     if params.get("quote_files"):
         inputs += _load(params, params["quote_files"], params["quotes_format"])
     _warn([note for item in inputs for note in item.frames.notes])
+    inputs = read_many(inputs)
     trades = gather(inputs, TRADES)
     if trades is None:
         msg = "no trades in the inputs (they hold only quotes); pass trade files too"
@@ -958,6 +960,7 @@ def convert_command(**params: Any) -> None:
     inputs = _load(params, params["files"], params["fmt"])
     if params["quote_files"]:
         inputs += _load(params, params["quote_files"], params["quotes_format"])
+    inputs = read_many(inputs)
     selection = _selection(params)
     _account(params, inputs, gather(inputs, TRADES), gather(inputs, QUOTES))
     metadata = build_metadata(

@@ -16,7 +16,7 @@ import polars as pl
 from mmflow.clean import clean_taq
 from mmflow.convert import Converted, convert
 from mmflow.errors import MmflowError, NoDataError, ReaderError
-from mmflow.io import Loaded, RowAccount, combine
+from mmflow.io import Frames, Loaded, RowAccount, combine
 from mmflow.io.checks import account_frame, counted, filtered
 from mmflow.metrics.bvc import (
     BVC_BUY_VOLUME,
@@ -236,30 +236,50 @@ def account_of(frames: Sequence[pl.DataFrame], cleaning: pl.DataFrame | None = N
 
 
 LAZY_INPUTS = 32
-"""Up to this many files are combined lazily (big files stream); more are read in batches."""
+"""Up to this many files stay lazy (big files stream); more are read in batches (read_many)."""
 BATCH = 8
 """Files collected together when reading many (polars' cost per plan grows with the plan)."""
+
+
+def read_many(inputs: Sequence[Loaded]) -> list[Loaded]:
+    """Read many small inputs now, each file once with its row account; keep few ones lazy.
+
+    A lazy concatenation of thousands of file scans costs time that grows faster than the
+    number of files in polars. Beyond :data:`LAZY_INPUTS` files, batches of :data:`BATCH` files
+    are collected (naming the file that fails) and each input's frames and account become
+    in-memory frames, so the run stays linear in the number of files.
+    """
+    if len(inputs) <= LAZY_INPUTS:
+        return list(inputs)
+    read: list[Loaded] = []
+    for start in range(0, len(inputs), BATCH):
+        batch = inputs[start : start + BATCH]
+        plans = [
+            plan
+            for item in batch
+            for plan in (item.frames.trades, item.frames.quotes, item.account)
+            if plan is not None
+        ]
+        frames = iter(collect(plans, batch))
+        for item in batch:
+            trades, quotes, account = (
+                next(frames).lazy() if plan is not None else None
+                for plan in (item.frames.trades, item.frames.quotes, item.account)
+            )
+            done = Frames(trades, quotes, item.frames.notes)
+            read.append(Loaded(item.source, item.format, done, account))
+    return read
 
 
 def gather(inputs: Sequence[Loaded], table: TableSchema) -> pl.LazyFrame | None:
     """Concatenate the trades (or quotes) of several inputs into one lazy frame.
 
-    A lazy concatenation of thousands of file scans costs time that grows faster than the number
-    of files in polars, so beyond :data:`LAZY_INPUTS` files each batch of :data:`BATCH` files is
-    read (naming the file that fails) and the rows are concatenated in memory: time stays
-    linear in the number of files.
+    For many files, pass the inputs through :func:`read_many` first.
     """
     if table is TRADES:
-        items = [(i, i.frames.trades) for i in inputs if i.frames.trades is not None]
+        frames = [i.frames.trades for i in inputs if i.frames.trades is not None]
     else:
-        items = [(i, i.frames.quotes) for i in inputs if i.frames.quotes is not None]
-    frames: list[pl.LazyFrame] = [frame for _, frame in items if frame is not None]
-    if len(frames) > LAZY_INPUTS:
-        read: list[pl.DataFrame] = []
-        for start in range(0, len(items), BATCH):
-            batch = items[start : start + BATCH]
-            read += collect([f for _, f in batch if f is not None], [i for i, _ in batch])
-        frames = [pl.concat(read, how="diagonal_relaxed").lazy()]
+        frames = [i.frames.quotes for i in inputs if i.frames.quotes is not None]
     combined = combine(frames)
     if combined is None or len(frames) == 1:
         return combined
