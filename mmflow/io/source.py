@@ -17,6 +17,7 @@ import shutil
 import sys
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,8 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 ZIP_MAGIC = b"PK\x03\x04"
 _COMPRESSION_SUFFIXES = (".gz", ".gzip", ".zst", ".zstd", ".zip")
 STDIN = "-"
+_DECOMPRESSION_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error)
+"""What reading a corrupt or truncated compressed stream raises (a flipped gzip byte: zlib)."""
 
 _spool: tempfile.TemporaryDirectory[str] | None = None
 
@@ -148,7 +151,7 @@ class Source:
         try:
             with self.open() as stream:
                 return stream.read(size)
-        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        except _DECOMPRESSION_ERRORS as exc:
             msg = f"cannot decompress ({exc}); the file is corrupt or truncated, re-download it"
             raise ReaderError(msg, path=self.display) from exc
 
@@ -176,7 +179,7 @@ class Source:
         try:
             with self.open() as stream:
                 return stream.read()
-        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        except _DECOMPRESSION_ERRORS as exc:
             msg = f"cannot decompress ({exc}); the file is corrupt or truncated, re-download it"
             raise ReaderError(msg, path=self.display) from exc
 
@@ -186,7 +189,7 @@ class Source:
             with self.open() as stream:
                 while stream.read(1 << 20):
                     pass
-        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        except _DECOMPRESSION_ERRORS as exc:
             msg = f"cannot decompress ({exc}); the file is corrupt or truncated, re-download it"
             raise ReaderError(msg, path=self.display) from exc
 
