@@ -28,7 +28,7 @@ from mmflow.alerts import parse as parse_alert
 from mmflow.alerts import parse_condition as bind_alert
 from mmflow.errors import MmflowError, NoDataError, ParameterError
 from mmflow.inspect import inspect_paths
-from mmflow.io import Loaded, ReadOptions, format_names, load
+from mmflow.io import Limits, Loaded, ReadOptions, RowAccount, format_names, load_inputs
 from mmflow.metrics.bvc import Distribution
 from mmflow.metrics.event_study import (
     DEFAULT_HORIZONS,
@@ -49,12 +49,14 @@ from mmflow.pipeline import (
     Selection,
     Session,
     Signing,
+    account_of,
     analyze,
     bar_table,
     chart,
     classify,
     cleaning_notes,
     collect,
+    collect_accounts,
     evaluate,
     gather,
     inventory_evaluation,
@@ -63,7 +65,9 @@ from mmflow.pipeline import (
     parameters_of,
     phases,
     profile,
+    read_many,
     require_rows,
+    selection_account,
     signing_warnings,
     write_dataset,
 )
@@ -113,9 +117,14 @@ USER_ERRORS = (MmflowError, pl.exceptions.PolarsError, OSError)
 _DURATION = re.compile(r"^(\d+(ns|us|ms|s|m|h|d|w))+$|^0$")
 
 
+MESSAGE_LIMIT = 300
+"""Longest error or warning line mmflow prints (a 200 MB field must not become the message)."""
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line if len(line) <= MESSAGE_LIMIT else line[: MESSAGE_LIMIT - 1] + "…"
 
 
 def _is_broken_pipe(exc: BaseException) -> bool:
@@ -165,6 +174,12 @@ class MmflowGroup(click.Group):
             if isinstance(exc, ParameterError):
                 raise click.UsageError(_one_line(exc)) from exc
             raise click.ClickException(_one_line(exc)) from exc
+        except BaseException as exc:
+            # A panic inside polars (a Rust bug, not the user's) still ends in one line.
+            if type(exc).__name__ != "PanicException" or ctx.meta.get("mmflow.verbose"):
+                raise
+            msg = f"internal error in polars ({_one_line(exc)}); rerun with --verbose and report it"
+            raise click.ClickException(msg) from exc
 
 
 class Duration(click.ParamType[str]):
@@ -331,11 +346,42 @@ def input_options(func: F) -> F:
             help="Shares per round lot for quote sizes given in lots (TAQ, Polygon; default 100).",
         ),
         click.option(
+            "--exclude",
+            multiple=True,
+            metavar="GLOB",
+            help="Leave out files a folder search finds whose name or relative path matches "
+            "(repeatable), e.g. --exclude '*.zip' --exclude 'old/*'.",
+        ),
+        click.option(
+            "--strict",
+            is_flag=True,
+            help="Stop with an error when a folder entry is skipped (empty, no known layout, "
+            "unreadable), for cron jobs.",
+        ),
+        click.option(
+            "--skip-bad-rows",
+            is_flag=True,
+            help="Drop and count rows that do not parse instead of stopping at the first one.",
+        ),
+        click.option(
+            "--valid-from",
+            type=Timestamp(),
+            default="1990-01-01",
+            show_default=True,
+            help="Earliest plausible timestamp; earlier rows are dropped and counted.",
+        ),
+        click.option(
+            "--valid-until",
+            type=Timestamp(),
+            help="Plausible timestamps are before this (default: the end of tomorrow, UTC); "
+            "later rows are dropped and counted.",
+        ),
+        click.option(
             "--verbose",
             is_flag=True,
             expose_value=False,
             callback=_set_verbose,
-            help="Show the full traceback on errors.",
+            help="Show the row account (read = used + dropped) and full tracebacks on errors.",
         ),
         quiet_option,
     ]
@@ -448,13 +494,70 @@ def _read_options(params: dict[str, Any]) -> ReadOptions:
         except (ZoneInfoNotFoundError, ValueError):
             msg = f"--tz {params['tz']!r} is not a time zone name like America/New_York"
             raise click.BadParameter(msg) from None
+    limits = Limits(params["valid_from"], params.get("valid_until"))
+    start, end = limits.bounds()
+    if start >= end:
+        msg = f"--valid-from must be before --valid-until (the range is {limits.describe()})"
+        raise click.BadParameter(msg)
     return ReadOptions(
         symbol=symbols[0] if len(symbols) == 1 else None,
         column_map=params["column_map"],
         date=trading_date.date() if trading_date else None,
         tz=params.get("tz"),
         round_lot=params.get("round_lot"),
+        limits=limits,
+        skip_bad_rows=params["skip_bad_rows"],
     )
+
+
+def _load(params: dict[str, Any], files: Sequence[str], fmt: str) -> list[Loaded]:
+    """Read ``files``; say in one note which folder entries were skipped."""
+    inputs = load_inputs(
+        files,
+        fmt,
+        _read_options(params),
+        exclude=params["exclude"],
+        strict=params["strict"],
+        on_stage=_stages(),
+    )
+    note = inputs.note()
+    if note:
+        _say(f"Note: {note}")
+    return inputs.loaded
+
+
+def _verbose() -> bool:
+    context = click.get_current_context(silent=True)
+    return bool(context is not None and context.meta.get("mmflow.verbose"))
+
+
+def _account(
+    params: dict[str, Any],
+    inputs: list[Loaded],
+    trades: pl.LazyFrame | None,
+    quotes: pl.LazyFrame | None,
+) -> RowAccount:
+    """Count rows read, dropped (by reason) and used, in one pass; warn about dropped rows.
+
+    Stops on unparseable rows unless --skip-bad-rows. The account is printed with --verbose
+    (after TAQ cleaning when --clean is given).
+    """
+    selected = selection_account(trades, quotes, _selection(params))
+    account = account_of(collect_accounts(inputs, selected))
+    account.raise_for_bad_rows(skip=params["skip_bad_rows"])
+    _warn(account.warnings())
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        context.meta["mmflow.account"] = account
+    if not params.get("clean"):
+        _say_account(account)
+    return account
+
+
+def _say_account(account: RowAccount) -> None:
+    if _verbose():
+        for table in account.tables():
+            _say(f"Rows: {account.summary(table)}")
 
 
 def _sources(inputs: list[Loaded]) -> list[dict[str, str]]:
@@ -510,7 +613,16 @@ def inspect(**params: Any) -> None:
     \b
         mmflow inspect sample_data/ --to json
     """
-    run = inspect_paths(params["files"], params["fmt"], _read_options(params), on_stage=_stages())
+    run = inspect_paths(
+        params["files"],
+        params["fmt"],
+        _read_options(params),
+        exclude=params["exclude"],
+        strict=params["strict"],
+        on_stage=_stages(),
+    )
+    if run.note:
+        _say(f"Note: {run.note}")
     for error in run.errors:
         click.echo(f"Error: {_one_line(error)}", err=True)
     if run.reports:
@@ -543,6 +655,9 @@ _INSPECT_SCHEMA: dict[str, pl.DataType] = {
     "sell_trades": pl.Int64(),
     "buy_volume_share": pl.Float64(),
     "issues": pl.List(pl.String),
+    "rows_used": pl.Int64(),
+    "rows_dropped": pl.Int64(),
+    "dropped": pl.List(pl.Struct({"table": pl.String, "reason": pl.String, "rows": pl.Int64})),
 }
 
 
@@ -607,16 +722,18 @@ def signing_options(func: F) -> F:
 
 def _market(params: dict[str, Any]) -> tuple[list[Loaded], pl.LazyFrame, pl.LazyFrame | None]:
     """Load the positional inputs and --quotes files; return inputs, trades and quotes."""
-    options = _read_options(params)
-    inputs = load(params["files"], params["fmt"], options, on_stage=_stages())
+    inputs = _load(params, params["files"], params["fmt"])
     if params.get("quote_files"):
-        inputs += load(params["quote_files"], params["quotes_format"], options, on_stage=_stages())
+        inputs += _load(params, params["quote_files"], params["quotes_format"])
     _warn([note for item in inputs for note in item.frames.notes])
+    inputs = read_many(inputs)
     trades = gather(inputs, TRADES)
     if trades is None:
         msg = "no trades in the inputs (they hold only quotes); pass trade files too"
         raise NoDataError(msg)
-    return inputs, trades, gather(inputs, QUOTES)
+    quotes = gather(inputs, QUOTES)
+    _account(params, inputs, trades, quotes)
+    return inputs, trades, quotes
 
 
 def _selection(params: dict[str, Any]) -> Selection:
@@ -682,8 +799,14 @@ def _collect_with_cleaning(
     """Collect ``plans`` (and the cleaning counts, reported on stderr) in one run."""
     frames = _collect([*plans, *([dropped] if dropped is not None else [])], inputs, stage)
     if dropped is not None:
-        for note in cleaning_notes(frames.pop()):
+        cleaning = frames.pop()
+        for note in cleaning_notes(cleaning):
             _say(note)
+        context = click.get_current_context(silent=True)
+        account = context.meta.get("mmflow.account") if context is not None else None
+        if isinstance(account, RowAccount):
+            account.extend(account_of([], cleaning))
+            _say_account(account)
     return frames
 
 
@@ -1253,11 +1376,12 @@ def convert_command(**params: Any) -> None:
         mmflow convert sample_data/ -o dataset/
         mmflow analyze dataset/
     """
-    options = _read_options(params)
-    inputs = load(params["files"], params["fmt"], options, on_stage=_stages())
+    inputs = _load(params, params["files"], params["fmt"])
     if params["quote_files"]:
-        inputs += load(params["quote_files"], params["quotes_format"], options, on_stage=_stages())
+        inputs += _load(params, params["quote_files"], params["quotes_format"])
+    inputs = read_many(inputs)
     selection = _selection(params)
+    _account(params, inputs, gather(inputs, TRADES), gather(inputs, QUOTES))
     metadata = build_metadata(
         table="canonical",
         sources=_sources(inputs),

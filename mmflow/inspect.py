@@ -6,22 +6,30 @@ large files are read once and never held whole in memory.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 import polars as pl
 
 from mmflow.errors import MmflowError, ReaderError
-from mmflow.io import Loaded, ReadOptions, file_size, read_by_its_primary, read_source
-from mmflow.io.source import expand
+from mmflow.io import (
+    Loaded,
+    ReadOptions,
+    RowAccount,
+    file_size,
+    find_sources,
+    read_by_its_primary,
+    read_inputs,
+    skipped_note,
+)
+from mmflow.io.checks import UNPARSEABLE
 from mmflow.progress import OnStage, Stage, report
 from mmflow.schema import (
     AGGRESSOR_SIDE,
     ASK_PRICE,
     BID_PRICE,
     ISO_NS,
-    PRICE,
     SIZE,
     SYMBOL,
     TRADE_ID,
@@ -50,6 +58,9 @@ class FileReport:
     sell_trades: int = 0
     buy_volume_share: float | None = None
     issues: list[str] = field(default_factory=list)
+    rows_used: int = 0
+    rows_dropped: int = 0
+    dropped: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """Return the report as a plain dict (times are ISO-8601 text with nanoseconds)."""
@@ -83,9 +94,6 @@ def _trade_stats(lf: pl.LazyFrame) -> pl.LazyFrame:
         (side == -1).sum().alias("sell_trades"),
         pl.col(SIZE).filter(side == 1).sum().alias("buy_volume"),
         pl.col(SIZE).filter(side != 0).sum().alias("known_volume"),
-        (pl.col(PRICE) <= 0).sum().alias("non_positive_prices"),
-        pl.col(PRICE).is_nan().sum().alias("nan_prices"),
-        (pl.col(SIZE) <= 0).sum().alias("non_positive_sizes"),
     ]
     if TRADE_ID in names:
         ids = pl.col(TRADE_ID).drop_nulls()
@@ -107,9 +115,6 @@ def _quote_stats(lf: pl.LazyFrame) -> pl.LazyFrame:
 _ISSUE_TEXT = {
     "out_of_order": "{n} {what} rows out of time order (sorted before analysis)",
     "duplicate_trade_ids": "{n} duplicate trade ids",
-    "non_positive_prices": "{n} trades with a non-positive price",
-    "nan_prices": "{n} trades with a NaN price",
-    "non_positive_sizes": "{n} trades with a non-positive size",
     "crossed_quotes": "{n} crossed quotes (bid > ask)",
     "locked_quotes": "{n} locked quotes (bid = ask)",
     "one_sided_quotes": "{n} one-sided quotes (one side empty)",
@@ -161,8 +166,12 @@ def inspect_file(loaded: Loaded, options: ReadOptions | None = None) -> FileRepo
         plans.append(_trade_stats(loaded.frames.trades))
     if loaded.frames.quotes is not None:
         plans.append(_quote_stats(loaded.frames.quotes))
+    if loaded.account is not None:
+        plans.append(loaded.account)
     try:
-        results = [df.row(0, named=True) for df in pl.collect_all(plans)]
+        frames = pl.collect_all(plans)
+        account = RowAccount.from_frame(frames.pop()) if loaded.account is not None else None
+        results = [df.row(0, named=True) for df in frames]
     except MmflowError:
         raise
     except (pl.exceptions.PolarsError, OSError) as exc:
@@ -195,11 +204,35 @@ def inspect_file(loaded: Loaded, options: ReadOptions | None = None) -> FileRepo
         if report.quotes == 0 and report.kind == "trades+quotes":
             report.kind = "trades+bbo"  # e.g. a Databento tbbo CSV: rtype 1 but no book updates
         report.issues += _issues(quote, "quote")
+    if account is not None:
+        _account_into(report, account)
     if report.rows == 0:
         report.issues.append("no rows")
     if loaded.format.findings is not None:
         report.issues += loaded.format.findings(loaded.source, options or ReadOptions())
     return report
+
+
+def _account_into(report: FileReport, account: RowAccount) -> None:
+    """Put rows read, used and dropped (by reason) into ``report``, and issues for people."""
+    report.rows_used = report.rows
+    read = {table: account.total(table, "read") for table in account.tables()}
+    if "trades" in read:
+        report.trades = read["trades"]
+    if "quotes" in read:
+        report.quotes = read["quotes"]
+    report.rows = sum(read.values())
+    for table in account.tables():
+        for reason, rows in account.reasons(table).items():
+            report.dropped.append({"table": table, "reason": reason, "rows": rows})
+            report.issues.append(f"{rows:,} {table} dropped: {reason}")
+        for reason, rows in account.reasons(table, "changed").items():
+            report.issues.append(f"{rows:,} {table}: {reason}")
+    report.rows_dropped = sum(d["rows"] for d in report.dropped)
+    for entry in account.entries:
+        if entry.reason == UNPARSEABLE and entry.line is not None:
+            report.issues.append(f"first unparseable row at line {entry.line:,}: {entry.detail}")
+            break
 
 
 @dataclass
@@ -208,6 +241,7 @@ class InspectRun:
 
     reports: list[FileReport] = field(default_factory=list)
     errors: list[MmflowError] = field(default_factory=list)
+    note: str | None = None
 
 
 INSPECTING = "inspecting"
@@ -219,6 +253,8 @@ def inspect_paths(
     options: ReadOptions | None = None,
     *,
     stdin: BinaryIO | None = None,
+    exclude: Sequence[str] = (),
+    strict: bool = False,
     on_stage: OnStage | None = None,
 ) -> InspectRun:
     """Inspect every file ``paths`` name, carrying on past files that cannot be read.
@@ -233,29 +269,41 @@ def inspect_paths(
         Reading options.
     stdin
         The stream ``-`` reads.
+    exclude
+        Glob patterns of files a folder search leaves out.
+    strict
+        Report every skipped folder entry (empty, no known layout, unreadable) as an error.
     on_stage
         Told before each file is inspected (``inspecting``, file N of M, bytes so far).
 
     Returns
     -------
     InspectRun
-        One report per readable file, and one error per unreadable one, in input order.
+        One report per readable file, and one error per unreadable one, in input order; a
+        note listing the folder entries skipped.
     """
     run = InspectRun()
-    sources = expand(paths, stdin=stdin)
-    given = {s.path.resolve() for s in sources}
-    sizes = [file_size(s) for s in sources]
+    found = find_sources(paths, stdin=stdin, exclude=exclude)
+    given = {s.path.resolve() for s in found.sources}
+    skipped = list(found.skipped)
+    sizes = [file_size(s) for s in found.sources]
+    total, done = sum(sizes), 0
     try:
-        for index, source in enumerate(sources):
-            done = sum(sizes[:index])
-            stage = Stage(INSPECTING, index, len(sources), source.display, done, sum(sizes))
-            report(on_stage, stage)
+        for index, source in enumerate(found.sources):
+            report(on_stage, Stage(INSPECTING, index, len(sizes), source.display, done, total))
+            done += sizes[index]
             try:
-                loaded = read_source(source, fmt, options)
-                if not read_by_its_primary(loaded, given):
-                    run.reports.append(inspect_file(loaded, options))
+                inputs = read_inputs([source], fmt, options)
+                skipped += inputs.skipped
+                for loaded in inputs.loaded:
+                    if not read_by_its_primary(loaded, given):
+                        run.reports.append(inspect_file(loaded, options))
             except MmflowError as exc:
                 run.errors.append(exc)
     finally:
-        report(on_stage, Stage(INSPECTING, len(sources), len(sources), finished=True))
+        report(on_stage, Stage(INSPECTING, len(sizes), len(sizes), finished=True))
+    if strict:
+        run.errors += [ReaderError(f"{s.reason} (--strict)", path=s.path) for s in skipped]
+    else:
+        run.note = skipped_note(skipped)
     return run

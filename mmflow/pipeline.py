@@ -16,7 +16,8 @@ import polars as pl
 from mmflow.clean import clean_taq
 from mmflow.convert import Converted, convert
 from mmflow.errors import MmflowError, NoDataError, ReaderError
-from mmflow.io import Loaded, combine
+from mmflow.io import Frames, Loaded, RowAccount, combine
+from mmflow.io.checks import account_frame, counted, filtered
 from mmflow.metrics.bvc import (
     BVC_BUY_VOLUME,
     BVC_SELL_VOLUME,
@@ -131,6 +132,36 @@ def _utc(value: datetime) -> pl.Expr:
     return pl.lit(aware, dtype=pl.Datetime("ns", "UTC"))
 
 
+def _reclocked(lf: pl.LazyFrame, selection: Selection) -> pl.LazyFrame:
+    """Put the chosen clock in ``ts`` and label sessions (when a session is selected)."""
+    names = lf.collect_schema().names()
+    if selection.clock == "event" and TS_EVENT in names:
+        lf = lf.with_columns(pl.coalesce(TS_EVENT, TS).alias(TS), pl.col(TS).alias(TS_EVENT))
+    if selection.session is not None:
+        lf = lf.with_columns(selection.session.label().alias(SESSION))
+    return lf
+
+
+def selection_rules(selection: Selection) -> list[tuple[str, pl.Expr]]:
+    """Each row filter of ``selection`` as (reason, condition marking a row to drop).
+
+    :func:`prepare` drops the rows any rule marks; :func:`selection_account` counts them by
+    their first marking rule, so the row account stays exact. Rules apply after re-clocking.
+    """
+    rules: list[tuple[str, pl.Expr]] = []
+    if selection.symbols:
+        rules.append(
+            ("symbol not selected (--symbol)", ~pl.col(SYMBOL).is_in(list(selection.symbols)))
+        )
+    if selection.start is not None:
+        rules.append(("before --start", pl.col(TS) < _utc(selection.start)))
+    if selection.end is not None:
+        rules.append(("at or after --end", pl.col(TS) >= _utc(selection.end)))
+    if selection.session is not None:
+        rules.append(("outside --session", pl.col(SESSION).is_null()))
+    return rules
+
+
 def prepare(lf: pl.LazyFrame, table: TableSchema, selection: Selection) -> pl.LazyFrame:
     """Validate, re-clock, filter and time-order canonical rows.
 
@@ -153,23 +184,100 @@ def prepare(lf: pl.LazyFrame, table: TableSchema, selection: Selection) -> pl.La
         The prepared rows.
     """
     require(lf, table, what=f"canonical {table.name}")
-    names = lf.collect_schema().names()
-    if selection.clock == "event" and TS_EVENT in names:
-        lf = lf.with_columns(pl.coalesce(TS_EVENT, TS).alias(TS), pl.col(TS).alias(TS_EVENT))
-    if selection.symbols:
-        lf = lf.filter(pl.col(SYMBOL).is_in(list(selection.symbols)))
-    if selection.start is not None:
-        lf = lf.filter(pl.col(TS) >= _utc(selection.start))
-    if selection.end is not None:
-        lf = lf.filter(pl.col(TS) < _utc(selection.end))
-    if selection.session is not None:
-        label = selection.session.label()
-        lf = lf.with_columns(label.alias(SESSION)).filter(pl.col(SESSION).is_not_null())
+    lf = _reclocked(lf, selection)
+    rules = selection_rules(selection)
+    if rules:
+        lf = lf.filter(~pl.any_horizontal(rule.fill_null(value=True) for _, rule in rules))
     return lf.sort(TS, maintain_order=True)
 
 
+def selection_account(
+    trades: pl.LazyFrame | None, quotes: pl.LazyFrame | None, selection: Selection
+) -> pl.LazyFrame:
+    """Count the rows :func:`prepare` keeps (``used``) and drops per filter, per table.
+
+    Returns a lazy :data:`mmflow.io.checks.ACCOUNT` table; TAQ cleaning, when selected, drops
+    further rows from the ``used`` ones (:func:`account_of`).
+    """
+    plans = []
+    for name, lf in (("trades", trades), ("quotes", quotes)):
+        if lf is None:
+            continue
+        rules = [(r, rule.fill_null(value=True)) for r, rule in selection_rules(selection)]
+        kept, dropped = filtered(_reclocked(lf, selection), rules, table=name)
+        plans += [dropped, counted(kept, table=name, kind="used", reason="used")]
+    return pl.concat(plans) if plans else account_frame([])
+
+
+def collect_accounts(inputs: Sequence[Loaded], *plans: pl.LazyFrame) -> list[pl.DataFrame]:
+    """Collect every input's row account, then ``plans`` (in batches: linear in the files)."""
+    own = [item for item in inputs if item.account is not None]
+    frames: list[pl.DataFrame] = []
+    for start in range(0, len(own), BATCH):
+        batch = own[start : start + BATCH]
+        frames += collect([item.account for item in batch if item.account is not None], batch)
+    return frames + (collect(list(plans), inputs) if plans else [])
+
+
+def account_of(frames: Sequence[pl.DataFrame], cleaning: pl.DataFrame | None = None) -> RowAccount:
+    """Build the run's :class:`RowAccount` from collected account tables and cleaning counts.
+
+    Rows TAQ cleaning drops (``cleaning``: ``rule, rows_dropped, table``) move from used to
+    dropped, so rows read = rows used + rows dropped holds for every table.
+    """
+    account = RowAccount()
+    for frame in frames:
+        account.extend(RowAccount.from_frame(frame))
+    if cleaning is not None and cleaning.height:
+        totals = cleaning.group_by("table", "rule", maintain_order=True).agg(
+            pl.col("rows_dropped").sum()
+        )
+        for table, rule, rows in totals.iter_rows():
+            account.move_from_used(f"TAQ cleaning: {rule}", int(rows), table=table)
+    return account
+
+
+LAZY_INPUTS = 32
+"""Up to this many files stay lazy (big files stream); more are read in batches (read_many)."""
+BATCH = 8
+"""Files collected together when reading many (polars' cost per plan grows with the plan)."""
+
+
+def read_many(inputs: Sequence[Loaded]) -> list[Loaded]:
+    """Read many small inputs now, each file once with its row account; keep few ones lazy.
+
+    A lazy concatenation of thousands of file scans costs time that grows faster than the
+    number of files in polars. Beyond :data:`LAZY_INPUTS` files, batches of :data:`BATCH` files
+    are collected (naming the file that fails) and each input's frames and account become
+    in-memory frames, so the run stays linear in the number of files.
+    """
+    if len(inputs) <= LAZY_INPUTS:
+        return list(inputs)
+    read: list[Loaded] = []
+    for start in range(0, len(inputs), BATCH):
+        batch = inputs[start : start + BATCH]
+        plans = [
+            plan
+            for item in batch
+            for plan in (item.frames.trades, item.frames.quotes, item.account)
+            if plan is not None
+        ]
+        frames = iter(collect(plans, batch))
+        for item in batch:
+            trades, quotes, account = (
+                next(frames).lazy() if plan is not None else None
+                for plan in (item.frames.trades, item.frames.quotes, item.account)
+            )
+            done = Frames(trades, quotes, item.frames.notes)
+            read.append(Loaded(item.source, item.format, done, account))
+    return read
+
+
 def gather(inputs: Sequence[Loaded], table: TableSchema) -> pl.LazyFrame | None:
-    """Concatenate the trades (or quotes) of several inputs into one lazy frame."""
+    """Concatenate the trades (or quotes) of several inputs into one lazy frame.
+
+    For many files, pass the inputs through :func:`read_many` first.
+    """
     if table is TRADES:
         frames = [i.frames.trades for i in inputs if i.frames.trades is not None]
     else:
@@ -657,7 +765,8 @@ def collect(
                 if frame is None:
                     continue
                 try:
-                    frame.select(pl.len()).collect()
+                    # every column, every row: a count alone would skip parsing the bad cell
+                    frame.select(pl.all().null_count()).collect()
                 except (pl.exceptions.PolarsError, OSError) as inner:
                     msg = (
                         f"cannot read the file to the end ({_first_line(inner)}); "

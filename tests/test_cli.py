@@ -238,15 +238,19 @@ def test_inspect_finds_quality_issues(tmp_path: Path) -> None:
         "2024-01-01T00:00:02Z,X,10,1,a\n"
         "2024-01-01T00:00:01Z,X,0,1,a\n"
         "2024-01-01T00:00:03Z,X,10,-1,b\n"
+        "2024-01-01T00:00:00Z,X,10,1,a\n"
     )
     code, out, _ = run("inspect", path, "--to", "json")
     assert code == 0
-    assert json.loads(out)[0]["issues"] == [
+    # issue 9: non-positive prices and sizes are dropped by the reader checks and counted
+    report = json.loads(out)[0]
+    assert report["issues"] == [
         "1 trade rows out of time order (sorted before analysis)",
         "1 duplicate trade ids",
-        "1 trades with a non-positive price",
-        "1 trades with a non-positive size",
+        "1 trades dropped: non-positive price",
+        "1 trades dropped: non-positive size",
     ]
+    assert (report["rows"], report["rows_used"], report["rows_dropped"]) == (4, 2, 2)
 
 
 def test_inspect_crossed_and_one_sided_quotes(tmp_path: Path) -> None:
@@ -528,8 +532,9 @@ def test_classify_nan_prices_are_unsigned_with_a_warning(tmp_path: Path) -> None
     )
     code, out, err = run("classify", path, "--method", "tick", "--to", "csv")
     assert code == 0
-    assert "X: 1 trades with a NaN price left unsigned" in err
-    assert [line.split(",")[5] for line in out.splitlines()[1:]] == ["0", "0", "1"]
+    # issue 9: a NaN price is dropped by the reader checks and counted, not left unsigned
+    assert f"Warning: {path}: dropped 1 trades rows (NaN or infinite price: 1)" in err
+    assert [line.split(",")[5] for line in out.splitlines()[1:]] == ["0", "1"]
 
 
 def test_classify_bvc_gives_bars(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from polars.testing import assert_frame_equal
 
 import mmflow.io
 from mmflow.errors import MmflowError, ReaderError, SchemaError, UnknownFormatError
-from mmflow.io import ReadOptions, Source, detect
+from mmflow.io import Limits, ReadOptions, Source, detect
 from mmflow.schema import QUOTES, TRADES
 
 UTC_NS = pl.Datetime("ns", "UTC")
@@ -200,7 +200,11 @@ def test_integer_epoch_in_any_unit_reads_back_the_same_instant(
     value = {"ms": instant // 1000, "us": instant, "ns": instant * 1000}[unit]
     expected = {"ms": instant // 1000 * 10**6, "us": instant * 1000, "ns": instant * 1000}[unit]
     path = _write(tmp_path_factory.mktemp("epoch") / "e.csv", f"ts,price,size\n{value},1,1\n")
-    assert _ns(_trades(path)) == [expected]
+    # the plausibility window (default 1990 .. tomorrow) widened to the whole range tested here
+    wide = ReadOptions(
+        limits=Limits(datetime(1970, 1, 1, tzinfo=UTC), datetime(2300, 1, 1, tzinfo=UTC))
+    )
+    assert _ns(_trades(path, options=wide)) == [expected]
 
 
 def test_naive_datetimes_in_parquet_are_taken_as_utc(tmp_path: Path) -> None:

@@ -9,32 +9,42 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 import polars as pl
 
-from mmflow.errors import ParameterError, UnknownFormatError
+from mmflow.errors import MmflowError, ParameterError, ReaderError, UnknownFormatError
 from mmflow.io import binance, databento, generic, lobster, polygon, sierra, taq, tardis
+from mmflow.io.checks import Limits, RowAccount, account_frame, check_table
 from mmflow.io.formats import Format, Frames, Kind, ReadOptions, Sniff, frames_kind
-from mmflow.io.source import Source, expand
+from mmflow.io.source import Found, Skipped, Source, find_sources
 from mmflow.progress import READING, OnStage, Stage, report
 
 __all__ = [
     "FORMATS",
     "Format",
+    "Found",
     "Frames",
+    "Inputs",
     "Kind",
+    "Limits",
     "Loaded",
     "ReadOptions",
+    "RowAccount",
+    "Skipped",
     "Source",
     "detect",
     "file_size",
+    "find_sources",
     "format_names",
     "load",
+    "load_inputs",
     "read_by_its_primary",
+    "read_inputs",
     "read_source",
+    "skipped_note",
 ]
 
 # Detection order: binary and vendor-specific signatures first, the generic fallbacks last.
@@ -85,11 +95,16 @@ def detect(source: Source) -> Format:
 
 @dataclass(frozen=True)
 class Loaded:
-    """One input file: where it came from, its format, what it holds and its lazy frames."""
+    """One input file: where it came from, its format, what it holds and its lazy frames.
+
+    ``frames`` hold only the rows that passed the plausibility checks; ``account`` counts the
+    rows read, dropped (by reason) and changed (:data:`mmflow.io.checks.ACCOUNT` columns).
+    """
 
     source: Source
     format: Format
     frames: Frames
+    account: pl.LazyFrame | None = None
 
     @property
     def kind(self) -> Kind:
@@ -98,7 +113,11 @@ class Loaded:
 
 
 def read_source(source: Source, fmt: str = "auto", options: ReadOptions | None = None) -> Loaded:
-    """Read one source with ``fmt`` (``auto`` detects it) into lazy canonical frames."""
+    """Read one source with ``fmt`` (``auto`` detects it) into checked lazy canonical frames.
+
+    Every format's output passes the same plausibility checks (:mod:`mmflow.io.checks`):
+    implausible rows are dropped and counted in :attr:`Loaded.account`.
+    """
     options = options or ReadOptions()
     if fmt == "auto":
         chosen = FORMATS["generic"] if options.column_map else detect(source)
@@ -108,7 +127,167 @@ def read_source(source: Source, fmt: str = "auto", options: ReadOptions | None =
         except KeyError:
             msg = f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}"
             raise ParameterError(msg) from None
-    return Loaded(source, chosen, chosen.read(source, options))
+    source.parse_checks.clear()
+    frames = chosen.read(source, options)
+    checked, account = _checked(frames, source, chosen, options)
+    source.parse_checks.clear()
+    return Loaded(source, chosen, checked, account)
+
+
+def _checked(
+    frames: Frames, source: Source, fmt: Format, options: ReadOptions
+) -> tuple[Frames, pl.LazyFrame]:
+    """Apply the plausibility checks to every table of ``frames``; return them and the account."""
+    tables: dict[str, pl.LazyFrame | None] = {"trades": frames.trades, "quotes": frames.quotes}
+    checked: dict[str, pl.LazyFrame | None] = {}
+    plans: list[pl.LazyFrame] = []
+    for table, lf in tables.items():
+        if lf is None:
+            checked[table] = None
+            continue
+        checked[table], account = check_table(
+            lf,
+            table=table,
+            file=source.display,
+            limits=options.limits,
+            negative_prices=fmt.negative_prices,
+        )
+        plans.append(account)
+    owner = "trades" if frames.trades is not None else "quotes"
+    for parse in source.parse_checks:
+        # Lines the CSV scan skipped were read too: count them as read and as dropped.
+        parse = parse.with_columns(
+            pl.lit(owner).alias("table"), pl.lit(source.display).alias("file")
+        )
+        plans += [
+            parse,
+            parse.with_columns(pl.lit("read").alias("kind"), pl.lit("read").alias("reason")),
+        ]
+    account = pl.concat(plans) if plans else account_frame([])
+    return Frames(checked["trades"], checked["quotes"], frames.notes), account
+
+
+@dataclass
+class Inputs:
+    """Everything a run reads: the files, and the folder entries it skipped (with reasons)."""
+
+    loaded: list[Loaded] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def note(self) -> str | None:
+        """One line listing the skipped entries, or ``None``."""
+        return skipped_note(self.skipped)
+
+
+def skipped_note(skipped: Sequence[Skipped], limit: int = 10) -> str | None:
+    """Say in one line which folder entries were skipped and why."""
+    if not skipped:
+        return None
+    listed = "; ".join(f"{s.path} ({s.reason})" for s in skipped[:limit])
+    more = f"; and {len(skipped) - limit:,} more" if len(skipped) > limit else ""
+    noun = "entry" if len(skipped) == 1 else "entries"
+    return f"skipped {len(skipped):,} folder {noun}: {listed}{more}"
+
+
+def _skippable(source: Source, exc: MmflowError) -> str | None:
+    """Why a file found in a folder may be skipped (empty, no known layout), or ``None``."""
+    if not source.found_in_folder:
+        return None
+    try:
+        empty = source.path.stat().st_size == 0
+    except OSError as error:
+        return f"unreadable ({error.strerror or error})"
+    if empty:
+        return "empty file"
+    if isinstance(exc, UnknownFormatError):
+        return "no known data layout"
+    if isinstance(exc, ReaderError) and "empty" in exc.message:
+        return "empty file"
+    return None
+
+
+def read_inputs(
+    sources: Sequence[Source],
+    fmt: str = "auto",
+    options: ReadOptions | None = None,
+    *,
+    on_stage: OnStage | None = None,
+) -> Inputs:
+    """Read every source; skip folder entries that hold no data (empty, no known layout).
+
+    ``on_stage`` is told before each file is read (``reading inputs``, file N of M, bytes so far)
+    and once when reading ends.
+    """
+    inputs = Inputs()
+    sizes = [file_size(s) for s in sources] if on_stage is not None else [0] * len(sources)
+    total, done = sum(sizes), 0
+    try:
+        for index, source in enumerate(sources):
+            report(on_stage, Stage(READING, index, len(sources), source.display, done, total))
+            done += sizes[index]
+            try:
+                inputs.loaded.append(read_source(source, fmt, options))
+            except (UnknownFormatError, ReaderError) as exc:
+                reason = _skippable(source, exc)
+                if reason is None:
+                    raise
+                inputs.skipped.append(Skipped(source.display, reason))
+    finally:
+        report(on_stage, Stage(READING, len(sources), len(sources), finished=True))
+    return inputs
+
+
+def load_inputs(
+    paths: Iterable[str],
+    fmt: str = "auto",
+    options: ReadOptions | None = None,
+    *,
+    stdin: BinaryIO | None = None,
+    exclude: Sequence[str] = (),
+    strict: bool = False,
+    on_stage: OnStage | None = None,
+) -> Inputs:
+    """Expand ``paths`` and read every file; list what a folder run skipped.
+
+    Parameters
+    ----------
+    paths
+        Files, globs, directories, or ``-`` for standard input.
+    fmt
+        A name from :data:`FORMATS`, or ``auto``.
+    options
+        Symbol override, column map, plausibility limits.
+    stdin
+        The stream ``-`` reads (standard input by default).
+    exclude
+        Glob patterns of files a folder search leaves out (``--exclude``).
+    strict
+        Make any skipped or unreadable folder entry an error (``--strict``, for cron).
+    on_stage
+        Told before each file is read (see :func:`read_inputs`).
+
+    Returns
+    -------
+    Inputs
+        One entry per file, in the order given (directories and globs sorted), and the skipped
+        folder entries.
+
+    Raises
+    ------
+    ReaderError
+        With ``strict``, when any entry was skipped or could not be read.
+    """
+    found = find_sources(paths, stdin=stdin, exclude=exclude)
+    inputs = read_inputs(found.sources, fmt, options, on_stage=on_stage)
+    inputs.skipped = found.skipped + inputs.skipped
+    if strict and inputs.skipped:
+        first = inputs.skipped[0]
+        more = f" (and {len(inputs.skipped) - 1:,} more)" if len(inputs.skipped) > 1 else ""
+        msg = f"{first.reason}{more}; --strict stops on any skipped entry (fix or --exclude it)"
+        raise ReaderError(msg, path=first.path)
+    given = {s.path.resolve() for s in found.sources}
+    inputs.loaded = [item for item in inputs.loaded if not read_by_its_primary(item, given)]
+    return inputs
 
 
 def load(
@@ -137,22 +316,10 @@ def load(
     Returns
     -------
     list[Loaded]
-        One entry per file, in the order given (directories and globs sorted).
+        One entry per file, in the order given (directories and globs sorted); folder entries
+        that hold no data are left out (:func:`load_inputs` lists them).
     """
-    sources = expand(paths, stdin=stdin)
-    sizes = [file_size(s) for s in sources]
-    total = sum(sizes)
-    loaded = []
-    try:
-        for index, source in enumerate(sources):
-            done = sum(sizes[:index])
-            stage = Stage(READING, index, len(sources), source.display, done, total)
-            report(on_stage, stage)
-            loaded.append(read_source(source, fmt, options))
-    finally:
-        report(on_stage, Stage(READING, len(loaded), len(sources), finished=True))
-    given = {s.path.resolve() for s in sources}
-    return [item for item in loaded if not read_by_its_primary(item, given)]
+    return load_inputs(paths, fmt, options, stdin=stdin, on_stage=on_stage).loaded
 
 
 def file_size(source: Source) -> int:

@@ -8,9 +8,11 @@ from typing import Any
 import polars as pl
 
 from mmflow.errors import ReaderError
+from mmflow.io.checks import REPEATED_HEADER, UNPARSEABLE
 from mmflow.io.source import Source
 from mmflow.schema import TIMESTAMP
 
+_INT64_MAX = 2**63 - 1
 _NS_PER = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
 
 
@@ -40,19 +42,30 @@ def epoch_to_datetime(value: str | pl.Expr, unit: str = "auto") -> pl.Expr:
     >>> df.select(epoch_to_datetime("t"))["t"].to_list()[1]
     datetime.datetime(2025, 1, 1, 0, 0, 0, 10866, tzinfo=zoneinfo.ZoneInfo(key='UTC'))
     """
-    t = (pl.col(value) if isinstance(value, str) else value).cast(pl.Int64)
+    t = (pl.col(value) if isinstance(value, str) else value).cast(pl.Int64, strict=False)
     if unit == "auto":
-        ns = (
+        factor = (
             pl.when(t.abs() >= 10**17)
-            .then(t)
+            .then(1)
             .when(t.abs() >= 10**14)
-            .then(t * 1_000)
+            .then(1_000)
             .when(t.abs() >= 10**11)
-            .then(t * 1_000_000)
-            .otherwise(t * 1_000_000_000)
+            .then(1_000_000)
+            .otherwise(1_000_000_000)
+            .cast(pl.Int64)
         )
     else:
-        ns = t * _NS_PER[unit]
+        factor = pl.lit(_NS_PER[unit], dtype=pl.Int64)
+    # A count too large for int64 nanoseconds (year 3000 in seconds) must not wrap around into
+    # a plausible-looking time: it is clamped to the int64 extreme, far outside any valid range.
+    limit = pl.lit(_INT64_MAX, dtype=pl.Int64) // factor
+    ns = (
+        pl.when(t > limit)
+        .then(pl.lit(_INT64_MAX, dtype=pl.Int64))
+        .when(t < -limit)
+        .then(pl.lit(-_INT64_MAX, dtype=pl.Int64))
+        .otherwise(t * factor)
+    )
     return ns.cast(TIMESTAMP)
 
 
@@ -123,20 +136,102 @@ def scan_csv(
     """Scan a CSV source lazily (plain, gzip, zstd, or a spooled zip member).
 
     Raises :class:`ReaderError` for an empty file; ``new_columns`` names headerless columns.
+
+    With ``infer_schema=False``, every column is read as text and the ``schema_overrides``
+    columns are converted afterwards, so one bad cell cannot fail the whole file: a line equal to
+    the header (two daily files concatenated) is skipped, and a row whose typed cell does not
+    parse is left out. Both are counted in a plan recorded on ``source.parse_checks``
+    (:data:`mmflow.io.checks.ACCOUNT` columns, with the first bad line), which
+    :func:`mmflow.io.read_source` folds into the file's row account.
     """
-    require_text(source)
+    lines = require_text(source)
+    typed = {
+        name: dtype for name, dtype in (schema_overrides or {}).items() if dtype != pl.String()
+    }
+    text_only = kwargs.get("infer_schema", True) is False and typed
     try:
-        return pl.scan_csv(
+        lf = pl.scan_csv(
             source.scan_path(),
             has_header=has_header,
             new_columns=list(new_columns) if new_columns is not None else None,
-            schema_overrides=dict(schema_overrides) if schema_overrides else None,
+            schema_overrides=None if text_only else dict(schema_overrides or {}) or None,
             separator=separator,
             **kwargs,
         )
+        if not text_only:
+            return lf
+        names = lf.collect_schema().names()
     except pl.exceptions.PolarsError as exc:
         msg = f"cannot read as CSV ({exc})"
         raise ReaderError(msg, path=source.display) from exc
+    typed = {name: dtype for name, dtype in typed.items() if name in names}
+    header_lines = int(has_header) + int(kwargs.get("skip_rows", 0))
+    repeat = _repeated_header(lines[0], names, separator) if has_header else pl.lit(value=False)
+    temporary = {name: f"__mmflow_typed_{name}" for name in typed}
+    converted = lf.with_columns(
+        pl.col(name).cast(dtype, strict=False).alias(temporary[name])
+        for name, dtype in typed.items()
+    )
+    bad = ~repeat & pl.any_horizontal(
+        pl.col(name).is_not_null() & pl.col(temporary[name]).is_null() for name in typed
+    )
+    source.parse_checks.append(
+        _parse_checks(converted, repeat, bad, names, separator, header_lines)
+    )
+    return converted.filter(~repeat & ~bad).select(
+        pl.col(temporary[name]).alias(name) if name in typed else pl.col(name) for name in names
+    )
+
+
+def _repeated_header(header: str, names: Sequence[str], separator: str) -> pl.Expr:
+    """Whether a row repeats the header line (its first two cells equal the header's)."""
+    cells = [cell.strip().strip('"') for cell in header.split(separator)]
+    pairs = list(zip(names, cells, strict=False))[:2]
+    if not pairs:
+        return pl.lit(value=False)
+    return pl.all_horizontal(pl.col(name) == cell for name, cell in pairs).fill_null(value=False)
+
+
+def _parse_checks(
+    converted: pl.LazyFrame,
+    repeat: pl.Expr,
+    bad: pl.Expr,
+    names: Sequence[str],
+    separator: str,
+    header_lines: int,
+) -> pl.LazyFrame:
+    """Count repeated header lines and unparseable rows; give the first bad line and its text."""
+    row = pl.int_range(pl.len(), dtype=pl.Int64)
+    text = pl.concat_str([pl.col(n).fill_null("") for n in names], separator=separator)
+    line = row + 1 + header_lines
+    counts = converted.select(
+        repeat.sum().cast(pl.Int64).alias("repeated"),
+        line.filter(repeat).first().alias("repeated_line"),
+        bad.sum().cast(pl.Int64).alias("bad"),
+        line.filter(bad).first().alias("bad_line"),
+        text.filter(bad).first().str.slice(0, 80).alias("bad_text"),
+    )
+    return pl.concat(
+        [
+            counts.select(
+                pl.lit(None, dtype=pl.String).alias("table"),
+                pl.lit(None, dtype=pl.String).alias("file"),
+                pl.lit("dropped").alias("kind"),
+                pl.lit(reason).alias("reason"),
+                pl.col(count).alias("rows"),
+                pl.col(first).alias("line"),
+                (
+                    pl.format("'{}'", pl.col("bad_text"))
+                    if reason == UNPARSEABLE
+                    else pl.lit(None, dtype=pl.String)
+                ).alias("detail"),
+            )
+            for reason, count, first in (
+                (REPEATED_HEADER, "repeated", "repeated_line"),
+                (UNPARSEABLE, "bad", "bad_line"),
+            )
+        ]
+    )
 
 
 def check_columns(source: Source, lf: pl.LazyFrame, needed: Sequence[str], what: str) -> None:

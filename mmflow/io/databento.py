@@ -515,11 +515,14 @@ FORMATS: tuple[Format, ...] = (
         description="Databento DBN binary (.dbn, .dbn.zst): trades, tbbo, mbp-1, mbp-10, bbo, mbo",
         read=read_dbn,
         sniff=_sniff_dbn,
+        # prices are signed fixed-point: CME calendar spreads trade at or below zero
+        negative_prices=True,
     ),
     Format(
         name="databento-csv",
         description="Databento CSV (ts_recv,ts_event,rtype,...): trades, tbbo, mbp-1/10, bbo",
         read=read_csv,
         sniff=_sniff_csv,
+        negative_prices=True,
     ),
 )

@@ -16,6 +16,7 @@ from typing import Literal
 
 import polars as pl
 
+from mmflow.io.checks import Limits
 from mmflow.io.source import Source
 
 Kind = Literal["trades", "trades+bbo", "quotes", "trades+quotes"]
@@ -73,6 +74,10 @@ class ReadOptions:
     round_lot
         Shares per round lot for quote sizes published in lots (TAQ, Polygon; 100 when not
         given).
+    limits
+        The plausible time range; rows outside it are dropped and counted.
+    skip_bad_rows
+        Drop and count rows that do not parse instead of stopping with an error.
     """
 
     symbol: str | None = None
@@ -80,6 +85,8 @@ class ReadOptions:
     date: date | None = None
     tz: str | None = None
     round_lot: int | None = None
+    limits: Limits = field(default_factory=Limits)
+    skip_bad_rows: bool = False
 
 
 @dataclass(frozen=True)
@@ -136,6 +143,9 @@ class Format:
     findings
         Format-specific data-quality findings for ``mmflow inspect`` (LOBSTER halts, TAQ rows
         per cleaning rule, ...), one line each. It may read the whole file.
+    negative_prices
+        Whether prices ≤ 0 are legitimate in this format (spreads, calendar instruments);
+        otherwise such trades are dropped and counted (:mod:`mmflow.io.checks`).
     """
 
     name: str
@@ -144,3 +154,4 @@ class Format:
     sniff: Callable[[Sniff], bool]
     primary: Callable[[Source], Path | None] | None = None
     findings: Callable[[Source, ReadOptions], list[str]] | None = None
+    negative_prices: bool = False

@@ -9,6 +9,7 @@ is unknown (0). Without ``symbol`` the symbol is ``--symbol`` or the file name's
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import polars as pl
@@ -21,7 +22,9 @@ from mmflow.io.source import Source
 from mmflow.schema import (
     AGGRESSOR_SIDE,
     ASK_PRICE,
+    ASK_SIZE,
     BID_PRICE,
+    BID_SIZE,
     CONDITIONS,
     CORRECTION,
     PRICE,
@@ -151,10 +154,59 @@ def canonicalize(lf: pl.LazyFrame, source: Source, options: ReadOptions) -> Fram
     raise ReaderError(msg, path=source.display)
 
 
+_NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
+_INTEGER = re.compile(r"^\s*[-+]?\d+\s*$")
+
+
+def _column_types(source: Source, options: ReadOptions) -> dict[str, pl.DataType]:
+    """Choose each column's type: numbers for canonical prices and sizes, inferred elsewhere.
+
+    The types come from the column names and the first 10,000 rows; a timestamp column inferred
+    as text whose first value is a number is an epoch count (junk further down must not turn
+    the whole column into text). Cells that do not fit their type are unparseable rows.
+    """
+    file_name = {
+        canonical: options.column_map.get(canonical, canonical)
+        for canonical in TRADES.names + QUOTES.names
+    }
+    text = {file_name[c] for c in (SYMBOL, VENUE, TRADE_ID, CONDITIONS, CORRECTION)}
+    try:
+        inferred = pl.scan_csv(
+            source.scan_path(),
+            infer_schema_length=10_000,
+            schema_overrides=dict.fromkeys(text, pl.String()),
+        ).collect_schema()
+    except pl.exceptions.PolarsError:
+        # the scan itself reports what is wrong with the file
+        return {}
+    types: dict[str, pl.DataType] = {
+        name: dtype for name, dtype in inferred.items() if name not in text and dtype != pl.String()
+    }
+    for canonical in (PRICE, SIZE, BID_PRICE, BID_SIZE, ASK_PRICE, ASK_SIZE):
+        if file_name[canonical] in inferred:
+            types[file_name[canonical]] = pl.Float64()
+    for canonical in (TS, TS_EVENT):
+        name = file_name[canonical]
+        if inferred.get(name) == pl.String():
+            first = _first_value(source, list(inferred.names()).index(name))
+            if first is not None and _INTEGER.match(first):
+                types[name] = pl.Int64()
+            elif first is not None and _NUMBER.match(first):
+                types[name] = pl.Float64()
+    return types
+
+
+def _first_value(source: Source, position: int) -> str | None:
+    lines = source.lines(2)
+    if len(lines) < 2:
+        return None
+    cells = lines[1].split(",")
+    return cells[position].strip().strip('"') if position < len(cells) else None
+
+
 def read_csv(source: Source, options: ReadOptions) -> Frames:
     """Read a comma-separated file with canonical or mapped column names."""
-    text_columns = {c: pl.String() for c in (SYMBOL, VENUE, TRADE_ID, CONDITIONS, CORRECTION)}
-    lf = scan_csv(source, schema_overrides=text_columns, infer_schema_length=10_000)
+    lf = scan_csv(source, schema_overrides=_column_types(source, options), infer_schema=False)
     return canonicalize(lf, source, options)
 
 

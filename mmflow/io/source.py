@@ -11,6 +11,7 @@ the run stops with a one-line error and the partial copy is removed.
 from __future__ import annotations
 
 import errno
+import fnmatch
 import glob
 import gzip
 import os
@@ -19,10 +20,13 @@ import shutil
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterable
+import zlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Literal
+
+import polars as pl
 
 from mmflow import scratch
 from mmflow.errors import ParameterError, ReaderError
@@ -34,6 +38,8 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 ZIP_MAGIC = b"PK\x03\x04"
 _COMPRESSION_SUFFIXES = (".gz", ".gzip", ".zst", ".zstd", ".zip")
 STDIN = "-"
+_DECOMPRESSION_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error)
+"""What reading a corrupt or truncated compressed stream raises (a flipped gzip byte: zlib)."""
 
 _spool: Path | None = None
 
@@ -223,14 +229,20 @@ class Source:
         The file on disk (for standard input, the spooled copy).
     display
         How to name the file to a person: the path as given, or ``<stdin>``.
+    found_in_folder
+        Whether a directory search found it (a folder run may skip it when it holds no data);
+        files named explicitly are never skipped.
     """
 
     path: Path
     display: str
+    found_in_folder: bool = False
     compression: Compression = field(init=False)
     name: str = field(init=False)
     _member: str | None = field(init=False, default=None)
     _plain: Path | None = field(init=False, default=None)
+    parse_checks: list[pl.LazyFrame] = field(init=False, default_factory=list, repr=False)
+    """Row-account plans of lines the CSV scan skipped (see :func:`mmflow.io._common.scan_csv`)."""
 
     def __post_init__(self) -> None:
         try:
@@ -284,7 +296,7 @@ class Source:
         try:
             with self.open() as stream:
                 return stream.read(size)
-        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        except _DECOMPRESSION_ERRORS as exc:
             msg = f"cannot decompress ({exc}); the file is corrupt or truncated, re-download it"
             raise ReaderError(msg, path=self.display) from exc
 
@@ -310,7 +322,7 @@ class Source:
         try:
             with self.open() as stream:
                 return stream.read()
-        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        except _DECOMPRESSION_ERRORS as exc:
             msg = f"cannot decompress ({exc}); the file is corrupt or truncated, re-download it"
             raise ReaderError(msg, path=self.display) from exc
 
@@ -320,7 +332,7 @@ class Source:
             with self.open() as stream:
                 while stream.read(1 << 20):
                     pass
-        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        except _DECOMPRESSION_ERRORS as exc:
             msg = f"cannot decompress ({exc}); the file is corrupt or truncated, re-download it"
             raise ReaderError(msg, path=self.display) from exc
 
@@ -362,7 +374,69 @@ def is_data_file_name(name: str) -> bool:
     return Path(plain).suffix.lower() in DATA_SUFFIXES or plain.upper().startswith("EQY_US_ALL_")
 
 
-def expand(paths: Iterable[str], *, stdin: BinaryIO | None = None) -> list[Source]:
+@dataclass(frozen=True)
+class Skipped:
+    """An entry a folder run left out, and why (listed in one note; an error with --strict)."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class Found:
+    """What :func:`find_sources` found: the sources, and the entries it could not read."""
+
+    sources: list[Source] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+
+def _excluded(relative: str, name: str, exclude: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatch(relative, g) or fnmatch.fnmatch(name, g) for g in exclude)
+
+
+def _search(folder: Path, exclude: Sequence[str], found: Found) -> None:
+    """Add the data files under ``folder`` (recursively) to ``found``; note unreadable entries.
+
+    Hidden entries are left out; so are files whose names are not data names (documentation)
+    and entries ``exclude`` matches. A folder that cannot be listed is recorded, never skipped
+    silently.
+    """
+
+    def unreadable(error: OSError) -> None:
+        where = error.filename if error.filename is not None else str(folder)
+        found.skipped.append(Skipped(str(where), f"unreadable ({error.strerror or error})"))
+
+    files: list[Path] = []
+    problems = len(found.skipped)
+    for top, folders, names in os.walk(folder, onerror=unreadable):
+        here = Path(top)
+        folders[:] = sorted(
+            d
+            for d in folders
+            if not d.startswith(".")
+            and not _excluded((here / d).relative_to(folder).as_posix(), d, exclude)
+        )
+        for name in names:
+            path = here / name
+            relative = path.relative_to(folder).as_posix()
+            if name.startswith(".") or not is_data_file_name(name):
+                continue
+            if _excluded(relative, name, exclude):
+                continue
+            files.append(path)
+    for path in sorted(files):
+        try:
+            found.sources.append(Source(path, str(path), found_in_folder=True))
+        except ReaderError as exc:
+            found.skipped.append(Skipped(str(path), f"unreadable ({exc.message})"))
+    if not files and len(found.skipped) == problems:
+        msg = "directory holds no data files (pass files, a glob, or a directory with data)"
+        raise ReaderError(msg, path=str(folder))
+
+
+def find_sources(
+    paths: Iterable[str], *, stdin: BinaryIO | None = None, exclude: Sequence[str] = ()
+) -> Found:
     """Turn paths, globs, directories and ``-`` into sources, in a stable sorted order.
 
     Directories are searched recursively for data files (see :data:`DATA_SUFFIXES`; hidden files
@@ -375,44 +449,43 @@ def expand(paths: Iterable[str], *, stdin: BinaryIO | None = None) -> list[Sourc
         What the user typed.
     stdin
         The stream ``-`` stands for (standard input by default).
+    exclude
+        Glob patterns (``--exclude``) matched against each found file's name and its path
+        relative to the directory searched (or the path as a glob found it).
 
     Returns
     -------
-    list[Source]
-        One source per file.
+    Found
+        One source per file, and the entries of directories that could not be read.
 
     Raises
     ------
     ReaderError
         When a path matches nothing.
     """
-    sources: list[Source] = []
+    found = Found()
     for raw in paths:
         if raw == STDIN:
             stream = stdin if stdin is not None else sys.stdin.buffer
-            sources.append(Source(_spool_stdin(stream), "<stdin>"))
+            found.sources.append(Source(_spool_stdin(stream), "<stdin>"))
             continue
         path = Path(raw)
         if path.is_dir():
-            found = sorted(
-                p
-                for p in path.rglob("*")
-                if p.is_file()
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-                and is_data_file_name(p.name)
-            )
-            if not found:
-                msg = "directory holds no data files (pass files, a glob, or a directory with data)"
-                raise ReaderError(msg, path=raw)
-            sources.extend(Source(p, str(p)) for p in found)
+            _search(path, exclude, found)
             continue
         if path.exists():
-            sources.append(Source(path, raw))
+            found.sources.append(Source(path, raw))
             continue
         matches = sorted(glob.glob(raw, recursive=True))
         files = [Path(m) for m in matches if Path(m).is_file()]
+        files = [p for p in files if not _excluded(p.as_posix(), p.name, exclude)]
         if not files:
             msg = "no such file (check the path or quote the glob)"
             raise ReaderError(msg, path=raw)
-        sources.extend(Source(p, str(p)) for p in files)
-    return sources
+        found.sources.extend(Source(p, str(p)) for p in files)
+    return found
+
+
+def expand(paths: Iterable[str], *, stdin: BinaryIO | None = None) -> list[Source]:
+    """Return the sources :func:`find_sources` finds (unreadable folder entries left out)."""
+    return find_sources(paths, stdin=stdin).sources

@@ -354,8 +354,13 @@ def withdrawal_volatility_study(
     price = pl.col(_PRICE)
     previous = price.shift(1)
     squared = pl.when((price > 0) & (previous > 0)).then((price / previous).log().pow(2))
+    # rolling_sum adds and subtracts as the window moves, so a window of zero returns can keep
+    # a residue (~1e-20) of a large return that left it: a window whose largest square is 0 is 0.
     volatility = {
-        h: pl.col(_SQUARED).rolling_sum(h).shift(-h).over(series).clip(lower_bound=0.0).sqrt()
+        h: pl.when(pl.col(_SQUARED).rolling_max(h).shift(-h).over(series) == 0)
+        .then(0.0)
+        .otherwise(pl.col(_SQUARED).rolling_sum(h).shift(-h).over(series).clip(lower_bound=0.0))
+        .sqrt()
         for h in steps
     }
     measured = (
