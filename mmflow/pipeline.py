@@ -9,13 +9,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import polars as pl
 
 from mmflow.clean import clean_taq
 from mmflow.convert import Converted, convert
-from mmflow.errors import MmflowError, NoDataError, ReaderError
+from mmflow.errors import MmflowError, NoDataError, ReaderError, SizeLimitError
 from mmflow.io import Loaded, combine
 from mmflow.metrics.bvc import (
     BVC_BUY_VOLUME,
@@ -27,11 +27,19 @@ from mmflow.metrics.flow import (
     SESSION,
     bar_keys,
     bvc_flow_bars,
+    event_grid,
     flow_bars,
     flow_summary,
     summary_from_bars,
 )
-from mmflow.metrics.impact import amihud, cost_bars, kyle_lambda, roll_spread, trade_costs
+from mmflow.metrics.impact import (
+    FUTURE_MID_MISSING,
+    amihud,
+    cost_bars,
+    kyle_lambda,
+    roll_spread,
+    trade_costs,
+)
 from mmflow.metrics.inventory import inventory_bars, inventory_summary, withdrawal_episodes
 from mmflow.metrics.ofi import quote_bars
 from mmflow.metrics.phases import (
@@ -43,7 +51,13 @@ from mmflow.metrics.phases import (
     truth_scores,
 )
 from mmflow.metrics.profile import ValueAreaMethod, footprint, value_area, volume_profile
-from mmflow.metrics.quotes import QUOTE_SOURCE, QUOTE_USABLE, QuoteMatch, attach_quotes
+from mmflow.metrics.quotes import (
+    QUOTE_SOURCE,
+    QUOTE_STALE,
+    QUOTE_USABLE,
+    QuoteMatch,
+    attach_quotes,
+)
 from mmflow.metrics.signing import Evaluation, Method, evaluate_signing, method_mix, sign_trades
 from mmflow.metrics.vpin import vpin_at, vpin_buckets
 from mmflow.schema import (
@@ -59,7 +73,9 @@ from mmflow.schema import (
     TRADES,
     TS,
     TS_EVENT,
+    VENUE,
     TableSchema,
+    instrument_keys,
     require,
 )
 
@@ -104,6 +120,8 @@ class Selection:
     ----------
     symbols
         Keep only these symbols (all when empty).
+    venues
+        Keep only these venues (all when empty).
     start, end
         Keep rows with start ≤ ts < end on the chosen clock (UTC; either may be ``None``).
     clock
@@ -121,6 +139,7 @@ class Selection:
     clock: Clock = "recv"
     clean: Literal["taq"] | None = None
     session: Session | None = None
+    venues: tuple[str, ...] = ()
 
 
 def _utc(value: datetime) -> pl.Expr:
@@ -129,10 +148,21 @@ def _utc(value: datetime) -> pl.Expr:
     return pl.lit(aware, dtype=pl.Datetime("ns", "UTC"))
 
 
-def prepare(lf: pl.LazyFrame, table: TableSchema, selection: Selection) -> pl.LazyFrame:
+def with_venue(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """Add a null ``venue`` column when ``lf`` has none (an instrument is venue and symbol)."""
+    if VENUE in lf.collect_schema().names():
+        return lf
+    return lf.with_columns(pl.lit(None, pl.String).alias(VENUE))
+
+
+def prepare(
+    lf: pl.LazyFrame, table: TableSchema, selection: Selection, *, venue: bool = True
+) -> pl.LazyFrame:
     """Validate, re-clock, filter and time-order canonical rows.
 
-    With ``clock="event"`` the exchange time becomes ``ts`` (rows without one keep theirs) and
+    Every prepared frame has a ``venue`` column (null where the source has none), so that an
+    instrument is always ``(venue, symbol)``. With ``clock="event"`` the exchange time becomes
+    ``ts`` (rows without one keep theirs) and
     the receive time moves to ``ts_event``'s place, so every metric aligns on the chosen clock.
     Rows are sorted by ``ts`` with a stable sort, so same-timestamp rows keep file order.
 
@@ -144,6 +174,8 @@ def prepare(lf: pl.LazyFrame, table: TableSchema, selection: Selection) -> pl.La
         :data:`mmflow.schema.TRADES` or :data:`mmflow.schema.QUOTES`.
     selection
         Symbols, time window and clock.
+    venue
+        Add the null ``venue`` column when there is none (see :func:`with_venue`).
 
     Returns
     -------
@@ -154,8 +186,12 @@ def prepare(lf: pl.LazyFrame, table: TableSchema, selection: Selection) -> pl.La
     names = lf.collect_schema().names()
     if selection.clock == "event" and TS_EVENT in names:
         lf = lf.with_columns(pl.coalesce(TS_EVENT, TS).alias(TS), pl.col(TS).alias(TS_EVENT))
+    if venue:
+        lf = with_venue(lf)
     if selection.symbols:
         lf = lf.filter(pl.col(SYMBOL).is_in(list(selection.symbols)))
+    if selection.venues:
+        lf = with_venue(lf).filter(pl.col(VENUE).is_in(list(selection.venues)))
     if selection.start is not None:
         lf = lf.filter(pl.col(TS) >= _utc(selection.start))
     if selection.end is not None:
@@ -197,6 +233,10 @@ class Signing:
         For ``bvc``: the distribution of standardised bar price changes (``normal`` as in
         Easley, López de Prado & O'Hara 2012, or ``student-t``) and its degrees of freedom
         (estimated from the data when ``None``).
+    max_quote_age
+        A quote older than this (polars duration) counts as missing: for signing, spreads,
+        depth, effective and realized spread and price impact (``None``: no limit). Default
+        :data:`MAX_QUOTE_AGE`.
     """
 
     method: Method = "auto"
@@ -204,6 +244,7 @@ class Signing:
     lag: str = "0s"
     bvc_distribution: Distribution = "normal"
     bvc_dof: float | None = None
+    max_quote_age: str | None = "1m"
 
 
 @dataclass(frozen=True)
@@ -223,7 +264,9 @@ class Analysis:
     dropped
         With cleaning: ``symbol, date, rule, rows_dropped, table`` (no row is lost silently).
     paths
-        ``symbol, inventory_path``: the bar-by-bar inventory, for a sparkline.
+        ``venue, symbol, inventory_path``: the bar-by-bar inventory, for a sparkline.
+    checks
+        With quotes: what the quotes could not be used for (:func:`quote_checks`).
     """
 
     summary: pl.LazyFrame
@@ -232,6 +275,7 @@ class Analysis:
     parameters: dict[str, Any] = field(default_factory=dict)
     dropped: pl.LazyFrame | None = None
     paths: pl.LazyFrame | None = None
+    checks: pl.LazyFrame | None = None
 
 
 def parameters_of(selection: Selection, signing: Signing, **extra: Any) -> dict[str, Any]:
@@ -241,6 +285,7 @@ def parameters_of(selection: Selection, signing: Signing, **extra: Any) -> dict[
         "method": signing.method,
         "quote_match": signing.match,
         "quote_lag": signing.lag,
+        "max_quote_age": signing.max_quote_age,
         "bvc_distribution": signing.bvc_distribution,
         "bvc_dof": signing.bvc_dof,
         "session": (
@@ -250,6 +295,7 @@ def parameters_of(selection: Selection, signing: Signing, **extra: Any) -> dict[
         ),
         "clock": selection.clock,
         "symbols": list(selection.symbols),
+        "venues": list(selection.venues),
         "start": selection.start.isoformat() if selection.start else None,
         "end": selection.end.isoformat() if selection.end else None,
         "clean": selection.clean,
@@ -263,17 +309,26 @@ def prepare_market(
 
     Returns the trades, the quotes and the per-rule dropped counts (``None`` without cleaning).
     """
-    prepared_quotes = prepare(quotes, QUOTES, selection) if quotes is not None else None
-    prepared_trades = prepare(trades, TRADES, selection)
-    if selection.clean != "taq":
+    cleaning = selection.clean == "taq"
+    prepared_quotes = (
+        prepare(quotes, QUOTES, selection, venue=not cleaning) if quotes is not None else None
+    )
+    prepared_trades = prepare(trades, TRADES, selection, venue=not cleaning)
+    if not cleaning:
         return prepared_trades, prepared_quotes, None
+    # Clean before the null venue column is added: the single-exchange rule (P3) runs only
+    # where the rows name their exchange.
     cleaned = clean_taq(prepared_trades, prepared_quotes)
     assert cleaned.trades is not None
     dropped = [cleaned.trades.dropped.with_columns(pl.lit("trades").alias("table"))]
     if cleaned.quotes is not None:
         dropped.append(cleaned.quotes.dropped.with_columns(pl.lit("quotes").alias("table")))
-    cleaned_quotes = cleaned.quotes.frame if cleaned.quotes is not None else None
-    return cleaned.trades.frame, cleaned_quotes, pl.concat(dropped, how="vertical_relaxed")
+    cleaned_quotes = with_venue(cleaned.quotes.frame) if cleaned.quotes is not None else None
+    return (
+        with_venue(cleaned.trades.frame),
+        cleaned_quotes,
+        pl.concat(dropped, how="vertical_relaxed"),
+    )
 
 
 def analyze(
@@ -326,8 +381,9 @@ def analyze(
         flow = summary_from_bars(market.bars, market.signed)
     else:
         flow = flow_summary(market.signed)
-    areas = value_area(volume_profile(market.signed)).select(
-        SYMBOL, "poc", "value_area_low", "value_area_high"
+    instrument = instrument_keys(market.signed)
+    areas = value_area(volume_profile(market.signed, by=instrument), by=instrument).select(
+        *instrument, "poc", "value_area_low", "value_area_high"
     )
     bars, signed = market.bars, market.signed
     if materialize is not None:
@@ -335,22 +391,26 @@ def analyze(
         # and the trade-level summaries in one pass over the inputs, then reuse the results.
         frames = materialize([bars, flow, areas, signed])
         bars, flow, areas, signed = (frame.lazy() for frame in frames)
-    totals = bars.group_by(SYMBOL).agg(
-        (pl.col("ofi").sum() if market.has_quotes else pl.lit(None, pl.Float64)).alias("ofi")
+    totals = bars.group_by(instrument).agg(
+        (
+            pl.when(pl.col("ofi").is_not_null().any()).then(pl.col("ofi").sum())
+            if market.has_quotes
+            else pl.lit(None, pl.Float64)
+        ).alias("ofi")
     )
     inventory = inventory_summary(bars, every=options.every, horizon=options.pressure_horizon)
     phased = phase_bars(bars, signed, parameters=phase_parameters)
     episodes = phase_episodes(
         phased, every=options.every, trades=signed, parameters=phase_parameters
     )
-    current = phased.group_by(SYMBOL).agg(
+    current = phased.group_by(instrument).agg(
         pl.col("phase").drop_nulls().last().alias("phase"),
         pl.col("inventory_side").filter(pl.col("phase").is_not_null()).last(),
         pl.col("distribution_score").drop_nulls().last().alias("distribution_score"),
     )
     last_episode = (
         episodes.sort("end")
-        .group_by(SYMBOL)
+        .group_by(instrument)
         .agg(
             pl.col("phase").last().alias("last_episode"),
             pl.col("inventory_side").last().alias("last_episode_side"),
@@ -358,25 +418,24 @@ def analyze(
             pl.col("end").last().alias("last_episode_end"),
         )
     )
-    summary = (
-        flow.join(totals, on=SYMBOL, how="left")
-        .join(inventory, on=SYMBOL, how="left")
-        .select(*SUMMARY_COLUMNS)
-        .join(current, on=SYMBOL, how="left")
-        .join(last_episode, on=SYMBOL, how="left")
-        .join(areas, on=SYMBOL, how="left")
-        .sort(SYMBOL)
-    )
-    paths = bars.group_by(SYMBOL).agg(pl.col("mm_inventory").alias("inventory_path"))
+    summary = flow
+    for part in (totals, inventory):
+        summary = summary.join(part, on=instrument, how="left", nulls_equal=True)
+    summary = summary.select(*SUMMARY_COLUMNS)
+    for part in (current, last_episode, areas):
+        summary = summary.join(part, on=instrument, how="left", nulls_equal=True)
+    summary = summary.sort(instrument, nulls_last=True)
+    paths = bars.group_by(instrument).agg(pl.col("mm_inventory").alias("inventory_path"))
     parameters = {
         **market.parameters,
         **{f"phase_{k}": v for k, v in asdict(phase_parameters).items()},
     }
     phased = phased.sort(*bar_keys(market.bars), TS)
-    return Analysis(summary, phased, market.mix, parameters, market.dropped, paths)
+    return Analysis(summary, phased, market.mix, parameters, market.dropped, paths, market.checks)
 
 
 SUMMARY_COLUMNS = (
+    VENUE,
     SYMBOL,
     "trades",
     "volume",
@@ -416,6 +475,9 @@ class Classification:
         Every parameter.
     dropped
         With cleaning: rows each rule dropped (see :class:`Analysis`).
+    checks
+        With quotes: per instrument trade and quote counts (:func:`quote_checks`), which say
+        when trades and quotes share no venue.
     """
 
     trades: pl.LazyFrame
@@ -423,6 +485,7 @@ class Classification:
     diagnostics: pl.LazyFrame
     parameters: dict[str, Any] = field(default_factory=dict)
     dropped: pl.LazyFrame | None = None
+    checks: pl.LazyFrame | None = None
 
 
 def classify(
@@ -432,6 +495,7 @@ def classify(
     signing: Signing | None = None,
     every: str = "1m",
     selection: Selection | None = None,
+    max_bars: int | None = None,
 ) -> Classification:
     """Sign every trade and count how each was signed.
 
@@ -445,6 +509,8 @@ def classify(
         Bar length for ``bvc``.
     selection
         Symbols, time window and clock.
+    max_bars
+        For ``bvc``: the most bars (default :func:`default_max_rows`).
 
     Returns
     -------
@@ -457,12 +523,19 @@ def classify(
     parameters = parameters_of(selection, signing, bar=every)
     if signing.method == "bvc":
         unsigned = prepared.with_columns(pl.lit(0, pl.Int8).alias(TRADE_SIGN))
+        instrument = instrument_keys(unsigned)
+        grid = event_grid(
+            unsigned,
+            every=every,
+            max_bars=default_max_rows() if max_bars is None else max_bars,
+        )
         bars = bulk_volume_classification(
-            flow_bars(unsigned, every=every),
+            flow_bars(unsigned, every=every, grid=grid),
+            by=instrument,
             distribution=signing.bvc_distribution,
             dof=signing.bvc_dof,
         ).select(
-            SYMBOL,
+            *instrument,
             TS,
             "close",
             "volume",
@@ -471,25 +544,38 @@ def classify(
             pl.col(BVC_SELL_VOLUME).alias("sell_volume"),
         )
         mix = method_mix(prepared.with_columns(pl.lit("bvc").alias(SIGN_METHOD)))
-        diagnostics = prepared.group_by(SYMBOL).agg(
+        diagnostics = prepared.group_by(instrument).agg(
             pl.len().alias("trades"),
             pl.lit(0, pl.UInt32).alias("no_quote"),
+            pl.lit(0, pl.UInt32).alias("stale_quote"),
             pl.lit(0, pl.UInt32).alias("unusable_quote"),
             pl.col(PRICE).is_nan().sum().alias("nan_price"),
         )
         return Classification(bars, mix, diagnostics, parameters, dropped)
     signed = sign_trades(
-        prepared, prepared_quotes, method=signing.method, match=signing.match, lag=signing.lag
+        prepared,
+        prepared_quotes,
+        method=signing.method,
+        match=signing.match,
+        lag=signing.lag,
+        max_quote_age=signing.max_quote_age,
     )
     names = signed.collect_schema().names()
-    columns = [TS, SYMBOL, PRICE, SIZE, AGGRESSOR_SIDE, TRADE_SIGN, SIGN_METHOD]
+    instrument = instrument_keys(names)
+    columns = [TS, *instrument, PRICE, SIZE, AGGRESSOR_SIDE, TRADE_SIGN, SIGN_METHOD]
     columns += [c for c in (MID_PRICE, SPREAD) if c in names]
     quoted = QUOTE_SOURCE in names
-    diagnostics = signed.group_by(SYMBOL).agg(
+    stale = pl.col(QUOTE_STALE) if QUOTE_STALE in names else pl.lit(value=False)
+    # Only trades the quotes were needed for count: a vendor-signed trade needs none.
+    needed = pl.col(SIGN_METHOD).cast(pl.String) != "vendor"
+    diagnostics = signed.group_by(instrument).agg(
         pl.len().alias("trades"),
-        (pl.col(QUOTE_SOURCE).is_null().sum() if quoted else pl.lit(0, pl.UInt32)).alias(
-            "no_quote"
-        ),
+        (
+            (pl.col(QUOTE_SOURCE).is_null() & ~stale & needed).sum()
+            if quoted
+            else pl.lit(0, pl.UInt32)
+        ).alias("no_quote"),
+        (stale & needed).sum().cast(pl.UInt32).alias("stale_quote"),
         (
             (pl.col(QUOTE_SOURCE).is_not_null() & ~pl.col(QUOTE_USABLE)).sum()
             if quoted
@@ -497,8 +583,15 @@ def classify(
         ).alias("unusable_quote"),
         pl.col(PRICE).is_nan().sum().alias("nan_price"),
     )
+    checks = (
+        quote_checks(signed, prepared_quotes).with_columns(
+            pl.lit(0, pl.UInt32).alias("stale_quote")  # said by the diagnostics already
+        )
+        if prepared_quotes is not None
+        else None
+    )
     return Classification(
-        signed.select(columns), method_mix(signed), diagnostics, parameters, dropped
+        signed.select(columns), method_mix(signed), diagnostics, parameters, dropped, checks
     )
 
 
@@ -522,6 +615,7 @@ def evaluate(
         every=every,
         bvc_distribution=signing.bvc_distribution,
         bvc_dof=signing.bvc_dof,
+        max_quote_age=signing.max_quote_age,
     )
 
 
@@ -542,7 +636,7 @@ def signing_warnings(diagnostics: pl.DataFrame, scores: pl.DataFrame | None = No
     """
     out: list[str] = []
     for row in diagnostics.sort(SYMBOL).iter_rows(named=True):
-        symbol, trades = row[SYMBOL], row["trades"]
+        symbol, trades = _instrument_name(row), row["trades"]
         if row["nan_price"]:
             out.append(f"{symbol}: {row['nan_price']:,} trades with a NaN price left unsigned")
         if row["no_quote"] and row["no_quote"] < trades:
@@ -555,6 +649,11 @@ def signing_warnings(diagnostics: pl.DataFrame, scores: pl.DataFrame | None = No
                 f"{symbol}: no quote precedes any trade (quotes for other symbols or later "
                 "times?); signed by the tick rule"
             )
+        if row.get("stale_quote"):
+            out.append(
+                f"{symbol}: {row['stale_quote']:,} of {trades:,} trades faced only a quote older "
+                "than --max-quote-age (treated as no quote; signed by the tick rule)"
+            )
         if row["unusable_quote"]:
             out.append(
                 f"{symbol}: {row['unusable_quote']:,} trades faced a crossed, locked or "
@@ -563,7 +662,7 @@ def signing_warnings(diagnostics: pl.DataFrame, scores: pl.DataFrame | None = No
     if scores is not None:
         tick = scores.filter((pl.col("method") == "tick") & (pl.col("classified") > 0))
         out.extend(
-            f"{row[SYMBOL]}: the vendor side agrees with the tick rule on only "
+            f"{_instrument_name(row)}: the vendor side agrees with the tick rule on only "
             f"{100 * row['accuracy']:.1f} % of trades; the side mapping looks inverted"
             for row in tick.iter_rows(named=True)
             if row["accuracy"] is not None and row["accuracy"] < 0.3
@@ -657,6 +756,47 @@ def write_dataset(
     return convert(tables, directory, overwrite=overwrite, metadata=metadata), notes
 
 
+BYTES_PER_BAR: Final = 4096
+"""Memory one bar (or price level, or VPIN bucket) takes while a run computes, with the copies
+its joins, sorts and rolling windows make: about 50 columns of 8 bytes, about ten times over."""
+MIN_ROWS: Final = 100_000
+
+
+def _available_memory() -> int | None:
+    """Bytes this process may still use: MemAvailable, capped by its address-space limit."""
+    available: int | None = None
+    try:
+        with Path("/proc/meminfo").open(encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        available = None
+    try:
+        import resource  # POSIX only
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft not in (resource.RLIM_INFINITY, -1) and soft > 0:
+            available = soft if available is None else min(available, soft)
+    except (ImportError, OSError, ValueError):
+        pass
+    return available
+
+
+def default_max_rows() -> int:
+    """Return the default limit on bars, price levels and VPIN buckets of one run.
+
+    Sized to the machine: the memory available to this process (``MemAvailable``, capped by
+    its address-space limit) divided by :data:`BYTES_PER_BAR`, and at least
+    :data:`MIN_ROWS`; 2,000,000 where the available memory cannot be read.
+    """
+    available = _available_memory()
+    if available is None:
+        return 2_000_000
+    return max(MIN_ROWS, available // BYTES_PER_BAR)
+
+
 @dataclass(frozen=True)
 class BarOptions:
     """Parameters of the per-bar market metrics.
@@ -679,6 +819,13 @@ class BarOptions:
     spread_factor, depth_factor
         ``withdrawing`` when the spread is ≥ spread_factor × its trailing median or the depth
         ≤ depth_factor × its trailing median.
+    fill
+        Make a continuous bar grid across days without data (default: bars only on the days,
+        or sessions, that hold events).
+    max_bars
+        The most bars (and VPIN buckets, and lookback bars) a run may make; estimated before
+        they are made (:class:`mmflow.errors.SizeLimitError`). ``None``: no limit. Default
+        :func:`default_max_rows`.
     """
 
     every: str = "1m"
@@ -689,6 +836,8 @@ class BarOptions:
     buckets_per_day: int = 50
     spread_factor: float = 2.0
     depth_factor: float = 0.5
+    fill: bool = False
+    max_bars: int | None = field(default_factory=default_max_rows)
 
 
 QUOTE_BAR_COLUMNS = (
@@ -722,6 +871,9 @@ class Market:
         Every parameter.
     dropped
         With cleaning: rows each rule dropped.
+    checks
+        With quotes: per instrument, what the quotes could not be used for
+        (:func:`quote_checks`; turn into warnings with :func:`quote_warnings`).
     """
 
     bars: pl.LazyFrame
@@ -730,6 +882,7 @@ class Market:
     has_quotes: bool
     parameters: dict[str, Any] = field(default_factory=dict)
     dropped: pl.LazyFrame | None = None
+    checks: pl.LazyFrame | None = None
 
 
 def market_bars(
@@ -779,39 +932,70 @@ def market_bars(
         spread_factor=options.spread_factor,
         depth_factor=options.depth_factor,
     )
+    check_windows(options)
+    age = signing.max_quote_age
     if signing.method == "bvc":
         signed = prepared.with_columns(
             pl.lit(0, pl.Int8).alias(TRADE_SIGN), pl.lit("bvc").alias(SIGN_METHOD)
         )
     else:
         signed = sign_trades(
-            prepared, prepared_quotes, method=signing.method, match=signing.match, lag=signing.lag
+            prepared,
+            prepared_quotes,
+            method=signing.method,
+            match=signing.match,
+            lag=signing.lag,
+            max_quote_age=age,
         )
     if prepared_quotes is not None and MID_PRICE not in signed.collect_schema().names():
         # trade costs need the prevailing mid even when the sign did not use quotes
-        signed = attach_quotes(signed, prepared_quotes, match=signing.match, lag=signing.lag)
+        signed = attach_quotes(
+            signed, prepared_quotes, match=signing.match, lag=signing.lag, max_age=age
+        )
     # Keep only what later steps use, once: the signed trades feed bars, costs, VPIN and Roll.
     # (One cache only: polars 2.1 can panic on a cache nested inside another.)
-    keys = [SYMBOL, SESSION] if SESSION in signed.collect_schema().names() else [SYMBOL]
-    needed = [*keys, TS, PRICE, SIZE, TRADE_SIGN, SIGN_METHOD, MID_PRICE]
+    keys = bar_keys(signed)
+    instrument = instrument_keys(signed)
+    needed = [*keys, TS, PRICE, SIZE, TRADE_SIGN, SIGN_METHOD, MID_PRICE, QUOTE_STALE]
     names = signed.collect_schema().names()
     signed = signed.select([n for n in needed if n in names]).cache()
+    # The grid: every bar of each day (or session) holding a trade or a quote of an instrument
+    # that has trades, so flow, OFI and the summaries account for every event.
+    events = signed.select(*keys, TS)
+    if prepared_quotes is not None:
+        traded = signed.select(instrument).unique()
+        events = pl.concat(
+            [
+                events,
+                prepared_quotes.join(traded, on=instrument, how="semi", nulls_equal=True).select(
+                    *keys, TS
+                ),
+            ]
+        )
+    grid = event_grid(events, every=every, keys=keys, fill=options.fill, max_bars=options.max_bars)
     if signing.method == "bvc":
         bars = bvc_flow_bars(
-            signed, every=every, distribution=signing.bvc_distribution, dof=signing.bvc_dof
+            signed,
+            every=every,
+            distribution=signing.bvc_distribution,
+            dof=signing.bvc_dof,
+            grid=grid,
         )
     else:
-        bars = flow_bars(signed, every=every)
+        bars = flow_bars(signed, every=every, grid=grid)
+    costs: pl.LazyFrame | None = None
     if prepared_quotes is not None:
-        grid = bars.select(SYMBOL, TS)
-        quoted = quote_bars(prepared_quotes, every=every, grid=grid).select(
-            SYMBOL, TS, *QUOTE_BAR_COLUMNS
+        quoted = quote_bars(
+            prepared_quotes, every=every, grid=bars.select(*instrument, TS), max_age=age
+        ).select(*instrument, TS, *QUOTE_BAR_COLUMNS)
+        bars = bars.join(
+            quoted, on=[*instrument, TS], how="left", maintain_order="left", nulls_equal=True
         )
-        bars = bars.join(quoted, on=[SYMBOL, TS], how="left", maintain_order="left")
-        costs = cost_bars(
-            trade_costs(signed, prepared_quotes, horizon=options.horizon), every=every
-        ).select(*keys, TS, *COST_COLUMNS)
-        bars = bars.join(costs, on=[*keys, TS], how="left", maintain_order="left")
+        costs = trade_costs(signed, prepared_quotes, horizon=options.horizon, max_quote_age=age)
+        per_bar = cost_bars(costs, every=every).select(*keys, TS, *COST_COLUMNS)
+        bars = bars.join(
+            per_bar, on=[*keys, TS], how="left", maintain_order="left", nulls_equal=True
+        )
     else:
         bars = bars.with_columns(
             pl.lit(None, pl.UInt32 if name == "crossed_quotes" else pl.Float64).alias(name)
@@ -819,18 +1003,22 @@ def market_bars(
         )
     bars = bars.sort(*keys, TS)  # joins do not keep order; the series below need time order
     buckets = vpin_buckets(
-        signed, buckets_per_day=options.buckets_per_day, window=options.vpin_window
+        signed,
+        buckets_per_day=options.buckets_per_day,
+        window=options.vpin_window,
+        max_buckets=options.max_bars,
     )
     bars = vpin_at(bars, buckets, every=every).sort(*keys, TS)
     bars = amihud(kyle_lambda(bars, window=options.lookback), window=options.lookback)
     rolls = roll_spread(signed, every=every).select(*keys, TS, "roll_spread")
-    bars = bars.join(rolls, on=[*keys, TS], how="left", maintain_order="left")
+    bars = bars.join(rolls, on=[*keys, TS], how="left", maintain_order="left", nulls_equal=True)
     bars = inventory_bars(
         bars,
         lookback=options.lookback,
         spread_factor=options.spread_factor,
         depth_factor=options.depth_factor,
     ).sort(*keys, TS)
+    checks = quote_checks(signed, prepared_quotes, costs) if prepared_quotes is not None else None
     return Market(
         bars,
         signed,
@@ -838,7 +1026,133 @@ def market_bars(
         prepared_quotes is not None,
         parameters,
         dropped,
+        checks,
     )
+
+
+def check_windows(options: BarOptions) -> None:
+    """Refuse windows in bars (or buckets) longer than the bar limit; they only cost memory.
+
+    Raises
+    ------
+    SizeLimitError
+        Naming ``lookback``, ``pressure_horizon`` or ``vpin_window``.
+    """
+    limit = options.max_bars
+    if limit is None:
+        return
+    for name in ("lookback", "pressure_horizon", "vpin_window"):
+        value = getattr(options, name)
+        if value > limit:
+            raise SizeLimitError(
+                name, value, value, limit, "bars in one window", "use a shorter window"
+            )
+
+
+def quote_checks(
+    signed: pl.LazyFrame, quotes: pl.LazyFrame, costs: pl.LazyFrame | None = None
+) -> pl.LazyFrame:
+    """Count, per instrument, what the quotes could not be used for (behind the warnings).
+
+    Parameters
+    ----------
+    signed
+        Trades after quote matching (with ``quote_stale`` when a maximum age applied).
+    quotes
+        The prepared quotes.
+    costs
+        :func:`mmflow.metrics.impact.trade_costs` of the trades, or ``None``.
+
+    Returns
+    -------
+    pl.LazyFrame
+        One row per instrument of the trades and per instrument that has only quotes:
+        ``venue, symbol, trades, quotes, stale_quote`` (trades whose prevailing quote was too
+        old), ``after_last_quote`` and ``stale_future_quote`` (trades whose cost horizon fell
+        after the instrument's last quote, or on a quote too old).
+    """
+    instrument = instrument_keys(signed)
+    names = signed.collect_schema().names()
+    stale = pl.col(QUOTE_STALE).sum() if QUOTE_STALE in names else pl.lit(0, pl.UInt32)
+    trades = signed.group_by(instrument).agg(
+        pl.len().alias("trades"), stale.cast(pl.UInt32).alias("stale_quote")
+    )
+    quoted = quotes.group_by(instrument).agg(pl.len().alias("quotes"))
+    out = trades.join(quoted, on=instrument, how="full", coalesce=True, nulls_equal=True)
+    if costs is not None:
+        missing = pl.col(FUTURE_MID_MISSING)
+        later = costs.group_by(instrument).agg(
+            (missing == "after_last_quote").sum().cast(pl.UInt32).alias("after_last_quote"),
+            (missing == "stale").sum().cast(pl.UInt32).alias("stale_future_quote"),
+        )
+        out = out.join(later, on=instrument, how="left", nulls_equal=True)
+    else:
+        out = out.with_columns(
+            pl.lit(0, pl.UInt32).alias("after_last_quote"),
+            pl.lit(0, pl.UInt32).alias("stale_future_quote"),
+        )
+    counts = ["trades", "quotes", "stale_quote", "after_last_quote", "stale_future_quote"]
+    return out.with_columns(pl.col(counts).fill_null(0)).select(*instrument, *counts)
+
+
+def _instrument_name(row: dict[str, Any]) -> str:
+    venue = row.get(VENUE)
+    return f"{row[SYMBOL]} ({venue})" if venue else str(row[SYMBOL])
+
+
+def quote_warnings(checks: pl.DataFrame, *, max_quote_age: str | None) -> list[str]:
+    """Turn collected :func:`quote_checks` into one-line warnings for people.
+
+    Says when trades and quotes share no venue, when an instrument has quotes only on
+    another venue (they never sign its trades), when quotes were too old to use, and when a
+    cost horizon fell after the last quote.
+    """
+    out: list[str] = []
+    if checks.height == 0:
+        return out
+    has_venue = VENUE in checks.columns
+    traded = checks.filter(pl.col("trades") > 0)
+    quoted = checks.filter(pl.col("quotes") > 0)
+    if has_venue and traded.height and quoted.height:
+        trade_venues = sorted({str(v) for v in traded[VENUE].to_list()})
+        quote_venues = sorted({str(v) for v in quoted[VENUE].to_list()})
+        if not set(trade_venues) & set(quote_venues):
+            out.append(
+                f"trades and quotes share no venue (trades: {', '.join(trade_venues)}; quotes: "
+                f"{', '.join(quote_venues)}); quotes are used only for trades of their own venue"
+            )
+        else:
+            for row in traded.filter(pl.col("quotes") == 0).iter_rows(named=True):
+                others = quoted.filter(pl.col(SYMBOL) == row[SYMBOL])
+                if others.height:
+                    venues = ", ".join(str(v) for v in others[VENUE].to_list())
+                    out.append(
+                        f"{_instrument_name(row)}: no quotes of this venue; quotes of {venues} "
+                        "are not used for its trades"
+                    )
+    for row in checks.sort(SYMBOL).iter_rows(named=True):
+        name = _instrument_name(row)
+        if row["trades"] == 0:
+            out.append(f"{name}: {row['quotes']:,} quotes but no trades (not analysed)")
+            continue
+        if row["stale_quote"]:
+            out.append(
+                f"{name}: {row['stale_quote']:,} of {row['trades']:,} trades faced a quote older "
+                f"than --max-quote-age {max_quote_age} (treated as no quote: no spread, no costs, "
+                "signed without quotes)"
+            )
+        if row["after_last_quote"]:
+            out.append(
+                f"{name}: {row['after_last_quote']:,} of {row['trades']:,} trades have their "
+                "cost horizon after the last quote (realized spread and price impact null)"
+            )
+        if row["stale_future_quote"]:
+            out.append(
+                f"{name}: {row['stale_future_quote']:,} of {row['trades']:,} trades have only a "
+                f"quote older than --max-quote-age {max_quote_age} at their cost horizon "
+                "(realized spread and price impact null)"
+            )
+    return out
 
 
 FLOW_COLUMNS = (
@@ -926,23 +1240,35 @@ def profile(
     every: str | None = None,
     signing: Signing | None = None,
     selection: Selection | None = None,
+    max_levels: int | None = None,
 ) -> Profile:
     """Volume at price with point of control and value area, and optionally a footprint.
 
     ``by`` may include ``session`` (with a session selection) or ``date`` (the UTC date) to get
-    one profile per symbol and session or day.
+    one profile per symbol and session or day; profiles are per instrument (``venue`` is added
+    before ``symbol``). ``max_levels`` bounds the rows of the profile (and of the footprint),
+    default :func:`default_max_rows`; a smaller bin makes more rows.
     """
     selection = selection or Selection()
     signing = signing or Signing()
+    limit = default_max_rows() if max_levels is None else max_levels
     prepared, prepared_quotes, _ = prepare_market(trades, quotes, selection)
     signed = sign_trades(
-        prepared, prepared_quotes, method=signing.method, match=signing.match, lag=signing.lag
+        prepared,
+        prepared_quotes,
+        method=signing.method,
+        match=signing.match,
+        lag=signing.lag,
+        max_quote_age=signing.max_quote_age,
     )
     if "date" in by:
         signed = signed.with_columns(pl.col(TS).dt.date().alias("date"))
-    levels = volume_profile(signed, bin_size=bin_size, by=tuple(by))
+    if SYMBOL in by and VENUE not in by:
+        position = list(by).index(SYMBOL)
+        by = [*by[:position], VENUE, *by[position:]]
+    levels = volume_profile(signed, bin_size=bin_size, by=tuple(by), max_levels=limit)
     areas = value_area(levels, share=share, by=tuple(by), method=method)
-    prints = footprint(signed, every=every, bin_size=bin_size) if every else None
+    prints = footprint(signed, every=every, bin_size=bin_size, max_levels=limit) if every else None
     parameters = parameters_of(
         selection, signing, bin_size=bin_size, by=list(by), share=share, value_area=method
     )
