@@ -1097,7 +1097,10 @@ def event_study(
         allow_exact_matches=False,
         check_sortedness=False,
     ).select(*((-pl.col("_ph_episode_side") * pl.col(r)).alias(r) for r in returns))
-    hashed = pl.struct(*ids, TS).hash(seed=placebo_seed)
+    hashed = pl.struct(SYMBOL, TS).hash(seed=placebo_seed)
+    if VENUE in ids:  # rows without a venue draw as they did before venues existed
+        venue_hashed = pl.struct(*ids, TS).hash(seed=placebo_seed)
+        hashed = pl.when(pl.col(VENUE).is_null()).then(hashed).otherwise(venue_hashed)
     placebo = (
         bars.filter(pl.col(_SIDE).is_not_null())
         .with_columns(hashed.alias("_ph_hash"))
