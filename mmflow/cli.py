@@ -123,8 +123,7 @@ class MmflowGroup(click.Group):
             if isinstance(exc, SizeLimitError):
                 flag = _FLAGS.get(exc.parameter, exc.parameter)
                 limit = "--max-bars" if exc.parameter != "bin_size" else "--max-levels"
-                text = exc.describe(flag).removesuffix(")") + f", or raise {limit})"
-                raise click.UsageError(text) from exc
+                raise click.UsageError(exc.describe(flag, limit)) from exc
             if isinstance(exc, ParameterError):
                 raise click.UsageError(_one_line(exc)) from exc
             raise click.ClickException(_one_line(exc)) from exc

@@ -83,9 +83,12 @@ class SizeLimitError(ParameterError):
         self.fix = fix
         super().__init__(self.describe(parameter))
 
-    def describe(self, name: str) -> str:
-        """Return the message with the parameter called ``name`` (a flag, on the command line)."""
+    def describe(self, name: str, limit_name: str = "the limit") -> str:
+        """Return the message with the parameter called ``name`` and the limit ``limit_name``.
+
+        On the command line both are flags (``--bar``, ``--max-bars``).
+        """
         return (
             f"{name} {self.value} would make about {self.estimate:,} {self.unit}, more than the "
-            f"limit of {self.limit:,} ({self.fix})"
+            f"limit of {self.limit:,} ({self.fix}, or raise {limit_name})"
         )

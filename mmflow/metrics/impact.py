@@ -334,9 +334,8 @@ def cost_bars(costs: pl.LazyFrame, *, every: str) -> pl.LazyFrame:
     size = pl.col(SIZE).cast(pl.Float64)
     weight = pl.when(size > 0).then(size).otherwise(0.0)
     return (
-        costs.group_by_dynamic(
-            TS, every=step, group_by=keys, label="left", closed="left", start_by="window"
-        )
+        costs.with_columns(pl.col(TS).dt.truncate(step))  # the bar start, as in flow_bars
+        .group_by(*keys, TS)
         .agg(_weighted_mean(name, weight) for name in (*COSTS, *COSTS_BPS))
         .select(*keys, TS, *COSTS, *COSTS_BPS)
         .sort(*keys, TS)

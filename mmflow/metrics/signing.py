@@ -279,7 +279,9 @@ def _bvc_score(
     """
     truth = pl.col(AGGRESSOR_SIDE)
     keys = instrument_keys(known)
-    bars = known.group_by_dynamic(TS, every=every, group_by=keys, closed="left", label="left").agg(
+    bars = (
+        known.with_columns(pl.col(TS).dt.truncate(every)).group_by(*keys, TS, maintain_order=True)
+    ).agg(
         pl.col(PRICE).last().alias("close"),
         pl.col(SIZE).sum().alias("volume"),
         pl.len().alias("trades"),
