@@ -407,7 +407,8 @@ def test_round_lot_is_configurable() -> None:
 def test_daily_nbbo_reads_best_bid_and_offer_est() -> None:
     df = quotes_of(data_path("taq", DAILY_NBBO))
     assert df.height == 7
-    assert "exchange" not in df.columns and "venue" not in df.columns
+    assert "exchange" not in df.columns
+    assert "venue" not in df.columns
     # 09:30:00.417837 New York on 2016-12-01 (EST, UTC-5) is 14:30:00.417837 UTC.
     assert df.row(0, named=True) == {
         "ts": utc(2016, 12, 1, 14, 30, 0, 417837),

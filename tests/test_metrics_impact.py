@@ -248,9 +248,8 @@ def future_mid_reference(
         target = seconds + horizon
         times = [q[0] for q in usable[symbol]]
         i = bisect.bisect_right(times, target) - 1
-        if i < 0 or target > last[symbol]:
-            out.append(None)
-        elif max_age is not None and times[i] < target - max_age:
+        stale = i >= 0 and max_age is not None and times[i] < target - max_age
+        if i < 0 or target > last[symbol] or stale:
             out.append(None)
         else:
             out.append(usable[symbol][i][1])

@@ -259,7 +259,10 @@ def _rows(out: str) -> dict[tuple[str, str], dict[str, object]]:
 
 def assert_same_scores(left: list[dict[str, object]], right: list[dict[str, object]]) -> None:
     """Equal score rows, floats to 1e-12 (BVC sums may round in another order)."""
-    key = lambda r: (r["venue"], r["symbol"], r["method"])  # noqa: E731
+
+    def key(row: dict[str, object]) -> tuple[str, str, str]:
+        return str(row["venue"]), str(row["symbol"]), str(row["method"])
+
     assert len(left) == len(right)
     for a, b in zip(sorted(left, key=key), sorted(right, key=key), strict=True):
         assert a.keys() == b.keys()
@@ -454,7 +457,7 @@ def test_quote_age_and_horizon_are_warned_and_counted(tmp_path: Path) -> None:
         tmp_path / "trades.csv", [(at(0), "X", 10.9, 1.0), (at(300), "X", 10.1, 1.0)]
     )
     quotes = quotes_csv(tmp_path / "quotes.csv", [(at(-1), "X", 10, 11), (at(30), "X", 10, 11)])
-    code, out, err = run_capped("analyze", trades, "--quotes", quotes, "--to", "json")
+    code, _, err = run_capped("analyze", trades, "--quotes", quotes, "--to", "json")
     assert code == 0, err
     assert "X: 1 of 2 trades faced a quote older than --max-quote-age 1m" in err
     assert "X: 2 of 2 trades have their cost horizon after the last quote" in err
