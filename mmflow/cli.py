@@ -121,7 +121,7 @@ class MmflowGroup(click.Group):
             if ctx.params.get("verbose") or ctx.meta.get("mmflow.verbose"):
                 raise
             if isinstance(exc, SizeLimitError):
-                flag = _FLAGS.get(exc.parameter, exc.parameter)
+                flag = _FLAGS.get(exc.parameter, "--" + exc.parameter.replace("_", "-"))
                 limit = "--max-bars" if exc.parameter != "bin_size" else "--max-levels"
                 raise click.UsageError(exc.describe(flag, limit)) from exc
             if isinstance(exc, ParameterError):

@@ -375,6 +375,7 @@ def analyze(
     """
     options = options or BarOptions(every=every)
     phase_parameters = phase_parameters or PhaseParameters(lookback=options.lookback)
+    check_windows(options, phase_parameters)
     market = market_bars(trades, quotes, options=options, signing=signing, selection=selection)
     signing = signing or Signing()
     if signing.method == "bvc":
@@ -430,7 +431,7 @@ def analyze(
         **market.parameters,
         **{f"phase_{k}": v for k, v in asdict(phase_parameters).items()},
     }
-    phased = phased.sort(*bar_keys(market.bars), TS)
+    phased = phased.sort(*bar_keys(market.bars), TS, nulls_last=True)
     return Analysis(summary, phased, market.mix, parameters, market.dropped, paths, market.checks)
 
 
@@ -1017,7 +1018,7 @@ def market_bars(
         lookback=options.lookback,
         spread_factor=options.spread_factor,
         depth_factor=options.depth_factor,
-    ).sort(*keys, TS)
+    ).sort(*keys, TS, nulls_last=True)
     checks = quote_checks(signed, prepared_quotes, costs) if prepared_quotes is not None else None
     return Market(
         bars,
@@ -1030,19 +1031,29 @@ def market_bars(
     )
 
 
-def check_windows(options: BarOptions) -> None:
+def check_windows(options: BarOptions, phase_parameters: PhaseParameters | None = None) -> None:
     """Refuse windows in bars (or buckets) longer than the bar limit; they only cost memory.
+
+    Checks ``lookback``, ``pressure_horizon`` and ``vpin_window`` and every whole-number
+    parameter of the phase rule (windows, gaps and lengths in bars).
 
     Raises
     ------
     SizeLimitError
-        Naming ``lookback``, ``pressure_horizon`` or ``vpin_window``.
+        Naming the parameter.
     """
     limit = options.max_bars
     if limit is None:
         return
-    for name in ("lookback", "pressure_horizon", "vpin_window"):
-        value = getattr(options, name)
+    values = {name: getattr(options, name) for name in ("lookback", "pressure_horizon")}
+    values["vpin_window"] = options.vpin_window
+    if phase_parameters is not None:
+        values |= {
+            name: value
+            for name, value in asdict(phase_parameters).items()
+            if isinstance(value, int) and not isinstance(value, bool)
+        }
+    for name, value in values.items():
         if value > limit:
             raise SizeLimitError(
                 name, value, value, limit, "bars in one window", "use a shorter window"
@@ -1322,6 +1333,7 @@ def phases(
     """
     options = options or BarOptions()
     parameters = parameters or PhaseParameters()
+    check_windows(options, parameters)
     market = market_bars(trades, quotes, options=options, signing=signing, selection=selection)
     bars, signed = market.bars, market.signed
     if materialize is not None:  # bars and trades are read several times below

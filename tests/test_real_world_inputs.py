@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from mmflow.durations import check_duration, duration_nanoseconds
 from mmflow.errors import ParameterError, SizeLimitError
-from mmflow.metrics.flow import event_grid
+from mmflow.metrics.flow import event_grid, flow_bars
 from mmflow.metrics.impact import FUTURE_MID_MISSING, trade_costs
 from mmflow.metrics.ofi import ofi_total, quote_bars
 from mmflow.metrics.profile import volume_profile
@@ -211,6 +211,29 @@ def test_event_grid_estimate_guards_before_making_bars() -> None:
     assert raised.value.estimate == 3 * 86_400 + 1
 
 
+def test_event_grid_has_one_bar_across_midnight() -> None:
+    # 7-minute bars are aligned to the epoch, so one of them straddles 2024-01-02 00:00.
+    midnight = datetime(2024, 1, 2, tzinfo=UTC)
+    minutes = int(midnight.timestamp() // 60)
+    start = midnight - timedelta(minutes=minutes % 7)
+    assert start < midnight
+    events = pl.LazyFrame(
+        {"ts": [start, midnight + timedelta(seconds=30)], "symbol": ["X", "X"]},
+        schema={"ts": UTC_NS, "symbol": pl.String},
+    )
+    grid = event_grid(events, every="7m").collect()
+    assert grid["ts"].to_list() == [start]
+    bars = flow_bars(
+        events.with_columns(
+            pl.lit(1.0).alias("price"),
+            pl.lit(1.0).alias("size"),
+            pl.lit(1, pl.Int8).alias("trade_sign"),
+        ),
+        every="7m",
+    ).collect()
+    assert bars["trades"].to_list() == [2]
+
+
 def test_tiny_profile_bin_exits_2_naming_the_flag() -> None:
     path = FIXTURES / "futures" / "um" / "BTCUSDT-trades-2024-07-19.csv"
     code, out, err = run_capped("profile", path, "--bin", "1e-9")
@@ -234,16 +257,19 @@ def test_profile_levels_guard_counts_rows_and_overflow() -> None:
 
 
 @pytest.mark.parametrize(
-    ("flag", "value"),
+    ("command", "flag"),
     [
-        ("--lookback", "1000000000000"),
-        ("--buckets-per-day", "1000000000000"),
-        ("--vpin-window", "1000000000000"),
-        ("--pressure-horizon", "1000000000000"),
+        ("analyze", "--lookback"),
+        ("analyze", "--buckets-per-day"),
+        ("analyze", "--vpin-window"),
+        ("flow", "--pressure-horizon"),
+        ("phases", "--window"),
+        ("phases", "--min-bars"),
     ],
 )
-def test_huge_windows_exit_2_naming_the_flag(flag: str, value: str) -> None:
-    code, out, err = run_capped("analyze", FIXTURES / "futures" / "um", flag, value)
+def test_huge_windows_exit_2_naming_the_flag(command: str, flag: str) -> None:
+    value = "1000000000000"
+    code, out, err = run_capped(command, FIXTURES / "futures" / "um", flag, value)
     assert code == 2, err
     assert out == ""
     assert f"{flag} {value} would make about" in err

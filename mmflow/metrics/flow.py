@@ -186,7 +186,7 @@ def event_grid(
     grid = spans.select(
         *group, pl.datetime_ranges(_FIRST, _LAST, interval=every).alias(TS)
     ).explode(TS)
-    if per_day and step > DAY // 2:  # a bar longer than a day can hold events of two days
+    if per_day and DAY % step != 0:  # a bar across midnight holds events of two days
         grid = grid.unique(subset=[*group, TS])
     return grid.sort(*group, TS, nulls_last=True)
 
