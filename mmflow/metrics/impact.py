@@ -159,7 +159,8 @@ def trade_costs(
 
     Examples
     --------
-    metrics.md §b.7: B 10.00, A 10.10, a buy at 10.08, M_{t+Δ} = 10.09.
+    metrics.md §b.7: B 10.00, A 10.10, a buy at 10.08, M_{t+Δ} = 10.09 (the quotes go on after
+    t + Δ; a horizon after the last quote would give null).
 
     >>> import polars as pl
     >>> from datetime import datetime
@@ -174,10 +175,11 @@ def trade_costs(
     ... )
     >>> quotes = pl.LazyFrame(
     ...     {
-    ...         "ts": [datetime(2024, 1, 1, 9, 59), datetime(2024, 1, 1, 10, 3)],
-    ...         "symbol": ["X", "X"],
-    ...         "bid_price": [10.00, 10.04],
-    ...         "ask_price": [10.10, 10.14],
+    ...         "ts": [datetime(2024, 1, 1, 9, 59), datetime(2024, 1, 1, 10, 3)]
+    ...         + [datetime(2024, 1, 1, 10, 6)],
+    ...         "symbol": ["X", "X", "X"],
+    ...         "bid_price": [10.00, 10.04, 10.00],
+    ...         "ask_price": [10.10, 10.14, 10.20],
     ...     }
     ... )
     >>> trade_costs(trades, quotes).select(
