@@ -303,17 +303,23 @@ def parameters_of(selection: Selection, signing: Signing, **extra: Any) -> dict[
 
 
 def prepare_market(
-    trades: pl.LazyFrame, quotes: pl.LazyFrame | None, selection: Selection
+    trades: pl.LazyFrame,
+    quotes: pl.LazyFrame | None,
+    selection: Selection,
+    *,
+    venue: bool = True,
 ) -> tuple[pl.LazyFrame, pl.LazyFrame | None, pl.LazyFrame | None]:
     """Prepare trades and quotes; with ``clean="taq"`` also clean them.
 
     Returns the trades, the quotes and the per-rule dropped counts (``None`` without cleaning).
+    With ``venue`` (default) both get a ``venue`` column (null where the source has none).
     """
     cleaning = selection.clean == "taq"
+    early = venue and not cleaning
     prepared_quotes = (
-        prepare(quotes, QUOTES, selection, venue=not cleaning) if quotes is not None else None
+        prepare(quotes, QUOTES, selection, venue=early) if quotes is not None else None
     )
-    prepared_trades = prepare(trades, TRADES, selection, venue=not cleaning)
+    prepared_trades = prepare(trades, TRADES, selection, venue=early)
     if not cleaning:
         return prepared_trades, prepared_quotes, None
     # Clean before the null venue column is added: the single-exchange rule (P3) runs only
@@ -323,9 +329,11 @@ def prepare_market(
     dropped = [cleaned.trades.dropped.with_columns(pl.lit("trades").alias("table"))]
     if cleaned.quotes is not None:
         dropped.append(cleaned.quotes.dropped.with_columns(pl.lit("quotes").alias("table")))
-    cleaned_quotes = with_venue(cleaned.quotes.frame) if cleaned.quotes is not None else None
+    cleaned_quotes = cleaned.quotes.frame if cleaned.quotes is not None else None
+    if venue:
+        cleaned_quotes = with_venue(cleaned_quotes) if cleaned_quotes is not None else None
     return (
-        with_venue(cleaned.trades.frame),
+        with_venue(cleaned.trades.frame) if venue else cleaned.trades.frame,
         cleaned_quotes,
         pl.concat(dropped, how="vertical_relaxed"),
     )
@@ -578,7 +586,7 @@ def classify(
         ).alias("no_quote"),
         (stale & needed).sum().cast(pl.UInt32).alias("stale_quote"),
         (
-            (pl.col(QUOTE_SOURCE).is_not_null() & ~pl.col(QUOTE_USABLE)).sum()
+            (pl.col(QUOTE_SOURCE).is_not_null() & ~pl.col(QUOTE_USABLE) & needed).sum()
             if quoted
             else pl.lit(0, pl.UInt32)
         ).alias("unusable_quote"),
@@ -747,12 +755,12 @@ def write_dataset(
     """
     selection = selection or Selection()
     notes: list[str] = []
-    if trades is not None:
-        trades, quotes, dropped = prepare_market(trades, quotes, selection)
+    if trades is not None:  # files keep the columns their source has (no null venue added)
+        trades, quotes, dropped = prepare_market(trades, quotes, selection, venue=False)
         if dropped is not None:
             notes = cleaning_notes(dropped.collect())
     elif quotes is not None:
-        quotes = prepare(quotes, QUOTES, selection)
+        quotes = prepare(quotes, QUOTES, selection, venue=False)
     tables = [(t, f) for t, f in ((TRADES, trades), (QUOTES, quotes)) if f is not None]
     return convert(tables, directory, overwrite=overwrite, metadata=metadata), notes
 
