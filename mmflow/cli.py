@@ -697,12 +697,14 @@ def _bar_options(params: dict[str, Any]) -> BarOptions:
 @selection_options
 @output_options
 def analyze_command(**params: Any) -> None:
-    """Summarise order flow and market-maker inventory per symbol; every metric per bar.
+    """Summarise order flow and market-maker inventory per instrument; every metric per bar.
 
     Trade files and quote files may be given together; quote files can also be named with
     --quotes. Signs come from the vendor's aggressor flag where known, else Lee-Ready against
-    the prevailing quote, else the tick rule (--method changes this). On screen: one row per
-    symbol; -o writes the per-bar table with every column of `flow` and `inventory`.
+    the prevailing quote of the same venue, else the tick rule (--method changes this). On
+    screen: one row per instrument (venue and symbol); -o writes the per-bar table with every
+    column of `flow` and `inventory`. Bars cover the days that hold trades or quotes (--fill:
+    a continuous grid); sizes are checked against --max-bars before anything is made.
 
     Example:
 
@@ -752,7 +754,7 @@ def analyze_command(**params: Any) -> None:
 @selection_options
 @output_options
 def flow_command(**params: Any) -> None:
-    """Order flow per symbol and bar: volume split, net flow, CVD, OFI, VPIN, impact, costs.
+    """Order flow per instrument and bar: volume split, net flow, CVD, OFI, VPIN, impact, costs.
 
     Columns: open, high, low, close, vwap, volume, trades, buy_volume, sell_volume,
     unknown_volume, net_flow, trade_imbalance, cvd; with quotes also ofi, ofi_normalized,

@@ -254,11 +254,11 @@ class Analysis:
     Attributes
     ----------
     summary
-        One row per symbol.
+        One row per instrument (``venue, symbol``).
     bars
-        One row per symbol and bar.
+        One row per instrument and bar.
     mix
-        How many trades each signing rule signed, per symbol.
+        How many trades each signing rule signed, per instrument.
     parameters
         Every parameter, for file metadata and reproducibility.
     dropped
@@ -350,7 +350,7 @@ def analyze(
     phase_parameters: PhaseParameters | None = None,
     materialize: Callable[[list[pl.LazyFrame]], list[pl.DataFrame]] | None = None,
 ) -> Analysis:
-    """Run the main analysis: everything per bar, and one summary row per symbol.
+    """Run the main analysis: everything per bar, and one summary row per instrument.
 
     Parameters
     ----------
@@ -477,7 +477,7 @@ class Classification:
         Per trade: ``ts, symbol, price, size, aggressor_side, trade_sign, sign_method`` (and
         ``mid_price, spread`` when quotes were used); for ``bvc``, per bar instead.
     mix
-        How many trades each rule signed, per symbol.
+        How many trades each rule signed, per instrument.
     diagnostics
         Per symbol: ``trades, no_quote, unusable_quote, nan_price`` (counts behind warnings).
     parameters
@@ -868,7 +868,7 @@ class Market:
     Attributes
     ----------
     bars
-        One row per symbol (and session) and bar: flow, OFI and quote columns (when quotes
+        One row per instrument (and session) and bar: flow, OFI and quote columns (when quotes
         exist), VPIN, costs, impact and inventory.
     signed
         The signed trades the bars come from.
@@ -904,7 +904,10 @@ def market_bars(
 ) -> Market:
     """Build the full per-bar table: flow, CVD, OFI, quotes, VPIN, costs, impact, inventory.
 
-    Every series is computed per symbol (and session) on a regular bar grid, in one lazy plan.
+    Every series is computed per instrument (``venue, symbol``; and session) on the bars of
+    every day (or session) holding a trade or a quote of the instrument (:func:`event_grid`; a
+    continuous grid with ``options.fill``), in one lazy plan. The number of bars, VPIN buckets
+    and window lengths are checked against ``options.max_bars`` before anything is made.
     Quote-based columns (OFI, spread, depth, quote imbalance, effective and realized spread,
     liquidity state) are null without quotes.
 
