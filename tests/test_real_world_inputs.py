@@ -211,6 +211,44 @@ def test_event_grid_estimate_guards_before_making_bars() -> None:
     assert raised.value.estimate == 3 * 86_400 + 1
 
 
+GRID_EVENTS = st.lists(
+    st.tuples(st.integers(0, 400), st.integers(0, 86_399), st.sampled_from(["X", "Y"])),
+    min_size=1,
+    max_size=12,
+)
+STEPS = {"1m": 60, "7m": 420, "1h": 3_600, "5h": 18_000, "1d": 86_400}
+
+
+@settings(max_examples=40, deadline=None)
+@given(events=GRID_EVENTS, every=st.sampled_from(sorted(STEPS)))
+def test_event_grid_covers_every_event_and_only_days_with_events(
+    events: list[tuple[int, int, str]], every: str
+) -> None:
+    base = datetime(2023, 4, 1, tzinfo=UTC)
+    stamps = [(base + timedelta(days=d, seconds=s), symbol) for d, s, symbol in events]
+    frame = pl.LazyFrame(
+        {"ts": [t for t, _ in stamps], "symbol": [s for _, s in stamps]},
+        schema={"ts": UTC_NS, "symbol": pl.String},
+    )
+    grid = event_grid(frame, every=every).collect()
+    step = STEPS[every]
+    rows = set(zip(grid["symbol"].to_list(), grid["ts"].to_list(), strict=True))
+    assert len(rows) == grid.height  # no bar twice
+
+    def bar_of(t: datetime) -> datetime:
+        return datetime.fromtimestamp(int(t.timestamp()) // step * step, tz=UTC)
+
+    # Reference: per symbol and UTC day, every bar from the first to the last event's bar.
+    expected: set[tuple[str, datetime]] = set()
+    for symbol in {s for _, s in stamps}:
+        for day in {t.date() for t, s in stamps if s == symbol}:
+            times = [t for t, s in stamps if s == symbol and t.date() == day]
+            first, last = bar_of(min(times)), bar_of(max(times))
+            count = int((last - first).total_seconds()) // step + 1
+            expected |= {(symbol, first + timedelta(seconds=k * step)) for k in range(count)}
+    assert rows == expected
+
+
 def test_event_grid_has_one_bar_across_midnight() -> None:
     # 7-minute bars are aligned to the epoch, so one of them straddles 2024-01-02 00:00.
     midnight = datetime(2024, 1, 2, tzinfo=UTC)
