@@ -155,14 +155,26 @@ def with_venue(lf: pl.LazyFrame) -> pl.LazyFrame:
     return lf.with_columns(pl.lit(None, pl.String).alias(VENUE))
 
 
+def instrument_columns(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """Give a per-instrument output table its ``venue`` column, right before ``symbol``.
+
+    Computations key on ``symbol`` alone when no input names a venue (cheaper); every table
+    mmflow returns still has ``venue`` (null then), so outputs have one shape.
+    """
+    names = lf.collect_schema().names()
+    if SYMBOL not in names or VENUE in names:
+        return lf
+    position = names.index(SYMBOL)
+    venue = pl.lit(None, pl.String).alias(VENUE)
+    return lf.select(*names[:position], venue, *names[position:])
+
+
 def prepare(
-    lf: pl.LazyFrame, table: TableSchema, selection: Selection, *, venue: bool = True
+    lf: pl.LazyFrame, table: TableSchema, selection: Selection, *, venue: bool = False
 ) -> pl.LazyFrame:
     """Validate, re-clock, filter and time-order canonical rows.
 
-    Every prepared frame has a ``venue`` column (null where the source has none), so that an
-    instrument is always ``(venue, symbol)``. With ``clock="event"`` the exchange time becomes
-    ``ts`` (rows without one keep theirs) and
+    With ``clock="event"`` the exchange time becomes ``ts`` (rows without one keep theirs) and
     the receive time moves to ``ts_event``'s place, so every metric aligns on the chosen clock.
     Rows are sorted by ``ts`` with a stable sort, so same-timestamp rows keep file order.
 
@@ -302,27 +314,32 @@ def parameters_of(selection: Selection, signing: Signing, **extra: Any) -> dict[
     }
 
 
+def _same_keys(
+    trades: pl.LazyFrame, quotes: pl.LazyFrame | None
+) -> tuple[pl.LazyFrame, pl.LazyFrame | None]:
+    """When trades or quotes name a venue, give the other side one too (null: unnamed)."""
+    if quotes is None:
+        return trades, None
+    named = VENUE in trades.collect_schema().names() or VENUE in quotes.collect_schema().names()
+    return (with_venue(trades), with_venue(quotes)) if named else (trades, quotes)
+
+
 def prepare_market(
     trades: pl.LazyFrame,
     quotes: pl.LazyFrame | None,
     selection: Selection,
-    *,
-    venue: bool = True,
 ) -> tuple[pl.LazyFrame, pl.LazyFrame | None, pl.LazyFrame | None]:
     """Prepare trades and quotes; with ``clean="taq"`` also clean them.
 
     Returns the trades, the quotes and the per-rule dropped counts (``None`` without cleaning).
-    With ``venue`` (default) both get a ``venue`` column (null where the source has none).
+    When either names a venue, both have a ``venue`` column afterwards (null where the source
+    has none), so both key instruments alike; when neither does, instruments are symbols.
     """
-    cleaning = selection.clean == "taq"
-    early = venue and not cleaning
-    prepared_quotes = (
-        prepare(quotes, QUOTES, selection, venue=early) if quotes is not None else None
-    )
-    prepared_trades = prepare(trades, TRADES, selection, venue=early)
-    if not cleaning:
-        return prepared_trades, prepared_quotes, None
-    # Clean before the null venue column is added: the single-exchange rule (P3) runs only
+    prepared_quotes = prepare(quotes, QUOTES, selection) if quotes is not None else None
+    prepared_trades = prepare(trades, TRADES, selection)
+    if selection.clean != "taq":
+        return (*_same_keys(prepared_trades, prepared_quotes), None)
+    # Clean before a null venue column is added: the single-exchange rule (P3) runs only
     # where the rows name their exchange.
     cleaned = clean_taq(prepared_trades, prepared_quotes)
     assert cleaned.trades is not None
@@ -330,11 +347,8 @@ def prepare_market(
     if cleaned.quotes is not None:
         dropped.append(cleaned.quotes.dropped.with_columns(pl.lit("quotes").alias("table")))
     cleaned_quotes = cleaned.quotes.frame if cleaned.quotes is not None else None
-    if venue:
-        cleaned_quotes = with_venue(cleaned_quotes) if cleaned_quotes is not None else None
     return (
-        with_venue(cleaned.trades.frame) if venue else cleaned.trades.frame,
-        cleaned_quotes,
+        *_same_keys(cleaned.trades.frame, cleaned_quotes),
         pl.concat(dropped, how="vertical_relaxed"),
     )
 
@@ -430,7 +444,8 @@ def analyze(
     summary = flow
     for part in (totals, inventory):
         summary = summary.join(part, on=instrument, how="left", nulls_equal=True)
-    summary = summary.select(*SUMMARY_COLUMNS)
+    present = summary.collect_schema().names()
+    summary = summary.select(*(c for c in SUMMARY_COLUMNS if c in present))
     for part in (current, last_episode, areas):
         summary = summary.join(part, on=instrument, how="left", nulls_equal=True)
     summary = summary.sort(instrument, nulls_last=True)
@@ -440,7 +455,15 @@ def analyze(
         **{f"phase_{k}": v for k, v in asdict(phase_parameters).items()},
     }
     phased = phased.sort(*bar_keys(market.bars), TS, nulls_last=True)
-    return Analysis(summary, phased, market.mix, parameters, market.dropped, paths, market.checks)
+    return Analysis(
+        instrument_columns(summary),
+        instrument_columns(phased),
+        instrument_columns(market.mix),
+        parameters,
+        market.dropped,
+        instrument_columns(paths),
+        market.checks,
+    )
 
 
 SUMMARY_COLUMNS = (
@@ -560,7 +583,13 @@ def classify(
             pl.lit(0, pl.UInt32).alias("unusable_quote"),
             pl.col(PRICE).is_nan().sum().alias("nan_price"),
         )
-        return Classification(bars, mix, diagnostics, parameters, dropped)
+        return Classification(
+            instrument_columns(bars),
+            instrument_columns(mix),
+            instrument_columns(diagnostics),
+            parameters,
+            dropped,
+        )
     signed = sign_trades(
         prepared,
         prepared_quotes,
@@ -600,7 +629,12 @@ def classify(
         else None
     )
     return Classification(
-        signed.select(columns), method_mix(signed), diagnostics, parameters, dropped, checks
+        instrument_columns(signed.select(columns)),
+        instrument_columns(method_mix(signed)),
+        instrument_columns(diagnostics),
+        parameters,
+        dropped,
+        checks,
     )
 
 
@@ -616,7 +650,7 @@ def evaluate(
     selection = selection or Selection()
     signing = signing or Signing()
     prepared, prepared_quotes, _ = prepare_market(trades, quotes, selection)
-    return evaluate_signing(
+    scored = evaluate_signing(
         prepared,
         prepared_quotes,
         match=signing.match,
@@ -626,6 +660,7 @@ def evaluate(
         bvc_dof=signing.bvc_dof,
         max_quote_age=signing.max_quote_age,
     )
+    return Evaluation(instrument_columns(scored.scores), instrument_columns(scored.lags))
 
 
 def signing_warnings(diagnostics: pl.DataFrame, scores: pl.DataFrame | None = None) -> list[str]:
@@ -755,12 +790,12 @@ def write_dataset(
     """
     selection = selection or Selection()
     notes: list[str] = []
-    if trades is not None:  # files keep the columns their source has (no null venue added)
-        trades, quotes, dropped = prepare_market(trades, quotes, selection, venue=False)
+    if trades is not None:
+        trades, quotes, dropped = prepare_market(trades, quotes, selection)
         if dropped is not None:
             notes = cleaning_notes(dropped.collect())
     elif quotes is not None:
-        quotes = prepare(quotes, QUOTES, selection, venue=False)
+        quotes = prepare(quotes, QUOTES, selection)
     tables = [(t, f) for t, f in ((TRADES, trades), (QUOTES, quotes)) if f is not None]
     return convert(tables, directory, overwrite=overwrite, metadata=metadata), notes
 
@@ -1219,14 +1254,14 @@ INVENTORY_COLUMNS = (
 def bar_table(market: Market, columns: Sequence[str]) -> pl.LazyFrame:
     """Select ``symbol, [session,] ts`` and ``columns`` from the market bars."""
     keys = bar_keys(market.bars)
-    return market.bars.select(*keys, TS, *columns)
+    return instrument_columns(market.bars.select(*keys, TS, *columns))
 
 
 def inventory_report(market: Market, options: BarOptions) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """Return the per-symbol inventory summary and the withdrawal episodes of ``market``."""
     summary = inventory_summary(market.bars, every=options.every, horizon=options.pressure_horizon)
     episodes = withdrawal_episodes(market.bars, every=options.every)
-    return summary, episodes
+    return instrument_columns(summary), instrument_columns(episodes)
 
 
 @dataclass(frozen=True)
@@ -1285,7 +1320,7 @@ def profile(
     )
     if "date" in by:
         signed = signed.with_columns(pl.col(TS).dt.date().alias("date"))
-    if SYMBOL in by and VENUE not in by:
+    if SYMBOL in by and VENUE not in by and VENUE in signed.collect_schema().names():
         position = list(by).index(SYMBOL)
         by = [*by[:position], VENUE, *by[position:]]
     levels = volume_profile(signed, bin_size=bin_size, by=tuple(by), max_levels=limit)
@@ -1294,7 +1329,12 @@ def profile(
     parameters = parameters_of(
         selection, signing, bin_size=bin_size, by=list(by), share=share, value_area=method
     )
-    return Profile(levels, areas, prints, parameters)
+    return Profile(
+        instrument_columns(levels),
+        instrument_columns(areas),
+        instrument_columns(prints) if prints is not None else None,
+        parameters,
+    )
 
 
 @dataclass(frozen=True)
@@ -1358,4 +1398,10 @@ def phases(
     bars = phased.select(*keys, TS, *first, *(c for c in PHASE_COLUMNS if c not in first))
     record = {**market.parameters, **{f"phase_{k}": v for k, v in asdict(parameters).items()}}
     record |= {"offline": offline, "horizons": list(horizons), "placebo_seed": placebo_seed}
-    return Phases(bars, episodes, study, scores, record)
+    return Phases(
+        instrument_columns(bars),
+        instrument_columns(episodes),
+        study,
+        instrument_columns(scores) if scores is not None else None,
+        record,
+    )

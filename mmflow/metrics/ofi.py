@@ -34,6 +34,7 @@ running total.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Final
 
 import polars as pl
@@ -400,27 +401,33 @@ def quote_bars(
             raise ParameterError(msg)
         bars = grid
     grid_names = bars.collect_schema().names()
-    venue_of_grid = (
-        pl.col(VENUE).cast(pl.String).fill_null("") if VENUE in grid_names else pl.lit("")
-    )
-    venue_of_quotes = pl.col(VENUE).cast(pl.String).fill_null("") if VENUE in schema else pl.lit("")
+    # As-of joins never match a null key: a null venue is "" meanwhile (no venue anywhere: the
+    # symbol alone is the key).
+    named = VENUE in grid_names or VENUE in schema
+    by = [ASOF_VENUE, _KEY_SYMBOL] if named else [_KEY_SYMBOL]
+
+    def venue_key(names: Sequence[str]) -> list[pl.Expr]:
+        if not named:
+            return []
+        venue = pl.col(VENUE).cast(pl.String).fill_null("") if VENUE in names else pl.lit("")
+        return [venue.alias(ASOF_VENUE)]
+
     left = (
         bars.with_row_index(_ROW)
         .with_columns(
-            venue_of_grid.alias(ASOF_VENUE),
+            *venue_key(grid_names),
             pl.col(SYMBOL).cast(schema[SYMBOL]).alias(_KEY_SYMBOL),
             pl.col(TS).cast(schema[TS]).alias(_START),
         )
         .with_columns(pl.col(_START).dt.offset_by(every).alias(_END))
-        .sort(ASOF_VENUE, _KEY_SYMBOL, _START)
+        .sort(*by, _START)
     )
     timeline = (
         _timeline(quotes, age)
-        .with_columns(venue_of_quotes.alias(ASOF_VENUE))
+        .with_columns(*venue_key(schema.names()))
         .drop(VENUE, strict=False)
         .rename({SYMBOL: _KEY_SYMBOL})
     )
-    by = [ASOF_VENUE, _KEY_SYMBOL]
     carried = [c for c in timeline.collect_schema().names() if c not in by]
     joined = left
     for key, prefix in ((_START, "_s"), (_END, "_e")):
