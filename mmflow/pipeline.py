@@ -1171,18 +1171,19 @@ def quote_warnings(checks: pl.DataFrame, *, max_quote_age: str | None) -> list[s
     traded = checks.filter(pl.col("trades") > 0)
     quoted = checks.filter(pl.col("quotes") > 0)
     if has_venue and traded.height and quoted.height:
-        trade_venues = sorted({str(v) for v in traded[VENUE].to_list()})
-        quote_venues = sorted({str(v) for v in quoted[VENUE].to_list()})
+        trade_venues = sorted({v or "(none)" for v in traded[VENUE].to_list()})
+        quote_venues = sorted({v or "(none)" for v in quoted[VENUE].to_list()})
         if not set(trade_venues) & set(quote_venues):
             out.append(
                 f"trades and quotes share no venue (trades: {', '.join(trade_venues)}; quotes: "
-                f"{', '.join(quote_venues)}); quotes are used only for trades of their own venue"
+                f"{', '.join(quote_venues)}); quotes are used only for trades of their own venue "
+                "(a file without a venue column has none)"
             )
         else:
             for row in traded.filter(pl.col("quotes") == 0).iter_rows(named=True):
                 others = quoted.filter(pl.col(SYMBOL) == row[SYMBOL])
                 if others.height:
-                    venues = ", ".join(str(v) for v in others[VENUE].to_list())
+                    venues = ", ".join(v or "(none)" for v in others[VENUE].to_list())
                     out.append(
                         f"{_instrument_name(row)}: no quotes of this venue; quotes of {venues} "
                         "are not used for its trades"

@@ -26,7 +26,7 @@ from mmflow.metrics.impact import FUTURE_MID_MISSING, trade_costs
 from mmflow.metrics.ofi import ofi_total, quote_bars
 from mmflow.metrics.profile import volume_profile
 from mmflow.metrics.quotes import QUOTE_STALE, attach_quotes
-from mmflow.pipeline import BarOptions, Signing, analyze, market_bars
+from mmflow.pipeline import BarOptions, Signing, analyze, market_bars, quote_warnings
 from tests.conftest import SHARED
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -588,3 +588,17 @@ def test_real_binance_spot_and_futures_folder_is_one_row_per_venue(tmp_path: Pat
     assert_same_scores(
         [r for r in json.loads(mixed) if r["venue"] == "binance-um"], json.loads(alone)
     )
+
+
+def test_quote_warnings_name_venues_and_files_without_one() -> None:
+    counts = {"stale_quote": [0, 0], "after_last_quote": [0, 0], "stale_future_quote": [0, 0]}
+    checks = pl.DataFrame(
+        {"venue": ["binance-um", None], "symbol": ["X", "X"], "trades": [5, 0], "quotes": [0, 7]}
+        | counts,
+        schema_overrides={"venue": pl.String},
+    )
+    warnings = quote_warnings(checks, max_quote_age="1m")
+    assert warnings[0].startswith(
+        "trades and quotes share no venue (trades: binance-um; quotes: (none))"
+    )
+    assert "X: 7 quotes but no trades (not analysed)" in warnings
