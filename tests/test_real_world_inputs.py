@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import mmflow.io
 from mmflow.durations import check_duration, duration_nanoseconds
 from mmflow.errors import ParameterError, SizeLimitError
 from mmflow.metrics.flow import event_grid, flow_bars
@@ -575,6 +576,15 @@ def test_real_binance_spot_and_futures_folder_is_one_row_per_venue(tmp_path: Pat
     assert set(rows) == {("binance-spot", "BTCUSDT"), ("binance-um", "BTCUSDT")}
     assert rows["binance-spot", "BTCUSDT"]["trades"] == 3144
     assert rows["binance-um", "BTCUSDT"]["trades"] == 9727
+    # The summary's OFI is the OFI of every quote event, as from the quotes alone.
+    [loaded] = mmflow.io.load(
+        [str(folder / "futures" / "um" / "BTCUSDT-bookTicker-2024-07-19.csv")]
+    )
+    assert loaded.frames.quotes is not None
+    quotes_alone = ofi_total(loaded.frames.quotes.sort("ts", maintain_order=True)).collect()
+    ofi = quotes_alone["ofi"].item()
+    assert rows["binance-um", "BTCUSDT"]["ofi"] == pytest.approx(ofi, abs=1e-6)
+    assert rows["binance-spot", "BTCUSDT"]["ofi"] is None
     code, mixed, err = run_capped("classify", folder, "--evaluate", "--to", "json", timeout=300)
     assert code == 0, err
     scores = {(r["venue"], r["method"]): r for r in json.loads(mixed)}
