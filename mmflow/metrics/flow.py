@@ -58,7 +58,7 @@ def flow_aggregates() -> list[pl.Expr]:
 
 
 def flow_summary(trades: pl.LazyFrame) -> pl.LazyFrame:
-    """Summarise signed trades per symbol.
+    """Summarise signed trades per instrument (``venue, symbol``; ``symbol`` without venue).
 
     Parameters
     ----------
@@ -68,8 +68,8 @@ def flow_summary(trades: pl.LazyFrame) -> pl.LazyFrame:
     Returns
     -------
     pl.LazyFrame
-        One row per symbol, sorted by symbol: ``symbol, trades, volume, buy_volume, sell_volume,
-        unknown_volume, vwap, net_flow, start, end``.
+        One row per instrument, sorted: ``[venue,] symbol, trades, volume, buy_volume,
+        sell_volume, unknown_volume, vwap, net_flow, start, end``.
 
     Examples
     --------
@@ -360,7 +360,7 @@ def bvc_flow_bars(
 
 
 def summary_from_bars(bars: pl.LazyFrame, trades: pl.LazyFrame) -> pl.LazyFrame:
-    """Summarise per symbol from bars (for bar-level signing such as BVC).
+    """Summarise per instrument from bars (for bar-level signing such as BVC).
 
     Volumes and counts are sums over bars; ``vwap``, ``start`` and ``end`` come from the trades.
     The columns are those of :func:`flow_summary`.
