@@ -15,6 +15,7 @@ import polars as pl
 
 from mmflow.clean import clean_taq
 from mmflow.convert import Converted, convert
+from mmflow.durations import DAY, check_duration
 from mmflow.errors import MmflowError, NoDataError, ReaderError, SizeLimitError
 from mmflow.io import Loaded, combine
 from mmflow.metrics.bvc import (
@@ -551,6 +552,8 @@ def classify(
     """
     selection = selection or Selection()
     signing = signing or Signing()
+    check_durations(signing=signing)
+    check_duration(every, what="bar length (every)")
     prepared, prepared_quotes, dropped = prepare_market(trades, quotes, selection)
     parameters = parameters_of(selection, signing, bar=every)
     if signing.method == "bvc":
@@ -649,6 +652,8 @@ def evaluate(
     """Score every signing method against the vendor side (see :func:`evaluate_signing`)."""
     selection = selection or Selection()
     signing = signing or Signing()
+    check_durations(signing=signing)
+    check_duration(every, what="bar length (every)")
     prepared, prepared_quotes, _ = prepare_market(trades, quotes, selection)
     scored = evaluate_signing(
         prepared,
@@ -979,6 +984,7 @@ def market_bars(
         spread_factor=options.spread_factor,
         depth_factor=options.depth_factor,
     )
+    check_durations(options, signing)
     check_windows(options)
     age = signing.max_quote_age
     if signing.method == "bvc":
@@ -1075,6 +1081,26 @@ def market_bars(
         dropped,
         checks,
     )
+
+
+def check_durations(options: BarOptions | None = None, signing: Signing | None = None) -> None:
+    """Validate every duration parameter with the one validator the command line uses.
+
+    Bar length: longer than zero and at most 366 days; horizon: 0 to 366 days; quote lag: 0 to
+    one day; maximum quote age: longer than zero (see :func:`mmflow.durations.check_duration`).
+
+    Raises
+    ------
+    ParameterError
+        Naming the parameter.
+    """
+    if options is not None:
+        check_duration(options.every, what="bar length (every)")
+        check_duration(options.horizon, what="horizon", minimum=0)
+    if signing is not None:
+        check_duration(signing.lag, what="quote lag", minimum=0, maximum=DAY)
+        if signing.max_quote_age is not None:
+            check_duration(signing.max_quote_age, what="max_quote_age")
 
 
 def check_windows(options: BarOptions, phase_parameters: PhaseParameters | None = None) -> None:
@@ -1309,6 +1335,9 @@ def profile(
     """
     selection = selection or Selection()
     signing = signing or Signing()
+    check_durations(signing=signing)
+    if every is not None:
+        check_duration(every, what="bar length (every)")
     limit = default_max_rows() if max_levels is None else max_levels
     prepared, prepared_quotes, _ = prepare_market(trades, quotes, selection)
     signed = sign_trades(

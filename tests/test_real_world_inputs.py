@@ -612,3 +612,13 @@ def test_quote_warnings_name_venues_and_files_without_one() -> None:
         "trades and quotes share no venue (trades: binance-um; quotes: (none))"
     )
     assert "X: 7 quotes but no trades (not analysed)" in warnings
+
+
+def test_library_durations_go_through_the_same_validator() -> None:
+    trades = make_trades([(0, "X", 10.0, 1.0, 1)])
+    with pytest.raises(ParameterError, match="longer than 366d"):
+        analyze(trades, options=BarOptions(every="1000000d"))
+    with pytest.raises(ParameterError, match="quote lag"):
+        market_bars(trades, signing=Signing(lag="2d"))
+    with pytest.raises(ParameterError, match="max_quote_age"):
+        market_bars(trades, signing=Signing(max_quote_age="0s"))
