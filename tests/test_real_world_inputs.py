@@ -622,3 +622,17 @@ def test_library_durations_go_through_the_same_validator() -> None:
         market_bars(trades, signing=Signing(lag="2d"))
     with pytest.raises(ParameterError, match="max_quote_age"):
         market_bars(trades, signing=Signing(max_quote_age="0s"))
+
+
+@pytest.mark.parametrize("stamp", ["1970-01-01T00:00:00Z", "3000-01-01T00:00:00Z"])
+def test_a_far_timestamp_in_a_tiny_file_makes_no_giant_grid(tmp_path: Path, stamp: str) -> None:
+    # Issue 9: three rows, one at epoch 0 (or year 3000), grew to 16-21 GB of bars. Bars only on
+    # days with data keep the run tiny whether or not the reader drops the implausible row.
+    path = tmp_path / "trades.csv"
+    path.write_text(
+        "ts,symbol,price,size\n"
+        f"{stamp},X,10,1\n2024-07-19T00:00:01Z,X,11,1\n2024-07-19T00:02:01Z,X,12,1\n"
+    )
+    code, out, err = run_capped("flow", path, "--bar", "1m", "--to", "csv")
+    assert code == 0, err
+    assert 3 <= len(out.splitlines()) <= 5  # the header, minutes 0, 1, 2 (and the far row's bar)
