@@ -35,6 +35,7 @@ from mmflow.pipeline import (
     BYTES_PER_BAR,
     FLOW_COLUMNS,
     INVENTORY_COLUMNS,
+    MAX_QUOTE_AGE,
     BarOptions,
     Clock,
     Selection,
@@ -488,7 +489,7 @@ def signing_options(func: F) -> F:
         click.option(
             "--max-quote-age",
             type=OptionalDuration(),
-            default="1m",
+            default=MAX_QUOTE_AGE,
             show_default=True,
             help="A quote older than this counts as missing for signing, spreads, depth and "
             "trade costs ('none': no limit).",
