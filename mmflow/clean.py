@@ -52,7 +52,7 @@ Q3, Q1, Q4 — each on what the previous ones kept. Nothing is dropped silently:
 :attr:`Cleaned.dropped` counts, per symbol, New York date and rule, the rows that rule removed
 (for T3 and Q1 the rows merged away), zero counts included, so that for every symbol-day the
 kept rows plus the dropped rows equal the input rows. A rule whose column the data lacks (no
-``venue`` for P3, no ``correction`` for T1, no ``conditions`` for T2, no quotes for T4) is not
+``exchange`` for P3, no ``correction`` for T1, no ``conditions`` for T2, no quotes for T4) is not
 applied and is listed in :attr:`Cleaned.skipped`.
 
 Examples
@@ -112,6 +112,7 @@ from mmflow.schema import (
     BID_SIZE,
     CONDITIONS,
     CORRECTION,
+    EXCHANGE,
     PRICE,
     QUOTES,
     SIZE,
@@ -290,6 +291,16 @@ def drop_zero_prices(frame: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
+def exchange_column(names: Sequence[str]) -> str | None:
+    """Return the column holding the reporting exchange, or ``None`` when there is none.
+
+    ``exchange``, else ``venue`` (older frames held the exchange code there).
+    """
+    if EXCHANGE in names:
+        return EXCHANGE
+    return VENUE if VENUE in names else None
+
+
 def keep_single_exchange(
     frame: pl.LazyFrame, exchanges: str | Sequence[str] = "auto"
 ) -> pl.LazyFrame:
@@ -298,7 +309,8 @@ def keep_single_exchange(
     Parameters
     ----------
     frame
-        Canonical trades or quotes with a ``venue`` column.
+        Canonical trades or quotes with an ``exchange`` column (or, in older frames, the
+        exchange code in ``venue``).
     exchanges
         ``"auto"``: per symbol and New York date, the venue with the largest volume (trades:
         summed ``size``; quotes: summed ``bid_size + ask_size``); ties keep every tied venue.
@@ -310,8 +322,9 @@ def keep_single_exchange(
         The rows of the selected exchange(s).
     """
     chosen = _selection(exchanges)
+    column = exchange_column(_names(frame)) or EXCHANGE
     if chosen is not None:
-        return frame.filter(pl.col(VENUE).is_in(chosen))
+        return frame.filter(pl.col(column).is_in(chosen))
     if _is_trades(frame):
         volume = pl.col(SIZE).fill_null(0)
     else:
@@ -319,7 +332,7 @@ def keep_single_exchange(
     names = _names(frame)
     return (
         frame.with_columns(new_york_date().alias(_DAY))
-        .with_columns(volume.sum().over(SYMBOL, _DAY, VENUE).alias(_VOLUME))
+        .with_columns(volume.sum().over(SYMBOL, _DAY, column).alias(_VOLUME))
         .filter(pl.col(_VOLUME) == pl.col(_VOLUME).max().over(SYMBOL, _DAY))
         .select(names)
     )
@@ -758,7 +771,7 @@ def clean_taq_trades(
         "P1": lambda lf: drop_outside_hours(lf, open_time=open_time, close_time=close_time),
         "P3": (
             (lambda lf: keep_single_exchange(lf, exchange_list or "auto"))
-            if VENUE in names
+            if exchange_column(names)
             else None
         ),
         "T1": drop_corrected_trades if CORRECTION in names else None,
@@ -830,7 +843,7 @@ def clean_taq_quotes(
         "P1": lambda lf: drop_outside_hours(lf, open_time=open_time, close_time=close_time),
         "P3": (
             (lambda lf: keep_single_exchange(lf, exchange_list or "auto"))
-            if VENUE in names
+            if exchange_column(names)
             else None
         ),
         "Q2": drop_negative_spreads,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -26,7 +25,8 @@ from mmflow._version import __version__
 from mmflow.alerts import Condition, ConditionError, alert_messages, evaluate_alerts
 from mmflow.alerts import parse as parse_alert
 from mmflow.alerts import parse_condition as bind_alert
-from mmflow.errors import MmflowError, NoDataError, ParameterError
+from mmflow.durations import MAX_DURATION, NANOSECONDS, check_duration
+from mmflow.errors import MmflowError, NoDataError, ParameterError, SizeLimitError
 from mmflow.inspect import inspect_paths
 from mmflow.io import Limits, Loaded, ReadOptions, RowAccount, format_names, load_inputs
 from mmflow.metrics.bvc import Distribution
@@ -41,8 +41,10 @@ from mmflow.metrics.profile import ValueAreaMethod
 from mmflow.metrics.quotes import QuoteMatch
 from mmflow.metrics.signing import METHODS
 from mmflow.pipeline import (
+    BYTES_PER_BAR,
     FLOW_COLUMNS,
     INVENTORY_COLUMNS,
+    MAX_QUOTE_AGE,
     BarOptions,
     Clock,
     Market,
@@ -57,6 +59,7 @@ from mmflow.pipeline import (
     cleaning_notes,
     collect,
     collect_accounts,
+    default_max_rows,
     evaluate,
     gather,
     inventory_evaluation,
@@ -65,6 +68,7 @@ from mmflow.pipeline import (
     parameters_of,
     phases,
     profile,
+    quote_warnings,
     read_many,
     require_rows,
     selection_account,
@@ -114,7 +118,15 @@ from mmflow.simulate import SimulationParameters, simulate, write_simulation
 
 F = TypeVar("F", bound=Callable[..., Any])
 USER_ERRORS = (MmflowError, pl.exceptions.PolarsError, OSError)
-_DURATION = re.compile(r"^(\d+(ns|us|ms|s|m|h|d|w))+$|^0$")
+_FLAGS = {
+    "every": "--bar",
+    "bin_size": "--bin",
+    "buckets_per_day": "--buckets-per-day",
+    "lookback": "--lookback",
+    "pressure_horizon": "--pressure-horizon",
+    "vpin_window": "--vpin-window",
+}
+"""Library parameter names behind a SizeLimitError, and the flags that set them."""
 
 
 MESSAGE_LIMIT = 300
@@ -171,6 +183,10 @@ class MmflowGroup(click.Group):
                 _quiet_exit()
             if ctx.params.get("verbose") or ctx.meta.get("mmflow.verbose"):
                 raise
+            if isinstance(exc, SizeLimitError):
+                flag = _FLAGS.get(exc.parameter, "--" + exc.parameter.replace("_", "-"))
+                limit = "--max-bars" if exc.parameter != "bin_size" else "--max-levels"
+                raise click.UsageError(exc.describe(flag, limit)) from exc
             if isinstance(exc, ParameterError):
                 raise click.UsageError(_one_line(exc)) from exc
             raise click.ClickException(_one_line(exc)) from exc
@@ -183,16 +199,39 @@ class MmflowGroup(click.Group):
 
 
 class Duration(click.ParamType[str]):
-    """A polars duration string such as ``1s``, ``5m``, ``1h``."""
+    """A polars duration string such as ``1s``, ``5m``, ``1h``, within a range.
+
+    Every duration flag goes through :func:`mmflow.durations.check_duration`: fixed-length
+    units only, at most 366 days (so nothing overflows polars' nanosecond clock), and what
+    polars itself accepts.
+    """
 
     name = "duration"
 
+    def __init__(self, *, minimum: int = 1, maximum: int = MAX_DURATION) -> None:
+        self.minimum = minimum
+        self.maximum = maximum
+
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         """Validate ``value``."""
-        text = str(value).strip()
-        if not _DURATION.match(text):
-            self.fail(f"{value!r} is not a duration like 1s, 500ms, 5m, 1h or 1d", param, ctx)
-        return "0s" if text == "0" else text
+        try:
+            return check_duration(
+                str(value), what="duration", minimum=self.minimum, maximum=self.maximum
+            )
+        except ParameterError as exc:
+            self.fail(exc.message.removeprefix("duration "), param, ctx)
+
+
+class OptionalDuration(Duration):
+    """A :class:`Duration`, or ``none`` for no limit."""
+
+    def convert(  # type: ignore[override]
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str | None:
+        """Validate ``value``; ``none`` gives ``None``."""
+        if value is None or str(value).strip().lower() in ("none", "off"):
+            return None
+        return super().convert(value, param, ctx)
 
 
 class Timestamp(click.ParamType[datetime]):
@@ -328,6 +367,13 @@ def input_options(func: F) -> F:
             "symbols",
             multiple=True,
             help="Keep only this symbol (repeatable); also names files that carry no symbol.",
+        ),
+        click.option(
+            "--venue",
+            "venues",
+            multiple=True,
+            help="Keep only this venue (repeatable), e.g. binance-um; an instrument is "
+            "(venue, symbol).",
         ),
         click.option(
             "--date",
@@ -699,10 +745,18 @@ def signing_options(func: F) -> F:
         ),
         click.option(
             "--quote-lag",
-            type=Duration(),
+            type=Duration(minimum=0, maximum=NANOSECONDS["d"]),
             default="0s",
             show_default=True,
             help="Use quotes at least this much older than the trade (e.g. 100ms).",
+        ),
+        click.option(
+            "--max-quote-age",
+            type=OptionalDuration(),
+            default=MAX_QUOTE_AGE,
+            show_default=True,
+            help="A quote older than this counts as missing for signing, spreads, depth and "
+            "trade costs ('none': no limit).",
         ),
         click.option(
             "--bvc-distribution",
@@ -749,7 +803,15 @@ def _selection(params: dict[str, Any]) -> Selection:
             raise click.BadParameter(msg) from None
         first, last = params["session"]
         session = Session(first, last, tz=zone)
-    return Selection(params["symbols"], params["start"], params["end"], clock, clean, session)
+    return Selection(
+        params["symbols"],
+        params["start"],
+        params["end"],
+        clock,
+        clean,
+        session,
+        tuple(params.get("venues") or ()),
+    )
 
 
 def _signing(params: dict[str, Any]) -> Signing:
@@ -761,7 +823,12 @@ def _signing(params: dict[str, Any]) -> Signing:
         msg = "--bvc-dof applies to --bvc-distribution student-t only"
         raise click.BadParameter(msg)
     return Signing(
-        params["method"], match, params["quote_lag"], distribution, params.get("bvc_dof")
+        params["method"],
+        match,
+        params["quote_lag"],
+        distribution,
+        params.get("bvc_dof"),
+        params.get("max_quote_age"),
     )
 
 
@@ -958,13 +1025,19 @@ def _parse_panels(ctx: click.Context, param: click.Parameter, value: str | None)
         raise click.BadParameter(str(exc), ctx, param) from None
 
 
+def _quote_notes(checked: list[pl.DataFrame], params: dict[str, Any]) -> None:
+    """Warn about quotes that could not be used (other venue, too old, horizon past the end)."""
+    if checked:
+        _warn(quote_warnings(checked[0], max_quote_age=params.get("max_quote_age")))
+
+
 def bar_options(func: F) -> F:
     """Options for bars and the per-bar metrics (``analyze``, ``flow``, ``inventory``)."""
     decorators = [
         click.option("--bar", type=Duration(), help="Bar length (default 1m)."),
         click.option(
             "--horizon",
-            type=Duration(),
+            type=Duration(minimum=0),
             default="5m",
             show_default=True,
             help="Horizon of realized spread and price impact (by time, not rows).",
@@ -1011,11 +1084,29 @@ def bar_options(func: F) -> F:
             show_default=True,
             help="Withdrawing when the depth is at most this × its trailing median.",
         ),
+        click.option(
+            "--fill",
+            is_flag=True,
+            help="Make a continuous bar grid across days without data (default: bars only on "
+            "the days, or sessions, that hold trades or quotes).",
+        ),
+        max_bars_option("--max-bars", "bars (also VPIN buckets and window lengths)"),
     ]
     return _stacked(func, decorators)
 
 
+def max_bars_option(flag: str, what: str) -> Callable[[F], F]:
+    """Return the option limiting the rows a run makes (default sized to the memory)."""
+    return click.option(
+        flag,
+        type=click.IntRange(min=1),
+        help=f"Most {what} a run may make; estimated before they are made (exit 2 above). "
+        f"Default: available memory / {BYTES_PER_BAR} bytes, now {default_max_rows():,}.",
+    )
+
+
 def _bar_options(params: dict[str, Any]) -> BarOptions:
+    limit = params.get("max_bars")
     return BarOptions(
         every=params["bar"] or "1m",
         horizon=params["horizon"],
@@ -1025,6 +1116,8 @@ def _bar_options(params: dict[str, Any]) -> BarOptions:
         buckets_per_day=params["buckets_per_day"],
         spread_factor=params["spread_factor"],
         depth_factor=params["depth_factor"],
+        fill=params["fill"],
+        max_bars=default_max_rows() if limit is None else limit,
     )
 
 
@@ -1044,12 +1137,14 @@ def _bar_options(params: dict[str, Any]) -> BarOptions:
 @selection_options
 @output_options
 def analyze_command(**params: Any) -> None:
-    """Summarise order flow and market-maker inventory per symbol; every metric per bar.
+    """Summarise order flow and market-maker inventory per instrument; every metric per bar.
 
     Trade files and quote files may be given together; quote files can also be named with
     --quotes. Signs come from the vendor's aggressor flag where known, else Lee-Ready against
-    the prevailing quote, else the tick rule (--method changes this). On screen: one row per
-    symbol; -o writes the per-bar table with every column of `flow` and `inventory`.
+    the prevailing quote of the same venue, else the tick rule (--method changes this). On
+    screen: one row per instrument (venue and symbol); -o writes the per-bar table with every
+    column of `flow` and `inventory`. Bars cover the days that hold trades or quotes (--fill:
+    a continuous grid); sizes are checked against --max-bars before anything is made.
 
     Example:
 
@@ -1068,12 +1163,14 @@ def analyze_command(**params: Any) -> None:
     )
     result = analyze(trades, quotes, **arguments, materialize=lambda plans: _collect(plans, inputs))
     assert result.paths is not None
-    summary, bars, mix, paths = _collect_with_cleaning(
-        [result.summary, result.bars, result.mix, result.paths],
+    checks = [result.checks] if result.checks is not None else []
+    summary, bars, mix, paths, *checked = _collect_with_cleaning(
+        [result.summary, result.bars, result.mix, result.paths, *checks],
         result.dropped,
         inputs,
         "phases and summary",
     )
+    _quote_notes(checked, params)
     require_rows(summary, "trades")
     table = params["which"] or (
         "bars" if params["output"] is not None or params["bar"] is not None else "summary"
@@ -1102,7 +1199,7 @@ def analyze_command(**params: Any) -> None:
 @selection_options
 @output_options
 def flow_command(**params: Any) -> None:
-    """Order flow per symbol and bar: volume split, net flow, CVD, OFI, VPIN, impact, costs.
+    """Order flow per instrument and bar: volume split, net flow, CVD, OFI, VPIN, impact, costs.
 
     Columns: open, high, low, close, vwap, volume, trades, buy_volume, sell_volume,
     unknown_volume, net_flow, trade_imbalance, cvd; with quotes also ofi, ofi_normalized,
@@ -1120,7 +1217,11 @@ def flow_command(**params: Any) -> None:
     market = market_bars(
         trades, quotes, options=options, signing=_signing(params), selection=_selection(params)
     )
-    [bars] = _collect_with_cleaning([bar_table(market, FLOW_COLUMNS)], market.dropped, inputs)
+    checks = [market.checks] if market.checks is not None else []
+    bars, *checked = _collect_with_cleaning(
+        [bar_table(market, FLOW_COLUMNS), *checks], market.dropped, inputs
+    )
+    _quote_notes(checked, params)
     require_rows(bars, "trades")
     if quotes is None:
         _say("Note: OFI, spreads, depth and trade costs need quotes; those columns are empty.")
@@ -1204,11 +1305,13 @@ def inventory_command(**params: Any) -> None:
     summary_plan, episodes_plan = inventory_report(market, options)
     bars_plan = bar_table(market, INVENTORY_COLUMNS)
     conditions = _alert_conditions(params, bars_plan.collect_schema)
-    bars, summary, episodes = _collect_with_cleaning(
-        [bars_plan, summary_plan, episodes_plan],
+    checks = [market.checks] if market.checks is not None else []
+    bars, summary, episodes, *checked = _collect_with_cleaning(
+        [bars_plan, summary_plan, episodes_plan, *checks],
         market.dropped,
         inputs,
     )
+    _quote_notes(checked, params)
     require_rows(bars, "trades")
     chosen = {"summary": summary, "episodes": episodes}.get(params["which"] or "bars", bars)
     metadata = build_metadata(
@@ -1288,6 +1391,7 @@ def _inventory_evaluate(
     help="Score every method against the vendor side (trades that have one).",
 )
 @click.option("--bar", type=Duration(), default="1m", show_default=True, help="Bars for bvc.")
+@click.option("--max-bars", type=click.IntRange(min=1), help="Most bvc bars (default: by memory).")
 @input_options
 @selection_options
 @output_options
@@ -1309,10 +1413,14 @@ def classify_command(**params: Any) -> None:
     signing, selection = _signing(params), _selection(params)
     if params["evaluate"]:
         scored = evaluate(trades, quotes, signing=signing, every=params["bar"], selection=selection)
-        diagnostics = classify(trades, quotes, signing=signing, selection=selection).diagnostics
-        scores, lags, checks = _collect(
-            [scored.scores, scored.lags, diagnostics], inputs, "reading, scoring every method"
+        classified = classify(trades, quotes, signing=signing, selection=selection)
+        venue_plans = [classified.checks] if classified.checks is not None else []
+        scores, lags, checks, *checked = _collect(
+            [scored.scores, scored.lags, classified.diagnostics, *venue_plans],
+            inputs,
+            "reading, scoring every method",
         )
+        _quote_notes(checked, params)
         require_rows(scores, "trades with a vendor side")
         _warn(signing_warnings(checks, scores))
         metadata = build_metadata(
@@ -1329,10 +1437,19 @@ def classify_command(**params: Any) -> None:
             if lags.height:
                 console.print(compact_table(lags, title="Lee-Ready accuracy by quote lag"))
         return
-    result = classify(trades, quotes, signing=signing, every=params["bar"], selection=selection)
-    signed, mix, checks = _collect_with_cleaning(
-        [result.trades, result.mix, result.diagnostics], result.dropped, inputs
+    result = classify(
+        trades,
+        quotes,
+        signing=signing,
+        every=params["bar"],
+        selection=selection,
+        max_bars=params["max_bars"],
     )
+    venue_plans = [result.checks] if result.checks is not None else []
+    signed, mix, checks, *checked = _collect_with_cleaning(
+        [result.trades, result.mix, result.diagnostics, *venue_plans], result.dropped, inputs
+    )
+    _quote_notes(checked, params)
     require_rows(signed, "trades")
     _warn(signing_warnings(checks))
     metadata = build_metadata(
@@ -1440,6 +1557,12 @@ def convert_command(**params: Any) -> None:
 )
 @click.option("--bar", type=Duration(), help="Footprint: volume at price per bar instead.")
 @click.option(
+    "--max-levels",
+    type=click.IntRange(min=1),
+    help="Most profile rows (price levels; bars × levels for a footprint), estimated before "
+    "they are made (exit 2 above). Default: available memory / 4096 bytes.",
+)
+@click.option(
     "--table",
     "which",
     type=click.Choice(["levels", "value-area"]),
@@ -1492,6 +1615,7 @@ def profile_command(**params: Any) -> None:
         every=params["bar"],
         signing=_signing(params),
         selection=_selection(params),
+        max_levels=params["max_levels"],
     )
     plans = [result.levels, result.value_areas]
     if result.footprint is not None:
@@ -1521,8 +1645,8 @@ def profile_command(**params: Any) -> None:
         return
     for area in areas.iter_rows(named=True):
         mine = levels
-        for key in by:
-            mine = mine.filter(pl.col(key) == area[key])
+        for key in (k for k in areas.columns if k == "venue" or k in by):
+            mine = mine.filter(pl.col(key).eq_missing(pl.lit(area[key], levels.schema[key])))
         console.print(profile_chart(mine, area))
 
 

@@ -47,3 +47,48 @@ class ParameterError(MmflowError):
 
 class NoDataError(MmflowError):
     """The inputs hold no rows to work on (after filters)."""
+
+
+class SizeLimitError(ParameterError):
+    """A parameter (or the data under it) would make more rows than the stated limit.
+
+    Raised before the rows are made, from a cheap estimate, so that a tiny bar, price bin or a
+    huge window stops with a message instead of exhausting memory. The command line names the
+    flag (``parameter`` is the library's name, e.g. ``every`` for ``--bar``) and exits with 2.
+
+    Parameters
+    ----------
+    parameter
+        The parameter that drives the size, by its library name.
+    value
+        Its value, as given.
+    estimate
+        How many rows it would make.
+    limit
+        The most rows allowed.
+    unit
+        What the rows are (``bars``, ``price levels``, ``VPIN buckets``).
+    fix
+        How to get under the limit.
+    """
+
+    def __init__(
+        self, parameter: str, value: object, estimate: int, limit: int, unit: str, fix: str
+    ) -> None:
+        self.parameter = parameter
+        self.value = value
+        self.estimate = estimate
+        self.limit = limit
+        self.unit = unit
+        self.fix = fix
+        super().__init__(self.describe(parameter))
+
+    def describe(self, name: str, limit_name: str = "the limit") -> str:
+        """Return the message with the parameter called ``name`` and the limit ``limit_name``.
+
+        On the command line both are flags (``--bar``, ``--max-bars``).
+        """
+        return (
+            f"{name} {self.value} would make about {self.estimate:,} {self.unit}, more than the "
+            f"limit of {self.limit:,} ({self.fix}, or raise {limit_name})"
+        )

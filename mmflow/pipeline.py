@@ -9,13 +9,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import polars as pl
 
 from mmflow.clean import clean_taq
 from mmflow.convert import Converted, convert
-from mmflow.errors import MmflowError, NoDataError, ReaderError
+from mmflow.durations import DAY, check_duration
+from mmflow.errors import MmflowError, NoDataError, ReaderError, SizeLimitError
 from mmflow.io import Frames, Loaded, RowAccount, combine
 from mmflow.io.checks import account_frame, counted, filtered
 from mmflow.metrics.bvc import (
@@ -29,11 +30,19 @@ from mmflow.metrics.flow import (
     SESSION,
     bar_keys,
     bvc_flow_bars,
+    event_grid,
     flow_bars,
     flow_summary,
     summary_from_bars,
 )
-from mmflow.metrics.impact import amihud, cost_bars, kyle_lambda, roll_spread, trade_costs
+from mmflow.metrics.impact import (
+    FUTURE_MID_MISSING,
+    amihud,
+    cost_bars,
+    kyle_lambda,
+    roll_spread,
+    trade_costs,
+)
 from mmflow.metrics.inventory import inventory_bars, inventory_summary, withdrawal_episodes
 from mmflow.metrics.ofi import quote_bars
 from mmflow.metrics.phases import (
@@ -45,7 +54,13 @@ from mmflow.metrics.phases import (
     truth_scores,
 )
 from mmflow.metrics.profile import ValueAreaMethod, footprint, value_area, volume_profile
-from mmflow.metrics.quotes import QUOTE_SOURCE, QUOTE_USABLE, QuoteMatch, attach_quotes
+from mmflow.metrics.quotes import (
+    QUOTE_SOURCE,
+    QUOTE_STALE,
+    QUOTE_USABLE,
+    QuoteMatch,
+    attach_quotes,
+)
 from mmflow.metrics.signing import Evaluation, Method, evaluate_signing, method_mix, sign_trades
 from mmflow.metrics.vpin import vpin_at, vpin_buckets
 from mmflow.progress import OnStage, Stage, report
@@ -62,7 +77,9 @@ from mmflow.schema import (
     TRADES,
     TS,
     TS_EVENT,
+    VENUE,
     TableSchema,
+    instrument_keys,
     require,
 )
 
@@ -107,6 +124,8 @@ class Selection:
     ----------
     symbols
         Keep only these symbols (all when empty).
+    venues
+        Keep only these venues (all when empty).
     start, end
         Keep rows with start ≤ ts < end on the chosen clock (UTC; either may be ``None``).
     clock
@@ -124,6 +143,7 @@ class Selection:
     clock: Clock = "recv"
     clean: Literal["taq"] | None = None
     session: Session | None = None
+    venues: tuple[str, ...] = ()
 
 
 def _utc(value: datetime) -> pl.Expr:
@@ -132,9 +152,32 @@ def _utc(value: datetime) -> pl.Expr:
     return pl.lit(aware, dtype=pl.Datetime("ns", "UTC"))
 
 
+def with_venue(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """Add a null ``venue`` column when ``lf`` has none (an instrument is venue and symbol)."""
+    if VENUE in lf.collect_schema().names():
+        return lf
+    return lf.with_columns(pl.lit(None, pl.String).alias(VENUE))
+
+
+def instrument_columns(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """Give a per-instrument output table its ``venue`` column, right before ``symbol``.
+
+    Computations key on ``symbol`` alone when no input names a venue (cheaper); every table
+    mmflow returns still has ``venue`` (null then), so outputs have one shape.
+    """
+    names = lf.collect_schema().names()
+    if SYMBOL not in names or VENUE in names:
+        return lf
+    position = names.index(SYMBOL)
+    venue = pl.lit(None, pl.String).alias(VENUE)
+    return lf.select(*names[:position], venue, *names[position:])
+
+
 def _reclocked(lf: pl.LazyFrame, selection: Selection) -> pl.LazyFrame:
     """Put the chosen clock in ``ts`` and label sessions (when a session is selected)."""
     names = lf.collect_schema().names()
+    if selection.venues and VENUE not in names:
+        lf = with_venue(lf)
     if selection.clock == "event" and TS_EVENT in names:
         lf = lf.with_columns(pl.coalesce(TS_EVENT, TS).alias(TS), pl.col(TS).alias(TS_EVENT))
     if selection.session is not None:
@@ -153,6 +196,8 @@ def selection_rules(selection: Selection) -> list[tuple[str, pl.Expr]]:
         rules.append(
             ("symbol not selected (--symbol)", ~pl.col(SYMBOL).is_in(list(selection.symbols)))
         )
+    if selection.venues:
+        rules.append(("venue not selected (--venue)", ~pl.col(VENUE).is_in(list(selection.venues))))
     if selection.start is not None:
         rules.append(("before --start", pl.col(TS) < _utc(selection.start)))
     if selection.end is not None:
@@ -162,7 +207,9 @@ def selection_rules(selection: Selection) -> list[tuple[str, pl.Expr]]:
     return rules
 
 
-def prepare(lf: pl.LazyFrame, table: TableSchema, selection: Selection) -> pl.LazyFrame:
+def prepare(
+    lf: pl.LazyFrame, table: TableSchema, selection: Selection, *, venue: bool = False
+) -> pl.LazyFrame:
     """Validate, re-clock, filter and time-order canonical rows.
 
     With ``clock="event"`` the exchange time becomes ``ts`` (rows without one keep theirs) and
@@ -177,6 +224,8 @@ def prepare(lf: pl.LazyFrame, table: TableSchema, selection: Selection) -> pl.La
         :data:`mmflow.schema.TRADES` or :data:`mmflow.schema.QUOTES`.
     selection
         Symbols, time window and clock.
+    venue
+        Add the null ``venue`` column when there is none (see :func:`with_venue`).
 
     Returns
     -------
@@ -184,6 +233,8 @@ def prepare(lf: pl.LazyFrame, table: TableSchema, selection: Selection) -> pl.La
         The prepared rows.
     """
     require(lf, table, what=f"canonical {table.name}")
+    if venue:
+        lf = with_venue(lf)
     lf = _reclocked(lf, selection)
     rules = selection_rules(selection)
     if rules:
@@ -291,6 +342,12 @@ def gather(inputs: Sequence[Loaded], table: TableSchema) -> pl.LazyFrame | None:
     )
 
 
+MAX_QUOTE_AGE: Final = "1m"
+"""Default maximum quote age: in every real sample of ``shared/data`` the longest gap between
+two quotes of one instrument inside a file is under a second, so a minute-old quote is a feed
+that stopped (a file that ended, a halt), not a quiet book (README "Quote age")."""
+
+
 @dataclass(frozen=True)
 class Signing:
     """How trades are signed.
@@ -307,6 +364,10 @@ class Signing:
         For ``bvc``: the distribution of standardised bar price changes (``normal`` as in
         Easley, López de Prado & O'Hara 2012, or ``student-t``) and its degrees of freedom
         (estimated from the data when ``None``).
+    max_quote_age
+        A quote older than this (polars duration) counts as missing: for signing, spreads,
+        depth, effective and realized spread and price impact (``None``: no limit). Default
+        :data:`MAX_QUOTE_AGE`.
     """
 
     method: Method = "auto"
@@ -314,6 +375,7 @@ class Signing:
     lag: str = "0s"
     bvc_distribution: Distribution = "normal"
     bvc_dof: float | None = None
+    max_quote_age: str | None = MAX_QUOTE_AGE
 
 
 @dataclass(frozen=True)
@@ -323,17 +385,19 @@ class Analysis:
     Attributes
     ----------
     summary
-        One row per symbol.
+        One row per instrument (``venue, symbol``).
     bars
-        One row per symbol and bar.
+        One row per instrument and bar.
     mix
-        How many trades each signing rule signed, per symbol.
+        How many trades each signing rule signed, per instrument.
     parameters
         Every parameter, for file metadata and reproducibility.
     dropped
         With cleaning: ``symbol, date, rule, rows_dropped, table`` (no row is lost silently).
     paths
-        ``symbol, inventory_path``: the bar-by-bar inventory, for a sparkline.
+        ``venue, symbol, inventory_path``: the bar-by-bar inventory, for a sparkline.
+    checks
+        With quotes: what the quotes could not be used for (:func:`quote_checks`).
     """
 
     summary: pl.LazyFrame
@@ -342,6 +406,7 @@ class Analysis:
     parameters: dict[str, Any] = field(default_factory=dict)
     dropped: pl.LazyFrame | None = None
     paths: pl.LazyFrame | None = None
+    checks: pl.LazyFrame | None = None
 
 
 def parameters_of(selection: Selection, signing: Signing, **extra: Any) -> dict[str, Any]:
@@ -351,6 +416,7 @@ def parameters_of(selection: Selection, signing: Signing, **extra: Any) -> dict[
         "method": signing.method,
         "quote_match": signing.match,
         "quote_lag": signing.lag,
+        "max_quote_age": signing.max_quote_age,
         "bvc_distribution": signing.bvc_distribution,
         "bvc_dof": signing.bvc_dof,
         "session": (
@@ -360,30 +426,50 @@ def parameters_of(selection: Selection, signing: Signing, **extra: Any) -> dict[
         ),
         "clock": selection.clock,
         "symbols": list(selection.symbols),
+        "venues": list(selection.venues),
         "start": selection.start.isoformat() if selection.start else None,
         "end": selection.end.isoformat() if selection.end else None,
         "clean": selection.clean,
     }
 
 
+def _same_keys(
+    trades: pl.LazyFrame, quotes: pl.LazyFrame | None
+) -> tuple[pl.LazyFrame, pl.LazyFrame | None]:
+    """When trades or quotes name a venue, give the other side one too (null: unnamed)."""
+    if quotes is None:
+        return trades, None
+    named = VENUE in trades.collect_schema().names() or VENUE in quotes.collect_schema().names()
+    return (with_venue(trades), with_venue(quotes)) if named else (trades, quotes)
+
+
 def prepare_market(
-    trades: pl.LazyFrame, quotes: pl.LazyFrame | None, selection: Selection
+    trades: pl.LazyFrame,
+    quotes: pl.LazyFrame | None,
+    selection: Selection,
 ) -> tuple[pl.LazyFrame, pl.LazyFrame | None, pl.LazyFrame | None]:
     """Prepare trades and quotes; with ``clean="taq"`` also clean them.
 
     Returns the trades, the quotes and the per-rule dropped counts (``None`` without cleaning).
+    When either names a venue, both have a ``venue`` column afterwards (null where the source
+    has none), so both key instruments alike; when neither does, instruments are symbols.
     """
     prepared_quotes = prepare(quotes, QUOTES, selection) if quotes is not None else None
     prepared_trades = prepare(trades, TRADES, selection)
     if selection.clean != "taq":
-        return prepared_trades, prepared_quotes, None
+        return (*_same_keys(prepared_trades, prepared_quotes), None)
+    # Clean before a null venue column is added: the single-exchange rule (P3) runs only
+    # where the rows name their exchange.
     cleaned = clean_taq(prepared_trades, prepared_quotes)
     assert cleaned.trades is not None
     dropped = [cleaned.trades.dropped.with_columns(pl.lit("trades").alias("table"))]
     if cleaned.quotes is not None:
         dropped.append(cleaned.quotes.dropped.with_columns(pl.lit("quotes").alias("table")))
     cleaned_quotes = cleaned.quotes.frame if cleaned.quotes is not None else None
-    return cleaned.trades.frame, cleaned_quotes, pl.concat(dropped, how="vertical_relaxed")
+    return (
+        *_same_keys(cleaned.trades.frame, cleaned_quotes),
+        pl.concat(dropped, how="vertical_relaxed"),
+    )
 
 
 def analyze(
@@ -397,7 +483,7 @@ def analyze(
     phase_parameters: PhaseParameters | None = None,
     materialize: Callable[[list[pl.LazyFrame]], list[pl.DataFrame]] | None = None,
 ) -> Analysis:
-    """Run the main analysis: everything per bar, and one summary row per symbol.
+    """Run the main analysis: everything per bar, and one summary row per instrument.
 
     Parameters
     ----------
@@ -430,14 +516,16 @@ def analyze(
     """
     options = options or BarOptions(every=every)
     phase_parameters = phase_parameters or PhaseParameters(lookback=options.lookback)
+    check_windows(options, phase_parameters)
     market = market_bars(trades, quotes, options=options, signing=signing, selection=selection)
     signing = signing or Signing()
     if signing.method == "bvc":
         flow = summary_from_bars(market.bars, market.signed)
     else:
         flow = flow_summary(market.signed)
-    areas = value_area(volume_profile(market.signed)).select(
-        SYMBOL, "poc", "value_area_low", "value_area_high"
+    instrument = instrument_keys(market.signed)
+    areas = value_area(volume_profile(market.signed, by=instrument), by=instrument).select(
+        *instrument, "poc", "value_area_low", "value_area_high"
     )
     bars, signed = market.bars, market.signed
     if materialize is not None:
@@ -445,22 +533,26 @@ def analyze(
         # and the trade-level summaries in one pass over the inputs, then reuse the results.
         frames = materialize([bars, flow, areas, signed])
         bars, flow, areas, signed = (frame.lazy() for frame in frames)
-    totals = bars.group_by(SYMBOL).agg(
-        (pl.col("ofi").sum() if market.has_quotes else pl.lit(None, pl.Float64)).alias("ofi")
+    totals = bars.group_by(instrument).agg(
+        (
+            pl.when(pl.col("ofi").is_not_null().any()).then(pl.col("ofi").sum())
+            if market.has_quotes
+            else pl.lit(None, pl.Float64)
+        ).alias("ofi")
     )
     inventory = inventory_summary(bars, every=options.every, horizon=options.pressure_horizon)
     phased = phase_bars(bars, signed, parameters=phase_parameters)
     episodes = phase_episodes(
         phased, every=options.every, trades=signed, parameters=phase_parameters
     )
-    current = phased.group_by(SYMBOL).agg(
+    current = phased.group_by(instrument).agg(
         pl.col("phase").drop_nulls().last().alias("phase"),
         pl.col("inventory_side").filter(pl.col("phase").is_not_null()).last(),
         pl.col("distribution_score").drop_nulls().last().alias("distribution_score"),
     )
     last_episode = (
         episodes.sort("end")
-        .group_by(SYMBOL)
+        .group_by(instrument)
         .agg(
             pl.col("phase").last().alias("last_episode"),
             pl.col("inventory_side").last().alias("last_episode_side"),
@@ -468,25 +560,33 @@ def analyze(
             pl.col("end").last().alias("last_episode_end"),
         )
     )
-    summary = (
-        flow.join(totals, on=SYMBOL, how="left")
-        .join(inventory, on=SYMBOL, how="left")
-        .select(*SUMMARY_COLUMNS)
-        .join(current, on=SYMBOL, how="left")
-        .join(last_episode, on=SYMBOL, how="left")
-        .join(areas, on=SYMBOL, how="left")
-        .sort(SYMBOL)
-    )
-    paths = bars.group_by(SYMBOL).agg(pl.col("mm_inventory").alias("inventory_path"))
+    summary = flow
+    for part in (totals, inventory):
+        summary = summary.join(part, on=instrument, how="left", nulls_equal=True)
+    present = summary.collect_schema().names()
+    summary = summary.select(*(c for c in SUMMARY_COLUMNS if c in present))
+    for part in (current, last_episode, areas):
+        summary = summary.join(part, on=instrument, how="left", nulls_equal=True)
+    summary = summary.sort(instrument, nulls_last=True)
+    paths = bars.group_by(instrument).agg(pl.col("mm_inventory").alias("inventory_path"))
     parameters = {
         **market.parameters,
         **{f"phase_{k}": v for k, v in asdict(phase_parameters).items()},
     }
-    phased = phased.sort(*bar_keys(market.bars), TS)
-    return Analysis(summary, phased, market.mix, parameters, market.dropped, paths)
+    phased = phased.sort(*bar_keys(market.bars), TS, nulls_last=True)
+    return Analysis(
+        instrument_columns(summary),
+        instrument_columns(phased),
+        instrument_columns(market.mix),
+        parameters,
+        market.dropped,
+        instrument_columns(paths),
+        market.checks,
+    )
 
 
 SUMMARY_COLUMNS = (
+    VENUE,
     SYMBOL,
     "trades",
     "volume",
@@ -519,7 +619,7 @@ class Classification:
         Per trade: ``ts, symbol, price, size, aggressor_side, trade_sign, sign_method`` (and
         ``mid_price, spread`` when quotes were used); for ``bvc``, per bar instead.
     mix
-        How many trades each rule signed, per symbol.
+        How many trades each rule signed, per instrument.
     diagnostics
         Per symbol: ``trades, no_quote, no_quote_unsigned, unusable_quote,
         unusable_quote_unsigned, nan_price`` (counts behind warnings; ``no_quote`` and
@@ -529,6 +629,9 @@ class Classification:
         Every parameter.
     dropped
         With cleaning: rows each rule dropped (see :class:`Analysis`).
+    checks
+        With quotes: per instrument trade and quote counts (:func:`quote_checks`), which say
+        when trades and quotes share no venue.
     """
 
     trades: pl.LazyFrame
@@ -536,31 +639,45 @@ class Classification:
     diagnostics: pl.LazyFrame
     parameters: dict[str, Any] = field(default_factory=dict)
     dropped: pl.LazyFrame | None = None
+    checks: pl.LazyFrame | None = None
 
 
 def _quote_diagnostics(names: Sequence[str]) -> list[pl.Expr]:
     """Count trades the quote test could not decide, and how many of them were left unsigned.
 
     Only trades a quote was needed for count: a vendor-signed trade never looks at a quote.
-    ``*_unsigned`` counts those the fallback left at 0 (``--method quote`` has none; the tick
-    rule has none before a symbol's first price change).
+    ``stale_quote`` counts trades whose latest quote was older than the maximum quote age
+    (treated as no quote; not counted in ``no_quote``). ``*_unsigned`` counts those the fallback
+    left at 0 (``--method quote`` has none; the tick rule has none before a symbol's first price
+    change).
     """
     zero = pl.lit(0, pl.UInt32)
     if QUOTE_SOURCE not in names:
         return [zero.alias(name) for name in _QUOTE_DIAGNOSTICS]
-    needed = pl.col(SIGN_METHOD) != "vendor"
-    missing = needed & pl.col(QUOTE_SOURCE).is_null()
+    stale = pl.col(QUOTE_STALE) if QUOTE_STALE in names else pl.lit(value=False)
+    needed = pl.col(SIGN_METHOD).cast(pl.String) != "vendor"
+    missing = needed & pl.col(QUOTE_SOURCE).is_null() & ~stale
+    old = needed & stale
     unusable = needed & pl.col(QUOTE_SOURCE).is_not_null() & ~pl.col(QUOTE_USABLE)
     unsigned = pl.col(TRADE_SIGN) == 0
     return [
-        missing.sum().alias("no_quote"),
-        (missing & unsigned).sum().alias("no_quote_unsigned"),
-        unusable.sum().alias("unusable_quote"),
-        (unusable & unsigned).sum().alias("unusable_quote_unsigned"),
+        missing.sum().cast(pl.UInt32).alias("no_quote"),
+        (missing & unsigned).sum().cast(pl.UInt32).alias("no_quote_unsigned"),
+        old.sum().cast(pl.UInt32).alias("stale_quote"),
+        (old & unsigned).sum().cast(pl.UInt32).alias("stale_quote_unsigned"),
+        unusable.sum().cast(pl.UInt32).alias("unusable_quote"),
+        (unusable & unsigned).sum().cast(pl.UInt32).alias("unusable_quote_unsigned"),
     ]
 
 
-_QUOTE_DIAGNOSTICS = ("no_quote", "no_quote_unsigned", "unusable_quote", "unusable_quote_unsigned")
+_QUOTE_DIAGNOSTICS = (
+    "no_quote",
+    "no_quote_unsigned",
+    "stale_quote",
+    "stale_quote_unsigned",
+    "unusable_quote",
+    "unusable_quote_unsigned",
+)
 
 
 def classify(
@@ -570,6 +687,7 @@ def classify(
     signing: Signing | None = None,
     every: str = "1m",
     selection: Selection | None = None,
+    max_bars: int | None = None,
 ) -> Classification:
     """Sign every trade and count how each was signed.
 
@@ -583,6 +701,8 @@ def classify(
         Bar length for ``bvc``.
     selection
         Symbols, time window and clock.
+    max_bars
+        For ``bvc``: the most bars (default :func:`default_max_rows`).
 
     Returns
     -------
@@ -591,16 +711,25 @@ def classify(
     """
     selection = selection or Selection()
     signing = signing or Signing()
+    check_durations(signing=signing)
+    check_duration(every, what="bar length (every)")
     prepared, prepared_quotes, dropped = prepare_market(trades, quotes, selection)
     parameters = parameters_of(selection, signing, bar=every)
     if signing.method == "bvc":
         unsigned = prepared.with_columns(pl.lit(0, pl.Int8).alias(TRADE_SIGN))
+        instrument = instrument_keys(unsigned)
+        grid = event_grid(
+            unsigned,
+            every=every,
+            max_bars=default_max_rows() if max_bars is None else max_bars,
+        )
         bars = bulk_volume_classification(
-            flow_bars(unsigned, every=every),
+            flow_bars(unsigned, every=every, grid=grid),
+            by=instrument,
             distribution=signing.bvc_distribution,
             dof=signing.bvc_dof,
         ).select(
-            SYMBOL,
+            *instrument,
             TS,
             "close",
             "volume",
@@ -609,25 +738,49 @@ def classify(
             pl.col(BVC_SELL_VOLUME).alias("sell_volume"),
         )
         mix = method_mix(prepared.with_columns(pl.lit("bvc").alias(SIGN_METHOD)))
-        diagnostics = prepared.group_by(SYMBOL).agg(
+        diagnostics = prepared.group_by(instrument).agg(
             pl.len().alias("trades"),
             *_quote_diagnostics([]),
             pl.col(PRICE).is_nan().sum().alias("nan_price"),
         )
-        return Classification(bars, mix, diagnostics, parameters, dropped)
+        return Classification(
+            instrument_columns(bars),
+            instrument_columns(mix),
+            instrument_columns(diagnostics),
+            parameters,
+            dropped,
+        )
     signed = sign_trades(
-        prepared, prepared_quotes, method=signing.method, match=signing.match, lag=signing.lag
+        prepared,
+        prepared_quotes,
+        method=signing.method,
+        match=signing.match,
+        lag=signing.lag,
+        max_quote_age=signing.max_quote_age,
     )
     names = signed.collect_schema().names()
-    columns = [TS, SYMBOL, PRICE, SIZE, AGGRESSOR_SIDE, TRADE_SIGN, SIGN_METHOD]
+    instrument = instrument_keys(names)
+    columns = [TS, *instrument, PRICE, SIZE, AGGRESSOR_SIDE, TRADE_SIGN, SIGN_METHOD]
     columns += [c for c in (MID_PRICE, SPREAD) if c in names]
-    diagnostics = signed.group_by(SYMBOL).agg(
+    diagnostics = signed.group_by(instrument).agg(
         pl.len().alias("trades"),
         *_quote_diagnostics(names),
         pl.col(PRICE).is_nan().sum().alias("nan_price"),
     )
+    checks = (
+        quote_checks(signed, prepared_quotes).with_columns(
+            pl.lit(0, pl.UInt32).alias("stale_quote")  # said by the diagnostics already
+        )
+        if prepared_quotes is not None
+        else None
+    )
     return Classification(
-        signed.select(columns), method_mix(signed), diagnostics, parameters, dropped
+        instrument_columns(signed.select(columns)),
+        instrument_columns(method_mix(signed)),
+        instrument_columns(diagnostics),
+        parameters,
+        dropped,
+        checks,
     )
 
 
@@ -642,8 +795,10 @@ def evaluate(
     """Score every signing method against the vendor side (see :func:`evaluate_signing`)."""
     selection = selection or Selection()
     signing = signing or Signing()
+    check_durations(signing=signing)
+    check_duration(every, what="bar length (every)")
     prepared, prepared_quotes, _ = prepare_market(trades, quotes, selection)
-    return evaluate_signing(
+    scored = evaluate_signing(
         prepared,
         prepared_quotes,
         match=signing.match,
@@ -651,7 +806,9 @@ def evaluate(
         every=every,
         bvc_distribution=signing.bvc_distribution,
         bvc_dof=signing.bvc_dof,
+        max_quote_age=signing.max_quote_age,
     )
+    return Evaluation(instrument_columns(scored.scores), instrument_columns(scored.lags))
 
 
 def _fallback_outcome(count: int, unsigned: int) -> str:
@@ -690,7 +847,7 @@ def signing_warnings(diagnostics: pl.DataFrame, scores: pl.DataFrame | None = No
     """
     out: list[str] = []
     for row in diagnostics.sort(SYMBOL).iter_rows(named=True):
-        symbol, trades = row[SYMBOL], row["trades"]
+        symbol, trades = _instrument_name(row), row["trades"]
         if row["nan_price"]:
             out.append(f"{symbol}: {row['nan_price']:,} trades with a NaN price left unsigned")
         missing, unsigned = row["no_quote"], row["no_quote_unsigned"]
@@ -704,6 +861,12 @@ def signing_warnings(diagnostics: pl.DataFrame, scores: pl.DataFrame | None = No
                 f"{symbol}: no quote precedes any trade (quotes for other symbols or later "
                 f"times?); {_fallback_outcome(missing, unsigned)}"
             )
+        if row.get("stale_quote"):
+            outcome = _fallback_outcome(row["stale_quote"], row.get("stale_quote_unsigned", 0))
+            out.append(
+                f"{symbol}: {row['stale_quote']:,} of {trades:,} trades faced only a quote older "
+                f"than --max-quote-age (treated as no quote; {outcome})"
+            )
         if row["unusable_quote"]:
             outcome = _fallback_outcome(row["unusable_quote"], row["unusable_quote_unsigned"])
             out.append(
@@ -713,7 +876,7 @@ def signing_warnings(diagnostics: pl.DataFrame, scores: pl.DataFrame | None = No
     if scores is not None:
         tick = scores.filter((pl.col("method") == "tick") & (pl.col("classified") > 0))
         out.extend(
-            f"{row[SYMBOL]}: the vendor side agrees with the tick rule on only "
+            f"{_instrument_name(row)}: the vendor side agrees with the tick rule on only "
             f"{100 * row['accuracy']:.1f} % of trades; the side mapping looks inverted"
             for row in tick.iter_rows(named=True)
             if row["accuracy"] is not None and row["accuracy"] < 0.3
@@ -818,6 +981,47 @@ def write_dataset(
     return convert(tables, directory, overwrite=overwrite, metadata=metadata), notes
 
 
+BYTES_PER_BAR: Final = 4096
+"""Memory one bar (or price level, or VPIN bucket) takes while a run computes, with the copies
+its joins, sorts and rolling windows make: about 50 columns of 8 bytes, about ten times over."""
+MIN_ROWS: Final = 100_000
+
+
+def _available_memory() -> int | None:
+    """Bytes this process may still use: MemAvailable, capped by its address-space limit."""
+    available: int | None = None
+    try:
+        with Path("/proc/meminfo").open(encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        available = None
+    try:
+        import resource  # POSIX only
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft not in (resource.RLIM_INFINITY, -1) and soft > 0:
+            available = soft if available is None else min(available, soft)
+    except (ImportError, OSError, ValueError):
+        pass
+    return available
+
+
+def default_max_rows() -> int:
+    """Return the default limit on bars, price levels and VPIN buckets of one run.
+
+    Sized to the machine: the memory available to this process (``MemAvailable``, capped by
+    its address-space limit) divided by :data:`BYTES_PER_BAR`, and at least
+    :data:`MIN_ROWS`; 2,000,000 where the available memory cannot be read.
+    """
+    available = _available_memory()
+    if available is None:
+        return 2_000_000
+    return max(MIN_ROWS, available // BYTES_PER_BAR)
+
+
 @dataclass(frozen=True)
 class BarOptions:
     """Parameters of the per-bar market metrics.
@@ -840,6 +1044,13 @@ class BarOptions:
     spread_factor, depth_factor
         ``withdrawing`` when the spread is ≥ spread_factor × its trailing median or the depth
         ≤ depth_factor × its trailing median.
+    fill
+        Make a continuous bar grid across days without data (default: bars only on the days,
+        or sessions, that hold events).
+    max_bars
+        The most bars (and VPIN buckets, and lookback bars) a run may make; estimated before
+        they are made (:class:`mmflow.errors.SizeLimitError`). ``None``: no limit. Default
+        :func:`default_max_rows`.
     """
 
     every: str = "1m"
@@ -850,6 +1061,8 @@ class BarOptions:
     buckets_per_day: int = 50
     spread_factor: float = 2.0
     depth_factor: float = 0.5
+    fill: bool = False
+    max_bars: int | None = field(default_factory=default_max_rows)
 
 
 QUOTE_BAR_COLUMNS = (
@@ -871,7 +1084,7 @@ class Market:
     Attributes
     ----------
     bars
-        One row per symbol (and session) and bar: flow, OFI and quote columns (when quotes
+        One row per instrument (and session) and bar: flow, OFI and quote columns (when quotes
         exist), VPIN, costs, impact and inventory.
     signed
         The signed trades the bars come from.
@@ -883,6 +1096,9 @@ class Market:
         Every parameter.
     dropped
         With cleaning: rows each rule dropped.
+    checks
+        With quotes: per instrument, what the quotes could not be used for
+        (:func:`quote_checks`; turn into warnings with :func:`quote_warnings`).
     """
 
     bars: pl.LazyFrame
@@ -891,6 +1107,7 @@ class Market:
     has_quotes: bool
     parameters: dict[str, Any] = field(default_factory=dict)
     dropped: pl.LazyFrame | None = None
+    checks: pl.LazyFrame | None = None
 
 
 def market_bars(
@@ -903,7 +1120,10 @@ def market_bars(
 ) -> Market:
     """Build the full per-bar table: flow, CVD, OFI, quotes, VPIN, costs, impact, inventory.
 
-    Every series is computed per symbol (and session) on a regular bar grid, in one lazy plan.
+    Every series is computed per instrument (``venue, symbol``; and session) on the bars of
+    every day (or session) holding a trade or a quote of the instrument (:func:`event_grid`; a
+    continuous grid with ``options.fill``), in one lazy plan. The number of bars, VPIN buckets
+    and window lengths are checked against ``options.max_bars`` before anything is made.
     Quote-based columns (OFI, spread, depth, quote imbalance, effective and realized spread,
     liquidity state) are null without quotes.
 
@@ -940,39 +1160,71 @@ def market_bars(
         spread_factor=options.spread_factor,
         depth_factor=options.depth_factor,
     )
+    check_durations(options, signing)
+    check_windows(options)
+    age = signing.max_quote_age
     if signing.method == "bvc":
         signed = prepared.with_columns(
             pl.lit(0, pl.Int8).alias(TRADE_SIGN), pl.lit("bvc").alias(SIGN_METHOD)
         )
     else:
         signed = sign_trades(
-            prepared, prepared_quotes, method=signing.method, match=signing.match, lag=signing.lag
+            prepared,
+            prepared_quotes,
+            method=signing.method,
+            match=signing.match,
+            lag=signing.lag,
+            max_quote_age=age,
         )
     if prepared_quotes is not None and MID_PRICE not in signed.collect_schema().names():
         # trade costs need the prevailing mid even when the sign did not use quotes
-        signed = attach_quotes(signed, prepared_quotes, match=signing.match, lag=signing.lag)
+        signed = attach_quotes(
+            signed, prepared_quotes, match=signing.match, lag=signing.lag, max_age=age
+        )
     # Keep only what later steps use, once: the signed trades feed bars, costs, VPIN and Roll.
     # (One cache only: polars 2.1 can panic on a cache nested inside another.)
-    keys = [SYMBOL, SESSION] if SESSION in signed.collect_schema().names() else [SYMBOL]
-    needed = [*keys, TS, PRICE, SIZE, TRADE_SIGN, SIGN_METHOD, MID_PRICE]
+    keys = bar_keys(signed)
+    instrument = instrument_keys(signed)
+    needed = [*keys, TS, PRICE, SIZE, TRADE_SIGN, SIGN_METHOD, MID_PRICE, QUOTE_STALE]
     names = signed.collect_schema().names()
     signed = signed.select([n for n in needed if n in names]).cache()
+    # The grid: every bar of each day (or session) holding a trade or a quote of an instrument
+    # that has trades, so flow, OFI and the summaries account for every event.
+    events = signed.select(*keys, TS)
+    if prepared_quotes is not None:
+        traded = signed.select(instrument).unique()
+        events = pl.concat(
+            [
+                events,
+                prepared_quotes.join(traded, on=instrument, how="semi", nulls_equal=True).select(
+                    *keys, TS
+                ),
+            ]
+        )
+    grid = event_grid(events, every=every, keys=keys, fill=options.fill, max_bars=options.max_bars)
     if signing.method == "bvc":
         bars = bvc_flow_bars(
-            signed, every=every, distribution=signing.bvc_distribution, dof=signing.bvc_dof
+            signed,
+            every=every,
+            distribution=signing.bvc_distribution,
+            dof=signing.bvc_dof,
+            grid=grid,
         )
     else:
-        bars = flow_bars(signed, every=every)
+        bars = flow_bars(signed, every=every, grid=grid)
+    costs: pl.LazyFrame | None = None
     if prepared_quotes is not None:
-        grid = bars.select(SYMBOL, TS)
-        quoted = quote_bars(prepared_quotes, every=every, grid=grid).select(
-            SYMBOL, TS, *QUOTE_BAR_COLUMNS
+        quoted = quote_bars(
+            prepared_quotes, every=every, grid=bars.select(*instrument, TS), max_age=age
+        ).select(*instrument, TS, *QUOTE_BAR_COLUMNS)
+        bars = bars.join(
+            quoted, on=[*instrument, TS], how="left", maintain_order="left", nulls_equal=True
         )
-        bars = bars.join(quoted, on=[SYMBOL, TS], how="left", maintain_order="left")
-        costs = cost_bars(
-            trade_costs(signed, prepared_quotes, horizon=options.horizon), every=every
-        ).select(*keys, TS, *COST_COLUMNS)
-        bars = bars.join(costs, on=[*keys, TS], how="left", maintain_order="left")
+        costs = trade_costs(signed, prepared_quotes, horizon=options.horizon, max_quote_age=age)
+        per_bar = cost_bars(costs, every=every).select(*keys, TS, *COST_COLUMNS)
+        bars = bars.join(
+            per_bar, on=[*keys, TS], how="left", maintain_order="left", nulls_equal=True
+        )
     else:
         bars = bars.with_columns(
             pl.lit(None, pl.UInt32 if name == "crossed_quotes" else pl.Float64).alias(name)
@@ -980,18 +1232,22 @@ def market_bars(
         )
     bars = bars.sort(*keys, TS)  # joins do not keep order; the series below need time order
     buckets = vpin_buckets(
-        signed, buckets_per_day=options.buckets_per_day, window=options.vpin_window
+        signed,
+        buckets_per_day=options.buckets_per_day,
+        window=options.vpin_window,
+        max_buckets=options.max_bars,
     )
     bars = vpin_at(bars, buckets, every=every).sort(*keys, TS)
     bars = amihud(kyle_lambda(bars, window=options.lookback), window=options.lookback)
     rolls = roll_spread(signed, every=every).select(*keys, TS, "roll_spread")
-    bars = bars.join(rolls, on=[*keys, TS], how="left", maintain_order="left")
+    bars = bars.join(rolls, on=[*keys, TS], how="left", maintain_order="left", nulls_equal=True)
     bars = inventory_bars(
         bars,
         lookback=options.lookback,
         spread_factor=options.spread_factor,
         depth_factor=options.depth_factor,
-    ).sort(*keys, TS)
+    ).sort(*keys, TS, nulls_last=True)
+    checks = quote_checks(signed, prepared_quotes, costs) if prepared_quotes is not None else None
     return Market(
         bars,
         signed,
@@ -999,7 +1255,164 @@ def market_bars(
         prepared_quotes is not None,
         parameters,
         dropped,
+        checks,
     )
+
+
+def check_durations(options: BarOptions | None = None, signing: Signing | None = None) -> None:
+    """Validate every duration parameter with the one validator the command line uses.
+
+    Bar length: longer than zero and at most 366 days; horizon: 0 to 366 days; quote lag: 0 to
+    one day; maximum quote age: longer than zero (see :func:`mmflow.durations.check_duration`).
+
+    Raises
+    ------
+    ParameterError
+        Naming the parameter.
+    """
+    if options is not None:
+        check_duration(options.every, what="bar length (every)")
+        check_duration(options.horizon, what="horizon", minimum=0)
+    if signing is not None:
+        check_duration(signing.lag, what="quote lag", minimum=0, maximum=DAY)
+        if signing.max_quote_age is not None:
+            check_duration(signing.max_quote_age, what="max_quote_age")
+
+
+def check_windows(options: BarOptions, phase_parameters: PhaseParameters | None = None) -> None:
+    """Refuse windows in bars (or buckets) longer than the bar limit; they only cost memory.
+
+    Checks ``lookback``, ``pressure_horizon`` and ``vpin_window`` and every whole-number
+    parameter of the phase rule (windows, gaps and lengths in bars).
+
+    Raises
+    ------
+    SizeLimitError
+        Naming the parameter.
+    """
+    limit = options.max_bars
+    if limit is None:
+        return
+    values = {name: getattr(options, name) for name in ("lookback", "pressure_horizon")}
+    values["vpin_window"] = options.vpin_window
+    if phase_parameters is not None:
+        values |= {
+            name: value
+            for name, value in asdict(phase_parameters).items()
+            if isinstance(value, int) and not isinstance(value, bool)
+        }
+    for name, value in values.items():
+        if value > limit:
+            raise SizeLimitError(
+                name, value, value, limit, "bars in one window", "use a shorter window"
+            )
+
+
+def quote_checks(
+    signed: pl.LazyFrame, quotes: pl.LazyFrame, costs: pl.LazyFrame | None = None
+) -> pl.LazyFrame:
+    """Count, per instrument, what the quotes could not be used for (behind the warnings).
+
+    Parameters
+    ----------
+    signed
+        Trades after quote matching (with ``quote_stale`` when a maximum age applied).
+    quotes
+        The prepared quotes.
+    costs
+        :func:`mmflow.metrics.impact.trade_costs` of the trades, or ``None``.
+
+    Returns
+    -------
+    pl.LazyFrame
+        One row per instrument of the trades and per instrument that has only quotes:
+        ``venue, symbol, trades, quotes, stale_quote`` (trades whose prevailing quote was too
+        old), ``after_last_quote`` and ``stale_future_quote`` (trades whose cost horizon fell
+        after the instrument's last quote, or on a quote too old).
+    """
+    instrument = instrument_keys(signed)
+    names = signed.collect_schema().names()
+    stale = pl.col(QUOTE_STALE).sum() if QUOTE_STALE in names else pl.lit(0, pl.UInt32)
+    trades = signed.group_by(instrument).agg(
+        pl.len().alias("trades"), stale.cast(pl.UInt32).alias("stale_quote")
+    )
+    quoted = quotes.group_by(instrument).agg(pl.len().alias("quotes"))
+    out = trades.join(quoted, on=instrument, how="full", coalesce=True, nulls_equal=True)
+    if costs is not None:
+        missing = pl.col(FUTURE_MID_MISSING)
+        later = costs.group_by(instrument).agg(
+            (missing == "after_last_quote").sum().cast(pl.UInt32).alias("after_last_quote"),
+            (missing == "stale").sum().cast(pl.UInt32).alias("stale_future_quote"),
+        )
+        out = out.join(later, on=instrument, how="left", nulls_equal=True)
+    else:
+        out = out.with_columns(
+            pl.lit(0, pl.UInt32).alias("after_last_quote"),
+            pl.lit(0, pl.UInt32).alias("stale_future_quote"),
+        )
+    counts = ["trades", "quotes", "stale_quote", "after_last_quote", "stale_future_quote"]
+    return out.with_columns(pl.col(counts).fill_null(0)).select(*instrument, *counts)
+
+
+def _instrument_name(row: dict[str, Any]) -> str:
+    venue = row.get(VENUE)
+    return f"{row[SYMBOL]} ({venue})" if venue else str(row[SYMBOL])
+
+
+def quote_warnings(checks: pl.DataFrame, *, max_quote_age: str | None) -> list[str]:
+    """Turn collected :func:`quote_checks` into one-line warnings for people.
+
+    Says when trades and quotes share no venue, when an instrument has quotes only on
+    another venue (they never sign its trades), when quotes were too old to use, and when a
+    cost horizon fell after the last quote.
+    """
+    out: list[str] = []
+    if checks.height == 0:
+        return out
+    has_venue = VENUE in checks.columns
+    traded = checks.filter(pl.col("trades") > 0)
+    quoted = checks.filter(pl.col("quotes") > 0)
+    if has_venue and traded.height and quoted.height:
+        trade_venues = sorted({v or "(none)" for v in traded[VENUE].to_list()})
+        quote_venues = sorted({v or "(none)" for v in quoted[VENUE].to_list()})
+        if not set(trade_venues) & set(quote_venues):
+            out.append(
+                f"trades and quotes share no venue (trades: {', '.join(trade_venues)}; quotes: "
+                f"{', '.join(quote_venues)}); quotes are used only for trades of their own venue "
+                "(a file without a venue column has none)"
+            )
+        else:
+            for row in traded.filter(pl.col("quotes") == 0).iter_rows(named=True):
+                others = quoted.filter(pl.col(SYMBOL) == row[SYMBOL])
+                if others.height:
+                    venues = ", ".join(v or "(none)" for v in others[VENUE].to_list())
+                    out.append(
+                        f"{_instrument_name(row)}: no quotes of this venue; quotes of {venues} "
+                        "are not used for its trades"
+                    )
+    for row in checks.sort(SYMBOL).iter_rows(named=True):
+        name = _instrument_name(row)
+        if row["trades"] == 0:
+            out.append(f"{name}: {row['quotes']:,} quotes but no trades (not analysed)")
+            continue
+        if row["stale_quote"]:
+            out.append(
+                f"{name}: {row['stale_quote']:,} of {row['trades']:,} trades faced a quote older "
+                f"than --max-quote-age {max_quote_age} (treated as no quote: no spread, no costs, "
+                "signed without quotes)"
+            )
+        if row["after_last_quote"]:
+            out.append(
+                f"{name}: {row['after_last_quote']:,} of {row['trades']:,} trades have their "
+                "cost horizon after the last quote (realized spread and price impact null)"
+            )
+        if row["stale_future_quote"]:
+            out.append(
+                f"{name}: {row['stale_future_quote']:,} of {row['trades']:,} trades have only a "
+                f"quote older than --max-quote-age {max_quote_age} at their cost horizon "
+                "(realized spread and price impact null)"
+            )
+    return out
 
 
 FLOW_COLUMNS = (
@@ -1044,14 +1457,14 @@ INVENTORY_COLUMNS = (
 def bar_table(market: Market, columns: Sequence[str]) -> pl.LazyFrame:
     """Select ``symbol, [session,] ts`` and ``columns`` from the market bars."""
     keys = bar_keys(market.bars)
-    return market.bars.select(*keys, TS, *columns)
+    return instrument_columns(market.bars.select(*keys, TS, *columns))
 
 
 def inventory_report(market: Market, options: BarOptions) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """Return the per-symbol inventory summary and the withdrawal episodes of ``market``."""
     summary = inventory_summary(market.bars, every=options.every, horizon=options.pressure_horizon)
     episodes = withdrawal_episodes(market.bars, every=options.every)
-    return summary, episodes
+    return instrument_columns(summary), instrument_columns(episodes)
 
 
 def inventory_evaluation(
@@ -1109,27 +1522,47 @@ def profile(
     every: str | None = None,
     signing: Signing | None = None,
     selection: Selection | None = None,
+    max_levels: int | None = None,
 ) -> Profile:
     """Volume at price with point of control and value area, and optionally a footprint.
 
     ``by`` may include ``session`` (with a session selection) or ``date`` (the UTC date) to get
-    one profile per symbol and session or day.
+    one profile per symbol and session or day; profiles are per instrument (``venue`` is added
+    before ``symbol``). ``max_levels`` bounds the rows of the profile (and of the footprint),
+    default :func:`default_max_rows`; a smaller bin makes more rows.
     """
     selection = selection or Selection()
     signing = signing or Signing()
+    check_durations(signing=signing)
+    if every is not None:
+        check_duration(every, what="bar length (every)")
+    limit = default_max_rows() if max_levels is None else max_levels
     prepared, prepared_quotes, _ = prepare_market(trades, quotes, selection)
     signed = sign_trades(
-        prepared, prepared_quotes, method=signing.method, match=signing.match, lag=signing.lag
+        prepared,
+        prepared_quotes,
+        method=signing.method,
+        match=signing.match,
+        lag=signing.lag,
+        max_quote_age=signing.max_quote_age,
     )
     if "date" in by:
         signed = signed.with_columns(pl.col(TS).dt.date().alias("date"))
-    levels = volume_profile(signed, bin_size=bin_size, by=tuple(by))
+    if SYMBOL in by and VENUE not in by and VENUE in signed.collect_schema().names():
+        position = list(by).index(SYMBOL)
+        by = [*by[:position], VENUE, *by[position:]]
+    levels = volume_profile(signed, bin_size=bin_size, by=tuple(by), max_levels=limit)
     areas = value_area(levels, share=share, by=tuple(by), method=method)
-    prints = footprint(signed, every=every, bin_size=bin_size) if every else None
+    prints = footprint(signed, every=every, bin_size=bin_size, max_levels=limit) if every else None
     parameters = parameters_of(
         selection, signing, bin_size=bin_size, by=list(by), share=share, value_area=method
     )
-    return Profile(levels, areas, prints, parameters)
+    return Profile(
+        instrument_columns(levels),
+        instrument_columns(areas),
+        instrument_columns(prints) if prints is not None else None,
+        parameters,
+    )
 
 
 @dataclass(frozen=True)
@@ -1179,6 +1612,7 @@ def phases(
     """
     options = options or BarOptions()
     parameters = parameters or PhaseParameters()
+    check_windows(options, parameters)
     market = market_bars(trades, quotes, options=options, signing=signing, selection=selection)
     bars, signed = market.bars, market.signed
     if materialize is not None:  # bars and trades are read several times below
@@ -1192,7 +1626,13 @@ def phases(
     bars = phased.select(*keys, TS, *first, *(c for c in PHASE_COLUMNS if c not in first))
     record = {**market.parameters, **{f"phase_{k}": v for k, v in asdict(parameters).items()}}
     record |= {"offline": offline, "horizons": list(horizons), "placebo_seed": placebo_seed}
-    return Phases(bars, episodes, study, scores, record)
+    return Phases(
+        instrument_columns(bars),
+        instrument_columns(episodes),
+        study,
+        instrument_columns(scores) if scores is not None else None,
+        record,
+    )
 
 
 @dataclass(frozen=True)

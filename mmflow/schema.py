@@ -22,6 +22,7 @@ Schema([('ts', Datetime(time_unit='ns', time_zone='UTC')),
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -36,6 +37,7 @@ TS: Final = "ts"
 TS_EVENT: Final = "ts_event"
 SYMBOL: Final = "symbol"
 VENUE: Final = "venue"
+EXCHANGE: Final = "exchange"
 PRICE: Final = "price"
 SIZE: Final = "size"
 AGGRESSOR_SIDE: Final = "aggressor_side"
@@ -111,6 +113,7 @@ TRADES: Final = TableSchema(
         Column(TS_EVENT, TIMESTAMP, required=False),
         Column(SYMBOL, pl.String(), required=True),
         Column(VENUE, pl.String(), required=False),
+        Column(EXCHANGE, pl.String(), required=False),
         Column(PRICE, pl.Float64(), required=True),
         Column(SIZE, pl.Float64(), required=True),
         Column(AGGRESSOR_SIDE, pl.Int8(), required=True),
@@ -128,6 +131,7 @@ QUOTES: Final = TableSchema(
         Column(TS_EVENT, TIMESTAMP, required=False),
         Column(SYMBOL, pl.String(), required=True),
         Column(VENUE, pl.String(), required=False),
+        Column(EXCHANGE, pl.String(), required=False),
         Column(BID_PRICE, pl.Float64(), required=True),
         Column(BID_SIZE, pl.Float64(), required=True),
         Column(ASK_PRICE, pl.Float64(), required=True),
@@ -135,6 +139,71 @@ QUOTES: Final = TableSchema(
         Column(CONDITIONS, pl.String(), required=False),
     ),
 )
+
+
+def instrument_keys(frame: pl.LazyFrame | pl.DataFrame | Sequence[str]) -> list[str]:
+    """Return the columns that name an instrument: ``venue, symbol`` (``symbol`` without venue).
+
+    An instrument is ``(venue, symbol)``: Binance spot and USD-M ``BTCUSDT`` are two instruments.
+    ``venue`` is the market the rows come from (a consolidated feed such as TAQ or a Polygon SIP
+    leaves it null and keeps the reporting exchange in ``exchange``); a null venue is one value
+    of its own. Every metric groups by these keys; with polars joins pass ``nulls_equal=True``,
+    and for as-of joins use :func:`asof_keys` (as-of joins never match a null key).
+
+    Parameters
+    ----------
+    frame
+        A frame, or its column names.
+
+    Returns
+    -------
+    list[str]
+        ``["venue", "symbol"]`` or ``["symbol"]``.
+
+    Examples
+    --------
+    >>> instrument_keys(["ts", "venue", "symbol"])
+    ['venue', 'symbol']
+    >>> instrument_keys(["ts", "symbol"])
+    ['symbol']
+    """
+    if isinstance(frame, pl.LazyFrame):
+        names: Sequence[str] = frame.collect_schema().names()
+    elif isinstance(frame, pl.DataFrame):
+        names = frame.columns
+    else:
+        names = frame
+    return [VENUE, SYMBOL] if VENUE in names else [SYMBOL]
+
+
+ASOF_VENUE: Final = "_asof_venue"
+"""Temporary as-of join key: ``venue`` with null as the empty string (as-of joins skip nulls)."""
+
+
+def asof_keys(
+    left: pl.LazyFrame, right: pl.LazyFrame
+) -> tuple[pl.LazyFrame, pl.LazyFrame, list[str]]:
+    """Prepare two frames for ``join_asof(by=...)`` on the instrument.
+
+    When either side has ``venue``, both get :data:`ASOF_VENUE` (the venue, null as ``""``; a
+    side without ``venue`` counts as null venue), so rows of a null venue match each other and
+    never another venue. Drop :data:`ASOF_VENUE` from the result.
+
+    Returns
+    -------
+    tuple[pl.LazyFrame, pl.LazyFrame, list[str]]
+        The two frames and the ``by`` keys.
+    """
+    left_names = left.collect_schema().names()
+    right_names = right.collect_schema().names()
+    if VENUE not in left_names and VENUE not in right_names:
+        return left, right, [SYMBOL]
+
+    def keyed(frame: pl.LazyFrame, names: list[str]) -> pl.LazyFrame:
+        venue = pl.col(VENUE).fill_null("") if VENUE in names else pl.lit("")
+        return frame.with_columns(venue.alias(ASOF_VENUE))
+
+    return keyed(left, left_names), keyed(right, right_names), [ASOF_VENUE, SYMBOL]
 
 
 def conform(lf: pl.LazyFrame, table: TableSchema, *, what: str | None = None) -> pl.LazyFrame:

@@ -96,7 +96,7 @@ def test_inventory_alert_on_its_bar_table() -> None:
     # phase is not a column of the inventory bar table
     code, _, stderr = run(*args, "--alert", "phase=distribution")
     assert code == 2
-    assert "unknown column 'phase'; the columns are symbol, mm_inventory" in stderr
+    assert "unknown column 'phase'; the columns are venue, symbol, mm_inventory" in stderr
 
 
 def test_phases_alert_with_episodes_output(tmp_path: Path) -> None:
@@ -162,7 +162,7 @@ def test_exit_3_comes_after_every_output_is_complete(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("condition", "message", "caret"),
     [
-        ("phse=distribution", "unknown column 'phse'; the columns are symbol, open, high", 0),
+        ("phse=distribution", "unknown column 'phse'; the columns are venue, symbol, open, high", 0),
         ("vpin >", "expected a column, a number or a word, found the end", 6),
         ("phase=distrbution", "'phase' is never 'distrbution'", 6),
         ("vpin>0.7 and (abs(inventory_z)>3", "expected a closing parenthesis", 32),

@@ -232,7 +232,7 @@ def test_inventory_tables() -> None:
     }
     code, out, _ = run("inventory", TARDIS_TRADES, TARDIS_QUOTES, "--bar", "1m", "--to", "csv")
     assert out.splitlines()[0] == (
-        "symbol,ts,mm_inventory,inventory_change,inventory_z,spread,depth,liquidity_state"
+        "venue,symbol,ts,mm_inventory,inventory_change,inventory_z,spread,depth,liquidity_state"
     )
     code, out, _ = run("inventory", TARDIS_TRADES, TARDIS_QUOTES, "--bar", "1m")
     assert code == 0
@@ -271,7 +271,9 @@ def test_profile_metrics_vector_through_the_command(tmp_path: Path) -> None:
     assert "POC 103" in out
     code, out, _ = run("profile", path, "--bin", "1", "--bar", "1m", "--to", "csv")
     assert code == 0
-    assert out.splitlines()[0].startswith("symbol,ts,price_level,volume,bid_volume,ask_volume")
+    assert out.splitlines()[0].startswith(
+        "venue,symbol,ts,price_level,volume,bid_volume,ask_volume"
+    )
 
 
 def test_simulate_is_deterministic_and_feeds_analyze(tmp_path: Path) -> None:
@@ -306,7 +308,7 @@ def test_every_new_command_reads_stdin_quietly() -> None:
     data = TARDIS_TRADES.read_bytes()
     result = CliRunner().invoke(cli, ["flow", "-", "--bar", "30m", "--to", "csv"], input=data)
     assert result.exit_code == 0
-    assert io.StringIO(result.stdout).readline().startswith("symbol,ts,open")
+    assert io.StringIO(result.stdout).readline().startswith("venue,symbol,ts,open")
 
 
 def test_phases_command_bars_episodes_and_truth(tmp_path: Path) -> None:
@@ -316,7 +318,7 @@ def test_phases_command_bars_episodes_and_truth(tmp_path: Path) -> None:
     code, out, err = run("phases", trades, quotes, "--to", "csv")
     assert code == 0, err
     header = out.splitlines()[0]
-    assert header.startswith("symbol,ts,phase,inventory_side,distribution_score,mm_inventory")
+    assert header.startswith("venue,symbol,ts,phase,inventory_side,distribution_score,mm_inventory")
     code, out, _ = run("phases", trades, quotes, "--episodes", "--to", "json")
     episodes = json.loads(out)
     assert {e["phase"] for e in episodes} == {"accumulation", "distribution"}

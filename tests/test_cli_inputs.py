@@ -223,7 +223,7 @@ def test_readme_and_empty_files_in_a_folder_are_skipped_with_one_note(tmp_path: 
         f"Note: skipped 2 folder entries: {tmp_path / 'README.txt'} (no known data layout); "
         f"{tmp_path / 'empty.csv'} (empty file)"
     ]
-    assert out.startswith("symbol,")
+    assert out.startswith("venue,symbol,")
     code, _, err = run("analyze", tmp_path, "--strict")
     assert code == 1
     assert err == (
@@ -333,7 +333,7 @@ def test_two_thousand_small_files_in_bounded_time(tmp_path: Path) -> None:
     elapsed = time.monotonic() - started
     assert code == 0, err
     assert "trades: 2,000 read = 2,000 used + 0 dropped" in err
-    assert out.startswith("symbol,")
+    assert out.startswith("venue,symbol,")
     assert elapsed < 120
 
 

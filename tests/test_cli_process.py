@@ -56,7 +56,9 @@ def market(tmp_path: Path, sides: tuple[int, int, int, int] | None = None) -> tu
 
 
 def signs(out: str) -> list[tuple[str, str]]:
-    return [(line.split(",")[5], line.split(",")[6]) for line in out.splitlines()[1:]]
+    header, *rows = out.splitlines()
+    sign, method = header.split(",").index("trade_sign"), header.split(",").index("sign_method")
+    return [(line.split(",")[sign], line.split(",")[method]) for line in rows]
 
 
 # --- item 10 (b): signing warnings say what actually happens ----------------------------------
@@ -147,7 +149,7 @@ def test_installed_script_piped_into_head_ends_quietly(tmp_path: Path) -> None:
         ["/bin/sh", "-c", command], capture_output=True, timeout=120, env=child_environment()
     )
     assert done.stdout.decode().splitlines() == [
-        "ts,symbol,price,size,aggressor_side,trade_sign,sign_method"
+        "ts,venue,symbol,price,size,aggressor_side,trade_sign,sign_method"
     ]
     assert done.stderr == b""  # no BrokenPipeError, no traceback, no "Exception ignored"
 
@@ -551,7 +553,7 @@ def test_text_output_to_a_terminal_is_allowed(tmp_path: Path) -> None:
         os.close(primary)
         os.close(secondary)
     assert (done.returncode, done.stderr) == (0, b"")
-    assert shown.startswith(b"ts,symbol,price,size,aggressor_side,trade_sign,sign_method")
+    assert shown.startswith(b"ts,venue,symbol,price,size,aggressor_side,trade_sign,sign_method")
 
 
 def zipped_trades(tmp_path: Path) -> Path:

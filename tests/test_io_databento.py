@@ -558,7 +558,7 @@ def test_header_only_csv_gives_empty_canonical_frames(tmp_path: Path) -> None:
     frames = read(path)
     trades, quotes = collect(frames.trades), collect(frames.quotes)
     assert trades.height == quotes.height == 0
-    unset = {"venue", "conditions", "correction"}
+    unset = {"venue", "exchange", "conditions", "correction"}
     assert trades.columns == [c.name for c in TRADES.columns if c.name not in unset]
     assert quotes.columns == [c.name for c in QUOTES.columns if c.name not in unset]
 

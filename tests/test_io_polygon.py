@@ -41,7 +41,7 @@ TRADES_SCHEMA = pl.Schema(
         "ts": UTC_NS,
         "ts_event": UTC_NS,
         "symbol": pl.String(),
-        "venue": pl.String(),
+        "exchange": pl.String(),
         "price": pl.Float64(),
         "size": pl.Float64(),
         "aggressor_side": pl.Int8(),
@@ -157,7 +157,7 @@ def test_stock_trades_first_row_pinned() -> None:
         "ts": utc(2026, 2, 11, 11, 45, 0, 33243),
         "ts_event": utc(2026, 2, 11, 11, 45, 0, 32981),
         "symbol": "A",
-        "venue": "8",
+        "exchange": "8",
         "price": 129.79,
         "size": 100.0,
         "aggressor_side": 0,
@@ -178,7 +178,7 @@ def test_stock_trades_match_vendor_rows(parts: tuple[str, ...]) -> None:
     assert nanos(df, "ts") == [int(r["sip_timestamp"]) for r in rows]
     assert nanos(df, "ts_event") == [int(r["participant_timestamp"]) or None for r in rows]
     assert df["symbol"].to_list() == [r["ticker"] for r in rows]
-    assert df["venue"].to_list() == [r["exchange"] for r in rows]
+    assert df["exchange"].to_list() == [r["exchange"] for r in rows]
     assert df["price"].to_list() == [float(r["price"]) for r in rows]
     assert df["size"].to_list() == [float(r["size"]) for r in rows]
     assert df["trade_id"].to_list() == [r["id"] for r in rows]
@@ -209,7 +209,7 @@ def test_stock_trades_fractional_sizes_and_far_trf_participant_time() -> None:
         "ts": utc(2026, 5, 22, 8, 0, 3, 799308),
         "ts_event": utc(2026, 5, 22, 5, 30, 11, 494482),
         "symbol": "A",
-        "venue": "4",
+        "exchange": "4",
         "price": 114.79,
         "size": 4.0,
         "aggressor_side": 0,
@@ -360,7 +360,7 @@ def test_crypto_trades_first_row_pinned() -> None:
         "ts": utc(2024, 1, 2, 0, 0, 0, 12345),
         "ts_event": utc(2024, 1, 2, 0, 0, 0, 12345),
         "symbol": "X:BTC-USD",
-        "venue": "1",
+        "exchange": "1",
         "price": 44179.55,
         "size": 0.00231,
         "aggressor_side": 1,

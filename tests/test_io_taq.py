@@ -54,7 +54,7 @@ TRADES_SCHEMA = pl.Schema(
         "ts": UTC_NS,
         "ts_event": UTC_NS,
         "symbol": pl.String(),
-        "venue": pl.String(),
+        "exchange": pl.String(),
         "price": pl.Float64(),
         "size": pl.Float64(),
         "aggressor_side": pl.Int8(),
@@ -68,7 +68,7 @@ QUOTES_SCHEMA = pl.Schema(
         "ts": UTC_NS,
         "ts_event": UTC_NS,
         "symbol": pl.String(),
-        "venue": pl.String(),
+        "exchange": pl.String(),
         "bid_price": pl.Float64(),
         "bid_size": pl.Float64(),
         "ask_price": pl.Float64(),
@@ -201,7 +201,7 @@ def test_daily_trades_first_row_pinned_edt() -> None:
         "ts": utc(2016, 10, 24, 13, 30, 0, 417837),
         "ts_event": utc(2016, 10, 24, 13, 30, 0, 417230),
         "symbol": "A",
-        "venue": "Z",
+        "exchange": "Z",
         "price": 45.88,
         "size": 300.0,
         "aggressor_side": 0,
@@ -217,7 +217,7 @@ def test_daily_trades_last_row_pinned() -> None:
         "ts": utc(2016, 10, 24, 13, 35, 0),
         "ts_event": utc(2016, 10, 24, 13, 34, 59, 998000),
         "symbol": "AAPL",
-        "venue": "D",
+        "exchange": "D",
         "price": 117.35,
         "size": 400.0,
         "aggressor_side": 0,
@@ -375,7 +375,7 @@ def test_daily_quotes_first_row_pinned_with_round_lots() -> None:
         "ts": utc(2016, 10, 24, 13, 30, 0, 417837),
         "ts_event": utc(2016, 10, 24, 13, 30, 0, 417500),
         "symbol": "A",
-        "venue": "N",
+        "exchange": "N",
         "bid_price": 45.87,
         "bid_size": 300.0,  # Bid_Size 3 round lots
         "ask_price": 45.89,
@@ -407,6 +407,7 @@ def test_round_lot_is_configurable() -> None:
 def test_daily_nbbo_reads_best_bid_and_offer_est() -> None:
     df = quotes_of(data_path("taq", DAILY_NBBO))
     assert df.height == 7
+    assert "exchange" not in df.columns
     assert "venue" not in df.columns
     # 09:30:00.417837 New York on 2016-12-01 (EST, UTC-5) is 14:30:00.417837 UTC.
     assert df.row(0, named=True) == {
@@ -439,7 +440,7 @@ def test_wrds_trades_first_row_pinned_est() -> None:
         "ts": utc(2016, 12, 1, 14, 30, 0, 417837),
         "ts_event": None,
         "symbol": "A",
-        "venue": "N",
+        "exchange": "N",
         "price": 45.58,
         "size": 300.0,
         "aggressor_side": 0,
@@ -467,7 +468,7 @@ def test_wrds_lowercase_dashed_dates_nanos_and_both_dst_sides() -> None:
         "ts": utc(2016, 10, 24, 13, 30, 0, 417837),
         "ts_event": None,
         "symbol": "A",
-        "venue": "Z",
+        "exchange": "Z",
         "price": 45.88,
         "size": 300.0,
         "aggressor_side": 0,
@@ -499,7 +500,7 @@ def test_wrds_quotes_first_row_pinned_with_round_lots() -> None:
         "ts": utc(2016, 12, 1, 14, 30, 0, 417837),
         "ts_event": None,
         "symbol": "A",
-        "venue": "N",
+        "exchange": "N",
         "bid_price": 45.57,
         "bid_size": 300.0,
         "ask_price": 45.6,

@@ -116,7 +116,10 @@ COSTS_BPS = [f"{c}_bps" for c in COSTS]
 
 def test_trade_costs_metrics_vector_es_0_06_rs_minus_0_02_pi_0_08() -> None:
     # metrics.md b.7: B 10.00, A 10.10, buy at 10.08, M(t+Δ) = 10.09 (HF-R would print PI 0.04).
-    quotes = make_quotes([("X", -1, 10.00, 10.10), ("X", 120, 10.04, 10.14)])
+    # The quotes go on after t + Δ (a horizon after the last quote gives null, issue 9).
+    quotes = make_quotes(
+        [("X", -1, 10.00, 10.10), ("X", 120, 10.04, 10.14), ("X", 900, 10.0, 10.2)]
+    )
     trades = attach_quotes(make_trades([("X", 0, 10.08, 100.0, 1)]), quotes)
     out = trade_costs(trades, quotes, horizon="5m").collect()
     assert out["mid_price"].item() == pytest.approx(10.05)
@@ -127,7 +130,7 @@ def test_trade_costs_metrics_vector_es_0_06_rs_minus_0_02_pi_0_08() -> None:
 
 
 def test_trade_costs_sell_flips_the_sign() -> None:
-    quotes = make_quotes([("X", -1, 10.00, 10.10), ("X", 120, 9.96, 10.06)])
+    quotes = make_quotes([("X", -1, 10.00, 10.10), ("X", 120, 9.96, 10.06), ("X", 900, 9, 11)])
     trades = attach_quotes(make_trades([("X", 0, 10.02, 100.0, -1)]), quotes)
     out = trade_costs(trades, quotes).collect()
     # ES = −2 (10.02 − 10.05) = 0.06; RS = −2 (10.02 − 10.01) = −0.02; PI = −2 (10.01 − 10.05).
@@ -157,6 +160,7 @@ def test_trade_costs_skips_crossed_locked_and_one_sided_later_quotes() -> None:
             ("X", 200, 10.50, 10.40),  # crossed
             ("X", 250, 10.50, 10.50),  # locked
             ("X", 280, None, 10.50),  # one-sided
+            ("X", 900, 10.0, 10.2),  # after t + Δ: the quotes go on
         ]
     )
     trades = make_trades([("X", 1, 10.08, 1.0, 1)], mid=[10.05])
@@ -165,7 +169,9 @@ def test_trade_costs_skips_crossed_locked_and_one_sided_later_quotes() -> None:
 
 
 def test_trade_costs_are_null_without_sign_or_mid() -> None:
-    quotes = make_quotes([("X", 0, 10.00, 10.10), ("Z", 0, -1.0, 1.0)])
+    quotes = make_quotes(
+        [("X", 0, 10.00, 10.10), ("Z", 0, -1.0, 1.0), ("X", 900, 10.0, 10.1), ("Z", 900, -1, 1)]
+    )
     trades = make_trades(
         [
             ("X", 1, 10.08, 1.0, 0),  # unsigned
@@ -221,18 +227,32 @@ def test_trade_costs_eager_lazy_and_streaming_agree() -> None:
 
 
 def future_mid_reference(
-    trades: list[Trade], quotes: list[Quote], horizon: float
+    trades: list[Trade],
+    quotes: list[Quote],
+    horizon: float,
+    max_age: float | None = None,
 ) -> list[float | None]:
-    """Bisect on each symbol's usable quote times for the latest at or before t + Δ."""
+    """Bisect on each symbol's usable quote times for the latest at or before t + Δ.
+
+    None when t + Δ is after the symbol's last quote of any kind (the quotes ended before the
+    horizon) or when the quote found is older than ``max_age`` at t + Δ.
+    """
     usable: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    last: dict[str, float] = {}
     for symbol, seconds, bid, ask in quotes:
+        last[symbol] = max(last.get(symbol, seconds), seconds)
         if bid is not None and ask is not None and bid < ask:
             usable[symbol].append((seconds, (bid + ask) / 2))
     out: list[float | None] = []
     for symbol, seconds, *_ in trades:
+        target = seconds + horizon
         times = [q[0] for q in usable[symbol]]
-        i = bisect.bisect_right(times, seconds + horizon) - 1
-        out.append(usable[symbol][i][1] if i >= 0 else None)
+        i = bisect.bisect_right(times, target) - 1
+        stale = i >= 0 and max_age is not None and times[i] < target - max_age
+        if i < 0 or target > last[symbol] or stale:
+            out.append(None)
+        else:
+            out.append(usable[symbol][i][1])
     return out
 
 
@@ -263,11 +283,13 @@ HORIZONS = {"0s": 0.0, "1s": 1.0, "3s": 3.0, "10s": 10.0, "5m": 300.0}
     trade_rows=TRADE_ROWS,
     quote_rows=QUOTE_ROWS,
     horizon=st.sampled_from(sorted(HORIZONS)),
+    max_age=st.sampled_from([None, "0s", "2s", "10s"]),
 )
 def test_trade_costs_match_bisect_reference_and_es_equals_rs_plus_pi(
     trade_rows: list[tuple[str, int, float, float, int]],
     quote_rows: list[tuple[str, int, float | None, float | None]],
     horizon: str,
+    max_age: str | None,
 ) -> None:
     trades: list[Trade] = sorted(
         [(s, float(t), p, v, d) for s, t, p, v, d in trade_rows], key=lambda r: r[1]
@@ -276,8 +298,11 @@ def test_trade_costs_match_bisect_reference_and_es_equals_rs_plus_pi(
         [(s, float(t), b, a) for s, t, b, a in quote_rows], key=lambda r: r[1]
     )
     q = make_quotes(quotes)
-    out = trade_costs(attach_quotes(make_trades(trades), q), q, horizon=horizon).collect()
-    expected_later = future_mid_reference(trades, quotes, HORIZONS[horizon])
+    out = trade_costs(
+        attach_quotes(make_trades(trades), q), q, horizon=horizon, max_quote_age=max_age
+    ).collect()
+    age = None if max_age is None else float(max_age.removesuffix("s"))
+    expected_later = future_mid_reference(trades, quotes, HORIZONS[horizon], age)
     assert out["future_mid_price"].to_list() == expected_later
     for row, later in zip(out.iter_rows(named=True), expected_later, strict=True):
         d, p, m = row["trade_sign"], row["price"], row["mid_price"]

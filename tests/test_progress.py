@@ -140,7 +140,12 @@ def test_no_progress_when_stderr_is_a_pipe(tmp_path: Path) -> None:
         env={**os.environ, "TERM": "xterm-256color"},
     )
     assert proc.returncode == 0
-    assert proc.stderr == f"wrote 120 rows to {output}\n".encode()
+    # the only lines are the warning about the cut-off cost horizon (issue 9) and the file note
+    assert proc.stderr.decode().splitlines() == [
+        "Warning: SIMA: 355 of 8,353 trades have their cost horizon after the last quote "
+        "(realized spread and price impact null)",
+        f"wrote 120 rows to {output}",
+    ]
     assert proc.stdout == b""
 
 

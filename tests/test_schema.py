@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from mmflow.errors import MmflowError, SchemaError
-from mmflow.schema import QUOTES, TRADES, conform, require
+from mmflow.schema import QUOTES, TRADES, asof_keys, conform, instrument_keys, require
 
 UTC_NS = pl.Datetime("ns", "UTC")
 T0 = datetime(2024, 7, 19, 0, 0, 0, 123456, tzinfo=UTC)
@@ -47,6 +47,7 @@ def test_trades_schema_names_dtypes_and_required_flags_match_product_md() -> Non
         ("ts_event", pl.Datetime("ns", "UTC"), False),
         ("symbol", pl.String(), True),
         ("venue", pl.String(), False),
+        ("exchange", pl.String(), False),  # issue 9: the reporting exchange of a tape
         ("price", pl.Float64(), True),
         ("size", pl.Float64(), True),
         ("aggressor_side", pl.Int8(), True),
@@ -68,6 +69,7 @@ def test_quotes_schema_names_dtypes_and_required_flags_match_product_md() -> Non
         ("ts_event", pl.Datetime("ns", "UTC"), False),
         ("symbol", pl.String(), True),
         ("venue", pl.String(), False),
+        ("exchange", pl.String(), False),  # issue 9: the reporting exchange of a tape
         ("bid_price", pl.Float64(), True),
         ("bid_size", pl.Float64(), True),
         ("ask_price", pl.Float64(), True),
@@ -104,7 +106,7 @@ def test_conform_selects_canonical_order_whatever_the_input_order() -> None:
 
 
 def test_conform_drops_non_canonical_columns() -> None:
-    out = conform(_raw_trades(extra=[1, 2], exchange=["x", "y"]), TRADES).collect()
+    out = conform(_raw_trades(extra=[1, 2], other=["x", "y"]), TRADES).collect()
     assert out.columns == ["ts", "symbol", "price", "size", "aggressor_side"]
 
 
@@ -249,3 +251,29 @@ def test_require_rejects_missing_column_listing_found_columns() -> None:
     assert str(info.value) == (
         "trades is missing column(s) symbol; found ts, price, size, aggressor_side"
     )
+
+
+def test_instrument_keys_are_venue_and_symbol_when_there_is_a_venue() -> None:
+    assert instrument_keys(["ts", "symbol"]) == ["symbol"]
+    assert instrument_keys(pl.DataFrame({"venue": ["a"], "symbol": ["X"]})) == ["venue", "symbol"]
+    assert instrument_keys(pl.LazyFrame({"symbol": ["X"], "venue": ["a"]})) == ["venue", "symbol"]
+
+
+def test_asof_keys_match_null_venues_together_and_never_across_venues() -> None:
+    left = pl.LazyFrame(
+        {"ts": [2, 2, 2], "venue": [None, "a", "b"], "symbol": ["X"] * 3},
+        schema={"ts": pl.Int64, "venue": pl.String, "symbol": pl.String},
+    )
+    right = pl.LazyFrame(
+        {"ts": [1, 1], "venue": [None, "a"], "symbol": ["X", "X"], "bid": [1.0, 2.0]},
+        schema={"ts": pl.Int64, "venue": pl.String, "symbol": pl.String, "bid": pl.Float64},
+    )
+    keyed_left, keyed_right, by = asof_keys(left, right)
+    out = keyed_left.join_asof(
+        keyed_right.drop("venue"), on="ts", by=by, check_sortedness=False
+    ).collect()
+    assert out["bid"].to_list() == [1.0, 2.0, None]
+    # A side without venue is the null venue: its quotes serve only the null-venue rows.
+    keyed_left, keyed_right, by = asof_keys(left, right.drop("venue").head(1))
+    out = keyed_left.join_asof(keyed_right, on="ts", by=by, check_sortedness=False).collect()
+    assert out["bid"].to_list() == [1.0, None, None]

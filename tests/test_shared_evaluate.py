@@ -70,8 +70,13 @@ def tick_reference(prices: list[float]) -> list[int]:
     return signs
 
 
+MAX_QUOTE_AGE_NS = 60 * 10**9
+"""The default --max-quote-age (1m): an older quote counts as no quote (issue 9)."""
+
+
 def lee_ready_reference(trades: pl.DataFrame, quotes: pl.DataFrame | None) -> list[int]:
-    """Lee-Ready per trade: own BBO, else the latest quote strictly before; at mid: tick rule."""
+    """Lee-Ready per trade: own BBO, else the latest quote strictly before and at most
+    MAX_QUOTE_AGE_NS old; at mid: tick rule."""
     out = [0] * trades.height
     for symbol in trades["symbol"].unique().to_list():
         rows = [i for i, s in enumerate(trades["symbol"].to_list()) if s == symbol]
@@ -91,7 +96,7 @@ def lee_ready_reference(trades: pl.DataFrame, quotes: pl.DataFrame | None) -> li
             bid, ask = (row["bid_price"], row["ask_price"]) if own else (None, None)
             if bid is None and ask is None and quote_times:
                 at = bisect.bisect_left(quote_times, times[k]) - 1  # strictly before the trade
-                if at >= 0:
+                if at >= 0 and quote_times[at] >= times[k] - MAX_QUOTE_AGE_NS:
                     bid, ask = quote_values[at]
             sign = 0
             if bid is not None and ask is not None and bid < ask:

@@ -66,7 +66,9 @@ def epoch_to_datetime(value: str | pl.Expr, unit: str = "auto") -> pl.Expr:
         .then(pl.lit(-_INT64_MAX, dtype=pl.Int64))
         .otherwise(t * factor)
     )
-    return ns.cast(TIMESTAMP)
+    # the when/then chain would be named after its first literal: keep the input's name
+    name = t.meta.output_name(raise_if_undetermined=False)
+    return ns.cast(TIMESTAMP) if name is None else ns.cast(TIMESTAMP).alias(name)
 
 
 def parse_bool(value: str | pl.Expr) -> pl.Expr:

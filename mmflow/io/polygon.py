@@ -11,7 +11,9 @@ exchange or TRF generated it) becomes ``ts_event``, ``0`` meaning absent (null).
 have only ``participant_timestamp``, which is both ``ts`` and ``ts_event``.
 
 ``ticker`` is the symbol (``--symbol`` only fills empty cells); ``exchange`` (Polygon's integer
-exchange id) becomes ``venue`` as text. Trades keep their raw ``conditions`` (comma-separated
+exchange id) is kept as text in ``exchange``. Polygon's SIP trades and quotes are consolidated
+across exchanges, so they have no ``venue``: the instrument is the ticker, and every quote
+signs its trades. Trades keep their raw ``conditions`` (comma-separated
 Polygon condition ids, e.g. ``12,37``) and, for stocks, ``correction`` as text. ``size`` is read
 as Float64: since 2026 stock trades may be fractional (``4.000000``).
 
@@ -23,8 +25,8 @@ list is split into whole numbers, so ``12`` counts as neither; a list holding bo
 Stocks quotes are NBBO updates: a side whose price or size is 0 (or empty) is empty, and both
 its price and size become null. Sizes are in **round lots** ("a bid size of 2 means 200
 shares"), multiplied by :data:`ROUND_LOT` so quote and trade sizes share a unit; ``read_quotes``
-takes another multiplier through its ``round_lot`` keyword. Quotes have no single venue (the bid
-and ask exchanges differ), so they have no ``venue`` column; ``conditions`` is kept as text.
+takes another multiplier through its ``round_lot`` keyword. Quotes have no single exchange (the
+bid and ask exchanges differ), so they have no ``exchange`` column; ``conditions`` is kept as text.
 
 Detection is by header: the exact published header, or one with extra columns (companion
 columns may be added) that still holds every published column in the published order.
@@ -47,6 +49,7 @@ from mmflow.schema import (
     BID_SIZE,
     CONDITIONS,
     CORRECTION,
+    EXCHANGE,
     PRICE,
     QUOTES,
     SIZE,
@@ -55,7 +58,6 @@ from mmflow.schema import (
     TRADES,
     TS,
     TS_EVENT,
-    VENUE,
     conform,
 )
 
@@ -275,7 +277,7 @@ def read_trades(source: Source, options: ReadOptions) -> Frames:
     -------
     Frames
         ``trades`` only: ``ts`` = ``sip_timestamp``, ``ts_event`` = ``participant_timestamp``
-        (0 → null), ``symbol`` = ``ticker``, ``venue`` = ``exchange`` id, ``trade_id`` = ``id``,
+        (0 → null), ``symbol`` = ``ticker``, ``exchange`` = ``exchange`` id, ``trade_id`` = ``id``,
         ``size`` Float64, ``aggressor_side`` 0 (no vendor side), ``conditions`` and
         ``correction`` as text.
 
@@ -295,7 +297,7 @@ def read_trades(source: Source, options: ReadOptions) -> Frames:
         epoch_to_datetime(_SIP_TIMESTAMP).alias(TS),
         _optional_time(_PARTICIPANT_TIMESTAMP).alias(TS_EVENT),
         _symbol(options),
-        pl.col(_EXCHANGE).alias(VENUE),
+        pl.col(_EXCHANGE).alias(EXCHANGE),
         pl.col(_PRICE).alias(PRICE),
         pl.col(_SIZE).alias(SIZE),
         pl.lit(0, dtype=pl.Int8).alias(AGGRESSOR_SIDE),
@@ -372,7 +374,7 @@ def read_crypto_trades(source: Source, options: ReadOptions) -> Frames:
     -------
     Frames
         ``trades`` only: ``ts`` = ``ts_event`` = ``participant_timestamp``, ``symbol`` =
-        ``ticker`` (e.g. ``X:BTC-USD``), ``venue`` = ``exchange`` id, ``trade_id`` = ``id``,
+        ``ticker`` (e.g. ``X:BTC-USD``), ``exchange`` = ``exchange`` id, ``trade_id`` = ``id``,
         ``aggressor_side`` from :func:`crypto_side` (``2`` buyside +1, ``1`` sellside −1),
         ``conditions`` as text.
 
@@ -389,7 +391,7 @@ def read_crypto_trades(source: Source, options: ReadOptions) -> Frames:
         clock.alias(TS),
         clock.alias(TS_EVENT),
         _symbol(options),
-        pl.col(_EXCHANGE).alias(VENUE),
+        pl.col(_EXCHANGE).alias(EXCHANGE),
         pl.col(_PRICE).alias(PRICE),
         pl.col(_SIZE).alias(SIZE),
         crypto_side(_CONDITIONS).alias(AGGRESSOR_SIDE),

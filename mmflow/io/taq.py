@@ -23,13 +23,15 @@ day is built from its digits as integer nanoseconds, never through a float. ``ts
 one (Daily TAQ ``Participant Timestamp``, WRDS ``PART_TIME``), null otherwise or when it is empty
 or all zeros.
 
-TAQ reports no aggressor: ``aggressor_side`` is always 0 (infer it with Lee-Ready). ``venue`` is
-the exchange code (``EX`` / ``Exchange``), ``symbol`` is ``SYM_ROOT`` (plus ``_SYM_SUFFIX`` when
-the suffix is not empty, as R highfrequency does) or ``Symbol``; the NBBO file has no venue
-(its bid and offer are consolidated across exchanges); ``trade_id`` is the SIP sequence
-number as text. ``conditions`` is the sale / quote condition with every space removed (the Daily
-TAQ field is 4 positional characters, so `` 4 B`` becomes ``4B``; empty becomes null) and
-``correction`` is the correction indicator as text (``00`` = regular).
+TAQ reports no aggressor: ``aggressor_side`` is always 0 (infer it with Lee-Ready). TAQ is a
+consolidated tape, so it has no ``venue`` (the instrument is the symbol; quotes of every exchange
+and the NBBO sign its trades); ``exchange`` is the reporting exchange code (``EX`` /
+``Exchange``, used by the TAQ cleaning's single-exchange rule), ``symbol`` is ``SYM_ROOT``
+(plus ``_SYM_SUFFIX`` when the suffix is not empty, as R highfrequency does) or ``Symbol``; the
+NBBO file has no exchange (its bid and offer are consolidated across exchanges); ``trade_id`` is
+the SIP sequence number as text. ``conditions`` is the sale / quote condition with every space
+removed (the Daily TAQ field is 4 positional characters, so `` 4 B`` becomes ``4B``; empty
+becomes null) and ``correction`` is the correction indicator as text (``00`` = regular).
 
 Quotes: a side whose price or size is 0 is empty and becomes null (price and size). Quote sizes
 are in round lots and are multiplied by :data:`ROUND_LOT` (100 shares); the read functions take a
@@ -70,6 +72,7 @@ from mmflow.schema import (
     BID_SIZE,
     CONDITIONS,
     CORRECTION,
+    EXCHANGE,
     PRICE,
     QUOTES,
     SIZE,
@@ -79,7 +82,6 @@ from mmflow.schema import (
     TRADES,
     TS,
     TS_EVENT,
-    VENUE,
     conform,
 )
 
@@ -425,10 +427,10 @@ def _wrds_clocks(present: Sequence[str]) -> list[pl.Expr]:
     return [new_york_to_utc(day, ns).alias(TS), event.alias(TS_EVENT)]
 
 
-def _venue(present: Sequence[str], name: str) -> pl.Expr:
+def _exchange(present: Sequence[str], name: str) -> pl.Expr:
     if name not in present:
-        return pl.lit(None, dtype=pl.String).alias(VENUE)
-    return pl.col(name).str.strip_chars().alias(VENUE)
+        return pl.lit(None, dtype=pl.String).alias(EXCHANGE)
+    return pl.col(name).str.strip_chars().alias(EXCHANGE)
 
 
 def read_wrds_trades(source: Source, options: ReadOptions) -> Frames:
@@ -445,7 +447,7 @@ def read_wrds_trades(source: Source, options: ReadOptions) -> Frames:
     -------
     Frames
         ``trades`` only: ``ts`` = ``DATE`` + ``TIME_M`` (+ ``TIME_M_NANO``) New York → UTC,
-        ``ts_event`` = ``PART_TIME`` or null, ``venue`` = ``EX``, ``symbol`` = ``SYM_ROOT``
+        ``ts_event`` = ``PART_TIME`` or null, ``exchange`` = ``EX``, ``symbol`` = ``SYM_ROOT``
         (``_SYM_SUFFIX``), ``aggressor_side`` 0, ``trade_id`` = ``TR_SEQNUM``, ``conditions`` =
         ``TR_SCOND`` without spaces, ``correction`` = ``TR_CORR``.
 
@@ -459,7 +461,7 @@ def read_wrds_trades(source: Source, options: ReadOptions) -> Frames:
     canonical = lf.select(
         *_wrds_clocks(present),
         _wrds_symbol(present, options).alias(SYMBOL),
-        _venue(present, _EX),
+        _exchange(present, _EX),
         _number(_PRICE).alias(PRICE),
         _number(_SIZE).alias(SIZE),
         pl.lit(0, dtype=pl.Int8).alias(AGGRESSOR_SIDE),
@@ -487,7 +489,7 @@ def read_wrds_quotes(source: Source, options: ReadOptions, *, round_lot: int = R
     Frames
         ``quotes`` only: ``BID``/``BIDSIZ`` and ``ASK``/``ASKSIZ`` (also spelt ``OFR``,
         ``OFRSIZ``, ``BIDSIZE``, ``ASKSIZE``); a side with price or size 0 is null;
-        ``conditions`` = ``QU_COND``. Clocks, symbol and venue as :func:`read_wrds_trades`.
+        ``conditions`` = ``QU_COND``. Clocks, symbol and exchange as :func:`read_wrds_trades`.
 
     Raises
     ------
@@ -508,7 +510,7 @@ def read_wrds_quotes(source: Source, options: ReadOptions, *, round_lot: int = R
     canonical = lf.select(
         *_wrds_clocks(present),
         _wrds_symbol(present, options).alias(SYMBOL),
-        _venue(present, _EX),
+        _exchange(present, _EX),
         bid_price.alias(BID_PRICE),
         bid_shares.alias(BID_SIZE),
         ask_price.alias(ASK_PRICE),
@@ -568,7 +570,7 @@ def _daily_common(
         new_york_to_utc(day, compact_time_ns(pl.col(_TIME))).alias(TS),
         event.alias(TS_EVENT),
         _symbol(pl.col(_SYMBOL), options).alias(SYMBOL),
-        *([_venue(present, _EXCHANGE)] if venue else []),
+        *([_exchange(present, _EXCHANGE)] if venue else []),
     ]
 
 
@@ -586,7 +588,7 @@ def read_daily_trades(source: Source, options: ReadOptions) -> Frames:
     -------
     Frames
         ``trades`` only: ``ts`` = date + ``Time`` New York → UTC, ``ts_event`` =
-        ``Participant Timestamp`` (null when empty), ``venue`` = ``Exchange``, ``symbol`` =
+        ``Participant Timestamp`` (null when empty), ``exchange`` = ``Exchange``, ``symbol`` =
         ``Symbol``, ``size`` = ``Trade Volume``, ``price`` = ``Trade Price``,
         ``aggressor_side`` 0, ``trade_id`` = ``Sequence Number``, ``conditions`` = ``Sale
         Condition`` without spaces, ``correction`` = ``Trade Correction Indicator``.
@@ -655,7 +657,7 @@ def read_daily_quotes(
     -------
     Frames
         ``quotes`` only: ``Bid_Price``/``Bid_Size``, ``Offer_Price``/``Offer_Size`` (a side with
-        price or size 0 is null), ``conditions`` = ``Quote_Condition``; clocks, symbol and venue
+        price or size 0 is null), ``conditions`` = ``Quote_Condition``; clocks, symbol and exchange
         as :func:`read_daily_trades`.
 
     Raises
@@ -687,7 +689,7 @@ def read_daily_nbbo(source: Source, options: ReadOptions, *, round_lot: int = RO
     -------
     Frames
         ``quotes`` only, from ``Best_Bid_Price``/``Best_Bid_Size`` and
-        ``Best_Offer_Price``/``Best_Offer_Size``. There is no ``venue`` column: the national
+        ``Best_Offer_Price``/``Best_Offer_Size``. There is no ``exchange`` column: the national
         best bid and offer are consolidated across exchanges (``Exchange`` only names the
         exchange whose quote triggered the update), so cleaning rule P3 does not apply.
         Otherwise as :func:`read_daily_quotes`.

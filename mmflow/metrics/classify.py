@@ -29,8 +29,8 @@ from mmflow.schema import (
     BID_SIZE,
     PRICE,
     SIGN_METHOD,
-    SYMBOL,
     TRADE_SIGN,
+    instrument_keys,
 )
 
 SignMethod = Literal["auto", "vendor", "tick"]
@@ -487,7 +487,7 @@ def sign_trades(trades: pl.LazyFrame, *, method: SignMethod = "auto") -> pl.Lazy
     [(0, 'none'), (1, 'tick'), (-1, 'vendor')]
     """
     vendor = pl.col(AGGRESSOR_SIDE)
-    tick = tick_rule(PRICE).over(SYMBOL)
+    tick = tick_rule(PRICE).over(instrument_keys(trades))
     sign: pl.Expr
     source: pl.Expr
     if method == "vendor":

@@ -8,11 +8,15 @@ Signed volume s_t = D_t · V_t (metrics.md §b.2). ``buy_volume`` is the volume 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import partial
 from typing import Literal
 
 import polars as pl
 
-from mmflow.schema import PRICE, SIZE, SYMBOL, TRADE_SIGN, TS
+from mmflow.durations import DAY, duration_nanoseconds
+from mmflow.errors import SizeLimitError
+from mmflow.schema import PRICE, SIZE, TRADE_SIGN, TS, instrument_keys
 
 
 def signed_volume(sign: str | pl.Expr = TRADE_SIGN, size: str | pl.Expr = SIZE) -> pl.Expr:
@@ -54,7 +58,7 @@ def flow_aggregates() -> list[pl.Expr]:
 
 
 def flow_summary(trades: pl.LazyFrame) -> pl.LazyFrame:
-    """Summarise signed trades per symbol.
+    """Summarise signed trades per instrument (``venue, symbol``; ``symbol`` without venue).
 
     Parameters
     ----------
@@ -64,8 +68,8 @@ def flow_summary(trades: pl.LazyFrame) -> pl.LazyFrame:
     Returns
     -------
     pl.LazyFrame
-        One row per symbol, sorted by symbol: ``symbol, trades, volume, buy_volume, sell_volume,
-        unknown_volume, vwap, net_flow, start, end``.
+        One row per instrument, sorted: ``[venue,] symbol, trades, volume, buy_volume,
+        sell_volume, unknown_volume, vwap, net_flow, start, end``.
 
     Examples
     --------
@@ -83,10 +87,11 @@ def flow_summary(trades: pl.LazyFrame) -> pl.LazyFrame:
     >>> flow_summary(trades).collect().row(0)[:8]
     ('X', 2, 4.0, 1.0, 3.0, 0.0, 17.5, -2.0)
     """
+    keys = instrument_keys(trades)
     return (
-        trades.group_by(SYMBOL)
+        trades.group_by(keys)
         .agg(*flow_aggregates(), pl.col(TS).min().alias("start"), pl.col(TS).max().alias("end"))
-        .sort(SYMBOL)
+        .sort(keys, nulls_last=True)
     )
 
 
@@ -95,27 +100,132 @@ SESSION = "session"
 
 
 def bar_keys(frame: pl.LazyFrame) -> list[str]:
-    """Return the grouping keys of bars: ``symbol``, plus ``session`` when the frame has one."""
-    return [SYMBOL, SESSION] if SESSION in frame.collect_schema().names() else [SYMBOL]
+    """Return the grouping keys of bars: the instrument, plus ``session`` when the frame has one.
+
+    The instrument is ``venue, symbol`` (``symbol`` alone for frames without a venue column;
+    see :func:`mmflow.schema.instrument_keys`).
+    """
+    keys = instrument_keys(frame)
+    return [*keys, SESSION] if SESSION in frame.collect_schema().names() else keys
 
 
-def regular_grid(bars: pl.LazyFrame, *, every: str, keys: list[str]) -> pl.LazyFrame:
-    """Return one row (``keys`` + ``ts``) per bar from each group's first to its last bar."""
-    spans = bars.group_by(keys).agg(
-        pl.col(TS).min().alias("_first"), pl.col(TS).max().alias("_last")
+_FIRST = "_grid_first"
+_LAST = "_grid_last"
+_DAY = "_grid_day"
+
+
+def event_grid(
+    events: pl.LazyFrame,
+    *,
+    every: str,
+    keys: Sequence[str] | None = None,
+    fill: bool = False,
+    max_bars: int | None = None,
+) -> pl.LazyFrame:
+    """Return the bar starts where there is data: every bar of each day that holds an event.
+
+    Per group (``keys``: the instrument, and ``session`` when present), the grid runs from the
+    bar of the first to the bar of the last event of each UTC day that holds events (of each
+    session, with sessions); bars without events inside such a day are kept, days without
+    events are not filled. With ``fill`` the grid is continuous from the group's first to its
+    last bar. Bars start where polars ``group_by_dynamic`` starts them (``start_by="window"``,
+    i.e. ``ts.dt.truncate(every)``).
+
+    Before any bar is made, the number of bars is estimated from the per-day first and last
+    events (a small aggregate) and checked against ``max_bars``.
+
+    Parameters
+    ----------
+    events
+        Rows with ``ts`` and the ``keys`` columns: trades, quotes, or both concatenated.
+    every
+        Bar length (polars duration).
+    keys
+        Grouping columns; default :func:`bar_keys` of ``events``.
+    fill
+        Make a continuous grid across days without events.
+    max_bars
+        The most bars allowed (``None``: no limit).
+
+    Returns
+    -------
+    pl.LazyFrame
+        ``keys..., ts``: one row per bar, sorted.
+
+    Raises
+    ------
+    SizeLimitError
+        At collection, when the estimate exceeds ``max_bars`` (parameter ``every``).
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> from datetime import datetime
+    >>> events = pl.LazyFrame(
+    ...     {
+    ...         "ts": [datetime(2024, 1, d, 0, m) for d, m in ((1, 0), (1, 2), (9, 5))],
+    ...         "symbol": ["X"] * 3,
+    ...     }
+    ... ).with_columns(pl.col("ts").dt.replace_time_zone("UTC"))
+    >>> event_grid(events, every="1m").collect()["ts"].dt.strftime("%d %H:%M").to_list()
+    ['01 00:00', '01 00:01', '01 00:02', '09 00:05']
+    >>> event_grid(events, every="1m", fill=True).collect().height
+    11526
+    """
+    group = list(keys) if keys is not None else bar_keys(events)
+    step = duration_nanoseconds(every, what="bar length")
+    ts = pl.col(TS)
+    per_day = not fill and SESSION not in group
+    span_keys = [*group, _DAY] if per_day else group
+    source = events.with_columns(ts.dt.date().alias(_DAY)) if per_day else events
+    spans = source.group_by(span_keys).agg(
+        ts.min().dt.truncate(every).alias(_FIRST), ts.max().dt.truncate(every).alias(_LAST)
     )
-    return spans.select(
-        *keys, pl.datetime_ranges("_first", "_last", interval=every).alias(TS)
+    if max_bars is not None:
+        spans = spans.map_batches(partial(_check_bars, every=every, step=step, limit=max_bars))
+    grid = spans.select(
+        *group, pl.datetime_ranges(_FIRST, _LAST, interval=every).alias(TS)
     ).explode(TS)
+    if per_day and DAY % step != 0:  # a bar across midnight holds events of two days
+        grid = grid.unique(subset=[*group, TS])
+    return grid.sort(*group, TS, nulls_last=True)
 
 
-def flow_bars(trades: pl.LazyFrame, *, every: str) -> pl.LazyFrame:
-    """Aggregate signed trades into regular time bars per symbol (and session).
+def estimated_bars(spans: pl.DataFrame, *, step: int) -> int:
+    """Return Σ ((last − first) / step + 1) over ``_grid_first``/``_grid_last`` spans."""
+    if spans.height == 0:
+        return 0
+    lengths = (pl.col(_LAST) - pl.col(_FIRST)).dt.total_nanoseconds().cast(pl.Float64)
+    total = spans.select((lengths / step + 1).sum()).item()
+    return int(total or 0)
+
+
+def _check_bars(spans: pl.DataFrame, *, every: str, step: int, limit: int) -> pl.DataFrame:
+    """Raise :class:`SizeLimitError` when the spans would make more than ``limit`` bars."""
+    estimate = estimated_bars(spans, step=step)
+    if estimate > limit:
+        parameter = "every"
+        raise SizeLimitError(
+            parameter,
+            every,
+            estimate,
+            limit,
+            "bars",
+            "use a longer bar or narrow the time window",
+        )
+    return spans
+
+
+def flow_bars(
+    trades: pl.LazyFrame, *, every: str, grid: pl.LazyFrame | None = None
+) -> pl.LazyFrame:
+    """Aggregate signed trades into time bars per instrument (and session).
 
     A bar's ``ts`` is its start; it holds trades with start ≤ t < start + ``every``, as polars
-    ``group_by_dynamic`` labels them (product.md "Bars"). Bars with no trades between a symbol's
-    first and last bar are present, with volume 0, no trades and null prices, so the series is
-    regular. ``trade_imbalance`` = Σ D·V / Σ V ∈ [−1, 1] (metrics.md §b.2; null when volume is 0).
+    ``group_by_dynamic`` labels them (product.md "Bars"). The bars are those of ``grid``
+    (default :func:`event_grid` of the trades: every bar of each UTC day that holds trades);
+    bars with no trades are present, with volume 0, no trades and null prices.
+    ``trade_imbalance`` = Σ D·V / Σ V ∈ [−1, 1] (metrics.md §b.2; null when volume is 0).
 
     Parameters
     ----------
@@ -124,11 +234,14 @@ def flow_bars(trades: pl.LazyFrame, *, every: str) -> pl.LazyFrame:
         are made per session and never span two.
     every
         Bar length as a polars duration string (``1s``, ``1m``, ``5m``, ``1h``).
+    grid
+        The bars to make: ``keys…, ts`` (e.g. :func:`event_grid` of trades and quotes).
+        Trades outside the grid's bars are left out.
 
     Returns
     -------
     pl.LazyFrame
-        ``symbol, [session,] ts, open, high, low, close, vwap, volume, trades, buy_volume,
+        ``[venue,] symbol, [session,] ts, open, high, low, close, vwap, volume, trades, buy_volume,
         sell_volume, unknown_volume, net_flow, trade_imbalance``, sorted by symbol and ``ts``.
 
     Examples
@@ -149,20 +262,25 @@ def flow_bars(trades: pl.LazyFrame, *, every: str) -> pl.LazyFrame:
     """
     keys = bar_keys(trades)
     price = pl.col(PRICE)
-    bars = trades.group_by_dynamic(
-        TS, every=every, group_by=keys, label="left", closed="left", start_by="window"
-    ).agg(
-        price.first().alias("open"),
-        price.max().alias("high"),
-        price.min().alias("low"),
-        price.last().alias("close"),
-        *flow_aggregates(),
+    # Bars are labelled by ts.dt.truncate(every), as group_by_dynamic(start_by="window") labels
+    # them, but a plain group_by costs nothing for the empty bars between sparse days (polars'
+    # group_by_dynamic allocates every window of the span: a 1 ns bar over a year would not fit).
+    bars = (
+        trades.with_columns(pl.col(TS).dt.truncate(every))
+        .group_by(*keys, TS)
+        .agg(
+            price.first().alias("open"),
+            price.max().alias("high"),
+            price.min().alias("low"),
+            price.last().alias("close"),
+            *flow_aggregates(),
+        )
     )
     counts = ("volume", "buy_volume", "sell_volume", "unknown_volume", "net_flow")
-    filled = (
-        regular_grid(bars, every=every, keys=keys)
-        .join(bars, on=[*keys, TS], how="left")
-        .with_columns(pl.col(counts).fill_null(0.0), pl.col("trades").fill_null(0))
+    if grid is None:
+        grid = event_grid(trades, every=every, keys=keys)
+    filled = grid.join(bars, on=[*keys, TS], how="left", nulls_equal=True).with_columns(
+        pl.col(counts).fill_null(0.0), pl.col("trades").fill_null(0)
     )
     return filled.select(
         *keys,
@@ -181,7 +299,7 @@ def flow_bars(trades: pl.LazyFrame, *, every: str) -> pl.LazyFrame:
         pl.when(pl.col("volume") > 0)
         .then(pl.col("net_flow") / pl.col("volume"))
         .alias("trade_imbalance"),
-    ).sort(*keys, TS)
+    ).sort(*keys, TS, nulls_last=True)
 
 
 def bvc_flow_bars(
@@ -190,6 +308,7 @@ def bvc_flow_bars(
     every: str,
     distribution: Literal["normal", "student-t"] = "normal",
     dof: float | None = None,
+    grid: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
     """Time bars whose buy/sell split comes from bulk volume classification.
 
@@ -203,6 +322,8 @@ def bvc_flow_bars(
         Canonical trades with a ``trade_sign`` column (its values are not used), sorted by ``ts``.
     every
         Bar length.
+    grid
+        The bars to make (see :func:`flow_bars`).
     distribution, dof
         The distribution of standardised price changes (see
         :func:`mmflow.metrics.bvc.bulk_volume_classification`).
@@ -214,9 +335,16 @@ def bvc_flow_bars(
     """
     from mmflow.metrics.bvc import bulk_volume_classification
 
-    bars = flow_bars(trades.with_columns(pl.lit(0, pl.Int8).alias(TRADE_SIGN)), every=every)
+    bars = flow_bars(
+        trades.with_columns(pl.lit(0, pl.Int8).alias(TRADE_SIGN)), every=every, grid=grid
+    )
     classified = bulk_volume_classification(
-        bars, price="close", volume="volume", by=SYMBOL, distribution=distribution, dof=dof
+        bars,
+        price="close",
+        volume="volume",
+        by=instrument_keys(bars),
+        distribution=distribution,
+        dof=dof,
     )
     buy = pl.col("bvc_buy_volume").fill_null(0.0)
     sell = pl.col("bvc_sell_volume").fill_null(0.0)
@@ -232,25 +360,26 @@ def bvc_flow_bars(
 
 
 def summary_from_bars(bars: pl.LazyFrame, trades: pl.LazyFrame) -> pl.LazyFrame:
-    """Summarise per symbol from bars (for bar-level signing such as BVC).
+    """Summarise per instrument from bars (for bar-level signing such as BVC).
 
     Volumes and counts are sums over bars; ``vwap``, ``start`` and ``end`` come from the trades.
     The columns are those of :func:`flow_summary`.
     """
-    totals = bars.group_by(SYMBOL).agg(
+    keys = instrument_keys(bars)
+    totals = bars.group_by(keys).agg(
         pl.col("trades").sum(),
         pl.col("volume", "buy_volume", "sell_volume", "unknown_volume", "net_flow").sum(),
     )
     size = pl.col(SIZE)
-    spans = trades.group_by(SYMBOL).agg(
+    spans = trades.group_by(keys).agg(
         pl.when(size.sum() > 0).then((pl.col(PRICE) * size).sum() / size.sum()).alias("vwap"),
         pl.col(TS).min().alias("start"),
         pl.col(TS).max().alias("end"),
     )
     return (
-        totals.join(spans, on=SYMBOL, how="left")
+        totals.join(spans, on=keys, how="left", nulls_equal=True)
         .select(
-            SYMBOL,
+            *keys,
             pl.col("trades").cast(pl.UInt32),
             "volume",
             "buy_volume",
@@ -261,5 +390,5 @@ def summary_from_bars(bars: pl.LazyFrame, trades: pl.LazyFrame) -> pl.LazyFrame:
             "start",
             "end",
         )
-        .sort(SYMBOL)
+        .sort(keys, nulls_last=True)
     )

@@ -17,7 +17,19 @@ import polars as pl
 
 from mmflow.errors import ParameterError, SchemaError
 from mmflow.metrics.classify import quote_is_usable
-from mmflow.schema import ASK_PRICE, BID_PRICE, MID_PRICE, PRICE, SIZE, SYMBOL, TRADE_SIGN, TS
+from mmflow.schema import (
+    ASK_PRICE,
+    ASOF_VENUE,
+    BID_PRICE,
+    MID_PRICE,
+    PRICE,
+    SIZE,
+    SYMBOL,
+    TRADE_SIGN,
+    TS,
+    asof_keys,
+    instrument_keys,
+)
 
 EFFECTIVE_SPREAD: Final = "effective_spread"
 REALIZED_SPREAD: Final = "realized_spread"
@@ -42,6 +54,11 @@ _SESSION = "session"
 _DURATION = re.compile(r"^(\d+(ns|us|ms|s|m|h|d|w|mo|q|y))+$")
 _KEY = "_horizon_ts"
 _FUTURE_TS = "_future_ts"
+_LAST_QUOTE = "_last_quote_ts"
+FUTURE_MID_MISSING: Final = "future_mid_missing"
+"""Per trade: why M_{t+Δ} is null although a quote came before t + Δ (``after_last_quote``:
+t + Δ is after the instrument's last quote; ``stale``: that quote is older than the maximum
+quote age), else null."""
 
 
 def _expr(value: str | pl.Expr) -> pl.Expr:
@@ -76,8 +93,9 @@ def _require(frame: pl.LazyFrame, columns: tuple[str, ...], what: str) -> list[s
 
 
 def _keys(names: list[str]) -> list[str]:
-    """Bar keys: ``symbol``, plus ``session`` when present (as flow bars are made)."""
-    return [SYMBOL, _SESSION] if _SESSION in names else [SYMBOL]
+    """Bar keys: the instrument, plus ``session`` when present (as flow bars are made)."""
+    keys = instrument_keys(names)
+    return [*keys, _SESSION] if _SESSION in names else keys
 
 
 def _previous_price(price: pl.Expr) -> pl.Expr:
@@ -85,7 +103,13 @@ def _previous_price(price: pl.Expr) -> pl.Expr:
     return price.shift(1).forward_fill()
 
 
-def trade_costs(trades: pl.LazyFrame, quotes: pl.LazyFrame, *, horizon: str = "5m") -> pl.LazyFrame:
+def trade_costs(
+    trades: pl.LazyFrame,
+    quotes: pl.LazyFrame,
+    *,
+    horizon: str = "5m",
+    max_quote_age: str | None = None,
+) -> pl.LazyFrame:
     """Add effective spread, realized spread and price impact to every signed trade.
 
     With D the trade sign, P the price, M the prevailing mid (``mid_price``) and M_{t+Δ} the
@@ -98,8 +122,11 @@ def trade_costs(trades: pl.LazyFrame, quotes: pl.LazyFrame, *, horizon: str = "5
     ``highfrequency`` (metrics.md §14 item 1), whose ``priceImpact`` is also half this one.
     Classic horizon: 5 minutes (SEC Rule 11Ac1-5 / 605); see Huang & Stoll (1996, *J. Financial
     Economics* 41(3):313-357) and Bessembinder (2003, *J. Financial Markets* 6(3):233-257).
-    When no quote arrives between t and t + Δ, M_{t+Δ} is the quote prevailing then, even if the
-    quote file ends earlier. Everything is null where D = 0 (unknown sign); ES is null where M is
+    When no quote arrives between t and t + Δ, M_{t+Δ} is the quote prevailing then, unless
+    t + Δ lies after the instrument's last quote (the quotes end before the horizon: nothing is
+    known about the mid then) or that quote is older than ``max_quote_age`` at t + Δ; in both
+    cases M_{t+Δ} is null (``future_mid_missing`` says why). Quotes match within the instrument
+    (``venue, symbol``). Everything is null where D = 0 (unknown sign); ES is null where M is
     missing, RS and PI where M or M_{t+Δ} is (so RS is measured on the same trades as PI, and
     ES = RS + PI wherever all three exist); the ``*_bps`` columns are also null where M ≤ 0.
 
@@ -112,11 +139,14 @@ def trade_costs(trades: pl.LazyFrame, quotes: pl.LazyFrame, *, horizon: str = "5
         Canonical quotes sorted by ``ts``.
     horizon
         Δ as a polars duration (``5m``, ``1m``, ``500ms``, ``0s``).
+    max_quote_age
+        A quote older than this at t + Δ does not give M_{t+Δ} (``None``: no limit).
 
     Returns
     -------
     pl.LazyFrame
-        ``trades`` in their order with ``future_mid_price`` (M_{t+Δ}), ``effective_spread,
+        ``trades`` in their order with ``future_mid_price`` (M_{t+Δ}), ``future_mid_missing``
+        (``after_last_quote``, ``stale`` or null), ``effective_spread,
         realized_spread, price_impact, effective_spread_bps, realized_spread_bps,
         price_impact_bps`` (Float64).
 
@@ -129,7 +159,8 @@ def trade_costs(trades: pl.LazyFrame, quotes: pl.LazyFrame, *, horizon: str = "5
 
     Examples
     --------
-    metrics.md §b.7: B 10.00, A 10.10, a buy at 10.08, M_{t+Δ} = 10.09.
+    metrics.md §b.7: B 10.00, A 10.10, a buy at 10.08, M_{t+Δ} = 10.09 (the quotes go on after
+    t + Δ; a horizon after the last quote would give null).
 
     >>> import polars as pl
     >>> from datetime import datetime
@@ -144,10 +175,11 @@ def trade_costs(trades: pl.LazyFrame, quotes: pl.LazyFrame, *, horizon: str = "5
     ... )
     >>> quotes = pl.LazyFrame(
     ...     {
-    ...         "ts": [datetime(2024, 1, 1, 9, 59), datetime(2024, 1, 1, 10, 3)],
-    ...         "symbol": ["X", "X"],
-    ...         "bid_price": [10.00, 10.04],
-    ...         "ask_price": [10.10, 10.14],
+    ...         "ts": [datetime(2024, 1, 1, 9, 59), datetime(2024, 1, 1, 10, 3)]
+    ...         + [datetime(2024, 1, 1, 10, 6)],
+    ...         "symbol": ["X", "X", "X"],
+    ...         "bid_price": [10.00, 10.04, 10.00],
+    ...         "ask_price": [10.10, 10.14, 10.20],
     ...     }
     ... )
     >>> trade_costs(trades, quotes).select(
@@ -164,26 +196,50 @@ def trade_costs(trades: pl.LazyFrame, quotes: pl.LazyFrame, *, horizon: str = "5
     """
     delta = _duration(horizon, "horizon", zero=True)
     names = _require(trades, (TS, SYMBOL, PRICE, TRADE_SIGN, MID_PRICE), "trades")
-    replaced = [c for c in (FUTURE_MID_PRICE, *COSTS, *COSTS_BPS) if c in names]
+    age = None if max_quote_age is None else _duration(max_quote_age, "max_quote_age", zero=True)
+    replaced = [c for c in (FUTURE_MID_PRICE, FUTURE_MID_MISSING, *COSTS, *COSTS_BPS) if c in names]
     if replaced:
         trades = trades.drop(replaced)
-    later = quotes.filter(quote_is_usable()).select(
+    key = pl.col(TS) if delta == "0s" else pl.col(TS).dt.offset_by(delta)
+    left, right, by = asof_keys(trades.with_columns(key.alias(_KEY)), quotes)
+    instrument = [c for c in by if c != ASOF_VENUE]
+    ends = right.group_by(by).agg(pl.col(TS).max().alias(_LAST_QUOTE))
+    later = right.filter(quote_is_usable()).select(
         pl.col(TS).alias(_KEY),
-        SYMBOL,
+        pl.col(TS).alias(_FUTURE_TS),
+        *by,
         ((pl.col(BID_PRICE) + pl.col(ASK_PRICE)) / 2).alias(FUTURE_MID_PRICE),
     )
-    key = pl.col(TS) if delta == "0s" else pl.col(TS).dt.offset_by(delta)
+    joined = left.join_asof(
+        later,
+        on=_KEY,
+        by=by,
+        strategy="backward",
+        allow_exact_matches=True,
+        check_sortedness=False,
+    ).join(ends, on=by, how="left", maintain_order="left")
+    after_last = pl.col(_KEY) > pl.col(_LAST_QUOTE)
+    stale = (
+        pl.lit(value=False)
+        if age is None
+        else pl.col(_FUTURE_TS) < pl.col(_KEY).dt.offset_by(f"-{age}")
+    )
+    missing = (
+        pl.when(pl.col(FUTURE_MID_PRICE).is_null())
+        .then(None)
+        .when(after_last)
+        .then(pl.lit("after_last_quote"))
+        .when(stale)
+        .then(pl.lit("stale"))
+    )
     joined = (
-        trades.with_columns(key.alias(_KEY))
-        .join_asof(
-            later,
-            on=_KEY,
-            by=SYMBOL,
-            strategy="backward",
-            allow_exact_matches=True,
-            check_sortedness=False,
+        joined.with_columns(missing.alias(FUTURE_MID_MISSING))
+        .with_columns(
+            pl.when(pl.col(FUTURE_MID_MISSING).is_null())
+            .then(pl.col(FUTURE_MID_PRICE))
+            .alias(FUTURE_MID_PRICE)
         )
-        .drop(_KEY)
+        .drop(_KEY, _FUTURE_TS, _LAST_QUOTE, *(c for c in by if c not in instrument))
     )
     d = pl.col(TRADE_SIGN).cast(pl.Float64)
     p = pl.col(PRICE).cast(pl.Float64)
@@ -280,9 +336,8 @@ def cost_bars(costs: pl.LazyFrame, *, every: str) -> pl.LazyFrame:
     size = pl.col(SIZE).cast(pl.Float64)
     weight = pl.when(size > 0).then(size).otherwise(0.0)
     return (
-        costs.group_by_dynamic(
-            TS, every=step, group_by=keys, label="left", closed="left", start_by="window"
-        )
+        costs.with_columns(pl.col(TS).dt.truncate(step))  # the bar start, as in flow_bars
+        .group_by(*keys, TS)
         .agg(_weighted_mean(name, weight) for name in (*COSTS, *COSTS_BPS))
         .select(*keys, TS, *COSTS, *COSTS_BPS)
         .sort(*keys, TS)
@@ -354,7 +409,8 @@ def kyle_lambda(
     """
     length = _window(window)
     named = tuple(c for c in (price, flow) if isinstance(c, str))
-    keys = _keys(_require(bars, (SYMBOL, *named), "bars"))
+    names = _require(bars, (SYMBOL, *named), "bars")
+    keys, instrument = _keys(names), instrument_keys(names)
     p = _expr(price).cast(pl.Float64)
     y = (p - _previous_price(p)).over(keys)
     x = _expr(flow).cast(pl.Float64)
@@ -362,7 +418,7 @@ def kyle_lambda(
 
     def rolling(value: pl.Expr) -> pl.Expr:
         kept = pl.when(usable).then(value).otherwise(0.0)
-        return kept.rolling_sum(window_size=length, min_samples=1).over(SYMBOL)
+        return kept.rolling_sum(window_size=length, min_samples=1).over(instrument)
 
     n = rolling(pl.lit(1.0))
     sx, sy, sxy, sxx = rolling(x), rolling(y), rolling(x * y), rolling(x * x)
@@ -419,17 +475,17 @@ def kyle_lambda_trades(trades: pl.LazyFrame) -> pl.LazyFrame:
     │ X      ┆ 0.0001619   │
     └────────┴─────────────┘
     """
-    _require(trades, (SYMBOL, PRICE, SIZE, TRADE_SIGN), "trades")
-    dp = pl.col(PRICE).cast(pl.Float64).diff().over(SYMBOL).alias("_dp")
+    instrument = instrument_keys(_require(trades, (SYMBOL, PRICE, SIZE, TRADE_SIGN), "trades"))
+    dp = pl.col(PRICE).cast(pl.Float64).diff().over(instrument).alias("_dp")
     x = (pl.col(TRADE_SIGN).cast(pl.Float64) * pl.col(SIZE).cast(pl.Float64)).alias("_x")
     usable = pl.col("_dp").is_finite() & pl.col("_x").is_finite()
     sxx = (pl.col("_x") ** 2).filter(usable).sum()
     sxy = (pl.col("_x") * pl.col("_dp")).filter(usable).sum()
     return (
-        trades.select(SYMBOL, dp, x)
-        .group_by(SYMBOL)
+        trades.select(*instrument, dp, x)
+        .group_by(instrument)
         .agg(pl.when(sxx > 0).then(sxy / sxx).alias(KYLE_LAMBDA))
-        .sort(SYMBOL)
+        .sort(instrument, nulls_last=True)
     )
 
 
@@ -483,7 +539,8 @@ def amihud(bars: pl.LazyFrame, *, window: int = 240) -> pl.LazyFrame:
     75.373
     """
     length = _window(window)
-    keys = _keys(_require(bars, (SYMBOL, "close", "vwap", "volume"), "bars"))
+    names = _require(bars, (SYMBOL, "close", "vwap", "volume"), "bars")
+    keys, instrument = _keys(names), instrument_keys(names)
     close = pl.col("close").cast(pl.Float64)
     log_close = pl.when(close > 0).then(close.log())
     previous = pl.when(close > 0).then(close).shift(1).forward_fill().over(keys)
@@ -496,9 +553,9 @@ def amihud(bars: pl.LazyFrame, *, window: int = 240) -> pl.LazyFrame:
         .then(ratio)
         .otherwise(0.0)
         .rolling_sum(window_size=length, min_samples=1)
-        .over(SYMBOL)
+        .over(instrument)
     )
-    count = usable.cast(pl.Float64).rolling_sum(window_size=length, min_samples=1).over(SYMBOL)
+    count = usable.cast(pl.Float64).rolling_sum(window_size=length, min_samples=1).over(instrument)
     return bars.with_columns(pl.when(count > 0).then(total / count).alias(AMIHUD))
 
 

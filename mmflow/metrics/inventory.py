@@ -32,7 +32,7 @@ from typing import Final
 import polars as pl
 
 from mmflow.errors import ParameterError, SchemaError
-from mmflow.schema import SYMBOL, TS
+from mmflow.schema import SYMBOL, TS, instrument_keys
 
 SESSION: Final = "session"
 NET_FLOW: Final = "net_flow"
@@ -142,7 +142,8 @@ def _require(schema: pl.Schema, columns: tuple[str, ...], *, what: str, hint: st
 
 
 def _session_keys(schema: pl.Schema) -> list[str]:
-    return [SYMBOL, SESSION] if SESSION in schema else [SYMBOL]
+    ids = instrument_keys(schema.names())
+    return [*ids, SESSION] if SESSION in schema else ids
 
 
 def _negated(x: pl.Expr) -> pl.Expr:
@@ -270,6 +271,7 @@ def inventory_bars(
         hint="build bars with mmflow.metrics.flow.flow_bars",
     )
     keys = _session_keys(schema)
+    ids = instrument_keys(schema.names())
     out = _with_inventory(bars, keys)
     missing_quotes = [name for name in (SPREAD_COLUMN, DEPTH) if name not in schema]
     if missing_quotes:
@@ -288,8 +290,8 @@ def inventory_bars(
 
     spread = pl.col(SPREAD_COLUMN).cast(pl.Float64)
     depth = pl.col(DEPTH).cast(pl.Float64)
-    normal_spread = spread.shift(1).rolling_median(window, min_samples=least).over(SYMBOL)
-    normal_depth = depth.shift(1).rolling_median(window, min_samples=least).over(SYMBOL)
+    normal_spread = spread.shift(1).rolling_median(window, min_samples=least).over(ids)
+    normal_depth = depth.shift(1).rolling_median(window, min_samples=least).over(ids)
     wide = pl.when(spread.is_not_null() & (normal_spread > 0)).then(
         spread >= spread_factor * normal_spread
     )
@@ -359,23 +361,24 @@ def inventory_half_life(bars: pl.LazyFrame, *, every: str) -> pl.LazyFrame:
     schema = bars.collect_schema()
     _require(schema, (SYMBOL, TS), what="bars", hint="build bars with flow_bars")
     keys = _session_keys(schema)
+    ids = instrument_keys(schema.names())
     if MM_INVENTORY not in schema:
         _require(schema, (NET_FLOW,), what="bars", hint="build bars with flow_bars")
         bars = _with_inventory(bars, keys)
     inventory = pl.col(MM_INVENTORY).cast(pl.Float64)
     pairs = bars.select(
-        SYMBOL,
+        *ids,
         inventory.shift(1).over(keys).alias("_lagged"),
         inventory.alias("_inventory"),
     )
-    phi = pairs.group_by(SYMBOL).agg(
+    phi = pairs.group_by(ids).agg(
         _ols_slope(pl.col("_lagged"), pl.col("_inventory")).alias(INVENTORY_PHI)
     )
     phi_value = pl.col(INVENTORY_PHI)
     half_life = pl.when((phi_value > 0) & (phi_value < 1)).then(
         math.log(0.5) / phi_value.log() * bar_seconds
     )
-    return phi.with_columns(half_life.alias(INVENTORY_HALF_LIFE)).sort(SYMBOL)
+    return phi.with_columns(half_life.alias(INVENTORY_HALF_LIFE)).sort(ids, nulls_last=True)
 
 
 def inventory_summary(bars: pl.LazyFrame, *, every: str, horizon: int = 5) -> pl.LazyFrame:
@@ -472,6 +475,7 @@ def inventory_summary(bars: pl.LazyFrame, *, every: str, horizon: int = 5) -> pl
         hint="run mmflow.metrics.inventory.inventory_bars first",
     )
     keys = _session_keys(schema)
+    ids = instrument_keys(schema.names())
     close = (
         pl.col(CLOSE).cast(pl.Float64).forward_fill().over(keys)
         if CLOSE in schema
@@ -481,7 +485,7 @@ def inventory_summary(bars: pl.LazyFrame, *, every: str, horizon: int = 5) -> pl
     mid_change = pl.lit(None, pl.Float64)
     if MID_CLOSE in schema:
         mid = pl.col(MID_CLOSE).cast(pl.Float64)
-        price = pl.when(mid.is_not_null().any().over(SYMBOL)).then(mid).otherwise(close)
+        price = pl.when(mid.is_not_null().any().over(ids)).then(mid).otherwise(close)
         mid_change = mid.diff().over(keys)
     later = pl.col("_price").shift(-horizon)
     rows = bars.with_columns(price.alias("_price")).with_columns(
@@ -495,7 +499,7 @@ def inventory_summary(bars: pl.LazyFrame, *, every: str, horizon: int = 5) -> pl
     last = pl.col(TS).arg_max()
     inventory = pl.col(MM_INVENTORY).cast(pl.Float64)
     stated = state.is_not_null().sum()
-    summary = rows.group_by(SYMBOL).agg(
+    summary = rows.group_by(ids).agg(
         inventory.get(last).alias(MM_INVENTORY),
         inventory.max().alias("inventory_max"),
         inventory.min().alias("inventory_min"),
@@ -510,9 +514,9 @@ def inventory_summary(bars: pl.LazyFrame, *, every: str, horizon: int = 5) -> pl
         state.get(last).alias(LIQUIDITY_STATE),
     )
     return (
-        summary.join(inventory_half_life(bars, every=every), on=SYMBOL, how="left")
+        summary.join(inventory_half_life(bars, every=every), on=ids, how="left", nulls_equal=True)
         .select(
-            SYMBOL,
+            *ids,
             MM_INVENTORY,
             "inventory_max",
             "inventory_min",
@@ -523,7 +527,7 @@ def inventory_summary(bars: pl.LazyFrame, *, every: str, horizon: int = 5) -> pl
             "withdrawing_share",
             LIQUIDITY_STATE,
         )
-        .sort(SYMBOL)
+        .sort(ids, nulls_last=True)
     )
 
 
@@ -589,19 +593,20 @@ def withdrawal_episodes(bars: pl.LazyFrame, *, every: str) -> pl.LazyFrame:
         what="inventory bars",
         hint="run mmflow.metrics.inventory.inventory_bars first",
     )
+    ids = instrument_keys(schema.names())
     state = pl.col(LIQUIDITY_STATE)
     spread = pl.col(SPREAD_COLUMN).cast(pl.Float64)
     depth = pl.col(DEPTH).cast(pl.Float64)
     withdrawing = (state == WITHDRAWING).fill_null(value=False)
     providing = (state == PROVIDING).fill_null(value=False)
-    normal = bars.group_by(SYMBOL).agg(
+    normal = bars.group_by(ids).agg(
         spread.filter(providing).median().alias("_normal_spread"),
         depth.filter(providing).median().alias("_normal_depth"),
     )
     episodes = (
-        bars.with_columns(withdrawing.rle_id().over(SYMBOL).alias("_run"))
+        bars.with_columns(withdrawing.rle_id().over(ids).alias("_run"))
         .filter(withdrawing)
-        .group_by(SYMBOL, "_run")
+        .group_by(*ids, "_run")
         .agg(
             pl.col(TS).min().alias("start"),
             pl.col(TS).max().dt.offset_by(every.strip()).alias("end"),
@@ -611,9 +616,9 @@ def withdrawal_episodes(bars: pl.LazyFrame, *, every: str) -> pl.LazyFrame:
         )
     )
     return (
-        episodes.join(normal, on=SYMBOL, how="left")
+        episodes.join(normal, on=ids, how="left", nulls_equal=True)
         .select(
-            SYMBOL,
+            *ids,
             "start",
             "end",
             "bars",
@@ -624,5 +629,5 @@ def withdrawal_episodes(bars: pl.LazyFrame, *, every: str) -> pl.LazyFrame:
             .then(pl.col("_depth") / pl.col("_normal_depth"))
             .alias("depth_ratio"),
         )
-        .sort(SYMBOL, "start")
+        .sort(*ids, "start", nulls_last=True)
     )

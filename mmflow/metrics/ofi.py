@@ -34,12 +34,25 @@ running total.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Final
 
 import polars as pl
 
+from mmflow.durations import duration_nanoseconds
 from mmflow.errors import ParameterError, SchemaError
-from mmflow.schema import ASK_PRICE, ASK_SIZE, BID_PRICE, BID_SIZE, SPREAD, SYMBOL, TS
+from mmflow.schema import (
+    ASK_PRICE,
+    ASK_SIZE,
+    ASOF_VENUE,
+    BID_PRICE,
+    BID_SIZE,
+    SPREAD,
+    SYMBOL,
+    TS,
+    VENUE,
+    instrument_keys,
+)
 
 OFI_EVENT: Final = "ofi_event"
 """Per quote: the Cont-Kukanov-Stoikov event contribution e_n (0 for seeds, clears, crossed)."""
@@ -171,7 +184,7 @@ def order_flow_imbalance(quotes: pl.LazyFrame) -> pl.LazyFrame:
 
 def _events(quotes: pl.LazyFrame) -> pl.LazyFrame:
     """Do :func:`order_flow_imbalance`, keeping the cleaned sides (NaN → null) in ``_CLEAN``."""
-    _require_quotes(quotes)
+    keys = instrument_keys(_require_quotes(quotes).names())
     cleaned = quotes.with_columns(
         pl.col(name).cast(pl.Float64).fill_nan(None).alias(_CLEAN[name]) for name in _BBO
     )
@@ -181,7 +194,7 @@ def _events(quotes: pl.LazyFrame) -> pl.LazyFrame:
     flagged = cleaned.with_columns(
         (~empty & ~crossed).alias(VALID_QUOTE),
         crossed.alias(CROSSED),
-        empty.cast(pl.UInt32).cum_sum().over(SYMBOL).alias(_SEGMENT),
+        empty.cast(pl.UInt32).cum_sum().over(keys).alias(_SEGMENT),
     )
     valid = pl.col(VALID_QUOTE)
     # Values of the previous valid quote in the same (symbol, segment); a segment starts at a
@@ -191,7 +204,7 @@ def _events(quotes: pl.LazyFrame) -> pl.LazyFrame:
         .then(pl.col(_CLEAN[name]))
         .shift(1)
         .forward_fill()
-        .over(SYMBOL, _SEGMENT)
+        .over(*keys, _SEGMENT)
         .alias(_PREVIOUS[name])
         for name in _BBO
     )
@@ -210,7 +223,7 @@ def _events(quotes: pl.LazyFrame) -> pl.LazyFrame:
     ).drop(_SEGMENT, *_PREVIOUS.values())
 
 
-def _timeline(quotes: pl.LazyFrame) -> pl.LazyFrame:
+def _timeline(quotes: pl.LazyFrame, max_age: int | None = None) -> pl.LazyFrame:
     """Per symbol, the book state after each distinct ``ts`` and its running integrals.
 
     One row per (symbol, ts) (the last quote at that instant), with: the standing weight and
@@ -218,9 +231,11 @@ def _timeline(quotes: pl.LazyFrame) -> pl.LazyFrame:
     rows set everything to 0); their integrals over time from the symbol's first quote up to
     this ``ts`` (exclusive of this row's own interval); cumulative OFI, quote and crossed counts
     up to and including this ``ts``; the mid of the last valid quote at or before it; and whether
-    it is the symbol's last row.
+    it is the symbol's last row. With ``max_age`` (nanoseconds) a state stands at most that long
+    after its quote: the integrals stop there.
     """
     flagged = _events(quotes)
+    keys = instrument_keys(flagged)
     valid = pl.col(VALID_QUOTE)
     empty = ~valid & ~pl.col(CROSSED)
     bid, bid_size, ask, ask_size = (pl.col(_CLEAN[name]) for name in _BBO)
@@ -229,11 +244,11 @@ def _timeline(quotes: pl.LazyFrame) -> pl.LazyFrame:
 
     def standing(value: pl.Expr, zero: pl.Expr) -> pl.Expr:
         state = pl.when(valid).then(value).when(empty).then(zero).otherwise(None)
-        return state.forward_fill().fill_null(zero).over(SYMBOL)
+        return state.forward_fill().fill_null(zero).over(keys)
 
     one, nothing = pl.lit(1, pl.Int64), pl.lit(0, pl.Int64)
     zero = pl.lit(0.0, pl.Float64)
-    next_ts = pl.col(TS).shift(-1).over(SYMBOL)
+    next_ts = pl.col(TS).shift(-1).over(keys)
     states = flagged.with_columns(
         standing(one, nothing).alias(_WEIGHT),
         standing(pl.when(positive).then(one).otherwise(nothing), nothing).alias(_IMBALANCE_WEIGHT),
@@ -242,11 +257,11 @@ def _timeline(quotes: pl.LazyFrame) -> pl.LazyFrame:
         standing(pl.when(positive).then((bid_size - ask_size) / depth).otherwise(zero), zero).alias(
             _IMBALANCE
         ),
-        pl.when(valid).then((bid + ask) / 2).forward_fill().over(SYMBOL).alias(_MID),
-        (next_ts - pl.col(TS)).dt.total_nanoseconds().fill_null(0).alias(_GAP),
-        pl.col(OFI_EVENT).cum_sum().over(SYMBOL).alias(_CUMULATIVE_OFI),
-        (pl.int_range(pl.len(), dtype=pl.Int64) + 1).over(SYMBOL).alias(_EVENTS),
-        pl.col(CROSSED).cast(pl.Int64).cum_sum().over(SYMBOL).alias(_CROSSED),
+        pl.when(valid).then((bid + ask) / 2).forward_fill().over(keys).alias(_MID),
+        _clipped((next_ts - pl.col(TS)).dt.total_nanoseconds().fill_null(0), max_age).alias(_GAP),
+        pl.col(OFI_EVENT).cum_sum().over(keys).alias(_CUMULATIVE_OFI),
+        (pl.int_range(pl.len(), dtype=pl.Int64) + 1).over(keys).alias(_EVENTS),
+        pl.col(CROSSED).cast(pl.Int64).cum_sum().over(keys).alias(_CROSSED),
         next_ts.is_null().alias(_LAST),
         next_ts.ne_missing(pl.col(TS)).alias(_KEEP),
     )
@@ -256,7 +271,7 @@ def _timeline(quotes: pl.LazyFrame) -> pl.LazyFrame:
         .cum_sum()
         .shift(1)
         .fill_null(0)
-        .over(SYMBOL)
+        .over(keys)
         .alias(_INTEGRAL[name])
         for name in _STANDING
     ]
@@ -264,7 +279,7 @@ def _timeline(quotes: pl.LazyFrame) -> pl.LazyFrame:
         states.with_columns(integrals)
         .filter(pl.col(_KEEP))
         .select(
-            SYMBOL,
+            *keys,
             pl.col(TS).alias(_AT),
             *_STANDING,
             *_INTEGRAL.values(),
@@ -277,20 +292,30 @@ def _timeline(quotes: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
+def _clipped(nanoseconds: pl.Expr, max_age: int | None) -> pl.Expr:
+    """Return elapsed nanoseconds, capped at ``max_age`` when there is one."""
+    return nanoseconds if max_age is None else nanoseconds.clip(upper_bound=max_age)
+
+
 def _regular_grid(quotes: pl.LazyFrame, every: str) -> pl.LazyFrame:
     """Bar starts per symbol, every ``every`` from its first to its last quote bar."""
     ts = pl.col(TS)
+    keys = instrument_keys(quotes)
     return (
-        quotes.group_by(SYMBOL)
+        quotes.group_by(keys)
         .agg(ts.min().dt.truncate(every).alias(_START), ts.max().dt.truncate(every).alias(_END))
-        .select(SYMBOL, pl.datetime_ranges(_START, _END, interval=every).alias(TS))
+        .select(*keys, pl.datetime_ranges(_START, _END, interval=every).alias(TS))
         .explode(TS)
-        .sort(SYMBOL, TS)
+        .sort(*keys, TS, nulls_last=True)
     )
 
 
 def quote_bars(
-    quotes: pl.LazyFrame, *, every: str, grid: pl.LazyFrame | None = None
+    quotes: pl.LazyFrame,
+    *,
+    every: str,
+    grid: pl.LazyFrame | None = None,
+    max_age: str | None = None,
 ) -> pl.LazyFrame:
     """Aggregate quotes into time bars per symbol: OFI, mid, time-weighted spread and depth.
 
@@ -309,7 +334,9 @@ def quote_bars(
       at the bar start: ``spread`` = Σ w_i (A_i − B_i) / Σ w_i, ``depth`` = Σ w_i (qᴮ_i + qᴬ_i) /
       Σ w_i, ``quote_imbalance`` = Σ w_i (qᴮ_i − qᴬ_i)/(qᴮ_i + qᴬ_i) / Σ w_i over the quotes with
       qᴮ_i + qᴬ_i > 0. τ_{i+1} is the next valid or empty quote (crossed quotes are skipped);
-      empty periods carry no weight. Null when no weight falls in the bar.
+      empty periods carry no weight. Null when no weight falls in the bar. With ``max_age`` a
+      quote stands at most that long: τ_{i+1} is capped at τ_i + ``max_age`` (a stale quote
+      counts as no quote).
     * ``quote_events``: quote rows in the bar (valid, empty and crossed); ``crossed_quotes``: the
       crossed rows among them.
 
@@ -324,7 +351,11 @@ def quote_bars(
         The result has exactly one row per grid row, in grid order; a grid symbol without quotes
         gets nulls and zero counts. Default: a regular grid per symbol from the bar of its first
         quote to the bar of its last one, aligned as polars ``group_by_dynamic`` aligns bars
-        (``start_by="window"``).
+        (``start_by="window"``). Grid and quotes match on the instrument (``venue, symbol``
+        when either has a venue; a missing or null venue matches only a null venue).
+    max_age
+        A polars duration: how long a quote stands at most for the time-weighted columns
+        (``None``: until the next quote).
 
     Returns
     -------
@@ -359,6 +390,7 @@ def quote_bars(
     [(2.0, 10.2, 0.3, 6.0, 2), (-2.0, 10.2, 0.2333, 4.0, 1)]
     """
     _check_every(every)
+    age = None if max_age is None else duration_nanoseconds(max_age, what="max_age")
     schema = _require_quotes(quotes)
     if grid is None:
         bars = _regular_grid(quotes, every)
@@ -368,17 +400,35 @@ def quote_bars(
             msg = f"the bar grid must have columns symbol and ts, found {', '.join(names)}"
             raise ParameterError(msg)
         bars = grid
+    grid_names = bars.collect_schema().names()
+    # As-of joins never match a null key: a null venue is "" meanwhile (no venue anywhere: the
+    # symbol alone is the key).
+    named = VENUE in grid_names or VENUE in schema
+    by = [ASOF_VENUE, _KEY_SYMBOL] if named else [_KEY_SYMBOL]
+
+    def venue_key(names: Sequence[str]) -> list[pl.Expr]:
+        if not named:
+            return []
+        venue = pl.col(VENUE).cast(pl.String).fill_null("") if VENUE in names else pl.lit("")
+        return [venue.alias(ASOF_VENUE)]
+
     left = (
         bars.with_row_index(_ROW)
         .with_columns(
+            *venue_key(grid_names),
             pl.col(SYMBOL).cast(schema[SYMBOL]).alias(_KEY_SYMBOL),
             pl.col(TS).cast(schema[TS]).alias(_START),
         )
         .with_columns(pl.col(_START).dt.offset_by(every).alias(_END))
-        .sort(_KEY_SYMBOL, _START)
+        .sort(*by, _START)
     )
-    timeline = _timeline(quotes).rename({SYMBOL: _KEY_SYMBOL})
-    carried = [c for c in timeline.collect_schema().names() if c != _KEY_SYMBOL]
+    timeline = (
+        _timeline(quotes, age)
+        .with_columns(*venue_key(schema.names()))
+        .drop(VENUE, strict=False)
+        .rename({SYMBOL: _KEY_SYMBOL})
+    )
+    carried = [c for c in timeline.collect_schema().names() if c not in by]
     joined = left
     for key, prefix in ((_START, "_s"), (_END, "_e")):
         right = timeline.rename({c: f"{prefix}{c}" for c in carried})
@@ -386,7 +436,7 @@ def quote_bars(
             right,
             left_on=key,
             right_on=f"{prefix}{_AT}",
-            by=_KEY_SYMBOL,
+            by=by,
             strategy="backward",
             allow_exact_matches=False,
             check_sortedness=False,
@@ -396,7 +446,7 @@ def quote_bars(
         # ∫ over [start, end) = Δ(integral up to the last row before each bound)
         #   − standing value before start × (start − that row) + standing before end × (end − row).
         def partial(prefix: str, at: str) -> pl.Expr:
-            elapsed = (pl.col(at) - pl.col(f"{prefix}{_AT}")).dt.total_nanoseconds()
+            elapsed = _clipped((pl.col(at) - pl.col(f"{prefix}{_AT}")).dt.total_nanoseconds(), age)
             if name not in (_WEIGHT, _IMBALANCE_WEIGHT):
                 elapsed = elapsed.cast(pl.Float64)
             return (pl.col(f"{prefix}{name}") * elapsed).fill_null(0)
@@ -418,9 +468,10 @@ def quote_bars(
     weight, imbalance_weight = within(_WEIGHT), within(_IMBALANCE_WEIGHT)
     in_span = pl.col(f"_e{_AT}").is_not_null() & ~pl.col(f"_s{_LAST}").fill_null(value=False)
     ofi = pl.col(f"_e{_CUMULATIVE_OFI}") - pl.col(f"_s{_CUMULATIVE_OFI}").fill_null(0.0)
+    out_keys = instrument_keys(grid_names)
     out = joined.select(
         _ROW,
-        SYMBOL,
+        *out_keys,
         TS,
         pl.when(in_span).then(ofi).otherwise(None).alias(OFI),
         pl.col(f"_e{_MID}").alias(MID_CLOSE),
@@ -436,7 +487,7 @@ def quote_bars(
             pl.when(depth > 0).then(pl.col(OFI) / depth).otherwise(None).alias(OFI_NORMALIZED)
         )
         .sort(_ROW)
-        .select(BAR_COLUMNS)
+        .select(*out_keys, *BAR_COLUMNS[1:])
     )
 
 
@@ -478,13 +529,14 @@ def ofi_total(quotes: pl.LazyFrame) -> pl.LazyFrame:
     >>> ofi_total(quotes).collect().rows()
     [('X', 2.0, 3, 1), ('Y', 0.0, 1, 0)]
     """
+    keys = instrument_keys(quotes)
     return (
         order_flow_imbalance(quotes)
-        .group_by(SYMBOL)
+        .group_by(keys)
         .agg(
             pl.col(OFI_EVENT).sum().alias(OFI),
             pl.len().alias(QUOTE_EVENTS),
             pl.col(CROSSED).sum().cast(pl.UInt32).alias(CROSSED_QUOTES),
         )
-        .sort(SYMBOL)
+        .sort(keys, nulls_last=True)
     )

@@ -95,12 +95,20 @@ from mmflow.errors import ParameterError, SchemaError
 from mmflow.metrics.event_study import (
     check_horizons,
     check_seed,
-    seeded_draw,
     summary_statistics,
     welch_t_statistic,
 )
 from mmflow.metrics.impact import KYLE_LAMBDA, kyle_lambda
-from mmflow.schema import PRICE, SIZE, SYMBOL, TS
+from mmflow.schema import (
+    ASOF_VENUE,
+    PRICE,
+    SIZE,
+    SYMBOL,
+    TS,
+    VENUE,
+    asof_keys,
+    instrument_keys,
+)
 
 SESSION: Final = "session"
 NET_FLOW: Final = "net_flow"
@@ -286,7 +294,8 @@ def _require(names: Sequence[str], columns: Sequence[str], *, what: str, hint: s
 
 
 def _keys(names: Sequence[str]) -> list[str]:
-    return [SYMBOL, SESSION] if SESSION in names else [SYMBOL]
+    ids = instrument_keys(names)
+    return [*ids, SESSION] if SESSION in names else ids
 
 
 def _price(names: Sequence[str], keys: list[str]) -> pl.Expr:
@@ -329,9 +338,18 @@ def _level_volumes(
         grid = bars.select(*keys, TS, _IDX).sort(TS)
         size = pl.col(SIZE).cast(pl.Float64)
         price = pl.col(PRICE).cast(pl.Float64)
+        ids = instrument_keys(names)
         prints = (
-            trades.select(
+            trades.with_columns(
+                *(
+                    []
+                    if VENUE in _names(trades) or VENUE not in ids
+                    else [pl.lit(None, pl.String).alias(VENUE)]
+                )
+            )
+            .select(
                 pl.col(TS).cast(schema[TS]),
+                *ids[:-1],
                 pl.col(SYMBOL).cast(schema[SYMBOL]),
                 price.alias(_LEVEL),
                 size.alias(_VOLUME),
@@ -341,9 +359,14 @@ def _level_volumes(
         )
         if SESSION in keys:
             grid = grid.rename({SESSION: "_ph_session"})
-        matched = prints.join_asof(
-            grid, on=TS, by=SYMBOL, strategy="backward", check_sortedness=False
-        )
+        left, right, by = asof_keys(prints, grid)
+        matched = left.join_asof(
+            right.drop(*(k for k in ids if k not in by)),
+            on=TS,
+            by=by,
+            strategy="backward",
+            check_sortedness=False,
+        ).drop(ASOF_VENUE, strict=False)
         if SESSION in keys:
             matched = matched.rename({"_ph_session": SESSION})
         return (
@@ -396,9 +419,9 @@ def _with_levels(
         .agg(*_dispersion(pl.col(_VOLUME)))
         .rename({_TARGET: _IDX})
     )
-    return bars.join(windows, on=[*keys, _IDX], how="left", maintain_order="left").with_columns(
-        pl.col(PRICE_LEVELS).fill_null(0)
-    )
+    return bars.join(
+        windows, on=[*keys, _IDX], how="left", maintain_order="left", nulls_equal=True
+    ).with_columns(pl.col(PRICE_LEVELS).fill_null(0))
 
 
 def phase_bars(
@@ -856,8 +879,8 @@ def phase_episodes(
         "_ph_cum_v",
         "_ph_cum_pv",
     )
-    episodes = runs.join(first, on=[*keys, "_ph_first"], how="left").join(
-        last, on=[*keys, "_ph_last"], how="left"
+    episodes = runs.join(first, on=[*keys, "_ph_first"], how="left", nulls_equal=True).join(
+        last, on=[*keys, "_ph_last"], how="left", nulls_equal=True
     )
     total_flow = pl.col("_ph_cum_flow") - pl.col("_ph_flow0")
     total_volume = pl.col("_ph_cum_v") - pl.col("_ph_v0")
@@ -895,6 +918,9 @@ def phase_episodes(
         spans = episodes.select(*label, "_ph_first", "_ph_last")
         ids = [*label, "_ph_first"]
         on_keys = [pl.col(k) == pl.col(f"{k}_ph") for k in keys]
+        if VENUE in keys:  # join_where never matches null keys: null venue as "" meanwhile
+            levels = levels.with_columns(pl.col(VENUE).fill_null(""))
+            spans = spans.with_columns(pl.col(VENUE).fill_null(""))
         inside = (
             levels.join_where(
                 spans.rename({k: f"{k}_ph" for k in keys}),
@@ -909,7 +935,11 @@ def phase_episodes(
             .group_by(ids)
             .agg(*_dispersion(pl.col(_VOLUME)))
         )
-        episodes = episodes.join(inside, on=ids, how="left").with_columns(
+        if VENUE in keys:
+            inside = inside.with_columns(
+                pl.when(pl.col(VENUE) != "").then(pl.col(VENUE)).alias(VENUE)
+            )
+        episodes = episodes.join(inside, on=ids, how="left", nulls_equal=True).with_columns(
             pl.col(PRICE_LEVELS).fill_null(0)
         )
     return episodes.select(*keys, *EPISODE_COLUMNS).sort(*keys, "start")
@@ -1036,26 +1066,33 @@ def event_study(
         ),
     )
     returns = [f"_ph_r{h}" for h in steps]
+    ids = instrument_keys(names)
     ends = (
         episodes.filter(pl.col(PHASE) == DISTRIBUTION)
-        .select(SYMBOL, pl.col("end").alias(TS), side.alias("_ph_episode_side"))
+        .select(*ids, pl.col("end").alias(TS), side.alias("_ph_episode_side"))
         .sort(TS)
     )
-    grid = bars.select(SYMBOL, TS, *returns).sort(TS)
+    grid = bars.select(*ids, TS, *returns).sort(TS)
+    ends, grid, by = asof_keys(ends, grid)
     events = ends.join_asof(
-        grid,
+        grid.drop(*(k for k in ids if k not in by)),
         on=TS,
-        by=SYMBOL,
+        by=by,
         strategy="backward",
         allow_exact_matches=False,
         check_sortedness=False,
     ).select(*((-pl.col("_ph_episode_side") * pl.col(r)).alias(r) for r in returns))
-    placebo = seeded_draw(
-        bars.filter(pl.col(_SIDE).is_not_null()),
-        columns=[SYMBOL, TS],
-        seed=placebo_seed,
-        draws=placebo_draws,
-    ).select(*((-pl.col(_SIDE) * pl.col(r)).alias(r) for r in returns))
+    hashed = pl.struct(SYMBOL, TS).hash(seed=placebo_seed)
+    if VENUE in ids:  # rows without a venue draw as they did before venues existed
+        venue_hashed = pl.struct(*ids, TS).hash(seed=placebo_seed)
+        hashed = pl.when(pl.col(VENUE).is_null()).then(hashed).otherwise(venue_hashed)
+    placebo = (
+        bars.filter(pl.col(_SIDE).is_not_null())
+        .with_columns(hashed.alias("_ph_hash"))
+        .sort("_ph_hash", *ids, TS, nulls_last=True)
+        .head(placebo_draws)
+        .select(*((-pl.col(_SIDE) * pl.col(r)).alias(r) for r in returns))
+    )
     rows = []
     for h, r in zip(steps, returns, strict=True):
         signed = pl.col(r)

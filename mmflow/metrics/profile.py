@@ -25,13 +25,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
+from functools import partial
 from typing import Final, Literal
 
 import polars as pl
 
-from mmflow.errors import ParameterError, SchemaError
+from mmflow.errors import ParameterError, SchemaError, SizeLimitError
 from mmflow.metrics.flow import bar_keys
-from mmflow.schema import PRICE, SIZE, SYMBOL, TRADE_SIGN, TS
+from mmflow.schema import PRICE, SIZE, SYMBOL, TRADE_SIGN, TS, instrument_keys
 
 ValueAreaMethod = Literal["two-row", "single-row"]
 """How the value area grows from the point of control: Dalton's pairs of rows, or single rows."""
@@ -98,6 +99,9 @@ def _require(frame: pl.LazyFrame, columns: Sequence[str], what: str) -> None:
         raise SchemaError(msg)
 
 
+_RANGE: Final = "_price_range_rows"
+
+
 def _keys(by: str | Sequence[str]) -> list[str]:
     return [by] if isinstance(by, str) else list(dict.fromkeys(by))
 
@@ -125,14 +129,46 @@ def _with_rows(
             pl.lit(float(bin_size), pl.Float64).alias(_BIN), pl.lit(None, pl.Float64).alias(_PMIN)
         )
     q = pl.col(PRICE) / pl.col(_BIN)
-    row = (q + EDGE_TOLERANCE * pl.max_horizontal(q.abs(), pl.lit(1.0))).floor().cast(pl.Int64)
+    row = (
+        (q + EDGE_TOLERANCE * pl.max_horizontal(q.abs(), pl.lit(1.0)))
+        .floor()
+        .cast(pl.Int64, strict=False)  # beyond Int64: null, and the size guard stops the run
+    )
     return priced.with_columns(
         pl.when(pl.col(_BIN).is_null()).then(pl.lit(0, pl.Int64)).otherwise(row).alias(_K)
     )
 
 
-def _level_table(binned: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
-    """Aggregate binned trades per (keys, row) and fill the rows between each group's extremes."""
+def _check_levels(spans: pl.DataFrame, *, limit: int, bin_size: float | None) -> pl.DataFrame:
+    """Raise :class:`SizeLimitError` when ``spans`` would make more than ``limit`` rows."""
+    if spans.height == 0:
+        return spans
+    estimate = spans.select((pl.col(_RANGE).fill_null(0.0).fill_nan(0.0) + 1).sum()).item()
+    if not math.isfinite(estimate) or estimate > limit:
+        parameter = "bin_size"
+        raise SizeLimitError(
+            parameter,
+            "the inferred tick" if bin_size is None else bin_size,
+            int(min(estimate, 1e18)),
+            limit,
+            "price levels",
+            "use a larger price bin",
+        )
+    return spans
+
+
+def _level_table(
+    binned: pl.LazyFrame,
+    keys: list[str],
+    *,
+    max_levels: int | None = None,
+    bin_size: float | None = None,
+) -> pl.LazyFrame:
+    """Aggregate binned trades per (keys, row) and fill the rows between each group's extremes.
+
+    With ``max_levels``, the number of rows is estimated from each group's lowest and highest
+    row (a small aggregate) and checked before any row is made.
+    """
     size = pl.col(SIZE).cast(pl.Float64)
     sign = pl.col(TRADE_SIGN)
     counts = binned.group_by(*keys, _K).agg(
@@ -146,7 +182,10 @@ def _level_table(binned: pl.LazyFrame, keys: list[str]) -> pl.LazyFrame:
         pl.col(_K).max().alias("_last"),
         pl.col(_BIN).first(),
         pl.col(_PMIN).first(),
+        ((pl.col(PRICE).max() - pl.col(PRICE).min()) / pl.col(_BIN).first()).alias(_RANGE),
     )
+    if max_levels is not None:
+        spans = spans.map_batches(partial(_check_levels, limit=max_levels, bin_size=bin_size))
     grid = spans.select(
         *keys,
         pl.int_ranges("_first", pl.col("_last") + 1, dtype=pl.Int64).alias(_K),
@@ -167,6 +206,7 @@ def volume_profile(
     *,
     bin_size: float | None = None,
     by: str | Sequence[str] = (SYMBOL,),
+    max_levels: int | None = None,
 ) -> pl.LazyFrame:
     """Return the volume at each price row, split into buy and sell volume, per group.
 
@@ -189,6 +229,9 @@ def volume_profile(
     by
         Grouping columns, one profile per group (e.g. ``symbol``, ``session``, or a ``date``
         column the caller adds); an empty sequence makes one profile of the whole frame.
+    max_levels
+        The most rows allowed (``None``: no limit); checked from each group's price range
+        before the rows are made.
 
     Returns
     -------
@@ -202,6 +245,8 @@ def volume_profile(
     ------
     ParameterError
         If ``bin_size`` is not a finite number > 0.
+    SizeLimitError
+        At collection, when the rows would exceed ``max_levels``.
     SchemaError
         If a needed column is missing.
 
@@ -235,7 +280,7 @@ def volume_profile(
     group = keys or [_ALL]
     binned = _with_rows(frame, tick_keys=group, bin_size=bin_size)
     return (
-        _level_table(binned, group)
+        _level_table(binned, group, max_levels=max_levels, bin_size=bin_size)
         .select(
             *keys,
             PRICE_LEVEL,
@@ -444,6 +489,7 @@ def footprint(
     imbalance_ratio: float = 3.0,
     imbalance_volume: float = 0.0,
     stacked: int = 3,
+    max_levels: int | None = None,
 ) -> pl.LazyFrame:
     """Return the footprint: bid and ask volume per time bar and price row, with imbalances.
 
@@ -487,6 +533,9 @@ def footprint(
         v_min ≥ 0, the least volume on the dominant side of an imbalance.
     stacked
         Least number of consecutive imbalance rows that make a stacked imbalance (≥ 1).
+    max_levels
+        The most rows (bars × price rows) allowed (``None``: no limit), checked before any row
+        is made.
 
     Returns
     -------
@@ -547,9 +596,9 @@ def footprint(
     _require(trades, [TS, SYMBOL, PRICE, SIZE, TRADE_SIGN], "trades")
     keys = bar_keys(trades)
     bars = trades.with_columns(pl.col(TS).dt.truncate(every))
-    binned = _with_rows(bars, tick_keys=[SYMBOL], bin_size=bin_size)
+    binned = _with_rows(bars, tick_keys=instrument_keys(trades), bin_size=bin_size)
     cell = [*keys, TS]
-    levels = _level_table(binned, cell).rename(
+    levels = _level_table(binned, cell, max_levels=max_levels, bin_size=bin_size).rename(
         {"buy_volume": "ask_volume", "sell_volume": "bid_volume"}
     )
 

@@ -23,8 +23,8 @@ from mmflow.schema import (
     BID_SIZE,
     MID_PRICE,
     SPREAD,
-    SYMBOL,
     TS,
+    asof_keys,
 )
 
 QuoteMatch = Literal["strict", "at-or-before"]
@@ -34,10 +34,13 @@ QUOTE_SOURCE = "quote_source"
 """Per trade: ``trade`` (its own pre-trade BBO), ``quotes`` (matched quote) or null (none)."""
 QUOTE_USABLE = "quote_usable"
 """Per trade: both sides present and bid < ask, so the quote test may use it."""
+QUOTE_STALE = "quote_stale"
+"""Per trade: a quote preceded it but was older than the maximum quote age, so none is used."""
 
 _BBO = (BID_PRICE, BID_SIZE, ASK_PRICE, ASK_SIZE)
 _MATCHED = {name: f"_matched_{name}" for name in _BBO}
 _KEY = "_quote_key"
+_MATCHED_TS = "_matched_ts"
 
 
 def _negative(duration: str) -> str:
@@ -51,6 +54,7 @@ def attach_quotes(
     *,
     match: QuoteMatch = "strict",
     lag: str = "0s",
+    max_age: str | None = None,
 ) -> pl.LazyFrame:
     """Add the prevailing best bid and offer to every trade, with ``mid_price`` and ``spread``.
 
@@ -65,13 +69,18 @@ def attach_quotes(
         ``at-or-before``: quote.ts ≤ trade.ts − lag.
     lag
         A polars duration (``0s``, ``50ms``, ``1s``): use quotes at least this much older.
+    max_age
+        A polars duration: a matched quote older than this at the trade counts as missing
+        (``quote_stale`` is true); ``None``: no limit. A trade's own BBO is never stale.
 
     Returns
     -------
     pl.LazyFrame
         ``trades`` with ``bid_price, bid_size, ask_price, ask_size`` (null where no quote
         prevails), ``mid_price`` = (B + A)/2 and ``spread`` = A − B (null unless the quote is
-        usable), ``quote_source`` and ``quote_usable``.
+        usable), ``quote_source``, ``quote_usable`` and ``quote_stale``. Quotes match within
+        the instrument (``venue, symbol``; see :func:`mmflow.schema.asof_keys`): a quote never
+        prevails for a trade of another venue.
 
     Examples
     --------
@@ -101,24 +110,34 @@ def attach_quotes(
         )
         own_bbo = pl.col(BID_PRICE).is_not_null() | pl.col(ASK_PRICE).is_not_null()
         out = out.with_columns(
-            pl.when(own_bbo).then(pl.lit("trade")).otherwise(None).alias(QUOTE_SOURCE)
+            pl.when(own_bbo).then(pl.lit("trade")).otherwise(None).alias(QUOTE_SOURCE),
+            pl.lit(value=False).alias(QUOTE_STALE),
         )
     else:
-        right = quotes.select(
-            pl.col(TS).alias(_KEY), SYMBOL, *(pl.col(n).alias(_MATCHED[n]) for n in _BBO)
-        )
         key = pl.col(TS) if lag in ("0", "0s", "") else pl.col(TS).dt.offset_by(_negative(lag))
-        joined = (
-            trades.with_columns(key.alias(_KEY))
-            .join_asof(
-                right,
-                on=_KEY,
-                by=SYMBOL,
-                strategy="backward",
-                allow_exact_matches=match == "at-or-before",
-                check_sortedness=False,
-            )
-            .drop(_KEY)
+        left, right, by = asof_keys(trades.with_columns(key.alias(_KEY)), quotes)
+        right = right.select(
+            pl.col(TS).alias(_KEY),
+            pl.col(TS).alias(_MATCHED_TS),
+            *by,
+            *(pl.col(n).alias(_MATCHED[n]) for n in _BBO),
+        )
+        joined = left.join_asof(
+            right,
+            on=_KEY,
+            by=by,
+            strategy="backward",
+            allow_exact_matches=match == "at-or-before",
+            check_sortedness=False,
+        ).drop(_KEY, *(c for c in by if c not in names))
+        stale = (
+            pl.lit(value=False)
+            if max_age is None
+            else pl.col(_MATCHED_TS).is_not_null()
+            & (pl.col(_MATCHED_TS) < pl.col(TS).dt.offset_by(_negative(max_age)))
+        )
+        joined = joined.with_columns(stale.alias(QUOTE_STALE)).with_columns(
+            pl.when(~pl.col(QUOTE_STALE)).then(pl.col(_MATCHED[n])).alias(_MATCHED[n]) for n in _BBO
         )
         has_own = (
             pl.col(BID_PRICE).is_not_null() | pl.col(ASK_PRICE).is_not_null()
@@ -130,7 +149,10 @@ def attach_quotes(
         )
         source = pl.when(has_own).then(pl.lit("trade")).when(matched).then(pl.lit("quotes"))
         out = (
-            joined.with_columns(source.otherwise(None).alias(QUOTE_SOURCE))
+            joined.with_columns(
+                source.otherwise(None).alias(QUOTE_SOURCE),
+                (pl.col(QUOTE_STALE) & ~has_own).alias(QUOTE_STALE),
+            )
             .with_columns(
                 (
                     pl.when(has_own).then(pl.col(n)).otherwise(pl.col(_MATCHED[n]))
@@ -139,7 +161,7 @@ def attach_quotes(
                 ).alias(n)
                 for n in _BBO
             )
-            .drop(_MATCHED.values())
+            .drop(*_MATCHED.values(), _MATCHED_TS)
         )
     usable = quote_is_usable()
     return out.with_columns(

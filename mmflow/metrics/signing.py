@@ -35,9 +35,9 @@ from mmflow.schema import (
     PRICE,
     SIGN_METHOD,
     SIZE,
-    SYMBOL,
     TRADE_SIGN,
     TS,
+    instrument_keys,
 )
 
 SIGN_METHODS = pl.Enum(
@@ -64,7 +64,8 @@ def label(method: Method) -> str:
 
 
 def _state_keys(names: Sequence[str]) -> list[str]:
-    return [SYMBOL, SESSION] if SESSION in names else [SYMBOL]
+    keys = instrument_keys(names)
+    return [*keys, SESSION] if SESSION in names else keys
 
 
 def _clean_price() -> pl.Expr:
@@ -152,6 +153,7 @@ def sign_trades(
     method: Method = "auto",
     match: QuoteMatch = "strict",
     lag: str = "0s",
+    max_quote_age: str | None = None,
 ) -> pl.LazyFrame:
     """Add ``trade_sign`` and ``sign_method`` to time-ordered canonical trades.
 
@@ -195,7 +197,7 @@ def sign_trades(
     [(0, 'none'), (1, 'tick'), (1, 'tick')]
     """
     if method in (*QUOTE_METHODS, "auto"):
-        trades = attach_quotes(trades, quotes, match=match, lag=lag)
+        trades = attach_quotes(trades, quotes, match=match, lag=lag, max_age=max_quote_age)
     sign, source = sign_expressions(method, trades.collect_schema().names())
     return trades.with_columns(
         sign.cast(pl.Int8).alias(TRADE_SIGN), source.cast(SIGN_METHODS).alias(SIGN_METHOD)
@@ -203,19 +205,27 @@ def sign_trades(
 
 
 def method_mix(signed: pl.LazyFrame) -> pl.LazyFrame:
-    """Count how many trades (and how much volume) each rule signed, per symbol.
+    """Count how many trades (and how much volume) each rule signed, per instrument.
 
     Returns
     -------
     pl.LazyFrame
-        ``symbol, sign_method, trades, volume, share`` (share of the symbol's trades).
+        ``[venue,] symbol, sign_method, trades, volume, share`` (share of the instrument's
+        trades).
     """
+    keys = instrument_keys(signed)
     return (
-        signed.group_by(SYMBOL, SIGN_METHOD)
+        signed.group_by(*keys, SIGN_METHOD)
         .agg(pl.len().alias("trades"), pl.col(SIZE).sum().alias("volume"))
-        .with_columns((pl.col("trades") / pl.col("trades").sum().over(SYMBOL)).alias("share"))
+        .with_columns((pl.col("trades") / pl.col("trades").sum().over(keys)).alias("share"))
         .with_columns(pl.col(SIGN_METHOD).cast(pl.String))
-        .sort(SYMBOL, "trades", SIGN_METHOD, descending=[False, True, False])
+        .sort(
+            *keys,
+            "trades",
+            SIGN_METHOD,
+            descending=[*(False for _ in keys), True, False],
+            nulls_last=True,
+        )
     )
 
 
@@ -268,8 +278,9 @@ def _bvc_score(
     accuracy = Σ_τ [min(V̂ᴮ_τ, Vᴮ_τ) + min(V̂ˢ_τ, Vˢ_τ)] / Σ_τ V_τ over bars BVC classifies.
     """
     truth = pl.col(AGGRESSOR_SIDE)
-    bars = known.group_by_dynamic(
-        TS, every=every, group_by=SYMBOL, closed="left", label="left"
+    keys = instrument_keys(known)
+    bars = (
+        known.with_columns(pl.col(TS).dt.truncate(every)).group_by(*keys, TS, maintain_order=True)
     ).agg(
         pl.col(PRICE).last().alias("close"),
         pl.col(SIZE).sum().alias("volume"),
@@ -278,7 +289,12 @@ def _bvc_score(
         pl.col(SIZE).filter(truth == -1).sum().alias("true_sell"),
     )
     scored = bulk_volume_classification(
-        bars.sort(SYMBOL, TS), price="close", volume="volume", distribution=distribution, dof=dof
+        bars.sort(*keys, TS),
+        price="close",
+        volume="volume",
+        by=keys,
+        distribution=distribution,
+        dof=dof,
     )
     defined = pl.col("bvc_buy_volume").is_not_null()
     hit_buy = pl.min_horizontal("bvc_buy_volume", "true_buy")
@@ -286,7 +302,7 @@ def _bvc_score(
     volume = pl.col("volume").filter(defined).sum()
     true_buy = pl.col("true_buy").filter(defined).sum()
     true_sell = pl.col("true_sell").filter(defined).sum()
-    return scored.group_by(SYMBOL).agg(
+    return scored.group_by(keys).agg(
         pl.lit("bvc").alias("method"),
         pl.col("trades").sum().alias("trades"),
         pl.col("trades").filter(defined).sum().alias("classified"),
@@ -311,6 +327,7 @@ def evaluate_signing(
     every: str = "1m",
     bvc_distribution: Distribution = "normal",
     bvc_dof: float | None = None,
+    max_quote_age: str | None = None,
 ) -> Evaluation:
     """Score every classifier against the vendor's aggressor side.
 
@@ -330,30 +347,33 @@ def evaluate_signing(
         Bar length for BVC.
     bvc_distribution, bvc_dof
         BVC's distribution (``normal`` or ``student-t``) and Student-t degrees of freedom.
+    max_quote_age
+        Quotes older than this at a trade count as missing (``None``: no limit).
 
     Returns
     -------
     Evaluation
         Lazy score tables.
     """
-    attached = attach_quotes(trades, quotes, match=match, lag=lag)
+    attached = attach_quotes(trades, quotes, match=match, lag=lag, max_age=max_quote_age)
     names = attached.collect_schema().names()
+    keys = instrument_keys(names)
     signs = {m: sign_expressions(m, names)[0].alias(f"_sign_{m}") for m in TRADE_METHODS}
     wide = attached.with_columns(signs.values()).filter(pl.col(AGGRESSOR_SIDE) != 0)
     has_quotes = pl.col(BID_PRICE).is_not_null().any() | pl.col(ASK_PRICE).is_not_null().any()
     per_method = [
-        _score(wide, f"_sign_{m}", [SYMBOL]).with_columns(pl.lit(m).alias("method"))
+        _score(wide, f"_sign_{m}", keys).with_columns(pl.lit(m).alias("method"))
         for m in TRADE_METHODS
     ]
-    quote_available = wide.group_by(SYMBOL).agg(has_quotes.alias("_quoted"))
+    quote_available = wide.group_by(keys).agg(has_quotes.alias("_quoted"))
     scores = (
         pl.concat(per_method, how="vertical_relaxed")
-        .join(quote_available, on=SYMBOL, how="left")
+        .join(quote_available, on=keys, how="left", nulls_equal=True)
         .filter(pl.col("_quoted") | ~pl.col("method").is_in(list(QUOTE_METHODS)))
         .drop("_quoted")
     )
     known = trades.filter(pl.col(AGGRESSOR_SIDE) != 0)
-    columns = ["symbol", "method", "trades", "classified", "correct", "accuracy", "coverage"]
+    columns = [*keys, "method", "trades", "classified", "correct", "accuracy", "coverage"]
     columns += ["buy_recall", "sell_recall"]
     scores = pl.concat(
         [
@@ -361,11 +381,15 @@ def evaluate_signing(
             _bvc_score(known, every, bvc_distribution, bvc_dof).select(columns),
         ],
         how="vertical_relaxed",
-    ).sort(SYMBOL, pl.col("method").replace_strict(list(METHODS), list(range(len(METHODS)))))
+    ).sort(
+        *keys,
+        pl.col("method").replace_strict(list(METHODS), list(range(len(METHODS)))),
+        nulls_last=True,
+    )
     if quotes is None:
         lags = pl.LazyFrame(
             schema={
-                SYMBOL: pl.String,
+                **dict.fromkeys(keys, pl.String),
                 "quote_lag": pl.String,
                 "trades": pl.UInt32,
                 "classified": pl.UInt32,
@@ -375,16 +399,16 @@ def evaluate_signing(
     else:
         frames = []
         for grid_lag in LAG_GRID:
-            lagged = attach_quotes(trades, quotes, match=match, lag=grid_lag)
+            lagged = attach_quotes(trades, quotes, match=match, lag=grid_lag, max_age=max_quote_age)
             sign = sign_expressions("lee-ready", lagged.collect_schema().names())[0]
             scored = _score(
                 lagged.with_columns(sign.alias("_sign")).filter(pl.col(AGGRESSOR_SIDE) != 0),
                 "_sign",
-                [SYMBOL],
+                keys,
             )
             frames.append(
                 scored.select(
-                    SYMBOL,
+                    *keys,
                     pl.lit(grid_lag).alias("quote_lag"),
                     "trades",
                     "classified",
@@ -392,6 +416,8 @@ def evaluate_signing(
                 )
             )
         lags = pl.concat(frames).sort(
-            SYMBOL, pl.col("quote_lag").replace_strict(list(LAG_GRID), list(range(len(LAG_GRID))))
+            *keys,
+            pl.col("quote_lag").replace_strict(list(LAG_GRID), list(range(len(LAG_GRID)))),
+            nulls_last=True,
         )
     return Evaluation(scores, lags)

@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import math
 import re
+from functools import partial
 from typing import Final
 
 import polars as pl
 
-from mmflow.errors import ParameterError, SchemaError
-from mmflow.schema import SIZE, SYMBOL, TRADE_SIGN, TS
+from mmflow.errors import ParameterError, SchemaError, SizeLimitError
+from mmflow.schema import SIZE, SYMBOL, TRADE_SIGN, TS, asof_keys, instrument_keys
 
 BUCKET: Final = "bucket"
 VPIN: Final = "vpin"
@@ -87,6 +88,7 @@ def vpin_buckets(
     buckets_per_day: int = 50,
     window: int = 50,
     include_partial: bool = False,
+    max_buckets: int | None = None,
 ) -> pl.LazyFrame:
     """Fill equal-volume buckets per symbol with signed trades and compute VPIN per bucket.
 
@@ -122,6 +124,10 @@ def vpin_buckets(
     include_partial
         Keep each symbol's incomplete last bucket (``complete`` = false); its VPIN uses its
         actual volume in the denominator.
+    max_buckets
+        The most buckets allowed (``None``: no limit): estimated from each symbol's volume
+        and days before any bucket is made (:class:`mmflow.errors.SizeLimitError`, parameter
+        ``buckets_per_day``, or ``bucket_volume`` when given).
 
     Returns
     -------
@@ -177,7 +183,7 @@ def vpin_buckets(
             msg = f"{name} must be a whole number >= 1, was {value!r}"
             raise ParameterError(msg)
 
-    _require(trades, (TS, SYMBOL, SIZE, TRADE_SIGN), "trades")
+    keys = instrument_keys(_require(trades, (TS, SYMBOL, SIZE, TRADE_SIGN), "trades"))
     ts_dtype = trades.collect_schema()[TS]
     ts = pl.col(TS)
     if isinstance(ts_dtype, pl.Datetime) and ts_dtype.time_zone not in (None, "UTC"):
@@ -185,20 +191,33 @@ def vpin_buckets(
     size = pl.col(SIZE).cast(pl.Float64)
     base = trades.select(
         pl.col(TS),
-        pl.col(SYMBOL),
+        *keys,
         size.alias(SIZE),
         pl.col(TRADE_SIGN).cast(pl.Int8).fill_null(0).alias(TRADE_SIGN),
         ts.dt.date().alias("_date"),
     ).filter(pl.col(SIZE) > 0, pl.col(SIZE).is_finite())
+    if max_buckets is not None:
+        totals = base.group_by(keys).agg(
+            pl.col(SIZE).sum().alias("_volume"), pl.col("_date").n_unique().alias("_days")
+        )
+        checked = totals.map_batches(
+            partial(
+                _check_buckets,
+                bucket_volume=bucket_volume,
+                buckets_per_day=buckets_per_day,
+                limit=max_buckets,
+            )
+        )
+        base = base.join(checked.select(keys), on=keys, how="semi", nulls_equal=True)
 
     volume_per_bucket = (
         pl.lit(float(bucket_volume))
         if bucket_volume is not None
-        else pl.col(SIZE).sum().over(SYMBOL)
-        / pl.col("_date").n_unique().over(SYMBOL).cast(pl.Float64)
+        else pl.col(SIZE).sum().over(keys)
+        / pl.col("_date").n_unique().over(keys).cast(pl.Float64)
         / float(buckets_per_day)
     )
-    cumulative = pl.col(SIZE).cum_sum().over(SYMBOL)
+    cumulative = pl.col(SIZE).cum_sum().over(keys)
     positioned = base.with_columns(
         (cumulative - pl.col(SIZE)).alias(_START),
         cumulative.alias(_END),
@@ -211,7 +230,7 @@ def vpin_buckets(
     after_last = pl.col(_PE).ceil().cast(pl.Int64)
     pieces = (
         positioned.with_columns(
-            pl.col(_PE).max().over(SYMBOL).floor().cast(pl.Int64).alias(_COMPLETED),
+            pl.col(_PE).max().over(keys).floor().cast(pl.Int64).alias(_COMPLETED),
             pl.int_ranges(first, after_last).alias(BUCKET),
         )
         .explode(BUCKET)
@@ -228,7 +247,7 @@ def vpin_buckets(
     piece = pl.col(_PIECE)
     sign = pl.col(TRADE_SIGN)
     buckets = (
-        pieces.group_by(SYMBOL, BUCKET)
+        pieces.group_by(*keys, BUCKET)
         .agg(
             pl.col(TS).max(),
             piece.sum().alias("volume"),
@@ -236,17 +255,39 @@ def vpin_buckets(
             piece.filter(sign == -1).sum().alias("sell_volume"),
             (pl.col(BUCKET).first() < pl.col(_COMPLETED).first()).alias(COMPLETE),
         )
-        .sort(SYMBOL, BUCKET)
+        .sort(*keys, BUCKET, nulls_last=True)
     )
     imbalance = (pl.col("sell_volume") - pl.col("buy_volume")).abs()
     vpin = (
-        imbalance.rolling_sum(window_size=window).over(SYMBOL)
-        / pl.col("volume").rolling_sum(window_size=window).over(SYMBOL)
+        imbalance.rolling_sum(window_size=window).over(keys)
+        / pl.col("volume").rolling_sum(window_size=window).over(keys)
     ).alias(VPIN)
     out = buckets.with_columns(vpin).select(
-        SYMBOL, BUCKET, TS, "volume", "buy_volume", "sell_volume", VPIN, COMPLETE
+        *keys, BUCKET, TS, "volume", "buy_volume", "sell_volume", VPIN, COMPLETE
     )
     return out if include_partial else out.filter(pl.col(COMPLETE))
+
+
+def _check_buckets(
+    totals: pl.DataFrame, *, bucket_volume: float | None, buckets_per_day: int, limit: int
+) -> pl.DataFrame:
+    """Raise :class:`SizeLimitError` when the buckets would exceed ``limit``."""
+    if bucket_volume is None:
+        estimate = float(totals["_days"].sum() or 0) * buckets_per_day
+        parameter, value = "buckets_per_day", float(buckets_per_day)
+    else:
+        estimate = float(totals["_volume"].sum() or 0.0) / bucket_volume
+        parameter, value = "bucket_volume", bucket_volume
+    if not math.isfinite(estimate) or estimate > limit:
+        raise SizeLimitError(
+            parameter,
+            int(value) if bucket_volume is None else value,
+            int(min(estimate, 1e18)),
+            limit,
+            "VPIN buckets",
+            "use fewer buckets per day" if bucket_volume is None else "use a larger bucket",
+        )
+    return totals
 
 
 def vpin_at(bars: pl.LazyFrame, buckets: pl.LazyFrame, *, every: str) -> pl.LazyFrame:
@@ -305,22 +346,22 @@ def vpin_at(bars: pl.LazyFrame, buckets: pl.LazyFrame, *, every: str) -> pl.Lazy
         bars = bars.drop(VPIN)
     right_names = _require(buckets, (SYMBOL, TS, VPIN), "buckets")
     right = buckets.filter(pl.col(COMPLETE)) if COMPLETE in right_names else buckets
+    keys = instrument_keys(right_names)
     if BUCKET in right_names:
-        right = right.sort(SYMBOL, TS, BUCKET)
+        right = right.sort(*keys, TS, BUCKET, nulls_last=True)
     right = (
-        right.select(SYMBOL, pl.col(TS).alias(_BAR_END), VPIN)
-        .unique(subset=[SYMBOL, _BAR_END], keep="last", maintain_order=True)
+        right.select(*keys, pl.col(TS).alias(_BAR_END), VPIN)
+        .unique(subset=[*keys, _BAR_END], keep="last", maintain_order=True)
         .sort(_BAR_END, maintain_order=True)
     )
-    return (
-        bars.with_columns(pl.col(TS).dt.offset_by(step).alias(_BAR_END))
-        .join_asof(
-            right,
-            on=_BAR_END,
-            by=SYMBOL,
-            strategy="backward",
-            allow_exact_matches=False,
-            check_sortedness=False,
-        )
-        .drop(_BAR_END)
+    left, right, by = asof_keys(
+        bars.with_columns(pl.col(TS).dt.offset_by(step).alias(_BAR_END)), right
     )
+    return left.join_asof(
+        right.drop(*(c for c in keys if c not in by)),
+        on=_BAR_END,
+        by=by,
+        strategy="backward",
+        allow_exact_matches=False,
+        check_sortedness=False,
+    ).drop(_BAR_END, *(c for c in by if c not in names))

@@ -595,13 +595,15 @@ def split_instruments(
         return [({}, frame)] if frame.height else []
     parts = frame.partition_by(list(keys), as_dict=True, maintain_order=True)
     out = [(dict(zip(keys, key, strict=True)), part) for key, part in parts.items()]
-    return sorted(out, key=lambda item: tuple(str(item[0][k]) for k in keys))
+    # null keys (no venue) last, as the bar tables sort them
+    return sorted(out, key=lambda item: tuple((item[0][k] is None, str(item[0][k])) for k in keys))
 
 
 def _matching(table: pl.DataFrame, instrument: dict[str, Any]) -> pl.DataFrame:
     for key, value in instrument.items():
         if key in table.columns:
-            table = table.filter(pl.col(key) == value)
+            same = pl.col(key).is_null() if value is None else pl.col(key) == value
+            table = table.filter(same)
     return table
 
 

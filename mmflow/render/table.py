@@ -50,6 +50,35 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+def shows_venue(df: pl.DataFrame) -> bool:
+    """Whether a screen shows the ``venue`` column: only when it holds more than one venue."""
+    return "venue" in df.columns and df["venue"].n_unique() > 1
+
+
+def screen_frame(df: pl.DataFrame) -> pl.DataFrame:
+    """Drop the ``venue`` column for a screen when it holds at most one venue.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> screen_frame(pl.DataFrame({"venue": ["a", "a"], "symbol": ["X", "Y"]})).columns
+    ['symbol']
+    >>> screen_frame(pl.DataFrame({"venue": ["a", "b"], "symbol": ["X", "X"]})).columns
+    ['venue', 'symbol']
+    """
+    return df if "venue" not in df.columns or shows_venue(df) else df.drop("venue")
+
+
+def _venue_first(
+    df: pl.DataFrame, headers: list[str], rows: list[list[str]], left: int
+) -> tuple[list[str], list[list[str]], int]:
+    """Prepend a ``venue`` column to a screen's rows when ``df`` holds several venues."""
+    if not shows_venue(df):
+        return headers, rows, left
+    venues = [format_value(v) for v in df["venue"].to_list()]
+    return ["venue", *headers], [[v, *r] for v, r in zip(venues, rows, strict=True)], left + 1
+
+
 def frame_table(df: pl.DataFrame, *, title: str | None = None, caption: str | None = None) -> Table:
     """Build a rich table from ``df``; numeric columns are right-justified.
 
@@ -68,6 +97,7 @@ def frame_table(df: pl.DataFrame, *, title: str | None = None, caption: str | No
         pad_edge=False,
         collapse_padding=True,
     )
+    df = screen_frame(df)
     cells = [[format_value(v) for v in row] for row in df.iter_rows()]
     for index, (name, dtype) in enumerate(df.schema.items()):
         widest = max((len(row[index]) for row in cells), default=0)
@@ -190,10 +220,11 @@ def evaluation_table(scores: pl.DataFrame, *, title: str) -> Table:
     ranked = scores.with_columns(
         (pl.col("accuracy").fill_null(0) * pl.col("coverage").fill_null(0)).alias("_merit")
     )
-    best = ranked.group_by("symbol").agg(pl.col("_merit").max().alias("_best"))
-    marked = ranked.join(best, on="symbol", how="left", maintain_order="left").with_columns(
-        (pl.col("_merit") == pl.col("_best")).alias("best")
-    )
+    keys = [k for k in ("venue", "symbol") if k in ranked.columns]
+    best = ranked.group_by(keys).agg(pl.col("_merit").max().alias("_best"))
+    marked = ranked.join(
+        best, on=keys, how="left", maintain_order="left", nulls_equal=True
+    ).with_columns((pl.col("_merit") == pl.col("_best")).alias("best"))
     table = frame_table(marked.drop("_merit", "_best", "correct"), title=title)
     table.caption = "best = highest accuracy × coverage per symbol"
     for index, flag in enumerate(marked["best"].to_list()):
@@ -355,7 +386,10 @@ def analyze_table(
     """
     lines = {}
     if paths is not None:
-        lines = {row[0]: sparkline(row[1], width=10) for row in paths.iter_rows()}
+        lines = {
+            (row.get("venue"), row["symbol"]): sparkline(row["inventory_path"], width=10)
+            for row in paths.iter_rows(named=True)
+        }
     rows = []
     for row in summary.iter_rows(named=True):
         phase = _SHORT_PHASE.get(row.get("phase") or "", row.get("phase") or "")
@@ -367,7 +401,7 @@ def analyze_table(
                 compact(row["net_flow"]),
                 compact(row["ofi"]),
                 compact(row["mm_inventory"]),
-                lines.get(row["symbol"], ""),
+                lines.get((row.get("venue"), row["symbol"]), ""),
                 human_seconds(row["inventory_half_life"]),
                 row["liquidity_state"] or "",
                 phase,
@@ -375,7 +409,8 @@ def analyze_table(
         )
     headers = ["symbol", "net\nflow", "OFI", "inven-\ntory", "inventory\npath", "half-\nlife"]
     headers += ["liquidity", "phase"]
-    table = fitted_table("mmflow analyze", summary_caption(summary, mix), headers, rows)
+    headers, rows, left = _venue_first(summary, headers, rows, 1)
+    table = fitted_table("mmflow analyze", summary_caption(summary, mix), headers, rows, left=left)
     for column in table.columns[-3:]:
         column.justify = "left"
     return table
@@ -397,7 +432,8 @@ def flow_table(bars: pl.DataFrame) -> Table:
         f"bars start {day if one_day else ''}(UTC); all {len(bars.columns)} columns with --to or -o"
     )
     headers = ["symbol", "bar", *(c.replace("_", "\n") for c in columns)]
-    return fitted_table("mmflow flow", caption, headers, rows, left=2)
+    headers, rows, left = _venue_first(bars, headers, rows, 2)
+    return fitted_table("mmflow flow", caption, headers, rows, left=left)
 
 
 def inventory_table(summary: pl.DataFrame) -> Table:
@@ -420,8 +456,13 @@ def inventory_table(summary: pl.DataFrame) -> Table:
         )
     headers = ["symbol", "inven-\ntory", "max\nlong", "max\nshort", "half-\nlife"]
     headers += ["price\npressure", "quote\nskew", "with-\ndrawing", "liquidity"]
+    headers, rows, left = _venue_first(summary, headers, rows, 1)
     table = fitted_table(
-        "mmflow inventory", "half-life: AR(1) mean reversion of the inventory", headers, rows
+        "mmflow inventory",
+        "half-life: AR(1) mean reversion of the inventory",
+        headers,
+        rows,
+        left=left,
     )
     table.columns[-1].justify = "left"
     return table
@@ -452,7 +493,8 @@ def profile_chart(levels: pl.DataFrame, area: dict[str, Any], *, rows: int = 30)
     widest = frame["volume"].max() or 0.0
     poc, low, high = area.get("poc"), area.get("value_area_low"), area.get("value_area_high")
     table = _screen_table(
-        f"{area.get('symbol', '')} volume profile",
+        f"{area.get('symbol', '')}{' ' + str(area['venue']) if area.get('venue') else ''}"
+        " volume profile",
         f"POC {format_value(poc)}  value area {format_value(low)} – {format_value(high)}"
         f" ({format_value(area.get('value_area_volume'))} of "
         f"{format_value(area.get('total_volume'))})",
@@ -499,7 +541,8 @@ def phases_table(bars: pl.DataFrame, *, limit: int = 40) -> Table:
     if active.height > limit:
         caption += f"; first {limit} of {active.height:,} active bars shown (all with --to/-o)"
     headers = ["symbol", "bar (UTC)", "phase", "side", "inventory", "score"]
-    return fitted_table("mmflow phases", caption, headers, rows, left=4)
+    headers, rows, left = _venue_first(active.head(limit), headers, rows, 4)
+    return fitted_table("mmflow phases", caption, headers, rows, left=left)
 
 
 def episodes_table(episodes: pl.DataFrame) -> Table:
@@ -520,11 +563,13 @@ def episodes_table(episodes: pl.DataFrame) -> Table:
     ]
     headers = ["symbol", "phase", "side", "start\n(UTC)", "bars", "inv.\nstart", "inv.\nend"]
     headers += ["price\nlevels", "price\nchange"]
-    return fitted_table("mmflow phases --episodes", None, headers, rows, left=4)
+    headers, rows, left = _venue_first(episodes, headers, rows, 4)
+    return fitted_table("mmflow phases --episodes", None, headers, rows, left=left)
 
 
 def compact_table(df: pl.DataFrame, *, title: str, caption: str | None = None) -> Table:
     """Build a narrow table of any frame: numbers shortened, headers wrapped at underscores."""
+    df = screen_frame(df)
     rows = [
         [compact(v) if isinstance(v, int | float) else format_value(v) for v in row]
         for row in df.iter_rows()
