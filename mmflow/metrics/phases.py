@@ -89,9 +89,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+import numpy as np
 import polars as pl
 
 from mmflow.errors import ParameterError, SchemaError
+from mmflow.metrics import phase_model
 from mmflow.metrics.impact import KYLE_LAMBDA, kyle_lambda
 from mmflow.schema import PRICE, SIZE, SYMBOL, TS
 
@@ -181,88 +183,125 @@ _LEVEL = "_ph_level"
 _VOLUME = "_ph_volume"
 _TARGET = "_ph_target"
 _SAVED_LAMBDA = "_ph_saved_kyle_lambda"
+_FLOW = "_ph_flow"
+_CODE = "_ph_code"
+_ROW = "_ph_row"
 
 
 @dataclass(frozen=True)
 class PhaseParameters:
     """Every parameter of the phase rule, the episodes and the event study.
 
-    The defaults were tuned on :data:`TUNING_SEEDS` of the simulator and frozen (see the module
-    docstring for the rule and the measurements). Invalid values raise
-    :class:`~mmflow.errors.ParameterError` when the object is built.
+    The defaults were set on the tuning cells and seeds of ``benchmarks/phase_robustness.py``
+    (``docs/phases.md``). Invalid values raise :class:`~mmflow.errors.ParameterError` when the
+    object is built; the CLI's option ranges are :data:`PARAMETER_RANGES`.
 
     Parameters
     ----------
     window
-        W, bars of the §12.3 window: ``absorption_ratio``, ``price_levels`` and
-        ``level_dispersion`` describe the last W bars (metrics.md default 30; 15 here, as the
-        §12.4 note suggests: a 30-bar ratio is noisy because impact partly decays).
+        W, bars of the recent absorption test (a distribution pauses when price followed the
+        unloading flow over the last W bars) and of the §12.3 components ``absorption_ratio``,
+        ``price_levels`` and ``level_dispersion``.
     lookback
         L, trailing bars for Kyle's λ̂, the flow scale σ₁ and the price-change noise σ_P
         (metrics.md default 240).
+    baseline
+        M, bars of the rolling baseline: the peak of the inventory and the trough before it are
+        looked for in the last M bars.
     absorption
-        a: the unload is absorbed when price moved in the flow's direction less than a times
-        what λ̂ implies (metrics.md default 0.3; 0.5 here, the §12.4 note's looser value).
+        Recent absorption: a distribution pauses when price moved with the unloading flow by
+        more than this many price-noise standard deviations over the last W bars.
     absorption_noise
-        b: noise allowance of the absorption test, in standard deviations of the price change
-        over the bars since the peak (0 = the strict ratio test).
+        Absorption since the peak: a distribution is entered only when price moved with the
+        unloading flow since the peak by at most this many price-noise standard deviations.
     extreme
-        z₁: the inventory peak must be ≥ z₁·σ₁·√(bars it took to build); accumulation also
-        requires |I| ≥ z₁·σ₁·√(bars since the run began).
+        Entry (and accumulation) needs the rise from the rolling trough to the peak to be at
+        least this many flow-noise units × √(bars it took).
     unload
-        Distribution needs an unload since the peak of at least this many σ₁·√(bars since it).
+        Entry needs the drawdown since the peak to be at least this many flow-noise units ×
+        √(bars since the peak).
     recent_bars
         w: bars of the "still unloading" and "still accumulating" tests.
     recent
-        Distribution needs |I| to have fallen by at least this many σ₁·√min(j, w) over the
-        last min(j, w) bars.
+        A distribution pauses when the inventory grew back by more than this many flow-noise
+        units × √w over the last w bars (the unload stalls).
     accumulation
-        c_acc: accumulation needs |I| to have grown by at least c_acc·σ₁·√w over the last w
-        bars (metrics.md default 1).
+        Accumulation needs the inventory to have grown by at least this many flow-noise units ×
+        √w over the last w bars, at its peak.
+    enter
+        Probability (``distribution_score``) needed to enter a distribution; ``None`` uses the
+        shipped model's threshold, set from the score on markets without episodes.
+    stay
+        A distribution pauses while its probability is below this.
     gap
-        g: an episode bridges at most this many bars without its label (metrics.md default 2).
+        g: consecutive pause bars a distribution survives (they are labelled neutral), and the
+        bars ``--episodes`` bridges between runs of one episode (metrics.md default 2).
     min_bars
-        m: episodes shorter than this many bars are dropped (metrics.md default 5).
+        m: episodes shorter than this many bars are dropped (episodes only: a causal per-bar
+        label cannot know how long its run will be; metrics.md default 5).
     horizon
         h: the episode's ``forward_return`` is over the h bars after its end (bars).
     """
 
     window: int = 15
     lookback: int = 240
-    absorption: float = 0.5
-    absorption_noise: float = 1.0
-    extreme: float = 3.0
-    unload: float = 2.5
+    baseline: int = 120
+    absorption: float = 2.0
+    absorption_noise: float = 2.0
+    extreme: float = 2.0
+    unload: float = 1.0
     recent_bars: int = 5
     recent: float = 1.0
     accumulation: float = 1.0
+    enter: float | None = None
+    stay: float = 0.2
     gap: int = 2
     min_bars: int = 5
     horizon: int = 5
 
     def __post_init__(self) -> None:
-        for name, low in (
-            ("window", 1),
-            ("lookback", 4),
-            ("recent_bars", 1),
-            ("gap", 0),
-            ("min_bars", 1),
-            ("horizon", 1),
-        ):
+        for name, (low, high) in PARAMETER_RANGES.items():
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                msg = f"{name} must be a whole number of bars >= {low}, was {value!r}"
-                raise ParameterError(msg)
-        for name in ("absorption", "absorption_noise", "extreme", "unload", "recent"):
-            _check_number(name, getattr(self, name), nonnegative=name != "absorption")
-        _check_number("accumulation", self.accumulation, nonnegative=True)
+            if name == "enter" and value is None:
+                continue
+            if isinstance(low, int) and isinstance(high, int | None):
+                if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                    msg = f"{name} must be a whole number of bars >= {low}, was {value!r}"
+                    raise ParameterError(msg)
+                if high is not None and value > high:
+                    msg = f"{name} must be a whole number of bars <= {high}, was {value!r}"
+                    raise ParameterError(msg)
+                continue
+            _check_number(name, value, low=float(low), high=high)
 
 
-def _check_number(name: str, value: float, *, nonnegative: bool) -> None:
+PARAMETER_RANGES: Final[dict[str, tuple[int | float, int | float | None]]] = {
+    "window": (1, None),
+    "lookback": (4, None),
+    "baseline": (2, 100_000),
+    "absorption": (0.0, None),
+    "absorption_noise": (0.0, None),
+    "extreme": (0.0, None),
+    "unload": (0.0, None),
+    "recent_bars": (1, 100_000),
+    "recent": (0.0, None),
+    "accumulation": (0.0, None),
+    "enter": (0.0, 1.0),
+    "stay": (0.0, 1.0),
+    "gap": (0, None),
+    "min_bars": (1, None),
+    "horizon": (1, None),
+}
+"""Smallest and largest accepted value of each :class:`PhaseParameters` field (None: no bound);
+int bounds for whole numbers of bars. The CLI builds its option ranges from this table."""
+
+
+def _check_number(name: str, value: float, *, low: float, high: float | None) -> None:
     number = isinstance(value, int | float) and not isinstance(value, bool)
-    if not number or not math.isfinite(value) or (nonnegative and value < 0):
-        kind = "a finite number >= 0" if nonnegative else "a finite number"
-        msg = f"{name} must be {kind}, was {value!r}"
+    ok = number and math.isfinite(value) and value >= low and (high is None or value <= high)
+    if not ok:
+        span = f">= {low:g}" if high is None else f"between {low:g} and {high:g}"
+        msg = f"{name} must be a finite number {span}, was {value!r}"
         raise ParameterError(msg)
 
 
@@ -394,6 +433,105 @@ def _with_levels(
     )
 
 
+def _prepared(
+    lf: pl.LazyFrame, names: Sequence[str], keys: list[str], p: PhaseParameters
+) -> pl.LazyFrame:
+    """Add the per-bar inputs of the detector: σ₁, P, σ_P, the bar index and §12.3's AR_W."""
+    flow = pl.col(NET_FLOW).cast(pl.Float64).fill_null(0.0)
+    least = max(2, math.ceil(p.lookback / 4))
+    change = -flow
+    upper = change.rolling_quantile(
+        0.75, interpolation="linear", window_size=p.lookback, min_samples=least
+    )
+    lower = change.rolling_quantile(
+        0.25, interpolation="linear", window_size=p.lookback, min_samples=least
+    )
+    deviation = change.rolling_std(window_size=p.lookback, min_samples=least)
+    iqr = (upper - lower).over(keys)
+    sd = deviation.over(keys)
+    scale = pl.when(iqr > 0).then(iqr / IQR_TO_SIGMA).when(sd > 0).then(sd)
+    lf = lf.with_columns(
+        pl.int_range(pl.len(), dtype=pl.Int64).over(keys).alias(_IDX),
+        scale.alias(FLOW_SCALE),
+        _price(names, keys).alias(_P),
+        flow.alias(_FLOW),
+    ).with_columns(
+        pl.col(_P)
+        .diff()
+        .rolling_std(window_size=p.lookback, min_samples=least)
+        .over(keys)
+        .alias(_PRICE_SD),
+    )
+    past = pl.col(_P).shift(p.window).over(keys)
+    flow_w = flow.rolling_sum(window_size=p.window, min_samples=p.window).over(keys)
+    current = pl.col(ABSORPTION_LAMBDA)
+    return lf.with_columns(
+        pl.when((current > 0) & (flow_w != 0))
+        .then((pl.col(_P) - past) / (current * flow_w))
+        .alias(ABSORPTION_RATIO)
+    )
+
+
+def _label_series(
+    series: pl.DataFrame,
+    p: PhaseParameters,
+    thresholds: phase_model.Thresholds,
+    fitted: phase_model.Model,
+) -> pl.DataFrame:
+    """Run :func:`mmflow.metrics.phase_model.detect` on one series (rows in bar order)."""
+    series = series.sort(_IDX)
+    sigma = series[FLOW_SCALE].cast(pl.Float64).fill_null(float("nan")).to_numpy()
+    change = -series[_FLOW].to_numpy()
+    price = series[_P].cast(pl.Float64).fill_null(float("nan")).to_numpy()
+    price_sd = series[_PRICE_SD].cast(pl.Float64).fill_null(float("nan")).to_numpy()
+    inventory = series[MM_INVENTORY].cast(pl.Float64).fill_null(0.0).to_numpy()
+    lam = series[ABSORPTION_LAMBDA].cast(pl.Float64).fill_null(float("nan")).to_numpy()
+    warm = np.isfinite(sigma) & (sigma > 0)
+    path = phase_model.normalised_path(change, sigma)
+    found = phase_model.detect(
+        path,
+        price,
+        price_sd,
+        warm,
+        memory=p.baseline,
+        recent_bars=p.recent_bars,
+        window=p.window,
+        thresholds=thresholds,
+        fitted=fitted,
+    )
+    index = {name: i for i, name in enumerate(phase_model.FEATURES)}
+    side = found.side.astype(np.float64)
+    peak = found.peak_index
+    unloaded = side * (inventory[peak] - inventory) if inventory.size else inventory
+    moved = price - price[peak] if price.size else price
+    lam_peak = lam[peak] if lam.size else lam
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(
+            (lam_peak > 0) & (unloaded > 0), moved / (lam_peak * side * unloaded), np.nan
+        )
+    nan = ~warm
+    return series.with_columns(
+        pl.Series(_SIDE, np.where(nan, np.nan, side)).fill_nan(None),
+        pl.Series(_PEAK_IDX, peak, dtype=pl.Int64),
+        pl.Series(_CODE, found.phase, dtype=pl.Int8),
+        pl.Series(
+            INVENTORY_PEAK, np.where(nan, np.nan, inventory[peak] if peak.size else peak)
+        ).fill_nan(None),
+        pl.Series(UNLOADED, np.where(nan, np.nan, unloaded)).fill_nan(None),
+        pl.Series(BUILDUP_Z, np.where(nan, np.nan, found.features[:, index["rise_z"]])).fill_nan(
+            None
+        ),
+        pl.Series(UNLOAD_Z, np.where(nan, np.nan, found.features[:, index["draw_z"]])).fill_nan(
+            None
+        ),
+        pl.Series(RECENT_Z, np.where(nan, np.nan, found.features[:, index["recent_z"]])).fill_nan(
+            None
+        ),
+        pl.Series(UNLOAD_ABSORPTION, np.where(nan, np.nan, ratio)).fill_nan(None),
+        pl.Series(DISTRIBUTION_SCORE, np.where(nan, np.nan, found.probability)).fill_nan(None),
+    )
+
+
 def phase_bars(
     bars: pl.LazyFrame,
     trades: pl.LazyFrame | None = None,
@@ -520,128 +658,68 @@ def phase_bars(
     if KYLE_LAMBDA in names:
         lf = lf.rename({_SAVED_LAMBDA: KYLE_LAMBDA})
 
-    least = max(2, math.ceil(p.lookback / 4))
-    change = -flow
-    upper = change.rolling_quantile(
-        0.75, interpolation="linear", window_size=p.lookback, min_samples=least
+    lf = _prepared(lf, names, keys, p)
+    schema = lf.collect_schema()
+    out_schema = dict(schema)
+    out_schema.update(
+        {
+            _SIDE: pl.Float64(),
+            _PEAK_IDX: pl.Int64(),
+            _CODE: pl.Int8(),
+            INVENTORY_PEAK: pl.Float64(),
+            UNLOADED: pl.Float64(),
+            BUILDUP_Z: pl.Float64(),
+            UNLOAD_Z: pl.Float64(),
+            RECENT_Z: pl.Float64(),
+            UNLOAD_ABSORPTION: pl.Float64(),
+            DISTRIBUTION_SCORE: pl.Float64(),
+        }
     )
-    lower = change.rolling_quantile(
-        0.25, interpolation="linear", window_size=p.lookback, min_samples=least
-    )
-    deviation = change.rolling_std(window_size=p.lookback, min_samples=least)
-    iqr = (upper - lower).over(keys)
-    sd = deviation.over(keys)
-    scale = pl.when(iqr > 0).then(iqr / IQR_TO_SIGMA).when(sd > 0).then(sd)
-    inventory = pl.col(MM_INVENTORY).cast(pl.Float64)
-    price = _price(names, keys)
-    lf = lf.with_columns(
-        pl.int_range(pl.len(), dtype=pl.Int64).over(keys).alias(_IDX),
-        scale.alias(FLOW_SCALE),
-        price.alias(_P),
-        inventory.sign().alias(_SIDE),
-    ).with_columns(
-        (pl.col(_SIDE) != pl.col(_SIDE).shift(1))
-        .fill_null(value=True)
-        .cum_sum()
-        .over(keys)
-        .alias(_RUN),
-        (pl.col(_SIDE) * inventory).alias(_ABS),
-        pl.col(_P)
-        .diff()
-        .rolling_std(window_size=p.lookback, min_samples=least)
-        .over(keys)
-        .alias(_PRICE_SD),
-    )
-    run = [*keys, _RUN]
-    lf = lf.with_columns(pl.col(_ABS).cum_max().over(run).alias(INVENTORY_PEAK))
-    at_peak = pl.col(_ABS) == pl.col(INVENTORY_PEAK)
-    known_lambda = pl.col(ABSORPTION_LAMBDA).forward_fill().over(keys)
-    lf = lf.with_columns(
-        pl.when(at_peak).then(pl.col(_IDX)).forward_fill().over(run).alias(_PEAK_IDX),
-        pl.when(at_peak).then(pl.col(_P)).forward_fill().over(run).alias(_PEAK_PRICE),
-        pl.when(at_peak).then(known_lambda).forward_fill().over(run).alias(_PEAK_LAMBDA),
-        pl.col(_IDX).min().over(run).alias(_START),
+    fitted = phase_model.model()
+    thresholds = phase_model.Thresholds(
+        enter=fitted.enter if p.enter is None else p.enter,
+        stay=p.stay,
+        extreme=p.extreme,
+        unload=p.unload,
+        recent=p.recent,
+        follow=p.absorption,
+        absorbed=p.absorption_noise,
+        accumulation=p.accumulation,
+        gap=p.gap,
     )
 
-    side, level, sigma = pl.col(_SIDE), pl.col(_ABS), pl.col(FLOW_SCALE)
-    peak, idx, w = pl.col(INVENTORY_PEAK), pl.col(_IDX), p.recent_bars
-    since = (idx - pl.col(_PEAK_IDX)).cast(pl.Float64)
-    unloaded = peak - level
-    built = (pl.col(_PEAK_IDX) - pl.col(_START) + 1).cast(pl.Float64)
-    buildup_z = peak / (sigma * built.sqrt())
-    unload_z = pl.when(since > 0).then(unloaded / (sigma * since.sqrt()))
-    earlier = side * inventory.shift(w).over(keys)
-    reference = pl.when(since <= w).then(peak).otherwise(earlier)
-    recent_z = pl.when(since > 0).then(
-        (reference - level) / (sigma * since.clip(upper_bound=w).sqrt())
-    )
-    lam = pl.col(_PEAK_LAMBDA)
-    moved = pl.col(_P) - pl.col(_PEAK_PRICE)
-    unload_absorption = pl.when((lam > 0) & (unloaded > 0)).then(moved / (lam * side * unloaded))
-    noise = pl.col(_PRICE_SD) * since.sqrt()
-    margin = pl.when((lam > 0) & (noise > 0)).then(
-        (p.absorption * lam * unloaded + p.absorption_noise * noise - side * moved) / noise
-    )
-    past = pl.col(_P).shift(p.window).over(keys)
-    flow_w = flow.rolling_sum(window_size=p.window, min_samples=p.window).over(keys)
-    current = pl.col(ABSORPTION_LAMBDA)
-    absorption_ratio = pl.when((current > 0) & (flow_w != 0)).then(
-        (pl.col(_P) - past) / (current * flow_w)
-    )
-    lf = lf.with_columns(
-        unloaded.alias(UNLOADED),
-        buildup_z.alias(BUILDUP_Z),
-        unload_z.alias(UNLOAD_Z),
-        recent_z.alias(RECENT_Z),
-        absorption_ratio.alias(ABSORPTION_RATIO),
-        unload_absorption.alias(UNLOAD_ABSORPTION),
-        margin.alias("_ph_margin"),
-    )
+    def label(series: pl.DataFrame) -> pl.DataFrame:
+        return _label_series(series, p, thresholds, fitted)
 
-    distributing = (
-        (side != 0)
-        & (pl.col(UNLOADED) > 0)
-        & (pl.col(BUILDUP_Z) >= p.extreme)
-        & (pl.col(UNLOAD_Z) >= p.unload)
-        & (pl.col(RECENT_Z) >= p.recent)
-        & (pl.col("_ph_margin") > 0)
-    ).fill_null(value=False)
-    grown = level - earlier
-    so_far = (idx - pl.col(_START) + 1).cast(pl.Float64)
-    accumulating = (
-        (side != 0)
-        & (grown >= p.accumulation * sigma * math.sqrt(w))
-        & (level / (sigma * so_far.sqrt()) >= p.extreme)
-    ).fill_null(value=False)
-    strength = (
-        _logistic(pl.col(BUILDUP_Z) - p.extreme)
-        * _logistic(pl.col(UNLOAD_Z) - p.unload)
-        * _logistic(pl.col(RECENT_Z) - p.recent)
-        * _logistic(pl.col("_ph_margin"))
+    lf = (
+        lf.with_row_index(_ROW)
+        .group_by(keys)
+        .map_groups(label, schema=pl.Schema({_ROW: pl.UInt32(), **out_schema}))
+        .sort(_ROW)
+        .drop(_ROW)
     )
-    warm = sigma.is_not_null()
+    code = pl.col(_CODE)
+    side = pl.col(_SIDE)
     lf = lf.with_columns(
-        pl.when(~warm)
+        pl.when(code < 0)
         .then(pl.lit(None, pl.String))
-        .when(distributing)
+        .when(code == 2)
         .then(pl.lit(DISTRIBUTION))
-        .when(accumulating)
+        .when(code == 1)
         .then(pl.lit(ACCUMULATION))
         .otherwise(pl.lit(NEUTRAL))
         .alias(PHASE),
-        pl.when(~warm)
-        .then(None)
-        .when(distributing)
-        .then(strength)
-        .otherwise(0.0)
-        .alias(DISTRIBUTION_SCORE),
         pl.when(side > 0)
         .then(pl.lit(LONG))
         .when(side < 0)
         .then(pl.lit(SHORT))
         .otherwise(pl.lit(None, pl.String))
         .alias(INVENTORY_SIDE),
+        pl.when(code >= 0).then(pl.col(DISTRIBUTION_SCORE)).alias(DISTRIBUTION_SCORE),
+        (side * pl.col(MM_INVENTORY).cast(pl.Float64)).alias(_ABS),
+        side.alias(_RUN),
     )
+    w = p.recent_bars
     if offline:
         lf = _offline(lf, keys, w)
     lf = _with_levels(lf, trades, keys, p.window)
