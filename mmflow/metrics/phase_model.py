@@ -266,11 +266,11 @@ def detect(
     grow: list[npt.NDArray[np.bool_]] = []
     fresh: list[npt.NDArray[np.bool_]] = []
     t = thresholds
-    for o, p in zip(both, probability, strict=True):
-        f = o.features
+    for stats, p in zip(both, probability, strict=True):
+        f = stats.features
         rise, draw = f[:, index["rise_z"]], f[:, index["draw_z"]]
         recent = f[:, index["recent_z"]]
-        since = k_all - o.peak_index
+        since = k_all - stats.peak_index
         absorbed = f[:, index["follow_z"]] <= t.absorbed
         entry.append(
             (p >= t.enter) & (rise >= t.extreme) & (draw >= t.unload) & (since >= 1) & absorbed
