@@ -125,6 +125,8 @@ def _lagged(values: FloatArray, lag: int) -> FloatArray:
     """values_{k−lag}, the first value repeated before the series starts."""
     if lag <= 0:
         return values
+    if lag >= values.size:
+        return np.full(values.size, values[0] if values.size else np.nan)
     head = np.full(min(lag, values.size), values[0] if values.size else np.nan)
     return np.concatenate([head, values[: values.size - lag]]) if values.size else values
 

@@ -511,7 +511,7 @@ def _label_series(
         )
     nan = ~warm
     return series.with_columns(
-        pl.Series(_SIDE, np.where(nan, np.nan, side)).fill_nan(None),
+        pl.Series(_SIDE, np.where(nan, np.sign(inventory), side)),
         pl.Series(_PEAK_IDX, peak, dtype=pl.Int64),
         pl.Series(_CODE, found.phase, dtype=pl.Int8),
         pl.Series(
