@@ -13,73 +13,25 @@ Notation, per symbol (and session) and bar k: F_k = ``net_flow``; I_k = ``mm_inv
 P_k the bar's price: ``mid_close`` carried forward, or ``close`` carried forward while the symbol
 has had no mid yet; L = ``lookback``, W = ``window``, w = ``recent_bars``.
 
-The shipped rule (causal)
--------------------------
-* **Flow scale** σ₁ (``flow_scale``): the noise of one bar's inventory change, the interquartile
-  range of ΔI over the trailing L bars ÷ 1.349 (the standard deviation of a normal with that
-  IQR), falling back to the standard deviation when the IQR is 0; null until ⌈L/4⌉ bars exist
-  (then ``phase`` is null). Quantiles ignore the few extreme bars of an episode, which inflate a
-  standard deviation by a half on the simulator (48 vs 30 lots).
-* **Peak**: a *run* is a maximal stretch of bars with the same s_k. The peak
-  (``inventory_peak``) is the largest |I| of the run so far, reached at bar k* (the last bar at
-  the maximum); j = k − k* bars have passed since it; ``unloaded`` U_k = peak − |I_k|.
-* **accumulation** (|I| growing fast from a flat book): s_k·(I_k − I_{k−w}) ≥ ``accumulation`` ·
-  σ₁·√w and |I_k| / (σ₁·√(k − start + 1)) ≥ ``extreme`` (start = the run's first bar).
-* **distribution**, all of
-  1. the peak was extreme — built faster than a random walk of bar flows builds:
-     ``buildup_z`` = peak / (σ₁·√n) ≥ ``extreme`` (z₁, default 3), n = k* − start + 1;
-  2. a significant unload since the peak: ``unload_z`` = U / (σ₁·√j) ≥ ``unload`` (default 2.5);
-  3. still unloading: ``recent_z`` = (R − |I_k|) / (σ₁·√min(j, w)) ≥ ``recent`` (default 1),
-     R = the peak when j ≤ w, else s_k·I_{k−w};
-  4. the unloading flow is absorbed (metrics.md §12.3 with the flow since the peak): with
-     λ̂* = ``absorption_lambda`` at the peak bar (> 0), ΔP = P_k − P_{k*}, the flow since the peak
-     F = s_k·U and σ_P the standard deviation of bar price changes over L bars,
-     s_k·ΔP < a·λ̂*·U + b·σ_P·√j (a = ``absorption``, b = ``absorption_noise``): price moved
-     in the flow's direction less than a times what the flow implies, allowing b standard
-     deviations of price noise. ``unload_absorption`` = ΔP / (λ̂*·F) is the ratio itself.
-  Distribution wins when both labels hold; otherwise the bar is **neutral**.
-* ``distribution_score`` = Π_i 1 / (1 + e^{−(x_i − t_i)}) over the four conditions, with x_i the
-  statistic and t_i its threshold (z-statistics are in units of noise standard deviations; for
-  (4) x = the margin (a·λ̂*·U + b·σ_P·√j − s_k·ΔP) / (σ_P·√j) and t = 0); so distribution bars
-  score in [1/16, 1) and every other bar 0 (null where ``phase`` is null).
+The shipped rule (causal; issue 10)
+-----------------------------------
+Per series, the inventory changes are normalised by the trailing flow scale σ₁ (``flow_scale``:
+the interquartile range of ΔI over L bars ÷ 1.349, else its standard deviation; null until
+⌈L/4⌉ bars exist, and then ``phase`` is null) and clipped at ±4 (heavy tails). On that path the
+detector (:mod:`mmflow.metrics.phase_model`) measures, for each side, the rise from the rolling
+trough to the peak within the last M bars (``baseline``) and the drawdown since the peak, the
+recent unload over w bars and whether price followed the flow since the peak and over the last
+W bars; a logistic model shipped as package data turns them into ``distribution_score``, a
+probability calibrated on simulated markets of two families and many regimes, and a state
+machine with explicit entries and exits (unload stalls, price follows, score too low, a new
+peak) labels the bars. Components: ``inventory_peak`` (I at the peak), ``unloaded`` (s·(I_peak
+− I_k)), ``buildup_z`` (rise), ``unload_z`` (drawdown), ``recent_z`` (recent unload),
+``unload_absorption`` (ΔP since the peak / (λ̂_peak · flow since the peak)), and the §12.3
+window components. The measurements, the tuning/held-out split and the history of the rule
+(the §12.4 rule, the first shipped rule and why both were replaced) are in ``docs/phases.md``.
 
-Every input of bar k comes from bars ≤ k (trailing windows, cumulative maxima, forward fills):
-the labels are causal and can drive a live alert. ``offline=True`` additionally looks ahead
-(see :func:`phase_bars`).
-
-What changed from metrics.md §12.4, and why
--------------------------------------------
-Measured on the tuning seeds (below, 20 symbol-days), the §12.4 rule as written (W = 30,
-z₁ = 1.5 on ``inventory_z``, c_dist = 0.5, a = 0.3) scores bar precision 0.684, recall 0.436,
-episode recall (≥ 50 % covered) 0.258, and labels 2.6 % of pure-noise bars; with W = 15, a
-30-bar extreme memory and a = 0.5 (the §12.4 note): precision 0.748, recall 0.659, but 4.9 % of
-noise bars. Its failures: a W-bar inventory change confirms an unload only W/2 bars in and stays
-"shrinking" W bars after the unload stops; a z-score against a 240-bar window shrinks when an
-earlier episode is in the window and is ≥ 1.5 on 18 % of pure-noise bars; a W-bar absorption
-ratio divides by a λ̂ that the absorbed flow itself deflates. The shipped rule measures the unload
-as the drawdown of |I| from its running peak (significance grows with √j, so it fires 1-3 bars
-after the peak), stops when the last w bars no longer unload, judges extremeness by how fast the
-peak was built, and measures absorption over the unload itself with the impact known at the
-peak. On the tuning seeds it scores precision 0.952, recall 0.879, episode recall 1.000,
-episode overlap 1.000, 0.14 % of truth-neutral bars and 0.01 % of pure-noise bars (offline:
-precision 0.937, recall 0.955). One
-parameter at a time: ``unload`` 2 → recall 0.908 but 0.05 % noise bars, 3 → recall 0.851;
-``recent`` 0.5 → precision 0.898, 1.5 → recall 0.861; w = 3 → recall 0.857, w = 8 → precision
-0.926; ``extreme`` 2 → noise 0.17 %, 5 → recall 0.823; σ₁ as a standard deviation → recall
-0.870; L = 120 or 480 → recall 0.876 or 0.827. Without the absorption test the simulator scores
-about the same (recall 0.886: it never makes unabsorbed unloads); a strict ratio test (b = 0)
-costs recall (0.826 at a = 0.5) because over the first bars of an unload the flow is too small to
-tell a tick of noise from impact, hence the noise allowance b = 1.
-
-Validation (:func:`truth_scores`, ``benchmarks/phases_seeds.py``): tuning seeds 0-9, evaluation
-seeds 100-119, each ``SimulationParameters(seed=s, hours=24)`` (two symbols, 1-minute bars),
-plus pure noise (``episodes_per_day=0``) on the same seeds. The parameters were frozen before the
-evaluation seeds were run; on them the causal rule scores (pooled over 40 symbol-days) precision
-0.945, recall 0.874, episode recall 0.992 (238 of 240 episodes ≥ 50 % covered; every episode
-overlapped), 0.13 % of truth-neutral bars and 0.01 % of pure-noise bars labelled distribution;
-the worst seed still has precision 0.872, recall 0.808 and episode recall 0.917. Offline:
-precision 0.932, recall 0.954, episode recall 0.996. ``benchmarks/phases_seeds.py`` prints the
-per-seed table.
+Every input of bar k comes from bars ≤ k: the labels are causal and can drive a live alert.
+``offline=True`` additionally looks ahead (see :func:`phase_bars`).
 """
 
 from __future__ import annotations
