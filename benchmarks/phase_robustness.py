@@ -199,12 +199,16 @@ def train() -> None:
                 ys.append(y)
                 noise[-1].append(bars_of(market(family, regime, seed, episodes=False)))
     x, y = np.vstack(xs), np.concatenate(ys)
-    beta = fit_logistic(x, y)
-    print(f"{len(y):,} rows, {int(y.sum()):,} positive; coefficients {np.round(beta, 3)}")
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0
+    beta = fit_logistic(phase_model.design(x, mean, scale), y)
+    print(f"{len(y):,} rows, {int(y.sum()):,} positive; {len(beta)} coefficients")
     values: dict[str, Any] = {
         "features": list(phase_model.FEATURES),
         "intercept": round(float(beta[0]), 6),
         "coefficients": [round(float(b), 6) for b in beta[1:]],
+        "mean": [round(float(v), 6) for v in mean],
+        "scale": [round(float(v), 6) for v in scale],
         "enter": 0.5,
         "trained_on": {
             "families": list(FAMILIES),

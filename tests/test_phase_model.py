@@ -35,14 +35,14 @@ def oriented_reference(
     """Slow loop over bars: peak, trough, rise_z, draw_z, give_back, recent_z, follow_z."""
     rows = []
     for k in range(len(x)):
-        start = k - memory + 1
-        window_values = [x[max(i, 0)] for i in range(start, k + 1)]
-        best = max(window_values)
-        peak = max(i for i in range(start, k + 1) if x[max(i, 0)] == best)
-        before = [x[max(i, 0)] for i in range(start, peak + 1)]
-        low = min(before)
-        trough = min(i for i in range(start, peak + 1) if x[max(i, 0)] == low)
-        peak, trough = max(peak, 0), max(trough, 0)
+        first = max(k - memory + 1, 0)
+        best = max(x[first : k + 1])
+        peak = max(i for i in range(first, k + 1) if x[i] == best)
+        trough, top = peak, -math.inf
+        for t in range(first, peak):
+            z = (x[peak] - x[t]) / math.sqrt(peak - t)
+            if z > top:
+                trough, top = t, z
         rise = x[peak] - x[trough]
         draw = x[peak] - x[k]
         built, since = max(peak - trough, 1), max(k - peak, 1)

@@ -7,10 +7,11 @@ bars with explicit entries and exits. Everything of bar k uses bars ≤ k only.
 
 Notation: u_k = clip(ΔI_k / σ₁_k, −c, c), the bar's inventory change in units of the trailing
 flow noise σ₁ (clipped at c = :data:`CLIP` for heavy tails; normalising by the trailing σ₁ makes
-it scale-free and follows the market's activity); X_k = Σ_{i≤k} u_i, the normalised inventory
+it scale-free and follows the activity); X_k = Σ_{i≤k} u_i, the normalised inventory
 path. For an orientation s = +1 (long) or −1 (short), x = s·X and, over the last M bars
-(``baseline``): k* the latest bar at the maximum of x (the **peak**), t* the bar at the minimum
-of x between the window start and k* (the **trough**: the rolling baseline), n = k* − t*,
+(``baseline``): k* the latest bar at the maximum of x (the **peak**), t* the earlier bar of the window
+that makes the rise most significant, argmax_t (x_{k*} − x_t)/√(k* − t) (the **trough**: the
+rolling baseline), n = k* − t*,
 j = k − k*. Features (each clipped to a fixed range):
 
 * ``rise_z`` = (x_{k*} − x_{t*}) / √max(n, 1): how significantly inventory rose trough → peak;
@@ -24,7 +25,9 @@ j = k − k*. Features (each clipped to a fixed range):
 * ``build_follow_z`` = s·(P_{k*} − P_{t*}) / (σ_P·√max(n, 1)): price during the build-up;
 * ``both_z`` = min(rise_z, draw_z): rise *and* drawdown.
 
-p_s = 1 / (1 + exp(−(β₀ + Σ β_i·f_i))) with coefficients :func:`model` (package data,
+p_s = 1 / (1 + exp(−(β₀ + Σ β_i·t_i))) over the terms t of :func:`design` (standardised
+features and their pairwise products: "rise *and* drawdown" needs interactions) with
+coefficients :func:`model` (package data,
 ``phase_model.json``, trained by ``benchmarks/phase_training.py`` on both simulator families and
 many regimes, tuning seeds only). The state machine and its thresholds are documented in
 :func:`detect`; ``docs/phases.md`` records how they were set.
@@ -83,18 +86,28 @@ class Oriented:
     """Bars × :data:`FEATURES`, clipped."""
 
 
+def design(features: FloatArray, mean: FloatArray, scale: FloatArray) -> FloatArray:
+    """Model terms: standardised features z = (f − mean)/scale, then every z_i·z_j with i ≤ j."""
+    z = (features - mean) / scale
+    first, second = np.triu_indices(z.shape[1])
+    return np.asarray(np.hstack([z, z[:, first] * z[:, second]]), dtype=np.float64)
+
+
 @dataclass(frozen=True)
 class Model:
-    """Logistic model of P(distribution | features): ``intercept + coefficients · features``."""
+    """Logistic model of P(distribution | features) on :func:`design` terms."""
 
     intercept: float
     coefficients: tuple[float, ...]
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
     enter: float
     """Default entry probability, set from the score's distribution on episode-free markets."""
 
     def probability(self, features: FloatArray) -> FloatArray:
-        """Return p = 1 / (1 + e^{−(β₀ + β·f)}) per row of ``features``."""
-        linear = self.intercept + features @ np.asarray(self.coefficients, dtype=np.float64)
+        """Return p = 1 / (1 + e^{−(β₀ + β·terms)}) per row of ``features``."""
+        terms = design(features, np.asarray(self.mean), np.asarray(self.scale))
+        linear = self.intercept + terms @ np.asarray(self.coefficients, dtype=np.float64)
         return np.asarray(1.0 / (1.0 + np.exp(-np.clip(linear, -50, 50))), dtype=np.float64)
 
 
@@ -110,6 +123,8 @@ def model() -> Model:
     return Model(
         intercept=float(values["intercept"]),
         coefficients=tuple(float(c) for c in values["coefficients"]),
+        mean=tuple(float(c) for c in values["mean"]),
+        scale=tuple(float(c) for c in values["scale"]),
         enter=float(values["enter"]),
     )
 
@@ -132,22 +147,36 @@ def _lagged(values: FloatArray, lag: int) -> FloatArray:
 
 
 def _extremes(x: FloatArray, memory: int) -> tuple[IntArray, IntArray]:
-    """Per bar: the latest arg-max of x over the last ``memory`` bars, the arg-min before it."""
+    """Per bar k: the peak and the trough of x within the last ``memory`` bars.
+
+    The peak k* is the latest bar at the maximum of x over bars max(0, k − M + 1) … k; the trough
+    is the earlier bar t of that window that makes the rise most significant,
+    argmax_t (x_{k*} − x_t) / √(k* − t) (the first such bar; k* itself when the peak is the
+    window's first bar).
+    """
     n = x.size
     peak = np.zeros(n, np.int64)
     trough = np.zeros(n, np.int64)
-    padded = np.concatenate([np.full(memory - 1, x[0]), x]) if n else x
-    windows = np.lib.stride_tricks.sliding_window_view(padded, memory) if n else None
+    if n == 0:
+        return peak, trough
+    padded = np.concatenate([np.full(memory - 1, x[0]), x])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, memory)
     columns = np.arange(memory)
     for start in range(0, n, _CHUNK):
-        assert windows is not None
         block = windows[start : start + _CHUNK]
-        last = memory - 1 - np.argmax(block[:, ::-1], axis=1)
-        before = np.where(columns[None, :] <= last[:, None], block, np.inf)
-        low = np.argmin(before, axis=1)
-        k = np.arange(start, start + block.shape[0])
-        peak[start : start + block.shape[0]] = np.maximum(k - (memory - 1 - last), 0)
-        trough[start : start + block.shape[0]] = np.maximum(k - (memory - 1 - low), 0)
+        rows = np.arange(block.shape[0])
+        k = start + rows
+        valid = columns[None, :] >= (memory - 1 - k)[:, None]
+        masked = np.where(valid, block, -np.inf)
+        last = memory - 1 - np.argmax(masked[:, ::-1], axis=1)
+        distance = last[:, None] - columns[None, :]
+        top = block[rows, last]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            score = (top[:, None] - block) / np.sqrt(np.maximum(distance, 1))
+        score = np.where(valid & (distance > 0), score, -np.inf)
+        low = np.where(np.isfinite(score.max(axis=1)), np.argmax(score, axis=1), last)
+        peak[start : start + block.shape[0]] = k - (memory - 1 - last)
+        trough[start : start + block.shape[0]] = k - (memory - 1 - low)
     return peak, trough
 
 
