@@ -299,9 +299,13 @@ def detectability(sim: Any, phased: pl.DataFrame) -> list[tuple[float, bool]]:
     return out
 
 
-def table(regimes: dict[str, dict[str, Any]], seeds: tuple[int, ...]) -> None:
+def table(
+    regimes: dict[str, dict[str, Any]],
+    seeds: tuple[int, ...],
+    parameters: PhaseParameters | None = None,
+) -> None:
     """Print the markdown table of every family × regime cell, then the detectability bins."""
-    parameters = PhaseParameters()
+    parameters = parameters or PhaseParameters()
     print("| family | regime | precision | recall | F1 | episode recall | noise bars flagged |")
     print("|---|---|---|---|---|---|---|")
     rows = []
@@ -337,12 +341,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", action="store_true", help="fit on the tuning cells")
     parser.add_argument("--tuning", action="store_true", help="score the tuning cells")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a PhaseParameters value to try (tuning cells only)",
+    )
     args = parser.parse_args()
+    changes: dict[str, Any] = {
+        k: float(v) if "." in v else int(v) for k, v in (a.split("=") for a in args.set)
+    }
     started = time.perf_counter()
     if args.train:
         train()
-    elif args.tuning:
-        table(TUNING_REGIMES, TUNING_SEEDS)
+    elif args.tuning or changes:
+        table(TUNING_REGIMES, TUNING_SEEDS, PhaseParameters(**changes))
     else:
         table(HELD_OUT_REGIMES, HELD_OUT_SEEDS)
     print(f"\n({time.perf_counter() - started:.0f} s)")

@@ -9,9 +9,9 @@ Notation: u_k = clip(ΔI_k / σ₁_k, −c, c), the bar's inventory change in un
 flow noise σ₁ (clipped at c = :data:`CLIP` for heavy tails; normalising by the trailing σ₁ makes
 it scale-free and follows the activity); X_k = Σ_{i≤k} u_i, the normalised inventory
 path. For an orientation s = +1 (long) or −1 (short), x = s·X and, over the last M bars
-(``baseline``): k* the latest bar at the maximum of x (the **peak**), t* the earlier bar of the window
-that makes the rise most significant, argmax_t (x_{k*} − x_t)/√(k* − t) (the **trough**: the
-rolling baseline), n = k* − t*,
+(``baseline``): k* the latest bar at the maximum of x (the **peak**), t* the earlier bar of
+the window that makes the rise most significant, argmax_t (x_{k*} − x_t)/√(k* − t) (the
+**trough**: the rolling baseline), n = k* − t*,
 j = k − k*. Features (each clipped to a fixed range):
 
 * ``rise_z`` = (x_{k*} − x_{t*}) / √max(n, 1): how significantly inventory rose trough → peak;
