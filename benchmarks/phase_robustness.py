@@ -6,7 +6,7 @@ Two steps, with the split between them written down here before any held-out cel
   :data:`TUNING_SEEDS`, compute the detector's unit-free features for both orientations of
   every bar (:func:`mmflow.metrics.phase_model.oriented`), fit the logistic model (Newton
   iterations, small ridge penalty; deterministic) to "this bar is a true distribution bar of
-  this side", then set the entry probability ``enter`` from the same cells **without episodes**:
+  this side", then set the evidence threshold ``evidence`` from the same cells **without episodes**:
   the smallest value on a grid for which the worst tuning cell flags at most
   :data:`NOISE_TARGET` / :data:`SAFETY` of its noise bars (held-out noise rates ran 1.3-1.5×
   tuning). Writes
@@ -186,7 +186,7 @@ def flagged_share(cells: list[list[pl.DataFrame]], parameters: PhaseParameters) 
 
 
 def train() -> None:
-    """Fit the model on the tuning cells and set ``enter`` from their episode-free twins."""
+    """Fit the model on the tuning cells and set ``evidence`` from their episode-free twins."""
     parameters = PhaseParameters()
     xs, ys = [], []
     noise: list[list[pl.DataFrame]] = []
@@ -209,7 +209,7 @@ def train() -> None:
         "coefficients": [round(float(b), 6) for b in beta[1:]],
         "mean": [round(float(v), 6) for v in mean],
         "scale": [round(float(v), 6) for v in scale],
-        "enter": 0.5,
+        "evidence": 0.0,
         "trained_on": {
             "families": list(FAMILIES),
             "regimes": TUNING_REGIMES,
@@ -217,15 +217,15 @@ def train() -> None:
         },
     }
     limit = NOISE_TARGET / SAFETY
-    for enter in np.round(np.arange(0.05, 0.96, 0.05), 2):
-        values["enter"] = float(enter)
+    for evidence in np.round(np.arange(1.0, 30.01, 1.0), 1):
+        values["evidence"] = float(evidence)
         MODEL_PATH.write_text(json.dumps(values, indent=2) + "\n", encoding="utf-8")
         phase_model.model.cache_clear()
         share = flagged_share(noise, parameters)
-        print(f"enter {enter:.2f}: worst tuning cell flags {share:.2%} of episode-free bars")
+        print(f"evidence {evidence:.1f}: worst tuning cell flags {share:.2%} of noise bars")
         if share <= limit:
             break
-    print(f"wrote {MODEL_PATH} (enter = {values['enter']})")
+    print(f"wrote {MODEL_PATH} (evidence = {values['evidence']})")
 
 
 def score_cell(

@@ -981,6 +981,7 @@ PHASE_OPTIONS = (
     "recent",
     "accumulation",
     "enter",
+    "evidence",
     "stay",
     "gap",
     "min_bars",
@@ -1008,8 +1009,9 @@ def phase_options(func: F) -> F:
         "over the last w bars",
         "accumulation": "inventory growth over the last w bars for accumulation, in flow-noise "
         "units x sqrt(w)",
-        "enter": "distribution_score needed to enter a distribution [default: the model's, "
-        f"{phase_model().enter:g}]",
+        "enter": "distribution_score the entry bar itself needs",
+        "evidence": "evidence (CUSUM of the score's log-odds since the peak) needed to enter a "
+        f"distribution [default: the model's, {phase_model().evidence:g}]",
         "stay": "pause a distribution while its score is below this",
         "gap": "pause bars a distribution survives; bars --episodes bridges within an episode",
         "min-bars": "shortest episode in bars (--episodes only)",
@@ -1019,7 +1021,7 @@ def phase_options(func: F) -> F:
         value = getattr(defaults, field_name)
         low, high = PHASE_RANGES[field_name]
         kind: click.ParamType[Any]
-        if isinstance(low, int) and field_name != "enter":
+        if isinstance(low, int) and field_name not in {"enter", "evidence"}:
             kind = click.IntRange(min=low, max=None if high is None else int(high))
         else:
             kind = click.FloatRange(min=low, max=high)

@@ -93,7 +93,7 @@ def test_normalised_path_clips_heavy_tails_and_skips_cold_bars() -> None:
 def test_shipped_model_is_a_probability_with_an_entry_threshold() -> None:
     fitted = phase_model.model()
     assert len(fitted.coefficients) == len(phase_model.FEATURES)
-    assert 0 < fitted.enter < 1
+    assert fitted.evidence > 0
     rows = np.zeros((3, len(phase_model.FEATURES)))
     rows[1, :] = 3.0
     p = fitted.probability(rows)
@@ -189,7 +189,8 @@ CHANGES: dict[str, Any] = {
     "recent_bars": 1,
     "recent": 0.0,
     "accumulation": 3.0,
-    "enter": 0.8,
+    "enter": 0.9,
+    "evidence": 20.0,
     "stay": 0.6,
     "gap": 0,
 }

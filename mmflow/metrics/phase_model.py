@@ -101,8 +101,8 @@ class Model:
     coefficients: tuple[float, ...]
     mean: tuple[float, ...]
     scale: tuple[float, ...]
-    enter: float
-    """Default entry probability, set from the score's distribution on episode-free markets."""
+    evidence: float
+    """Default evidence threshold h, set from the detector's rate on episode-free markets."""
 
     def probability(self, features: FloatArray) -> FloatArray:
         """Return p = 1 / (1 + e^{−(β₀ + β·terms)}) per row of ``features``."""
@@ -125,7 +125,7 @@ def model() -> Model:
         coefficients=tuple(float(c) for c in values["coefficients"]),
         mean=tuple(float(c) for c in values["mean"]),
         scale=tuple(float(c) for c in values["scale"]),
-        enter=float(values["enter"]),
+        evidence=float(values["evidence"]),
     )
 
 
@@ -240,6 +240,7 @@ class Thresholds:
     """Thresholds of the state machine (see :func:`detect`)."""
 
     enter: float
+    evidence: float
     stay: float
     extreme: float
     unload: float
@@ -267,9 +268,12 @@ def detect(
     Per bar, both orientations get features and a probability p_s; the bar's side is the one
     with the larger p. States and transitions:
 
-    * **neutral → distribution(s)** when p_s ≥ ``enter``, ``rise_z`` ≥ ``extreme`` (the rise
-      from the rolling trough to the peak is significant), ``draw_z`` ≥ ``unload`` (and the
-      peak is at least one bar old);
+    * evidence accumulates sequentially (a CUSUM of the model's log-odds, Page 1954,
+      *Biometrika* 41(1/2):100-115): S_k = max(0, S_{k−1} + clip(logit p_s, ±5)), restarted at
+      each new peak, so a slow unload whose bars are each only mildly convincing still adds up;
+    * **neutral → distribution(s)** when S ≥ ``evidence``, p_s ≥ ``enter``, ``rise_z`` ≥
+      ``extreme`` (the rise from the rolling trough to the peak is significant), ``draw_z`` ≥
+      ``unload`` (the peak at least one bar old)
     * **distribution(s)** continues while the unload goes on; a bar is a **pause** when the
       unload stalls (``recent_z`` < −``recent``: inventory grew back over the last w bars),
       price starts to follow the flow (``recent_follow_z`` > ``follow``), or p_s < ``stay``.
@@ -296,6 +300,7 @@ def detect(
     pause: list[npt.NDArray[np.bool_]] = []
     grow: list[npt.NDArray[np.bool_]] = []
     fresh: list[npt.NDArray[np.bool_]] = []
+    step: list[FloatArray] = []
     t = thresholds
     for stats, p in zip(both, probability, strict=True):
         f = stats.features
@@ -306,6 +311,8 @@ def detect(
         entry.append(
             (p >= t.enter) & (rise >= t.extreme) & (draw >= t.unload) & (since >= 1) & absorbed
         )
+        odds = np.log(np.clip(p, 1e-12, 1.0) / np.clip(1.0 - p, 1e-12, 1.0))
+        step.append(np.clip(odds, -5.0, 5.0))
         pause.append(
             (recent < -t.recent) | (f[:, index["recent_follow_z"]] > t.follow) | (p < t.stay)
         )
@@ -314,6 +321,15 @@ def detect(
     phase = np.where(warm, 0, -1).astype(np.int8)
     side = best.copy()
     state, pauses = 0, 0
+    evidence = [0.0, 0.0]
+    ready = [np.zeros(n, np.bool_), np.zeros(n, np.bool_)]
+    for o in (0, 1):
+        total, restart, increments, flags = 0.0, fresh[o], step[o], ready[o]
+        for k in range(n):
+            total = 0.0 if restart[k] or not warm[k] else max(0.0, total + increments[k])
+            flags[k] = total >= t.evidence
+        entry[o] &= flags
+    del evidence
     for k in range(n):
         if not warm[k]:
             state, pauses = 0, 0

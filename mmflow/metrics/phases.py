@@ -181,8 +181,11 @@ class PhaseParameters:
         Accumulation needs the inventory to have grown by at least this many flow-noise units ×
         √w over the last w bars, at its peak.
     enter
-        Probability (``distribution_score``) needed to enter a distribution; ``None`` uses the
-        shipped model's threshold, set from the score on markets without episodes.
+        Probability (``distribution_score``) the entry bar itself needs.
+    evidence
+        h: accumulated evidence (a CUSUM of the score's log-odds since the peak) needed to
+        enter a distribution; ``None`` uses the shipped model's value, set from the detector's
+        rate on markets without episodes.
     stay
         A distribution pauses while its probability is below this.
     gap
@@ -205,7 +208,8 @@ class PhaseParameters:
     recent_bars: int = 5
     recent: float = 1.0
     accumulation: float = 1.0
-    enter: float | None = None
+    enter: float = 0.5
+    evidence: float | None = None
     stay: float = 0.2
     gap: int = 2
     min_bars: int = 5
@@ -214,7 +218,7 @@ class PhaseParameters:
     def __post_init__(self) -> None:
         for name, (low, high) in PARAMETER_RANGES.items():
             value = getattr(self, name)
-            if name == "enter" and value is None:
+            if name == "evidence" and value is None:
                 continue
             if isinstance(low, int) and isinstance(high, int | None):
                 if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -239,6 +243,7 @@ PARAMETER_RANGES: Final[dict[str, tuple[int | float, int | float | None]]] = {
     "recent": (0.0, None),
     "accumulation": (0.0, None),
     "enter": (0.0, 1.0),
+    "evidence": (0.0, 1000.0),
     "stay": (0.0, 1.0),
     "gap": (0, None),
     "min_bars": (1, None),
@@ -629,7 +634,8 @@ def phase_bars(
     )
     fitted = phase_model.model()
     thresholds = phase_model.Thresholds(
-        enter=fitted.enter if p.enter is None else p.enter,
+        enter=p.enter,
+        evidence=fitted.evidence if p.evidence is None else p.evidence,
         stay=p.stay,
         extreme=p.extreme,
         unload=p.unload,
