@@ -498,15 +498,17 @@ def phase_bars(
 ) -> pl.LazyFrame:
     """Label every bar ``accumulation``, ``distribution`` or ``neutral`` (metrics.md §12.3-12.4).
 
-    The rule, its statistics and the measurements behind it are in the module docstring
-    (:mod:`mmflow.metrics.phases`). In brief, bar k is in **distribution** when the market
-    maker's inventory |I| has fallen significantly from an extreme peak (U ≥ c·σ₁·√j, peak ≥
-    z₁·σ₁·√n), is still falling over the last w bars, and the unloading flow was absorbed: the
-    price moved with it less than a·λ̂ times the flow, λ̂ being Kyle's λ (Kyle 1985,
-    *Econometrica* 53(6):1315-1335) estimated as the trailing OLS slope of bar price changes on
-    net flow (metrics.md §12.3), plus a noise allowance. Inventory theory: Ho & Stoll (1981,
-    *J. Financial Economics* 9(1):47-73); reversal after inventory shocks: Hendershott &
-    Menkveld (2014, *J. Financial Economics* 114(3):405-423).
+    The rule is in the module docstring and :mod:`mmflow.metrics.phase_model`; the
+    measurements in ``docs/phases.md``. In brief, for each side the market maker's normalised
+    inventory path is compared with its rolling baseline (the trough before the peak within the
+    last M bars): a significant rise to a peak, a significant drawdown since it that is still
+    going on, and price not following the unloading flow (absorption, since the peak and over
+    the last W bars) give a calibrated probability ``distribution_score``; evidence accumulates
+    over bars and a state machine enters, pauses and ends distributions. Kyle's λ (Kyle 1985,
+    *Econometrica* 53(6):1315-1335) is the trailing OLS slope of bar price changes on net flow
+    (metrics.md §12.3). Inventory theory: Ho & Stoll (1981, *J. Financial Economics*
+    9(1):47-73); reversal after inventory shocks: Hendershott & Menkveld (2014, *J. Financial
+    Economics* 114(3):405-423).
 
     §12.3 components over the last W bars: ``absorption_ratio`` AR = ΔP_W / (λ̂·F_W) (null when
     λ̂ ≤ 0 or F_W = 0), ``price_levels`` (distinct traded prices) and ``level_dispersion``
@@ -544,8 +546,13 @@ def phase_bars(
         ``buildup_z``, ``unload_z``, ``recent_z``, ``absorption_lambda`` (λ̂ over L bars),
         ``absorption_ratio``, ``unload_absorption`` (Float64), ``price_levels`` (UInt32),
         ``level_dispersion`` (Float64), ``phase`` (String; null until σ₁ exists),
-        ``inventory_side`` (``long``/``short``, null when I = 0), ``distribution_score``
-        (Float64 in [0, 1)). Columns of these names already in ``bars`` are replaced.
+        ``inventory_side`` (the side of the more probable distribution, or of the state's
+        episode; before σ₁ exists the sign of I, null when I = 0), ``distribution_score``
+        (Float64: the calibrated probability that the bar is a distribution bar of that side, on
+        every bar once σ₁ exists; null before). ``inventory_peak`` is I at the peak,
+        ``unloaded`` = s·(I_peak − I_k), ``buildup_z`` / ``unload_z`` / ``recent_z`` the rise,
+        drawdown and recent-unload statistics of :mod:`mmflow.metrics.phase_model`. Columns of
+        these names already in ``bars`` are replaced.
 
     Raises
     ------
@@ -556,7 +563,8 @@ def phase_bars(
     --------
     A quiet book, then a market maker takes 40 lots a bar from sellers while the mid falls with
     the selling (accumulation), then unloads 45 lots a bar to buyers while the mid keeps
-    slipping against the buying (absorbed: distribution).
+    slipping against the buying (absorbed: distribution, entered once the evidence of the
+    first unload bars has added up to ``evidence``).
 
     >>> import polars as pl
     >>> flow = [-3.0, 2, -1, 3, -2, 1] * 4 + [-40.0] * 8 + [45.0] * 5
@@ -577,13 +585,13 @@ def phase_bars(
     │ ---          ┆ ---      ┆ ---          ┆ ---            ┆ ---                │
     │ f64          ┆ f64      ┆ str          ┆ str            ┆ f64                │
     ╞══════════════╪══════════╪══════════════╪════════════════╪════════════════════╡
-    │ 280.0        ┆ null     ┆ accumulation ┆ long           ┆ 0.0                │
-    │ 320.0        ┆ null     ┆ accumulation ┆ long           ┆ 0.0                │
-    │ 275.0        ┆ 12.14    ┆ distribution ┆ long           ┆ 0.931              │
-    │ 230.0        ┆ 17.17    ┆ distribution ┆ long           ┆ 0.965              │
-    │ 185.0        ┆ 21.03    ┆ distribution ┆ long           ┆ 0.979              │
-    │ 140.0        ┆ 24.28    ┆ distribution ┆ long           ┆ 0.987              │
-    │ 95.0         ┆ 27.15    ┆ distribution ┆ long           ┆ 0.992              │
+    │ 280.0        ┆ 0.0      ┆ accumulation ┆ long           ┆ 0.0                │
+    │ 320.0        ┆ 0.0      ┆ accumulation ┆ long           ┆ 0.0                │
+    │ 275.0        ┆ 4.0      ┆ neutral      ┆ long           ┆ 0.914              │
+    │ 230.0        ┆ 5.66     ┆ neutral      ┆ long           ┆ 1.0                │
+    │ 185.0        ┆ 6.93     ┆ distribution ┆ long           ┆ 1.0                │
+    │ 140.0        ┆ 8.0      ┆ distribution ┆ long           ┆ 0.999              │
+    │ 95.0         ┆ 8.94     ┆ distribution ┆ long           ┆ 0.998              │
     └──────────────┴──────────┴──────────────┴────────────────┴────────────────────┘
     """
     p = parameters
