@@ -377,6 +377,7 @@ def main() -> None:
     parser.add_argument("--train", action="store_true", help="fit on the tuning cells")
     parser.add_argument("--tuning", action="store_true", help="score the tuning cells")
     parser.add_argument("--second", action="store_true", help="score the second held-out set")
+    parser.add_argument("--third", action="store_true", help="score the third held-out set")
     parser.add_argument(
         "--set",
         action="append",
