@@ -675,7 +675,7 @@ def test_phase_bars_keep_an_existing_kyle_lambda_column() -> None:
     ("changes", "message"),
     [
         ({"window": 0}, "window must be a whole number of bars >= 1, was 0"),
-        ({"lookback": 3}, "lookback must be a whole number of bars >= 4, was 3"),
+        ({"lookback": 1}, "lookback must be a whole number of bars >= 2, was 1"),
         ({"gap": -1}, "gap must be a whole number of bars >= 0, was -1"),
         ({"min_bars": True}, "min_bars must be a whole number of bars >= 1, was True"),
         ({"unload": -1.0}, "unload must be a finite number >= 0, was -1.0"),

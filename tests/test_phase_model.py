@@ -225,8 +225,9 @@ def test_min_bars_and_gap_change_the_episodes() -> None:
     assert wider["bars"].sum() > default["bars"].sum()  # runs bridged over longer pauses
 
 
-def test_every_phase_option_has_a_library_range() -> None:
+def test_every_phase_option_has_a_library_range_and_a_change_test() -> None:
     assert set(PHASE_OPTIONS) <= set(PARAMETER_RANGES)
+    assert set(CHANGES) | {"min_bars"} == set(PHASE_OPTIONS)
     for name in PHASE_OPTIONS:
         low, high = PARAMETER_RANGES[name]
         bounds: dict[str, Any] = {name: low}
@@ -243,3 +244,12 @@ def test_phase_flags_outside_the_library_range_are_usage_errors(flag: str) -> No
     result = CliRunner().invoke(cli, ["phases", "missing.parquet", flag])
     assert result.exit_code == 2
     assert "Invalid value" in result.output
+
+
+def test_phases_accepts_the_smallest_lookback_the_cli_accepts(tmp_path: Any) -> None:
+    market = simulate(SimulationParameters(seed=3, symbols=("X",), hours=2.0, episodes_per_day=0))
+    market.trades.write_parquet(tmp_path / "trades.parquet")
+    result = CliRunner().invoke(
+        cli, ["phases", str(tmp_path / "trades.parquet"), "--lookback", "2", "--to", "csv"]
+    )
+    assert result.exit_code == 0, result.output

@@ -233,7 +233,7 @@ class PhaseParameters:
 
 PARAMETER_RANGES: Final[dict[str, tuple[int | float, int | float | None]]] = {
     "window": (1, None),
-    "lookback": (4, None),
+    "lookback": (2, None),
     "baseline": (2, 100_000),
     "absorption": (0.0, None),
     "absorption_noise": (0.0, None),
