@@ -286,6 +286,7 @@ def score_cell(
         episodes += row["episodes"]
         found += row["episodes_found"]
         strength += detectability(sim, phased)
+        CALIBRATION.append(calibration_pairs(sim, phased))
         quiet = phase_bars(
             bars_of(market(family, regime, seed, episodes=False)).lazy(), parameters=parameters
         ).collect()
@@ -302,6 +303,31 @@ def score_cell(
         "episode_recall": found / episodes if episodes else float("nan"),
         "noise_flagged": noise_flagged / max(noise_total, 1),
     }, strength
+
+
+CALIBRATION: list[pl.DataFrame] = []
+
+
+def calibration_pairs(sim: Any, phased: pl.DataFrame) -> pl.DataFrame:
+    """Per warm bar: ``distribution_score`` and whether the bar is a true distribution bar of
+    the side the score is for."""
+    truth = sim.truth.select(
+        "symbol",
+        pl.col("ts").cast(phased["ts"].dtype),
+        pl.col("phase").alias("_truth"),
+        pl.col("inventory_side").alias("_side"),
+    )
+    return (
+        phased.select("symbol", "ts", "distribution_score", "inventory_side")
+        .join(truth, on=["symbol", "ts"], how="left")
+        .filter(pl.col("distribution_score").is_not_null())
+        .select(
+            "distribution_score",
+            ((pl.col("_truth") == "distribution") & (pl.col("_side") == pl.col("inventory_side")))
+            .fill_null(value=False)
+            .alias("hit"),
+        )
+    )
 
 
 def detectability(sim: Any, phased: pl.DataFrame) -> list[tuple[float, bool]]:
@@ -361,6 +387,22 @@ def table(
         f"| **mean** | | {means['precision']:.3f} | {means['recall']:.3f} | {means['f1']:.3f} | "
         f"{means['episode_recall']:.3f} | {means['noise_flagged']:.2%} |"
     )
+    print()
+    print("| distribution_score | bars | mean score | observed share of distribution bars |")
+    print("|---|---|---|---|")
+    pairs = pl.concat(CALIBRATION)
+    CALIBRATION.clear()
+    bins = [0.0, 0.05, 0.2, 0.4, 0.6, 0.8, 0.95, 1.0001]
+    for low, high in itertools.pairwise(bins):
+        chosen = pairs.filter(
+            (pl.col("distribution_score") >= low) & (pl.col("distribution_score") < high)
+        )
+        if chosen.height:
+            score = float(chosen["distribution_score"].mean())  # type: ignore[arg-type]
+            hits = float(chosen["hit"].cast(pl.Float64).mean())  # type: ignore[arg-type]
+            print(
+                f"| {low:.2f}–{min(high, 1.0):.2f} | {chosen.height:,} | {score:.3f} | {hits:.3f} |"
+            )
     print()
     print("| unload strength U/(σ₁·√d) | episodes | episode recall |")
     print("|---|---|---|")

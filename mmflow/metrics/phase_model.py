@@ -27,10 +27,11 @@ j = k − k*. Features (each clipped to a fixed range):
 
 p_s = 1 / (1 + exp(−(β₀ + Σ β_i·t_i))) over the terms t of :func:`design` (standardised
 features and their pairwise products: "rise *and* drawdown" needs interactions) with
-coefficients :func:`model` (package data,
-``phase_model.json``, trained by ``benchmarks/phase_training.py`` on both simulator families and
-many regimes, tuning seeds only). The state machine and its thresholds are documented in
-:func:`detect`; ``docs/phases.md`` records how they were set.
+coefficients :func:`model` (logistic regression: Cox 1958, *J. Royal Statistical Society B*
+20(2):215-242; package data ``phase_model.json``, fitted by ``benchmarks/phase_robustness.py
+--train`` on both simulator families and six regimes, tuning seeds only). The state machine
+and its thresholds are documented in :func:`detect`; ``docs/phases.md`` records how they were
+set.
 """
 
 from __future__ import annotations
@@ -321,15 +322,13 @@ def detect(
     phase = np.where(warm, 0, -1).astype(np.int8)
     side = best.copy()
     state, pauses = 0, 0
-    evidence = [0.0, 0.0]
-    ready = [np.zeros(n, np.bool_), np.zeros(n, np.bool_)]
-    for o in (0, 1):
-        total, restart, increments, flags = 0.0, fresh[o], step[o], ready[o]
+    for o in (0, 1):  # the CUSUM, per orientation, restarted at each new peak
+        total, restart, increments = 0.0, fresh[o], step[o]
+        enough = np.zeros(n, np.bool_)
         for k in range(n):
             total = 0.0 if restart[k] or not warm[k] else max(0.0, total + increments[k])
-            flags[k] = total >= t.evidence
-        entry[o] &= flags
-    del evidence
+            enough[k] = total >= t.evidence
+        entry[o] &= enough
     for k in range(n):
         if not warm[k]:
             state, pauses = 0, 0
