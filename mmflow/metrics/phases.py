@@ -9,7 +9,8 @@ these phases exists, so mmflow defines one here and validates it against a simul
 truth (:mod:`mmflow.simulate`, metrics.md §12.6).
 
 Notation, per symbol (and session) and bar k: F_k = ``net_flow``; I_k = ``mm_inventory`` = −CVD_k
-(metrics.md §12.1), so ΔI_k = −F_k; s_k = sign(I_k) (``inventory_side``: ``long`` / ``short``);
+(metrics.md §12.1), so ΔI_k = −F_k; s = +1 / −1 the side the detector judges (``inventory_side``:
+``long`` / ``short``, the side of the more probable distribution);
 P_k the bar's price: ``mid_close`` carried forward, or ``close`` carried forward while the symbol
 has had no mid yet; L = ``lookback``, W = ``window``, w = ``recent_bars``.
 
@@ -22,9 +23,10 @@ detector (:mod:`mmflow.metrics.phase_model`) measures, for each side, the rise f
 trough to the peak within the last M bars (``baseline``) and the drawdown since the peak, the
 recent unload over w bars and whether price followed the flow since the peak and over the last
 W bars; a logistic model shipped as package data turns them into ``distribution_score``, a
-probability calibrated on simulated markets of two families and many regimes, and a state
-machine with explicit entries and exits (unload stalls, price follows, score too low, a new
-peak) labels the bars. Components: ``inventory_peak`` (I at the peak), ``unloaded`` (s·(I_peak
+probability calibrated on simulated markets of two families and many regimes; evidence
+accumulates over bars (a CUSUM of the score's log-odds since the peak) and a state machine
+with explicit entries and exits (unload stalls, price follows, score too low, a new peak)
+labels the bars. Components: ``inventory_peak`` (I at the peak), ``unloaded`` (s·(I_peak
 − I_k)), ``buildup_z`` (rise), ``unload_z`` (drawdown), ``recent_z`` (recent unload),
 ``unload_absorption`` (ΔP since the peak / (λ̂_peak · flow since the peak)), and the §12.3
 window components. The measurements, the tuning/held-out split and the history of the rule
@@ -117,9 +119,12 @@ IQR_TO_SIGMA: Final = 1.349
 """Interquartile range of the standard normal distribution (Φ⁻¹(0.75) − Φ⁻¹(0.25))."""
 
 TUNING_SEEDS: Final = tuple(range(10))
-"""Simulator seeds the default parameters were tuned on."""
+"""Seeds of the default simulated market the first shipped rule was tuned on
+(``benchmarks/phases_seeds.py --tuning``; the issue-10 detector's cells are in
+``benchmarks/phase_robustness.py``)."""
 EVALUATION_SEEDS: Final = tuple(range(100, 120))
-"""Simulator seeds kept out of tuning, on which the targets of metrics.md §12.6 are checked."""
+"""Seeds of the default simulated market scored by ``benchmarks/phases_seeds.py`` (metrics.md
+§12.6 targets); never used to fit the issue-10 model either."""
 
 _P = "_ph_price"
 _IDX = "_ph_idx"
