@@ -106,9 +106,18 @@ class Model:
     """Default evidence threshold h, set from the detector's rate on episode-free markets."""
 
     def probability(self, features: FloatArray) -> FloatArray:
-        """Return p = 1 / (1 + e^{−(β₀ + β·terms)}) per row of ``features``."""
-        terms = design(features, np.asarray(self.mean), np.asarray(self.scale))
-        linear = self.intercept + terms @ np.asarray(self.coefficients, dtype=np.float64)
+        """Return p = 1 / (1 + e^{−(β₀ + β·terms)}) per row of ``features``.
+
+        Evaluated as β₀ + z·b + Σ_i z_i (B z)_i with B the quadratic coefficients as an upper
+        triangular matrix (the same sum as over :func:`design`'s terms, without building them).
+        """
+        mean, scale = np.asarray(self.mean), np.asarray(self.scale)
+        z = (features - mean) / scale
+        width = z.shape[1]
+        beta = np.asarray(self.coefficients, dtype=np.float64)
+        quadratic = np.zeros((width, width))
+        quadratic[np.triu_indices(width)] = beta[width:]
+        linear = self.intercept + z @ beta[:width] + np.einsum("ij,ij->i", z @ quadratic.T, z)
         return np.asarray(1.0 / (1.0 + np.exp(-np.clip(linear, -50, 50))), dtype=np.float64)
 
 
@@ -163,18 +172,20 @@ def _extremes(x: FloatArray, memory: int) -> tuple[IntArray, IntArray]:
     padded = np.concatenate([np.full(memory - 1, x[0]), x])
     windows = np.lib.stride_tricks.sliding_window_view(padded, memory)
     columns = np.arange(memory)
+    root = np.concatenate([[0.0], 1.0 / np.sqrt(np.arange(1, memory))])  # 1/√distance
     for start in range(0, n, _CHUNK):
         block = windows[start : start + _CHUNK]
         rows = np.arange(block.shape[0])
         k = start + rows
-        valid = columns[None, :] >= (memory - 1 - k)[:, None]
-        masked = np.where(valid, block, -np.inf)
+        early = start < memory - 1  # rows whose window reaches before the series start
+        valid = columns[None, :] >= (memory - 1 - k)[:, None] if early else None
+        masked = np.where(valid, block, -np.inf) if valid is not None else block
         last = memory - 1 - np.argmax(masked[:, ::-1], axis=1)
         distance = last[:, None] - columns[None, :]
         top = block[rows, last]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            score = (top[:, None] - block) / np.sqrt(np.maximum(distance, 1))
-        score = np.where(valid & (distance > 0), score, -np.inf)
+        score = (top[:, None] - block) * root[np.clip(distance, 0, None)]
+        keep = distance > 0 if valid is None else valid & (distance > 0)
+        score = np.where(keep, score, -np.inf)
         low = np.where(np.isfinite(score.max(axis=1)), np.argmax(score, axis=1), last)
         peak[start : start + block.shape[0]] = k - (memory - 1 - last)
         trough[start : start + block.shape[0]] = k - (memory - 1 - low)
