@@ -253,3 +253,17 @@ def test_phases_accepts_the_smallest_lookback_the_cli_accepts(tmp_path: Any) -> 
         cli, ["phases", str(tmp_path / "trades.parquet"), "--lookback", "2", "--to", "csv"]
     )
     assert result.exit_code == 0, result.output
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.floats(-5, 5, allow_nan=False), st.booleans()), min_size=0, max_size=60)
+)
+def test_cusum_matches_the_recursion(rows: list[tuple[float, bool]]) -> None:
+    increments = np.array([r[0] for r in rows], dtype=np.float64)
+    restart = np.array([r[1] for r in rows], dtype=np.bool_)
+    expected, total = [], 0.0
+    for value, reset in rows:
+        total = 0.0 if reset else max(0.0, total + value)
+        expected.append(total)
+    assert phase_model.cusum(increments, restart) == pytest.approx(expected, abs=1e-9)

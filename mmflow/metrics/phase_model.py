@@ -45,6 +45,7 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
+import polars as pl
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -234,6 +235,23 @@ def oriented(
     return Oriented(peak_index=peak, trough_index=trough, features=features)
 
 
+def cusum(increments: FloatArray, restart: npt.NDArray[np.bool_]) -> FloatArray:
+    """S_k = max(0, S_{k−1} + increment_k), S = 0 at (and ignoring the increment of) restarts.
+
+    Vectorised with Lindley's identity: within a segment starting at a restart, S_k = C_k −
+    min(0, min_{j≤k} C_j) with C the segment's cumulative sum.
+    """
+    if increments.size == 0:
+        return np.zeros(0)
+    values = np.where(restart, 0.0, increments)
+    segment = np.cumsum(restart)
+    frame = pl.DataFrame({"segment": segment, "value": values}).with_columns(
+        pl.col("value").cum_sum().over("segment").alias("total")
+    )
+    low = frame.select(pl.col("total").cum_min().over("segment").clip(upper_bound=0.0))
+    return np.asarray(frame["total"].to_numpy() - low.to_series().to_numpy(), dtype=np.float64)
+
+
 @dataclass(frozen=True)
 class Detection:
     """Per-bar output of :func:`detect`."""
@@ -333,49 +351,55 @@ def detect(
     phase = np.where(warm, 0, -1).astype(np.int8)
     side = best.copy()
     state, pauses = 0, 0
-    for o in (0, 1):  # the CUSUM, per orientation, restarted at each new peak
-        total, restart, increments = 0.0, fresh[o], step[o]
-        enough = np.zeros(n, np.bool_)
-        for k in range(n):
-            total = 0.0 if restart[k] or not warm[k] else max(0.0, total + increments[k])
-            enough[k] = total >= t.evidence
-        entry[o] &= enough
+    for o in (0, 1):
+        entry[o] &= cusum(step[o], fresh[o] | ~warm) >= t.evidence
+    # The state machine: a loop over bars (never trades) on plain lists for speed.
+    warm_list, best_list = warm.tolist(), best.tolist()
+    fresh_list = [f.tolist() for f in fresh]
+    pause_list = [f.tolist() for f in pause]
+    entry_list = [f.tolist() for f in entry]
+    grow_list = [f.tolist() for f in grow]
+    phase_list = phase.tolist()
+    side_list = side.tolist()
     for k in range(n):
-        if not warm[k]:
+        if not warm_list[k]:
             state, pauses = 0, 0
             continue
         if state != 0:
             o = 0 if state > 0 else 1
-            if fresh[o][k]:
+            if fresh_list[o][k]:
                 state = 0
-            elif pause[o][k]:
+            elif pause_list[o][k]:
                 pauses += 1
                 if pauses > t.gap:
                     state = 0
                 else:
-                    side[k] = state
+                    side_list[k] = state
                     continue
             else:
                 pauses = 0
-                phase[k] = 2
-                side[k] = state
+                phase_list[k] = 2
+                side_list[k] = state
                 continue
-        o = 0 if best[k] > 0 else 1
-        if entry[o][k]:
-            state, pauses = int(best[k]), 0
-            phase[k] = 2
+        here = best_list[k]
+        o = 0 if here > 0 else 1
+        if entry_list[o][k]:
+            state, pauses = here, 0
+            phase_list[k] = 2
             continue
         other = 1 - o
-        if entry[other][k]:
-            state, pauses = -int(best[k]), 0
-            phase[k] = 2
-            side[k] = state
+        if entry_list[other][k]:
+            state, pauses = -here, 0
+            phase_list[k] = 2
+            side_list[k] = state
             continue
-        if grow[o][k]:
-            phase[k] = 1
-        elif grow[other][k]:
-            phase[k] = 1
-            side[k] = -best[k]
+        if grow_list[o][k]:
+            phase_list[k] = 1
+        elif grow_list[other][k]:
+            phase_list[k] = 1
+            side_list[k] = -here
+    phase = np.asarray(phase_list, dtype=np.int8)
+    side = np.asarray(side_list, dtype=np.int8)
     chosen = side > 0
     return Detection(
         phase=phase,
