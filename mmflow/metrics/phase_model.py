@@ -45,7 +45,6 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
-import polars as pl
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -238,18 +237,15 @@ def oriented(
 def cusum(increments: FloatArray, restart: npt.NDArray[np.bool_]) -> FloatArray:
     """S_k = max(0, S_{k−1} + increment_k), S = 0 at (and ignoring the increment of) restarts.
 
-    Vectorised with Lindley's identity: within a segment starting at a restart, S_k = C_k −
-    min(0, min_{j≤k} C_j) with C the segment's cumulative sum.
+    Page's (1954) recursion, one pass over bars on plain Python floats (faster here than any
+    segmented numpy or polars formulation: restarts are frequent).
     """
-    if increments.size == 0:
-        return np.zeros(0)
-    values = np.where(restart, 0.0, increments)
-    segment = np.cumsum(restart)
-    frame = pl.DataFrame({"segment": segment, "value": values}).with_columns(
-        pl.col("value").cum_sum().over("segment").alias("total")
-    )
-    low = frame.select(pl.col("total").cum_min().over("segment").clip(upper_bound=0.0))
-    return np.asarray(frame["total"].to_numpy() - low.to_series().to_numpy(), dtype=np.float64)
+    out: list[float] = []
+    total = 0.0
+    for value, reset in zip(increments.tolist(), restart.tolist(), strict=True):
+        total = 0.0 if reset else max(0.0, total + value)
+        out.append(total)
+    return np.asarray(out, dtype=np.float64)
 
 
 @dataclass(frozen=True)
