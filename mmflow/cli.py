@@ -36,6 +36,8 @@ from mmflow.metrics.event_study import (
     MAX_PLACEBO_RATIO,
     WITHDRAWAL_STUDY_COLUMNS,
 )
+from mmflow.metrics.phase_model import model as phase_model
+from mmflow.metrics.phases import PARAMETER_RANGES as PHASE_RANGES
 from mmflow.metrics.phases import PhaseParameters
 from mmflow.metrics.profile import ValueAreaMethod
 from mmflow.metrics.quotes import QuoteMatch
@@ -114,7 +116,7 @@ from mmflow.render.write import (
     write_to,
 )
 from mmflow.schema import QUOTES, TRADES
-from mmflow.simulate import SimulationParameters, simulate, write_simulation
+from mmflow.simulate import FAMILIES, SimulationParameters, simulate, write_simulation
 
 F = TypeVar("F", bound=Callable[..., Any])
 USER_ERRORS = (MmflowError, pl.exceptions.PolarsError, OSError)
@@ -1652,6 +1654,7 @@ def profile_command(**params: Any) -> None:
 
 PHASE_OPTIONS = (
     "window",
+    "baseline",
     "absorption",
     "absorption_noise",
     "extreme",
@@ -1659,32 +1662,58 @@ PHASE_OPTIONS = (
     "recent_bars",
     "recent",
     "accumulation",
+    "enter",
+    "evidence",
+    "stay",
     "gap",
     "min_bars",
 )
 
 
 def phase_options(func: F) -> F:
-    """Add the parameters of the phase rule (mmflow.metrics.phases.PhaseParameters)."""
+    """Add the parameters of the phase rule (mmflow.metrics.phases.PhaseParameters).
+
+    Each option's range is the library's (:data:`mmflow.metrics.phases.PARAMETER_RANGES`), so
+    every value the CLI accepts the library accepts.
+    """
     defaults = PhaseParameters()
     helps = {
-        "window": "W: bars of the recent-unload and accumulation tests",
-        "absorption": "price moved with the flow by less than this × lambda × flow",
-        "absorption-noise": "plus this many standard deviations of price noise",
-        "extreme": "inventory peak must be this many flow-noise units from zero",
-        "unload": "unload since the peak, in flow-noise units",
-        "recent-bars": "bars over which the unload must still be going on",
-        "recent": "recent unload, in flow-noise units",
-        "accumulation": "inventory growth over W bars, in flow-noise units",
-        "gap": "bars that may separate runs of one episode",
-        "min-bars": "shortest episode, in bars",
+        "window": "W: bars of the recent absorption test and of absorption_ratio/price_levels",
+        "baseline": "M: bars searched for the inventory peak and the trough before it",
+        "absorption": "pause a distribution when price followed the flow by more than this "
+        "many price-noise SDs over the last W bars",
+        "absorption-noise": "enter only when price followed the flow since the peak by at most "
+        "this many price-noise SDs",
+        "extreme": "rise from trough to peak needed to enter, in flow-noise units x sqrt(bars)",
+        "unload": "drawdown since the peak needed to enter, in flow-noise units x sqrt(bars)",
+        "recent-bars": "w: bars of the still-unloading and still-accumulating tests",
+        "recent": "pause when inventory grew back by more than this x sqrt(w) flow-noise units "
+        "over the last w bars",
+        "accumulation": "inventory growth over the last w bars for accumulation, in flow-noise "
+        "units x sqrt(w)",
+        "enter": "distribution_score the entry bar itself needs",
+        "evidence": "evidence (CUSUM of the score's log-odds since the peak) needed to enter a "
+        f"distribution [default: the model's, {phase_model().evidence:g}]",
+        "stay": "pause a distribution while its score is below this",
+        "gap": "pause bars a distribution survives; bars --episodes bridges within an episode",
+        "min-bars": "shortest episode in bars (--episodes only)",
     }
     for name, text in reversed(helps.items()):
         field_name = name.replace("-", "_")
         value = getattr(defaults, field_name)
-        kind = click.IntRange(min=0) if isinstance(value, int) else click.FloatRange(min=0)
+        low, high = PHASE_RANGES[field_name]
+        kind: click.ParamType[Any]
+        if isinstance(low, int) and field_name not in {"enter", "evidence"}:
+            kind = click.IntRange(min=low, max=None if high is None else int(high))
+        else:
+            kind = click.FloatRange(min=low, max=high)
         func = click.option(
-            f"--{name}", field_name, type=kind, default=value, show_default=True, help=text + "."
+            f"--{name}",
+            field_name,
+            type=kind,
+            default=value,
+            show_default=value is not None,
+            help=text + ".",
         )(func)
     return func
 
@@ -1895,6 +1924,133 @@ def plot_command(**params: Any) -> None:
     target.write(drawn(), instrument_count(bars), "instruments")
 
 
+SIMULATION_OPTIONS = (
+    "family",
+    "accumulation_intensity",
+    "accumulation_bars",
+    "distribution_bars",
+    "hold_bars",
+    "overshoot",
+    "size_tail",
+    "clustering",
+    "proxy_drift",
+    "spread_variability",
+    "distribution_spread",
+    "inventory_reversion",
+    "excitation",
+    "market_makers",
+)
+
+
+def simulation_options(func: F) -> F:
+    """Add the regime knobs of :class:`mmflow.simulate.SimulationParameters`."""
+    d = SimulationParameters()
+    positive = click.FloatRange(min=0)
+    bars = click.IntRange(min=1)
+    options: list[Callable[[Any], Any]] = [
+        click.option(
+            "--family",
+            type=click.Choice(FAMILIES),
+            default=d.family,
+            show_default=True,
+            help="Generating mechanism: scripted inventory target, or Hawkes flow with "
+            "competing market makers (one tracked).",
+        ),
+        click.option(
+            "--accumulation-intensity",
+            type=positive,
+            default=d.accumulation_intensity,
+            show_default=True,
+            help="Episode strength: accumulation flow as a share of the noise volume.",
+        ),
+        click.option(
+            "--accumulation-bars",
+            type=(bars, bars),
+            default=d.accumulation_bars,
+            show_default=True,
+            help="Episode speed: MIN MAX bars of an accumulation.",
+        ),
+        click.option(
+            "--distribution-bars",
+            type=(bars, bars),
+            default=d.distribution_bars,
+            show_default=True,
+            help="MIN MAX bars of a distribution.",
+        ),
+        click.option(
+            "--hold-bars",
+            type=(click.IntRange(min=0), click.IntRange(min=0)),
+            default=d.hold_bars,
+            show_default=True,
+            help="MIN MAX bars of hold between accumulation and distribution.",
+        ),
+        click.option(
+            "--overshoot",
+            type=positive,
+            default=d.overshoot,
+            show_default=True,
+            help="A distribution unloads (1 + this) x the peak, through zero.",
+        ),
+        click.option(
+            "--size-tail",
+            type=click.FloatRange(min=0),
+            default=d.size_tail,
+            show_default=True,
+            help="Student-t degrees of freedom (> 2) of trade sizes; 0: geometric sizes.",
+        ),
+        click.option(
+            "--clustering",
+            type=positive,
+            default=d.clustering,
+            show_default=True,
+            help="Volatility of the log trade rate per bar (AR(1)); 0: constant rate.",
+        ),
+        click.option(
+            "--proxy-drift",
+            type=positive,
+            default=d.proxy_drift,
+            show_default=True,
+            help="Other participants' net flow per bar in noise SDs: the -CVD proxy drifts.",
+        ),
+        click.option(
+            "--spread-variability",
+            type=positive,
+            default=d.spread_variability,
+            show_default=True,
+            help="Volatility of the log spread per bar (AR(1)); 0: constant spread.",
+        ),
+        click.option(
+            "--distribution-spread",
+            type=positive,
+            default=d.distribution_spread,
+            show_default=True,
+            help="Relative widening of the spread during distribution.",
+        ),
+        click.option(
+            "--inventory-reversion",
+            type=click.FloatRange(min=0, max=1),
+            default=d.inventory_reversion,
+            show_default=True,
+            help="The market maker's mean reversion per bar.",
+        ),
+        click.option(
+            "--excitation",
+            type=click.FloatRange(min=0, max=0.9),
+            default=d.excitation,
+            show_default=True,
+            help="hawkes: branching ratio of the order flow.",
+        ),
+        click.option(
+            "--market-makers",
+            type=click.IntRange(min=1),
+            default=d.market_makers,
+            show_default=True,
+            help="hawkes: competing market makers (one tracked).",
+        ),
+    ]
+    return _stacked(func, options)
+
+
 @cli.command(name="simulate")
 @click.option(
     "-o",
@@ -1923,6 +2079,7 @@ def plot_command(**params: Any) -> None:
     show_default=True,
     help="Accumulation → distribution → reversal episodes per symbol and day (0: noise only).",
 )
+@simulation_options
 @click.option("--verbose", is_flag=True, expose_value=False, callback=_set_verbose)
 @quiet_option
 def simulate_command(**params: Any) -> None:
@@ -1948,6 +2105,7 @@ def simulate_command(**params: Any) -> None:
         hours=params["hours"],
         trades_per_hour=params["trades_per_hour"],
         episodes_per_day=params["episodes_per_day"],
+        **{name: params[name] for name in SIMULATION_OPTIONS},
     )
     simulation = simulate(parameters)
     written = write_simulation(simulation, params["directory"])

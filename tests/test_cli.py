@@ -597,3 +597,41 @@ def test_analyze_method_mix_and_bvc(tmp_path: Path) -> None:
         row["volume"]
     )
     assert row["unknown_volume"] > 0  # the first 5-minute bar cannot be classified
+
+
+def test_simulate_command_exposes_the_regime_knobs_and_family(tmp_path: Path) -> None:
+    from mmflow.simulate import PARAMETERS_KEY
+
+    out = tmp_path / "sim"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "simulate",
+            "-o",
+            str(out),
+            "--hours",
+            "4",
+            "--symbols",
+            "1",
+            "--family",
+            "hawkes",
+            "--hold-bars",
+            "2",
+            "5",
+            "--size-tail",
+            "3",
+            "--proxy-drift",
+            "0.5",
+            "--market-makers",
+            "4",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    meta = pq.read_metadata(out / "truth.parquet").metadata
+    values = json.loads(meta[PARAMETERS_KEY.encode()])
+    assert values["family"] == "hawkes"
+    assert values["hold_bars"] == [2, 5]
+    assert values["size_tail"] == 3.0
+    assert values["market_makers"] == 4
+    bad = CliRunner().invoke(cli, ["simulate", "-o", str(out), "--excitation", "0.95"])
+    assert bad.exit_code == 2

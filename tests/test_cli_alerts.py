@@ -162,7 +162,11 @@ def test_exit_3_comes_after_every_output_is_complete(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("condition", "message", "caret"),
     [
-        ("phse=distribution", "unknown column 'phse'; the columns are venue, symbol, open, high", 0),
+        (
+            "phse=distribution",
+            "unknown column 'phse'; the columns are venue, symbol, open, high",
+            0,
+        ),
         ("vpin >", "expected a column, a number or a word, found the end", 6),
         ("phase=distrbution", "'phase' is never 'distrbution'", 6),
         ("vpin>0.7 and (abs(inventory_z)>3", "expected a closing parenthesis", 32),

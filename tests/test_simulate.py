@@ -527,3 +527,124 @@ def test_simulate_a_million_trades_in_seconds() -> None:
     elapsed = time.perf_counter() - began
     assert sim.trades.height > 1_000_000
     assert elapsed < 10.0
+
+
+# --- regimes and the second family (issue 10) -----------------------------------------------
+
+
+def regime(**overrides: Any) -> Simulation:
+    return simulate(make_parameters(symbols=("AAA",), **overrides))
+
+
+@pytest.mark.parametrize("family", ["inventory", "hawkes"])
+def test_both_families_are_deterministic_and_share_the_schemas(family: str) -> None:
+    first = regime(family=family, seed=5)
+    again = regime(family=family, seed=5)
+    assert_frame_equal(first.trades, again.trades)
+    assert_frame_equal(first.truth, again.truth)
+    reference = market()
+    assert first.trades.schema == reference.trades.schema
+    assert first.quotes.schema == reference.quotes.schema
+    assert first.truth.schema == reference.truth.schema
+    assert set(first.truth["phase"].unique()) == {
+        "neutral",
+        "accumulation",
+        "distribution",
+        "reversal",
+    }
+    matched = with_quote_before(first)
+    expected = pl.when(pl.col("aggressor_side") == 1).then("ask_price").otherwise("bid_price")
+    assert matched.select(pl.col("price") == expected).to_series().all()
+
+
+def test_hawkes_family_differs_from_the_inventory_family() -> None:
+    hawkes = regime(family="hawkes", seed=5)
+    inventory = regime(family="inventory", seed=5)
+    assert not hawkes.trades.equals(inventory.trades)
+    # The tracked market maker is one of several: −CVD is not its inventory.
+    cvd = -(hawkes.trades["aggressor_side"].cast(pl.Float64) * hawkes.trades["size"]).sum()
+    assert cvd != hawkes.truth["mm_inventory"][-1]
+
+
+def test_hawkes_flow_clusters_in_time() -> None:
+    # Per-bar trade counts are over-dispersed (variance > mean) with self-excitation.
+    sim = simulate(
+        make_parameters(symbols=("AAA",), family="hawkes", excitation=0.8, episodes_per_day=0.0)
+    )
+    counts = sim.trades.group_by_dynamic("ts", every="1m").agg(pl.len())["len"]
+    assert counts.var() > 1.5 * counts.mean()  # type: ignore[operator]
+
+
+def test_accumulation_builds_inventory_in_the_hawkes_family() -> None:
+    windows = phase_windows(regime(family="hawkes", seed=3).truth)
+    accumulated = windows.filter(pl.col("phase") == "accumulation")
+    assert (accumulated["sign"] * accumulated["inventory_end"] > 0).all()
+    unloaded = windows.filter(pl.col("phase") == "distribution")
+    peaks = accumulated["sign"] * accumulated["inventory_end"]
+    assert ((unloaded["sign"] * unloaded["inventory_end"]) < 0.5 * peaks).all()
+
+
+def test_student_t_sizes_have_heavier_tails() -> None:
+    geometric = regime(episodes_per_day=0.0).trades["size"]
+    heavy = regime(episodes_per_day=0.0, size_tail=2.5).trades["size"]
+    assert (heavy >= 1).all()
+    assert ((heavy - heavy.round()).abs() == 0).all()
+    assert heavy.quantile(0.999) > 1.5 * geometric.quantile(0.999)  # type: ignore[operator]
+    assert abs(heavy.mean() - 3.0) < 1.0  # type: ignore[operator]
+
+
+def test_proxy_drift_moves_cvd_away_from_the_true_inventory() -> None:
+    sim = regime(episodes_per_day=0.0, proxy_drift=1.0)
+    cvd = (-sim.trades["aggressor_side"].cast(pl.Float64) * sim.trades["size"]).sum()
+    assert abs(cvd - sim.truth["mm_inventory"][-1]) > 0
+    clean = regime(episodes_per_day=0.0)
+    clean_cvd = (-clean.trades["aggressor_side"].cast(pl.Float64) * clean.trades["size"]).sum()
+    assert clean_cvd == clean.truth["mm_inventory"][-1]
+
+
+def test_holds_sit_between_accumulation_and_distribution() -> None:
+    truth = regime(hold_bars=(4, 6)).truth
+    inside = truth.filter(pl.col("episode").is_not_null())
+    per_episode = inside.group_by("episode", maintain_order=True).agg(
+        pl.col("phase").rle().struct.field("value").alias("order"),
+        (pl.col("phase") == "neutral").sum().alias("hold"),
+    )
+    for order, hold in per_episode.select("order", "hold").rows():
+        assert order == ["accumulation", "neutral", "distribution", "reversal"]
+        assert 4 <= hold <= 6
+
+
+def test_overshoot_unloads_through_zero() -> None:
+    windows = phase_windows(regime(overshoot=0.5, seed=3).truth)
+    unloaded = windows.filter(pl.col("phase") == "distribution")
+    assert (unloaded["sign"] * unloaded["inventory_end"] < 0).mean() >= 0.6  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("family", ["inventory", "hawkes"])
+def test_spreads_widen_during_distribution(family: str) -> None:
+    sim = regime(family=family, distribution_spread=1.0, spread_variability=0.2)
+    quotes = sim.quotes.with_columns(
+        (pl.col("ask_price") - pl.col("bid_price")).alias("spread"),
+        pl.col("ts").dt.truncate("1m").alias("bar"),
+    )
+    phases = sim.truth.select(pl.col("ts").alias("bar"), "phase")
+    joined = quotes.join(phases, on="bar")
+    distribution = joined.filter(pl.col("phase") == "distribution")["spread"].mean()
+    elsewhere = joined.filter(pl.col("phase") == "neutral")["spread"].mean()
+    assert distribution > 1.3 * elsewhere  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"family": "other"}, "family must be one of inventory, hawkes"),
+        ({"hold_bars": (3, 1)}, "hold_bars must be (min, max)"),
+        ({"size_tail": 2.0}, "size_tail must be a finite number > 2"),
+        ({"excitation": 0.95}, "excitation must be between 0 and 0.9"),
+        ({"market_makers": 0}, "market_makers must be a whole number ≥ 1"),
+        ({"proxy_drift": -1.0}, "proxy_drift must be a finite number ≥ 0"),
+    ],
+)
+def test_regime_parameters_validate(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ParameterError, match=re.escape(message)):
+        make_parameters(**overrides)

@@ -9,77 +9,31 @@ these phases exists, so mmflow defines one here and validates it against a simul
 truth (:mod:`mmflow.simulate`, metrics.md §12.6).
 
 Notation, per symbol (and session) and bar k: F_k = ``net_flow``; I_k = ``mm_inventory`` = −CVD_k
-(metrics.md §12.1), so ΔI_k = −F_k; s_k = sign(I_k) (``inventory_side``: ``long`` / ``short``);
+(metrics.md §12.1), so ΔI_k = −F_k; s = +1 / −1 the side the detector judges (``inventory_side``:
+``long`` / ``short``, the side of the more probable distribution);
 P_k the bar's price: ``mid_close`` carried forward, or ``close`` carried forward while the symbol
 has had no mid yet; L = ``lookback``, W = ``window``, w = ``recent_bars``.
 
-The shipped rule (causal)
--------------------------
-* **Flow scale** σ₁ (``flow_scale``): the noise of one bar's inventory change, the interquartile
-  range of ΔI over the trailing L bars ÷ 1.349 (the standard deviation of a normal with that
-  IQR), falling back to the standard deviation when the IQR is 0; null until ⌈L/4⌉ bars exist
-  (then ``phase`` is null). Quantiles ignore the few extreme bars of an episode, which inflate a
-  standard deviation by a half on the simulator (48 vs 30 lots).
-* **Peak**: a *run* is a maximal stretch of bars with the same s_k. The peak
-  (``inventory_peak``) is the largest |I| of the run so far, reached at bar k* (the last bar at
-  the maximum); j = k − k* bars have passed since it; ``unloaded`` U_k = peak − |I_k|.
-* **accumulation** (|I| growing fast from a flat book): s_k·(I_k − I_{k−w}) ≥ ``accumulation`` ·
-  σ₁·√w and |I_k| / (σ₁·√(k − start + 1)) ≥ ``extreme`` (start = the run's first bar).
-* **distribution**, all of
-  1. the peak was extreme — built faster than a random walk of bar flows builds:
-     ``buildup_z`` = peak / (σ₁·√n) ≥ ``extreme`` (z₁, default 3), n = k* − start + 1;
-  2. a significant unload since the peak: ``unload_z`` = U / (σ₁·√j) ≥ ``unload`` (default 2.5);
-  3. still unloading: ``recent_z`` = (R − |I_k|) / (σ₁·√min(j, w)) ≥ ``recent`` (default 1),
-     R = the peak when j ≤ w, else s_k·I_{k−w};
-  4. the unloading flow is absorbed (metrics.md §12.3 with the flow since the peak): with
-     λ̂* = ``absorption_lambda`` at the peak bar (> 0), ΔP = P_k − P_{k*}, the flow since the peak
-     F = s_k·U and σ_P the standard deviation of bar price changes over L bars,
-     s_k·ΔP < a·λ̂*·U + b·σ_P·√j (a = ``absorption``, b = ``absorption_noise``): price moved
-     in the flow's direction less than a times what the flow implies, allowing b standard
-     deviations of price noise. ``unload_absorption`` = ΔP / (λ̂*·F) is the ratio itself.
-  Distribution wins when both labels hold; otherwise the bar is **neutral**.
-* ``distribution_score`` = Π_i 1 / (1 + e^{−(x_i − t_i)}) over the four conditions, with x_i the
-  statistic and t_i its threshold (z-statistics are in units of noise standard deviations; for
-  (4) x = the margin (a·λ̂*·U + b·σ_P·√j − s_k·ΔP) / (σ_P·√j) and t = 0); so distribution bars
-  score in [1/16, 1) and every other bar 0 (null where ``phase`` is null).
+The shipped rule (causal; issue 10)
+-----------------------------------
+Per series, the inventory changes are normalised by the trailing flow scale σ₁ (``flow_scale``:
+the interquartile range of ΔI over L bars ÷ 1.349, else its standard deviation; null until
+⌈L/4⌉ bars exist, and then ``phase`` is null) and clipped at ±4 (heavy tails). On that path the
+detector (:mod:`mmflow.metrics.phase_model`) measures, for each side, the rise from the rolling
+trough to the peak within the last M bars (``baseline``) and the drawdown since the peak, the
+recent unload over w bars and whether price followed the flow since the peak and over the last
+W bars; a logistic model shipped as package data turns them into ``distribution_score``, a
+probability calibrated on simulated markets of two families and many regimes; evidence
+accumulates over bars (a CUSUM of the score's log-odds since the peak) and a state machine
+with explicit entries and exits (unload stalls, price follows, score too low, a new peak)
+labels the bars. Components: ``inventory_peak`` (I at the peak), ``unloaded`` (s·(I_peak
+− I_k)), ``buildup_z`` (rise), ``unload_z`` (drawdown), ``recent_z`` (recent unload),
+``unload_absorption`` (ΔP since the peak / (λ̂_peak · flow since the peak)), and the §12.3
+window components. The measurements, the tuning/held-out split and the history of the rule
+(the §12.4 rule, the first shipped rule and why both were replaced) are in ``docs/phases.md``.
 
-Every input of bar k comes from bars ≤ k (trailing windows, cumulative maxima, forward fills):
-the labels are causal and can drive a live alert. ``offline=True`` additionally looks ahead
-(see :func:`phase_bars`).
-
-What changed from metrics.md §12.4, and why
--------------------------------------------
-Measured on the tuning seeds (below, 20 symbol-days), the §12.4 rule as written (W = 30,
-z₁ = 1.5 on ``inventory_z``, c_dist = 0.5, a = 0.3) scores bar precision 0.684, recall 0.436,
-episode recall (≥ 50 % covered) 0.258, and labels 2.6 % of pure-noise bars; with W = 15, a
-30-bar extreme memory and a = 0.5 (the §12.4 note): precision 0.748, recall 0.659, but 4.9 % of
-noise bars. Its failures: a W-bar inventory change confirms an unload only W/2 bars in and stays
-"shrinking" W bars after the unload stops; a z-score against a 240-bar window shrinks when an
-earlier episode is in the window and is ≥ 1.5 on 18 % of pure-noise bars; a W-bar absorption
-ratio divides by a λ̂ that the absorbed flow itself deflates. The shipped rule measures the unload
-as the drawdown of |I| from its running peak (significance grows with √j, so it fires 1-3 bars
-after the peak), stops when the last w bars no longer unload, judges extremeness by how fast the
-peak was built, and measures absorption over the unload itself with the impact known at the
-peak. On the tuning seeds it scores precision 0.952, recall 0.879, episode recall 1.000,
-episode overlap 1.000, 0.14 % of truth-neutral bars and 0.01 % of pure-noise bars (offline:
-precision 0.937, recall 0.955). One
-parameter at a time: ``unload`` 2 → recall 0.908 but 0.05 % noise bars, 3 → recall 0.851;
-``recent`` 0.5 → precision 0.898, 1.5 → recall 0.861; w = 3 → recall 0.857, w = 8 → precision
-0.926; ``extreme`` 2 → noise 0.17 %, 5 → recall 0.823; σ₁ as a standard deviation → recall
-0.870; L = 120 or 480 → recall 0.876 or 0.827. Without the absorption test the simulator scores
-about the same (recall 0.886: it never makes unabsorbed unloads); a strict ratio test (b = 0)
-costs recall (0.826 at a = 0.5) because over the first bars of an unload the flow is too small to
-tell a tick of noise from impact, hence the noise allowance b = 1.
-
-Validation (:func:`truth_scores`, ``benchmarks/phases_seeds.py``): tuning seeds 0-9, evaluation
-seeds 100-119, each ``SimulationParameters(seed=s, hours=24)`` (two symbols, 1-minute bars),
-plus pure noise (``episodes_per_day=0``) on the same seeds. The parameters were frozen before the
-evaluation seeds were run; on them the causal rule scores (pooled over 40 symbol-days) precision
-0.945, recall 0.874, episode recall 0.992 (238 of 240 episodes ≥ 50 % covered; every episode
-overlapped), 0.13 % of truth-neutral bars and 0.01 % of pure-noise bars labelled distribution;
-the worst seed still has precision 0.872, recall 0.808 and episode recall 0.917. Offline:
-precision 0.932, recall 0.954, episode recall 0.996. ``benchmarks/phases_seeds.py`` prints the
-per-seed table.
+Every input of bar k comes from bars ≤ k: the labels are causal and can drive a live alert.
+``offline=True`` additionally looks ahead (see :func:`phase_bars`).
 """
 
 from __future__ import annotations
@@ -89,9 +43,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+import numpy as np
 import polars as pl
 
 from mmflow.errors import ParameterError, SchemaError
+from mmflow.metrics import phase_model
 from mmflow.metrics.event_study import (
     check_horizons,
     check_seed,
@@ -178,9 +134,12 @@ IQR_TO_SIGMA: Final = 1.349
 """Interquartile range of the standard normal distribution (Φ⁻¹(0.75) − Φ⁻¹(0.25))."""
 
 TUNING_SEEDS: Final = tuple(range(10))
-"""Simulator seeds the default parameters were tuned on."""
+"""Seeds of the default simulated market the first shipped rule was tuned on
+(``benchmarks/phases_seeds.py --tuning``; the issue-10 detector's cells are in
+``benchmarks/phase_robustness.py``)."""
 EVALUATION_SEEDS: Final = tuple(range(100, 120))
-"""Simulator seeds kept out of tuning, on which the targets of metrics.md §12.6 are checked."""
+"""Seeds of the default simulated market scored by ``benchmarks/phases_seeds.py`` (metrics.md
+§12.6 targets); never used to fit the issue-10 model either."""
 
 _P = "_ph_price"
 _IDX = "_ph_idx"
@@ -196,88 +155,130 @@ _LEVEL = "_ph_level"
 _VOLUME = "_ph_volume"
 _TARGET = "_ph_target"
 _SAVED_LAMBDA = "_ph_saved_kyle_lambda"
+_FLOW = "_ph_flow"
+_CODE = "_ph_code"
+_ROW = "_ph_row"
 
 
 @dataclass(frozen=True)
 class PhaseParameters:
     """Every parameter of the phase rule, the episodes and the event study.
 
-    The defaults were tuned on :data:`TUNING_SEEDS` of the simulator and frozen (see the module
-    docstring for the rule and the measurements). Invalid values raise
-    :class:`~mmflow.errors.ParameterError` when the object is built.
+    The defaults were set on the tuning cells and seeds of ``benchmarks/phase_robustness.py``
+    (``docs/phases.md``). Invalid values raise :class:`~mmflow.errors.ParameterError` when the
+    object is built; the CLI's option ranges are :data:`PARAMETER_RANGES`.
 
     Parameters
     ----------
     window
-        W, bars of the §12.3 window: ``absorption_ratio``, ``price_levels`` and
-        ``level_dispersion`` describe the last W bars (metrics.md default 30; 15 here, as the
-        §12.4 note suggests: a 30-bar ratio is noisy because impact partly decays).
+        W, bars of the recent absorption test (a distribution pauses when price followed the
+        unloading flow over the last W bars) and of the §12.3 components ``absorption_ratio``,
+        ``price_levels`` and ``level_dispersion``.
     lookback
         L, trailing bars for Kyle's λ̂, the flow scale σ₁ and the price-change noise σ_P
         (metrics.md default 240).
+    baseline
+        M, bars of the rolling baseline: the peak of the inventory and the trough before it are
+        looked for in the last M bars.
     absorption
-        a: the unload is absorbed when price moved in the flow's direction less than a times
-        what λ̂ implies (metrics.md default 0.3; 0.5 here, the §12.4 note's looser value).
+        Recent absorption: a distribution pauses when price moved with the unloading flow by
+        more than this many price-noise standard deviations over the last W bars.
     absorption_noise
-        b: noise allowance of the absorption test, in standard deviations of the price change
-        over the bars since the peak (0 = the strict ratio test).
+        Absorption since the peak: a distribution is entered only when price moved with the
+        unloading flow since the peak by at most this many price-noise standard deviations.
     extreme
-        z₁: the inventory peak must be ≥ z₁·σ₁·√(bars it took to build); accumulation also
-        requires |I| ≥ z₁·σ₁·√(bars since the run began).
+        Entry (and accumulation) needs the rise from the rolling trough to the peak to be at
+        least this many flow-noise units × √(bars it took).
     unload
-        Distribution needs an unload since the peak of at least this many σ₁·√(bars since it).
+        Entry needs the drawdown since the peak to be at least this many flow-noise units ×
+        √(bars since the peak).
     recent_bars
         w: bars of the "still unloading" and "still accumulating" tests.
     recent
-        Distribution needs |I| to have fallen by at least this many σ₁·√min(j, w) over the
-        last min(j, w) bars.
+        A distribution pauses when the inventory grew back by more than this many flow-noise
+        units × √w over the last w bars (the unload stalls).
     accumulation
-        c_acc: accumulation needs |I| to have grown by at least c_acc·σ₁·√w over the last w
-        bars (metrics.md default 1).
+        Accumulation needs the inventory to have grown by at least this many flow-noise units ×
+        √w over the last w bars, at its peak.
+    enter
+        Probability (``distribution_score``) the entry bar itself needs.
+    evidence
+        h: accumulated evidence (a CUSUM of the score's log-odds since the peak) needed to
+        enter a distribution; ``None`` uses the shipped model's value, set from the detector's
+        rate on markets without episodes.
+    stay
+        A distribution pauses while its probability is below this.
     gap
-        g: an episode bridges at most this many bars without its label (metrics.md default 2).
+        g: consecutive pause bars a distribution survives (they are labelled neutral), and the
+        bars ``--episodes`` bridges between runs of one episode (metrics.md default 2).
     min_bars
-        m: episodes shorter than this many bars are dropped (metrics.md default 5).
+        m: episodes shorter than this many bars are dropped (episodes only: a causal per-bar
+        label cannot know how long its run will be; metrics.md default 5).
     horizon
         h: the episode's ``forward_return`` is over the h bars after its end (bars).
     """
 
     window: int = 15
     lookback: int = 240
-    absorption: float = 0.5
-    absorption_noise: float = 1.0
-    extreme: float = 3.0
-    unload: float = 2.5
+    baseline: int = 120
+    absorption: float = 2.0
+    absorption_noise: float = 2.0
+    extreme: float = 2.0
+    unload: float = 1.0
     recent_bars: int = 5
     recent: float = 1.0
     accumulation: float = 1.0
+    enter: float = 0.5
+    evidence: float | None = None
+    stay: float = 0.2
     gap: int = 2
     min_bars: int = 5
     horizon: int = 5
 
     def __post_init__(self) -> None:
-        for name, low in (
-            ("window", 1),
-            ("lookback", 4),
-            ("recent_bars", 1),
-            ("gap", 0),
-            ("min_bars", 1),
-            ("horizon", 1),
-        ):
+        for name, (low, high) in PARAMETER_RANGES.items():
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                msg = f"{name} must be a whole number of bars >= {low}, was {value!r}"
-                raise ParameterError(msg)
-        for name in ("absorption", "absorption_noise", "extreme", "unload", "recent"):
-            _check_number(name, getattr(self, name), nonnegative=name != "absorption")
-        _check_number("accumulation", self.accumulation, nonnegative=True)
+            if name == "evidence" and value is None:
+                continue
+            if isinstance(low, int) and isinstance(high, int | None):
+                if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                    msg = f"{name} must be a whole number of bars >= {low}, was {value!r}"
+                    raise ParameterError(msg)
+                if high is not None and value > high:
+                    msg = f"{name} must be a whole number of bars <= {high}, was {value!r}"
+                    raise ParameterError(msg)
+                continue
+            _check_number(name, value, low=float(low), high=high)
 
 
-def _check_number(name: str, value: float, *, nonnegative: bool) -> None:
+PARAMETER_RANGES: Final[dict[str, tuple[int | float, int | float | None]]] = {
+    "window": (1, None),
+    "lookback": (2, None),
+    "baseline": (2, 100_000),
+    "absorption": (0.0, None),
+    "absorption_noise": (0.0, None),
+    "extreme": (0.0, None),
+    "unload": (0.0, None),
+    "recent_bars": (1, 100_000),
+    "recent": (0.0, None),
+    "accumulation": (0.0, None),
+    "enter": (0.0, 1.0),
+    "evidence": (0.0, 1000.0),
+    "stay": (0.0, 1.0),
+    "gap": (0, None),
+    "min_bars": (1, None),
+    "horizon": (1, None),
+}
+"""Smallest and largest accepted value of each :class:`PhaseParameters` field (None: no bound);
+int bounds for whole numbers of bars. The CLI builds its option ranges from this table."""
+
+
+def _check_number(name: str, value: float, *, low: float, high: float | None) -> None:
     number = isinstance(value, int | float) and not isinstance(value, bool)
-    if not number or not math.isfinite(value) or (nonnegative and value < 0):
-        kind = "a finite number >= 0" if nonnegative else "a finite number"
-        msg = f"{name} must be {kind}, was {value!r}"
+    ok = number and math.isfinite(value) and value >= low and (high is None or value <= high)
+    if not ok:
+        span = f">= {low:g}" if high is None else f"between {low:g} and {high:g}"
+        msg = f"{name} must be a finite number {span}, was {value!r}"
         raise ParameterError(msg)
 
 
@@ -424,6 +425,105 @@ def _with_levels(
     ).with_columns(pl.col(PRICE_LEVELS).fill_null(0))
 
 
+def _prepared(
+    lf: pl.LazyFrame, names: Sequence[str], keys: list[str], p: PhaseParameters
+) -> pl.LazyFrame:
+    """Add the per-bar inputs of the detector: σ₁, P, σ_P, the bar index and §12.3's AR_W."""
+    flow = pl.col(NET_FLOW).cast(pl.Float64).fill_null(0.0)
+    least = max(2, math.ceil(p.lookback / 4))
+    change = -flow
+    upper = change.rolling_quantile(
+        0.75, interpolation="linear", window_size=p.lookback, min_samples=least
+    )
+    lower = change.rolling_quantile(
+        0.25, interpolation="linear", window_size=p.lookback, min_samples=least
+    )
+    deviation = change.rolling_std(window_size=p.lookback, min_samples=least)
+    iqr = (upper - lower).over(keys)
+    sd = deviation.over(keys)
+    scale = pl.when(iqr > 0).then(iqr / IQR_TO_SIGMA).when(sd > 0).then(sd)
+    lf = lf.with_columns(
+        pl.int_range(pl.len(), dtype=pl.Int64).over(keys).alias(_IDX),
+        scale.alias(FLOW_SCALE),
+        _price(names, keys).alias(_P),
+        flow.alias(_FLOW),
+    ).with_columns(
+        pl.col(_P)
+        .diff()
+        .rolling_std(window_size=p.lookback, min_samples=least)
+        .over(keys)
+        .alias(_PRICE_SD),
+    )
+    past = pl.col(_P).shift(p.window).over(keys)
+    flow_w = flow.rolling_sum(window_size=p.window, min_samples=p.window).over(keys)
+    current = pl.col(ABSORPTION_LAMBDA)
+    return lf.with_columns(
+        pl.when((current > 0) & (flow_w != 0))
+        .then((pl.col(_P) - past) / (current * flow_w))
+        .alias(ABSORPTION_RATIO)
+    )
+
+
+def _label_series(
+    series: pl.DataFrame,
+    p: PhaseParameters,
+    thresholds: phase_model.Thresholds,
+    fitted: phase_model.Model,
+) -> pl.DataFrame:
+    """Run :func:`mmflow.metrics.phase_model.detect` on one series (rows in bar order)."""
+    series = series.sort(_IDX)
+    sigma = series[FLOW_SCALE].cast(pl.Float64).fill_null(float("nan")).to_numpy()
+    change = -series[_FLOW].to_numpy()
+    price = series[_P].cast(pl.Float64).fill_null(float("nan")).to_numpy()
+    price_sd = series[_PRICE_SD].cast(pl.Float64).fill_null(float("nan")).to_numpy()
+    inventory = series[MM_INVENTORY].cast(pl.Float64).fill_null(0.0).to_numpy()
+    lam = series[ABSORPTION_LAMBDA].cast(pl.Float64).fill_null(float("nan")).to_numpy()
+    warm = np.isfinite(sigma) & (sigma > 0)
+    path = phase_model.normalised_path(change, sigma)
+    found = phase_model.detect(
+        path,
+        price,
+        price_sd,
+        warm,
+        memory=p.baseline,
+        recent_bars=p.recent_bars,
+        window=p.window,
+        thresholds=thresholds,
+        fitted=fitted,
+    )
+    index = {name: i for i, name in enumerate(phase_model.FEATURES)}
+    side = found.side.astype(np.float64)
+    peak = found.peak_index
+    unloaded = side * (inventory[peak] - inventory) if inventory.size else inventory
+    moved = price - price[peak] if price.size else price
+    lam_peak = lam[peak] if lam.size else lam
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(
+            (lam_peak > 0) & (unloaded > 0), moved / (lam_peak * side * unloaded), np.nan
+        )
+    nan = ~warm
+    return series.with_columns(
+        pl.Series(_SIDE, np.where(nan, np.sign(inventory), side)),
+        pl.Series(_PEAK_IDX, peak, dtype=pl.Int64),
+        pl.Series(_CODE, found.phase, dtype=pl.Int8),
+        pl.Series(
+            INVENTORY_PEAK, np.where(nan, np.nan, inventory[peak] if peak.size else peak)
+        ).fill_nan(None),
+        pl.Series(UNLOADED, np.where(nan, np.nan, unloaded)).fill_nan(None),
+        pl.Series(BUILDUP_Z, np.where(nan, np.nan, found.features[:, index["rise_z"]])).fill_nan(
+            None
+        ),
+        pl.Series(UNLOAD_Z, np.where(nan, np.nan, found.features[:, index["draw_z"]])).fill_nan(
+            None
+        ),
+        pl.Series(RECENT_Z, np.where(nan, np.nan, found.features[:, index["recent_z"]])).fill_nan(
+            None
+        ),
+        pl.Series(UNLOAD_ABSORPTION, np.where(nan, np.nan, ratio)).fill_nan(None),
+        pl.Series(DISTRIBUTION_SCORE, np.where(nan, np.nan, found.probability)).fill_nan(None),
+    )
+
+
 def phase_bars(
     bars: pl.LazyFrame,
     trades: pl.LazyFrame | None = None,
@@ -433,15 +533,17 @@ def phase_bars(
 ) -> pl.LazyFrame:
     """Label every bar ``accumulation``, ``distribution`` or ``neutral`` (metrics.md §12.3-12.4).
 
-    The rule, its statistics and the measurements behind it are in the module docstring
-    (:mod:`mmflow.metrics.phases`). In brief, bar k is in **distribution** when the market
-    maker's inventory |I| has fallen significantly from an extreme peak (U ≥ c·σ₁·√j, peak ≥
-    z₁·σ₁·√n), is still falling over the last w bars, and the unloading flow was absorbed: the
-    price moved with it less than a·λ̂ times the flow, λ̂ being Kyle's λ (Kyle 1985,
-    *Econometrica* 53(6):1315-1335) estimated as the trailing OLS slope of bar price changes on
-    net flow (metrics.md §12.3), plus a noise allowance. Inventory theory: Ho & Stoll (1981,
-    *J. Financial Economics* 9(1):47-73); reversal after inventory shocks: Hendershott &
-    Menkveld (2014, *J. Financial Economics* 114(3):405-423).
+    The rule is in the module docstring and :mod:`mmflow.metrics.phase_model`; the
+    measurements in ``docs/phases.md``. In brief, for each side the market maker's normalised
+    inventory path is compared with its rolling baseline (the trough before the peak within the
+    last M bars): a significant rise to a peak, a significant drawdown since it that is still
+    going on, and price not following the unloading flow (absorption, since the peak and over
+    the last W bars) give a calibrated probability ``distribution_score``; evidence accumulates
+    over bars and a state machine enters, pauses and ends distributions. Kyle's λ (Kyle 1985,
+    *Econometrica* 53(6):1315-1335) is the trailing OLS slope of bar price changes on net flow
+    (metrics.md §12.3). Inventory theory: Ho & Stoll (1981, *J. Financial Economics*
+    9(1):47-73); reversal after inventory shocks: Hendershott & Menkveld (2014, *J. Financial
+    Economics* 114(3):405-423).
 
     §12.3 components over the last W bars: ``absorption_ratio`` AR = ΔP_W / (λ̂·F_W) (null when
     λ̂ ≤ 0 or F_W = 0), ``price_levels`` (distinct traded prices) and ``level_dispersion``
@@ -479,8 +581,13 @@ def phase_bars(
         ``buildup_z``, ``unload_z``, ``recent_z``, ``absorption_lambda`` (λ̂ over L bars),
         ``absorption_ratio``, ``unload_absorption`` (Float64), ``price_levels`` (UInt32),
         ``level_dispersion`` (Float64), ``phase`` (String; null until σ₁ exists),
-        ``inventory_side`` (``long``/``short``, null when I = 0), ``distribution_score``
-        (Float64 in [0, 1)). Columns of these names already in ``bars`` are replaced.
+        ``inventory_side`` (the side of the more probable distribution, or of the state's
+        episode; before σ₁ exists the sign of I, null when I = 0), ``distribution_score``
+        (Float64: the calibrated probability that the bar is a distribution bar of that side, on
+        every bar once σ₁ exists; null before). ``inventory_peak`` is I at the peak,
+        ``unloaded`` = s·(I_peak − I_k), ``buildup_z`` / ``unload_z`` / ``recent_z`` the rise,
+        drawdown and recent-unload statistics of :mod:`mmflow.metrics.phase_model`. Columns of
+        these names already in ``bars`` are replaced.
 
     Raises
     ------
@@ -491,7 +598,8 @@ def phase_bars(
     --------
     A quiet book, then a market maker takes 40 lots a bar from sellers while the mid falls with
     the selling (accumulation), then unloads 45 lots a bar to buyers while the mid keeps
-    slipping against the buying (absorbed: distribution).
+    slipping against the buying (absorbed: distribution, entered once the evidence of the
+    first unload bars has added up to ``evidence``).
 
     >>> import polars as pl
     >>> flow = [-3.0, 2, -1, 3, -2, 1] * 4 + [-40.0] * 8 + [45.0] * 5
@@ -512,13 +620,13 @@ def phase_bars(
     │ ---          ┆ ---      ┆ ---          ┆ ---            ┆ ---                │
     │ f64          ┆ f64      ┆ str          ┆ str            ┆ f64                │
     ╞══════════════╪══════════╪══════════════╪════════════════╪════════════════════╡
-    │ 280.0        ┆ null     ┆ accumulation ┆ long           ┆ 0.0                │
-    │ 320.0        ┆ null     ┆ accumulation ┆ long           ┆ 0.0                │
-    │ 275.0        ┆ 12.14    ┆ distribution ┆ long           ┆ 0.931              │
-    │ 230.0        ┆ 17.17    ┆ distribution ┆ long           ┆ 0.965              │
-    │ 185.0        ┆ 21.03    ┆ distribution ┆ long           ┆ 0.979              │
-    │ 140.0        ┆ 24.28    ┆ distribution ┆ long           ┆ 0.987              │
-    │ 95.0         ┆ 27.15    ┆ distribution ┆ long           ┆ 0.992              │
+    │ 280.0        ┆ 0.0      ┆ accumulation ┆ long           ┆ 0.0                │
+    │ 320.0        ┆ 0.0      ┆ accumulation ┆ long           ┆ 0.0                │
+    │ 275.0        ┆ 4.0      ┆ neutral      ┆ long           ┆ 0.914              │
+    │ 230.0        ┆ 5.66     ┆ neutral      ┆ long           ┆ 1.0                │
+    │ 185.0        ┆ 6.93     ┆ distribution ┆ long           ┆ 1.0                │
+    │ 140.0        ┆ 8.0      ┆ distribution ┆ long           ┆ 0.999              │
+    │ 95.0         ┆ 8.94     ┆ distribution ┆ long           ┆ 0.998              │
     └──────────────┴──────────┴──────────────┴────────────────┴────────────────────┘
     """
     p = parameters
@@ -550,128 +658,69 @@ def phase_bars(
     if KYLE_LAMBDA in names:
         lf = lf.rename({_SAVED_LAMBDA: KYLE_LAMBDA})
 
-    least = max(2, math.ceil(p.lookback / 4))
-    change = -flow
-    upper = change.rolling_quantile(
-        0.75, interpolation="linear", window_size=p.lookback, min_samples=least
+    lf = _prepared(lf, names, keys, p)
+    schema = lf.collect_schema()
+    out_schema = dict(schema)
+    out_schema.update(
+        {
+            _SIDE: pl.Float64(),
+            _PEAK_IDX: pl.Int64(),
+            _CODE: pl.Int8(),
+            INVENTORY_PEAK: pl.Float64(),
+            UNLOADED: pl.Float64(),
+            BUILDUP_Z: pl.Float64(),
+            UNLOAD_Z: pl.Float64(),
+            RECENT_Z: pl.Float64(),
+            UNLOAD_ABSORPTION: pl.Float64(),
+            DISTRIBUTION_SCORE: pl.Float64(),
+        }
     )
-    lower = change.rolling_quantile(
-        0.25, interpolation="linear", window_size=p.lookback, min_samples=least
-    )
-    deviation = change.rolling_std(window_size=p.lookback, min_samples=least)
-    iqr = (upper - lower).over(keys)
-    sd = deviation.over(keys)
-    scale = pl.when(iqr > 0).then(iqr / IQR_TO_SIGMA).when(sd > 0).then(sd)
-    inventory = pl.col(MM_INVENTORY).cast(pl.Float64)
-    price = _price(names, keys)
-    lf = lf.with_columns(
-        pl.int_range(pl.len(), dtype=pl.Int64).over(keys).alias(_IDX),
-        scale.alias(FLOW_SCALE),
-        price.alias(_P),
-        inventory.sign().alias(_SIDE),
-    ).with_columns(
-        (pl.col(_SIDE) != pl.col(_SIDE).shift(1))
-        .fill_null(value=True)
-        .cum_sum()
-        .over(keys)
-        .alias(_RUN),
-        (pl.col(_SIDE) * inventory).alias(_ABS),
-        pl.col(_P)
-        .diff()
-        .rolling_std(window_size=p.lookback, min_samples=least)
-        .over(keys)
-        .alias(_PRICE_SD),
-    )
-    run = [*keys, _RUN]
-    lf = lf.with_columns(pl.col(_ABS).cum_max().over(run).alias(INVENTORY_PEAK))
-    at_peak = pl.col(_ABS) == pl.col(INVENTORY_PEAK)
-    known_lambda = pl.col(ABSORPTION_LAMBDA).forward_fill().over(keys)
-    lf = lf.with_columns(
-        pl.when(at_peak).then(pl.col(_IDX)).forward_fill().over(run).alias(_PEAK_IDX),
-        pl.when(at_peak).then(pl.col(_P)).forward_fill().over(run).alias(_PEAK_PRICE),
-        pl.when(at_peak).then(known_lambda).forward_fill().over(run).alias(_PEAK_LAMBDA),
-        pl.col(_IDX).min().over(run).alias(_START),
+    fitted = phase_model.model()
+    thresholds = phase_model.Thresholds(
+        enter=p.enter,
+        evidence=fitted.evidence if p.evidence is None else p.evidence,
+        stay=p.stay,
+        extreme=p.extreme,
+        unload=p.unload,
+        recent=p.recent,
+        follow=p.absorption,
+        absorbed=p.absorption_noise,
+        accumulation=p.accumulation,
+        gap=p.gap,
     )
 
-    side, level, sigma = pl.col(_SIDE), pl.col(_ABS), pl.col(FLOW_SCALE)
-    peak, idx, w = pl.col(INVENTORY_PEAK), pl.col(_IDX), p.recent_bars
-    since = (idx - pl.col(_PEAK_IDX)).cast(pl.Float64)
-    unloaded = peak - level
-    built = (pl.col(_PEAK_IDX) - pl.col(_START) + 1).cast(pl.Float64)
-    buildup_z = peak / (sigma * built.sqrt())
-    unload_z = pl.when(since > 0).then(unloaded / (sigma * since.sqrt()))
-    earlier = side * inventory.shift(w).over(keys)
-    reference = pl.when(since <= w).then(peak).otherwise(earlier)
-    recent_z = pl.when(since > 0).then(
-        (reference - level) / (sigma * since.clip(upper_bound=w).sqrt())
-    )
-    lam = pl.col(_PEAK_LAMBDA)
-    moved = pl.col(_P) - pl.col(_PEAK_PRICE)
-    unload_absorption = pl.when((lam > 0) & (unloaded > 0)).then(moved / (lam * side * unloaded))
-    noise = pl.col(_PRICE_SD) * since.sqrt()
-    margin = pl.when((lam > 0) & (noise > 0)).then(
-        (p.absorption * lam * unloaded + p.absorption_noise * noise - side * moved) / noise
-    )
-    past = pl.col(_P).shift(p.window).over(keys)
-    flow_w = flow.rolling_sum(window_size=p.window, min_samples=p.window).over(keys)
-    current = pl.col(ABSORPTION_LAMBDA)
-    absorption_ratio = pl.when((current > 0) & (flow_w != 0)).then(
-        (pl.col(_P) - past) / (current * flow_w)
-    )
-    lf = lf.with_columns(
-        unloaded.alias(UNLOADED),
-        buildup_z.alias(BUILDUP_Z),
-        unload_z.alias(UNLOAD_Z),
-        recent_z.alias(RECENT_Z),
-        absorption_ratio.alias(ABSORPTION_RATIO),
-        unload_absorption.alias(UNLOAD_ABSORPTION),
-        margin.alias("_ph_margin"),
-    )
+    def label(series: pl.DataFrame) -> pl.DataFrame:
+        return _label_series(series, p, thresholds, fitted)
 
-    distributing = (
-        (side != 0)
-        & (pl.col(UNLOADED) > 0)
-        & (pl.col(BUILDUP_Z) >= p.extreme)
-        & (pl.col(UNLOAD_Z) >= p.unload)
-        & (pl.col(RECENT_Z) >= p.recent)
-        & (pl.col("_ph_margin") > 0)
-    ).fill_null(value=False)
-    grown = level - earlier
-    so_far = (idx - pl.col(_START) + 1).cast(pl.Float64)
-    accumulating = (
-        (side != 0)
-        & (grown >= p.accumulation * sigma * math.sqrt(w))
-        & (level / (sigma * so_far.sqrt()) >= p.extreme)
-    ).fill_null(value=False)
-    strength = (
-        _logistic(pl.col(BUILDUP_Z) - p.extreme)
-        * _logistic(pl.col(UNLOAD_Z) - p.unload)
-        * _logistic(pl.col(RECENT_Z) - p.recent)
-        * _logistic(pl.col("_ph_margin"))
+    lf = (
+        lf.with_row_index(_ROW)
+        .group_by(keys)
+        .map_groups(label, schema=pl.Schema({_ROW: pl.UInt32(), **out_schema}))
+        .sort(_ROW)
+        .drop(_ROW)
     )
-    warm = sigma.is_not_null()
+    code = pl.col(_CODE)
+    side = pl.col(_SIDE)
     lf = lf.with_columns(
-        pl.when(~warm)
+        pl.when(code < 0)
         .then(pl.lit(None, pl.String))
-        .when(distributing)
+        .when(code == 2)
         .then(pl.lit(DISTRIBUTION))
-        .when(accumulating)
+        .when(code == 1)
         .then(pl.lit(ACCUMULATION))
         .otherwise(pl.lit(NEUTRAL))
         .alias(PHASE),
-        pl.when(~warm)
-        .then(None)
-        .when(distributing)
-        .then(strength)
-        .otherwise(0.0)
-        .alias(DISTRIBUTION_SCORE),
         pl.when(side > 0)
         .then(pl.lit(LONG))
         .when(side < 0)
         .then(pl.lit(SHORT))
         .otherwise(pl.lit(None, pl.String))
         .alias(INVENTORY_SIDE),
+        pl.when(code >= 0).then(pl.col(DISTRIBUTION_SCORE)).alias(DISTRIBUTION_SCORE),
+        (side * pl.col(MM_INVENTORY).cast(pl.Float64)).alias(_ABS),
+        side.alias(_RUN),
     )
+    w = p.recent_bars
     if offline:
         lf = _offline(lf, keys, w)
     lf = _with_levels(lf, trades, keys, p.window)
