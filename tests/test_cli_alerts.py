@@ -44,7 +44,7 @@ def test_analyze_alerts_fire_and_do_not_fire_on_the_latest_bar(tmp_path: Path) -
     code, _, stderr = run("analyze", *MARKET, "--end", AT_TWO, "-o", tmp_path / "b.csv", *flags)
     assert code == 3, stderr
     assert alert_lines(stderr) == [
-        "ALERT SIMA phase=distribution since 2024-01-02 01:45 UTC (15 bars to 01:59)",
+        "ALERT SIMA phase=distribution since 2024-01-02 01:43 UTC (17 bars to 01:59)",
         "ALERT SIMA ofi_normalized<-4 since 2024-01-02 01:59 UTC (ofi_normalized=-4.482)",
     ]
 
@@ -72,14 +72,14 @@ def test_no_alert_fires_exit_0(tmp_path: Path) -> None:
 def test_alert_window_looks_back_and_since_starts_the_run(tmp_path: Path) -> None:
     later = ["analyze", *MARKET, "--end", "2024-01-02T02:30:00Z", "-o", str(tmp_path / "b.csv")]
     code, _, stderr = run(*later, "--alert", "phase=distribution")
-    assert (code, alert_lines(stderr)) == (0, [])  # the episode ended at 02:09
+    assert (code, alert_lines(stderr)) == (0, [])  # the episode ended at 02:15
     code, _, stderr = run(*later, "--alert", "phase=distribution", "--alert-window", "30m")
     assert code == 3
     assert alert_lines(stderr) == [
-        "ALERT SIMA phase=distribution since 2024-01-02 01:45 UTC (25 bars to 02:09)"
+        "ALERT SIMA phase=distribution since 2024-01-02 01:43 UTC (33 bars to 02:15)"
     ]
-    code, _, _ = run(*later, "--alert", "phase=distribution", "--alert-window", "15m")
-    assert code == 0  # 02:14 onwards: no distribution bar
+    code, _, _ = run(*later, "--alert", "phase=distribution", "--alert-window", "13m")
+    assert code == 0  # 02:16 onwards: no distribution bar
 
 
 def test_inventory_alert_on_its_bar_table() -> None:
@@ -111,23 +111,23 @@ def test_phases_alert_with_episodes_output(tmp_path: Path) -> None:
         "--alert",
         "distribution_score>0.5",
         "--alert",
-        "distribution_score>0.9",
+        "distribution_score>0.98",  # 0.9751 on the latest bar: does not fire
         "--alert-to",
         tmp_path / "alerts.ndjson",
     )
     assert code == 3
     assert alert_lines(stderr) == [
-        "ALERT SIMA distribution_score>0.5 since 2024-01-02 01:50 UTC "
-        "(10 bars to 01:59; distribution_score=0.6977)"
+        "ALERT SIMA distribution_score>0.5 since 2024-01-02 01:38 UTC "
+        "(22 bars to 01:59; distribution_score=0.9751)"
     ]
     assert pl.read_csv(stdout.encode())["phase"].to_list() == ["accumulation", "distribution"]
     [record] = [json.loads(line) for line in (tmp_path / "alerts.ndjson").read_text().splitlines()]
     assert record["instrument"] == "SIMA"
     assert record["condition"] == "distribution_score>0.5"
-    assert record["since"] == "2024-01-02T01:50:00.000000000Z"
+    assert record["since"] == "2024-01-02T01:38:00.000000000Z"
     assert record["ts"] == "2024-01-02T01:59:00.000000000Z"
-    assert record["bars"] == 10
-    assert record["distribution_score"] == pytest.approx(0.6976543, abs=1e-6)
+    assert record["bars"] == 22
+    assert record["distribution_score"] == pytest.approx(0.9750802, abs=1e-6)
 
 
 def test_exit_3_comes_after_every_output_is_complete(tmp_path: Path) -> None:
@@ -145,7 +145,7 @@ def test_exit_3_comes_after_every_output_is_complete(tmp_path: Path) -> None:
     assert pl.read_parquet(output).equals(pl.read_parquet(reference))
     lines = proc.stderr.splitlines()
     assert lines[-2].startswith("wrote 120 rows to")  # the table first, then the alert
-    assert lines[-1].startswith("ALERT SIMA phase=distribution since 2024-01-02 01:45 UTC")
+    assert lines[-1].startswith("ALERT SIMA phase=distribution since 2024-01-02 01:43 UTC")
     assert json.loads(alerts.read_text())["condition"] == "phase=distribution"
     assert not list(tmp_path.glob(".*.tmp"))
     # stdout too: the whole CSV is written before the exit status says "alert"
@@ -231,13 +231,19 @@ def test_top_level_help_lists_the_exit_codes_and_quiet() -> None:
 def test_quiet_silences_notes_not_alerts(where: str, tmp_path: Path) -> None:
     args = ["analyze", *MARKET, "--end", AT_TWO, "-o", str(tmp_path / "b.parquet")]
     code, _, stderr = run(*args)
-    assert (code, stderr) == (0, f"wrote 120 rows to {tmp_path / 'b.parquet'}\n")
+    # issue 9: trades whose cost horizon passes the last quote get null costs, with a warning
+    assert (code, stderr) == (
+        0,
+        "Warning: SIMA: 355 of 8,353 trades have their cost horizon after the last quote "
+        "(realized spread and price impact null)\n"
+        f"wrote 120 rows to {tmp_path / 'b.parquet'}\n",
+    )
     quiet = [*args, "-q"] if where == "command" else ["-q", *args]
     code, _, stderr = run(*quiet)
     assert (code, stderr) == (0, "")
     code, _, stderr = run(*quiet, "--alert", "phase=distribution")
     assert code == 3
-    assert stderr == "ALERT SIMA phase=distribution since 2024-01-02 01:45 UTC (15 bars to 01:59)\n"
+    assert stderr == "ALERT SIMA phase=distribution since 2024-01-02 01:43 UTC (17 bars to 01:59)\n"
 
 
 def test_quiet_silences_warnings_but_not_errors(tmp_path: Path) -> None:
