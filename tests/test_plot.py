@@ -456,11 +456,12 @@ def test_a_folder_gets_one_png_per_instrument(tmp_path: Path) -> None:
     folder = tmp_path / "charts"
     code, _, stderr = run("plot", SIMULATED / "trades.parquet", BINANCE, "-o", f"{folder}/")
     assert code == 0, stderr
+    # issue 9: bars carry the venue, so a file is named <venue>_<symbol>.png (<symbol>.png
+    # without a venue) and instruments without a venue come last, as the bar tables sort them
     names = sorted(p.name for p in folder.iterdir())
-    assert len(names) == 2
-    assert names[0].endswith("BTCUSD_PERP.png")  # binance-cm_BTCUSD_PERP.png once bars carry venues
-    assert names[1] == "SIMA.png"  # the simulator writes no venue
-    assert f"wrote {folder / 'SIMA.png'}" in stderr
+    assert names == ["SIMA.png", "binance-cm_BTCUSD_PERP.png"]  # the simulator writes no venue
+    binance = stderr.index(f"wrote {folder / 'binance-cm_BTCUSD_PERP.png'}")
+    assert binance < stderr.index(f"wrote {folder / 'SIMA.png'}")
     assert "Note: SIMA: " in stderr  # trades only: no OFI, no spread
 
 
@@ -497,7 +498,11 @@ def test_profile_plot_writes_the_chart_and_still_prints_the_table(tmp_path: Path
         "profile", SIMULATED, "--end", "2024-01-02T01:00:00Z", "--plot", out, "--to", "csv"
     )
     assert code == 0, stderr
-    assert stdout.startswith("symbol,price_level,volume")
+    table = pl.read_csv(stdout.encode())
+    # issue 9: every per-instrument table starts with the venue (null for the simulator)
+    assert table.columns[:4] == ["venue", "symbol", "price_level", "volume"]
+    assert table["venue"].null_count() == table.height
+    assert table["symbol"].unique().to_list() == ["SIMA"]
     assert f"wrote {out}" in stderr
     image = imread(out)
     assert image.shape[1] == round(11 * DPI)
