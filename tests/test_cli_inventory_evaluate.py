@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 import mmflow.io
 from mmflow.cli import cli
+from mmflow.metrics.event_study import WITHDRAWAL_STUDY_COLUMNS
 from mmflow.pipeline import BarOptions, gather, market_bars
 from mmflow.schema import QUOTES, TRADES
 from tests.test_metrics_event_study import assert_matches, reference_study
@@ -37,7 +38,9 @@ def library_bars() -> pl.DataFrame:
     trades, quotes = gather(inputs, TRADES), gather(inputs, QUOTES)
     assert trades is not None
     market = market_bars(trades, quotes, options=BarOptions(every="1s", lookback=20))
-    return market.bars.select("symbol", "ts", "mid_close", "close", "liquidity_state").collect()
+    return market.bars.select(
+        "venue", "symbol", "ts", "mid_close", "close", "liquidity_state"
+    ).collect()
 
 
 def test_evaluate_matches_the_reference_loop_on_binance() -> None:
@@ -85,7 +88,8 @@ def test_evaluate_without_quotes_is_empty_with_a_note() -> None:
     code, out, err = run("inventory", TRADES_FILE, *OPTIONS, "--evaluate", "--to", "csv")
     assert code == 0
     assert "needs quotes" in err
-    assert out.splitlines()[0].startswith("symbol,horizon_bars,episodes,events")
+    # issue 9: the instrument keys (venue, symbol) come first, then the study's columns
+    assert out.splitlines()[0].split(",") == ["venue", "symbol", *WITHDRAWAL_STUDY_COLUMNS]
     assert len(out.splitlines()) == 1
 
 

@@ -1,8 +1,9 @@
 """The shared event-study pieces and the liquidity-withdrawal volatility study.
 
 Realised volatility and Welch's t are recomputed by plain Python loops over the bars; the
-placebo draw by the documented rule (candidates ordered by the seeded hash of (symbol, ts), then
-by symbol and ts, the first ones per symbol kept).
+placebo draw by the documented rule (candidates ordered by the seeded hash of (venue, symbol, ts),
+or of (symbol, ts) for a row without a venue, then by those columns, the first ones per
+instrument kept).
 """
 
 from __future__ import annotations
@@ -40,7 +41,10 @@ def second(k: int) -> datetime:
 
 
 def frame(rows: Sequence[dict[str, Any]]) -> pl.DataFrame:
+    """Bars of ``rows``; a ``venue`` column only when the rows name one."""
+    venue: dict[str, Any] = {"venue": pl.String} if any("venue" in row for row in rows) else {}
     schema: dict[str, Any] = {
+        **venue,
         "symbol": pl.String,
         "ts": NS_UTC,
         "mid_close": pl.Float64,
@@ -85,14 +89,29 @@ def realised_volatility(returns: list[float | None], k: int, h: int) -> float | 
 def reference_study(
     bars: pl.DataFrame, horizons: Sequence[int], seed: int, ratio: int = 1
 ) -> list[dict[str, Any]]:
-    """The study by loops: per symbol, RV at episode starts vs the first providing bars by hash."""
-    hashes = bars.select(pl.struct("symbol", "ts").hash(seed=seed))["symbol"].to_list()
+    """The study by loops: per instrument, RV at episode starts vs the first providing bars by hash.
+
+    The instrument is (venue, symbol) when the bars have a venue column (issue 9), else symbol.
+    """
+    with_venue = "venue" in bars.columns
+    plain = bars.select(pl.struct("symbol", "ts").hash(seed=seed))["symbol"].to_list()
+    keyed = (
+        bars.select(pl.struct("venue", "symbol", "ts").hash(seed=seed))["venue"].to_list()
+        if with_venue
+        else plain
+    )
+    venues = bars["venue"].to_list() if with_venue else [None] * bars.height
+    hashes = [k if v is not None else p for k, p, v in zip(keyed, plain, venues, strict=True)]
+    instruments = sorted(
+        set(zip(venues, bars["symbol"].to_list(), strict=True)),
+        key=lambda pair: (pair[0] is not None, pair[0] or "", pair[1]),  # no venue first
+    )
     out = []
-    for symbol in sorted(set(bars["symbol"])):
+    for venue, symbol in instruments:
         rows = [
             (row, hashes[i])
             for i, row in enumerate(bars.iter_rows(named=True))
-            if row["symbol"] == symbol
+            if row["symbol"] == symbol and venues[i] == venue
         ]
         rows.sort(key=lambda pair: pair[0]["ts"])
         has_mid = any(row["mid_close"] is not None for row, _ in rows)
@@ -131,6 +150,7 @@ def reference_study(
             both = event_mean is not None and placebo_mean is not None
             out.append(
                 {
+                    **({"venue": venue} if with_venue else {}),
                     "symbol": symbol,
                     "horizon_bars": h,
                     "episodes": len(starts),
@@ -210,7 +230,10 @@ def test_welch_t_statistic_by_hand() -> None:
 @st.composite
 def markets(draw: st.DrawFn) -> pl.DataFrame:
     rows: list[dict[str, Any]] = []
-    for symbol in ("A", "B"):
+    # with venues (issue 9): one symbol on two venues, and an instrument without a venue
+    venued = draw(st.booleans())
+    instruments = [("x", "A"), (None, "A"), ("y", "B")] if venued else [(None, "A"), (None, "B")]
+    for venue, symbol in instruments:
         n = draw(st.integers(min_value=2, max_value=40))
         quoted = draw(st.booleans())
         price = 100.0
@@ -221,6 +244,7 @@ def markets(draw: st.DrawFn) -> pl.DataFrame:
             state = draw(st.sampled_from([P, P, P, W, None]))
             rows.append(
                 {
+                    "venue": venue,
                     "symbol": symbol,
                     "ts": second(k),
                     "mid_close": value if quoted else None,
@@ -228,7 +252,8 @@ def markets(draw: st.DrawFn) -> pl.DataFrame:
                     "liquidity_state": state,
                 }
             )
-    return frame(rows).sort("ts", "symbol")  # symbols interleaved, time order within each
+    market = frame(rows) if venued else frame(rows).drop("venue")
+    return market.sort("ts", "symbol")  # instruments interleaved, time order within each
 
 
 @settings(max_examples=60, deadline=None)

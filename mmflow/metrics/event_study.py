@@ -9,8 +9,10 @@ and finance", *J. Economic Literature* 35(1):13-39). Two studies use the shared 
   (spread up, depth down; :func:`mmflow.metrics.inventory.withdrawal_episodes`).
 
 The placebo draw is reproducible: candidate rows are ranked by a 64-bit hash of their
-identifying columns (instrument and ``ts``) seeded with the placebo seed, ties broken by those
-columns, and the first rows in that order are taken. The same seed and data give the same draw
+identifying columns (instrument and ``ts``; :func:`placebo_hash`: ``venue, symbol, ts``, or
+``symbol, ts`` for a row without a venue, so such rows draw as they did before instruments had
+venues) seeded with the placebo seed, ties broken by those columns, and the first rows in that
+order are taken. The same seed and data give the same draw
 whatever the row order or engine (within one polars version: polars does not promise stable
 hashes across versions).
 
@@ -33,7 +35,7 @@ import polars as pl
 from mmflow.errors import ParameterError, SchemaError
 from mmflow.metrics.flow import SESSION, bar_keys
 from mmflow.metrics.inventory import CLOSE, LIQUIDITY_STATE, MID_CLOSE, PROVIDING
-from mmflow.schema import TS
+from mmflow.schema import TS, VENUE
 
 MAX_HORIZONS: Final = 16
 """Most horizons one study computes (each adds a column per bar)."""
@@ -95,6 +97,42 @@ def check_seed(seed: int) -> None:
         raise ParameterError(msg)
 
 
+def placebo_hash(columns: Sequence[str], seed: int) -> pl.Expr:
+    """Return the seeded 64-bit hash that orders placebo candidates (both event studies).
+
+    ``hash(struct(columns), seed)``; when ``columns`` include ``venue``, a row whose venue is
+    null hashes the other columns only, so data without venues (the simulator, venue-less
+    files) draws the same placebo as before instruments were keyed by (venue, symbol).
+
+    Parameters
+    ----------
+    columns
+        Identifying columns of a row (instrument keys and ``ts``).
+    seed
+        Hash seed (≥ 0).
+
+    Returns
+    -------
+    pl.Expr
+        The UInt64 hash per row.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> frame = pl.DataFrame({"venue": [None, "x"], "symbol": ["A", "A"], "ts": [0, 0]})
+    >>> hashed = frame.select(placebo_hash(["venue", "symbol", "ts"], 1).alias("h"))["h"]
+    >>> hashed[0] == frame.select(pl.struct("symbol", "ts").hash(seed=1))["symbol"][0]
+    True
+    >>> hashed[1] == hashed[0]
+    False
+    """
+    hashed = pl.struct(*columns).hash(seed=seed)
+    if VENUE not in columns:
+        return hashed
+    without = pl.struct(*(c for c in columns if c != VENUE)).hash(seed=seed)
+    return pl.when(pl.col(VENUE).is_null()).then(without).otherwise(hashed)
+
+
 def seeded_draw(
     frame: pl.LazyFrame,
     *,
@@ -105,7 +143,7 @@ def seeded_draw(
 ) -> pl.LazyFrame:
     """Draw rows of ``frame`` without replacement in a seeded, order-independent way.
 
-    Rows are sorted by ``hash(struct(columns), seed)`` and then by ``columns``; the first
+    Rows are sorted by :func:`placebo_hash` of ``columns`` and then by ``columns``; the first
     ``draws`` rows are kept, over the whole frame or, with ``by``, within each group (``draws``
     may then be an expression evaluated per row, e.g. the group's event count). ``columns`` must
     identify a row (instrument keys and ``ts``) for the draw not to depend on row order.
@@ -137,8 +175,8 @@ def seeded_draw(
     2
     """
     check_seed(seed)
-    ordered = frame.with_columns(pl.struct(*columns).hash(seed=seed).alias(_HASH)).sort(
-        _HASH, *columns
+    ordered = frame.with_columns(placebo_hash(columns, seed).alias(_HASH)).sort(
+        _HASH, *columns, nulls_last=True
     )
     if not by and isinstance(draws, int):
         return ordered.head(draws).drop(_HASH)
@@ -375,6 +413,7 @@ def withdrawal_volatility_study(
         measured.select(*instrument, TS, *(f"_es_rv{h}" for h in steps)),
         on=[*instrument, TS],
         how="left",
+        nulls_equal=True,  # an instrument without a venue (null) is still one instrument
     )
     providing = measured.filter(pl.col(LIQUIDITY_STATE) == PROVIDING)
     rows = []
@@ -390,7 +429,9 @@ def withdrawal_volatility_study(
             *instrument, TS, value.alias(_VALUE)
         )
         drawn = seeded_draw(
-            candidates.join(found.select(*instrument, "events"), on=instrument, how="inner"),
+            candidates.join(
+                found.select(*instrument, "events"), on=instrument, how="inner", nulls_equal=True
+            ),
             columns=[*instrument, TS],
             seed=placebo_seed,
             draws=pl.col("events").cast(pl.Int64) * placebo_ratio,
@@ -402,7 +443,7 @@ def withdrawal_volatility_study(
             pl.col(_VALUE).var().alias("_placebo_var"),
         )
         rows.append(
-            found.join(placebo, on=instrument, how="left").with_columns(
+            found.join(placebo, on=instrument, how="left", nulls_equal=True).with_columns(
                 pl.lit(h, pl.Int64).alias("horizon_bars")
             )
         )
@@ -437,6 +478,7 @@ __all__ = [
     "WITHDRAWAL_STUDY_COLUMNS",
     "check_horizons",
     "check_seed",
+    "placebo_hash",
     "seeded_draw",
     "summary_statistics",
     "welch_t_statistic",

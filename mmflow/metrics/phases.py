@@ -51,6 +51,7 @@ from mmflow.metrics import phase_model
 from mmflow.metrics.event_study import (
     check_horizons,
     check_seed,
+    placebo_hash,
     summary_statistics,
     welch_t_statistic,
 )
@@ -1131,10 +1132,7 @@ def event_study(
         allow_exact_matches=False,
         check_sortedness=False,
     ).select(*((-pl.col("_ph_episode_side") * pl.col(r)).alias(r) for r in returns))
-    hashed = pl.struct(SYMBOL, TS).hash(seed=placebo_seed)
-    if VENUE in ids:  # rows without a venue draw as they did before venues existed
-        venue_hashed = pl.struct(*ids, TS).hash(seed=placebo_seed)
-        hashed = pl.when(pl.col(VENUE).is_null()).then(hashed).otherwise(venue_hashed)
+    hashed = placebo_hash([*ids, TS], placebo_seed)  # no venue: drawn as before venues existed
     placebo = (
         bars.filter(pl.col(_SIDE).is_not_null())
         .with_columns(hashed.alias("_ph_hash"))
