@@ -202,14 +202,17 @@ def _parse_checks(
 ) -> pl.LazyFrame:
     """Count repeated header lines and unparseable rows; give the first bad line and its text."""
     row = pl.int_range(pl.len(), dtype=pl.Int64)
-    text = pl.concat_str([pl.col(n).fill_null("") for n in names], separator=separator)
+    # the first bad row's cells, taken before joining them (joining every row is costly)
+    text = pl.concat_str(
+        [pl.col(n).filter(bad).first().fill_null("") for n in names], separator=separator
+    )
     line = row + 1 + header_lines
     counts = converted.select(
         repeat.sum().cast(pl.Int64).alias("repeated"),
         line.filter(repeat).first().alias("repeated_line"),
         bad.sum().cast(pl.Int64).alias("bad"),
         line.filter(bad).first().alias("bad_line"),
-        text.filter(bad).first().str.slice(0, 80).alias("bad_text"),
+        text.str.slice(0, 80).alias("bad_text"),
     )
     return pl.concat(
         [
