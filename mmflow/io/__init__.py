@@ -207,15 +207,10 @@ def read_inputs(
     sources: Sequence[Source],
     fmt: str = "auto",
     options: ReadOptions | None = None,
-    *,
-    strict: bool = False,
 ) -> Inputs:
     """Read every source; skip folder entries that hold no data (empty, no known layout).
 
-    Raises
-    ------
-    ReaderError
-        With ``strict``, when any entry was skipped or could not be read.
+    Files named explicitly are never skipped: their errors are raised.
     """
     inputs = Inputs()
     for source in sources:
