@@ -19,6 +19,7 @@ that builds a :class:`RowAccount`: rows read = rows used + rows dropped, by reas
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -117,9 +118,17 @@ def _trade_rules(
 ) -> list[tuple[str, pl.Expr]]:
     """Each drop reason with the condition that marks a row (the first true reason counts)."""
     start, end = limits.bounds()
+    return list(_rules(tuple(names), start, end, limits.describe(), negative=negative))
+
+
+@functools.lru_cache(maxsize=64)
+def _rules(
+    names: tuple[str, ...], start: datetime, end: datetime, described: str, *, negative: bool
+) -> tuple[tuple[str, pl.Expr], ...]:
+    """Build the rules once per schema and range (folder runs read thousands of alike files)."""
     low = pl.lit(start, dtype=pl.Datetime("ns", "UTC"))
     high = pl.lit(end, dtype=pl.Datetime("ns", "UTC"))
-    span = f"timestamp outside {limits.describe()}"
+    span = f"timestamp outside {described}"
     rules = [
         ("missing timestamp", pl.col(TS).is_null()),
         (span, (pl.col(TS) < low) | (pl.col(TS) >= high)),
@@ -139,7 +148,7 @@ def _trade_rules(
         ]
         if column == SIZE or not negative:
             rules.append((f"non-positive {column}", value <= 0))
-    return rules
+    return tuple(rules)
 
 
 def _side_fixes(names: Sequence[str], *, negative: bool) -> list[tuple[str, pl.Expr, str, str]]:
