@@ -22,6 +22,7 @@ from mmflow.cli import cli
 from mmflow.io.checks import RowAccount
 from mmflow.pipeline import gather, read_many
 from mmflow.schema import TRADES
+from tests.conftest import data_path
 
 MEMORY_CAP = 3 * 1024**3
 Walked = tuple[str, list[str], list[str]]
@@ -372,3 +373,14 @@ def test_row_account_api_add_and_balance() -> None:
             "changed": {},
         }
     }
+
+
+def test_repeated_header_in_a_taq_file_is_skipped_and_counted(tmp_path: Path) -> None:
+    """Also for readers that parse every column themselves (TAQ reads all cells as text)."""
+    original = data_path("taq", "ctm_20161201.csv").read_text().splitlines(keepends=True)
+    doubled = tmp_path / "ctm_20161201.csv"
+    doubled.write_text("".join(original + original[1:3] + original[:1] + original[3:]))
+    code, out, err = run("inspect", doubled, "--to", "json")
+    assert code == 0, err
+    [report] = json.loads(out)
+    assert {"table": "trades", "reason": "repeated header line", "rows": 1} in report["dropped"]

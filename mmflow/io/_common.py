@@ -148,7 +148,7 @@ def scan_csv(
     typed = {
         name: dtype for name, dtype in (schema_overrides or {}).items() if dtype != pl.String()
     }
-    text_only = kwargs.get("infer_schema", True) is False and typed
+    text_only = kwargs.get("infer_schema", True) is False
     try:
         lf = pl.scan_csv(
             source.scan_path(),
@@ -172,9 +172,8 @@ def scan_csv(
         pl.col(name).cast(dtype, strict=False).alias(temporary[name])
         for name, dtype in typed.items()
     )
-    bad = ~repeat & pl.any_horizontal(
-        pl.col(name).is_not_null() & pl.col(temporary[name]).is_null() for name in typed
-    )
+    failed = [pl.col(name).is_not_null() & pl.col(temporary[name]).is_null() for name in typed]
+    bad = ~repeat & pl.any_horizontal(failed) if failed else pl.lit(value=False)
     source.parse_checks.append(
         _parse_checks(converted, repeat, bad, names, separator, header_lines)
     )
