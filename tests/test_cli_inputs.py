@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -384,3 +385,17 @@ def test_repeated_header_in_a_taq_file_is_skipped_and_counted(tmp_path: Path) ->
     assert code == 0, err
     [report] = json.loads(out)
     assert {"table": "trades", "reason": "repeated header line", "rows": 1} in report["dropped"]
+
+
+def test_row_account_balances_after_taq_cleaning() -> None:
+    trades = data_path("taq", "ctm_20161201.csv")
+    code, _, err = run("classify", trades, "--clean", "taq", "--verbose", "--to", "csv")
+    assert code == 0, err
+    line = next(x for x in err.splitlines() if x.startswith("Rows (after TAQ cleaning): trades"))
+    numbers = re.match(r".*trades: ([\d,]+) read = ([\d,]+) used \+ ([\d,]+) dropped", line)
+    assert numbers is not None, line
+    read, used, dropped = (int(n.replace(",", "")) for n in numbers.groups())
+    assert read == 12
+    assert read == used + dropped
+    assert "non-positive price: 1" in line
+    assert "TAQ cleaning:" in line
