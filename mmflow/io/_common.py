@@ -60,11 +60,11 @@ def epoch_to_datetime(value: str | pl.Expr, unit: str = "auto") -> pl.Expr:
     # a plausible-looking time: it is clamped to the int64 extreme, far outside any valid range.
     limit = pl.lit(_INT64_MAX, dtype=pl.Int64) // factor
     ns = (
-        pl.when(t > limit)
+        pl.when(t.abs() <= limit)
+        .then(t * factor)  # first, so the result keeps the input's name
+        .when(t > 0)
         .then(pl.lit(_INT64_MAX, dtype=pl.Int64))
-        .when(t < -limit)
-        .then(pl.lit(-_INT64_MAX, dtype=pl.Int64))
-        .otherwise(t * factor)
+        .otherwise(pl.lit(-_INT64_MAX, dtype=pl.Int64))
     )
     return ns.cast(TIMESTAMP)
 
