@@ -399,3 +399,12 @@ def test_row_account_balances_after_taq_cleaning() -> None:
     assert read == used + dropped
     assert "non-positive price: 1" in line
     assert "TAQ cleaning:" in line
+
+
+def test_epoch_counts_too_large_for_nanoseconds_are_clamped_and_nulls_stay_null() -> None:
+    from mmflow.io._common import epoch_to_datetime
+
+    seconds = [32503680000, -32503680000, None, 1704153600]  # year 3000, its negative, null, 2024
+    out = pl.DataFrame({"t": seconds}, schema={"t": pl.Int64}).select(epoch_to_datetime("t"))
+    ns = out["t"].cast(pl.Int64).to_list()
+    assert ns == [2**63 - 1, -(2**63 - 1), None, 1704153600 * 10**9]

@@ -64,8 +64,9 @@ def epoch_to_datetime(value: str | pl.Expr, unit: str = "auto") -> pl.Expr:
         .then(t * factor)  # first, so the result keeps the input's name
         .when(t > 0)
         .then(pl.lit(_INT64_MAX, dtype=pl.Int64))
-        .otherwise(pl.lit(-_INT64_MAX, dtype=pl.Int64))
-    )
+        .when(t < 0)
+        .then(pl.lit(-_INT64_MAX, dtype=pl.Int64))
+    )  # and a null stays null
     return ns.cast(TIMESTAMP)
 
 
