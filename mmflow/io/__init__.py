@@ -281,24 +281,10 @@ def load(
     *,
     stdin: BinaryIO | None = None,
 ) -> list[Loaded]:
-    """Expand ``paths`` and read every file into lazy canonical frames.
+    """Expand ``paths`` and read every file into checked lazy canonical frames.
 
-    Parameters
-    ----------
-    paths
-        Files, globs, directories, or ``-`` for standard input.
-    fmt
-        A name from :data:`FORMATS`, or ``auto``.
-    options
-        Symbol override and column map.
-    stdin
-        The stream ``-`` reads (standard input by default).
-
-    Returns
-    -------
-    list[Loaded]
-        One entry per file, in the order given (directories and globs sorted); folder entries
-        that hold no data are left out (:func:`load_inputs` lists them).
+    The same as :func:`load_inputs` (see its parameters) without ``exclude`` and ``strict``,
+    returning only the files read: folder entries that hold no data are left out.
     """
     return load_inputs(paths, fmt, options, stdin=stdin).loaded
 
