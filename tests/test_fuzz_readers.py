@@ -11,12 +11,15 @@ import resource
 from collections.abc import Iterator
 from pathlib import Path
 
+import polars as pl
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import mmflow.io
 from mmflow.cli import cli
+from mmflow.io.checks import RowAccount
 from tests.conftest import data_path
 
 DATABENTO = ("databento", "databento-python", "GLBX.MDP3")
@@ -109,3 +112,24 @@ def test_mangled_sample_gives_a_result_or_one_line_error(
     path = tmp_path / sample.name
     path.write_bytes(_mangle(_sample(sample), data))
     _check(path)
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: p.name)
+def test_every_reader_accounts_for_every_row(tmp_path: Path, sample: Path) -> None:
+    """Rows read = rows kept + rows dropped, per table, for every reader (a repeated header line
+    in the middle of the text formats)."""
+    content = _sample(sample)
+    if _is_text(content):
+        lines = content.splitlines(keepends=True)
+        # past the first lines, which some readers look at to tell their layout
+        content = b"".join([*lines, *lines[1:], lines[0], *lines[1:]])
+    path = tmp_path / sample.name
+    path.write_bytes(content)
+    [loaded] = mmflow.io.load([str(path)])
+    assert loaded.account is not None
+    account = RowAccount.from_frame(loaded.account.collect())
+    for table, frame in (("trades", loaded.frames.trades), ("quotes", loaded.frames.quotes)):
+        if frame is None:
+            continue
+        kept = frame.select(pl.len()).collect().item()
+        assert account.total(table, "read") == kept + account.total(table, "dropped"), table
