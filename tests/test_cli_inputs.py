@@ -412,3 +412,14 @@ def test_epoch_counts_too_large_for_nanoseconds_are_clamped_and_nulls_stay_null(
     out = pl.DataFrame({"t": seconds}, schema={"t": pl.Int64}).select(epoch_to_datetime("t"))
     ns = out["t"].cast(pl.Int64).to_list()
     assert ns == [2**63 - 1, -(2**63 - 1), None, 1704153600 * 10**9]
+
+
+@pytest.mark.parametrize("offset", [10, 161])  # a bad deflate block; a bad gzip checksum
+def test_corrupt_gzip_is_one_line_naming_the_file(tmp_path: Path, offset: int) -> None:
+    original = data_path("tardis", "binance-futures_trades_2020-02-22_BTCUSDT.csv.gz").read_bytes()
+    path = tmp_path / "binance-futures_trades_2020-02-22_BTCUSDT.csv.gz"
+    path.write_bytes(original[:offset] + bytes([original[offset] ^ 0xFF]) + original[offset + 1 :])
+    code, _, err = run("analyze", path)
+    assert code == 1
+    assert err.startswith(f"Error: {path}: ")
+    assert err.count("\n") == 1

@@ -162,7 +162,7 @@ def scan_csv(
         if not text_only:
             return lf
         names = lf.collect_schema().names()
-    except pl.exceptions.PolarsError as exc:
+    except (pl.exceptions.PolarsError, OSError) as exc:
         msg = f"cannot read as CSV ({exc})"
         raise ReaderError(msg, path=source.display) from exc
     typed = {name: dtype for name, dtype in typed.items() if name in names}
