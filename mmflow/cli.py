@@ -554,7 +554,6 @@ def _read_options(params: dict[str, Any]) -> ReadOptions:
         tz=params.get("tz"),
         round_lot=params.get("round_lot"),
         limits=limits,
-        skip_bad_rows=params["skip_bad_rows"],
     )
 
 
@@ -588,7 +587,7 @@ def _account(
     """Count rows read, dropped (by reason) and used, in one pass; warn about dropped rows.
 
     Stops on unparseable rows unless --skip-bad-rows. The account is printed with --verbose
-    (after TAQ cleaning when --clean is given).
+    (with --clean, again after TAQ cleaning by the commands that report it).
     """
     selected = selection_account(trades, quotes, _selection(params))
     account = account_of(collect_accounts(inputs, selected))
@@ -597,15 +596,14 @@ def _account(
     context = click.get_current_context(silent=True)
     if context is not None:
         context.meta["mmflow.account"] = account
-    if not params.get("clean"):
-        _say_account(account)
+    _say_account(account, "before TAQ cleaning" if params.get("clean") else None)
     return account
 
 
-def _say_account(account: RowAccount) -> None:
+def _say_account(account: RowAccount, when: str | None = None) -> None:
     if _verbose():
         for table in account.tables():
-            _say(f"Rows: {account.summary(table)}")
+            _say(f"Rows{f' ({when})' if when else ''}: {account.summary(table)}")
 
 
 def _sources(inputs: list[Loaded]) -> list[dict[str, str]]:
@@ -875,7 +873,7 @@ def _collect_with_cleaning(
         account = context.meta.get("mmflow.account") if context is not None else None
         if isinstance(account, RowAccount):
             account.extend(account_of([], cleaning))
-            _say_account(account)
+            _say_account(account, "after TAQ cleaning")
     return frames
 
 

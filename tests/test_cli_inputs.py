@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from mmflow.cli import cli
 from mmflow.io.checks import RowAccount
 from mmflow.pipeline import gather, read_many
 from mmflow.schema import TRADES
+from tests.conftest import data_path
 
 MEMORY_CAP = 3 * 1024**3
 Walked = tuple[str, list[str], list[str]]
@@ -325,8 +327,12 @@ def test_many_small_files_are_each_read_once_and_combined_in_memory(tmp_path: Pa
     assert trades.select(pl.len()).collect().item() == count
 
 
+@pytest.mark.slow
 def test_two_thousand_small_files_in_bounded_time(tmp_path: Path) -> None:
-    """2,000 one-row files: about 25 s on a loaded 2-core machine (quadratic was > 75 s)."""
+    """2,000 one-row files: about 25 s on a loaded 2-core machine (quadratic was > 75 s).
+
+    The default suite checks the structure instead (one read per file, no lazy union of scans).
+    """
     _tiny_files(tmp_path, 2000)
     started = time.monotonic()
     code, out, err = run("analyze", tmp_path, "--to", "csv", "--verbose")
@@ -372,3 +378,48 @@ def test_row_account_api_add_and_balance() -> None:
             "changed": {},
         }
     }
+
+
+def test_repeated_header_in_a_taq_file_is_skipped_and_counted(tmp_path: Path) -> None:
+    """Also for readers that parse every column themselves (TAQ reads all cells as text)."""
+    original = data_path("taq", "ctm_20161201.csv").read_text().splitlines(keepends=True)
+    doubled = tmp_path / "ctm_20161201.csv"
+    doubled.write_text("".join(original + original[1:3] + original[:1] + original[3:]))
+    code, out, err = run("inspect", doubled, "--to", "json")
+    assert code == 0, err
+    [report] = json.loads(out)
+    assert {"table": "trades", "reason": "repeated header line", "rows": 1} in report["dropped"]
+
+
+def test_row_account_balances_after_taq_cleaning() -> None:
+    trades = data_path("taq", "ctm_20161201.csv")
+    code, _, err = run("classify", trades, "--clean", "taq", "--verbose", "--to", "csv")
+    assert code == 0, err
+    line = next(x for x in err.splitlines() if x.startswith("Rows (after TAQ cleaning): trades"))
+    numbers = re.match(r".*trades: ([\d,]+) read = ([\d,]+) used \+ ([\d,]+) dropped", line)
+    assert numbers is not None, line
+    read, used, dropped = (int(n.replace(",", "")) for n in numbers.groups())
+    assert read == 12
+    assert read == used + dropped
+    assert "non-positive price: 1" in line
+    assert "TAQ cleaning:" in line
+
+
+def test_epoch_counts_too_large_for_nanoseconds_are_clamped_and_nulls_stay_null() -> None:
+    from mmflow.io._common import epoch_to_datetime
+
+    seconds = [32503680000, -32503680000, None, 1704153600]  # year 3000, its negative, null, 2024
+    out = pl.DataFrame({"t": seconds}, schema={"t": pl.Int64}).select(epoch_to_datetime("t"))
+    ns = out["t"].cast(pl.Int64).to_list()
+    assert ns == [2**63 - 1, -(2**63 - 1), None, 1704153600 * 10**9]
+
+
+@pytest.mark.parametrize("offset", [10, 161])  # a bad deflate block; a bad gzip checksum
+def test_corrupt_gzip_is_one_line_naming_the_file(tmp_path: Path, offset: int) -> None:
+    original = data_path("tardis", "binance-futures_trades_2020-02-22_BTCUSDT.csv.gz").read_bytes()
+    path = tmp_path / "binance-futures_trades_2020-02-22_BTCUSDT.csv.gz"
+    path.write_bytes(original[:offset] + bytes([original[offset] ^ 0xFF]) + original[offset + 1 :])
+    code, _, err = run("analyze", path)
+    assert code == 1
+    assert err.startswith(f"Error: {path}: ")
+    assert err.count("\n") == 1

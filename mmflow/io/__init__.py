@@ -215,8 +215,8 @@ def read_inputs(
 ) -> Inputs:
     """Read every source; skip folder entries that hold no data (empty, no known layout).
 
-    ``on_stage`` is told before each file is read (``reading inputs``, file N of M, bytes so far)
-    and once when reading ends.
+    Files named explicitly are never skipped: their errors are raised. ``on_stage`` is told
+    before each file is read (``reading inputs``, file N of M, bytes so far) and once at the end.
     """
     inputs = Inputs()
     sizes = [file_size(s) for s in sources] if on_stage is not None else [0] * len(sources)
@@ -298,26 +298,10 @@ def load(
     stdin: BinaryIO | None = None,
     on_stage: OnStage | None = None,
 ) -> list[Loaded]:
-    """Expand ``paths`` and read every file into lazy canonical frames.
+    """Expand ``paths`` and read every file into checked lazy canonical frames.
 
-    Parameters
-    ----------
-    paths
-        Files, globs, directories, or ``-`` for standard input.
-    fmt
-        A name from :data:`FORMATS`, or ``auto``.
-    options
-        Symbol override and column map.
-    stdin
-        The stream ``-`` reads (standard input by default).
-    on_stage
-        Told before each file is read (``reading inputs``, file N of M, bytes so far).
-
-    Returns
-    -------
-    list[Loaded]
-        One entry per file, in the order given (directories and globs sorted); folder entries
-        that hold no data are left out (:func:`load_inputs` lists them).
+    The same as :func:`load_inputs` (see its parameters) without ``exclude`` and ``strict``,
+    returning only the files read: folder entries that hold no data are left out.
     """
     return load_inputs(paths, fmt, options, stdin=stdin, on_stage=on_stage).loaded
 

@@ -60,15 +60,14 @@ def epoch_to_datetime(value: str | pl.Expr, unit: str = "auto") -> pl.Expr:
     # a plausible-looking time: it is clamped to the int64 extreme, far outside any valid range.
     limit = pl.lit(_INT64_MAX, dtype=pl.Int64) // factor
     ns = (
-        pl.when(t > limit)
+        pl.when(t.abs() <= limit)
+        .then(t * factor)  # first, so the result keeps the input's name
+        .when(t > 0)
         .then(pl.lit(_INT64_MAX, dtype=pl.Int64))
-        .when(t < -limit)
+        .when(t < 0)
         .then(pl.lit(-_INT64_MAX, dtype=pl.Int64))
-        .otherwise(t * factor)
-    )
-    # the when/then chain would be named after its first literal: keep the input's name
-    name = t.meta.output_name(raise_if_undetermined=False)
-    return ns.cast(TIMESTAMP) if name is None else ns.cast(TIMESTAMP).alias(name)
+    )  # and a null stays null
+    return ns.cast(TIMESTAMP)
 
 
 def parse_bool(value: str | pl.Expr) -> pl.Expr:
@@ -150,7 +149,7 @@ def scan_csv(
     typed = {
         name: dtype for name, dtype in (schema_overrides or {}).items() if dtype != pl.String()
     }
-    text_only = kwargs.get("infer_schema", True) is False and typed
+    text_only = kwargs.get("infer_schema", True) is False
     try:
         lf = pl.scan_csv(
             source.scan_path(),
@@ -163,7 +162,7 @@ def scan_csv(
         if not text_only:
             return lf
         names = lf.collect_schema().names()
-    except pl.exceptions.PolarsError as exc:
+    except (pl.exceptions.PolarsError, OSError) as exc:
         msg = f"cannot read as CSV ({exc})"
         raise ReaderError(msg, path=source.display) from exc
     typed = {name: dtype for name, dtype in typed.items() if name in names}
@@ -174,9 +173,8 @@ def scan_csv(
         pl.col(name).cast(dtype, strict=False).alias(temporary[name])
         for name, dtype in typed.items()
     )
-    bad = ~repeat & pl.any_horizontal(
-        pl.col(name).is_not_null() & pl.col(temporary[name]).is_null() for name in typed
-    )
+    failed = [pl.col(name).is_not_null() & pl.col(temporary[name]).is_null() for name in typed]
+    bad = ~repeat & pl.any_horizontal(failed) if failed else pl.lit(value=False)
     source.parse_checks.append(
         _parse_checks(converted, repeat, bad, names, separator, header_lines)
     )
@@ -204,14 +202,17 @@ def _parse_checks(
 ) -> pl.LazyFrame:
     """Count repeated header lines and unparseable rows; give the first bad line and its text."""
     row = pl.int_range(pl.len(), dtype=pl.Int64)
-    text = pl.concat_str([pl.col(n).fill_null("") for n in names], separator=separator)
+    # the first bad row's cells, taken before joining them (joining every row is costly)
+    text = pl.concat_str(
+        [pl.col(n).filter(bad).first().fill_null("") for n in names], separator=separator
+    )
     line = row + 1 + header_lines
     counts = converted.select(
         repeat.sum().cast(pl.Int64).alias("repeated"),
         line.filter(repeat).first().alias("repeated_line"),
         bad.sum().cast(pl.Int64).alias("bad"),
         line.filter(bad).first().alias("bad_line"),
-        text.filter(bad).first().str.slice(0, 80).alias("bad_text"),
+        text.str.slice(0, 80).alias("bad_text"),
     )
     return pl.concat(
         [

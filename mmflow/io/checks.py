@@ -19,6 +19,7 @@ that builds a :class:`RowAccount`: rows read = rows used + rows dropped, by reas
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -117,9 +118,17 @@ def _trade_rules(
 ) -> list[tuple[str, pl.Expr]]:
     """Each drop reason with the condition that marks a row (the first true reason counts)."""
     start, end = limits.bounds()
+    return list(_rules(tuple(names), start, end, limits.describe(), negative=negative))
+
+
+@functools.lru_cache(maxsize=64)
+def _rules(
+    names: tuple[str, ...], start: datetime, end: datetime, described: str, *, negative: bool
+) -> tuple[tuple[str, pl.Expr], ...]:
+    """Build the rules once per schema and range (folder runs read thousands of alike files)."""
     low = pl.lit(start, dtype=pl.Datetime("ns", "UTC"))
     high = pl.lit(end, dtype=pl.Datetime("ns", "UTC"))
-    span = f"timestamp outside {limits.describe()}"
+    span = f"timestamp outside {described}"
     rules = [
         ("missing timestamp", pl.col(TS).is_null()),
         (span, (pl.col(TS) < low) | (pl.col(TS) >= high)),
@@ -139,7 +148,7 @@ def _trade_rules(
         ]
         if column == SIZE or not negative:
             rules.append((f"non-positive {column}", value <= 0))
-    return rules
+    return tuple(rules)
 
 
 def _side_fixes(names: Sequence[str], *, negative: bool) -> list[tuple[str, pl.Expr, str, str]]:
@@ -197,48 +206,45 @@ def check_table(
     """
     names = lf.collect_schema().names()
     rules = _trade_rules(names, limits, negative=negative_prices)
-    reasons = list(dict.fromkeys(reason for reason, _ in rules))
     fixes = _side_fixes(names, negative=negative_prices)
-    tag = "__mmflow_reason"
-    tagged = lf.with_columns(_first_reason(rules).alias(tag))
-    kept = tagged.filter(pl.col(tag).is_null()).drop(tag)
-    if fixes:
-        kept = kept.with_columns(
-            expr
-            for _, bad, price, size in fixes
-            for expr in (
-                pl.when(bad).then(None).otherwise(pl.col(price)).alias(price),
-                *(
-                    [pl.when(bad).then(None).otherwise(pl.col(size)).alias(size)]
-                    if size in names
-                    else []
-                ),
-            )
-        )
-    kept_rows = pl.col(tag).is_null()
-    counts = [pl.len().cast(pl.Int64).alias("read|read")]
+    tagged = lf.with_columns(_first_reason(rules).alias(_TAG))
+    kept = tagged.filter(pl.col(_TAG).is_null()).drop(_TAG)
+    emptied = []
+    for _, bad, price, size in fixes:
+        emptied.append(pl.when(bad).then(None).otherwise(pl.col(price)).alias(price))
+        if size in names:
+            emptied.append(pl.when(bad).then(None).otherwise(pl.col(size)).alias(size))
+    if emptied:
+        kept = kept.with_columns(emptied)
+    counts = [pl.len().alias("read|read"), *_reason_counts(rules)]
     counts += [
-        (pl.col(tag) == reason).sum().cast(pl.Int64).alias(f"dropped|{reason}")
-        for reason in reasons
-    ]
-    counts += [
-        (kept_rows & bad).sum().cast(pl.Int64).alias(f"changed|{reason}")
+        (pl.col(_TAG).is_null() & bad).sum().alias(f"changed|{reason}")
         for reason, bad, _, _ in fixes
     ]
-    account = (
-        tagged.select(counts)
-        .unpivot(variable_name="entry", value_name="rows")
-        .select(
-            pl.lit(table).alias("table"),
-            pl.lit(file).alias("file"),
-            pl.col("entry").str.split_exact("|", 1).struct.field("field_0").alias("kind"),
-            pl.col("entry").str.split_exact("|", 1).struct.field("field_1").alias("reason"),
-            pl.col("rows").cast(pl.Int64),
-            pl.lit(None, dtype=pl.Int64).alias("line"),
-            pl.lit(None, dtype=pl.String).alias("detail"),
-        )
+    return kept, _account_rows(tagged.select(counts), table=table, file=file)
+
+
+_TAG: Final = "__mmflow_reason"
+
+
+def _reason_counts(rules: Sequence[tuple[str, pl.Expr]]) -> list[pl.Expr]:
+    """Rows tagged with each reason, as columns named ``dropped|<reason>``."""
+    reasons = dict.fromkeys(reason for reason, _ in rules)
+    return [(pl.col(_TAG) == reason).sum().alias(f"dropped|{reason}") for reason in reasons]
+
+
+def _account_rows(wide: pl.LazyFrame, *, table: str, file: str | None) -> pl.LazyFrame:
+    """Turn one row of ``kind|reason`` counts into :data:`ACCOUNT` rows."""
+    entry = pl.col("entry").str.split_exact("|", 1).struct
+    return wide.unpivot(variable_name="entry", value_name="rows").select(
+        pl.lit(table).alias("table"),
+        pl.lit(file, dtype=pl.String).alias("file"),
+        entry.field("field_0").alias("kind"),
+        entry.field("field_1").alias("reason"),
+        pl.col("rows").cast(pl.Int64),
+        pl.lit(None, dtype=pl.Int64).alias("line"),
+        pl.lit(None, dtype=pl.String).alias("detail"),
     )
-    return kept, account
 
 
 def account_frame(
@@ -275,25 +281,9 @@ def filtered(
     """
     if not rules:
         return lf, account_frame([])
-    tag = "__mmflow_reason"
-    tagged = lf.with_columns(_first_reason(rules).alias(tag))
-    reasons = list(dict.fromkeys(reason for reason, _ in rules))
-    account = (
-        tagged.select(
-            (pl.col(tag) == reason).sum().cast(pl.Int64).alias(reason) for reason in reasons
-        )
-        .unpivot(variable_name="reason", value_name="rows")
-        .select(
-            pl.lit(table).alias("table"),
-            pl.lit(None, dtype=pl.String).alias("file"),
-            pl.lit("dropped").alias("kind"),
-            "reason",
-            pl.col("rows").cast(pl.Int64),
-            pl.lit(None, dtype=pl.Int64).alias("line"),
-            pl.lit(None, dtype=pl.String).alias("detail"),
-        )
-    )
-    return tagged.filter(pl.col(tag).is_null()).drop(tag), account
+    tagged = lf.with_columns(_first_reason(rules).alias(_TAG))
+    account = _account_rows(tagged.select(_reason_counts(rules)), table=table, file=None)
+    return tagged.filter(pl.col(_TAG).is_null()).drop(_TAG), account
 
 
 @dataclass

@@ -76,8 +76,6 @@ class ReadOptions:
         given).
     limits
         The plausible time range; rows outside it are dropped and counted.
-    skip_bad_rows
-        Drop and count rows that do not parse instead of stopping with an error.
     """
 
     symbol: str | None = None
@@ -86,7 +84,6 @@ class ReadOptions:
     tz: str | None = None
     round_lot: int | None = None
     limits: Limits = field(default_factory=Limits)
-    skip_bad_rows: bool = False
 
 
 @dataclass(frozen=True)

@@ -176,7 +176,7 @@ def _column_types(source: Source, options: ReadOptions) -> dict[str, pl.DataType
             infer_schema_length=10_000,
             schema_overrides=dict.fromkeys(text, pl.String()),
         ).collect_schema()
-    except pl.exceptions.PolarsError:
+    except (pl.exceptions.PolarsError, OSError):
         # the scan itself reports what is wrong with the file
         return {}
     types: dict[str, pl.DataType] = {
