@@ -33,7 +33,9 @@ typecheck: $(STAMP)
 slow: $(STAMP)
 	$(BIN)/pytest -m slow
 
+## The benchmark (benchmarks/bench.py); installs the bench extra (pandas) first.
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[bench]'
 	$(BIN)/python benchmarks/bench.py
 
 ## Re-pin constraints.txt from the current environment.
