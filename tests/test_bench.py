@@ -212,3 +212,20 @@ def test_without_pandas_the_run_says_so_and_measures_the_rest(
     table = [line for line in captured.out.splitlines() if line.startswith("| 2,000 + 2,000")]
     assert [row.split(" | ")[2] for row in table] == ["mmflow analyze", "I/O floor (polars read)"]
     assert "pandas 3" not in captured.out.split("versions:", 1)[1].splitlines()[0]
+
+
+def test_the_slow_mode_layout_runs_end_to_end(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # --slow's 100 M run, shrunk: a converted dataset over two days, mmflow and the I/O floor
+    arguments = ["--sizes", "3k", "--dataset-from", "3k", "--rows-per-day", "1500"]
+    arguments += ["--no-commands", "--repeat", "2", "--data", str(tmp_path)]
+    arguments += ["--markdown", str(tmp_path / "table.md")]
+    assert bench.main(arguments) == 0
+    out = capsys.readouterr().out
+    assert "start-up included in every job" in out
+    assert "each job run 2 times, the fastest (by wall time) shown" in out
+    rows = [line for line in out.splitlines() if line.startswith("| 3,000 + 3,000 | dataset |")]
+    assert [row.split(" | ")[2] for row in rows] == ["mmflow analyze", "I/O floor (polars read)"]
+    assert (tmp_path / "table.md").read_text().count("| 3,000 + 3,000 | dataset |") == 2
+    assert len(list((tmp_path / "rows-3000" / "dataset").rglob("trades.parquet"))) == 4 * 2
