@@ -2,8 +2,10 @@
 
 For each size it generates N trades and N quotes for a few symbols (a random walk of mid prices,
 quotes around it, trades at the bid or the ask of the prevailing quote with a known aggressor
-side), writes them as canonical parquet files and, unless ``--no-csv``, as CSV files with the
-same rows, then runs three jobs on the same files, each in a fresh subprocess:
+side), day by day with at most ``--rows-per-day`` (10 M) of each per day, so that 30 M is three
+days and the generator's memory is bounded by one day. It writes them as canonical parquet files
+and, unless ``--no-csv``, as CSV files with the same rows, then runs three jobs on the same
+files, each in a fresh subprocess:
 
 * **mmflow analyze**: the whole job as the CLI runs it (``python -m mmflow analyze TRADES QUOTES
   --method lee-ready -o bars.parquet``): signing, 1-minute bars with flow, CVD, OFI, VPIN, costs,
@@ -40,9 +42,12 @@ pandas rows are skipped with a message.
 Usage::
 
     python benchmarks/bench.py                        # 1 M, 10 M and 30 M, parquet and CSV
-    python benchmarks/bench.py --sizes 1M,10M         # what the README table shows
+    python benchmarks/bench.py --sizes 1M,10M --repeat 2   # what the README table shows
     python benchmarks/bench.py --sizes 10M --no-csv --no-commands
     python benchmarks/bench.py --slow                 # adds 100 M via a converted dataset
+
+``--memory-limit GIB`` caps each child's address space (a job over it is reported as failed);
+``--data DIR`` keeps the generated files and reuses them on the next run.
 
 It prints the machine (CPU, cores, memory, load), the versions, one line per job as it finishes,
 the pandas-vs-mmflow checks, and markdown tables to paste into the README (``--markdown FILE``
