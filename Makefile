@@ -33,11 +33,14 @@ typecheck: $(STAMP)
 slow: $(STAMP)
 	$(BIN)/pytest -m slow
 
+## The benchmark (benchmarks/bench.py); installs the bench extra (pandas) first.
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[bench]'
 	$(BIN)/python benchmarks/bench.py
 
-## Re-pin constraints.txt from the current environment.
+## Re-pin constraints.txt from the current environment (with the bench extra, so pandas stays pinned).
 lock: $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[bench]'
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^mmflow' > constraints.txt.new
 	{ echo '# Exact versions mmflow is tested with (pip install -c constraints.txt ...).'; \
 	  echo '# Regenerate with `make lock` after changing dependencies in pyproject.toml.'; \
