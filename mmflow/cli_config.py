@@ -47,8 +47,10 @@ SKIPPED = frozenset({"help", "version", "config"})
 """Options that no file or variable sets (``--config`` has its own variable)."""
 
 
-class ConfigError(click.UsageError):
+class ConfigError(click.ClickException):
     """A configuration file that cannot be used: one ``Error:`` line naming it, exit code 2."""
+
+    exit_code = 2
 
 
 def user_file() -> Path:

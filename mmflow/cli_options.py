@@ -10,6 +10,7 @@ objects instead of ``**params``.
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -20,6 +21,7 @@ from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
+from click.core import ParameterSource
 
 from mmflow.alerts import ConditionError
 from mmflow.alerts import parse as parse_alert
@@ -148,6 +150,18 @@ class MmflowCommand(click.Command):
         kwargs["epilog"] = kwargs.get("epilog") or f"{DEFAULTS_NOTE}\n\n{EXIT_CODES}"
         super().__init__(*args, **kwargs)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Parse ``args``; a bad value from a variable or a file says where it came from."""
+        try:
+            return super().parse_args(ctx, args)
+        except click.BadParameter as exc:
+            origin = _origin(ctx, exc.param)
+            if not origin:
+                raise
+            raise click.BadParameter(
+                exc.message + origin, exc.ctx, exc.param, exc.param_hint
+            ) from None
+
     def invoke(self, ctx: click.Context) -> Any:
         """Build the typed option objects, then run the command with them."""
         builders: list[Builder] = getattr(self.callback, BUILDERS_ATTRIBUTE, [])
@@ -178,6 +192,23 @@ class MmflowCommand(click.Command):
             name = "Options" if title == "Command" else f"{title} options"
             with formatter.section(name):
                 formatter.write_dl(sections[title])
+
+
+def _origin(ctx: click.Context, param: click.Parameter | None) -> str:
+    """Return `` (from MMFLOW_X)`` or `` (from FILE)`` when ``param`` was not set by a flag."""
+    if param is None or param.name is None:
+        return ""
+    source = ctx.get_parameter_source(param.name)
+    if source == ParameterSource.ENVIRONMENT and isinstance(param, click.Option):
+        names = [param.envvar] if isinstance(param.envvar, str) else list(param.envvar or [])
+        found = next((name for name in names if os.environ.get(name)), None)
+        return f" (from {found})" if found else ""
+    if source == ParameterSource.DEFAULT_MAP:
+        defaults = ctx.meta.get("mmflow.defaults")
+        origins = getattr(defaults, "origins", {}).get(ctx.info_name or "", {})
+        origin = origins.get(param.name)
+        return f" (from {origin})" if origin is not None else ""
+    return ""
 
 
 def option_group(
