@@ -1002,7 +1002,8 @@ phase_run_options = option_group(
         click.option(
             "--truth",
             type=click.Path(exists=True, dir_okay=False, path_type=Path),
-            help="truth.parquet from mmflow simulate: bar precision/recall and episode recall.",
+            help="truth.parquet from mmflow simulate: bar precision/recall and episode recall "
+            "(default: no truth scores).",
         ),
         click.option(
             "--offline",

@@ -459,26 +459,29 @@ def input_options(func: F) -> F:
             multiple=True,
             callback=parse_map,
             metavar="CANONICAL=COLUMN,...",
-            help="Read any CSV by naming its columns, e.g. --map ts=time,price=px,size=qty.",
+            help="Read any CSV by naming its columns, e.g. --map ts=time,price=px,size=qty "
+            "(default: the layout is detected).",
         ),
         click.option(
             "--symbol",
             "symbols",
             multiple=True,
-            help="Keep only this symbol (repeatable); also names files that carry no symbol.",
+            help="Keep only this symbol (repeatable); also names files that carry no symbol "
+            "(default: every symbol).",
         ),
         click.option(
             "--venue",
             "venues",
             multiple=True,
             help="Keep only this venue (repeatable), e.g. binance-um; an instrument is "
-            "(venue, symbol).",
+            "(venue, symbol) (default: every venue).",
         ),
         click.option(
             "--date",
             "trading_date",
             type=click.DateTime(formats=["%Y-%m-%d"]),
-            help="Trading day for files that carry it only in their name (LOBSTER).",
+            help="Trading day, YYYY-MM-DD, for files that carry it only in their name (LOBSTER; "
+            "default: from the file name).",
         ),
         click.option(
             "--tz",
@@ -495,7 +498,7 @@ def input_options(func: F) -> F:
             multiple=True,
             metavar="GLOB",
             help="Leave out files a folder search finds whose name or relative path matches "
-            "(repeatable), e.g. --exclude '*.zip' --exclude 'old/*'.",
+            "(repeatable), e.g. --exclude '*.zip' --exclude 'old/*' (default: none).",
         ),
         click.option(
             "--strict",
@@ -561,7 +564,7 @@ def selection_options(func: F) -> F:
             "--session",
             type=SessionWindow(),
             help="Keep only this daily session, e.g. 09:30-16:00 (overnight: 17:00-16:00); "
-            "tick-rule state, bars and cumulative series restart each session.",
+            "tick-rule state, bars and cumulative series restart each session (default: all day).",
         ),
         click.option(
             "--session-tz",
@@ -573,10 +576,20 @@ def selection_options(func: F) -> F:
             "--clean",
             type=click.Choice(["taq"]),
             help="Apply the standard TAQ cleaning (Barndorff-Nielsen et al. 2009); the rows each "
-            "rule drops are reported.",
+            "rule drops are reported (default: no cleaning).",
         ),
-        click.option("--start", type=Timestamp(), help="Keep rows at or after this time (UTC)."),
-        click.option("--end", type=Timestamp(), help="Keep rows before this time (UTC)."),
+        click.option(
+            "--start",
+            type=Timestamp(),
+            help="Keep rows at or after this ISO-8601 time (UTC unless it has a zone; default: "
+            "from the first row).",
+        ),
+        click.option(
+            "--end",
+            type=Timestamp(),
+            help="Keep rows before this ISO-8601 time (UTC unless it has a zone; default: to "
+            "the last row).",
+        ),
         click.option(
             "--clock",
             type=click.Choice(["recv", "event"]),
@@ -650,14 +663,15 @@ def output_options(func: F) -> F:
             callback=checked(check_output_file),
             metavar="FILE",
             help="Write the table to this file (.parquet, .csv, .ndjson, .json, .arrow), "
-            "atomically.",
+            "atomically (default: print the table).",
         ),
         click.option(
             "--to",
             "to_format",
             type=click.Choice(OUTPUT_FORMATS),
             callback=checked(lambda fmt: check_stream(fmt, sys.stdout)),
-            help="Write the table to standard output in this format instead of printing it.",
+            help="Write the table to standard output in this format instead of printing it "
+            "(default: print it).",
         ),
     ]
     return option_group("Output", decorators, "output", _output)(func)
@@ -692,7 +706,7 @@ def quote_options(func: F) -> F:
             multiple=True,
             metavar="PATH",
             help="Quote files (repeatable; quote a glob to let mmflow expand it). Quote files "
-            "among the positional inputs are recognised too.",
+            "among the positional inputs are recognised too (default: none).",
         ),
         click.option(
             "--quotes-format",
@@ -749,7 +763,7 @@ def signing_options(func: F) -> F:
         click.option(
             "--bvc-dof",
             type=click.FloatRange(min=0, min_open=True),
-            help="Student-t degrees of freedom for bvc (estimated from the data if omitted).",
+            help="Student-t degrees of freedom for bvc (default: estimated from the data).",
         ),
     ]
     return option_group("Signing", decorators, "signing", _signing)(func)
@@ -842,18 +856,19 @@ def alert_options(func: F) -> F:
             "instrument when CONDITION holds on its latest bar (repeatable), e.g. "
             "'phase=distribution', 'vpin>0.7', 'abs(inventory_z)>3 and "
             "liquidity_state=withdrawing'; operators = != < <= > >=, and, or, not, "
-            "parentheses, abs(). Columns: those of the per-bar table.",
+            "parentheses, abs(). Columns: those of the per-bar table (default: no alerts).",
         ),
         click.option(
             "--alert-window",
             type=Duration(),
             help="Look at every bar whose start is within this of the latest bar (e.g. 30m) "
-            "instead of the latest bar only.",
+            "instead of the latest bar only (default).",
         ),
         click.option(
             "--alert-to",
             type=click.Path(dir_okay=False, path_type=Path),
-            help="Also write the alerts as NDJSON to this file, atomically (empty when none).",
+            help="Also write the alerts as NDJSON to this file, atomically (empty when none; "
+            "default: stderr only).",
         ),
     ]
     return option_group("Alerts", decorators, "alerts", _alerts)(func)
