@@ -98,6 +98,7 @@ from mmflow.pipeline import (
 from mmflow.progress import Stage, report
 from mmflow.render.plot import (
     PANELS,
+    InstrumentChart,
     chosen_panels,
     file_stem,
     instrument_charts,
@@ -354,25 +355,20 @@ def analyze_command(
         mmflow analyze sample_data/tardis/ --bar 5m -o bars.parquet
     """
     loaded, trades, quote_frame = run.market(files, quotes, inputs, selection)
-    arguments: dict[str, Any] = {
-        "options": bars.options,
-        "signing": signing,
-        "selection": selection,
-    }
+    plan = partial(analyze, trades, quote_frame, options=bars.options, signing=signing)
     conditions = run.alert_conditions(  # --alert reads the bar table: its lazy schema, no data
-        alerts, lambda: analyze(trades, quote_frame, **arguments).bars.collect_schema()
+        alerts, lambda: plan(selection=selection).bars.collect_schema()
     )
-    materialize = partial(run.collect_plans, loaded=loaded)
-    result = analyze(trades, quote_frame, **arguments, materialize=materialize)
+    result = plan(selection=selection, materialize=partial(run.collect_plans, loaded=loaded))
     assert result.paths is not None
-    checks = [result.checks] if result.checks is not None else []
-    summary, bar_frame, mix, paths, *checked = run.collect_with_cleaning(
-        [result.summary, result.bars, result.mix, result.paths, *checks],
-        result.dropped,
-        loaded,
-        "phases and summary",
+    summary, bar_frame, mix, paths = run.collect_checked(
+        [result.summary, result.bars, result.mix, result.paths],
+        checks=result.checks,
+        dropped=result.dropped,
+        loaded=loaded,
+        signing=signing,
+        stage="phases and summary",
     )
-    run.quote_notes(checked, signing)
     require_rows(summary, "trades")
     table = which or ("bars" if output.path is not None or bars.explicit else "summary")
     chosen = bar_frame if table == "bars" else summary
@@ -420,11 +416,13 @@ def flow_command(
     prepared = market_bars(
         trades, quote_frame, options=bars.options, signing=signing, selection=selection
     )
-    checks = [prepared.checks] if prepared.checks is not None else []
-    table, *checked = run.collect_with_cleaning(
-        [bar_table(prepared, FLOW_COLUMNS), *checks], prepared.dropped, loaded
+    [table] = run.collect_checked(
+        [bar_table(prepared, FLOW_COLUMNS)],
+        checks=prepared.checks,
+        dropped=prepared.dropped,
+        loaded=loaded,
+        signing=signing,
     )
-    run.quote_notes(checked, signing)
     require_rows(table, "trades")
     if quote_frame is None:
         run.say("Note: OFI, spreads, depth and trade costs need quotes; those columns are empty.")
@@ -542,11 +540,13 @@ def inventory_command(
     summary_plan, episodes_plan = inventory_report(prepared, bars.options)
     bars_plan = bar_table(prepared, INVENTORY_COLUMNS)
     conditions = run.alert_conditions(alerts, bars_plan.collect_schema)
-    checks = [prepared.checks] if prepared.checks is not None else []
-    bar_frame, summary, episodes, *checked = run.collect_with_cleaning(
-        [bars_plan, summary_plan, episodes_plan, *checks], prepared.dropped, loaded
+    bar_frame, summary, episodes = run.collect_checked(
+        [bars_plan, summary_plan, episodes_plan],
+        checks=prepared.checks,
+        dropped=prepared.dropped,
+        loaded=loaded,
+        signing=signing,
     )
-    run.quote_notes(checked, signing)
     require_rows(bar_frame, "trades")
     chosen = {"summary": summary, "episodes": episodes}.get(which or "bars", bar_frame)
     metadata = run.metadata_for(
@@ -670,11 +670,13 @@ def classify_command(
     result = classify(
         trades, quote_frame, signing=signing, every=bar, selection=selection, max_bars=max_bars
     )
-    venue_plans = [result.checks] if result.checks is not None else []
-    signed, mix, checks, *checked = run.collect_with_cleaning(
-        [result.trades, result.mix, result.diagnostics, *venue_plans], result.dropped, loaded
+    signed, mix, checks = run.collect_checked(
+        [result.trades, result.mix, result.diagnostics],
+        checks=result.checks,
+        dropped=result.dropped,
+        loaded=loaded,
+        signing=signing,
     )
-    run.quote_notes(checked, signing)
     require_rows(signed, "trades")
     run.warn(signing_warnings(checks))
     name = "classify.bars" if signing.method == "bvc" else "classify.trades"
@@ -796,7 +798,18 @@ class ProfileOptions:
     every: str | None
     max_levels: int | None
     which: str | None
-    plot: str | None
+    target: run.ImageTarget | None
+
+    def arguments(self) -> dict[str, Any]:
+        """Return the keyword arguments of :func:`mmflow.pipeline.profile` these options set."""
+        return {
+            "bin_size": self.bin_size,
+            "by": self.by,
+            "share": self.share,
+            "method": self.method,
+            "every": self.every,
+            "max_levels": self.max_levels,
+        }
 
 
 def _profile_options(values: Mapping[str, Any]) -> ProfileOptions:
@@ -807,6 +820,10 @@ def _profile_options(values: Mapping[str, Any]) -> ProfileOptions:
         "single-row" if values["value_area_method"] == "single-row" else "two-row"
     )
     by = ("symbol",) if values["by"] == "symbol" else ("symbol", values["by"])
+    target = None
+    if values["plot"]:
+        require_matplotlib()
+        target = run.ImageTarget(values["plot"])
     return ProfileOptions(
         values["bin_size"],
         by,
@@ -815,7 +832,7 @@ def _profile_options(values: Mapping[str, Any]) -> ProfileOptions:
         values["bar"],
         values["max_levels"],
         values["which"],
-        values["plot"],
+        target,
     )
 
 
@@ -913,46 +930,25 @@ def profile_command(
         mmflow profile sample_data/binance/ --bin 0.5 --by date --to csv
         mmflow profile sample_data/binance/ --bar 5m -o footprint.parquet
     """
-    target = None
-    if choices.plot:
-        require_matplotlib()
-        target = run.ImageTarget(choices.plot)
     loaded, trades, quote_frame = run.market(files, quotes, inputs, selection)
     result = profile(
-        trades,
-        quote_frame,
-        bin_size=choices.bin_size,
-        by=choices.by,
-        share=choices.share,
-        method=choices.method,
-        every=choices.every,
-        signing=signing,
-        selection=selection,
-        max_levels=choices.max_levels,
+        trades, quote_frame, **choices.arguments(), signing=signing, selection=selection
     )
     footprint = [result.footprint] if result.footprint is not None else []
-    levels, areas, *footprint_frames = run.collect_plans(
+    levels, areas, *footprints = run.collect_plans(
         [result.levels, result.value_areas, *footprint],
         loaded,
         "reading, signing trades, building the profile",
     )
     require_rows(levels, "trades")
-    if target is not None:
+    if choices.target is not None:
         figures = profile_figures(levels, areas, by=list(choices.by))
-        target.write(
-            ((file_stem(keys), figure) for keys, figure in figures), areas.height, "profiles"
-        )
-    chosen = (
-        footprint_frames[0]
-        if footprint_frames
-        else areas
-        if choices.which == "value-area"
-        else levels
-    )
-    if not run.emit(
-        chosen, output, run.metadata_for("profile", loaded, selection, result.parameters)
-    ):
-        _print_profile(levels, areas, footprint_frames, choices.by)
+        charts = ((file_stem(keys), figure) for keys, figure in figures)
+        choices.target.write(charts, areas.height, "profiles")
+    chosen = (footprints or [areas if choices.which == "value-area" else levels])[0]
+    metadata = run.metadata_for("profile", loaded, selection, result.parameters)
+    if not run.emit(chosen, output, metadata):
+        _print_profile(levels, areas, footprints, choices.by)
 
 
 def _print_profile(
@@ -1140,6 +1136,19 @@ def _parse_panels(ctx: click.Context, param: click.Parameter, value: str | None)
         raise click.BadParameter(str(exc), ctx, param) from None
 
 
+@dataclass(frozen=True)
+class ChartTarget:
+    """Where plot draws (``-o``) and which panels (``--panels``)."""
+
+    images: run.ImageTarget
+    panels: list[str]
+
+
+def _chart_target(values: Mapping[str, Any]) -> ChartTarget:
+    require_matplotlib()
+    return ChartTarget(run.ImageTarget(values["output"]), values["panels"])
+
+
 @cli.command(name="plot")
 @click.argument("files", nargs=-1, required=True)
 @quote_options
@@ -1161,6 +1170,8 @@ def _parse_panels(ctx: click.Context, param: click.Parameter, value: str | None)
             help=f"Panels to draw, top to bottom (default all): {','.join(PANELS)}.",
         ),
     ],
+    "target",
+    _chart_target,
 )
 @bar_options
 @phase_options
@@ -1175,8 +1186,7 @@ def plot_command(
     signing: Signing,
     bars: Bars,
     phase: PhaseParameters,
-    output: str,
-    panels: list[str],
+    target: ChartTarget,
 ) -> None:
     """Draw one chart per instrument: price with phases, CVD and inventory, OFI, spread, VPIN.
 
@@ -1194,8 +1204,6 @@ def plot_command(
         mmflow plot sample_data/tardis/ --bar 5m --tz America/New_York -o charts/
         mmflow plot sample_data/simulated/ --panels price,cvd -o chart.svg
     """
-    require_matplotlib()
-    target = run.ImageTarget(output)
     loaded, trades, quote_frame = run.market(files, quotes, inputs, selection)
     result = chart(
         trades,
@@ -1215,18 +1223,19 @@ def plot_command(
         episodes,
         withdrawals,
         every=bars.options.every,
-        panels=panels,
+        panels=target.panels,
         tz=inputs.tz or "UTC",
         has_quotes=result.has_quotes,
     )
+    target.images.write(_noted(charts), instrument_count(bar_frame), "instruments")
 
-    def drawn() -> Iterator[tuple[str, Any]]:
-        for item in charts:
-            for note in item.notes:
-                run.say(f"Note: {instrument_name(item.instrument)}: {note}")
-            yield file_stem(item.instrument), item.figure
 
-    target.write(drawn(), instrument_count(bar_frame), "instruments")
+def _noted(charts: Iterator[InstrumentChart]) -> Iterator[tuple[str, Any]]:
+    """Yield ``(file stem, figure)`` per chart, saying each chart's notes first."""
+    for item in charts:
+        for note in item.notes:
+            run.say(f"Note: {instrument_name(item.instrument)}: {note}")
+        yield file_stem(item.instrument), item.figure
 
 
 @cli.command(name="simulate")

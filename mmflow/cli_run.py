@@ -44,6 +44,7 @@ __all__ = [
     "SIGNING_AND_BARS",
     "ImageTarget",
     "alert_conditions",
+    "collect_checked",
     "collect_plans",
     "collect_with_cleaning",
     "emit",
@@ -187,6 +188,22 @@ def collect_with_cleaning(
             counted.extend(account_of([], cleaning))
             _say_account(counted)
     return frames
+
+
+def collect_checked(
+    plans: list[pl.LazyFrame],
+    *,
+    checks: pl.LazyFrame | None,
+    dropped: pl.LazyFrame | None,
+    loaded: list[Loaded],
+    signing: Signing,
+    stage: str = SIGNING_AND_BARS,
+) -> list[pl.DataFrame]:
+    """Collect ``plans`` with the quote checks and cleaning counts; warn about unusable quotes."""
+    extra = [checks] if checks is not None else []
+    frames = collect_with_cleaning([*plans, *extra], dropped, loaded, stage)
+    quote_notes(frames[len(plans) :], signing)
+    return frames[: len(plans)]
 
 
 def quote_notes(checked: list[pl.DataFrame], signing: Signing) -> None:
