@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from mmflow.cli import cli
-from mmflow.cli_config import option_key
+from mmflow.cli.config import option_key
 
 ROOT = Path(__file__).resolve().parents[1]
 BINANCE = str(ROOT / "sample_data" / "binance")

@@ -18,7 +18,7 @@ import polars as pl
 
 from mmflow.alerts import Condition, ConditionError, alert_messages, evaluate_alerts
 from mmflow.alerts import parse_condition as bind_alert
-from mmflow.cli_options import AlertOptions, Inputs, Output, QuoteFiles
+from mmflow.cli.options import AlertOptions, Inputs, Output, QuoteFiles
 from mmflow.errors import MmflowError, NoDataError, ParameterError
 from mmflow.io import Loaded, RowAccount, load_inputs
 from mmflow.pipeline import (
