@@ -22,6 +22,7 @@ from mmflow.simulate import FAMILIES, SimulationParameters
 
 __all__ = [
     "PHASE_OPTIONS",
+    "SIMULATION_KNOBS",
     "SIMULATION_OPTIONS",
     "Bars",
     "bar_options",
@@ -245,140 +246,145 @@ def _simulation(values: Mapping[str, Any]) -> SimulationParameters:
     )
 
 
+_SIMULATED = SimulationParameters()
+_POSITIVE = click.FloatRange(min=0)
+_BARS = click.IntRange(min=1)
+SIMULATION_KNOBS: list[Callable[[Any], Any]] = [
+    click.option("--seed", type=int, default=0, show_default=True, help="Random seed."),
+    click.option(
+        "--symbols",
+        type=click.IntRange(min=1, max=26),
+        default=2,
+        show_default=True,
+        help="Number of symbols (SIMA, SIMB, …).",
+    ),
+    click.option(
+        "--hours",
+        type=click.FloatRange(min=0, min_open=True),
+        default=24.0,
+        show_default=True,
+        help="Hours of trading to simulate.",
+    ),
+    click.option(
+        "--trades-per-hour",
+        type=click.FloatRange(min=0, min_open=True),
+        default=3600.0,
+        show_default=True,
+        help="Average trades per symbol and hour.",
+    ),
+    click.option(
+        "--episodes-per-day",
+        type=click.FloatRange(min=0),
+        default=6.0,
+        show_default=True,
+        help="Accumulation → distribution → reversal episodes per symbol and day (0: noise only).",
+    ),
+    click.option(
+        "--family",
+        type=click.Choice(FAMILIES),
+        default=_SIMULATED.family,
+        show_default=True,
+        help="Generating mechanism: scripted inventory target, or Hawkes flow with "
+        "competing market makers (one tracked).",
+    ),
+    click.option(
+        "--accumulation-intensity",
+        type=_POSITIVE,
+        default=_SIMULATED.accumulation_intensity,
+        show_default=True,
+        help="Episode strength: accumulation flow as a share of the noise volume.",
+    ),
+    click.option(
+        "--accumulation-bars",
+        type=(_BARS, _BARS),
+        metavar="MIN MAX",
+        default=_SIMULATED.accumulation_bars,
+        show_default=True,
+        help="Episode speed: MIN MAX bars of an accumulation.",
+    ),
+    click.option(
+        "--distribution-bars",
+        type=(_BARS, _BARS),
+        metavar="MIN MAX",
+        default=_SIMULATED.distribution_bars,
+        show_default=True,
+        help="MIN MAX bars of a distribution.",
+    ),
+    click.option(
+        "--hold-bars",
+        type=(click.IntRange(min=0), click.IntRange(min=0)),
+        metavar="MIN MAX",
+        default=_SIMULATED.hold_bars,
+        show_default=True,
+        help="MIN MAX bars of hold between accumulation and distribution.",
+    ),
+    click.option(
+        "--overshoot",
+        type=_POSITIVE,
+        default=_SIMULATED.overshoot,
+        show_default=True,
+        help="A distribution unloads (1 + this) x the peak, through zero.",
+    ),
+    click.option(
+        "--size-tail",
+        type=click.FloatRange(min=0),
+        default=_SIMULATED.size_tail,
+        show_default=True,
+        help="Student-t degrees of freedom (> 2) of trade sizes; 0: geometric sizes.",
+    ),
+    click.option(
+        "--clustering",
+        type=_POSITIVE,
+        default=_SIMULATED.clustering,
+        show_default=True,
+        help="Volatility of the log trade rate per bar (AR(1)); 0: constant rate.",
+    ),
+    click.option(
+        "--proxy-drift",
+        type=_POSITIVE,
+        default=_SIMULATED.proxy_drift,
+        show_default=True,
+        help="Other participants' net flow per bar in noise SDs: the -CVD proxy drifts.",
+    ),
+    click.option(
+        "--spread-variability",
+        type=_POSITIVE,
+        default=_SIMULATED.spread_variability,
+        show_default=True,
+        help="Volatility of the log spread per bar (AR(1)); 0: constant spread.",
+    ),
+    click.option(
+        "--distribution-spread",
+        type=_POSITIVE,
+        default=_SIMULATED.distribution_spread,
+        show_default=True,
+        help="Relative widening of the spread during distribution.",
+    ),
+    click.option(
+        "--inventory-reversion",
+        type=click.FloatRange(min=0, max=1),
+        default=_SIMULATED.inventory_reversion,
+        show_default=True,
+        help="The market maker's mean reversion per bar.",
+    ),
+    click.option(
+        "--excitation",
+        type=click.FloatRange(min=0, max=0.9),
+        default=_SIMULATED.excitation,
+        show_default=True,
+        help="hawkes: branching ratio of the order flow.",
+    ),
+    click.option(
+        "--market-makers",
+        type=click.IntRange(min=1),
+        default=_SIMULATED.market_makers,
+        show_default=True,
+        help="hawkes: competing market makers (one tracked).",
+    ),
+]
+"""The Simulation options (:func:`simulation_options`), in ``--help`` order."""
+
+
 def simulation_options(func: F) -> F:
-    """Add the regime knobs of :class:`mmflow.simulate.SimulationParameters`."""
-    d = SimulationParameters()
-    positive = click.FloatRange(min=0)
-    bars = click.IntRange(min=1)
-    options: list[Callable[[Any], Any]] = [
-        click.option("--seed", type=int, default=0, show_default=True, help="Random seed."),
-        click.option(
-            "--symbols",
-            type=click.IntRange(min=1, max=26),
-            default=2,
-            show_default=True,
-            help="Number of symbols (SIMA, SIMB, …).",
-        ),
-        click.option(
-            "--hours",
-            type=click.FloatRange(min=0, min_open=True),
-            default=24.0,
-            show_default=True,
-            help="Hours of trading to simulate.",
-        ),
-        click.option(
-            "--trades-per-hour",
-            type=click.FloatRange(min=0, min_open=True),
-            default=3600.0,
-            show_default=True,
-            help="Average trades per symbol and hour.",
-        ),
-        click.option(
-            "--episodes-per-day",
-            type=click.FloatRange(min=0),
-            default=6.0,
-            show_default=True,
-            help="Accumulation → distribution → reversal episodes per symbol and day "
-            "(0: noise only).",
-        ),
-        click.option(
-            "--family",
-            type=click.Choice(FAMILIES),
-            default=d.family,
-            show_default=True,
-            help="Generating mechanism: scripted inventory target, or Hawkes flow with "
-            "competing market makers (one tracked).",
-        ),
-        click.option(
-            "--accumulation-intensity",
-            type=positive,
-            default=d.accumulation_intensity,
-            show_default=True,
-            help="Episode strength: accumulation flow as a share of the noise volume.",
-        ),
-        click.option(
-            "--accumulation-bars",
-            type=(bars, bars),
-            default=d.accumulation_bars,
-            show_default=True,
-            help="Episode speed: MIN MAX bars of an accumulation.",
-        ),
-        click.option(
-            "--distribution-bars",
-            type=(bars, bars),
-            default=d.distribution_bars,
-            show_default=True,
-            help="MIN MAX bars of a distribution.",
-        ),
-        click.option(
-            "--hold-bars",
-            type=(click.IntRange(min=0), click.IntRange(min=0)),
-            default=d.hold_bars,
-            show_default=True,
-            help="MIN MAX bars of hold between accumulation and distribution.",
-        ),
-        click.option(
-            "--overshoot",
-            type=positive,
-            default=d.overshoot,
-            show_default=True,
-            help="A distribution unloads (1 + this) x the peak, through zero.",
-        ),
-        click.option(
-            "--size-tail",
-            type=click.FloatRange(min=0),
-            default=d.size_tail,
-            show_default=True,
-            help="Student-t degrees of freedom (> 2) of trade sizes; 0: geometric sizes.",
-        ),
-        click.option(
-            "--clustering",
-            type=positive,
-            default=d.clustering,
-            show_default=True,
-            help="Volatility of the log trade rate per bar (AR(1)); 0: constant rate.",
-        ),
-        click.option(
-            "--proxy-drift",
-            type=positive,
-            default=d.proxy_drift,
-            show_default=True,
-            help="Other participants' net flow per bar in noise SDs: the -CVD proxy drifts.",
-        ),
-        click.option(
-            "--spread-variability",
-            type=positive,
-            default=d.spread_variability,
-            show_default=True,
-            help="Volatility of the log spread per bar (AR(1)); 0: constant spread.",
-        ),
-        click.option(
-            "--distribution-spread",
-            type=positive,
-            default=d.distribution_spread,
-            show_default=True,
-            help="Relative widening of the spread during distribution.",
-        ),
-        click.option(
-            "--inventory-reversion",
-            type=click.FloatRange(min=0, max=1),
-            default=d.inventory_reversion,
-            show_default=True,
-            help="The market maker's mean reversion per bar.",
-        ),
-        click.option(
-            "--excitation",
-            type=click.FloatRange(min=0, max=0.9),
-            default=d.excitation,
-            show_default=True,
-            help="hawkes: branching ratio of the order flow.",
-        ),
-        click.option(
-            "--market-makers",
-            type=click.IntRange(min=1),
-            default=d.market_makers,
-            show_default=True,
-            help="hawkes: competing market makers (one tracked).",
-        ),
-    ]
-    return option_group("Simulation", options, "parameters", _simulation)(func)
+    """Add the simulator's options (:class:`mmflow.simulate.SimulationParameters`)."""
+    return option_group("Simulation", SIMULATION_KNOBS, "parameters", _simulation)(func)

@@ -43,6 +43,7 @@ from mmflow.pipeline import (
 from mmflow.render.write import OUTPUT_FORMATS, OutputFormat, check_output_file, check_stream
 
 __all__ = [
+    "INPUT_OPTIONS",
     "QUIET_HELP",
     "AlertOptions",
     "Inputs",
@@ -150,101 +151,104 @@ def _inputs(values: Mapping[str, Any]) -> Inputs:
     )
 
 
+INPUT_OPTIONS: list[Callable[[Any], Any]] = [
+    click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["auto", *format_names()]),
+        default="auto",
+        show_default=True,
+        metavar="NAME",
+        help="Input format, auto-detected from magic bytes, file name and header; one of "
+        + ", ".join(format_names())
+        + ".",
+    ),
+    click.option(
+        "--map",
+        "column_map",
+        multiple=True,
+        callback=parse_map,
+        metavar="CANONICAL=COLUMN,...",
+        help="Read any CSV by naming its columns, e.g. --map ts=time,price=px,size=qty "
+        "(default: the layout is detected).",
+    ),
+    click.option(
+        "--symbol",
+        "symbols",
+        multiple=True,
+        help="Keep only this symbol (repeatable); also names files that carry no symbol "
+        "(default: every symbol).",
+    ),
+    click.option(
+        "--venue",
+        "venues",
+        multiple=True,
+        help="Keep only this venue (repeatable), e.g. binance-um; an instrument is "
+        "(venue, symbol) (default: every venue).",
+    ),
+    click.option(
+        "--date",
+        "trading_date",
+        type=click.DateTime(formats=["%Y-%m-%d"]),
+        help="Trading day, YYYY-MM-DD, for files that carry it only in their name (LOBSTER; "
+        "default: from the file name).",
+    ),
+    click.option(
+        "--tz",
+        help="Time zone of local times in files that do not state it (Sierra exports; "
+        "default UTC), e.g. America/Chicago; plot draws its time axis in it.",
+    ),
+    click.option(
+        "--round-lot",
+        type=click.IntRange(min=1),
+        help="Shares per round lot for quote sizes given in lots (TAQ, Polygon; default 100).",
+    ),
+    click.option(
+        "--exclude",
+        multiple=True,
+        metavar="GLOB",
+        help="Leave out files a folder search finds whose name or relative path matches "
+        "(repeatable), e.g. --exclude '*.zip' --exclude 'old/*' (default: none).",
+    ),
+    click.option(
+        "--strict",
+        is_flag=True,
+        help="Stop with an error when a folder entry is skipped (empty, no known layout, "
+        "unreadable), for cron jobs.",
+    ),
+    click.option(
+        "--skip-bad-rows",
+        is_flag=True,
+        help="Drop and count rows that do not parse instead of stopping at the first one.",
+    ),
+    click.option(
+        "--valid-from",
+        type=Timestamp(),
+        default="1990-01-01",
+        show_default=True,
+        help="Earliest plausible timestamp; earlier rows are dropped and counted.",
+    ),
+    click.option(
+        "--valid-until",
+        type=Timestamp(),
+        help="Plausible timestamps are before this (default: the end of tomorrow, UTC); "
+        "later rows are dropped and counted.",
+    ),
+    click.option(
+        "--verbose",
+        is_flag=True,
+        expose_value=False,
+        callback=set_verbose,
+        help="Show the row account (read = used + dropped) and full tracebacks on errors.",
+    ),
+    quiet_option,
+]
+"""The Input options (:func:`input_options`), in ``--help`` order."""
+
+
 def input_options(func: F) -> F:
     """Options every command that reads market data shares; the command gets ``inputs``."""
-    decorators = [
-        click.option(
-            "--format",
-            "fmt",
-            type=click.Choice(["auto", *format_names()]),
-            default="auto",
-            show_default=True,
-            metavar="NAME",
-            help="Input format, auto-detected from magic bytes, file name and header; one of "
-            + ", ".join(format_names())
-            + ".",
-        ),
-        click.option(
-            "--map",
-            "column_map",
-            multiple=True,
-            callback=parse_map,
-            metavar="CANONICAL=COLUMN,...",
-            help="Read any CSV by naming its columns, e.g. --map ts=time,price=px,size=qty "
-            "(default: the layout is detected).",
-        ),
-        click.option(
-            "--symbol",
-            "symbols",
-            multiple=True,
-            help="Keep only this symbol (repeatable); also names files that carry no symbol "
-            "(default: every symbol).",
-        ),
-        click.option(
-            "--venue",
-            "venues",
-            multiple=True,
-            help="Keep only this venue (repeatable), e.g. binance-um; an instrument is "
-            "(venue, symbol) (default: every venue).",
-        ),
-        click.option(
-            "--date",
-            "trading_date",
-            type=click.DateTime(formats=["%Y-%m-%d"]),
-            help="Trading day, YYYY-MM-DD, for files that carry it only in their name (LOBSTER; "
-            "default: from the file name).",
-        ),
-        click.option(
-            "--tz",
-            help="Time zone of local times in files that do not state it (Sierra exports; "
-            "default UTC), e.g. America/Chicago; plot draws its time axis in it.",
-        ),
-        click.option(
-            "--round-lot",
-            type=click.IntRange(min=1),
-            help="Shares per round lot for quote sizes given in lots (TAQ, Polygon; default 100).",
-        ),
-        click.option(
-            "--exclude",
-            multiple=True,
-            metavar="GLOB",
-            help="Leave out files a folder search finds whose name or relative path matches "
-            "(repeatable), e.g. --exclude '*.zip' --exclude 'old/*' (default: none).",
-        ),
-        click.option(
-            "--strict",
-            is_flag=True,
-            help="Stop with an error when a folder entry is skipped (empty, no known layout, "
-            "unreadable), for cron jobs.",
-        ),
-        click.option(
-            "--skip-bad-rows",
-            is_flag=True,
-            help="Drop and count rows that do not parse instead of stopping at the first one.",
-        ),
-        click.option(
-            "--valid-from",
-            type=Timestamp(),
-            default="1990-01-01",
-            show_default=True,
-            help="Earliest plausible timestamp; earlier rows are dropped and counted.",
-        ),
-        click.option(
-            "--valid-until",
-            type=Timestamp(),
-            help="Plausible timestamps are before this (default: the end of tomorrow, UTC); "
-            "later rows are dropped and counted.",
-        ),
-        click.option(
-            "--verbose",
-            is_flag=True,
-            expose_value=False,
-            callback=set_verbose,
-            help="Show the row account (read = used + dropped) and full tracebacks on errors.",
-        ),
-        quiet_option,
-    ]
-    return option_group("Input", decorators, "inputs", _inputs)(func)
+    return option_group("Input", INPUT_OPTIONS, "inputs", _inputs)(func)
 
 
 def selection_options(func: F) -> F:
