@@ -21,3 +21,15 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not present (../shared is only on developer machines)")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _no_user_defaults(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Keep the developer's MMFLOW_* variables and ~/.config/mmflow out of every test."""
+    import os
+
+    for name in [n for n in os.environ if n.startswith("MMFLOW_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config-home")))

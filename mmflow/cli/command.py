@@ -1,0 +1,208 @@
+"""The typed command of ``mmflow``: grouped ``--help``, option groups that build typed values.
+
+Each ``*_options`` decorator stacks a group of click options onto a command through
+:func:`option_group`, which tags them with the group's title for ``--help`` (Input, Selection,
+Signing, Bars, Phase rule, Alerts, Output) and registers a builder that turns the parsed values
+into one typed object. :class:`MmflowCommand` runs the builders, so a command body receives typed
+objects instead of ``**params``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import click
+from click.core import ParameterSource
+
+__all__ = [
+    "BUILDERS_ATTRIBUTE",
+    "DEFAULTS_NOTE",
+    "EXIT_CODES",
+    "GENERAL",
+    "GROUP_ATTRIBUTE",
+    "MESSAGE_LIMIT",
+    "SECTIONS",
+    "Builder",
+    "MmflowCommand",
+    "choice_of",
+    "help_group",
+    "one_line",
+    "option_group",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+EXIT_CODES = (
+    "Exit codes: 0 success; 1 a data error (bad file, missing column, no rows); 2 a usage "
+    "error (bad flag or --alert condition); 3 an --alert condition fired (analyze, inventory, "
+    "phases; after all output is written); 130 interrupted (Ctrl-C); 143 SIGTERM; 129 SIGHUP."
+)
+DEFAULTS_NOTE = (
+    "Any option can also be set by MMFLOW_<OPTION> (MMFLOW_BAR=5m; MMFLOW_<COMMAND>_<OPTION> "
+    "for one command) or in mmflow.toml; a flag wins over the environment, the environment "
+    "over the file. `mmflow config` shows where each value comes from."
+)
+SECTIONS = (
+    "Command",
+    "Input",
+    "Selection",
+    "Signing",
+    "Bars",
+    "Phase rule",
+    "Event study",
+    "Simulation",
+    "Alerts",
+    "Output",
+    "General",
+)
+"""Titles of the option groups in ``--help``, in order; untagged options are "Command"."""
+GENERAL = frozenset({"verbose", "quiet", "help", "_click_default_help", "config", "version"})
+GROUP_ATTRIBUTE = "mmflow_help_group"
+BUILDERS_ATTRIBUTE = "__mmflow_builders__"
+
+
+def help_group(param: click.Parameter) -> str:
+    """Return the ``--help`` section of ``param``."""
+    if param.name in GENERAL:
+        return "General"
+    return str(getattr(param, GROUP_ATTRIBUTE, "Command"))
+
+
+@dataclass(frozen=True)
+class Builder:
+    """Turns the parsed values of one option group into one typed object.
+
+    Attributes
+    ----------
+    keyword
+        The command's parameter that receives the object.
+    names
+        The click parameter names the object replaces (they are not passed on).
+    build
+        Makes the object from every parsed value of the command.
+    """
+
+    keyword: str
+    names: frozenset[str]
+    build: Callable[[Mapping[str, Any]], object]
+
+
+class MmflowCommand(click.Command):
+    """A command with grouped options in ``--help``, exit codes at the end, typed arguments.
+
+    Before the callback runs, each option group's builder turns its raw values into one typed
+    object (see :func:`option_group`).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["epilog"] = kwargs.get("epilog") or f"{DEFAULTS_NOTE}\n\n{EXIT_CODES}"
+        super().__init__(*args, **kwargs)
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Parse ``args``; a bad value from a variable or a file says where it came from."""
+        try:
+            return super().parse_args(ctx, args)
+        except click.BadParameter as exc:
+            origin = _origin(ctx, exc.param)
+            if not origin:
+                raise
+            raise click.BadParameter(
+                exc.message + origin, exc.ctx, exc.param, exc.param_hint
+            ) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Build the typed option objects, then run the command with them."""
+        builders: list[Builder] = getattr(self.callback, BUILDERS_ATTRIBUTE, [])
+        if self.callback is None or not builders:
+            return super().invoke(ctx)
+        raw = dict(ctx.params)
+        built = {builder.keyword: builder.build(raw) for builder in builders}
+        used = frozenset().union(*(builder.names for builder in builders))
+        kept = {name: value for name, value in raw.items() if name not in used}
+        return ctx.invoke(self.callback, **kept, **built)
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Write the epilog paragraphs unwrapped into one block each."""
+        if self.epilog:
+            for paragraph in self.epilog.split("\n\n"):
+                formatter.write_paragraph()
+                with formatter.indentation():
+                    formatter.write_text(paragraph)
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Write the options in titled groups (Input, Selection, Signing, …)."""
+        sections: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            record = None if isinstance(param, click.Argument) else param.get_help_record(ctx)
+            if record is not None:
+                sections.setdefault(help_group(param), []).append(record)
+        for title in sorted(sections, key=lambda t: SECTIONS.index(t) if t in SECTIONS else 1):
+            name = "Options" if title == "Command" else f"{title} options"
+            with formatter.section(name):
+                formatter.write_dl(sections[title])
+
+
+def _origin(ctx: click.Context, param: click.Parameter | None) -> str:
+    """Return `` (from MMFLOW_X)`` or `` (from FILE)`` when ``param`` was not set by a flag."""
+    if param is None or param.name is None:
+        return ""
+    source = ctx.get_parameter_source(param.name)
+    if source == ParameterSource.ENVIRONMENT and isinstance(param, click.Option):
+        names = [param.envvar] if isinstance(param.envvar, str) else list(param.envvar or [])
+        found = next((name for name in names if os.environ.get(name)), None)
+        return f" (from {found})" if found else ""
+    if source == ParameterSource.DEFAULT_MAP:
+        defaults = ctx.meta.get("mmflow.defaults")
+        origins = getattr(defaults, "origins", {}).get(ctx.info_name or "", {})
+        origin = origins.get(param.name)
+        return f" (from {origin})" if origin is not None else ""
+    return ""
+
+
+def option_group(
+    title: str,
+    decorators: Sequence[Callable[[Any], Any]],
+    keyword: str | None = None,
+    build: Callable[[Mapping[str, Any]], object] | None = None,
+) -> Callable[[F], F]:
+    """Return a decorator adding ``decorators``' options under ``title`` in ``--help``.
+
+    With ``keyword`` and ``build``, the command receives ``build(values)`` as ``keyword``
+    instead of the group's own parameters.
+    """
+
+    def decorator(func: F) -> F:
+        before = list(getattr(func, "__click_params__", []))
+        for option in reversed(decorators):
+            func = option(func)
+        added = [p for p in getattr(func, "__click_params__", []) if p not in before]
+        for param in added:
+            if not hasattr(param, GROUP_ATTRIBUTE):
+                setattr(param, GROUP_ATTRIBUTE, title)
+        if keyword is not None and build is not None:
+            names = frozenset(p.name for p in added if p.name and p.expose_value)
+            builders: list[Builder] = func.__dict__.setdefault(BUILDERS_ATTRIBUTE, [])
+            builders.insert(0, Builder(keyword, names, build))
+        return func
+
+    return decorator
+
+
+def choice_of(value: Any, allowed: tuple[T, ...], default: T) -> T:
+    """Return ``value`` as one of ``allowed`` (typed), ``default`` when it is not one."""
+    return next((item for item in allowed if item == value), default)
+
+
+MESSAGE_LIMIT = 300
+"""Longest error or warning line mmflow prints (a 200 MB field must not become the message)."""
+
+
+def one_line(exc: BaseException) -> str:
+    """Return the first line of ``exc``'s message, at most :data:`MESSAGE_LIMIT` characters."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line if len(line) <= MESSAGE_LIMIT else line[: MESSAGE_LIMIT - 1] + "…"

@@ -1,0 +1,165 @@
+"""``mmflow inspect`` and ``mmflow convert``: what files are, and canonical datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import polars as pl
+
+from mmflow.cli import run
+from mmflow.cli.app import cli
+from mmflow.cli.command import one_line, option_group
+from mmflow.cli.options import (
+    Inputs,
+    Output,
+    QuoteFiles,
+    checked,
+    input_options,
+    output_options,
+    quote_options,
+    selection_options,
+)
+from mmflow.inspect import inspect_paths
+from mmflow.pipeline import (
+    Selection,
+    Signing,
+    gather,
+    parameters_of,
+    read_many,
+    write_dataset,
+)
+from mmflow.progress import Stage, report
+from mmflow.render.progress import plain_console as Console
+from mmflow.render.table import (
+    inspect_cards,
+    inspect_table,
+)
+from mmflow.render.write import build_metadata, check_output_directory
+from mmflow.schema import QUOTES, TRADES
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True)
+@input_options
+@output_options
+def inspect(files: tuple[str, ...], inputs: Inputs, output: Output) -> None:
+    """Say what each file is: format, kind, rows, symbols, time span, side encoding, issues.
+
+    Example:
+
+    \b
+        mmflow inspect sample_data/
+        mmflow inspect sample_data/ --to json
+    """
+    found = inspect_paths(
+        files,
+        inputs.fmt,
+        inputs.read,
+        exclude=inputs.exclude,
+        strict=inputs.strict,
+        on_stage=run.stages(),
+    )
+    if found.note:
+        run.say(f"Note: {found.note}")
+    for error in found.errors:
+        click.echo(f"Error: {one_line(error)}", err=True)
+    if found.reports:
+        df = pl.DataFrame([r.as_dict() for r in found.reports], schema=_INSPECT_SCHEMA)
+        sources = [{"path": r.path, "format": r.format} for r in found.reports]
+        metadata = build_metadata(
+            table="inspect", sources=sources, clock="recv", parameters={"format": inputs.fmt}
+        )
+        if not run.emit(df, output, metadata):
+            console = Console()
+            console.print(inspect_table(df) if console.width >= 120 else inspect_cards(df))
+    if found.errors:
+        raise SystemExit(1)
+
+
+_INSPECT_SCHEMA: dict[str, pl.DataType] = {
+    "path": pl.String(),
+    "format": pl.String(),
+    "kind": pl.String(),
+    "rows": pl.Int64(),
+    "symbols": pl.List(pl.String),
+    "start": pl.String(),
+    "end": pl.String(),
+    "start_event": pl.String(),
+    "end_event": pl.String(),
+    "trades": pl.Int64(),
+    "quotes": pl.Int64(),
+    "side_known": pl.Float64(),
+    "buy_trades": pl.Int64(),
+    "sell_trades": pl.Int64(),
+    "buy_volume_share": pl.Float64(),
+    "issues": pl.List(pl.String),
+    "rows_used": pl.Int64(),
+    "rows_dropped": pl.Int64(),
+    "dropped": pl.List(pl.Struct({"table": pl.String, "reason": pl.String, "rows": pl.Int64})),
+}
+
+
+@cli.command(name="convert")
+@click.argument("files", nargs=-1, required=True)
+@quote_options
+@option_group(
+    "Output",
+    [
+        click.option(
+            "-o",
+            "--output",
+            "directory",
+            required=True,
+            type=click.Path(path_type=Path),
+            callback=checked(check_output_directory),
+            metavar="DIR",
+            help="Dataset folder to write (symbol=…/date=…/trades.parquet, quotes.parquet).",
+        ),
+        click.option(
+            "--overwrite", is_flag=True, help="Replace partition files that already exist."
+        ),
+    ],
+)
+@input_options
+@selection_options
+def convert_command(
+    files: tuple[str, ...],
+    quotes: QuoteFiles,
+    inputs: Inputs,
+    selection: Selection,
+    directory: Path,
+    overwrite: bool,
+) -> None:
+    """Convert vendor files into a canonical parquet dataset partitioned by symbol and date.
+
+    Every analysis command reads such a folder back as input.
+
+    Example:
+
+    \b
+        mmflow convert sample_data/ -o dataset/
+        mmflow analyze dataset/
+    """
+    loaded = read_many(run.read_all(files, quotes, inputs))
+    trades, quote_frame = gather(loaded, TRADES), gather(loaded, QUOTES)
+    run.account(inputs, selection, loaded, (trades, quote_frame))
+    parameters = parameters_of(selection, Signing())
+    metadata = run.metadata_for("canonical", loaded, selection, parameters)
+    stages = run.stages()
+    report(stages, Stage("writing the dataset"))
+    try:
+        written, notes = write_dataset(
+            trades,
+            quote_frame,
+            directory,
+            overwrite=overwrite,
+            selection=selection,
+            metadata=metadata,
+        )
+    finally:
+        report(stages, Stage("writing the dataset", finished=True))
+    for note in notes:
+        run.say(note)
+    rows = ", ".join(f"{n:,} {name}" for name, n in written.rows.items())
+    run.say(f"wrote {len(written.files):,} files ({rows}) to {directory}")

@@ -1,0 +1,390 @@
+"""The model option groups of ``mmflow``: bars, the phase rule and the simulator."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from mmflow.cli.command import F, option_group
+from mmflow.cli.types import Duration
+from mmflow.metrics.phase_model import model as phase_model
+from mmflow.metrics.phases import PARAMETER_RANGES as PHASE_RANGES
+from mmflow.metrics.phases import PhaseParameters
+from mmflow.pipeline import (
+    BYTES_PER_BAR,
+    BarOptions,
+    default_max_rows,
+)
+from mmflow.simulate import FAMILIES, SimulationParameters
+
+__all__ = [
+    "PHASE_OPTIONS",
+    "SIMULATION_KNOBS",
+    "SIMULATION_OPTIONS",
+    "Bars",
+    "bar_options",
+    "max_bars_option",
+    "phase_options",
+    "simulation_options",
+]
+
+
+def bar_options(func: F) -> F:
+    """Options for bars and the per-bar metrics (``analyze``, ``flow``, ``inventory``)."""
+    decorators = [
+        click.option("--bar", type=Duration(), help="Bar length (default 1m)."),
+        click.option(
+            "--horizon",
+            type=Duration(minimum=0),
+            default="5m",
+            show_default=True,
+            help="Horizon of realized spread and price impact (by time, not rows).",
+        ),
+        click.option(
+            "--lookback",
+            type=click.IntRange(min=2),
+            default=240,
+            show_default=True,
+            help="Trailing window in bars: Kyle's lambda, Amihud, inventory z, liquidity.",
+        ),
+        click.option(
+            "--pressure-horizon",
+            type=click.IntRange(min=1),
+            default=5,
+            show_default=True,
+            help="Forward bars of the price-pressure regression.",
+        ),
+        click.option(
+            "--vpin-window",
+            type=click.IntRange(min=1),
+            default=50,
+            show_default=True,
+            help="Volume buckets per VPIN value.",
+        ),
+        click.option(
+            "--buckets-per-day",
+            type=click.IntRange(min=1),
+            default=50,
+            show_default=True,
+            help="VPIN bucket volume = average daily volume / this.",
+        ),
+        click.option(
+            "--spread-factor",
+            type=click.FloatRange(min=0, min_open=True),
+            default=2.0,
+            show_default=True,
+            help="Withdrawing when the spread is at least this × its trailing median.",
+        ),
+        click.option(
+            "--depth-factor",
+            type=click.FloatRange(min=0, min_open=True),
+            default=0.5,
+            show_default=True,
+            help="Withdrawing when the depth is at most this × its trailing median.",
+        ),
+        click.option(
+            "--fill",
+            is_flag=True,
+            help="Make a continuous bar grid across days without data (default: bars only on "
+            "the days, or sessions, that hold trades or quotes).",
+        ),
+        max_bars_option("--max-bars", "bars (also VPIN buckets and window lengths)"),
+    ]
+    return option_group("Bars", decorators, "bars", _bars)(func)
+
+
+def max_bars_option(flag: str, what: str) -> Callable[[F], F]:
+    """Return the option limiting the rows a run makes (default sized to the memory)."""
+    return click.option(
+        flag,
+        type=click.IntRange(min=1),
+        help=f"Most {what} a run may make; estimated before they are made (exit 2 above). "
+        f"Default: available memory / {BYTES_PER_BAR} bytes, now {default_max_rows():,}.",
+    )
+
+
+@dataclass(frozen=True)
+class Bars:
+    """Bar options (the Bars group) and whether --bar was given.
+
+    Attributes
+    ----------
+    options
+        The library's bar options (``every`` is ``1m`` when --bar is not given).
+    explicit
+        Whether --bar was given (``analyze`` then writes the per-bar table).
+    """
+
+    options: BarOptions
+    explicit: bool
+
+
+def _bars(values: Mapping[str, Any]) -> Bars:
+    limit = values.get("max_bars")
+    options = BarOptions(
+        every=values["bar"] or "1m",
+        horizon=values["horizon"],
+        lookback=values["lookback"],
+        pressure_horizon=values["pressure_horizon"],
+        vpin_window=values["vpin_window"],
+        buckets_per_day=values["buckets_per_day"],
+        spread_factor=values["spread_factor"],
+        depth_factor=values["depth_factor"],
+        fill=values["fill"],
+        max_bars=default_max_rows() if limit is None else limit,
+    )
+    return Bars(options, values["bar"] is not None)
+
+
+PHASE_OPTIONS = (
+    "window",
+    "baseline",
+    "absorption",
+    "absorption_noise",
+    "extreme",
+    "unload",
+    "recent_bars",
+    "recent",
+    "accumulation",
+    "enter",
+    "evidence",
+    "stay",
+    "gap",
+    "min_bars",
+)
+
+
+def _phase(values: Mapping[str, Any]) -> PhaseParameters:
+    """Build the phase rule's parameters; --lookback and --pressure-horizon come from Bars."""
+    return PhaseParameters(
+        lookback=values["lookback"],
+        horizon=values["pressure_horizon"],
+        **{name: values[name] for name in PHASE_OPTIONS},
+    )
+
+
+def phase_options(func: F) -> F:
+    """Add the parameters of the phase rule (mmflow.metrics.phases.PhaseParameters).
+
+    Each option's range is the library's (:data:`mmflow.metrics.phases.PARAMETER_RANGES`), so
+    every value the CLI accepts the library accepts.
+    """
+    defaults = PhaseParameters()
+    helps = {
+        "window": "W: bars of the recent absorption test and of absorption_ratio/price_levels",
+        "baseline": "M: bars searched for the inventory peak and the trough before it",
+        "absorption": "pause a distribution when price followed the flow by more than this "
+        "many price-noise SDs over the last W bars",
+        "absorption-noise": "enter only when price followed the flow since the peak by at most "
+        "this many price-noise SDs",
+        "extreme": "rise from trough to peak needed to enter, in flow-noise units x sqrt(bars)",
+        "unload": "drawdown since the peak needed to enter, in flow-noise units x sqrt(bars)",
+        "recent-bars": "w: bars of the still-unloading and still-accumulating tests",
+        "recent": "pause when inventory grew back by more than this x sqrt(w) flow-noise units "
+        "over the last w bars",
+        "accumulation": "inventory growth over the last w bars for accumulation, in flow-noise "
+        "units x sqrt(w)",
+        "enter": "distribution_score the entry bar itself needs",
+        "evidence": "evidence (CUSUM of the score's log-odds since the peak) needed to enter a "
+        f"distribution [default: the model's, {phase_model().evidence:g}]",
+        "stay": "pause a distribution while its score is below this",
+        "gap": "pause bars a distribution survives; bars --episodes bridges within an episode",
+        "min-bars": "shortest episode in bars (--episodes only)",
+    }
+    decorators: list[Callable[[Any], Any]] = []
+    for name, text in helps.items():
+        field_name = name.replace("-", "_")
+        value = getattr(defaults, field_name)
+        low, high = PHASE_RANGES[field_name]
+        kind: click.ParamType[Any]
+        if isinstance(low, int) and field_name not in {"enter", "evidence"}:
+            kind = click.IntRange(min=low, max=None if high is None else int(high))
+        else:
+            kind = click.FloatRange(min=low, max=high)
+        option = click.option(
+            f"--{name}",
+            field_name,
+            type=kind,
+            default=value,
+            show_default=value is not None,
+            help=text + ".",
+        )
+        decorators.append(option)
+    return option_group("Phase rule", decorators, "phase", _phase)(func)
+
+
+SIMULATION_OPTIONS = (
+    "family",
+    "accumulation_intensity",
+    "accumulation_bars",
+    "distribution_bars",
+    "hold_bars",
+    "overshoot",
+    "size_tail",
+    "clustering",
+    "proxy_drift",
+    "spread_variability",
+    "distribution_spread",
+    "inventory_reversion",
+    "excitation",
+    "market_makers",
+)
+
+
+def _simulation(values: Mapping[str, Any]) -> SimulationParameters:
+    names = tuple(f"SIM{chr(ord('A') + i)}" for i in range(values["symbols"]))
+    return SimulationParameters(
+        seed=values["seed"],
+        symbols=names,
+        hours=values["hours"],
+        trades_per_hour=values["trades_per_hour"],
+        episodes_per_day=values["episodes_per_day"],
+        **{name: values[name] for name in SIMULATION_OPTIONS},
+    )
+
+
+_SIMULATED = SimulationParameters()
+_POSITIVE = click.FloatRange(min=0)
+_BARS = click.IntRange(min=1)
+SIMULATION_KNOBS: list[Callable[[Any], Any]] = [
+    click.option("--seed", type=int, default=0, show_default=True, help="Random seed."),
+    click.option(
+        "--symbols",
+        type=click.IntRange(min=1, max=26),
+        default=2,
+        show_default=True,
+        help="Number of symbols (SIMA, SIMB, …).",
+    ),
+    click.option(
+        "--hours",
+        type=click.FloatRange(min=0, min_open=True),
+        default=24.0,
+        show_default=True,
+        help="Hours of trading to simulate.",
+    ),
+    click.option(
+        "--trades-per-hour",
+        type=click.FloatRange(min=0, min_open=True),
+        default=3600.0,
+        show_default=True,
+        help="Average trades per symbol and hour.",
+    ),
+    click.option(
+        "--episodes-per-day",
+        type=click.FloatRange(min=0),
+        default=6.0,
+        show_default=True,
+        help="Accumulation → distribution → reversal episodes per symbol and day (0: noise only).",
+    ),
+    click.option(
+        "--family",
+        type=click.Choice(FAMILIES),
+        default=_SIMULATED.family,
+        show_default=True,
+        help="Generating mechanism: scripted inventory target, or Hawkes flow with "
+        "competing market makers (one tracked).",
+    ),
+    click.option(
+        "--accumulation-intensity",
+        type=_POSITIVE,
+        default=_SIMULATED.accumulation_intensity,
+        show_default=True,
+        help="Episode strength: accumulation flow as a share of the noise volume.",
+    ),
+    click.option(
+        "--accumulation-bars",
+        type=(_BARS, _BARS),
+        metavar="MIN MAX",
+        default=_SIMULATED.accumulation_bars,
+        show_default=True,
+        help="Episode speed: MIN MAX bars of an accumulation.",
+    ),
+    click.option(
+        "--distribution-bars",
+        type=(_BARS, _BARS),
+        metavar="MIN MAX",
+        default=_SIMULATED.distribution_bars,
+        show_default=True,
+        help="MIN MAX bars of a distribution.",
+    ),
+    click.option(
+        "--hold-bars",
+        type=(click.IntRange(min=0), click.IntRange(min=0)),
+        metavar="MIN MAX",
+        default=_SIMULATED.hold_bars,
+        show_default=True,
+        help="MIN MAX bars of hold between accumulation and distribution.",
+    ),
+    click.option(
+        "--overshoot",
+        type=_POSITIVE,
+        default=_SIMULATED.overshoot,
+        show_default=True,
+        help="A distribution unloads (1 + this) x the peak, through zero.",
+    ),
+    click.option(
+        "--size-tail",
+        type=click.FloatRange(min=0),
+        default=_SIMULATED.size_tail,
+        show_default=True,
+        help="Student-t degrees of freedom (> 2) of trade sizes; 0: geometric sizes.",
+    ),
+    click.option(
+        "--clustering",
+        type=_POSITIVE,
+        default=_SIMULATED.clustering,
+        show_default=True,
+        help="Volatility of the log trade rate per bar (AR(1)); 0: constant rate.",
+    ),
+    click.option(
+        "--proxy-drift",
+        type=_POSITIVE,
+        default=_SIMULATED.proxy_drift,
+        show_default=True,
+        help="Other participants' net flow per bar in noise SDs: the -CVD proxy drifts.",
+    ),
+    click.option(
+        "--spread-variability",
+        type=_POSITIVE,
+        default=_SIMULATED.spread_variability,
+        show_default=True,
+        help="Volatility of the log spread per bar (AR(1)); 0: constant spread.",
+    ),
+    click.option(
+        "--distribution-spread",
+        type=_POSITIVE,
+        default=_SIMULATED.distribution_spread,
+        show_default=True,
+        help="Relative widening of the spread during distribution.",
+    ),
+    click.option(
+        "--inventory-reversion",
+        type=click.FloatRange(min=0, max=1),
+        default=_SIMULATED.inventory_reversion,
+        show_default=True,
+        help="The market maker's mean reversion per bar.",
+    ),
+    click.option(
+        "--excitation",
+        type=click.FloatRange(min=0, max=0.9),
+        default=_SIMULATED.excitation,
+        show_default=True,
+        help="hawkes: branching ratio of the order flow.",
+    ),
+    click.option(
+        "--market-makers",
+        type=click.IntRange(min=1),
+        default=_SIMULATED.market_makers,
+        show_default=True,
+        help="hawkes: competing market makers (one tracked).",
+    ),
+]
+"""The Simulation options (:func:`simulation_options`), in ``--help`` order."""
+
+
+def simulation_options(func: F) -> F:
+    """Add the simulator's options (:class:`mmflow.simulate.SimulationParameters`)."""
+    return option_group("Simulation", SIMULATION_KNOBS, "parameters", _simulation)(func)
