@@ -3,15 +3,211 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import PurePath
-from typing import Any
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 import polars as pl
 from rich import box
-from rich.console import Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, JustifyMethod, RenderableType, RenderResult
 from rich.table import Table
 from rich.text import Text
+
+Kind = Literal["price", "spread", "size", "count", "percent", "seconds", "time", "number", "text"]
+"""How a screen formats a column (see :func:`column_kind`)."""
+
+PRICES = frozenset(
+    {"open", "high", "low", "close", "vwap", "mid_close", "mid_price", "price", "price_level"}
+    | {"poc", "value_area_low", "value_area_high", "bid_price", "ask_price"}
+)
+"""Columns in the instrument's price units, shown at its precision."""
+SPREADS = frozenset(
+    {"spread", "effective_spread", "realized_spread", "price_impact", "roll_spread"}
+    | {"price_change", "mean_spread"}
+)
+"""Price differences: one decimal more than the instrument's prices (half ticks)."""
+SIZES = frozenset(
+    {"volume", "buy_volume", "sell_volume", "unknown_volume", "net_flow", "cvd", "ofi"}
+    | {"mm_inventory", "inventory_max", "inventory_min", "inventory_start", "inventory_end"}
+    | {"inventory_change", "size", "depth", "bid_size", "ask_size", "delta"}
+    | {"value_area_volume", "total_volume", "bid_volume", "ask_volume"}
+)
+"""Quantities: thousands separators, as many decimals as the column needs (at most 3)."""
+PERCENTS = frozenset(
+    {"accuracy", "coverage", "side_known", "buy_volume_share", "withdrawing_share", "share"}
+)
+"""Fractions shown as percentages with one decimal (also every ``*_share`` column)."""
+SECONDS = frozenset({"inventory_half_life"})
+MISSING = "–"
+"""What a screen shows for NaN and infinite values."""
+
+
+def column_kind(name: str, dtype: pl.DataType) -> Kind:
+    """Say how a screen formats column ``name``: by its name first, then by its type.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> [column_kind(n, pl.Float64()) for n in ("close", "volume", "accuracy", "vpin")]
+    ['price', 'size', 'percent', 'number']
+    >>> column_kind("trades", pl.UInt32()), column_kind("ts", pl.Datetime("ns", "UTC"))
+    ('count', 'time')
+    """
+    if dtype.is_temporal() and not isinstance(dtype, pl.Duration):
+        return "time"
+    if not dtype.is_numeric():
+        return "text"
+    if dtype.is_integer():
+        return "count"
+    if name in PRICES:
+        return "price"
+    if name in SPREADS:
+        return "spread"
+    if name in SIZES:
+        return "size"
+    if name in PERCENTS or name.endswith("_share"):
+        return "percent"
+    if name in SECONDS:
+        return "seconds"
+    return "number"
+
+
+def decimals_of(values: Sequence[float | None], most: int = 8) -> int:
+    """Return the fewest decimals that show every value exactly (at most ``most``).
+
+    Examples
+    --------
+    >>> decimals_of([61612.5, 61613.0]), decimals_of([0.00012, 1.5]), decimals_of([3.0, None])
+    (1, 5, 0)
+    """
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    for decimals in range(most + 1):
+        scale = 10**decimals
+        scaled = [v * scale for v in finite]
+        if all(abs(v - round(v)) <= 1e-6 * max(1.0, abs(v)) for v in scaled):
+            return decimals
+    return most
+
+
+def _significant(value: float, digits: int = 4) -> str:
+    """Show ``value`` with ``digits`` significant digits, without an exponent when reasonable."""
+    if value == 0:
+        return "0"
+    magnitude = math.floor(math.log10(abs(value)))
+    if magnitude >= digits - 1:
+        return f"{value:,.0f}"
+    if magnitude < -6:
+        return f"{value:.{digits - 1}e}"
+    text = f"{value:,.{digits - 1 - magnitude}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def format_time(value: datetime, tz: str | None = None, *, seconds: bool = True) -> str:
+    """Show a time with its year, in ``tz`` when given (else as stored, UTC).
+
+    Examples
+    --------
+    >>> from datetime import UTC, datetime
+    >>> moment = datetime(2024, 1, 2, 14, 30, 5, 250000, tzinfo=UTC)
+    >>> format_time(moment), format_time(moment, "America/New_York", seconds=False)
+    ('2024-01-02 14:30:05.250', '2024-01-02 09:30')
+    """
+    if tz is not None and value.tzinfo is not None:
+        value = value.astimezone(ZoneInfo(tz))
+    if not seconds:
+        return value.strftime("%Y-%m-%d %H:%M")
+    text = value.strftime("%Y-%m-%d %H:%M:%S")
+    return text + f".{value.microsecond // 1000:03d}" if value.microsecond else text
+
+
+def format_cell(value: Any, kind: Kind, decimals: int | None = None, tz: str | None = None) -> str:
+    """Format one cell by its kind (prices at ``decimals``; NaN and ±∞ as ``–``).
+
+    Sizes and counts get thousands separators, percentages one decimal, times their year.
+
+    Examples
+    --------
+    >>> format_cell(61612.5, "price", 2), format_cell(1234567.0, "size", 0)
+    ('61,612.50', '1,234,567')
+    >>> format_cell(0.93125, "percent"), format_cell(float("-inf"), "number")
+    ('93.1 %', '–')
+    """
+    if value is None:
+        return ""
+    if isinstance(value, float) and not math.isfinite(value):
+        return MISSING
+    if kind in ("price", "spread", "size") and isinstance(value, int | float):
+        if decimals is None:
+            return _significant(float(value), 6)
+        return f"{value:,.{decimals}f}"
+    if kind == "count" and isinstance(value, int | float):
+        return f"{value:,.0f}"
+    if kind == "percent" and isinstance(value, int | float):
+        return f"{100 * value:.1f} %"
+    if kind == "seconds" and isinstance(value, int | float):
+        return human_seconds(float(value))
+    if kind == "number" and isinstance(value, float):
+        return _significant(value)
+    if isinstance(value, datetime):
+        return format_time(value, tz)
+    return format_value(value)
+
+
+@dataclass(frozen=True)
+class Formats:
+    """How to format the cells of one frame: the price precision of each of its instruments.
+
+    Build it with :meth:`of`; format a cell with :meth:`cell`.
+    """
+
+    kinds: dict[str, Kind]
+    price_decimals: dict[tuple[Any, ...], int]
+    size_decimals: dict[tuple[Any, ...], int]
+    keys: tuple[str, ...]
+    tz: str | None = None
+
+    @classmethod
+    def of(cls, df: pl.DataFrame, tz: str | None = None, sample: int = 500) -> Formats:
+        """Read the kinds of ``df``'s columns and each instrument's precision from its values.
+
+        An instrument's price precision is the fewest decimals that show up to ``sample``
+        distinct traded prices of it exactly (averages such as ``vwap`` are shown at the same
+        precision); a size column's, per instrument, likewise but at most 3 decimals.
+        """
+        kinds = {name: column_kind(name, dtype) for name, dtype in df.schema.items()}
+        keys = tuple(k for k in ("venue", "symbol") if k in df.columns)
+        traded = [c for c in df.columns if c in PRICES and c != "vwap" and kinds[c] == "price"]
+        sized = [name for name, kind in kinds.items() if kind == "size"]
+        decimals: dict[tuple[Any, ...], int] = {}
+        sizes: dict[tuple[Any, ...], int] = {}
+        groups = df.partition_by(list(keys), as_dict=True) if keys and df.height else {(): df}
+        for group, part in groups.items():
+            key = tuple(group)
+            if traded:
+                values = pl.concat([part[c].cast(pl.Float64) for c in traded]).unique()
+                decimals[key] = decimals_of(values.head(sample).to_list())
+            for name in sized:
+                column = part[name].cast(pl.Float64).drop_nulls().head(sample)
+                sizes[(*key, name)] = decimals_of(column.to_list(), most=3)
+        return cls(kinds, decimals, sizes, keys, tz)
+
+    def cell(self, name: str, value: Any, row: dict[str, Any] | None = None) -> str:
+        """Format ``value`` of column ``name`` (``row`` tells the instrument)."""
+        kind = self.kinds.get(name, "text")
+        key = tuple((row or {}).get(k) for k in self.keys)
+        decimals = self.size_decimals.get((*key, name))
+        if kind in ("price", "spread"):
+            decimals = self.price_decimals.get(key)
+            if decimals is not None and kind == "spread":
+                decimals += 1
+        return format_cell(value, kind, decimals, self.tz)
+
+    def row(self, row: dict[str, Any], names: Sequence[str]) -> list[str]:
+        """Format the cells ``names`` of one row."""
+        return [self.cell(name, row[name], row) for name in names]
 
 
 def format_value(value: Any) -> str:
@@ -23,8 +219,8 @@ def format_value(value: Any) -> str:
     '1,234,568'
     >>> format_value(0.000123456)
     '0.000123456'
-    >>> format_value(None)
-    ''
+    >>> format_value(None), format_value(float("nan"))
+    ('', '–')
     """
     if value is None:
         return ""
@@ -33,8 +229,8 @@ def format_value(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
-        if math.isnan(value):
-            return "NaN"
+        if not math.isfinite(value):
+            return MISSING
         if value == 0:
             return "0"
         magnitude = math.floor(math.log10(abs(value)))
@@ -79,38 +275,35 @@ def _venue_first(
     return ["venue", *headers], [[v, *r] for v, r in zip(venues, rows, strict=True)], left + 1
 
 
-def frame_table(df: pl.DataFrame, *, title: str | None = None, caption: str | None = None) -> Table:
-    """Build a rich table from ``df``; numeric columns are right-justified.
+def frame_table(
+    df: pl.DataFrame,
+    *,
+    title: str | None = None,
+    caption: str | None = None,
+    tz: str | None = None,
+) -> Screen:
+    """Build a screen table of any frame: cells formatted by kind, headers wrapped at ``_``.
+
+    Text columns are left-aligned, numbers right-aligned; columns that do not fit the terminal
+    are left out, and the caption says so (the data formats, ``--to`` and ``-o``, hold them).
 
     Examples
     --------
     >>> import polars as pl
-    >>> table = frame_table(pl.DataFrame({"symbol": ["X"], "volume": [1.5]}))
-    >>> [c.header for c in table.columns]
+    >>> screen = frame_table(pl.DataFrame({"symbol": ["X"], "volume": [1.5]}))
+    >>> [c.header for c in screen.table().columns]
     ['symbol', 'volume']
     """
-    table = Table(
-        title=title,
-        caption=caption,
-        header_style="bold",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        collapse_padding=True,
-    )
     df = screen_frame(df)
-    cells = [[format_value(v) for v in row] for row in df.iter_rows()]
-    for index, (name, dtype) in enumerate(df.schema.items()):
-        widest = max((len(row[index]) for row in cells), default=0)
-        numeric = dtype.is_numeric()
-        table.add_column(
-            name.replace("_", "\n"),  # narrow headers; the data formats keep the real names
-            justify="right" if numeric else "left",
-            min_width=None if numeric else min(widest, 12),
-            overflow="fold",
-        )
-    for row in cells:
-        table.add_row(*row)
-    return table
+    formats = Formats.of(df, tz)
+    rows = [formats.row(row, df.columns) for row in df.iter_rows(named=True)]
+    numeric = [dtype.is_numeric() for dtype in df.dtypes]
+    left = next((i for i, flag in enumerate(numeric) if flag), len(numeric))
+    justify: dict[int, JustifyMethod] = {
+        i: "left" for i, flag in enumerate(numeric) if not flag and i >= left
+    }
+    headers = [name.replace("_", "\n") for name in df.columns]
+    return Screen(title or "", caption, headers, rows, left=max(left, 1), justify=justify)
 
 
 def _short_time(text: str | None) -> str:
@@ -191,13 +384,17 @@ def inspect_table(df: pl.DataFrame) -> Table:
     return table
 
 
-def summary_caption(summary: pl.DataFrame, mix: pl.DataFrame | None = None) -> str | None:
-    """Say in a caption the UTC span of a per-symbol summary and how its trades were signed."""
+def summary_caption(
+    summary: pl.DataFrame, mix: pl.DataFrame | None = None, *, tz: str | None = None
+) -> str | None:
+    """Say in a caption the span of a per-symbol summary (in ``tz``, else UTC) and its signing."""
     lines = []
-    if {"start", "end"} <= set(summary.columns) and summary.height:
-        first = _iso(summary["start"].min())  # type: ignore[arg-type]
-        last = _iso(summary["end"].max())  # type: ignore[arg-type]
-        lines.append(f"{time_span(first, last).replace(chr(10), ' ')} UTC")
+    first = summary["start"].min() if "start" in summary.columns else None
+    last = summary["end"].max() if "end" in summary.columns else None
+    if isinstance(first, datetime) and isinstance(last, datetime):
+        start, end = format_time(first, tz), format_time(last, tz)
+        end = end[11:] if end[:10] == start[:10] else end
+        lines.append(f"{start} → {end} {tz or 'UTC'}")
     if mix is not None and mix.height:
         totals = (
             mix.group_by("sign_method").agg(pl.col("trades").sum()).sort("trades", descending=True)
@@ -211,7 +408,7 @@ def summary_caption(summary: pl.DataFrame, mix: pl.DataFrame | None = None) -> s
     return "\n".join(lines) or None
 
 
-def evaluation_table(scores: pl.DataFrame, *, title: str) -> Table:
+def evaluation_table(scores: pl.DataFrame, *, title: str) -> Screen:
     """Build the ``classify --evaluate`` table; each symbol's most accurate method is marked.
 
     The best method is the one with the most correct trades among those it classified and all
@@ -227,9 +424,7 @@ def evaluation_table(scores: pl.DataFrame, *, title: str) -> Table:
     ).with_columns((pl.col("_merit") == pl.col("_best")).alias("best"))
     table = frame_table(marked.drop("_merit", "_best", "correct"), title=title)
     table.caption = "best = highest accuracy × coverage per symbol"
-    for index, flag in enumerate(marked["best"].to_list()):
-        if flag:
-            table.rows[index].style = "bold green"
+    table.styles = {i: "bold green" for i, flag in enumerate(marked["best"].to_list()) if flag}
     return table
 
 
@@ -335,13 +530,97 @@ def compact(value: Any) -> str:
 
 def _screen_table(title: str, caption: str | None = None) -> Table:
     return Table(
-        title=title,
+        title=title or None,
         caption=caption,
         header_style="bold",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         collapse_padding=True,
     )
+
+
+@dataclass
+class Screen:
+    """A table for a terminal that never gets wider than the terminal.
+
+    Values never wrap (headers may, at their line breaks); the first ``left`` columns are
+    left-aligned keys and always shown; the others follow from left to right while they fit the
+    width the table is printed at, and the caption says how many were left out.
+
+    Attributes
+    ----------
+    title, caption
+        Shown above and below.
+    headers, rows
+        Formatted cells.
+    left
+        Key columns (left-aligned, always shown).
+    justify
+        Alignment of other columns by index (``right`` when not given).
+    styles
+        Row styles by row index (e.g. the best method in bold).
+    """
+
+    title: str
+    caption: str | None
+    headers: list[str]
+    rows: list[list[str]]
+    left: int = 1
+    justify: dict[int, JustifyMethod] = field(default_factory=dict)
+    styles: dict[int, str] = field(default_factory=dict)
+
+    def widths(self) -> list[int]:
+        """Each column's width: its widest cell or header line."""
+        return [
+            max(
+                max((len(row[index]) for row in self.rows), default=0),
+                *(len(part) for part in header.split("\n")),
+            )
+            for index, header in enumerate(self.headers)
+        ]
+
+    def shown(self, width: int | None) -> list[int]:
+        """Return the indices of the columns that fit ``width`` characters (all when ``None``)."""
+        widths = self.widths()
+        if width is None:
+            return list(range(len(widths)))
+        chosen = list(range(min(self.left, len(widths))))
+        used = sum(widths[i] + 2 for i in chosen)
+        for index in range(len(chosen), len(widths)):
+            if used + widths[index] + 2 > width:
+                break
+            chosen.append(index)
+            used += widths[index] + 2
+        return chosen
+
+    def table(self, width: int | None = None) -> Table:
+        """Build the rich table with the columns that fit ``width`` (all when ``None``)."""
+        chosen = self.shown(width)
+        caption = self.caption
+        hidden = len(self.headers) - len(chosen)
+        if hidden:
+            note = (
+                f"{hidden} more column{'s' if hidden > 1 else ''} than fit this terminal "
+                "(all with --to or -o)"
+            )
+            caption = f"{caption}\n{note}" if caption else note
+        table = _screen_table(self.title, caption)
+        widths = self.widths()
+        for index in chosen:
+            default: JustifyMethod = "left" if index < self.left else "right"
+            table.add_column(
+                self.headers[index],
+                justify=self.justify.get(index, default),
+                no_wrap=True,
+                min_width=widths[index],
+            )
+        for number, row in enumerate(self.rows):
+            table.add_row(*(row[i] for i in chosen), style=self.styles.get(number))
+        return table
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        """Render at the width rich offers (the terminal's, or a test console's)."""
+        yield self.table(options.max_width)
 
 
 def fitted_table(
@@ -351,37 +630,30 @@ def fitted_table(
     rows: list[list[str]],
     *,
     left: int = 1,
-) -> Table:
+) -> Screen:
     """Build a compact table whose columns are never narrower than their widest cell.
 
     Headers may hold line breaks (they wrap, values never do); the first ``left`` columns are
-    left-aligned, the rest right-aligned.
+    left-aligned, the rest right-aligned; columns that do not fit the terminal are left out.
     """
-    table = _screen_table(title, caption)
-    for index, header in enumerate(headers):
-        widest = max((len(row[index]) for row in rows), default=0)
-        table.add_column(
-            header,
-            justify="left" if index < left else "right",
-            no_wrap=True,
-            min_width=max(widest, *(len(part) for part in header.split("\n"))),
-        )
-    for row in rows:
-        table.add_row(*row)
-    return table
+    return Screen(title, caption, headers, rows, left=left)
 
 
 _SHORT_PHASE = {"accumulation": "accum.", "distribution": "distrib."}
 
 
 def analyze_table(
-    summary: pl.DataFrame, *, mix: pl.DataFrame | None = None, paths: pl.DataFrame | None = None
-) -> Table:
+    summary: pl.DataFrame,
+    *,
+    mix: pl.DataFrame | None = None,
+    paths: pl.DataFrame | None = None,
+    tz: str | None = None,
+) -> Screen:
     """Build the one-screen ``mmflow analyze`` view: flow, OFI and inventory per symbol.
 
     ``buy %`` is the buyer-initiated share of signed volume; ``inventory`` is the market-maker
     inventory proxy (−CVD) at the end, with its path over the run as a sparkline; the caption
-    gives the time span and how trades were signed. Numbers are shortened (k, M); the data
+    gives the time span and how trades were signed. Sizes carry thousands separators; the data
     formats (``--to``, ``-o``) keep full precision.
     """
     lines = {}
@@ -390,6 +662,7 @@ def analyze_table(
             (row.get("venue"), row["symbol"]): sparkline(row["inventory_path"], width=10)
             for row in paths.iter_rows(named=True)
         }
+    formats = Formats.of(summary, tz)
     rows = []
     for row in summary.iter_rows(named=True):
         phase = _SHORT_PHASE.get(row.get("phase") or "", row.get("phase") or "")
@@ -398,9 +671,7 @@ def analyze_table(
         rows.append(
             [
                 row["symbol"],
-                compact(row["net_flow"]),
-                compact(row["ofi"]),
-                compact(row["mm_inventory"]),
+                *formats.row(row, ["net_flow", "ofi", "mm_inventory"]),
                 lines.get((row.get("venue"), row["symbol"]), ""),
                 human_seconds(row["inventory_half_life"]),
                 row["liquidity_state"] or "",
@@ -410,62 +681,58 @@ def analyze_table(
     headers = ["symbol", "net\nflow", "OFI", "inven-\ntory", "inventory\npath", "half-\nlife"]
     headers += ["liquidity", "phase"]
     headers, rows, left = _venue_first(summary, headers, rows, 1)
-    table = fitted_table("mmflow analyze", summary_caption(summary, mix), headers, rows, left=left)
-    for column in table.columns[-3:]:
-        column.justify = "left"
-    return table
+    screen = fitted_table(
+        "mmflow analyze", summary_caption(summary, mix, tz=tz), headers, rows, left=left
+    )
+    count = len(headers)
+    screen.justify = {count - 3: "left", count - 2: "left", count - 1: "left"}
+    return screen
 
 
-def flow_table(bars: pl.DataFrame) -> Table:
-    """Build the terminal view of ``mmflow flow``: the main columns, numbers shortened."""
+def _zone(tz: str | None) -> str:
+    return tz or "UTC"
+
+
+def flow_table(bars: pl.DataFrame, *, tz: str | None = None) -> Screen:
+    """Build the terminal view of ``mmflow flow``: the main columns, by kind."""
     wanted = ["close", "volume", "net_flow", "cvd", "ofi", "spread", "vpin"]
     columns = [c for c in wanted if c in bars.columns and bars[c].null_count() < bars.height]
-    one_day = bars.height == 0 or bars["ts"].dt.date().n_unique() == 1
-    first = bars["ts"].min() if bars.height else None
-    day = first.strftime("%Y-%m-%d ") if isinstance(first, datetime) else ""
-    pattern = "%H:%M:%S" if one_day else "%m-%d %H:%M"
+    formats = Formats.of(bars, tz)
     rows = [
-        [row["symbol"], row["ts"].strftime(pattern), *(compact(row[c]) for c in columns)]
+        [row["symbol"], format_time(row["ts"], tz, seconds=False), *formats.row(row, columns)]
         for row in bars.iter_rows(named=True)
     ]
-    caption = (
-        f"bars start {day if one_day else ''}(UTC); all {len(bars.columns)} columns with --to or -o"
-    )
-    headers = ["symbol", "bar", *(c.replace("_", "\n") for c in columns)]
+    caption = f"bars start (times {_zone(tz)}); all {len(bars.columns)} columns with --to or -o"
+    headers = ["symbol", f"bar ({_zone(tz)})", *(c.replace("_", "\n") for c in columns)]
     headers, rows, left = _venue_first(bars, headers, rows, 2)
     return fitted_table("mmflow flow", caption, headers, rows, left=left)
 
 
-def inventory_table(summary: pl.DataFrame) -> Table:
+def inventory_table(summary: pl.DataFrame) -> Screen:
     """Build the terminal view of the ``mmflow inventory`` summary."""
-    rows = []
-    for row in summary.iter_rows(named=True):
-        share = row["withdrawing_share"]
-        rows.append(
-            [
-                row["symbol"],
-                compact(row["mm_inventory"]),
-                compact(row["inventory_max"]),
-                compact(row["inventory_min"]),
-                human_seconds(row["inventory_half_life"]),
-                compact(row["price_pressure"]),
-                compact(row["quote_skew"]),
-                "" if share is None else f"{100 * share:.0f} %",
-                row["liquidity_state"] or "",
-            ]
-        )
+    formats = Formats.of(summary)
+    rows = [
+        [
+            row["symbol"],
+            *formats.row(row, ["mm_inventory", "inventory_max", "inventory_min"]),
+            human_seconds(row["inventory_half_life"]),
+            *formats.row(row, ["price_pressure", "quote_skew", "withdrawing_share"]),
+            row["liquidity_state"] or "",
+        ]
+        for row in summary.iter_rows(named=True)
+    ]
     headers = ["symbol", "inven-\ntory", "max\nlong", "max\nshort", "half-\nlife"]
     headers += ["price\npressure", "quote\nskew", "with-\ndrawing", "liquidity"]
     headers, rows, left = _venue_first(summary, headers, rows, 1)
-    table = fitted_table(
+    screen = fitted_table(
         "mmflow inventory",
         "half-life: AR(1) mean reversion of the inventory",
         headers,
         rows,
         left=left,
     )
-    table.columns[-1].justify = "left"
-    return table
+    screen.justify = {len(headers) - 1: "left"}
+    return screen
 
 
 def profile_chart(levels: pl.DataFrame, area: dict[str, Any], *, rows: int = 30) -> Table:
@@ -522,17 +789,17 @@ def profile_chart(levels: pl.DataFrame, area: dict[str, Any], *, rows: int = 30)
     return table
 
 
-def phases_table(bars: pl.DataFrame, *, limit: int = 40) -> Table:
+def phases_table(bars: pl.DataFrame, *, limit: int = 40, tz: str | None = None) -> Screen:
     """Build the terminal view of ``mmflow phases``: the bars that are not neutral."""
     active = bars.filter(pl.col("phase").is_in(["accumulation", "distribution"]))
+    formats = Formats.of(active, tz)
     rows = [
         [
             row["symbol"],
-            format_value(row["ts"])[:16],
+            format_time(row["ts"], tz, seconds=False),
             row["phase"],
             row["inventory_side"] or "",
-            compact(row["mm_inventory"]),
-            compact(row["distribution_score"]),
+            *formats.row(row, ["mm_inventory", "distribution_score"]),
         ]
         for row in active.head(limit).iter_rows(named=True)
     ]
@@ -540,40 +807,34 @@ def phases_table(bars: pl.DataFrame, *, limit: int = 40) -> Table:
     caption = ", ".join(f"{p or 'warm-up'} {n:,}" for p, n in counts.iter_rows()) + " bars"
     if active.height > limit:
         caption += f"; first {limit} of {active.height:,} active bars shown (all with --to/-o)"
-    headers = ["symbol", "bar (UTC)", "phase", "side", "inventory", "score"]
+    headers = ["symbol", f"bar ({_zone(tz)})", "phase", "side", "inventory", "score"]
     headers, rows, left = _venue_first(active.head(limit), headers, rows, 4)
     return fitted_table("mmflow phases", caption, headers, rows, left=left)
 
 
-def episodes_table(episodes: pl.DataFrame) -> Table:
+def episodes_table(episodes: pl.DataFrame, *, tz: str | None = None) -> Screen:
     """Build the terminal view of ``mmflow phases --episodes``."""
+    formats = Formats.of(episodes, tz)
+    names = ["inventory_start", "inventory_end", "price_levels", "price_change"]
     rows = [
         [
             row["symbol"],
             row["phase"],
             row["inventory_side"] or "",
-            row["start"].strftime("%m-%d %H:%M"),
+            format_time(row["start"], tz, seconds=False),
             f"{row['bars']:,}",
-            compact(row["inventory_start"]),
-            compact(row["inventory_end"]),
-            compact(row["price_levels"]),
-            compact(row["price_change"]),
+            *formats.row(row, names),
         ]
         for row in episodes.iter_rows(named=True)
     ]
-    headers = ["symbol", "phase", "side", "start\n(UTC)", "bars", "inv.\nstart", "inv.\nend"]
-    headers += ["price\nlevels", "price\nchange"]
+    headers = ["symbol", "phase", "side", f"start\n({_zone(tz)})", "bars", "inv.\nstart"]
+    headers += ["inv.\nend", "price\nlevels", "price\nchange"]
     headers, rows, left = _venue_first(episodes, headers, rows, 4)
     return fitted_table("mmflow phases --episodes", None, headers, rows, left=left)
 
 
-def compact_table(df: pl.DataFrame, *, title: str, caption: str | None = None) -> Table:
-    """Build a narrow table of any frame: numbers shortened, headers wrapped at underscores."""
-    df = screen_frame(df)
-    rows = [
-        [compact(v) if isinstance(v, int | float) else format_value(v) for v in row]
-        for row in df.iter_rows()
-    ]
-    headers = [name.replace("_", "\n") for name in df.columns]
-    left = sum(1 for dtype in df.dtypes if not dtype.is_numeric())
-    return fitted_table(title, caption, headers, rows, left=max(left, 1))
+def compact_table(
+    df: pl.DataFrame, *, title: str, caption: str | None = None, tz: str | None = None
+) -> Screen:
+    """Build a narrow table of any frame (see :func:`frame_table`)."""
+    return frame_table(df, title=title, caption=caption, tz=tz)
