@@ -91,14 +91,13 @@ from mmflow.render.plot import (
 from mmflow.render.progress import StageDisplay, no_color
 from mmflow.render.progress import plain_console as Console
 from mmflow.render.table import (
+    InspectScreen,
     analyze_table,
     compact_table,
     episodes_table,
     evaluation_table,
     flow_table,
     frame_table,
-    inspect_cards,
-    inspect_table,
     inventory_table,
     phases_table,
     profile_chart,
@@ -680,8 +679,7 @@ def inspect(**params: Any) -> None:
             table="inspect", sources=sources, clock="recv", parameters={"format": params["fmt"]}
         )
         if not _emit(df, output=params["output"], to_format=params["to_format"], metadata=metadata):
-            console = Console()
-            console.print(inspect_table(df) if console.width >= 120 else inspect_cards(df))
+            Console().print(InspectScreen(df))
     if run.errors:
         raise SystemExit(1)
 

@@ -344,8 +344,91 @@ def _relative_paths(paths: list[str]) -> list[str]:
     return [str(PurePath(*p[shared:])) for p in parts]
 
 
-def inspect_table(df: pl.DataFrame) -> Table:
-    """Build the ``mmflow inspect`` table: one row per file, times to the millisecond."""
+def middle_ellipsis(text: str, width: int) -> str:
+    """Shorten ``text`` to ``width`` characters by replacing its middle with ``…``.
+
+    Examples
+    --------
+    >>> middle_ellipsis("binance-futures_trades_2020-02-22_BTCUSDT.csv.gz", 24)
+    'binance-futu…USDT.csv.gz'
+    >>> middle_ellipsis("short.csv", 24)
+    'short.csv'
+    """
+    if len(text) <= width:
+        return text
+    tail = (width - 1) // 2
+    head = width - 1 - tail
+    return f"{text[:head]}…{text[len(text) - tail :]}" if tail else text[:head] + "…"
+
+
+def issue_summary(issues: Sequence[str], most: int = 2) -> str:
+    """Show at most ``most`` issues, then how many more there are.
+
+    Examples
+    --------
+    >>> issue_summary([])
+    'none'
+    >>> issue_summary(["a", "b", "c", "d"])
+    'a; b; and 2 more (all with --to json)'
+    """
+    if not issues:
+        return "none"
+    shown = "; ".join(issues[:most])
+    rest = len(issues) - most
+    return f"{shown}; and {rest} more (all with --to json)" if rest > 0 else shown
+
+
+FILE_NAME_WIDTH = 40
+"""The most characters of a file name ``inspect`` shows (the middle gives way to ``…``)."""
+SHORTEST_FILE_NAME = 20
+"""Below this width for file names, ``inspect`` shows one card per file instead of a table."""
+
+
+@dataclass(frozen=True)
+class InspectScreen:
+    """``mmflow inspect`` at the terminal's width: a table, or one card per file when narrow.
+
+    The file column gets the width the other columns leave (file names never wrap; long ones
+    lose their middle), up to :data:`FILE_NAME_WIDTH`.
+    """
+
+    report: pl.DataFrame
+
+    def file_width(self, width: int) -> int:
+        """Return the characters the file names get in a table ``width`` characters wide."""
+        df = self.report
+
+        def widest(values: list[str], most: int = 1_000) -> int:
+            return min(most, max((len(v) for v in values), default=0))
+
+        others = [
+            widest(df["format"].to_list()),
+            widest(df["kind"].to_list()),
+            widest([f"{n:,}" for n in df["rows"].to_list()]) if df.height else 4,
+            widest([", ".join(s) for s in df["symbols"].to_list()], most=12),
+            23,  # a time to the millisecond
+            7,  # 100.0 %
+            7,
+            14,  # issues wrap
+        ]
+        names = _relative_paths(df["path"].to_list())
+        return min(widest(names), FILE_NAME_WIDTH, width - sum(others) - 2 * (len(others) + 1))
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        """Render a table when file names get at least :data:`SHORTEST_FILE_NAME` characters."""
+        width = self.file_width(options.max_width)
+        if width < SHORTEST_FILE_NAME:
+            yield inspect_cards(self.report)
+        else:
+            yield inspect_table(self.report, file_width=width)
+
+
+def inspect_table(df: pl.DataFrame, *, file_width: int = FILE_NAME_WIDTH) -> Table:
+    """Build the ``mmflow inspect`` table: one row per file, times to the millisecond.
+
+    File names stay on one line (those longer than ``file_width`` lose their middle); long
+    issue lists are summarised.
+    """
     table = Table(
         title="mmflow inspect",
         header_style="bold",
@@ -353,19 +436,19 @@ def inspect_table(df: pl.DataFrame) -> Table:
         pad_edge=False,
         collapse_padding=True,
     )
-    table.add_column("file", overflow="fold")
-    table.add_column("format", overflow="fold")
-    table.add_column("kind", overflow="fold")
+    table.add_column("file", no_wrap=True)
+    table.add_column("format", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
     table.add_column("rows", justify="right", no_wrap=True)
     table.add_column("symbols", overflow="fold")
-    table.add_column("span (UTC)")
-    table.add_column("side known", justify="right", no_wrap=True)
-    table.add_column("buy share", justify="right", no_wrap=True)
+    table.add_column("span (UTC)", min_width=23)
+    table.add_column("side\nknown", justify="right", no_wrap=True)
+    table.add_column("buy\nshare", justify="right", no_wrap=True)
     table.add_column("issues", overflow="fold")
     names = _relative_paths(df["path"].to_list())
     for name, row in zip(names, df.iter_rows(named=True), strict=True):
         table.add_row(
-            name,
+            middle_ellipsis(name, file_width),
             row["format"],
             row["kind"],
             f"{row['rows']:,}",
@@ -379,7 +462,7 @@ def inspect_table(df: pl.DataFrame) -> Table:
             ),
             _percent(row["side_known"]),
             _percent(row["buy_volume_share"]),
-            "; ".join(row["issues"]) or "none",
+            issue_summary(row["issues"]),
         )
     return table
 
@@ -451,7 +534,7 @@ def inspect_cards(df: pl.DataFrame) -> Group:
         if row["side_known"] is not None:
             card.add_row("side known", _percent(row["side_known"]))
             card.add_row("buy share", _percent(row["buy_volume_share"]))
-        card.add_row("issues", "; ".join(row["issues"]) or "none")
+        card.add_row("issues", issue_summary(row["issues"], most=5))
         blocks += [card, Text("")]
     return Group(*blocks)
 
@@ -758,13 +841,21 @@ def profile_chart(levels: pl.DataFrame, area: dict[str, Any], *, rows: int = 30)
     else:
         frame = frame.with_columns(pl.col("price_level").alias("_top"))
     widest = frame["volume"].max() or 0.0
+    places = decimals_of(levels["price_level"].head(500).to_list())
+    size_places = decimals_of(levels["volume"].head(500).to_list(), most=3)
+
+    def price(value: Any) -> str:
+        return format_cell(value, "price", places)
+
+    def size(value: Any) -> str:
+        return format_cell(value, "size", size_places)
+
     poc, low, high = area.get("poc"), area.get("value_area_low"), area.get("value_area_high")
     table = _screen_table(
         f"{area.get('symbol', '')}{' ' + str(area['venue']) if area.get('venue') else ''}"
         " volume profile",
-        f"POC {format_value(poc)}  value area {format_value(low)} – {format_value(high)}"
-        f" ({format_value(area.get('value_area_volume'))} of "
-        f"{format_value(area.get('total_volume'))})",
+        f"POC {price(poc)}  value area {price(low)} – {price(high)}"
+        f" ({size(area.get('value_area_volume'))} of {size(area.get('total_volume'))})",
     )
     table.add_column("price", justify="right", no_wrap=True)
     table.add_column("volume (buy ▇ sell ░)", no_wrap=True, min_width=24)
@@ -780,10 +871,10 @@ def profile_chart(levels: pl.DataFrame, area: dict[str, Any], *, rows: int = 30)
         elif low is not None and high is not None and low <= row["price_level"] <= high:
             marks.append("VA")
         table.add_row(
-            format_value(row["price_level"]),
+            price(row["price_level"]),
             "▇" * buys + "░" * (length - buys),
-            compact(row["volume"]),
-            compact(row["delta"]),
+            size(row["volume"]),
+            size(row["delta"]),
             " ".join(marks),
         )
     return table
