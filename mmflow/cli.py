@@ -385,7 +385,8 @@ def input_options(func: F) -> F:
         click.option(
             "--tz",
             help="Time zone of local times in files that do not state it (Sierra exports; "
-            "default UTC), e.g. America/Chicago; plot draws its time axis in it.",
+            "default UTC), e.g. America/Chicago; screens show times and plot draws its time "
+            "axis in it.",
         ),
         click.option(
             "--round-lot",
@@ -1130,7 +1131,8 @@ def _bar_options(params: dict[str, Any]) -> BarOptions:
     "--table",
     "which",
     type=click.Choice(["summary", "bars"]),
-    help="Which table -o/--to write (default: bars for -o or with --bar, else summary).",
+    help="Which table -o/--to write (default: bars with --bar, else summary); the screen "
+    "always shows the summary.",
 )
 @alert_options
 @input_options
@@ -1142,9 +1144,10 @@ def analyze_command(**params: Any) -> None:
     Trade files and quote files may be given together; quote files can also be named with
     --quotes. Signs come from the vendor's aggressor flag where known, else Lee-Ready against
     the prevailing quote of the same venue, else the tick rule (--method changes this). On
-    screen: one row per instrument (venue and symbol); -o writes the per-bar table with every
-    column of `flow` and `inventory`. Bars cover the days that hold trades or quotes (--fill:
-    a continuous grid); sizes are checked against --max-bars before anything is made.
+    screen: one row per instrument (venue and symbol); with --bar, -o and --to write the
+    per-bar table with every column of `flow` and `inventory` (without, the summary). Bars
+    cover the days that hold trades or quotes (--fill: a continuous grid); sizes are checked
+    against --max-bars before anything is made.
 
     Example:
 
@@ -1172,9 +1175,7 @@ def analyze_command(**params: Any) -> None:
     )
     _quote_notes(checked, params)
     require_rows(summary, "trades")
-    table = params["which"] or (
-        "bars" if params["output"] is not None or params["bar"] is not None else "summary"
-    )
+    table = params["which"] or ("bars" if params["bar"] is not None else "summary")
     chosen = bars if table == "bars" else summary
     metadata = build_metadata(
         table=f"analyze.{table}",
@@ -1183,10 +1184,9 @@ def analyze_command(**params: Any) -> None:
         parameters=result.parameters,
     )
     if not _emit(chosen, output=params["output"], to_format=params["to_format"], metadata=metadata):
-        if table == "summary":
-            Console().print(analyze_table(chosen, mix=mix, paths=paths))
-        else:
-            Console().print(frame_table(chosen, title="mmflow analyze"))
+        Console().print(analyze_table(summary, mix=mix, paths=paths, tz=params.get("tz")))
+        if table == "bars":
+            _say(f"Note: {bars.height:,} bars are not shown on screen; write them with -o or --to")
     _raise_alerts(bars, conditions, params)
 
 
@@ -1229,7 +1229,7 @@ def flow_command(**params: Any) -> None:
         table="flow", sources=_sources(inputs), clock=params["clock"], parameters=market.parameters
     )
     if not _emit(bars, output=params["output"], to_format=params["to_format"], metadata=metadata):
-        Console().print(flow_table(bars))
+        Console().print(flow_table(bars, tz=params.get("tz")))
 
 
 @cli.command(name="inventory")
@@ -1823,9 +1823,9 @@ def phases_command(**params: Any) -> None:
                 )
             )
     elif params["episodes"]:
-        console.print(episodes_table(table))
+        console.print(episodes_table(table, tz=params.get("tz")))
     else:
-        console.print(phases_table(table))
+        console.print(phases_table(table, tz=params.get("tz")))
     _phase_alerts(phase_bars, result.bars, inputs, conditions, params)
 
 
