@@ -378,7 +378,7 @@ def issue_summary(issues: Sequence[str], most: int = 2) -> str:
     return f"{shown}; and {rest} more (all with --to json)" if rest > 0 else shown
 
 
-FILE_NAME_WIDTH = 40
+FILE_NAME_WIDTH = 60
 """The most characters of a file name ``inspect`` shows (the middle gives way to ``…``)."""
 SHORTEST_FILE_NAME = 20
 """Below this width for file names, ``inspect`` shows one card per file instead of a table."""
@@ -406,10 +406,10 @@ class InspectScreen:
             widest(df["kind"].to_list()),
             widest([f"{n:,}" for n in df["rows"].to_list()]) if df.height else 4,
             widest([", ".join(s) for s in df["symbols"].to_list()], most=12),
-            23,  # a time to the millisecond
+            25,  # a time to the millisecond and an arrow
             7,  # 100.0 %
             7,
-            14,  # issues wrap
+            max(6, widest([issue_summary(i) for i in df["issues"].to_list()], most=24)),
         ]
         names = _relative_paths(df["path"].to_list())
         return min(widest(names), FILE_NAME_WIDTH, width - sum(others) - 2 * (len(others) + 1))
