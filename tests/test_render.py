@@ -234,3 +234,20 @@ def test_middle_ellipsis_keeps_both_ends() -> None:
     assert len(short) == 30
     assert short.startswith("some/folder/")
     assert short.endswith("suffix.csv.gz")
+
+
+def test_csv_holds_lists_of_records_as_json_text() -> None:
+    from mmflow.render.write import write_to
+
+    df = pl.DataFrame(
+        {
+            "issues": [["a", "b"]],
+            "dropped": [[{"table": "trades", "reason": "bad time", "rows": 3}]],
+        }
+    )
+    sink = io.BytesIO()
+    write_to(df, sink, "csv", {})
+    assert sink.getvalue().decode().splitlines() == [
+        "issues,dropped",
+        'a; b,"{""table"":""trades"",""reason"":""bad time"",""rows"":3}"',
+    ]
