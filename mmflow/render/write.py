@@ -86,7 +86,7 @@ def _json_ready(df: pl.DataFrame) -> pl.DataFrame:
 
 
 def _as_text(dtype: object) -> pl.Expr:
-    """An expression turning list elements of ``dtype`` into text (structs as JSON objects)."""
+    """Return an expression turning list elements of ``dtype`` into text (structs: JSON)."""
     if isinstance(dtype, pl.Struct):
         return pl.element().struct.json_encode()
     return pl.element().cast(pl.String)
