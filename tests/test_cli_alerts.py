@@ -41,7 +41,9 @@ def test_analyze_alerts_fire_and_do_not_fire_on_the_latest_bar(tmp_path: Path) -
         "phase=distribution and not inventory_side=long",
     ]
     flags = [part for text in conditions for part in ("--alert", text)]
-    code, _, stderr = run("analyze", *MARKET, "--end", AT_TWO, "--bar", "1m", "-o", tmp_path / "b.csv", *flags)
+    code, _, stderr = run(
+        "analyze", *MARKET, "--end", AT_TWO, "--bar", "1m", "-o", tmp_path / "b.csv", *flags
+    )
     assert code == 3, stderr
     assert alert_lines(stderr) == [
         "ALERT SIMA phase=distribution since 2024-01-02 01:45 UTC (15 bars to 01:59)",
@@ -70,7 +72,16 @@ def test_no_alert_fires_exit_0(tmp_path: Path) -> None:
 
 
 def test_alert_window_looks_back_and_since_starts_the_run(tmp_path: Path) -> None:
-    later = ["analyze", *MARKET, "--end", "2024-01-02T02:30:00Z", "--bar", "1m", "-o", str(tmp_path / "b.csv")]
+    later = [
+        "analyze",
+        *MARKET,
+        "--end",
+        "2024-01-02T02:30:00Z",
+        "--bar",
+        "1m",
+        "-o",
+        str(tmp_path / "b.csv"),
+    ]
     code, _, stderr = run(*later, "--alert", "phase=distribution")
     assert (code, alert_lines(stderr)) == (0, [])  # the episode ended at 02:09
     code, _, stderr = run(*later, "--alert", "phase=distribution", "--alert-window", "30m")
