@@ -39,7 +39,7 @@ SIZES = frozenset(
 PERCENTS = frozenset(
     {"accuracy", "coverage", "side_known", "buy_volume_share", "withdrawing_share", "share"}
 )
-"""Fractions shown as percentages with one decimal (also every ``*_share`` column)."""
+"""Fractions shown as percentages with one decimal (also ``*_share``, ``*_recall``, …)."""
 SECONDS = frozenset({"inventory_half_life"})
 MISSING = "–"
 """What a screen shows for NaN and infinite values."""
@@ -68,7 +68,7 @@ def column_kind(name: str, dtype: pl.DataType) -> Kind:
         return "spread"
     if name in SIZES:
         return "size"
-    if name in PERCENTS or name.endswith("_share"):
+    if name in PERCENTS or name.endswith(("_share", "_recall", "_precision")):
         return "percent"
     if name in SECONDS:
         return "seconds"
@@ -90,6 +90,26 @@ def decimals_of(values: Sequence[float | None], most: int = 8) -> int:
         if all(abs(v - round(v)) <= 1e-6 + 1e-12 * abs(v) for v in scaled):
             return decimals
     return most
+
+
+def significant_decimals(values: Sequence[float], digits: int = 4, most: int = 10) -> int | None:
+    """Return the decimals that give the largest of ``values`` ``digits`` significant digits.
+
+    One number of decimals for a whole column keeps its decimal points aligned; ``None`` when
+    there is no finite non-zero value.
+
+    Examples
+    --------
+    >>> significant_decimals([0.0108, 0.00909]), significant_decimals([2.853, -0.6872])
+    (5, 3)
+    >>> significant_decimals([12345.6]), significant_decimals([float("nan")])
+    (0, None)
+    """
+    finite = [abs(v) for v in values if math.isfinite(v) and v != 0]
+    if not finite:
+        return None
+    magnitude = math.floor(math.log10(max(finite)))
+    return min(most, max(0, digits - 1 - magnitude))
 
 
 def _significant(value: float, digits: int = 4) -> str:
@@ -150,7 +170,7 @@ def format_cell(value: Any, kind: Kind, decimals: int | None = None, tz: str | N
     if kind == "seconds" and isinstance(value, int | float):
         return human_seconds(float(value))
     if kind == "number" and isinstance(value, float):
-        return _significant(value)
+        return _significant(value) if decimals is None else f"{value:,.{decimals}f}"
     if isinstance(value, datetime):
         return format_time(value, tz)
     return format_value(value)
@@ -168,6 +188,7 @@ class Formats:
     size_decimals: dict[tuple[Any, ...], int]
     keys: tuple[str, ...]
     tz: str | None = None
+    number_decimals: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def of(cls, df: pl.DataFrame, tz: str | None = None, sample: int = 500) -> Formats:
@@ -192,13 +213,18 @@ class Formats:
             for name in sized:
                 column = part[name].cast(pl.Float64).drop_nulls().head(sample)
                 sizes[(*key, name)] = decimals_of(column.to_list(), most=3)
-        return cls(kinds, decimals, sizes, keys, tz)
+        numbers = {}
+        for name in (name for name, kind in kinds.items() if kind == "number"):
+            places = significant_decimals(df[name].cast(pl.Float64).drop_nulls().to_list())
+            if places is not None:
+                numbers[name] = places
+        return cls(kinds, decimals, sizes, keys, tz, numbers)
 
     def cell(self, name: str, value: Any, row: dict[str, Any] | None = None) -> str:
         """Format ``value`` of column ``name`` (``row`` tells the instrument)."""
         kind = self.kinds.get(name, "text")
         key = tuple((row or {}).get(k) for k in self.keys)
-        decimals = self.size_decimals.get((*key, name))
+        decimals = self.size_decimals.get((*key, name), self.number_decimals.get(name))
         if kind in ("price", "spread"):
             decimals = self.price_decimals.get(key)
             if decimals is not None and kind == "spread":
