@@ -5,13 +5,16 @@ from __future__ import annotations
 import io
 import math
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import polars as pl
 import pytest
+from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 from rich.console import Console, RenderableType
 
+from mmflow.cli import cli
 from mmflow.render.table import (
     MISSING,
     InspectScreen,
@@ -251,3 +254,34 @@ def test_csv_holds_lists_of_records_as_json_text() -> None:
         "issues,dropped",
         'a; b,"{""table"":""trades"",""reason"":""bad time"",""rows"":3}"',
     ]
+
+
+SIMULATED = Path(__file__).resolve().parents[1] / "sample_data" / "simulated"
+MARKET = [str(SIMULATED / "trades.parquet"), str(SIMULATED / "quotes.parquet")]
+
+
+@pytest.mark.parametrize(
+    "flags", [[], ["--bar", "5m"], ["--table", "bars"], ["--table", "summary"]]
+)
+def test_file_and_stream_outputs_hold_the_same_table(flags: list[str], tmp_path: Path) -> None:
+    target = tmp_path / "out.csv"
+    runner = CliRunner()
+    written = runner.invoke(cli, ["analyze", *MARKET, *flags, "-o", str(target)])
+    streamed = runner.invoke(cli, ["analyze", *MARKET, *flags, "--to", "csv"])
+    assert written.exit_code == streamed.exit_code == 0, written.stderr + streamed.stderr
+    from_file = pl.read_csv(target)
+    from_stream = pl.read_csv(io.StringIO(streamed.stdout))
+    assert from_file.equals(from_stream)
+    bars = "--bar" in flags or "bars" in flags
+    assert ("ts" in from_file.columns) == bars
+    assert from_file.height == (72 if "5m" in flags else 360 if bars else 1)
+
+
+def test_bars_on_a_screen_show_the_summary_and_say_where_bars_go() -> None:
+    result = CliRunner(env={"COLUMNS": "80"}).invoke(cli, ["analyze", *MARKET, "--bar", "1s"])
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert len(lines) < 20  # one row per instrument, not 21,600 bars
+    assert "SIMA" in result.stdout
+    assert "Note: 21,600 bars are not shown on screen; write them with -o or --to" in result.stderr
