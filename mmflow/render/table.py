@@ -802,13 +802,21 @@ def _zone(tz: str | None) -> str:
     return tz or "UTC"
 
 
+def _has_seconds(times: pl.Series) -> bool:
+    """Whether any time of ``times`` is not on a whole minute (then screens show seconds)."""
+    if times.len() == 0:
+        return False
+    return bool(((times.dt.second() != 0) | (times.dt.nanosecond() != 0)).any())
+
+
 def flow_table(bars: pl.DataFrame, *, tz: str | None = None) -> Screen:
     """Build the terminal view of ``mmflow flow``: the main columns, by kind."""
     wanted = ["close", "volume", "net_flow", "cvd", "ofi", "spread", "vpin"]
     columns = [c for c in wanted if c in bars.columns and bars[c].null_count() < bars.height]
     formats = Formats.of(bars, tz)
+    seconds = _has_seconds(bars["ts"])
     rows = [
-        [row["symbol"], format_time(row["ts"], tz, seconds=False), *formats.row(row, columns)]
+        [row["symbol"], format_time(row["ts"], tz, seconds=seconds), *formats.row(row, columns)]
         for row in bars.iter_rows(named=True)
     ]
     caption = f"bars start (times {_zone(tz)}); all {len(bars.columns)} columns with --to or -o"
@@ -910,10 +918,11 @@ def phases_table(bars: pl.DataFrame, *, limit: int = 40, tz: str | None = None) 
     """Build the terminal view of ``mmflow phases``: the bars that are not neutral."""
     active = bars.filter(pl.col("phase").is_in(["accumulation", "distribution"]))
     formats = Formats.of(active, tz)
+    seconds = _has_seconds(active["ts"])
     rows = [
         [
             row["symbol"],
-            format_time(row["ts"], tz, seconds=False),
+            format_time(row["ts"], tz, seconds=seconds),
             row["phase"],
             row["inventory_side"] or "",
             *formats.row(row, ["mm_inventory", "distribution_score"]),
