@@ -29,9 +29,10 @@ from typing import Any, Literal
 
 import polars as pl
 
-from mmflow.errors import NoDataError
+from mmflow.errors import NoDataError, ParameterError
 from mmflow.io import Limits, Loaded, ReadOptions, RowAccount, load_inputs
 from mmflow.metrics.profile import ValueAreaMethod
+from mmflow.metrics.signing import METHODS
 from mmflow.pipeline import (
     FLOW_COLUMNS,
     INVENTORY_COLUMNS,
@@ -273,7 +274,10 @@ def _settings(
     chosen = (symbols,) if isinstance(symbols, str) else tuple(symbols or ())
     places = (venues,) if isinstance(venues, str) else tuple(venues or ())
     selection = Selection(chosen, start, end, clock, clean, None, places)
-    signing = Signing(method)  # type: ignore[arg-type]  # checked by the library
+    if method not in METHODS:
+        msg = f"method {method!r} is not one of {', '.join(METHODS)}"
+        raise ParameterError(msg)
+    signing = Signing(method)
     options = BarOptions(every=bar) if max_bars is None else BarOptions(bar, max_bars=max_bars)
     read_options = ReadOptions(
         symbol=chosen[0] if len(chosen) == 1 else None,

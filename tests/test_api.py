@@ -12,7 +12,7 @@ from click.testing import CliRunner
 import mmflow
 from mmflow.api import Analysis, Result
 from mmflow.cli import cli
-from mmflow.errors import MmflowError, NoDataError
+from mmflow.errors import MmflowError, NoDataError, ParameterError
 
 ROOT = Path(__file__).resolve().parents[1]
 TRADES = ROOT / "sample_data" / "simulated" / "trades.parquet"
@@ -87,3 +87,8 @@ def test_format_argument_picks_the_reader() -> None:
     assert result.trades.height == pl.read_parquet(TRADES).height
     with pytest.raises(MmflowError):
         mmflow.classify(TRADES, format="tardis")
+
+
+def test_a_bad_method_names_the_choices() -> None:
+    with pytest.raises(ParameterError, match="lee-ready"):
+        mmflow.classify(TRADES, method="nope")
