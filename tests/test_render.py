@@ -16,17 +16,14 @@ from polars.testing import assert_frame_equal
 from rich.console import Console, RenderableType
 
 from mmflow.cli import cli
+from mmflow.render.cells import MISSING, decimals_of, format_cell, middle_ellipsis
 from mmflow.render.table import (
-    MISSING,
     InspectScreen,
     analyze_table,
-    decimals_of,
     episodes_table,
     flow_table,
-    format_cell,
     frame_table,
     inventory_table,
-    middle_ellipsis,
 )
 
 START = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)

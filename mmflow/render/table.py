@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import PurePath
-from typing import Any, Literal
-from zoneinfo import ZoneInfo
+from typing import Any
 
 import polars as pl
 from rich import box
@@ -16,260 +13,39 @@ from rich.console import Console, ConsoleOptions, Group, JustifyMethod, Renderab
 from rich.table import Table
 from rich.text import Text
 
-Kind = Literal["price", "spread", "size", "count", "percent", "seconds", "time", "number", "text"]
-"""How a screen formats a column (see :func:`column_kind`)."""
-
-PRICES = frozenset(
-    {"open", "high", "low", "close", "vwap", "mid_close", "mid_price", "price", "price_level"}
-    | {"poc", "value_area_low", "value_area_high", "bid_price", "ask_price"}
+from mmflow.render.cells import (
+    Formats,
+    decimals_of,
+    format_cell,
+    format_time,
+    format_value,
+    human_seconds,
+    issue_summary,
+    middle_ellipsis,
 )
-"""Columns in the instrument's price units, shown at its precision."""
-SPREADS = frozenset(
-    {"spread", "effective_spread", "realized_spread", "price_impact", "roll_spread"}
-    | {"price_change", "mean_spread"}
-)
-"""Price differences: one decimal more than the instrument's prices (half ticks)."""
-SIZES = frozenset(
-    {"volume", "buy_volume", "sell_volume", "unknown_volume", "net_flow", "cvd", "ofi"}
-    | {"mm_inventory", "inventory_max", "inventory_min", "inventory_start", "inventory_end"}
-    | {"inventory_change", "size", "depth", "bid_size", "ask_size", "delta"}
-    | {"value_area_volume", "total_volume", "bid_volume", "ask_volume"}
-)
-"""Quantities: thousands separators, as many decimals as the column needs (at most 3)."""
-PERCENTS = frozenset(
-    {"accuracy", "coverage", "side_known", "buy_volume_share", "withdrawing_share", "share"}
-)
-"""Fractions shown as percentages with one decimal (also ``*_share``, ``*_recall``, …)."""
-SECONDS = frozenset({"inventory_half_life"})
-MISSING = "–"
-"""What a screen shows for NaN and infinite values."""
+from mmflow.render.screen import Screen, fitted_table, screen_table
 
-
-def column_kind(name: str, dtype: pl.DataType) -> Kind:
-    """Say how a screen formats column ``name``: by its name first, then by its type.
-
-    Examples
-    --------
-    >>> import polars as pl
-    >>> [column_kind(n, pl.Float64()) for n in ("close", "volume", "accuracy", "vpin")]
-    ['price', 'size', 'percent', 'number']
-    >>> column_kind("trades", pl.UInt32()), column_kind("ts", pl.Datetime("ns", "UTC"))
-    ('count', 'time')
-    """
-    if dtype.is_temporal() and not isinstance(dtype, pl.Duration):
-        return "time"
-    if not dtype.is_numeric():
-        return "text"
-    if dtype.is_integer():
-        return "count"
-    if name in PRICES:
-        return "price"
-    if name in SPREADS:
-        return "spread"
-    if name in SIZES:
-        return "size"
-    if name in PERCENTS or name.endswith(("_share", "_recall", "_precision")):
-        return "percent"
-    if name in SECONDS:
-        return "seconds"
-    return "number"
-
-
-def decimals_of(values: Sequence[float | None], most: int = 8) -> int:
-    """Return the fewest decimals that show every value exactly (at most ``most``).
-
-    Examples
-    --------
-    >>> decimals_of([61612.5, 61613.0]), decimals_of([0.00012, 1.5]), decimals_of([3.0, None])
-    (1, 5, 0)
-    """
-    finite = [v for v in values if v is not None and math.isfinite(v)]
-    for decimals in range(most + 1):
-        scale = 10**decimals
-        scaled = [v * scale for v in finite]
-        if all(abs(v - round(v)) <= 1e-6 + 1e-12 * abs(v) for v in scaled):
-            return decimals
-    return most
-
-
-def significant_decimals(values: Sequence[float], digits: int = 4, most: int = 10) -> int | None:
-    """Return the decimals that give the largest of ``values`` ``digits`` significant digits.
-
-    One number of decimals for a whole column keeps its decimal points aligned; ``None`` when
-    there is no finite non-zero value.
-
-    Examples
-    --------
-    >>> significant_decimals([0.0108, 0.00909]), significant_decimals([2.853, -0.6872])
-    (5, 3)
-    >>> significant_decimals([12345.6]), significant_decimals([float("nan")])
-    (0, None)
-    """
-    finite = [abs(v) for v in values if math.isfinite(v) and v != 0]
-    if not finite:
-        return None
-    magnitude = math.floor(math.log10(max(finite)))
-    return min(most, max(0, digits - 1 - magnitude))
-
-
-def _significant(value: float, digits: int = 4) -> str:
-    """Show ``value`` with ``digits`` significant digits, without an exponent when reasonable."""
-    if value == 0:
-        return "0"
-    magnitude = math.floor(math.log10(abs(value)))
-    if magnitude >= digits - 1:
-        return f"{value:,.0f}"
-    if magnitude < -6:
-        return f"{value:.{digits - 1}e}"
-    text = f"{value:,.{digits - 1 - magnitude}f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def format_time(value: datetime, tz: str | None = None, *, seconds: bool = True) -> str:
-    """Show a time with its year, in ``tz`` when given (else as stored, UTC).
-
-    Examples
-    --------
-    >>> from datetime import UTC, datetime
-    >>> moment = datetime(2024, 1, 2, 14, 30, 5, 250000, tzinfo=UTC)
-    >>> format_time(moment), format_time(moment, "America/New_York", seconds=False)
-    ('2024-01-02 14:30:05.250', '2024-01-02 09:30')
-    """
-    if tz is not None and value.tzinfo is not None:
-        value = value.astimezone(ZoneInfo(tz))
-    if not seconds:
-        return value.strftime("%Y-%m-%d %H:%M")
-    text = value.strftime("%Y-%m-%d %H:%M:%S")
-    return text + f".{value.microsecond // 1000:03d}" if value.microsecond else text
-
-
-def format_cell(value: Any, kind: Kind, decimals: int | None = None, tz: str | None = None) -> str:
-    """Format one cell by its kind (prices at ``decimals``; NaN and ±∞ as ``–``).
-
-    Sizes and counts get thousands separators, percentages one decimal, times their year.
-
-    Examples
-    --------
-    >>> format_cell(61612.5, "price", 2), format_cell(1234567.0, "size", 0)
-    ('61,612.50', '1,234,567')
-    >>> format_cell(0.93125, "percent"), format_cell(float("-inf"), "number")
-    ('93.1 %', '–')
-    """
-    if value is None:
-        return ""
-    if isinstance(value, float) and not math.isfinite(value):
-        return MISSING
-    if kind in ("price", "spread", "size") and isinstance(value, int | float):
-        if decimals is None:
-            return _significant(float(value), 6)
-        return f"{value:,.{decimals}f}"
-    if kind == "count" and isinstance(value, int | float):
-        return f"{value:,.0f}"
-    if kind == "percent" and isinstance(value, int | float):
-        return f"{100 * value:.1f} %"
-    if kind == "seconds" and isinstance(value, int | float):
-        return human_seconds(float(value))
-    if kind == "number" and isinstance(value, float):
-        return _significant(value) if decimals is None else f"{value:,.{decimals}f}"
-    if isinstance(value, datetime):
-        return format_time(value, tz)
-    return format_value(value)
-
-
-@dataclass(frozen=True)
-class Formats:
-    """How to format the cells of one frame: the price precision of each of its instruments.
-
-    Build it with :meth:`of`; format a cell with :meth:`cell`.
-    """
-
-    kinds: dict[str, Kind]
-    price_decimals: dict[tuple[Any, ...], int]
-    size_decimals: dict[tuple[Any, ...], int]
-    keys: tuple[str, ...]
-    tz: str | None = None
-    number_decimals: dict[str, int] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, df: pl.DataFrame, tz: str | None = None, sample: int = 500) -> Formats:
-        """Read the kinds of ``df``'s columns and each instrument's precision from its values.
-
-        An instrument's price precision is the fewest decimals that show up to ``sample``
-        distinct traded prices of it exactly (averages such as ``vwap`` are shown at the same
-        precision); a size column's, per instrument, likewise but at most 3 decimals.
-        """
-        kinds = {name: column_kind(name, dtype) for name, dtype in df.schema.items()}
-        keys = tuple(k for k in ("venue", "symbol") if k in df.columns)
-        traded = [c for c in df.columns if c in PRICES and c != "vwap" and kinds[c] == "price"]
-        sized = [name for name, kind in kinds.items() if kind == "size"]
-        decimals: dict[tuple[Any, ...], int] = {}
-        sizes: dict[tuple[Any, ...], int] = {}
-        groups = df.partition_by(list(keys), as_dict=True) if keys and df.height else {(): df}
-        for group, part in groups.items():
-            key = tuple(group)
-            if traded:
-                values = pl.concat([part[c].cast(pl.Float64) for c in traded]).unique()
-                decimals[key] = decimals_of(values.head(sample).to_list())
-            for name in sized:
-                column = part[name].cast(pl.Float64).drop_nulls().head(sample)
-                sizes[(*key, name)] = decimals_of(column.to_list(), most=3)
-        numbers = {}
-        for name in (name for name, kind in kinds.items() if kind == "number"):
-            places = significant_decimals(df[name].cast(pl.Float64).drop_nulls().to_list())
-            if places is not None:
-                numbers[name] = places
-        return cls(kinds, decimals, sizes, keys, tz, numbers)
-
-    def cell(self, name: str, value: Any, row: dict[str, Any] | None = None) -> str:
-        """Format ``value`` of column ``name`` (``row`` tells the instrument)."""
-        kind = self.kinds.get(name, "text")
-        key = tuple((row or {}).get(k) for k in self.keys)
-        decimals = self.size_decimals.get((*key, name), self.number_decimals.get(name))
-        if kind in ("price", "spread"):
-            decimals = self.price_decimals.get(key)
-            if decimals is not None and kind == "spread":
-                decimals += 1
-        return format_cell(value, kind, decimals, self.tz)
-
-    def row(self, row: dict[str, Any], names: Sequence[str]) -> list[str]:
-        """Format the cells ``names`` of one row."""
-        return [self.cell(name, row[name], row) for name in names]
-
-
-def format_value(value: Any) -> str:
-    """Format one cell for people: thousands separators, 6 significant digits, ISO times.
-
-    Examples
-    --------
-    >>> format_value(1234567.891)
-    '1,234,568'
-    >>> format_value(0.000123456)
-    '0.000123456'
-    >>> format_value(None), format_value(float("nan"))
-    ('', '–')
-    """
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return MISSING
-        if value == 0:
-            return "0"
-        magnitude = math.floor(math.log10(abs(value)))
-        if magnitude >= 5:
-            return f"{value:,.0f}"
-        decimals = max(0, 5 - magnitude)
-        text = f"{value:,.{decimals}f}"
-        return text.rstrip("0").rstrip(".") if "." in text else text
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-    if isinstance(value, list):
-        return ", ".join(format_value(v) for v in value)
-    return str(value)
+__all__ = [
+    "FILE_NAME_WIDTH",
+    "InspectScreen",
+    "Screen",
+    "analyze_table",
+    "compact_table",
+    "episodes_table",
+    "evaluation_table",
+    "flow_table",
+    "frame_table",
+    "inspect_cards",
+    "inspect_table",
+    "inventory_table",
+    "phases_table",
+    "profile_chart",
+    "screen_frame",
+    "shows_venue",
+    "sparkline",
+    "summary_caption",
+    "time_span",
+]
 
 
 def shows_venue(df: pl.DataFrame) -> bool:
@@ -368,40 +144,6 @@ def _relative_paths(paths: list[str]) -> list[str]:
     while all(len(p) > shared + 1 and p[shared] == parts[0][shared] for p in parts):
         shared += 1
     return [str(PurePath(*p[shared:])) for p in parts]
-
-
-def middle_ellipsis(text: str, width: int) -> str:
-    """Shorten ``text`` to ``width`` characters by replacing its middle with ``…``.
-
-    Examples
-    --------
-    >>> middle_ellipsis("binance-futures_trades_2020-02-22_BTCUSDT.csv.gz", 24)
-    'binance-futu…USDT.csv.gz'
-    >>> middle_ellipsis("short.csv", 24)
-    'short.csv'
-    """
-    if len(text) <= width:
-        return text
-    tail = (width - 1) // 2
-    head = width - 1 - tail
-    return f"{text[:head]}…{text[len(text) - tail :]}" if tail else text[:head] + "…"
-
-
-def issue_summary(issues: Sequence[str], most: int = 2) -> str:
-    """Show at most ``most`` issues, then how many more there are.
-
-    Examples
-    --------
-    >>> issue_summary([])
-    'none'
-    >>> issue_summary(["a", "b", "c", "d"])
-    'a; b; and 2 more (all with --to json)'
-    """
-    if not issues:
-        return "none"
-    shown = "; ".join(issues[:most])
-    rest = len(issues) - most
-    return f"{shown}; and {rest} more (all with --to json)" if rest > 0 else shown
 
 
 FILE_NAME_WIDTH = 60
@@ -594,160 +336,6 @@ def sparkline(values: list[float | None], width: int = 24) -> str:
     return "".join(_BLOCKS[round((v - low) * scale)] for v in points)
 
 
-def human_seconds(seconds: float | None) -> str:
-    """Format a duration in seconds for people.
-
-    Examples
-    --------
-    >>> [human_seconds(s) for s in (0.25, 17.6, 395.0, 7300.0, None)]
-    ['0.25 s', '17.6 s', '6.6 min', '2.0 h', '']
-    """
-    if seconds is None:
-        return ""
-    if seconds < 60:
-        return f"{seconds:.3g} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.1f} min"
-    if seconds < 86_400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86_400:.1f} d"
-
-
-def compact(value: Any) -> str:
-    """Format a number in at most ~6 characters for narrow terminal tables.
-
-    Examples
-    --------
-    >>> [compact(v) for v in (4024.3, -50156.0, 0.000123, 12.0, 1_234_567, None)]
-    ['4.02k', '-50.2k', '0.000123', '12', '1.23M', '']
-    """
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    number = float(value)
-    if math.isnan(number):
-        return "NaN"
-    magnitude = abs(number)
-    for limit, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if magnitude >= limit:
-            return f"{number / limit:.3g}{suffix}"
-    if magnitude == 0 or magnitude >= 0.001:
-        return f"{number:.3g}"
-    return f"{number:.3g}"
-
-
-def _screen_table(title: str, caption: str | None = None) -> Table:
-    return Table(
-        title=title or None,
-        caption=caption,
-        header_style="bold",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        collapse_padding=True,
-    )
-
-
-@dataclass
-class Screen:
-    """A table for a terminal that never gets wider than the terminal.
-
-    Values never wrap (headers may, at their line breaks); the first ``left`` columns are
-    left-aligned keys and always shown; the others follow from left to right while they fit the
-    width the table is printed at, and the caption says how many were left out.
-
-    Attributes
-    ----------
-    title, caption
-        Shown above and below.
-    headers, rows
-        Formatted cells.
-    left
-        Key columns (left-aligned, always shown).
-    justify
-        Alignment of other columns by index (``right`` when not given).
-    styles
-        Row styles by row index (e.g. the best method in bold).
-    """
-
-    title: str
-    caption: str | None
-    headers: list[str]
-    rows: list[list[str]]
-    left: int = 1
-    justify: dict[int, JustifyMethod] = field(default_factory=dict)
-    styles: dict[int, str] = field(default_factory=dict)
-
-    def widths(self) -> list[int]:
-        """Each column's width: its widest cell or header line."""
-        return [
-            max(
-                max((len(row[index]) for row in self.rows), default=0),
-                *(len(part) for part in header.split("\n")),
-            )
-            for index, header in enumerate(self.headers)
-        ]
-
-    def shown(self, width: int | None) -> list[int]:
-        """Return the indices of the columns that fit ``width`` characters (all when ``None``)."""
-        widths = self.widths()
-        if width is None:
-            return list(range(len(widths)))
-        chosen = list(range(min(self.left, len(widths))))
-        used = sum(widths[i] + 2 for i in chosen)
-        for index in range(len(chosen), len(widths)):
-            if used + widths[index] + 2 > width:
-                break
-            chosen.append(index)
-            used += widths[index] + 2
-        return chosen
-
-    def table(self, width: int | None = None) -> Table:
-        """Build the rich table with the columns that fit ``width`` (all when ``None``)."""
-        chosen = self.shown(width)
-        caption = self.caption
-        hidden = len(self.headers) - len(chosen)
-        if hidden:
-            note = (
-                f"{hidden} more column{'s' if hidden > 1 else ''} than fit this terminal "
-                "(all with --to or -o)"
-            )
-            caption = f"{caption}\n{note}" if caption else note
-        table = _screen_table(self.title, caption)
-        widths = self.widths()
-        for index in chosen:
-            default: JustifyMethod = "left" if index < self.left else "right"
-            table.add_column(
-                self.headers[index],
-                justify=self.justify.get(index, default),
-                no_wrap=True,
-                min_width=widths[index],
-            )
-        for number, row in enumerate(self.rows):
-            table.add_row(*(row[i] for i in chosen), style=self.styles.get(number))
-        return table
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        """Render at the width rich offers (the terminal's, or a test console's)."""
-        yield self.table(options.max_width)
-
-
-def fitted_table(
-    title: str,
-    caption: str | None,
-    headers: list[str],
-    rows: list[list[str]],
-    *,
-    left: int = 1,
-) -> Screen:
-    """Build a compact table whose columns are never narrower than their widest cell.
-
-    Headers may hold line breaks (they wrap, values never do); the first ``left`` columns are
-    left-aligned, the rest right-aligned; columns that do not fit the terminal are left out.
-    """
-    return Screen(title, caption, headers, rows, left=left)
-
-
 _SHORT_PHASE = {"accumulation": "accum.", "distribution": "distrib."}
 
 
@@ -885,7 +473,7 @@ def profile_chart(levels: pl.DataFrame, area: dict[str, Any], *, rows: int = 30)
         return format_cell(value, "size", size_places)
 
     poc, low, high = area.get("poc"), area.get("value_area_low"), area.get("value_area_high")
-    table = _screen_table(
+    table = screen_table(
         f"{area.get('symbol', '')}{' ' + str(area['venue']) if area.get('venue') else ''}"
         " volume profile",
         f"POC {price(poc)}  value area {price(low)} – {price(high)}"
