@@ -355,6 +355,19 @@ def _keywords(**given: Any) -> dict[str, Any]:
     return defaults | given
 
 
+def _start(
+    trades: Input, quotes: Input | None, arguments: dict[str, Any]
+) -> tuple[Selection, Signing, BarOptions, _Inputs, RowAccount, pl.LazyFrame]:
+    """Check the keyword arguments, read the inputs and count their rows.
+
+    Returns the option objects, the read inputs, the row account and the canonical trades.
+    """
+    selection, signing, options, how = _settings(**_keywords(**_renamed(arguments)))
+    inputs, account = _market(trades, quotes, selection, how)
+    assert inputs.trades is not None  # _market raises NoDataError otherwise
+    return selection, signing, options, inputs, account, inputs.trades
+
+
 def read(
     trades: Input,
     quotes: Input | None = None,
@@ -432,15 +445,13 @@ def analyze(trades: Input, quotes: Input | None = None, **arguments: Any) -> Ana
     >>> result.bars.height, result.summary["phase"].to_list()
     (72, ['neutral'])
     """
-    selection, signing, options, how = _settings(**_keywords(**_renamed(arguments)))
-    inputs, account = _market(trades, quotes, selection, how)
-    assert inputs.trades is not None
+    selection, signing, options, inputs, account, frame = _start(trades, quotes, arguments)
 
     def materialize(plans: list[pl.LazyFrame]) -> list[pl.DataFrame]:
         return collect(plans, inputs.loaded)
 
     plan = analyze_plan(
-        inputs.trades,
+        frame,
         inputs.quotes,
         options=options,
         signing=signing,
@@ -484,11 +495,9 @@ def flow(trades: Input, quotes: Input | None = None, **arguments: Any) -> Flow:
     >>> bars.select("ts", "volume").head(2).rows()[0][0].isoformat()
     '2024-01-02T00:00:00+00:00'
     """
-    selection, signing, options, how = _settings(**_keywords(**_renamed(arguments)))
-    inputs, account = _market(trades, quotes, selection, how)
-    assert inputs.trades is not None
+    selection, signing, options, inputs, account, frame = _start(trades, quotes, arguments)
     market = market_bars(
-        inputs.trades, inputs.quotes, options=options, signing=signing, selection=selection
+        frame, inputs.quotes, options=options, signing=signing, selection=selection
     )
     (bars,), notes = _finish(
         [bar_table(market, FLOW_COLUMNS)], inputs, market.dropped, market.checks, signing
@@ -521,11 +530,9 @@ def inventory(trades: Input, quotes: Input | None = None, **arguments: Any) -> I
     >>> result.summary["liquidity_state"].to_list()
     ['providing']
     """
-    selection, signing, options, how = _settings(**_keywords(**_renamed(arguments)))
-    inputs, account = _market(trades, quotes, selection, how)
-    assert inputs.trades is not None
+    selection, signing, options, inputs, account, frame = _start(trades, quotes, arguments)
     market = market_bars(
-        inputs.trades, inputs.quotes, options=options, signing=signing, selection=selection
+        frame, inputs.quotes, options=options, signing=signing, selection=selection
     )
     summary, episodes = inventory_report(market, options)
     (bars, summary_frame, episodes_frame), notes = _finish(
@@ -564,11 +571,9 @@ def phases(trades: Input, quotes: Input | None = None, **arguments: Any) -> Phas
     >>> sorted(result.episodes["phase"].unique().to_list())
     ['accumulation', 'distribution']
     """
-    selection, signing, options, how = _settings(**_keywords(**_renamed(arguments)))
-    inputs, account = _market(trades, quotes, selection, how)
-    assert inputs.trades is not None
+    selection, signing, options, inputs, account, frame = _start(trades, quotes, arguments)
     plan = phases_plan(
-        inputs.trades,
+        frame,
         inputs.quotes,
         options=options,
         signing=signing,
@@ -623,12 +628,9 @@ def profile(
     >>> row["value_area_low"] <= row["poc"] <= row["value_area_high"]
     True
     """
-    settings = _keywords(**_renamed(arguments))
-    selection, signing, options, how = _settings(**settings)
-    inputs, account = _market(trades, quotes, selection, how)
-    assert inputs.trades is not None
+    selection, signing, options, inputs, account, frame = _start(trades, quotes, arguments)
     plan = profile_plan(
-        inputs.trades,
+        frame,
         inputs.quotes,
         bin_size=bin_size,
         share=share,
@@ -636,7 +638,7 @@ def profile(
         every=options.every if footprint else None,
         signing=signing,
         selection=selection,
-        max_levels=settings["max_bars"],
+        max_levels=options.max_bars,
     )
     plans = [plan.levels, plan.value_areas]
     plans += [plan.footprint] if plan.footprint is not None else []
@@ -669,11 +671,9 @@ def classify(trades: Input, quotes: Input | None = None, **arguments: Any) -> Cl
     >>> result.trades["trade_sign"].is_in([-1, 0, 1]).all()
     True
     """
-    selection, signing, options, how = _settings(**_keywords(**_renamed(arguments)))
-    inputs, account = _market(trades, quotes, selection, how)
-    assert inputs.trades is not None
+    selection, signing, options, inputs, account, frame = _start(trades, quotes, arguments)
     plan = classify_plan(
-        inputs.trades,
+        frame,
         inputs.quotes,
         signing=signing,
         every=options.every,
