@@ -102,7 +102,7 @@ def decimals_of(values: Sequence[float | None], most: int = 8) -> int:
     for decimals in range(most + 1):
         scale = 10**decimals
         scaled = [v * scale for v in finite]
-        if all(abs(v - round(v)) <= 1e-6 + 1e-12 * abs(v) for v in scaled):
+        if all(abs(v - round(v)) <= 1e-9 + 1e-12 * abs(v) for v in scaled):
             return decimals
     return most
 
