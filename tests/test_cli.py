@@ -396,7 +396,7 @@ def test_failed_write_leaves_no_partial_file(
 def test_existing_output_is_replaced_only_when_complete(tmp_path: Path) -> None:
     target = tmp_path / "bars.csv"
     target.write_text("old\n")
-    code, _, _ = run("analyze", TARDIS_TRADES, "-o", target)
+    code, _, _ = run("analyze", TARDIS_TRADES, "--bar", "1m", "-o", target)
     assert code == 0
     assert target.read_text().startswith("venue,symbol,ts,open")
 

@@ -41,7 +41,9 @@ def test_analyze_alerts_fire_and_do_not_fire_on_the_latest_bar(tmp_path: Path) -
         "phase=distribution and not inventory_side=long",
     ]
     flags = [part for text in conditions for part in ("--alert", text)]
-    code, _, stderr = run("analyze", *MARKET, "--end", AT_TWO, "-o", tmp_path / "b.csv", *flags)
+    code, _, stderr = run(
+        "analyze", *MARKET, "--end", AT_TWO, "--bar", "1m", "-o", tmp_path / "b.csv", *flags
+    )
     assert code == 3, stderr
     assert alert_lines(stderr) == [
         "ALERT SIMA phase=distribution since 2024-01-02 01:43 UTC (17 bars to 01:59)",
@@ -70,7 +72,16 @@ def test_no_alert_fires_exit_0(tmp_path: Path) -> None:
 
 
 def test_alert_window_looks_back_and_since_starts_the_run(tmp_path: Path) -> None:
-    later = ["analyze", *MARKET, "--end", "2024-01-02T02:30:00Z", "-o", str(tmp_path / "b.csv")]
+    later = [
+        "analyze",
+        *MARKET,
+        "--end",
+        "2024-01-02T02:30:00Z",
+        "--bar",
+        "1m",
+        "-o",
+        str(tmp_path / "b.csv"),
+    ]
     code, _, stderr = run(*later, "--alert", "phase=distribution")
     assert (code, alert_lines(stderr)) == (0, [])  # the episode ended at 02:15
     code, _, stderr = run(*later, "--alert", "phase=distribution", "--alert-window", "30m")
@@ -133,10 +144,10 @@ def test_phases_alert_with_episodes_output(tmp_path: Path) -> None:
 def test_exit_3_comes_after_every_output_is_complete(tmp_path: Path) -> None:
     """A real process: when it exits 3, the -o file, stdout and --alert-to are all complete."""
     reference = tmp_path / "reference.parquet"
-    code, _, stderr = run("analyze", *MARKET, "--end", AT_TWO, "-o", reference)
+    code, _, stderr = run("analyze", *MARKET, "--end", AT_TWO, "--bar", "1m", "-o", reference)
     assert code == 0, stderr
     output, alerts = tmp_path / "bars.parquet", tmp_path / "alerts.ndjson"
-    command = [sys.executable, "-m", "mmflow", "analyze", *MARKET, "--end", AT_TWO]
+    command = [sys.executable, "-m", "mmflow", "analyze", *MARKET, "--end", AT_TWO, "--bar", "1m"]
     alert = ["--alert", "phase=distribution", "--alert-to", str(alerts)]
     proc = subprocess.run(
         [*command, "-o", str(output), *alert], capture_output=True, text=True, check=False
@@ -229,7 +240,7 @@ def test_top_level_help_lists_the_exit_codes_and_quiet() -> None:
 
 @pytest.mark.parametrize("where", ["command", "global"])
 def test_quiet_silences_notes_not_alerts(where: str, tmp_path: Path) -> None:
-    args = ["analyze", *MARKET, "--end", AT_TWO, "-o", str(tmp_path / "b.parquet")]
+    args = ["analyze", *MARKET, "--end", AT_TWO, "--bar", "1m", "-o", str(tmp_path / "b.parquet")]
     code, _, stderr = run(*args)
     # issue 9: trades whose cost horizon passes the last quote get null costs, with a warning
     assert (code, stderr) == (

@@ -110,7 +110,9 @@ def pty_run(
 @needs_pty
 def test_progress_appears_when_stderr_is_a_terminal(tmp_path: Path) -> None:
     output = tmp_path / "bars.parquet"
-    code, terminal, stdout = pty_run([*ANALYZE, "-o", str(output)], tmp_path=tmp_path)
+    code, terminal, stdout = pty_run(
+        [*ANALYZE, "--bar", "1m", "-o", str(output)], tmp_path=tmp_path
+    )
     assert code == 0, terminal
     assert b"reading inputs" in terminal
     assert b"1/2 files" in terminal
@@ -133,7 +135,7 @@ def test_quiet_silences_progress_on_a_terminal(tmp_path: Path) -> None:
 def test_no_progress_when_stderr_is_a_pipe(tmp_path: Path) -> None:
     output = tmp_path / "bars.parquet"
     proc = subprocess.run(
-        [sys.executable, "-m", "mmflow", *ANALYZE, "-o", str(output)],
+        [sys.executable, "-m", "mmflow", *ANALYZE, "--bar", "1m", "-o", str(output)],
         cwd=ROOT,
         capture_output=True,
         check=False,

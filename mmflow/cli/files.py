@@ -32,8 +32,7 @@ from mmflow.pipeline import (
 from mmflow.progress import Stage, report
 from mmflow.render.progress import plain_console as Console
 from mmflow.render.table import (
-    inspect_cards,
-    inspect_table,
+    InspectScreen,
 )
 from mmflow.render.write import build_metadata, check_output_directory
 from mmflow.schema import QUOTES, TRADES
@@ -71,8 +70,7 @@ def inspect(files: tuple[str, ...], inputs: Inputs, output: Output) -> None:
             table="inspect", sources=sources, clock="recv", parameters={"format": inputs.fmt}
         )
         if not run.emit(df, output, metadata):
-            console = Console()
-            console.print(inspect_table(df) if console.width >= 120 else inspect_cards(df))
+            Console().print(InspectScreen(df))
     if found.errors:
         raise SystemExit(1)
 

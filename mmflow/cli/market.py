@@ -66,7 +66,8 @@ from mmflow.render.table import (
     "--table",
     "which",
     type=click.Choice(["summary", "bars"]),
-    help="Which table -o/--to write (default: bars for -o or with --bar, else summary).",
+    help="Which table -o/--to write (default: the per-bar table); the screen always shows the "
+    "summary.",
 )
 @alert_options
 @input_options
@@ -88,9 +89,10 @@ def analyze_command(
     Trade files and quote files may be given together; quote files can also be named with
     --quotes. Signs come from the vendor's aggressor flag where known, else Lee-Ready against
     the prevailing quote of the same venue, else the tick rule (--method changes this). On
-    screen: one row per instrument (venue and symbol); -o writes the per-bar table with every
-    column of `flow` and `inventory`. Bars cover the days that hold trades or quotes (--fill:
-    a continuous grid); sizes are checked against --max-bars before anything is made.
+    screen: one row per instrument (venue and symbol); -o and --to write the per-bar table with
+    every column of `flow` and `inventory` (--table summary: the summary). Bars cover the days
+    that hold trades or quotes (--fill: a continuous grid); sizes are checked against
+    --max-bars before anything is made.
 
     Example:
 
@@ -114,15 +116,17 @@ def analyze_command(
         stage="phases and summary",
     )
     require_rows(summary, "trades")
-    table = which or ("bars" if output.path is not None or bars.explicit else "summary")
+    # -o and --to write the same table (the per-bar table unless --table summary); a screen
+    # always gets the per-instrument summary, never thousands of bars
+    writing = output.path is not None or output.to_format is not None
+    table = which or ("bars" if writing or bars.explicit else "summary")
     chosen = bar_frame if table == "bars" else summary
     metadata = run.metadata_for(f"analyze.{table}", loaded, selection, result.parameters)
     if not run.emit(chosen, output, metadata):
-        Console().print(
-            analyze_table(chosen, mix=mix, paths=paths)
-            if table == "summary"
-            else frame_table(chosen, title="mmflow analyze")
-        )
+        Console().print(analyze_table(summary, mix=mix, paths=paths, tz=inputs.tz))
+        if table == "bars":
+            shown = f"{bar_frame.height:,} bars are not shown on screen"
+            run.say(f"Note: {shown}; write them with -o or --to")
     run.raise_alerts(bar_frame, conditions, alerts)
 
 
@@ -172,7 +176,7 @@ def flow_command(
         run.say("Note: OFI, spreads, depth and trade costs need quotes; those columns are empty.")
     metadata = run.metadata_for("flow", loaded, selection, prepared.parameters)
     if not run.emit(table, output, metadata):
-        Console().print(flow_table(table))
+        Console().print(flow_table(table, tz=inputs.tz))
 
 
 @dataclass(frozen=True)

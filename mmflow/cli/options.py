@@ -195,7 +195,8 @@ INPUT_OPTIONS: list[Callable[[Any], Any]] = [
     click.option(
         "--tz",
         help="Time zone of local times in files that do not state it (Sierra exports; "
-        "default UTC), e.g. America/Chicago; plot draws its time axis in it.",
+        "default UTC), e.g. America/Chicago; screens show times and plot draws its time axis "
+        "in it.",
     ),
     click.option(
         "--round-lot",

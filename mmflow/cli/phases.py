@@ -167,7 +167,7 @@ def phases_command(
     name, frames = _phase_tables(result, choices, loaded)
     metadata = run.metadata_for(f"phases.{name}", loaded, selection, result.parameters)
     if not run.emit(frames[-1], output, metadata):
-        _print_phases(name, frames, scores=result.scores is not None)
+        _print_phases(name, frames, scores=result.scores is not None, tz=inputs.tz)
     if conditions:
         bar_frame = frames[0] if name == "bars" else None
         [bar_frame] = (
@@ -192,12 +192,14 @@ def _phase_tables(
     return "bars", frames
 
 
-def _print_phases(name: str, frames: list[pl.DataFrame], *, scores: bool) -> None:
+def _print_phases(
+    name: str, frames: list[pl.DataFrame], *, scores: bool, tz: str | None = None
+) -> None:
     console = Console()
     if name == "bars":
-        console.print(phases_table(frames[0]))
+        console.print(phases_table(frames[0], tz=tz))
     elif name == "episodes":
-        console.print(episodes_table(frames[0]))
+        console.print(episodes_table(frames[0], tz=tz))
     else:
         shown = ["horizon", "count", "mean", "t_statistic", "hit_rate", "placebo_mean"]
         shown += ["placebo_hit_rate", "difference_t_statistic"]

@@ -2,52 +2,50 @@
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import PurePath
 from typing import Any
 
 import polars as pl
 from rich import box
-from rich.console import Group, RenderableType
+from rich.console import Console, ConsoleOptions, Group, JustifyMethod, RenderableType, RenderResult
 from rich.table import Table
 from rich.text import Text
 
+from mmflow.render.cells import (
+    Formats,
+    decimals_of,
+    format_cell,
+    format_time,
+    format_value,
+    human_seconds,
+    issue_summary,
+    middle_ellipsis,
+)
+from mmflow.render.screen import Screen, fitted_table, screen_table
 
-def format_value(value: Any) -> str:
-    """Format one cell for people: thousands separators, 6 significant digits, ISO times.
-
-    Examples
-    --------
-    >>> format_value(1234567.891)
-    '1,234,568'
-    >>> format_value(0.000123456)
-    '0.000123456'
-    >>> format_value(None)
-    ''
-    """
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "NaN"
-        if value == 0:
-            return "0"
-        magnitude = math.floor(math.log10(abs(value)))
-        if magnitude >= 5:
-            return f"{value:,.0f}"
-        decimals = max(0, 5 - magnitude)
-        text = f"{value:,.{decimals}f}"
-        return text.rstrip("0").rstrip(".") if "." in text else text
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-    if isinstance(value, list):
-        return ", ".join(format_value(v) for v in value)
-    return str(value)
+__all__ = [
+    "FILE_NAME_WIDTH",
+    "InspectScreen",
+    "Screen",
+    "analyze_table",
+    "compact_table",
+    "episodes_table",
+    "evaluation_table",
+    "flow_table",
+    "frame_table",
+    "inspect_cards",
+    "inspect_table",
+    "inventory_table",
+    "phases_table",
+    "profile_chart",
+    "screen_frame",
+    "shows_venue",
+    "sparkline",
+    "summary_caption",
+    "time_span",
+]
 
 
 def shows_venue(df: pl.DataFrame) -> bool:
@@ -79,38 +77,35 @@ def _venue_first(
     return ["venue", *headers], [[v, *r] for v, r in zip(venues, rows, strict=True)], left + 1
 
 
-def frame_table(df: pl.DataFrame, *, title: str | None = None, caption: str | None = None) -> Table:
-    """Build a rich table from ``df``; numeric columns are right-justified.
+def frame_table(
+    df: pl.DataFrame,
+    *,
+    title: str | None = None,
+    caption: str | None = None,
+    tz: str | None = None,
+) -> Screen:
+    """Build a screen table of any frame: cells formatted by kind, headers wrapped at ``_``.
+
+    Text columns are left-aligned, numbers right-aligned; columns that do not fit the terminal
+    are left out, and the caption says so (the data formats, ``--to`` and ``-o``, hold them).
 
     Examples
     --------
     >>> import polars as pl
-    >>> table = frame_table(pl.DataFrame({"symbol": ["X"], "volume": [1.5]}))
-    >>> [c.header for c in table.columns]
+    >>> screen = frame_table(pl.DataFrame({"symbol": ["X"], "volume": [1.5]}))
+    >>> [c.header for c in screen.table().columns]
     ['symbol', 'volume']
     """
-    table = Table(
-        title=title,
-        caption=caption,
-        header_style="bold",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        collapse_padding=True,
-    )
     df = screen_frame(df)
-    cells = [[format_value(v) for v in row] for row in df.iter_rows()]
-    for index, (name, dtype) in enumerate(df.schema.items()):
-        widest = max((len(row[index]) for row in cells), default=0)
-        numeric = dtype.is_numeric()
-        table.add_column(
-            name.replace("_", "\n"),  # narrow headers; the data formats keep the real names
-            justify="right" if numeric else "left",
-            min_width=None if numeric else min(widest, 12),
-            overflow="fold",
-        )
-    for row in cells:
-        table.add_row(*row)
-    return table
+    formats = Formats.of(df, tz)
+    rows = [formats.row(row, df.columns) for row in df.iter_rows(named=True)]
+    numeric = [dtype.is_numeric() for dtype in df.dtypes]
+    left = next((i for i, flag in enumerate(numeric) if flag), len(numeric))
+    justify: dict[int, JustifyMethod] = {
+        i: "left" for i, flag in enumerate(numeric) if not flag and i >= left
+    }
+    headers = [name.replace("_", "\n") for name in df.columns]
+    return Screen(title or "", caption, headers, rows, left=max(left, 1), justify=justify)
 
 
 def _short_time(text: str | None) -> str:
@@ -151,8 +146,57 @@ def _relative_paths(paths: list[str]) -> list[str]:
     return [str(PurePath(*p[shared:])) for p in parts]
 
 
-def inspect_table(df: pl.DataFrame) -> Table:
-    """Build the ``mmflow inspect`` table: one row per file, times to the millisecond."""
+FILE_NAME_WIDTH = 60
+"""The most characters of a file name ``inspect`` shows (the middle gives way to ``…``)."""
+SHORTEST_FILE_NAME = 20
+"""Below this width for file names, ``inspect`` shows one card per file instead of a table."""
+
+
+@dataclass(frozen=True)
+class InspectScreen:
+    """``mmflow inspect`` at the terminal's width: a table, or one card per file when narrow.
+
+    The file column gets the width the other columns leave (file names never wrap; long ones
+    lose their middle), up to :data:`FILE_NAME_WIDTH`.
+    """
+
+    report: pl.DataFrame
+
+    def file_width(self, width: int) -> int:
+        """Return the characters the file names get in a table ``width`` characters wide."""
+        df = self.report
+
+        def widest(values: list[str], most: int = 1_000) -> int:
+            return min(most, max((len(v) for v in values), default=0))
+
+        others = [
+            widest(df["format"].to_list()),
+            widest(df["kind"].to_list()),
+            widest([f"{n:,}" for n in df["rows"].to_list()]) if df.height else 4,
+            widest([", ".join(s) for s in df["symbols"].to_list()], most=12),
+            25,  # a time to the millisecond and an arrow
+            7,  # 100.0 %
+            7,
+            max(6, widest([issue_summary(i) for i in df["issues"].to_list()], most=24)),
+        ]
+        names = _relative_paths(df["path"].to_list())
+        return min(widest(names), FILE_NAME_WIDTH, width - sum(others) - 2 * (len(others) + 1))
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        """Render a table when file names get at least :data:`SHORTEST_FILE_NAME` characters."""
+        width = self.file_width(options.max_width)
+        if width < SHORTEST_FILE_NAME:
+            yield inspect_cards(self.report)
+        else:
+            yield inspect_table(self.report, file_width=width)
+
+
+def inspect_table(df: pl.DataFrame, *, file_width: int = FILE_NAME_WIDTH) -> Table:
+    """Build the ``mmflow inspect`` table: one row per file, times to the millisecond.
+
+    File names stay on one line (those longer than ``file_width`` lose their middle); long
+    issue lists are summarised.
+    """
     table = Table(
         title="mmflow inspect",
         header_style="bold",
@@ -160,19 +204,19 @@ def inspect_table(df: pl.DataFrame) -> Table:
         pad_edge=False,
         collapse_padding=True,
     )
-    table.add_column("file", overflow="fold")
-    table.add_column("format", overflow="fold")
-    table.add_column("kind", overflow="fold")
+    table.add_column("file", no_wrap=True)
+    table.add_column("format", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
     table.add_column("rows", justify="right", no_wrap=True)
     table.add_column("symbols", overflow="fold")
-    table.add_column("span (UTC)")
-    table.add_column("side known", justify="right", no_wrap=True)
-    table.add_column("buy share", justify="right", no_wrap=True)
+    table.add_column("span (UTC)", min_width=23)
+    table.add_column("side\nknown", justify="right", no_wrap=True)
+    table.add_column("buy\nshare", justify="right", no_wrap=True)
     table.add_column("issues", overflow="fold")
     names = _relative_paths(df["path"].to_list())
     for name, row in zip(names, df.iter_rows(named=True), strict=True):
         table.add_row(
-            name,
+            middle_ellipsis(name, file_width),
             row["format"],
             row["kind"],
             f"{row['rows']:,}",
@@ -186,18 +230,22 @@ def inspect_table(df: pl.DataFrame) -> Table:
             ),
             _percent(row["side_known"]),
             _percent(row["buy_volume_share"]),
-            "; ".join(row["issues"]) or "none",
+            issue_summary(row["issues"]),
         )
     return table
 
 
-def summary_caption(summary: pl.DataFrame, mix: pl.DataFrame | None = None) -> str | None:
-    """Say in a caption the UTC span of a per-symbol summary and how its trades were signed."""
+def summary_caption(
+    summary: pl.DataFrame, mix: pl.DataFrame | None = None, *, tz: str | None = None
+) -> str | None:
+    """Say in a caption the span of a per-symbol summary (in ``tz``, else UTC) and its signing."""
     lines = []
-    if {"start", "end"} <= set(summary.columns) and summary.height:
-        first = _iso(summary["start"].min())  # type: ignore[arg-type]
-        last = _iso(summary["end"].max())  # type: ignore[arg-type]
-        lines.append(f"{time_span(first, last).replace(chr(10), ' ')} UTC")
+    first = summary["start"].min() if "start" in summary.columns else None
+    last = summary["end"].max() if "end" in summary.columns else None
+    if isinstance(first, datetime) and isinstance(last, datetime):
+        start, end = format_time(first, tz), format_time(last, tz)
+        end = end[11:] if end[:10] == start[:10] else end
+        lines.append(f"{start} → {end} {tz or 'UTC'}")
     if mix is not None and mix.height:
         totals = (
             mix.group_by("sign_method").agg(pl.col("trades").sum()).sort("trades", descending=True)
@@ -211,7 +259,7 @@ def summary_caption(summary: pl.DataFrame, mix: pl.DataFrame | None = None) -> s
     return "\n".join(lines) or None
 
 
-def evaluation_table(scores: pl.DataFrame, *, title: str) -> Table:
+def evaluation_table(scores: pl.DataFrame, *, title: str) -> Screen:
     """Build the ``classify --evaluate`` table; each symbol's most accurate method is marked.
 
     The best method is the one with the most correct trades among those it classified and all
@@ -227,9 +275,7 @@ def evaluation_table(scores: pl.DataFrame, *, title: str) -> Table:
     ).with_columns((pl.col("_merit") == pl.col("_best")).alias("best"))
     table = frame_table(marked.drop("_merit", "_best", "correct"), title=title)
     table.caption = "best = highest accuracy × coverage per symbol"
-    for index, flag in enumerate(marked["best"].to_list()):
-        if flag:
-            table.rows[index].style = "bold green"
+    table.styles = {i: "bold green" for i, flag in enumerate(marked["best"].to_list()) if flag}
     return table
 
 
@@ -256,7 +302,7 @@ def inspect_cards(df: pl.DataFrame) -> Group:
         if row["side_known"] is not None:
             card.add_row("side known", _percent(row["side_known"]))
             card.add_row("buy share", _percent(row["buy_volume_share"]))
-        card.add_row("issues", "; ".join(row["issues"]) or "none")
+        card.add_row("issues", issue_summary(row["issues"], most=5))
         blocks += [card, Text("")]
     return Group(*blocks)
 
@@ -290,98 +336,21 @@ def sparkline(values: list[float | None], width: int = 24) -> str:
     return "".join(_BLOCKS[round((v - low) * scale)] for v in points)
 
 
-def human_seconds(seconds: float | None) -> str:
-    """Format a duration in seconds for people.
-
-    Examples
-    --------
-    >>> [human_seconds(s) for s in (0.25, 17.6, 395.0, 7300.0, None)]
-    ['0.25 s', '17.6 s', '6.6 min', '2.0 h', '']
-    """
-    if seconds is None:
-        return ""
-    if seconds < 60:
-        return f"{seconds:.3g} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.1f} min"
-    if seconds < 86_400:
-        return f"{seconds / 3600:.1f} h"
-    return f"{seconds / 86_400:.1f} d"
-
-
-def compact(value: Any) -> str:
-    """Format a number in at most ~6 characters for narrow terminal tables.
-
-    Examples
-    --------
-    >>> [compact(v) for v in (4024.3, -50156.0, 0.000123, 12.0, 1_234_567, None)]
-    ['4.02k', '-50.2k', '0.000123', '12', '1.23M', '']
-    """
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    number = float(value)
-    if math.isnan(number):
-        return "NaN"
-    magnitude = abs(number)
-    for limit, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if magnitude >= limit:
-            return f"{number / limit:.3g}{suffix}"
-    if magnitude == 0 or magnitude >= 0.001:
-        return f"{number:.3g}"
-    return f"{number:.3g}"
-
-
-def _screen_table(title: str, caption: str | None = None) -> Table:
-    return Table(
-        title=title,
-        caption=caption,
-        header_style="bold",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        collapse_padding=True,
-    )
-
-
-def fitted_table(
-    title: str,
-    caption: str | None,
-    headers: list[str],
-    rows: list[list[str]],
-    *,
-    left: int = 1,
-) -> Table:
-    """Build a compact table whose columns are never narrower than their widest cell.
-
-    Headers may hold line breaks (they wrap, values never do); the first ``left`` columns are
-    left-aligned, the rest right-aligned.
-    """
-    table = _screen_table(title, caption)
-    for index, header in enumerate(headers):
-        widest = max((len(row[index]) for row in rows), default=0)
-        table.add_column(
-            header,
-            justify="left" if index < left else "right",
-            no_wrap=True,
-            min_width=max(widest, *(len(part) for part in header.split("\n"))),
-        )
-    for row in rows:
-        table.add_row(*row)
-    return table
-
-
 _SHORT_PHASE = {"accumulation": "accum.", "distribution": "distrib."}
 
 
 def analyze_table(
-    summary: pl.DataFrame, *, mix: pl.DataFrame | None = None, paths: pl.DataFrame | None = None
-) -> Table:
+    summary: pl.DataFrame,
+    *,
+    mix: pl.DataFrame | None = None,
+    paths: pl.DataFrame | None = None,
+    tz: str | None = None,
+) -> Screen:
     """Build the one-screen ``mmflow analyze`` view: flow, OFI and inventory per symbol.
 
     ``buy %`` is the buyer-initiated share of signed volume; ``inventory`` is the market-maker
     inventory proxy (−CVD) at the end, with its path over the run as a sparkline; the caption
-    gives the time span and how trades were signed. Numbers are shortened (k, M); the data
+    gives the time span and how trades were signed. Sizes carry thousands separators; the data
     formats (``--to``, ``-o``) keep full precision.
     """
     lines = {}
@@ -390,6 +359,7 @@ def analyze_table(
             (row.get("venue"), row["symbol"]): sparkline(row["inventory_path"], width=10)
             for row in paths.iter_rows(named=True)
         }
+    formats = Formats.of(summary, tz)
     rows = []
     for row in summary.iter_rows(named=True):
         phase = _SHORT_PHASE.get(row.get("phase") or "", row.get("phase") or "")
@@ -398,9 +368,7 @@ def analyze_table(
         rows.append(
             [
                 row["symbol"],
-                compact(row["net_flow"]),
-                compact(row["ofi"]),
-                compact(row["mm_inventory"]),
+                *formats.row(row, ["net_flow", "ofi", "mm_inventory"]),
                 lines.get((row.get("venue"), row["symbol"]), ""),
                 human_seconds(row["inventory_half_life"]),
                 row["liquidity_state"] or "",
@@ -410,62 +378,66 @@ def analyze_table(
     headers = ["symbol", "net\nflow", "OFI", "inven-\ntory", "inventory\npath", "half-\nlife"]
     headers += ["liquidity", "phase"]
     headers, rows, left = _venue_first(summary, headers, rows, 1)
-    table = fitted_table("mmflow analyze", summary_caption(summary, mix), headers, rows, left=left)
-    for column in table.columns[-3:]:
-        column.justify = "left"
-    return table
+    screen = fitted_table(
+        "mmflow analyze", summary_caption(summary, mix, tz=tz), headers, rows, left=left
+    )
+    count = len(headers)
+    screen.justify = {count - 3: "left", count - 2: "left", count - 1: "left"}
+    return screen
 
 
-def flow_table(bars: pl.DataFrame) -> Table:
-    """Build the terminal view of ``mmflow flow``: the main columns, numbers shortened."""
+def _zone(tz: str | None) -> str:
+    return tz or "UTC"
+
+
+def _has_seconds(times: pl.Series) -> bool:
+    """Whether any time of ``times`` is not on a whole minute (then screens show seconds)."""
+    if times.len() == 0:
+        return False
+    return bool(((times.dt.second() != 0) | (times.dt.nanosecond() != 0)).any())
+
+
+def flow_table(bars: pl.DataFrame, *, tz: str | None = None) -> Screen:
+    """Build the terminal view of ``mmflow flow``: the main columns, by kind."""
     wanted = ["close", "volume", "net_flow", "cvd", "ofi", "spread", "vpin"]
     columns = [c for c in wanted if c in bars.columns and bars[c].null_count() < bars.height]
-    one_day = bars.height == 0 or bars["ts"].dt.date().n_unique() == 1
-    first = bars["ts"].min() if bars.height else None
-    day = first.strftime("%Y-%m-%d ") if isinstance(first, datetime) else ""
-    pattern = "%H:%M:%S" if one_day else "%m-%d %H:%M"
+    formats = Formats.of(bars, tz)
+    seconds = _has_seconds(bars["ts"])
     rows = [
-        [row["symbol"], row["ts"].strftime(pattern), *(compact(row[c]) for c in columns)]
+        [row["symbol"], format_time(row["ts"], tz, seconds=seconds), *formats.row(row, columns)]
         for row in bars.iter_rows(named=True)
     ]
-    caption = (
-        f"bars start {day if one_day else ''}(UTC); all {len(bars.columns)} columns with --to or -o"
-    )
-    headers = ["symbol", "bar", *(c.replace("_", "\n") for c in columns)]
+    caption = f"bars start (times {_zone(tz)}); all {len(bars.columns)} columns with --to or -o"
+    headers = ["symbol", f"bar ({_zone(tz)})", *(c.replace("_", "\n") for c in columns)]
     headers, rows, left = _venue_first(bars, headers, rows, 2)
     return fitted_table("mmflow flow", caption, headers, rows, left=left)
 
 
-def inventory_table(summary: pl.DataFrame) -> Table:
+def inventory_table(summary: pl.DataFrame) -> Screen:
     """Build the terminal view of the ``mmflow inventory`` summary."""
-    rows = []
-    for row in summary.iter_rows(named=True):
-        share = row["withdrawing_share"]
-        rows.append(
-            [
-                row["symbol"],
-                compact(row["mm_inventory"]),
-                compact(row["inventory_max"]),
-                compact(row["inventory_min"]),
-                human_seconds(row["inventory_half_life"]),
-                compact(row["price_pressure"]),
-                compact(row["quote_skew"]),
-                "" if share is None else f"{100 * share:.0f} %",
-                row["liquidity_state"] or "",
-            ]
-        )
+    formats = Formats.of(summary)
+    rows = [
+        [
+            row["symbol"],
+            *formats.row(row, ["mm_inventory", "inventory_max", "inventory_min"]),
+            human_seconds(row["inventory_half_life"]),
+            *formats.row(row, ["price_pressure", "quote_skew", "withdrawing_share"]),
+            row["liquidity_state"] or "",
+        ]
+        for row in summary.iter_rows(named=True)
+    ]
     headers = ["symbol", "inven-\ntory", "max\nlong", "max\nshort", "half-\nlife"]
     headers += ["price\npressure", "quote\nskew", "with-\ndrawing", "liquidity"]
     headers, rows, left = _venue_first(summary, headers, rows, 1)
-    table = fitted_table(
+    screen = fitted_table(
         "mmflow inventory",
         "half-life: AR(1) mean reversion of the inventory",
         headers,
         rows,
         left=left,
     )
-    table.columns[-1].justify = "left"
-    return table
+    screen.justify = {len(headers) - 1: "left"}
+    return screen
 
 
 def profile_chart(levels: pl.DataFrame, area: dict[str, Any], *, rows: int = 30) -> Table:
@@ -491,13 +463,21 @@ def profile_chart(levels: pl.DataFrame, area: dict[str, Any], *, rows: int = 30)
     else:
         frame = frame.with_columns(pl.col("price_level").alias("_top"))
     widest = frame["volume"].max() or 0.0
+    places = decimals_of(levels["price_level"].head(500).to_list())
+    size_places = decimals_of(levels["volume"].head(500).to_list(), most=3)
+
+    def price(value: Any) -> str:
+        return format_cell(value, "price", places)
+
+    def size(value: Any) -> str:
+        return format_cell(value, "size", size_places)
+
     poc, low, high = area.get("poc"), area.get("value_area_low"), area.get("value_area_high")
-    table = _screen_table(
+    table = screen_table(
         f"{area.get('symbol', '')}{' ' + str(area['venue']) if area.get('venue') else ''}"
         " volume profile",
-        f"POC {format_value(poc)}  value area {format_value(low)} – {format_value(high)}"
-        f" ({format_value(area.get('value_area_volume'))} of "
-        f"{format_value(area.get('total_volume'))})",
+        f"POC {price(poc)}  value area {price(low)} – {price(high)}"
+        f" ({size(area.get('value_area_volume'))} of {size(area.get('total_volume'))})",
     )
     table.add_column("price", justify="right", no_wrap=True)
     table.add_column("volume (buy ▇ sell ░)", no_wrap=True, min_width=24)
@@ -513,26 +493,27 @@ def profile_chart(levels: pl.DataFrame, area: dict[str, Any], *, rows: int = 30)
         elif low is not None and high is not None and low <= row["price_level"] <= high:
             marks.append("VA")
         table.add_row(
-            format_value(row["price_level"]),
+            price(row["price_level"]),
             "▇" * buys + "░" * (length - buys),
-            compact(row["volume"]),
-            compact(row["delta"]),
+            size(row["volume"]),
+            size(row["delta"]),
             " ".join(marks),
         )
     return table
 
 
-def phases_table(bars: pl.DataFrame, *, limit: int = 40) -> Table:
+def phases_table(bars: pl.DataFrame, *, limit: int = 40, tz: str | None = None) -> Screen:
     """Build the terminal view of ``mmflow phases``: the bars that are not neutral."""
     active = bars.filter(pl.col("phase").is_in(["accumulation", "distribution"]))
+    formats = Formats.of(active, tz)
+    seconds = _has_seconds(active["ts"])
     rows = [
         [
             row["symbol"],
-            format_value(row["ts"])[:16],
+            format_time(row["ts"], tz, seconds=seconds),
             row["phase"],
             row["inventory_side"] or "",
-            compact(row["mm_inventory"]),
-            compact(row["distribution_score"]),
+            *formats.row(row, ["mm_inventory", "distribution_score"]),
         ]
         for row in active.head(limit).iter_rows(named=True)
     ]
@@ -540,40 +521,34 @@ def phases_table(bars: pl.DataFrame, *, limit: int = 40) -> Table:
     caption = ", ".join(f"{p or 'warm-up'} {n:,}" for p, n in counts.iter_rows()) + " bars"
     if active.height > limit:
         caption += f"; first {limit} of {active.height:,} active bars shown (all with --to/-o)"
-    headers = ["symbol", "bar (UTC)", "phase", "side", "inventory", "score"]
+    headers = ["symbol", f"bar ({_zone(tz)})", "phase", "side", "inventory", "score"]
     headers, rows, left = _venue_first(active.head(limit), headers, rows, 4)
     return fitted_table("mmflow phases", caption, headers, rows, left=left)
 
 
-def episodes_table(episodes: pl.DataFrame) -> Table:
+def episodes_table(episodes: pl.DataFrame, *, tz: str | None = None) -> Screen:
     """Build the terminal view of ``mmflow phases --episodes``."""
+    formats = Formats.of(episodes, tz)
+    names = ["inventory_start", "inventory_end", "price_levels", "price_change"]
     rows = [
         [
             row["symbol"],
             row["phase"],
             row["inventory_side"] or "",
-            row["start"].strftime("%m-%d %H:%M"),
+            format_time(row["start"], tz, seconds=False),
             f"{row['bars']:,}",
-            compact(row["inventory_start"]),
-            compact(row["inventory_end"]),
-            compact(row["price_levels"]),
-            compact(row["price_change"]),
+            *formats.row(row, names),
         ]
         for row in episodes.iter_rows(named=True)
     ]
-    headers = ["symbol", "phase", "side", "start\n(UTC)", "bars", "inv.\nstart", "inv.\nend"]
-    headers += ["price\nlevels", "price\nchange"]
+    headers = ["symbol", "phase", "side", f"start\n({_zone(tz)})", "bars", "inv.\nstart"]
+    headers += ["inv.\nend", "price\nlevels", "price\nchange"]
     headers, rows, left = _venue_first(episodes, headers, rows, 4)
     return fitted_table("mmflow phases --episodes", None, headers, rows, left=left)
 
 
-def compact_table(df: pl.DataFrame, *, title: str, caption: str | None = None) -> Table:
-    """Build a narrow table of any frame: numbers shortened, headers wrapped at underscores."""
-    df = screen_frame(df)
-    rows = [
-        [compact(v) if isinstance(v, int | float) else format_value(v) for v in row]
-        for row in df.iter_rows()
-    ]
-    headers = [name.replace("_", "\n") for name in df.columns]
-    left = sum(1 for dtype in df.dtypes if not dtype.is_numeric())
-    return fitted_table(title, caption, headers, rows, left=max(left, 1))
+def compact_table(
+    df: pl.DataFrame, *, title: str, caption: str | None = None, tz: str | None = None
+) -> Screen:
+    """Build a narrow table of any frame (see :func:`frame_table`)."""
+    return frame_table(df, title=title, caption=caption, tz=tz)

@@ -85,10 +85,17 @@ def _json_ready(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _as_text(dtype: object) -> pl.Expr:
+    """Return an expression turning list elements of ``dtype`` into text (structs: JSON)."""
+    if isinstance(dtype, pl.Struct):
+        return pl.element().struct.json_encode()
+    return pl.element().cast(pl.String)
+
+
 def _csv_ready(df: pl.DataFrame) -> pl.DataFrame:
-    """Join lists (symbols, issues) into ``; ``-separated text, which CSV can hold."""
+    """Join lists (symbols, issues, dropped rows) into ``; ``-separated text for CSV."""
     return df.with_columns(
-        pl.col(name).list.join("; ")
+        pl.col(name).list.eval(_as_text(dtype.inner)).list.join("; ")
         for name, dtype in df.schema.items()
         if isinstance(dtype, pl.List)
     )
