@@ -75,7 +75,7 @@ def databento_reference() -> dict[str, float]:
     ],
 )
 def test_analyze_totals_match_raw_file(path: Path, symbol: str, reference: object) -> None:
-    code, out, err = run("analyze", path, "--to", "json")
+    code, out, err = run("analyze", path, "--table", "summary", "--to", "json")
     assert code == 0
     # ESU4's quotes end 4 minutes after its first trade: a 5-minute cost horizon ends after
     # the last quote for every trade, which is said (issue 9), never silently the last quote.
@@ -94,7 +94,7 @@ def test_analyze_totals_match_raw_file(path: Path, symbol: str, reference: objec
 
 
 def test_analyze_tardis_pinned_numbers() -> None:
-    code, out, _ = run("analyze", TARDIS_TRADES, "--to", "json")
+    code, out, _ = run("analyze", TARDIS_TRADES, "--table", "summary", "--to", "json")
     [row] = json.loads(out)
     assert code == 0
     assert row["trades"] == 9999
@@ -171,6 +171,8 @@ def test_analyze_symbol_filter_and_time_window() -> None:
         "ESU4",
         "--end",
         "2024-07-02T00:00:00Z",
+        "--table",
+        "summary",
         "--to",
         "json",
     )
@@ -194,7 +196,9 @@ def test_analyze_filter_that_removes_everything_is_a_data_error() -> None:
 
 
 def test_analyze_reads_standard_input() -> None:
-    code, out, _ = run("analyze", "-", "--to", "json", input=TARDIS_TRADES.read_bytes())
+    code, out, _ = run(
+        "analyze", "-", "--table", "summary", "--to", "json", input=TARDIS_TRADES.read_bytes()
+    )
     assert code == 0
     assert json.loads(out)[0]["trades"] == 9999
 

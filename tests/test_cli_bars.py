@@ -297,7 +297,13 @@ def test_simulate_is_deterministic_and_feeds_analyze(tmp_path: Path) -> None:
     scores = {r["method"]: r for r in json.loads(out)}
     assert scores["lee-ready"]["accuracy"] == 1.0  # every simulated trade hits the prior quote
     code, out, _ = run(
-        "analyze", first / "trades.parquet", first / "quotes.parquet", "--to", "json"
+        "analyze",
+        first / "trades.parquet",
+        first / "quotes.parquet",
+        "--table",
+        "summary",
+        "--to",
+        "json",
     )
     [row] = json.loads(out)
     assert code == 0
@@ -348,7 +354,7 @@ def test_phases_command_bars_episodes_and_truth(tmp_path: Path) -> None:
     code, out, _ = run("phases", trades, quotes, "--offline", "-o", tmp_path / "phases.parquet")
     metadata = pl.read_parquet_metadata(tmp_path / "phases.parquet")
     assert json.loads(metadata["mmflow.parameters"])["offline"] is True
-    code, out, _ = run("analyze", trades, quotes, "--to", "json")
+    code, out, _ = run("analyze", trades, quotes, "--table", "summary", "--to", "json")
     [row] = json.loads(out)
     assert row["phase"] in {"accumulation", "distribution", "neutral"}
     assert row["value_area_low"] <= row["poc"] <= row["value_area_high"]

@@ -159,7 +159,9 @@ def test_date_option_names_a_lobster_file_without_a_date(tmp_path: Path) -> None
     message = next(iter(original))
     renamed = tmp_path / "ZVZZT_message_1.csv"
     renamed.write_bytes(message.read_bytes())
-    code, _, err = run("analyze", renamed, "--format", "lobster", "--to", "json")
+    code, _, err = run(
+        "analyze", renamed, "--format", "lobster", "--table", "summary", "--to", "json"
+    )
     assert code == 1
     assert "--date" in err
     code, out, err = run(
@@ -171,6 +173,8 @@ def test_date_option_names_a_lobster_file_without_a_date(tmp_path: Path) -> None
         "2023-03-10",
         "--symbol",
         "ZVZZT",
+        "--table",
+        "summary",
         "--to",
         "json",
     )

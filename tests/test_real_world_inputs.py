@@ -340,7 +340,7 @@ def assert_same_scores(left: list[dict[str, object]], right: list[dict[str, obje
 
 def test_spot_and_futures_of_one_symbol_are_two_instruments() -> None:
     folders = (FIXTURES / "spot", FIXTURES / "futures" / "um")
-    code, out, err = run_capped("analyze", *folders, "--to", "json")
+    code, out, err = run_capped("analyze", *folders, "--table", "summary", "--to", "json")
     assert code == 0, err
     rows = _rows(out)
     assert set(rows) == {("binance-spot", "BTCUSDT"), ("binance-um", "BTCUSDT")}
@@ -570,7 +570,9 @@ def test_real_binance_spot_and_futures_folder_is_one_row_per_venue(tmp_path: Pat
     for name in ("trades", "bookTicker"):
         target = f"BTCUSDT-{name}-2024-07-19.csv"
         (folder / "futures" / "um" / target).symlink_to(source / "futures" / "um" / target)
-    code, out, err = run_capped("analyze", folder, "--to", "json", timeout=300)
+    code, out, err = run_capped(
+        "analyze", folder, "--table", "summary", "--to", "json", timeout=300
+    )
     assert code == 0, err
     rows = _rows(out)
     assert set(rows) == {("binance-spot", "BTCUSDT"), ("binance-um", "BTCUSDT")}
