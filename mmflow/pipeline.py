@@ -302,11 +302,12 @@ def read_many(inputs: Sequence[Loaded]) -> list[Loaded]:
     are collected (naming the file that fails) and each input's frames and account become
     in-memory frames, so the run stays linear in the number of files.
     """
-    if len(inputs) <= LAZY_INPUTS:
+    pending = [item for item in inputs if not item.in_memory]  # grouped reads: mmflow.io.many
+    if len(pending) <= LAZY_INPUTS:
         return list(inputs)
-    read: list[Loaded] = []
-    for start in range(0, len(inputs), BATCH):
-        batch = inputs[start : start + BATCH]
+    read: dict[int, Loaded] = {}
+    for start in range(0, len(pending), BATCH):
+        batch = pending[start : start + BATCH]
         plans = [
             plan
             for item in batch
@@ -320,8 +321,8 @@ def read_many(inputs: Sequence[Loaded]) -> list[Loaded]:
                 for plan in (item.frames.trades, item.frames.quotes, item.account)
             )
             done = Frames(trades, quotes, item.frames.notes)
-            read.append(Loaded(item.source, item.format, done, account))
-    return read
+            read[id(item)] = Loaded(item.source, item.format, done, account, in_memory=True)
+    return [read.get(id(item), item) for item in inputs]
 
 
 def gather(inputs: Sequence[Loaded], table: TableSchema) -> pl.LazyFrame | None:

@@ -105,6 +105,8 @@ class Loaded:
     format: Format
     frames: Frames
     account: pl.LazyFrame | None = None
+    in_memory: bool = False
+    """Whether ``frames`` and ``account`` are already read (a grouped read of many files)."""
 
     @property
     def kind(self) -> Kind:
@@ -215,14 +217,28 @@ def read_inputs(
 ) -> Inputs:
     """Read every source; skip folder entries that hold no data (empty, no known layout).
 
+    Beyond :data:`mmflow.io.many.MANY` sources, files sharing a layout are read together, one
+    scan per group (:mod:`mmflow.io.many`); they come back already read (``in_memory``).
+
     ``on_stage`` is told before each file is read (``reading inputs``, file N of M, bytes so far)
     and once when reading ends.
     """
+    from mmflow.io import many  # here: many imports this module
+
+    options = options or ReadOptions()
     inputs = Inputs()
     sizes = [file_size(s) for s in sources] if on_stage is not None else [0] * len(sources)
     total, done = sum(sizes), 0
+    grouped: dict[int, Loaded] = {}
     try:
+        if len(sources) > many.MANY and (fmt == "auto" or fmt in FORMATS):
+            report(on_stage, Stage(READING, 0, len(sources), "files sharing a layout", 0, total))
+            grouped = many.read_grouped(sources, fmt, options, formats=FORMATS)
         for index, source in enumerate(sources):
+            if index in grouped:
+                inputs.loaded.append(grouped[index])
+                done += sizes[index]
+                continue
             report(on_stage, Stage(READING, index, len(sources), source.display, done, total))
             done += sizes[index]
             try:

@@ -173,6 +173,7 @@ def check_table(
     file: str,
     limits: Limits,
     negative_prices: bool = False,
+    by: str | None = None,
 ) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """Drop and count implausible rows of one canonical table; empty invalid quote sides.
 
@@ -188,6 +189,10 @@ def check_table(
         The plausible time range.
     negative_prices
         Whether the format allows prices ≤ 0 (spreads, calendar instruments).
+    by
+        A column naming each row's file (a grouped read of many files,
+        :mod:`mmflow.io.many`): count per value of that column, which becomes the account's
+        ``file``; ``file`` is then ignored.
 
     Returns
     -------
@@ -225,18 +230,19 @@ def check_table(
         (kept_rows & bad).sum().cast(pl.Int64).alias(f"changed|{reason}")
         for reason, bad, _, _ in fixes
     ]
-    account = (
+    totals = (
         tagged.select(counts)
-        .unpivot(variable_name="entry", value_name="rows")
-        .select(
-            pl.lit(table).alias("table"),
-            pl.lit(file).alias("file"),
-            pl.col("entry").str.split_exact("|", 1).struct.field("field_0").alias("kind"),
-            pl.col("entry").str.split_exact("|", 1).struct.field("field_1").alias("reason"),
-            pl.col("rows").cast(pl.Int64),
-            pl.lit(None, dtype=pl.Int64).alias("line"),
-            pl.lit(None, dtype=pl.String).alias("detail"),
-        )
+        if by is None
+        else tagged.group_by(by, maintain_order=True).agg(counts)
+    )
+    account = totals.unpivot(index=by, variable_name="entry", value_name="rows").select(
+        pl.lit(table).alias("table"),
+        (pl.lit(file) if by is None else pl.col(by)).alias("file"),
+        pl.col("entry").str.split_exact("|", 1).struct.field("field_0").alias("kind"),
+        pl.col("entry").str.split_exact("|", 1).struct.field("field_1").alias("reason"),
+        pl.col("rows").cast(pl.Int64),
+        pl.lit(None, dtype=pl.Int64).alias("line"),
+        pl.lit(None, dtype=pl.String).alias("detail"),
     )
     return kept, account
 

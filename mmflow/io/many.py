@@ -1,0 +1,211 @@
+"""Reading many small files fast: one scan per group of files that share a layout.
+
+Reading a folder of thousands of tiny daily files one plan per file costs milliseconds of
+planning and scheduling per file. Here the files that share a reader and an identical layout
+(same detected format, same header line, same kind of value in each cell of the first row,
+uncompressed) are scanned together with ONE ``scan_csv`` over all their paths, checked once
+(:func:`mmflow.io.checks.check_table`) and collected once; the rows and the row account are then
+split by the file each row came from, so every file keeps its own frames and its exact account
+(rows read = used + dropped, by reason, per file), as if read alone. Values a reader takes from
+the file name (the symbol of a generic CSV without a ``symbol`` column) are mapped per file.
+
+A group whose read fails (a ragged line, a cell that does not parse) is read again file by file
+(:func:`mmflow.io.read_source`), so the error and the account name the file at fault exactly as
+before; so are the files of a group holding repeated header lines or unparseable rows.
+
+Only the generic CSV layout is grouped so far; every other format keeps the per-file path.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Final
+
+import polars as pl
+
+from mmflow.convert import partition_symbol
+from mmflow.errors import MmflowError
+from mmflow.io import Loaded, detect, generic
+from mmflow.io._common import _repeated_header
+from mmflow.io.checks import check_table
+from mmflow.io.formats import Format, Frames, ReadOptions
+from mmflow.io.source import Source
+from mmflow.schema import SYMBOL
+
+MANY: Final = 32
+"""Beyond this many files a run reads groups of same-layout files with one scan each (up to it,
+every file keeps its own lazy scan, so big files stream)."""
+
+FILE: Final = "__mmflow_file"
+"""The column of a grouped scan naming the file each row came from."""
+
+_INTEGER = re.compile(r"^\s*[-+]?\d+\s*$")
+_NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
+
+Key = tuple[str, str, tuple[str, ...]]
+"""A layout: format name, header line, kind of value in each cell of the first data row."""
+
+
+def _cell_kind(cell: str) -> str:
+    text = cell.strip().strip('"')
+    if not text:
+        return "empty"
+    if _INTEGER.match(text):
+        return "integer"
+    if _NUMBER.match(text):
+        return "number"
+    return "text"
+
+
+def layout_key(source: Source, fmt: Format) -> Key | None:
+    """Return the layout ``source`` shares with other files, or ``None`` to read it alone.
+
+    Only uncompressed generic CSV files are grouped. The kinds of the first row's cells stand
+    in for the column types a per-file read infers (an integer epoch against ISO text).
+    """
+    if fmt.name != "generic" or source.compression != "none":
+        return None
+    if source.path.suffix.lower() not in (".csv", ".txt", ""):
+        return None
+    lines = source.lines(2)
+    if not lines:
+        return None
+    first = tuple(_cell_kind(cell) for cell in lines[1].split(",")) if len(lines) > 1 else ()
+    return (fmt.name, lines[0], first)
+
+
+def read_grouped(
+    sources: Sequence[Source],
+    fmt: str,
+    options: ReadOptions,
+    *,
+    formats: dict[str, Format],
+) -> dict[int, Loaded]:
+    """Read the groupable ``sources`` in groups; return what was read, by position.
+
+    Parameters
+    ----------
+    sources
+        Every source of the run.
+    fmt
+        ``auto`` or a format name (as ``--format``).
+    options
+        Symbol override, column map, plausibility limits.
+    formats
+        The format registry (:data:`mmflow.io.FORMATS`).
+
+    Returns
+    -------
+    dict[int, Loaded]
+        Position in ``sources`` → the file, read (``in_memory``); positions left out are for
+        the caller to read one by one (other formats, undetectable files, single files, the
+        files of a group that failed or that hold flawed lines).
+    """
+    groups: dict[Key, list[int]] = {}
+    for position, source in enumerate(sources):
+        try:
+            chosen = _format_of(source, fmt, options, formats)
+            key = layout_key(source, chosen)
+        except MmflowError:
+            continue  # the per-file read raises or skips it, as it does today
+        if key is not None:
+            groups.setdefault(key, []).append(position)
+    read: dict[int, Loaded] = {}
+    for positions in groups.values():
+        if len(positions) < 2:
+            continue
+        members = [sources[p] for p in positions]
+        done = _read_group(members, formats["generic"], options)
+        for position, source in zip(positions, members, strict=True):
+            if source.display in done:
+                read[position] = done[source.display]
+    return read
+
+
+def _format_of(
+    source: Source, fmt: str, options: ReadOptions, formats: dict[str, Format]
+) -> Format:
+    if fmt != "auto":
+        return formats[fmt]
+    return formats["generic"] if options.column_map else detect(source)
+
+
+def _read_group(members: Sequence[Source], fmt: Format, options: ReadOptions) -> dict[str, Loaded]:
+    """Read a group of same-layout generic CSV files with one scan; ``{}`` when that fails.
+
+    Returns the files read, by display name; files with repeated headers or unparseable rows
+    are left out (read alone, their account names the first bad line).
+    """
+    first = members[0]
+    by_path = {str(s.scan_path()): s for s in members}
+    if len(by_path) != len(members):
+        return {}  # a file given twice: read alone, as today
+    try:
+        types = generic._column_types(first, options)
+        scan = pl.scan_csv(
+            [s.scan_path() for s in members], infer_schema=False, include_file_paths=FILE
+        )
+        names = [n for n in scan.collect_schema().names() if n != FILE]
+        typed = {n: t for n, t in types.items() if n in names and t != pl.String()}
+        repeat = _repeated_header(first.lines(1)[0], names, ",")
+        temporary = {n: f"__mmflow_typed_{n}" for n in typed}
+        converted = scan.with_columns(
+            pl.col(n).cast(t, strict=False).alias(temporary[n]) for n, t in typed.items()
+        )
+        bad = (
+            ~repeat
+            & pl.any_horizontal(
+                pl.col(n).is_not_null() & pl.col(temporary[n]).is_null() for n in typed
+            )
+            if typed
+            else pl.lit(value=False)
+        )
+        rows = converted.filter(~repeat & ~bad).select(
+            *(pl.col(temporary[n]).alias(n) if n in typed else pl.col(n) for n in names), FILE
+        )
+        frames = generic.canonicalize(rows, first, options, keep=[FILE])
+        table, lf = (
+            ("trades", frames.trades) if frames.trades is not None else ("quotes", frames.quotes)
+        )
+        assert lf is not None
+        if SYMBOL not in rows.collect_schema().names():
+            symbols = {
+                path: partition_symbol(s.path) or options.symbol or generic._stem(s)
+                for path, s in by_path.items()
+            }
+            lf = lf.with_columns(
+                pl.col(FILE).replace_strict(symbols, return_dtype=pl.String).alias(SYMBOL)
+            )
+        kept, account = check_table(
+            lf,
+            table=table,
+            file=first.display,
+            limits=options.limits,
+            negative_prices=fmt.negative_prices,
+            by=FILE,
+        )
+        flawed = converted.filter(repeat | bad).select(pl.col(FILE).unique())
+        rows_df, account_df, flawed_df = pl.collect_all([kept, account, flawed])
+    except (MmflowError, pl.exceptions.PolarsError, OSError):
+        return {}
+    skip = set(flawed_df[FILE].to_list())
+    by_file = rows_df.partition_by(FILE, as_dict=True, include_key=False)
+    accounts = account_df.partition_by("file", as_dict=True)
+    empty_rows = rows_df.clear().drop(FILE)
+    empty_account = account_df.clear()
+    read: dict[str, Loaded] = {}
+    for path, source in by_path.items():
+        if path in skip:
+            continue
+        part = by_file.get((path,), empty_rows).lazy()
+        own = accounts.get((path,), empty_account).with_columns(
+            pl.lit(source.display).alias("file")
+        )
+        done = (
+            Frames(part, None, frames.notes)
+            if table == "trades"
+            else Frames(None, part, frames.notes)
+        )
+        read[source.display] = Loaded(source, fmt, done, own.lazy(), in_memory=True)
+    return read
