@@ -35,6 +35,7 @@ __all__ = [
     "RowAccount",
     "Skipped",
     "Source",
+    "Tables",
     "detect",
     "file_size",
     "find_sources",
@@ -43,6 +44,7 @@ __all__ = [
     "load_inputs",
     "read_by_its_primary",
     "read_inputs",
+    "read_now",
     "read_source",
     "skipped_note",
 ]
@@ -105,13 +107,35 @@ class Loaded:
     format: Format
     frames: Frames
     account: pl.LazyFrame | None = None
-    in_memory: bool = False
-    """Whether ``frames`` and ``account`` are already read (a grouped read of many files)."""
+    tables: Tables | None = None
+    """The same frames and account already read into memory, when they are (:func:`read_now`)."""
 
     @property
     def kind(self) -> Kind:
         """What the file holds (trades, trades with BBO, quotes, or trades and quotes)."""
         return frames_kind(self.frames)
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether the file is already read (:attr:`tables`), e.g. by a grouped read."""
+        return self.tables is not None
+
+
+@dataclass(frozen=True)
+class Tables:
+    """One file's canonical tables and row account, read into memory."""
+
+    trades: pl.DataFrame | None = None
+    quotes: pl.DataFrame | None = None
+    account: pl.DataFrame | None = None
+
+
+def read_now(source: Source, fmt: Format, tables: Tables, notes: Sequence[str] = ()) -> Loaded:
+    """Return a :class:`Loaded` whose frames and account are the in-memory ``tables``."""
+    trades, quotes, account = (
+        None if df is None else df.lazy() for df in (tables.trades, tables.quotes, tables.account)
+    )
+    return Loaded(source, fmt, Frames(trades, quotes, tuple(notes)), account, tables)
 
 
 def read_source(source: Source, fmt: str = "auto", options: ReadOptions | None = None) -> Loaded:
@@ -301,8 +325,9 @@ def load_inputs(
         more = f" (and {len(inputs.skipped) - 1:,} more)" if len(inputs.skipped) > 1 else ""
         msg = f"{first.reason}{more}; --strict stops on any skipped entry (fix or --exclude it)"
         raise ReaderError(msg, path=first.path)
-    given = {s.path.resolve() for s in found.sources}
-    inputs.loaded = [item for item in inputs.loaded if not read_by_its_primary(item, given)]
+    if any(item.format.primary is not None for item in inputs.loaded):
+        given = {s.path.resolve() for s in found.sources}
+        inputs.loaded = [item for item in inputs.loaded if not read_by_its_primary(item, given)]
     return inputs
 
 

@@ -408,9 +408,11 @@ class RowAccount:
     def warnings(self) -> list[str]:
         """One line per file and table with rows the readers dropped or changed."""
         out: list[str] = []
-        keys = dict.fromkeys((e.file, e.table) for e in self.entries if e.file is not None)
-        for file, table in keys:
-            mine = [e for e in self.entries if e.file == file and e.table == table]
+        by_key: dict[tuple[str, str], list[Entry]] = {}
+        for e in self.entries:
+            if e.file is not None:
+                by_key.setdefault((e.file, e.table), []).append(e)
+        for (file, table), mine in by_key.items():
             dropped = [e for e in mine if e.kind == "dropped"]
             changed = [e for e in mine if e.kind == "changed"]
             if not dropped and not changed:

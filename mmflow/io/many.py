@@ -26,12 +26,12 @@ import polars as pl
 
 from mmflow.convert import partition_symbol
 from mmflow.errors import MmflowError
-from mmflow.io import Loaded, detect, generic
+from mmflow.io import Loaded, Tables, detect, generic, read_now
 from mmflow.io._common import _repeated_header
 from mmflow.io.checks import check_table
-from mmflow.io.formats import Format, Frames, ReadOptions
+from mmflow.io.formats import Format, ReadOptions
 from mmflow.io.source import Source
-from mmflow.schema import SYMBOL
+from mmflow.schema import SYMBOL, TRADES, TableSchema
 
 MANY: Final = 32
 """Beyond this many files a run reads groups of same-layout files with one scan each (up to it,
@@ -143,10 +143,8 @@ def _read_group(members: Sequence[Source], fmt: Format, options: ReadOptions) ->
         return {}  # a file given twice: read alone, as today
     try:
         types = generic._column_types(first, options)
-        scan = pl.scan_csv(
-            [s.scan_path() for s in members], infer_schema=False, include_file_paths=FILE
-        )
-        names = [n for n in scan.collect_schema().names() if n != FILE]
+        names = pl.scan_csv(first.scan_path(), infer_schema=False).collect_schema().names()
+        scan = _text_rows(list(by_path), dict.fromkeys(names, pl.String())).lazy()
         typed = {n: t for n, t in types.items() if n in names and t != pl.String()}
         repeat = _repeated_header(first.lines(1)[0], names, ",")
         temporary = {n: f"__mmflow_typed_{n}" for n in typed}
@@ -191,21 +189,110 @@ def _read_group(members: Sequence[Source], fmt: Format, options: ReadOptions) ->
         return {}
     skip = set(flawed_df[FILE].to_list())
     by_file = rows_df.partition_by(FILE, as_dict=True, include_key=False)
-    accounts = account_df.partition_by("file", as_dict=True)
+    displays = {path: source.display for path, source in by_path.items()}
+    accounts = account_df.with_columns(
+        pl.col("file").replace_strict(displays, return_dtype=pl.String)
+    ).partition_by("file", as_dict=True)
     empty_rows = rows_df.clear().drop(FILE)
     empty_account = account_df.clear()
     read: dict[str, Loaded] = {}
     for path, source in by_path.items():
         if path in skip:
             continue
-        part = by_file.get((path,), empty_rows).lazy()
-        own = accounts.get((path,), empty_account).with_columns(
-            pl.lit(source.display).alias("file")
-        )
-        done = (
-            Frames(part, None, frames.notes)
-            if table == "trades"
-            else Frames(None, part, frames.notes)
-        )
-        read[source.display] = Loaded(source, fmt, done, own.lazy(), in_memory=True)
+        part = by_file.get((path,), empty_rows)
+        own = accounts.get((source.display,), empty_account)
+        tables = Tables(part, None, own) if table == "trades" else Tables(None, part, own)
+        read[source.display] = read_now(source, fmt, tables, frames.notes)
     return read
+
+
+def joined(inputs: Sequence[Loaded], table: TableSchema) -> list[pl.LazyFrame]:
+    """Return the ``table`` frames of ``inputs`` in order, each run of read files as one frame.
+
+    Thousands of in-memory frames are concatenated in memory (milliseconds) instead of in a
+    lazy plan with one node per file (whose planning cost grows with the number of files).
+    Columns of a concatenation follow the canonical order, then any others.
+    """
+    frames: list[pl.LazyFrame] = []
+    run: list[pl.DataFrame] = []
+    for item in inputs:
+        if item.tables is not None:
+            df = item.tables.trades if table is TRADES else item.tables.quotes
+            if df is not None:
+                run.append(df)
+            continue
+        lf = item.frames.trades if table is TRADES else item.frames.quotes
+        if lf is not None:
+            frames += [_concatenated(run, table).lazy()] if run else []
+            run = []
+            frames.append(lf)
+    frames += [_concatenated(run, table).lazy()] if run else []
+    return frames
+
+
+def _concatenated(frames: Sequence[pl.DataFrame], table: TableSchema) -> pl.DataFrame:
+    if len(frames) == 1:
+        return frames[0]
+    combined = pl.concat(frames, how="diagonal_relaxed")
+    names = combined.columns
+    return combined.select(
+        [n for n in table.names if n in names] + [n for n in names if n not in table.names]
+    )
+
+
+def accounts_in_order(
+    inputs: Sequence[Loaded], collected: dict[int, pl.DataFrame]
+) -> list[pl.DataFrame]:
+    """Return every input's row account in input order, as one frame (none when there are none).
+
+    ``collected`` holds the accounts of inputs not read into memory, by ``id`` of the input.
+    """
+    frames = [
+        item.tables.account if item.tables is not None else collected.get(id(item))
+        for item in inputs
+    ]
+    present = [frame for frame in frames if frame is not None]
+    return [pl.concat(present, how="vertical_relaxed")] if present else []
+
+
+def _text_rows(paths: Sequence[str], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Read files sharing a header line as text, with a :data:`FILE` column naming each row's file.
+
+    Plain files (no quotes, carriage returns or blank lines) are joined in memory and parsed
+    once, counting each file's rows by its line ends (checked against the rows parsed); any
+    other group is read with polars' multi-file scan, which costs more per file.
+    """
+    header: bytes | None = None
+    bodies: list[bytes] = []
+    counts: list[int] = []
+    for path in paths:
+        with open(path, "rb") as handle:
+            content = handle.read()
+        end = content.find(b"\n")
+        first, body = (content, b"") if end < 0 else (content[: end + 1], content[end + 1 :])
+        header = header or first
+        plain = first == header and not any(c in body for c in (b'"', b"\r", b"\n\n"))
+        if not plain or body.startswith(b"\n"):
+            return _scanned(paths, schema)
+        if body and not body.endswith(b"\n"):
+            body += b"\n"
+        bodies.append(body)
+        counts.append(body.count(b"\n"))
+    text = b"".join(bodies)
+    rows = (
+        pl.read_csv(text, has_header=False, schema=schema) if text else pl.DataFrame(schema=schema)
+    )
+    if rows.height != sum(counts):
+        return _scanned(paths, schema)
+    files = (
+        pl.DataFrame(
+            {FILE: list(paths), "rows": counts}, schema={FILE: pl.String, "rows": pl.Int64}
+        )
+        .select(pl.col(FILE).repeat_by("rows").explode().drop_nulls())
+        .to_series()
+    )
+    return rows.with_columns(files)
+
+
+def _scanned(paths: Sequence[str], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    return pl.scan_csv(list(paths), schema=schema, include_file_paths=FILE).collect()
