@@ -116,7 +116,7 @@ def read_grouped(
         if len(positions) < 2:
             continue
         members = [sources[p] for p in positions]
-        done = _read_group(members, formats["generic"], options)
+        done = _read_halving(members, formats["generic"], options)
         for position, source in zip(positions, members, strict=True):
             if source.display in done:
                 read[position] = done[source.display]
@@ -131,8 +131,33 @@ def _format_of(
     return formats["generic"] if options.column_map else detect(source)
 
 
-def _read_group(members: Sequence[Source], fmt: Format, options: ReadOptions) -> dict[str, Loaded]:
-    """Read a group of same-layout generic CSV files with one scan; ``{}`` when that fails.
+SMALLEST: Final = 16
+"""A failed group is split in halves down to this many files; smaller ones are read alone."""
+
+
+def _read_halving(
+    members: Sequence[Source], fmt: Format, options: ReadOptions
+) -> dict[str, Loaded]:
+    """Read ``members`` as one group; if that fails, each half likewise.
+
+    The culprit ends up in a small group that is read file by file (naming it), so one broken
+    file does not send thousands of others down the per-file path.
+    """
+    done = _read_group(members, fmt, options)
+    if done is not None:
+        return done
+    if len(members) <= SMALLEST:
+        return {}
+    middle = len(members) // 2
+    return _read_halving(members[:middle], fmt, options) | _read_halving(
+        members[middle:], fmt, options
+    )
+
+
+def _read_group(
+    members: Sequence[Source], fmt: Format, options: ReadOptions
+) -> dict[str, Loaded] | None:
+    """Read a group of same-layout generic CSV files with one scan; ``None`` when that fails.
 
     Returns the files read, by display name; files with repeated headers or unparseable rows
     are left out (read alone, their account names the first bad line).
@@ -140,7 +165,7 @@ def _read_group(members: Sequence[Source], fmt: Format, options: ReadOptions) ->
     first = members[0]
     by_path = {str(s.scan_path()): s for s in members}
     if len(by_path) != len(members):
-        return {}  # a file given twice: read alone, as today
+        return None  # a file given twice: read alone, as today
     try:
         types = generic._column_types(first, options)
         names = pl.scan_csv(first.scan_path(), infer_schema=False).collect_schema().names()
@@ -186,7 +211,7 @@ def _read_group(members: Sequence[Source], fmt: Format, options: ReadOptions) ->
         flawed = converted.filter(repeat | bad).select(pl.col(FILE).unique())
         rows_df, account_df, flawed_df = pl.collect_all([kept, account, flawed])
     except (MmflowError, pl.exceptions.PolarsError, OSError):
-        return {}
+        return None
     skip = set(flawed_df[FILE].to_list())
     by_file = rows_df.partition_by(FILE, as_dict=True, include_key=False)
     displays = {path: source.display for path, source in by_path.items()}
