@@ -122,17 +122,17 @@ def test_grouped_read_equals_per_file_read(tmp_path: Path, per_file: Callable[[]
         assert got_lf is not None
         assert want_lf is not None
         assert_frame_equal(got_lf.collect(), want_lf.collect())
-    got, want = _account(read_many(grouped)), _account(read_many(alone))
-    assert got.entries == want.entries
-    assert got.warnings() == want.warnings()
+    account, reference = _account(read_many(grouped)), _account(read_many(alone))
+    assert account.entries == reference.entries
+    assert account.warnings() == reference.warnings()
     # what the flaws did, in that account
-    assert got.total("trades", "read") == want.total("trades", "read") > 0
+    assert account.total("trades", "read") == reference.total("trades", "read") > 0
     symbols = gather(grouped, TRADES).select("symbol").unique().collect()["symbol"].to_list()  # type: ignore[union-attr]
     assert {"B0-000", "B3-039", "BTCUSDT", "ETHUSDT", "S0", "X"} <= set(symbols)
-    reasons = got.reasons("trades")
+    reasons = account.reasons("trades")
     assert reasons["repeated header line"] == 1
     assert reasons["unparseable row"] == 1
-    assert got.reasons("quotes", "changed")
+    assert account.reasons("quotes", "changed")
 
 
 def test_structure_does_not_grow_with_the_file_count(
