@@ -52,7 +52,7 @@ def _mixed_folder(folder: Path) -> None:
             "ts,symbol,bid_price,bid_size,ask_price,ask_size\n"
             f"{NS + i * 10**9},S{i % 3},99,1,{101 if i % 9 else -1},1\n",
         )
-    for symbol in ("BTCUSDT", "ETHUSDT"):  # Binance spot trades (read file by file)
+    for symbol in ("BTCUSDT", "ETHUSDT"):  # Binance spot trades: symbol from the file name
         for day in range(1, 4):
             _write(
                 folder / f"{symbol}-trades-2024-01-0{day}.csv",
@@ -105,6 +105,9 @@ def test_grouped_read_equals_per_file_read(tmp_path: Path, per_file: Callable[[]
     _mixed_folder(tmp_path)
     grouped = _load(tmp_path)
     assert sum(item.in_memory for item in grouped) >= 110  # most files were grouped
+    binance = [item for item in grouped if item.format.name == "binance-trades"]
+    assert len(binance) == 6
+    assert all(item.in_memory for item in binance)
     per_file()
     alone = _load(tmp_path)
     assert not any(item.in_memory for item in alone)

@@ -13,23 +13,26 @@ A group whose read fails (a ragged line, a cell that does not parse) is read aga
 (:func:`mmflow.io.read_source`), so the error and the account name the file at fault exactly as
 before; so are the files of a group holding repeated header lines or unparseable rows.
 
-Only the generic CSV layout is grouped so far; every other format keeps the per-file path.
+Generic CSV and Binance ``trades``/``aggTrades`` CSV files are grouped (the symbol and venue of
+a Binance file come from its own name, folder and first lines); every other format keeps the
+per-file path.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 import polars as pl
 
 from mmflow.convert import partition_symbol
 from mmflow.errors import MmflowError
-from mmflow.io import Loaded, Tables, detect, generic, read_now
+from mmflow.io import Loaded, Tables, binance, detect, generic, read_now
 from mmflow.io._common import _repeated_header
 from mmflow.io.checks import check_table
-from mmflow.io.formats import Format, ReadOptions
+from mmflow.io.formats import Format, Frames, ReadOptions
 from mmflow.io.source import Source
 from mmflow.schema import SYMBOL, TRADES, TableSchema
 
@@ -39,6 +42,13 @@ every file keeps its own lazy scan, so big files stream)."""
 
 FILE: Final = "__mmflow_file"
 """The column of a grouped scan naming the file each row came from."""
+
+_BINANCE_KINDS: Final[dict[str, binance.Kind]] = {
+    "binance-trades": "trades",
+    "binance-aggtrades": "aggtrades",
+}
+GROUPED: Final = ("generic", *_BINANCE_KINDS)
+"""The formats whose files are read in groups."""
 
 _INTEGER = re.compile(r"^\s*[-+]?\d+\s*$")
 _NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
@@ -58,19 +68,30 @@ def _cell_kind(cell: str) -> str:
     return "text"
 
 
-def layout_key(source: Source, fmt: Format) -> Key | None:
+def layout_key(source: Source, fmt: Format, options: ReadOptions) -> Key | None:
     """Return the layout ``source`` shares with other files, or ``None`` to read it alone.
 
-    Only uncompressed generic CSV files are grouped. The kinds of the first row's cells stand
-    in for the column types a per-file read infers (an integer epoch against ISO text).
+    Only uncompressed CSV files of the generic and Binance trade layouts are grouped. For generic
+    CSV the kinds of the first row's cells stand in for the column types a per-file read infers
+    (an integer epoch against ISO text); Binance columns have fixed types.
+
+    Raises
+    ------
+    MmflowError
+        When the file cannot be read as ``fmt`` (its own read says why).
     """
-    if fmt.name != "generic" or source.compression != "none":
+    if fmt.name not in GROUPED or source.compression != "none":
         return None
     if source.path.suffix.lower() not in (".csv", ".txt", ""):
         return None
     lines = source.lines(2)
     if not lines:
         return None
+    if fmt.name in _BINANCE_KINDS:
+        plan, _, _ = binance.trade_layout(source, _BINANCE_KINDS[fmt.name])
+        binance.file_values(source, options, plan)  # a file without a symbol is read alone
+        header = lines[0] if plan.has_header else ""
+        return (fmt.name, header, (*plan.columns, str(plan.has_header), str(plan.market)))
     first = tuple(_cell_kind(cell) for cell in lines[1].split(",")) if len(lines) > 1 else ()
     return (fmt.name, lines[0], first)
 
@@ -105,18 +126,17 @@ def read_grouped(
     groups: dict[Key, list[int]] = {}
     for position, source in enumerate(sources):
         try:
-            chosen = _format_of(source, fmt, options, formats)
-            key = layout_key(source, chosen)
+            key = layout_key(source, _format_of(source, fmt, options, formats), options)
         except MmflowError:
             continue  # the per-file read raises or skips it, as it does today
         if key is not None:
             groups.setdefault(key, []).append(position)
     read: dict[int, Loaded] = {}
-    for positions in groups.values():
+    for key, positions in groups.items():
         if len(positions) < 2:
             continue
         members = [sources[p] for p in positions]
-        done = _read_halving(members, formats["generic"], options)
+        done = _read_halving(members, formats[key[0]], options)
         for position, source in zip(positions, members, strict=True):
             if source.display in done:
                 read[position] = done[source.display]
@@ -154,6 +174,63 @@ def _read_halving(
     )
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """How a group's files are read: column names, typed columns, header, canonical frames."""
+
+    names: list[str]
+    typed: dict[str, pl.DataType]
+    has_header: bool
+    canonical: Callable[[pl.LazyFrame, dict[str, Source]], Frames]
+
+
+def _layout(first: Source, fmt: Format, options: ReadOptions) -> _Layout:
+    """Return a group's layout, from its first file, as that format's reader reads a file."""
+    if fmt.name in _BINANCE_KINDS:
+        kind = _BINANCE_KINDS[fmt.name]
+        plan, chosen, dtypes = binance.trade_layout(first, kind)
+        names = list(plan.columns)
+        if any(column not in names for column in chosen.values()):
+            msg = "missing columns"  # the file's own read names them
+            raise MmflowError(msg)
+
+        def binance_trades(rows: pl.LazyFrame, by_path: dict[str, Source]) -> Frames:
+            values = {path: binance.file_values(s, options, plan) for path, s in by_path.items()}
+            symbol, venue = (
+                pl.col(FILE).replace_strict(
+                    {path: pair[index] for path, pair in values.items()}, return_dtype=pl.String
+                )
+                for index in (0, 1)
+            )
+            trades = binance.canonical_trades(
+                rows, chosen, symbol, venue, what=first.display, keep=[FILE]
+            )
+            return Frames(trades=trades)
+
+        typed = {n: t for n, t in dtypes.items() if n in names and t != pl.String()}
+        return _Layout(names, typed, plan.has_header, binance_trades)
+    types = generic._column_types(first, options)
+    names = pl.scan_csv(first.scan_path(), infer_schema=False).collect_schema().names()
+
+    def generic_frames(rows: pl.LazyFrame, by_path: dict[str, Source]) -> Frames:
+        frames = generic.canonicalize(rows, first, options, keep=[FILE])
+        if SYMBOL in names:
+            return frames
+        symbols = {
+            path: partition_symbol(s.path) or options.symbol or generic._stem(s)
+            for path, s in by_path.items()
+        }
+        symbol = pl.col(FILE).replace_strict(symbols, return_dtype=pl.String).alias(SYMBOL)
+        return Frames(
+            None if frames.trades is None else frames.trades.with_columns(symbol),
+            None if frames.quotes is None else frames.quotes.with_columns(symbol),
+            frames.notes,
+        )
+
+    typed = {n: t for n, t in types.items() if n in names and t != pl.String()}
+    return _Layout(names, typed, True, generic_frames)
+
+
 def _read_group(
     members: Sequence[Source], fmt: Format, options: ReadOptions
 ) -> dict[str, Loaded] | None:
@@ -167,13 +244,16 @@ def _read_group(
     if len(by_path) != len(members):
         return None  # a file given twice: read alone, as today
     try:
-        types = generic._column_types(first, options)
-        names = pl.scan_csv(first.scan_path(), infer_schema=False).collect_schema().names()
-        scan = _text_rows(list(by_path), dict.fromkeys(names, pl.String())).lazy()
-        typed = {n: t for n, t in types.items() if n in names and t != pl.String()}
-        repeat = _repeated_header(first.lines(1)[0], names, ",")
+        layout = _layout(first, fmt, options)
+        names, typed = layout.names, layout.typed
+        scan = _text_rows(list(by_path), dict.fromkeys(names, pl.String()), layout.has_header)
+        repeat = (
+            _repeated_header(first.lines(1)[0], names, ",")
+            if layout.has_header
+            else pl.lit(value=False)
+        )
         temporary = {n: f"__mmflow_typed_{n}" for n in typed}
-        converted = scan.with_columns(
+        converted = scan.lazy().with_columns(
             pl.col(n).cast(t, strict=False).alias(temporary[n]) for n, t in typed.items()
         )
         bad = (
@@ -187,19 +267,11 @@ def _read_group(
         rows = converted.filter(~repeat & ~bad).select(
             *(pl.col(temporary[n]).alias(n) if n in typed else pl.col(n) for n in names), FILE
         )
-        frames = generic.canonicalize(rows, first, options, keep=[FILE])
+        frames = layout.canonical(rows, by_path)
         table, lf = (
             ("trades", frames.trades) if frames.trades is not None else ("quotes", frames.quotes)
         )
         assert lf is not None
-        if SYMBOL not in rows.collect_schema().names():
-            symbols = {
-                path: partition_symbol(s.path) or options.symbol or generic._stem(s)
-                for path, s in by_path.items()
-            }
-            lf = lf.with_columns(
-                pl.col(FILE).replace_strict(symbols, return_dtype=pl.String).alias(SYMBOL)
-            )
         kept, account = check_table(
             lf,
             table=table,
@@ -280,7 +352,9 @@ def accounts_in_order(
     return [pl.concat(present, how="vertical_relaxed")] if present else []
 
 
-def _text_rows(paths: Sequence[str], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+def _text_rows(
+    paths: Sequence[str], schema: dict[str, pl.DataType], has_header: bool
+) -> pl.DataFrame:
     """Read files sharing a header line as text, with a :data:`FILE` column naming each row's file.
 
     Plain files (no quotes, carriage returns or blank lines) are joined in memory and parsed
@@ -293,12 +367,14 @@ def _text_rows(paths: Sequence[str], schema: dict[str, pl.DataType]) -> pl.DataF
     for path in paths:
         with open(path, "rb") as handle:
             content = handle.read()
-        end = content.find(b"\n")
-        first, body = (content, b"") if end < 0 else (content[: end + 1], content[end + 1 :])
+        end = content.find(b"\n") if has_header else -1
+        first, body = (content[: end + 1], content[end + 1 :]) if end >= 0 else (b"", content)
+        if has_header and end < 0:
+            first, body = content, b""
         header = header or first
         plain = first == header and not any(c in body for c in (b'"', b"\r", b"\n\n"))
         if not plain or body.startswith(b"\n"):
-            return _scanned(paths, schema)
+            return _scanned(paths, schema, has_header)
         if body and not body.endswith(b"\n"):
             body += b"\n"
         bodies.append(body)
@@ -308,7 +384,7 @@ def _text_rows(paths: Sequence[str], schema: dict[str, pl.DataType]) -> pl.DataF
         pl.read_csv(text, has_header=False, schema=schema) if text else pl.DataFrame(schema=schema)
     )
     if rows.height != sum(counts):
-        return _scanned(paths, schema)
+        return _scanned(paths, schema, has_header)
     files = (
         pl.DataFrame(
             {FILE: list(paths), "rows": counts}, schema={FILE: pl.String, "rows": pl.Int64}
@@ -319,5 +395,9 @@ def _text_rows(paths: Sequence[str], schema: dict[str, pl.DataType]) -> pl.DataF
     return rows.with_columns(files)
 
 
-def _scanned(paths: Sequence[str], schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    return pl.scan_csv(list(paths), schema=schema, include_file_paths=FILE).collect()
+def _scanned(
+    paths: Sequence[str], schema: dict[str, pl.DataType], has_header: bool
+) -> pl.DataFrame:
+    return pl.scan_csv(
+        list(paths), schema=schema, has_header=has_header, include_file_paths=FILE
+    ).collect()
