@@ -101,8 +101,13 @@ def _account(inputs: list[Loaded]) -> RowAccount:
     return account
 
 
-def test_grouped_read_equals_per_file_read(tmp_path: Path, per_file: Callable[[], None]) -> None:
+@pytest.mark.parametrize("group_bytes", [mmflow.io.many.GROUP_BYTES, 400])
+def test_grouped_read_equals_per_file_read(
+    tmp_path: Path, per_file: Callable[[], None], group_bytes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same frames and accounts, file by file, whether groups are read whole or in small runs."""
     _mixed_folder(tmp_path)
+    monkeypatch.setattr(mmflow.io.many, "GROUP_BYTES", group_bytes)
     grouped = _load(tmp_path)
     assert sum(item.in_memory for item in grouped) >= 110  # most files were grouped
     binance = [item for item in grouped if item.format.name == "binance-trades"]
@@ -169,6 +174,17 @@ def test_structure_does_not_grow_with_the_file_count(
         seen.append(dict(calls))
     assert seen[0] == seen[1]
     assert sum(seen[1].values()) < 20
+
+
+def test_big_files_are_not_grouped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mmflow.io.many, "SMALL_FILE", 60)
+    for i in range(40):
+        rows = "".join(f"{NS + i * 1000 + j},X,1,1\n" for j in range(1 + 3 * (i % 2)))
+        _write(tmp_path / f"t{i:03d}.csv", "ts,symbol,price,size\n" + rows)
+    inputs = _load(tmp_path)
+    sizes = {item.source.display: item.source.path.stat().st_size for item in inputs}
+    assert {item.in_memory for item in inputs if sizes[item.source.display] > 60} == {False}
+    assert {item.in_memory for item in inputs if sizes[item.source.display] <= 60} == {True}
 
 
 def test_a_broken_file_is_named_and_the_others_stay_grouped(tmp_path: Path) -> None:

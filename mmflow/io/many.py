@@ -40,6 +40,12 @@ MANY: Final = 32
 """Beyond this many files a run reads groups of same-layout files with one scan each (up to it,
 every file keeps its own lazy scan, so big files stream)."""
 
+SMALL_FILE: Final = 1 << 20
+"""Only files up to this many bytes are grouped (1 MiB)."""
+GROUP_BYTES: Final = 64 << 20
+"""A group is read in runs of files totalling at most this many bytes (64 MiB): its text and
+parsed rows are held in memory at once."""
+
 FILE: Final = "__mmflow_file"
 """The column of a grouped scan naming the file each row came from."""
 
@@ -82,6 +88,8 @@ def layout_key(source: Source, fmt: Format, options: ReadOptions) -> Key | None:
     """
     if fmt.name not in GROUPED or source.compression != "none":
         return None
+    if source.path.stat().st_size > SMALL_FILE:
+        return None  # big files stream on their own; their per-file cost is negligible
     if source.path.suffix.lower() not in (".csv", ".txt", ""):
         return None
     lines = source.lines(2)
@@ -124,23 +132,39 @@ def read_grouped(
         files of a group that failed or that hold flawed lines).
     """
     groups: dict[Key, list[int]] = {}
+    sizes: dict[int, int] = {}
     for position, source in enumerate(sources):
         try:
             key = layout_key(source, _format_of(source, fmt, options, formats), options)
-        except MmflowError:
+            sizes[position] = source.path.stat().st_size
+        except (MmflowError, OSError):
             continue  # the per-file read raises or skips it, as it does today
         if key is not None:
             groups.setdefault(key, []).append(position)
     read: dict[int, Loaded] = {}
     for key, positions in groups.items():
-        if len(positions) < 2:
-            continue
-        members = [sources[p] for p in positions]
-        done = _read_halving(members, formats[key[0]], options)
-        for position, source in zip(positions, members, strict=True):
-            if source.display in done:
-                read[position] = done[source.display]
+        for chunk in _chunks(positions, sizes):
+            if len(chunk) < 2:
+                continue
+            members = [sources[p] for p in chunk]
+            done = _read_halving(members, formats[key[0]], options)
+            for position, source in zip(chunk, members, strict=True):
+                if source.display in done:
+                    read[position] = done[source.display]
     return read
+
+
+def _chunks(positions: Sequence[int], sizes: dict[int, int]) -> list[list[int]]:
+    """Cut a group into runs of at most :data:`GROUP_BYTES` bytes (memory stays bounded)."""
+    chunks: list[list[int]] = [[]]
+    total = 0
+    for position in positions:
+        if chunks[-1] and total + sizes[position] > GROUP_BYTES:
+            chunks.append([])
+            total = 0
+        chunks[-1].append(position)
+        total += sizes[position]
+    return chunks
 
 
 def _format_of(
