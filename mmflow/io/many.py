@@ -1,21 +1,25 @@
-"""Reading many small files fast: one scan per group of files that share a layout.
+"""Reading many small files fast: one parse per group of files that share a layout.
 
 Reading a folder of thousands of tiny daily files one plan per file costs milliseconds of
-planning and scheduling per file. Here the files that share a reader and an identical layout
-(same detected format, same header line, same kind of value in each cell of the first row,
-uncompressed) are scanned together with ONE ``scan_csv`` over all their paths, checked once
-(:func:`mmflow.io.checks.check_table`) and collected once; the rows and the row account are then
-split by the file each row came from, so every file keeps its own frames and its exact account
+planning and scheduling per file. Here the small files (up to :data:`SMALL_FILE` bytes) that
+share a reader and an identical layout (same detected format, same header line, same kind of
+value in each cell of the first row, uncompressed) are read together: their text is joined in
+memory and parsed once (or, for files with quotes or odd line ends, read with one multi-file
+``scan_csv``), with a column naming each row's file. The checks
+(:func:`mmflow.io.checks.check_table`) run once per group and everything is collected once; rows
+and row account are then split by file, so every file keeps its own frames and its exact account
 (rows read = used + dropped, by reason, per file), as if read alone. Values a reader takes from
-the file name (the symbol of a generic CSV without a ``symbol`` column) are mapped per file.
+the file's name or folder (the symbol of a generic CSV without a ``symbol`` column; a Binance
+file's symbol and venue) are mapped per file. Groups are read in runs of at most
+:data:`GROUP_BYTES` bytes, so memory stays bounded.
 
-A group whose read fails (a ragged line, a cell that does not parse) is read again file by file
-(:func:`mmflow.io.read_source`), so the error and the account name the file at fault exactly as
-before; so are the files of a group holding repeated header lines or unparseable rows.
+A group whose read fails (a ragged line, a cell that does not parse) is read again in halves,
+down to :data:`SMALLEST` files, which are left to the per-file path (:func:`mmflow.io.read_source`):
+the error names the file at fault exactly as before. Files holding repeated header lines or
+unparseable rows are read on their own too, so their account names the first bad line.
 
-Generic CSV and Binance ``trades``/``aggTrades`` CSV files are grouped (the symbol and venue of
-a Binance file come from its own name, folder and first lines); every other format keeps the
-per-file path.
+Generic CSV and Binance ``trades``/``aggTrades`` CSV files are grouped; every other format keeps
+the per-file path.
 """
 
 from __future__ import annotations
