@@ -59,6 +59,15 @@ def _mixed_folder(folder: Path) -> None:
                 f"1,100.5,0.1,10.05,{(NS + day * 86_400 * 10**9) // 10**6},true,true\n"
                 f"2,100.6,0.2,20.12,{(NS + day * 86_400 * 10**9) // 10**6 + 1},false,true\n",
             )
+    tardis = "exchange,symbol,timestamp,local_timestamp,id,side,price,amount\n"
+    for day, exchange in ((2, "deribit"), (3, "deribit"), (2, "bybit"), (3, "bybit")):
+        us = (NS + day * 86_400 * 10**9) // 1000
+        for kind in ("trades", "liquidations"):  # Tardis: symbol and venue are columns
+            _write(
+                folder / f"{exchange}_{kind}_2024-01-0{day}_BTC-PERP.csv",
+                tardis + f"{exchange},BTC-PERP,{us},{us + 7},t{day},buy,42000.5,0.1\n"
+                f"{exchange},BTC-PERP,{us + 1},{us + 9},,sell,42000.0,0.2\n",
+            )
     # flaws: an unparseable row, a repeated header, a header-only file, an implausible time,
     # no final newline, quoted cells
     _write(folder / "a100.csv", f"ts,symbol,price,size,aggressor_side\n{NS},X,abc,1,1\n")
@@ -101,7 +110,7 @@ def _account(inputs: list[Loaded]) -> RowAccount:
     return account
 
 
-@pytest.mark.parametrize("group_bytes", [mmflow.io.many.GROUP_BYTES, 400])
+@pytest.mark.parametrize("group_bytes", [mmflow.io.many.GROUP_BYTES, 1000])
 def test_grouped_read_equals_per_file_read(
     tmp_path: Path, per_file: Callable[[], None], group_bytes: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -113,6 +122,10 @@ def test_grouped_read_equals_per_file_read(
     binance = [item for item in grouped if item.format.name == "binance-trades"]
     assert len(binance) == 6
     assert all(item.in_memory for item in binance)
+    tardis = [item for item in grouped if item.format.name.startswith("tardis-")]
+    assert {item.format.name for item in tardis} == {"tardis-trades", "tardis-liquidations"}
+    assert len(tardis) == 8
+    assert all(item.in_memory for item in tardis)
     per_file()
     alone = _load(tmp_path)
     assert not any(item.in_memory for item in alone)

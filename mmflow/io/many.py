@@ -18,8 +18,9 @@ down to :data:`SMALLEST` files, which are left to the per-file path (:func:`mmfl
 the error names the file at fault exactly as before. Files holding repeated header lines or
 unparseable rows are read on their own too, so their account names the first bad line.
 
-Generic CSV and Binance ``trades``/``aggTrades`` CSV files are grouped; every other format keeps
-the per-file path.
+Generic CSV, Binance ``trades``/``aggTrades`` and Tardis ``trades``/``liquidations`` CSV files
+are grouped (uncompressed only: Tardis ships gzip, so its files are grouped once unpacked); every
+other format keeps the per-file path.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import polars as pl
 
 from mmflow.convert import partition_symbol
 from mmflow.errors import MmflowError
-from mmflow.io import Loaded, Tables, binance, detect, generic, read_now
+from mmflow.io import Loaded, Tables, binance, detect, generic, read_now, tardis
 from mmflow.io._common import _repeated_header
 from mmflow.io.checks import check_table
 from mmflow.io.formats import Format, Frames, ReadOptions
@@ -57,7 +58,8 @@ _BINANCE_KINDS: Final[dict[str, binance.Kind]] = {
     "binance-trades": "trades",
     "binance-aggtrades": "aggtrades",
 }
-GROUPED: Final = ("generic", *_BINANCE_KINDS)
+_TARDIS_TRADES: Final = ("tardis-trades", "tardis-liquidations")
+GROUPED: Final = ("generic", *_BINANCE_KINDS, *_TARDIS_TRADES)
 """The formats whose files are read in groups."""
 
 _INTEGER = re.compile(r"^\s*[-+]?\d+\s*$")
@@ -81,9 +83,9 @@ def _cell_kind(cell: str) -> str:
 def layout_key(source: Source, fmt: Format, options: ReadOptions) -> Key | None:
     """Return the layout ``source`` shares with other files, or ``None`` to read it alone.
 
-    Only uncompressed CSV files of the generic and Binance trade layouts are grouped. For generic
-    CSV the kinds of the first row's cells stand in for the column types a per-file read infers
-    (an integer epoch against ISO text); Binance columns have fixed types.
+    Only uncompressed CSV files of the generic, Binance and Tardis trade layouts are grouped.
+    For generic CSV the kinds of the first row's cells stand in for the column types a per-file
+    read infers (an integer epoch against ISO text); Binance and Tardis columns have fixed types.
 
     Raises
     ------
@@ -104,6 +106,8 @@ def layout_key(source: Source, fmt: Format, options: ReadOptions) -> Key | None:
         binance.file_values(source, options, plan)  # a file without a symbol is read alone
         header = lines[0] if plan.has_header else ""
         return (fmt.name, header, (*plan.columns, str(plan.has_header), str(plan.market)))
+    if fmt.name in _TARDIS_TRADES:  # fixed column types
+        return (fmt.name, lines[0], ())
     first = tuple(_cell_kind(cell) for cell in lines[1].split(",")) if len(lines) > 1 else ()
     return (fmt.name, lines[0], first)
 
@@ -237,8 +241,21 @@ def _layout(first: Source, fmt: Format, options: ReadOptions) -> _Layout:
 
         typed = {n: t for n, t in dtypes.items() if n in names and t != pl.String()}
         return _Layout(names, typed, plan.has_header, binance_trades)
-    types = generic._column_types(first, options)
     names = pl.scan_csv(first.scan_path(), infer_schema=False).collect_schema().names()
+    if fmt.name in _TARDIS_TRADES:
+        if any(column not in names for column in tardis.TRADES_HEADER):
+            msg = "missing columns"  # the file's own read names them
+            raise MmflowError(msg)
+
+        def tardis_trades(rows: pl.LazyFrame, by_path: dict[str, Source]) -> Frames:
+            del by_path  # symbol and venue are columns of the file
+            return Frames(
+                trades=tardis.canonical_trades(rows, options, what=first.display, keep=[FILE])
+            )
+
+        typed = {n: t for n, t in tardis.TRADE_TYPES.items() if n in names}
+        return _Layout(names, typed, True, tardis_trades)
+    types = generic._column_types(first, options)
 
     def generic_frames(rows: pl.LazyFrame, by_path: dict[str, Source]) -> Frames:
         frames = generic.canonicalize(rows, first, options, keep=[FILE])
