@@ -17,8 +17,9 @@ from mmflow.clean import clean_taq
 from mmflow.convert import Converted, convert
 from mmflow.durations import DAY, check_duration
 from mmflow.errors import MmflowError, NoDataError, ReaderError, SizeLimitError
-from mmflow.io import Frames, Loaded, RowAccount, combine
+from mmflow.io import Loaded, RowAccount, Tables, combine, read_now
 from mmflow.io.checks import account_frame, counted, filtered
+from mmflow.io.many import accounts_in_order, joined
 from mmflow.metrics.bvc import (
     BVC_BUY_VOLUME,
     BVC_SELL_VOLUME,
@@ -262,12 +263,13 @@ def selection_account(
 
 def collect_accounts(inputs: Sequence[Loaded], *plans: pl.LazyFrame) -> list[pl.DataFrame]:
     """Collect every input's row account, then ``plans`` (in batches: linear in the files)."""
-    own = [item for item in inputs if item.account is not None]
-    frames: list[pl.DataFrame] = []
+    own = [item for item in inputs if item.account is not None and not item.in_memory]
+    read: dict[int, pl.DataFrame] = {}
     for start in range(0, len(own), BATCH):
         batch = own[start : start + BATCH]
-        frames += collect([item.account for item in batch if item.account is not None], batch)
-    return frames + (collect(list(plans), inputs) if plans else [])
+        frames = collect([item.account for item in batch if item.account is not None], batch)
+        read.update((id(item), frame) for item, frame in zip(batch, frames, strict=True))
+    return accounts_in_order(inputs, read) + (collect(list(plans), inputs) if plans else [])
 
 
 def account_of(frames: Sequence[pl.DataFrame], cleaning: pl.DataFrame | None = None) -> RowAccount:
@@ -302,11 +304,12 @@ def read_many(inputs: Sequence[Loaded]) -> list[Loaded]:
     are collected (naming the file that fails) and each input's frames and account become
     in-memory frames, so the run stays linear in the number of files.
     """
-    if len(inputs) <= LAZY_INPUTS:
+    pending = [item for item in inputs if not item.in_memory]  # grouped reads: mmflow.io.many
+    if len(pending) <= LAZY_INPUTS:
         return list(inputs)
-    read: list[Loaded] = []
-    for start in range(0, len(inputs), BATCH):
-        batch = inputs[start : start + BATCH]
+    read: dict[int, Loaded] = {}
+    for start in range(0, len(pending), BATCH):
+        batch = pending[start : start + BATCH]
         plans = [
             plan
             for item in batch
@@ -316,12 +319,12 @@ def read_many(inputs: Sequence[Loaded]) -> list[Loaded]:
         frames = iter(collect(plans, batch))
         for item in batch:
             trades, quotes, account = (
-                next(frames).lazy() if plan is not None else None
+                next(frames) if plan is not None else None
                 for plan in (item.frames.trades, item.frames.quotes, item.account)
             )
-            done = Frames(trades, quotes, item.frames.notes)
-            read.append(Loaded(item.source, item.format, done, account))
-    return read
+            tables = Tables(trades, quotes, account)
+            read[id(item)] = read_now(item.source, item.format, tables, item.frames.notes)
+    return [read.get(id(item), item) for item in inputs]
 
 
 def gather(inputs: Sequence[Loaded], table: TableSchema) -> pl.LazyFrame | None:
@@ -329,10 +332,7 @@ def gather(inputs: Sequence[Loaded], table: TableSchema) -> pl.LazyFrame | None:
 
     For many files, pass the inputs through :func:`read_many` first.
     """
-    if table is TRADES:
-        frames = [i.frames.trades for i in inputs if i.frames.trades is not None]
-    else:
-        frames = [i.frames.quotes for i in inputs if i.frames.quotes is not None]
+    frames = joined(inputs, table)  # files already read: one in-memory frame per run of them
     combined = combine(frames)
     if combined is None or len(frames) == 1:
         return combined

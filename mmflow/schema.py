@@ -206,7 +206,9 @@ def asof_keys(
     return keyed(left, left_names), keyed(right, right_names), [ASOF_VENUE, SYMBOL]
 
 
-def conform(lf: pl.LazyFrame, table: TableSchema, *, what: str | None = None) -> pl.LazyFrame:
+def conform(
+    lf: pl.LazyFrame, table: TableSchema, *, what: str | None = None, keep: Sequence[str] = ()
+) -> pl.LazyFrame:
     """Cast ``lf`` to the canonical ``table`` schema and select its columns in canonical order.
 
     Required columns must be present; optional columns are kept when present and left out
@@ -221,6 +223,9 @@ def conform(lf: pl.LazyFrame, table: TableSchema, *, what: str | None = None) ->
         :data:`TRADES` or :data:`QUOTES`.
     what
         Where the frame came from (a file name), for the error message.
+    keep
+        Further columns to keep after the canonical ones (e.g. the source file of a grouped
+        read, :mod:`mmflow.io.many`).
 
     Returns
     -------
@@ -243,8 +248,13 @@ def conform(lf: pl.LazyFrame, table: TableSchema, *, what: str | None = None) ->
         raise SchemaError(msg, path=what)
     selected = [c for c in table.columns if c.name in present]
     return lf.select(
-        pl.col(c.name) if present[c.name] == c.dtype else pl.col(c.name).cast(c.dtype, strict=True)
-        for c in selected
+        *(
+            pl.col(c.name)
+            if present[c.name] == c.dtype
+            else pl.col(c.name).cast(c.dtype, strict=True)
+            for c in selected
+        ),
+        *keep,
     )
 
 

@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import polars as pl
-from polars.testing import assert_frame_equal
 import pytest
 from click.testing import CliRunner
+from polars.testing import assert_frame_equal
 
 import mmflow
 from mmflow.api import Analysis, Result

@@ -35,6 +35,7 @@ __all__ = [
     "RowAccount",
     "Skipped",
     "Source",
+    "Tables",
     "detect",
     "file_size",
     "find_sources",
@@ -43,6 +44,7 @@ __all__ = [
     "load_inputs",
     "read_by_its_primary",
     "read_inputs",
+    "read_now",
     "read_source",
     "skipped_note",
 ]
@@ -105,11 +107,35 @@ class Loaded:
     format: Format
     frames: Frames
     account: pl.LazyFrame | None = None
+    tables: Tables | None = None
+    """The same frames and account already read into memory, when they are (:func:`read_now`)."""
 
     @property
     def kind(self) -> Kind:
         """What the file holds (trades, trades with BBO, quotes, or trades and quotes)."""
         return frames_kind(self.frames)
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether the file is already read (:attr:`tables`), e.g. by a grouped read."""
+        return self.tables is not None
+
+
+@dataclass(frozen=True)
+class Tables:
+    """One file's canonical tables and row account, read into memory."""
+
+    trades: pl.DataFrame | None = None
+    quotes: pl.DataFrame | None = None
+    account: pl.DataFrame | None = None
+
+
+def read_now(source: Source, fmt: Format, tables: Tables, notes: Sequence[str] = ()) -> Loaded:
+    """Return a :class:`Loaded` whose frames and account are the in-memory ``tables``."""
+    trades, quotes, account = (
+        None if df is None else df.lazy() for df in (tables.trades, tables.quotes, tables.account)
+    )
+    return Loaded(source, fmt, Frames(trades, quotes, tuple(notes)), account, tables)
 
 
 def read_source(source: Source, fmt: str = "auto", options: ReadOptions | None = None) -> Loaded:
@@ -215,14 +241,28 @@ def read_inputs(
 ) -> Inputs:
     """Read every source; skip folder entries that hold no data (empty, no known layout).
 
-    Files named explicitly are never skipped: their errors are raised. ``on_stage`` is told
-    before each file is read (``reading inputs``, file N of M, bytes so far) and once at the end.
+    Beyond :data:`mmflow.io.many.MANY` sources, files sharing a layout are read together, one
+    scan per group (:mod:`mmflow.io.many`); they come back already read (``in_memory``).
+
+    ``on_stage`` is told before each file is read (``reading inputs``, file N of M, bytes so far)
+    and once when reading ends.
     """
+    from mmflow.io import many  # here: many imports this module
+
+    options = options or ReadOptions()
     inputs = Inputs()
     sizes = [file_size(s) for s in sources] if on_stage is not None else [0] * len(sources)
     total, done = sum(sizes), 0
+    grouped: dict[int, Loaded] = {}
     try:
+        if len(sources) > many.MANY and (fmt == "auto" or fmt in FORMATS):
+            report(on_stage, Stage(READING, 0, len(sources), "files sharing a layout", 0, total))
+            grouped = many.read_grouped(sources, fmt, options, formats=FORMATS)
         for index, source in enumerate(sources):
+            if index in grouped:
+                inputs.loaded.append(grouped[index])
+                done += sizes[index]
+                continue
             report(on_stage, Stage(READING, index, len(sources), source.display, done, total))
             done += sizes[index]
             try:
@@ -285,8 +325,9 @@ def load_inputs(
         more = f" (and {len(inputs.skipped) - 1:,} more)" if len(inputs.skipped) > 1 else ""
         msg = f"{first.reason}{more}; --strict stops on any skipped entry (fix or --exclude it)"
         raise ReaderError(msg, path=first.path)
-    given = {s.path.resolve() for s in found.sources}
-    inputs.loaded = [item for item in inputs.loaded if not read_by_its_primary(item, given)]
+    if any(item.format.primary is not None for item in inputs.loaded):
+        given = {s.path.resolve() for s in found.sources}
+        inputs.loaded = [item for item in inputs.loaded if not read_by_its_primary(item, given)]
     return inputs
 
 

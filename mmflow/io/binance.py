@@ -35,6 +35,7 @@ Detection (formats.md §1.9, §9.7): the archive's file name first, then the hea
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
@@ -334,25 +335,49 @@ def _scan(source: Source, plan: _Plan, dtypes: dict[str, pl.DataType]) -> pl.Laz
     )
 
 
-def _read_trades(source: Source, options: ReadOptions, kind: Kind) -> Frames:
-    lines = require_text(source)
-    symbol = _symbol(source, options)
-    plan = _plan(source, lines, kind)
+def trade_layout(
+    source: Source, kind: Kind
+) -> tuple[_Plan, dict[str, str], dict[str, pl.DataType]]:
+    """How to read a ``trades`` or ``aggtrades`` file: its plan, vendor column per field, types.
+
+    Raises
+    ------
+    ReaderError
+        For an empty file or a layout that does not fit ``kind``.
+    """
+    plan = _plan(source, require_text(source), kind)
     # Each canonical field comes from the first of its vendor names the file has.
     chosen = {
         field: next((a for a in aliases if a in plan.columns), aliases[0])
         for field, aliases in _TRADE_ALIASES.items()
     }
     dtypes = {chosen[field]: dtype for field, dtype in _TRADE_DTYPES.items()}
-    lf = _scan(source, plan, dtypes)
-    check_columns(source, lf, list(chosen.values()), f"Binance {kind}")
+    return plan, chosen, dtypes
+
+
+def file_values(source: Source, options: ReadOptions, plan: _Plan) -> tuple[str, str]:
+    """Return the symbol and venue of a file (from its name, folder and first lines)."""
+    symbol = _symbol(source, options)
+    return symbol, _venue(source, plan, require_text(source), symbol)
+
+
+def canonical_trades(
+    lf: pl.LazyFrame,
+    chosen: dict[str, str],
+    symbol: pl.Expr,
+    venue: pl.Expr,
+    *,
+    what: str,
+    keep: Sequence[str] = (),
+) -> pl.LazyFrame:
+    """Turn scanned Binance trades (vendor columns ``chosen``) into canonical trades."""
     buyer_maker = parse_bool(chosen["is_buyer_maker"])
     ts = epoch_to_datetime(chosen["time"])
     trades = lf.select(
         ts.alias(TS),
         ts.alias(TS_EVENT),
-        pl.lit(symbol, dtype=pl.String).alias(SYMBOL),
-        pl.lit(_venue(source, plan, lines, symbol)).alias(VENUE),
+        symbol.cast(pl.String).alias(SYMBOL),
+        venue.cast(pl.String).alias(VENUE),
         pl.col(chosen["price"]).alias(PRICE),
         pl.col(chosen["qty"]).alias(SIZE),
         pl.when(buyer_maker)
@@ -362,8 +387,22 @@ def _read_trades(source: Source, options: ReadOptions, kind: Kind) -> Frames:
         .otherwise(pl.lit(0, dtype=pl.Int8))
         .alias(AGGRESSOR_SIDE),
         pl.col(chosen["id"]).cast(pl.String).alias(TRADE_ID),
+        *keep,
     )
-    return Frames(trades=conform(trades, TRADES, what=source.display))
+    return conform(trades, TRADES, what=what, keep=keep)
+
+
+def _read_trades(source: Source, options: ReadOptions, kind: Kind) -> Frames:
+    require_text(source)
+    symbol = _symbol(source, options)
+    plan, chosen, dtypes = trade_layout(source, kind)
+    lf = _scan(source, plan, dtypes)
+    check_columns(source, lf, list(chosen.values()), f"Binance {kind}")
+    venue = _venue(source, plan, require_text(source), symbol)
+    trades = canonical_trades(
+        lf, chosen, pl.lit(symbol, dtype=pl.String), pl.lit(venue), what=source.display
+    )
+    return Frames(trades=trades)
 
 
 def read_trades(source: Source, options: ReadOptions) -> Frames:

@@ -182,6 +182,7 @@ def check_table(
     file: str,
     limits: Limits,
     negative_prices: bool = False,
+    by: str | None = None,
 ) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """Drop and count implausible rows of one canonical table; empty invalid quote sides.
 
@@ -197,6 +198,10 @@ def check_table(
         The plausible time range.
     negative_prices
         Whether the format allows prices ≤ 0 (spreads, calendar instruments).
+    by
+        A column naming each row's file (a grouped read of many files,
+        :mod:`mmflow.io.many`): count per value of that column, which becomes the account's
+        ``file``; ``file`` is then ignored.
 
     Returns
     -------
@@ -221,7 +226,12 @@ def check_table(
         (pl.col(_TAG).is_null() & bad).sum().alias(f"changed|{reason}")
         for reason, bad, _, _ in fixes
     ]
-    return kept, _account_rows(tagged.select(counts), table=table, file=file)
+    totals = (
+        tagged.select(counts)
+        if by is None
+        else tagged.group_by(by, maintain_order=True).agg(counts)
+    )
+    return kept, _account_rows(totals, table=table, file=file, by=by)
 
 
 _TAG: Final = "__mmflow_reason"
@@ -233,12 +243,15 @@ def _reason_counts(rules: Sequence[tuple[str, pl.Expr]]) -> list[pl.Expr]:
     return [(pl.col(_TAG) == reason).sum().alias(f"dropped|{reason}") for reason in reasons]
 
 
-def _account_rows(wide: pl.LazyFrame, *, table: str, file: str | None) -> pl.LazyFrame:
-    """Turn one row of ``kind|reason`` counts into :data:`ACCOUNT` rows."""
+def _account_rows(
+    wide: pl.LazyFrame, *, table: str, file: str | None, by: str | None = None
+) -> pl.LazyFrame:
+    """Turn rows of ``kind|reason`` counts (one per ``by`` value) into :data:`ACCOUNT` rows."""
     entry = pl.col("entry").str.split_exact("|", 1).struct
-    return wide.unpivot(variable_name="entry", value_name="rows").select(
+    named = pl.lit(file, dtype=pl.String) if by is None else pl.col(by).cast(pl.String)
+    return wide.unpivot(index=by, variable_name="entry", value_name="rows").select(
         pl.lit(table).alias("table"),
-        pl.lit(file, dtype=pl.String).alias("file"),
+        named.alias("file"),
         entry.field("field_0").alias("kind"),
         entry.field("field_1").alias("reason"),
         pl.col("rows").cast(pl.Int64),
@@ -392,9 +405,11 @@ class RowAccount:
     def warnings(self) -> list[str]:
         """One line per file and table with rows the readers dropped or changed."""
         out: list[str] = []
-        keys = dict.fromkeys((e.file, e.table) for e in self.entries if e.file is not None)
-        for file, table in keys:
-            mine = [e for e in self.entries if e.file == file and e.table == table]
+        by_key: dict[tuple[str, str], list[Entry]] = {}
+        for e in self.entries:
+            if e.file is not None:
+                by_key.setdefault((e.file, e.table), []).append(e)
+        for (file, table), mine in by_key.items():
             dropped = [e for e in mine if e.kind == "dropped"]
             changed = [e for e in mine if e.kind == "changed"]
             if not dropped and not changed:

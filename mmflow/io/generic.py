@@ -10,6 +10,7 @@ is unknown (0). Without ``symbol`` the symbol is ``--symbol`` or the file name's
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
@@ -90,7 +91,9 @@ def _side(dtype: pl.DataType, source: Source) -> pl.Expr:
     return side_from_text(column, buy=_BUY_TEXT, sell=_SELL_TEXT)
 
 
-def canonicalize(lf: pl.LazyFrame, source: Source, options: ReadOptions) -> Frames:
+def canonicalize(
+    lf: pl.LazyFrame, source: Source, options: ReadOptions, *, keep: Sequence[str] = ()
+) -> Frames:
     """Turn a frame with canonical (or ``--map``-ped) names into canonical trades or quotes.
 
     Parameters
@@ -101,6 +104,8 @@ def canonicalize(lf: pl.LazyFrame, source: Source, options: ReadOptions) -> Fram
         Where it came from (for messages and the default symbol).
     options
         ``column_map`` (canonical → file column) and ``symbol``.
+    keep
+        Further columns to keep (the source file column of a grouped read).
 
     Returns
     -------
@@ -144,9 +149,13 @@ def canonicalize(lf: pl.LazyFrame, source: Source, options: ReadOptions) -> Fram
             fixes.append(_side(schema[AGGRESSOR_SIDE], source).alias(AGGRESSOR_SIDE))
         else:
             fixes.append(pl.lit(0, dtype=pl.Int8).alias(AGGRESSOR_SIDE))
-        return Frames(trades=conform(lf.with_columns(fixes), TRADES, what=source.display))
+        return Frames(
+            trades=conform(lf.with_columns(fixes), TRADES, what=source.display, keep=keep)
+        )
     if BID_PRICE in schema and ASK_PRICE in schema:
-        return Frames(quotes=conform(lf.with_columns(fixes), QUOTES, what=source.display))
+        return Frames(
+            quotes=conform(lf.with_columns(fixes), QUOTES, what=source.display, keep=keep)
+        )
     msg = (
         f"neither trades (price, size) nor quotes (bid_price, ask_price); found "
         f"{', '.join(schema.names())} (map columns with --map canonical=column)"

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Final
 
 import polars as pl
 
@@ -184,16 +185,32 @@ def _common(options: ReadOptions) -> list[pl.Expr]:
     ]
 
 
-def _read_trade_rows(source: Source, options: ReadOptions, what: str) -> Frames:
-    lf = _scan(source, TRADES_HEADER, (_PRICE, _AMOUNT), what)
+TRADE_TYPES: Final[dict[str, pl.DataType]] = {
+    **{name: pl.Int64() for name in _INTEGER_COLUMNS},
+    _PRICE: pl.Float64(),
+    _AMOUNT: pl.Float64(),
+}
+"""The typed columns of a ``trades`` (or ``liquidations``) file; every other one is text."""
+
+
+def canonical_trades(
+    lf: pl.LazyFrame, options: ReadOptions, *, what: str, keep: Sequence[str] = ()
+) -> pl.LazyFrame:
+    """Turn scanned Tardis trade rows (vendor columns, :data:`TRADE_TYPES`) into canonical ones."""
     canonical = lf.select(
         *_common(options),
         pl.col(_PRICE).alias(PRICE),
         pl.col(_AMOUNT).alias(SIZE),
         side_from_text(_SIDE, buy=_BUY, sell=_SELL).alias(AGGRESSOR_SIDE),
         pl.col(_ID).alias(TRADE_ID),
+        *keep,
     )
-    return Frames(trades=conform(canonical, TRADES, what=source.display))
+    return conform(canonical, TRADES, what=what, keep=keep)
+
+
+def _read_trade_rows(source: Source, options: ReadOptions, what: str) -> Frames:
+    lf = _scan(source, TRADES_HEADER, (_PRICE, _AMOUNT), what)
+    return Frames(trades=canonical_trades(lf, options, what=source.display))
 
 
 def read_trades(source: Source, options: ReadOptions) -> Frames:
