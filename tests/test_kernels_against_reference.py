@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from mmflow.metrics import ofi
-from tests.reference import ofi_before
+from mmflow.metrics import impact, ofi, vpin
+from tests.reference import impact_before, ofi_before, vpin_before
 
 T0 = datetime(2024, 7, 1, tzinfo=UTC)
 UTC_NS = pl.Datetime("ns", "UTC")
@@ -103,3 +103,108 @@ def test_quote_bars_equal_the_previous_kernel(
     new = ofi.quote_bars(quotes.lazy(), every=every, grid=grid, max_age=max_age).collect()
     old = ofi_before.quote_bars(quotes.lazy(), every=every, grid=grid, max_age=max_age).collect()
     assert_same(new, old)
+
+
+COSTS = ("effective_spread", "realized_spread", "price_impact")
+COST_VALUES = [None, 0.0, 0.01, -0.02, 0.3, float("nan"), float("inf"), 1e-7]
+
+
+@st.composite
+def trade_frames(draw: st.DrawFn) -> pl.DataFrame:
+    """Trades of several instruments interleaved in time order, with costs, maybe sessions."""
+    n = draw(st.integers(min_value=0, max_value=40))
+    with_venue, with_session = draw(st.booleans()), draw(st.booleans())
+    ms = draw(st.integers(min_value=0, max_value=120_000))
+    rows: list[dict[str, object]] = []
+    for _ in range(n):
+        ms += draw(st.sampled_from(GAPS_MS))
+        row: dict[str, object] = {
+            "ts": T0 + timedelta(milliseconds=ms),
+            "symbol": draw(st.sampled_from("ABC")),
+            "price": draw(st.sampled_from([10.0, 10.01, 10.02, 9.99, 10.5, None, float("nan")])),
+            "size": draw(st.sampled_from([1.0, 2.0, 0.5, 0.0, -1.0, None, 100.0])),
+        }
+        for name in COSTS:
+            row[name] = draw(st.sampled_from(COST_VALUES))
+            row[f"{name}_bps"] = draw(st.sampled_from(COST_VALUES))
+        if with_venue:
+            row["venue"] = draw(st.sampled_from(["X", "Y", None]))
+        if with_session:
+            row["session"] = draw(st.sampled_from(["am", "pm"]))
+        rows.append(row)
+    schema: dict[str, pl.DataType] = {
+        "ts": UTC_NS,
+        "symbol": pl.String(),
+        "price": pl.Float64(),
+        "size": pl.Float64(),
+    }
+    for name in COSTS:
+        schema[name] = pl.Float64()
+        schema[f"{name}_bps"] = pl.Float64()
+    if with_venue:
+        schema["venue"] = pl.String()
+    if with_session:
+        schema["session"] = pl.String()
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+@settings(max_examples=60, deadline=None)
+@given(trades=trade_frames(), every=st.sampled_from(["1s", "1m", "5m"]))
+def test_cost_bars_and_roll_spread_equal_the_previous_kernels(
+    trades: pl.DataFrame, every: str
+) -> None:
+    new = impact.cost_bars(trades.lazy(), every=every).collect()
+    old = impact_before.cost_bars(trades.lazy(), every=every).collect()
+    assert_same(new, old)
+    new = impact.roll_spread(trades.lazy(), every=every).collect()
+    old = impact_before.roll_spread(trades.lazy(), every=every).collect()
+    assert_same(new, old)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    trades=trade_frames(),
+    signs=st.lists(st.sampled_from([1, -1, 0, None]), min_size=40, max_size=40),
+    bucket_volume=st.sampled_from([None, 1.0, 2.5, 7.0]),
+    buckets_per_day=st.sampled_from([1, 3, 50]),
+    window=st.sampled_from([1, 2, 5]),
+    include_partial=st.booleans(),
+    max_buckets=st.sampled_from([None, 10_000]),
+    every=st.sampled_from(["1s", "1m"]),
+)
+def test_vpin_equals_the_previous_kernel(
+    trades: pl.DataFrame,
+    signs: list[int | None],
+    bucket_volume: float | None,
+    buckets_per_day: int,
+    window: int,
+    include_partial: bool,
+    max_buckets: int | None,
+    every: str,
+) -> None:
+    signed = trades.with_columns(
+        pl.Series("trade_sign", signs[: trades.height], dtype=pl.Int8)
+    ).lazy()
+    new = vpin.vpin_buckets(
+        signed,
+        bucket_volume=bucket_volume,
+        buckets_per_day=buckets_per_day,
+        window=window,
+        include_partial=include_partial,
+        max_buckets=max_buckets,
+    ).collect()
+    old = vpin_before.vpin_buckets(
+        signed,
+        bucket_volume=bucket_volume,
+        buckets_per_day=buckets_per_day,
+        window=window,
+        include_partial=include_partial,
+        max_buckets=max_buckets,
+    ).collect()
+    assert_same(new, old)
+    keys = [c for c in ("venue", "symbol") if c in trades.columns]
+    bars = trades.select(*keys, pl.col("ts").dt.truncate(every)).unique().sort(*keys, "ts")
+    assert_same(
+        vpin.vpin_at(bars.lazy(), new.lazy(), every=every).collect(),
+        vpin_before.vpin_at(bars.lazy(), old.lazy(), every=every).collect(),
+    )
