@@ -255,7 +255,7 @@ def _timeline(quotes: pl.LazyFrame, max_age: int | None = None) -> pl.LazyFrame:
     instrument's own offset) — no per-instrument window (``.over``) at all.
     """
     keys = instrument_keys(_require_quotes(quotes).names())
-    flagged = _order_flow_imbalance(_by_instrument(quotes, keys))
+    flagged = _order_flow_imbalance(_by_instrument(quotes.select(*keys, TS, *_BBO), keys))
     valid, first = pl.col(VALID_QUOTE), pl.col(_FIRST)
     empty = ~valid & ~pl.col(CROSSED)
     bid, bid_size, ask, ask_size = (pl.col(_CLEAN[name]) for name in _BBO)
