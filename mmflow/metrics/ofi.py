@@ -25,10 +25,13 @@ the next valid or empty quote of the symbol (or the bar end). Periods after an e
 carried forward.
 
 Bars are computed from running sums per symbol (cumulative OFI and counts, and the time integrals
-of the standing spread, depth and imbalance) looked up with two as-of joins per bar, at its start
-and its end; a quote standing across many bars costs nothing extra. A bar's OFI is therefore a
+of the standing spread, depth and imbalance) looked up with one as-of join at each bar's start and
+end; a quote standing across many bars costs nothing extra. The quotes are grouped by instrument
+once (a stable sort), and every per-instrument series is a plain fill, shift or cumulative sum
+guarded at the instrument's first row, not a per-instrument window. A bar's OFI is therefore a
 difference of running sums: exact for integer sizes, otherwise within the float rounding of the
-running total.
+running total (the running sums of a frame's later instruments are re-based on their first row,
+so they carry the rounding of the earlier instruments' total as well).
 """
 
 from __future__ import annotations
