@@ -46,6 +46,10 @@ def _kernels() -> dict[str, Callable[[Path], pl.LazyFrame]]:
     def read(directory: Path, name: str) -> pl.LazyFrame:
         return pl.read_parquet(directory / f"{name}.parquet").lazy()
 
+    def vpin_unchecked_kernel(directory: Path) -> pl.LazyFrame:
+        buckets = vpin_buckets(read(directory, "signed"), buckets_per_day=50, window=50)
+        return vpin_at(read(directory, "grid"), buckets, every=EVERY)
+
     def quote_bars_kernel(directory: Path) -> pl.LazyFrame:
         return quote_bars(read(directory, "quotes"), every=EVERY, grid=read(directory, "grid"))
 
@@ -53,7 +57,8 @@ def _kernels() -> dict[str, Callable[[Path], pl.LazyFrame]]:
         return trade_costs(read(directory, "signed"), read(directory, "quotes"), horizon="5m")
 
     def vpin_kernel(directory: Path) -> pl.LazyFrame:
-        buckets = vpin_buckets(read(directory, "signed"), buckets_per_day=50, window=50)
+        signed = read(directory, "signed")
+        buckets = vpin_buckets(signed, buckets_per_day=50, window=50, max_buckets=10_000_000)
         return vpin_at(read(directory, "grid"), buckets, every=EVERY)
 
     return {
@@ -63,6 +68,7 @@ def _kernels() -> dict[str, Callable[[Path], pl.LazyFrame]]:
         "flow_bars": lambda d: flow_bars(read(d, "signed"), every=EVERY, grid=read(d, "grid")),
         "roll_spread": lambda d: roll_spread(read(d, "signed"), every=EVERY),
         "vpin": vpin_kernel,
+        "vpin_unchecked": vpin_unchecked_kernel,
     }
 
 

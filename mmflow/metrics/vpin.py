@@ -207,15 +207,29 @@ def vpin_buckets(
                 limit=max_buckets,
             )
         )
-        base = base.join(checked.select(keys), on=keys, how="semi", nulls_equal=True)
-
-    volume_per_bucket = (
-        pl.lit(float(bucket_volume))
-        if bucket_volume is not None
-        else pl.col(SIZE).sum().over(keys)
-        / pl.col("_date").n_unique().over(keys).cast(pl.Float64)
-        / float(buckets_per_day)
-    )
+        # The checked totals give the bucket size too: one join instead of a semi join and two
+        # per-instrument windows.
+        per_bucket = (
+            pl.lit(float(bucket_volume))
+            if bucket_volume is not None
+            else pl.col("_volume") / pl.col("_days").cast(pl.Float64) / float(buckets_per_day)
+        )
+        base = base.join(
+            checked.select(*keys, per_bucket.alias(_V)),
+            on=keys,
+            how="inner",
+            nulls_equal=True,
+            maintain_order="left",
+        )
+        volume_per_bucket = pl.col(_V)
+    else:
+        volume_per_bucket = (
+            pl.lit(float(bucket_volume))
+            if bucket_volume is not None
+            else pl.col(SIZE).sum().over(keys)
+            / pl.col("_date").n_unique().over(keys).cast(pl.Float64)
+            / float(buckets_per_day)
+        )
     cumulative = pl.col(SIZE).cum_sum().over(keys)
     positioned = base.with_columns(
         (cumulative - pl.col(SIZE)).alias(_START),
