@@ -259,12 +259,20 @@ def trade_costs(
     )
 
 
-def _weighted_mean(value: str, weight: pl.Expr) -> pl.Expr:
+def _weighted_parts(value: str, weight: pl.Expr) -> list[pl.Expr]:
+    """Per trade, V_t c_t and V_t where the cost c_t is known (finite), else null (skipped)."""
     x = pl.col(value)
-    w = weight.filter(x.is_not_null() & x.is_finite())
-    xs = x.filter(x.is_not_null() & x.is_finite())
-    total = w.sum()
-    return pl.when(total > 0).then((xs * w).sum() / total).alias(value)
+    known = x.is_finite().fill_null(value=False)
+    return [
+        pl.when(known).then(x * weight).alias(f"_{value}_weighted"),
+        pl.when(known).then(weight).alias(f"_{value}_weight"),
+    ]
+
+
+def _weighted_mean(value: str) -> pl.Expr:
+    """Σ V_t c_t / Σ V_t of a bar from :func:`_weighted_parts` (null when Σ V_t is 0)."""
+    total = pl.col(f"_{value}_weight")
+    return pl.when(total > 0).then(pl.col(f"_{value}_weighted") / total).alias(value)
 
 
 def cost_bars(costs: pl.LazyFrame, *, every: str) -> pl.LazyFrame:
@@ -335,11 +343,15 @@ def cost_bars(costs: pl.LazyFrame, *, every: str) -> pl.LazyFrame:
     keys = _keys(names)
     size = pl.col(SIZE).cast(pl.Float64)
     weight = pl.when(size > 0).then(size).otherwise(0.0)
+    columns = (*COSTS, *COSTS_BPS)
+    # Plain sums of precomputed per-trade columns (no per-group filters): polars aggregates
+    # these on its fast path.
+    parts = [part for name in columns for part in _weighted_parts(name, weight)]
     return (
-        costs.with_columns(pl.col(TS).dt.truncate(step))  # the bar start, as in flow_bars
+        costs.select(*keys, pl.col(TS).dt.truncate(step), *parts)  # bar start, as in flow_bars
         .group_by(*keys, TS)
-        .agg(_weighted_mean(name, weight) for name in (*COSTS, *COSTS_BPS))
-        .select(*keys, TS, *COSTS, *COSTS_BPS)
+        .agg(pl.col(part.meta.output_name()).sum() for part in parts)
+        .select(*keys, TS, *(_weighted_mean(name) for name in columns))
         .sort(*keys, TS)
     )
 
@@ -612,18 +624,25 @@ def roll_spread(trades: pl.LazyFrame, *, every: str) -> pl.LazyFrame:
     """
     step = _duration(every, "bar length", zero=False)
     keys = _keys(_require(trades, (TS, SYMBOL, PRICE), "trades"))
-    # Plain sums per bar (no per-group filters): polars aggregates these on its fast path.
+    # The trades grouped by instrument once (a stable sort keeps each one's time order), so a
+    # bar's price changes are plain differences guarded at the bar's first trade instead of
+    # per-bar windows (``.over``); then plain sums per bar, on polars' fast path.
     groups = [*keys, "_bar"]
-    price = pl.col(PRICE).cast(pl.Float64)
-    change = price.diff().over(groups)
-    paired = change.is_finite() & change.shift(1).over(groups).is_finite()
+    price = pl.col(PRICE)
+    first = pl.any_horizontal(pl.col(c).ne_missing(pl.col(c).shift(1)) for c in groups)
+    change = pl.when(~first).then(price.diff())
+    paired = change.is_finite() & change.shift(1).is_finite()
     a = pl.when(pl.col("_paired")).then(pl.col("_change"))
     b = pl.when(pl.col("_paired")).then(pl.col("_lag"))
     sums = (
-        trades.with_columns(pl.col(TS).dt.truncate(step).alias("_bar"))
+        trades.select(
+            *keys, pl.col(TS).dt.truncate(step).alias("_bar"), pl.col(PRICE).cast(pl.Float64)
+        )
+        .sort(*keys, maintain_order=True, nulls_last=True)
         .with_columns(change.alias("_change"))
         .with_columns(
-            pl.col("_change").shift(1).over(groups).alias("_lag"), paired.alias("_paired")
+            pl.when(~first).then(pl.col("_change").shift(1)).alias("_lag"),
+            paired.alias("_paired"),
         )
         .group_by(groups)
         .agg(

@@ -25,10 +25,13 @@ the next valid or empty quote of the symbol (or the bar end). Periods after an e
 carried forward.
 
 Bars are computed from running sums per symbol (cumulative OFI and counts, and the time integrals
-of the standing spread, depth and imbalance) looked up with two as-of joins per bar, at its start
-and its end; a quote standing across many bars costs nothing extra. A bar's OFI is therefore a
+of the standing spread, depth and imbalance) looked up with one as-of join at each bar's start and
+end; a quote standing across many bars costs nothing extra. The quotes are grouped by instrument
+once (a stable sort), and every per-instrument series is a plain fill, shift or cumulative sum
+guarded at the instrument's first row, not a per-instrument window. A bar's OFI is therefore a
 difference of running sums: exact for integer sizes, otherwise within the float rounding of the
-running total.
+running total (the running sums of a frame's later instruments are re-based on their first row,
+so they carry the rounding of the earlier instruments' total as well).
 """
 
 from __future__ import annotations
@@ -87,8 +90,7 @@ _BBO: Final = (BID_PRICE, BID_SIZE, ASK_PRICE, ASK_SIZE)
 _DURATION: Final = re.compile(r"^(\d+(ns|us|ms|mo|s|m|h|d|w|q|y))+$")
 
 # Temporary column names (all start with "_ofi_" so they cannot clash with user columns).
-_SEGMENT: Final = "_ofi_segment"
-_PREVIOUS: Final = {name: f"_ofi_previous_{name}" for name in _BBO}
+_FIRST: Final = "_ofi_first"  # the first row of an instrument (rows grouped by instrument)
 _CLEAN: Final = {name: f"_ofi_clean_{name}" for name in _BBO}
 _WEIGHT: Final = "_ofi_weight"  # 1 while a valid quote stands, else 0
 _IMBALANCE_WEIGHT: Final = "_ofi_imbalance_weight"  # 1 while a valid quote with depth > 0 stands
@@ -109,6 +111,8 @@ _ROW: Final = "_ofi_row"
 _KEY_SYMBOL: Final = "_ofi_symbol"
 _START: Final = "_ofi_start"
 _END: Final = "_ofi_end"
+_IS_END: Final = "_ofi_is_end"
+_BOUND: Final = "_ofi_bound"
 
 
 def _check_every(every: str) -> None:
@@ -179,37 +183,53 @@ def order_flow_imbalance(quotes: pl.LazyFrame) -> pl.LazyFrame:
     >>> order_flow_imbalance(quotes).collect()["ofi_event"].to_list()
     [0.0, 5.0, 3.0, 3.0, -3.0, -4.0, 4.0]
     """
-    return _events(quotes).drop(_CLEAN.values())
+    keys = instrument_keys(_require_quotes(quotes).names())
+    return (
+        _order_flow_imbalance(_by_instrument(quotes.with_row_index(_ROW), keys))
+        .sort(_ROW)
+        .drop(_ROW, _FIRST, *_CLEAN.values())
+    )
 
 
-def _events(quotes: pl.LazyFrame) -> pl.LazyFrame:
-    """Do :func:`order_flow_imbalance`, keeping the cleaned sides (NaN → null) in ``_CLEAN``."""
+def _by_instrument(quotes: pl.LazyFrame, keys: Sequence[str]) -> pl.LazyFrame:
+    """Return ``quotes`` grouped by instrument, each instrument's rows in their input order.
+
+    A stable sort on the instrument keys only: rows of one instrument keep their (time) order,
+    so every per-instrument series below is a plain shift or fill guarded by :func:`_first`.
+    """
+    return quotes.sort(*keys, maintain_order=True, nulls_last=True)
+
+
+def _first(keys: Sequence[str]) -> pl.Expr:
+    """Return True on the first row of each instrument of a frame grouped by instrument."""
+    changed = pl.any_horizontal(pl.col(key).ne_missing(pl.col(key).shift(1)) for key in keys)
+    return changed | (pl.int_range(pl.len()) == 0)
+
+
+def _order_flow_imbalance(quotes: pl.LazyFrame) -> pl.LazyFrame:
+    """Do :func:`order_flow_imbalance` on quotes grouped by instrument (:func:`_by_instrument`).
+
+    Adds ``_ofi_first`` (the instrument's first row) and keeps the cleaned sides in ``_CLEAN``.
+    Instead of per-instrument windows (``.over``), a state is carried with forward fills that
+    cannot cross an instrument: each instrument's first row resets it.
+    """
     keys = instrument_keys(_require_quotes(quotes).names())
     cleaned = quotes.with_columns(
-        pl.col(name).cast(pl.Float64).fill_nan(None).alias(_CLEAN[name]) for name in _BBO
+        *(pl.col(name).cast(pl.Float64).fill_nan(None).alias(_CLEAN[name]) for name in _BBO),
+        _first(keys).alias(_FIRST),
     )
     bid, bid_size, ask, ask_size = (pl.col(_CLEAN[name]) for name in _BBO)
     empty = pl.any_horizontal(side.is_null() for side in (bid, bid_size, ask, ask_size))
     crossed = ~empty & (bid > ask)
-    flagged = cleaned.with_columns(
-        (~empty & ~crossed).alias(VALID_QUOTE),
-        crossed.alias(CROSSED),
-        empty.cast(pl.UInt32).cum_sum().over(keys).alias(_SEGMENT),
-    )
-    valid = pl.col(VALID_QUOTE)
-    # Values of the previous valid quote in the same (symbol, segment); a segment starts at a
-    # clear, so nothing before a clear is ever "previous".
-    with_previous = flagged.with_columns(
-        pl.when(valid)
-        .then(pl.col(_CLEAN[name]))
-        .shift(1)
-        .forward_fill()
-        .over(*keys, _SEGMENT)
-        .alias(_PREVIOUS[name])
-        for name in _BBO
-    )
+    flagged = cleaned.with_columns((~empty & ~crossed).alias(VALID_QUOTE), crossed.alias(CROSSED))
+    valid, first = pl.col(VALID_QUOTE), pl.col(_FIRST)
+    empty = ~valid & ~pl.col(CROSSED)
+    # A valid quote stands since the last clear (or the instrument's start): the previous valid
+    # quote of row i is the last valid row before i, provided one lies in i's segment.
+    standing = pl.when(valid).then(pl.lit(value=True)).when(empty | first).then(pl.lit(value=False))
+    seeded = valid & ~first & standing.forward_fill().shift(1).fill_null(value=False)
     previous_bid, previous_bid_size, previous_ask, previous_ask_size = (
-        pl.col(_PREVIOUS[name]) for name in _BBO
+        pl.when(valid).then(pl.col(_CLEAN[name])).forward_fill().shift(1) for name in _BBO
     )
     event = (
         pl.when(bid >= previous_bid).then(bid_size).otherwise(0.0)
@@ -217,38 +237,43 @@ def _events(quotes: pl.LazyFrame) -> pl.LazyFrame:
         - pl.when(ask <= previous_ask).then(ask_size).otherwise(0.0)
         + pl.when(ask >= previous_ask).then(previous_ask_size).otherwise(0.0)
     )
-    seeded = valid & previous_bid.is_not_null()
-    return with_previous.with_columns(
-        pl.when(seeded).then(event).otherwise(0.0).alias(OFI_EVENT)
-    ).drop(_SEGMENT, *_PREVIOUS.values())
+    return flagged.with_columns(pl.when(seeded).then(event).otherwise(0.0).alias(OFI_EVENT))
 
 
 def _timeline(quotes: pl.LazyFrame, max_age: int | None = None) -> pl.LazyFrame:
-    """Per symbol, the book state after each distinct ``ts`` and its running integrals.
+    """Per instrument, the book state after each distinct ``ts`` and its running integrals.
 
-    One row per (symbol, ts) (the last quote at that instant), with: the standing weight and
-    values (valid flag, spread, depth, imbalance; crossed rows keep the previous state, empty
-    rows set everything to 0); their integrals over time from the symbol's first quote up to
-    this ``ts`` (exclusive of this row's own interval); cumulative OFI, quote and crossed counts
-    up to and including this ``ts``; the mid of the last valid quote at or before it; and whether
-    it is the symbol's last row. With ``max_age`` (nanoseconds) a state stands at most that long
-    after its quote: the integrals stop there.
+    One row per (instrument, ts) (the last quote at that instant), grouped by instrument and in
+    time order within it, with: the standing weight and values (valid flag, spread, depth,
+    imbalance; crossed rows keep the previous state, empty rows set everything to 0); their
+    integrals over time from the instrument's first quote up to this ``ts`` (exclusive of this
+    row's own interval); cumulative OFI, quote and crossed counts up to and including this
+    ``ts``; the mid of the last valid quote at or before it; and whether it is the instrument's
+    last row. With ``max_age`` (nanoseconds) a state stands at most that long after its quote:
+    the integrals stop there.
+
+    The quotes are grouped by instrument once (a stable sort); every per-instrument series is
+    then a plain forward fill, shift or cumulative sum over the whole column, kept inside its
+    instrument by the first-row mask (a state is reset there; a running sum starts from the
+    instrument's own offset) — no per-instrument window (``.over``) at all.
     """
-    flagged = _events(quotes)
-    keys = instrument_keys(flagged)
-    valid = pl.col(VALID_QUOTE)
+    keys = instrument_keys(_require_quotes(quotes).names())
+    flagged = _order_flow_imbalance(_by_instrument(quotes.select(*keys, TS, *_BBO), keys))
+    valid, first = pl.col(VALID_QUOTE), pl.col(_FIRST)
     empty = ~valid & ~pl.col(CROSSED)
     bid, bid_size, ask, ask_size = (pl.col(_CLEAN[name]) for name in _BBO)
     depth = bid_size + ask_size
     positive = depth > 0
 
     def standing(value: pl.Expr, zero: pl.Expr) -> pl.Expr:
-        state = pl.when(valid).then(value).when(empty).then(zero).otherwise(None)
-        return state.forward_fill().fill_null(zero).over(keys)
+        # The instrument's first row is never null, so the fill never crosses instruments.
+        return pl.when(valid).then(value).when(empty | first).then(zero).forward_fill()
 
     one, nothing = pl.lit(1, pl.Int64), pl.lit(0, pl.Int64)
     zero = pl.lit(0.0, pl.Float64)
-    next_ts = pl.col(TS).shift(-1).over(keys)
+    last = first.shift(-1).fill_null(value=True)
+    next_ts = pl.when(~last).then(pl.col(TS).shift(-1))
+    seen = pl.when(valid).then(pl.lit(value=True)).when(first).then(pl.lit(value=False))
     states = flagged.with_columns(
         standing(one, nothing).alias(_WEIGHT),
         standing(pl.when(positive).then(one).otherwise(nothing), nothing).alias(_IMBALANCE_WEIGHT),
@@ -257,26 +282,38 @@ def _timeline(quotes: pl.LazyFrame, max_age: int | None = None) -> pl.LazyFrame:
         standing(pl.when(positive).then((bid_size - ask_size) / depth).otherwise(zero), zero).alias(
             _IMBALANCE
         ),
-        pl.when(valid).then((bid + ask) / 2).forward_fill().over(keys).alias(_MID),
+        pl.when(seen.forward_fill())
+        .then(pl.when(valid).then((bid + ask) / 2).forward_fill())
+        .alias(_MID),
         _clipped((next_ts - pl.col(TS)).dt.total_nanoseconds().fill_null(0), max_age).alias(_GAP),
-        pl.col(OFI_EVENT).cum_sum().over(keys).alias(_CUMULATIVE_OFI),
-        (pl.int_range(pl.len(), dtype=pl.Int64) + 1).over(keys).alias(_EVENTS),
-        pl.col(CROSSED).cast(pl.Int64).cum_sum().over(keys).alias(_CROSSED),
-        next_ts.is_null().alias(_LAST),
+        last.alias(_LAST),
         next_ts.ne_missing(pl.col(TS)).alias(_KEEP),
+        pl.int_range(pl.len(), dtype=pl.Int64).alias(_ROW),
     )
     gap = pl.col(_GAP)
+
+    def running(value: pl.Expr, *, inclusive: bool) -> pl.Expr:
+        # Σ value over the instrument's rows up to this one (inclusive) or before it, as one
+        # cumulative sum less the sum before the instrument's first row (exact for integers).
+        total = value.cum_sum()
+        before = total.shift(1).fill_null(0)
+        offset = pl.when(first).then(before).forward_fill()
+        return (total if inclusive else before) - offset
+
     integrals = [
-        (pl.col(name) * (gap if name in (_WEIGHT, _IMBALANCE_WEIGHT) else gap.cast(pl.Float64)))
-        .cum_sum()
-        .shift(1)
-        .fill_null(0)
-        .over(keys)
-        .alias(_INTEGRAL[name])
+        running(
+            pl.col(name) * (gap if name in (_WEIGHT, _IMBALANCE_WEIGHT) else gap.cast(pl.Float64)),
+            inclusive=False,
+        ).alias(_INTEGRAL[name])
         for name in _STANDING
     ]
     return (
-        states.with_columns(integrals)
+        states.with_columns(
+            *integrals,
+            running(pl.col(OFI_EVENT), inclusive=True).alias(_CUMULATIVE_OFI),
+            (pl.col(_ROW) - pl.when(first).then(pl.col(_ROW)).forward_fill() + 1).alias(_EVENTS),
+            running(pl.col(CROSSED).cast(pl.Int64), inclusive=True).alias(_CROSSED),
+        )
         .filter(pl.col(_KEEP))
         .select(
             *keys,
@@ -429,18 +466,29 @@ def quote_bars(
         .rename({SYMBOL: _KEY_SYMBOL})
     )
     carried = [c for c in timeline.collect_schema().names() if c not in by]
-    joined = left
-    for key, prefix in ((_START, "_s"), (_END, "_e")):
-        right = timeline.rename({c: f"{prefix}{c}" for c in carried})
-        joined = joined.join_asof(
-            right,
-            left_on=key,
-            right_on=f"{prefix}{_AT}",
-            by=by,
-            strategy="backward",
-            allow_exact_matches=False,
-            check_sortedness=False,
+    # One as-of join for both bounds of every bar: each grid row twice (start, then end), then
+    # the two matches side by side again (``_s…`` at the start, ``_e…`` at the end).
+    bounds = (
+        left.with_columns(pl.concat_list(pl.lit(value=False), pl.lit(value=True)).alias(_IS_END))
+        .explode(_IS_END)
+        .with_columns(
+            pl.when(pl.col(_IS_END)).then(pl.col(_END)).otherwise(pl.col(_START)).alias(_BOUND)
         )
+        .sort(*by, _BOUND)
+    )
+    matched = bounds.join_asof(
+        timeline,
+        left_on=_BOUND,
+        right_on=_AT,
+        by=by,
+        strategy="backward",
+        allow_exact_matches=False,
+        check_sortedness=False,
+    ).sort(_ROW, _IS_END)
+    joined = matched.with_columns(
+        *(pl.col(c).shift(1).alias(f"_s{c}") for c in carried),
+        *(pl.col(c).alias(f"_e{c}") for c in carried),
+    ).filter(pl.col(_IS_END))
 
     def within(name: str) -> pl.Expr:
         # ∫ over [start, end) = Δ(integral up to the last row before each bound)
@@ -529,9 +577,9 @@ def ofi_total(quotes: pl.LazyFrame) -> pl.LazyFrame:
     >>> ofi_total(quotes).collect().rows()
     [('X', 2.0, 3, 1), ('Y', 0.0, 1, 0)]
     """
-    keys = instrument_keys(quotes)
+    keys = instrument_keys(_require_quotes(quotes).names())
     return (
-        order_flow_imbalance(quotes)
+        _order_flow_imbalance(_by_instrument(quotes, keys))
         .group_by(keys)
         .agg(
             pl.col(OFI_EVENT).sum().alias(OFI),

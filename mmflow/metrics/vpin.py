@@ -52,7 +52,6 @@ _V = "_bucket_volume"
 _PS = "_start_position"
 _PE = "_end_position"
 _PIECE = "_piece"
-_COMPLETED = "_completed"
 _BAR_END = "_bar_end"
 
 
@@ -208,15 +207,29 @@ def vpin_buckets(
                 limit=max_buckets,
             )
         )
-        base = base.join(checked.select(keys), on=keys, how="semi", nulls_equal=True)
-
-    volume_per_bucket = (
-        pl.lit(float(bucket_volume))
-        if bucket_volume is not None
-        else pl.col(SIZE).sum().over(keys)
-        / pl.col("_date").n_unique().over(keys).cast(pl.Float64)
-        / float(buckets_per_day)
-    )
+        # The checked totals give the bucket size too: one join instead of a semi join and two
+        # per-instrument windows.
+        per_bucket = (
+            pl.lit(float(bucket_volume))
+            if bucket_volume is not None
+            else pl.col("_volume") / pl.col("_days").cast(pl.Float64) / float(buckets_per_day)
+        )
+        base = base.join(
+            checked.select(*keys, per_bucket.alias(_V)),
+            on=keys,
+            how="inner",
+            nulls_equal=True,
+            maintain_order="left",
+        )
+        volume_per_bucket = pl.col(_V)
+    else:
+        volume_per_bucket = (
+            pl.lit(float(bucket_volume))
+            if bucket_volume is not None
+            else pl.col(SIZE).sum().over(keys)
+            / pl.col("_date").n_unique().over(keys).cast(pl.Float64)
+            / float(buckets_per_day)
+        )
     cumulative = pl.col(SIZE).cum_sum().over(keys)
     positioned = base.with_columns(
         (cumulative - pl.col(SIZE)).alias(_START),
@@ -228,34 +241,46 @@ def vpin_buckets(
     )
     first = pl.col(_PS).floor().cast(pl.Int64)
     after_last = pl.col(_PE).ceil().cast(pl.Int64)
+    piece = pl.col(_PIECE)
+    sign = pl.col(TRADE_SIGN)
     pieces = (
-        positioned.with_columns(
-            pl.col(_PE).max().over(keys).floor().cast(pl.Int64).alias(_COMPLETED),
-            pl.int_ranges(first, after_last).alias(BUCKET),
-        )
+        positioned.with_columns(pl.int_ranges(first, after_last).alias(BUCKET))
         .explode(BUCKET)
         .filter(pl.col(BUCKET).is_not_null())
-        .with_columns(
+        .select(
+            *keys,
+            BUCKET,
+            TS,
+            TRADE_SIGN,
+            _PE,
             (
                 pl.min_horizontal(pl.col(_END), (pl.col(BUCKET) + 1) * pl.col(_V))
                 - pl.max_horizontal(pl.col(_START), pl.col(BUCKET) * pl.col(_V))
             )
             .clip(lower_bound=0.0)
-            .alias(_PIECE)
+            .alias(_PIECE),
+        )
+        # Buy and sell parts as columns (null elsewhere: a sum skips them), so the per-bucket
+        # sums below are plain ones, on polars' fast path.
+        .with_columns(
+            pl.when(sign == 1).then(piece).alias("_buy"),
+            pl.when(sign == -1).then(piece).alias("_sell"),
         )
     )
-    piece = pl.col(_PIECE)
-    sign = pl.col(TRADE_SIGN)
     buckets = (
         pieces.group_by(*keys, BUCKET)
         .agg(
             pl.col(TS).max(),
             piece.sum().alias("volume"),
-            piece.filter(sign == 1).sum().alias("buy_volume"),
-            piece.filter(sign == -1).sum().alias("sell_volume"),
-            (pl.col(BUCKET).first() < pl.col(_COMPLETED).first()).alias(COMPLETE),
+            pl.col("_buy").sum().alias("buy_volume"),
+            pl.col("_sell").sum().alias("sell_volume"),
+            pl.col(_PE).max(),
         )
         .sort(*keys, BUCKET, nulls_last=True)
+        # A bucket is complete when the instrument's volume reaches its end.
+        .with_columns(
+            (pl.col(BUCKET) < pl.col(_PE).max().over(keys).floor().cast(pl.Int64)).alias(COMPLETE)
+        )
     )
     imbalance = (pl.col("sell_volume") - pl.col("buy_volume")).abs()
     vpin = (

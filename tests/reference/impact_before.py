@@ -1,0 +1,651 @@
+# The trading-cost kernels as they were before issue 11 (commit 765de36), kept verbatim as the
+# reference that tests/test_kernels_against_reference.py compares the faster kernels with.
+# ruff: noqa
+# mypy: ignore-errors
+"""Trading costs, price impact and illiquidity: spreads per trade, Kyle's λ, Amihud, Roll.
+
+* Effective, realized spread and price impact per trade, with the later midpoint found **by
+  time** with an as-of join on quotes, never by shifting rows (metrics.md §b.7 and §14 item 1).
+* Kyle's λ: the OLS slope of price changes on signed volume, over trailing bars (metrics.md
+  §12.3) or over a symbol's trades (§b.6).
+* Amihud's illiquidity: mean |return| per unit of dollar volume (§b.6).
+* Roll's spread from the serial covariance of price changes (§b.7).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+import polars as pl
+
+from mmflow.errors import ParameterError, SchemaError
+from mmflow.metrics.classify import quote_is_usable
+from mmflow.schema import (
+    ASK_PRICE,
+    ASOF_VENUE,
+    BID_PRICE,
+    MID_PRICE,
+    PRICE,
+    SIZE,
+    SYMBOL,
+    TRADE_SIGN,
+    TS,
+    asof_keys,
+    instrument_keys,
+)
+
+EFFECTIVE_SPREAD: Final = "effective_spread"
+REALIZED_SPREAD: Final = "realized_spread"
+PRICE_IMPACT: Final = "price_impact"
+FUTURE_MID_PRICE: Final = "future_mid_price"
+KYLE_LAMBDA: Final = "kyle_lambda"
+AMIHUD: Final = "amihud"
+ROLL_SPREAD: Final = "roll_spread"
+COSTS: Final = (EFFECTIVE_SPREAD, REALIZED_SPREAD, PRICE_IMPACT)
+COSTS_BPS: Final = tuple(f"{name}_bps" for name in COSTS)
+
+VARIANCE_TOLERANCE: Final = 1e-12
+"""A window's flow variance n Σx² − (Σx)² at or below this fraction of n Σx² counts as zero:
+the flows are constant up to the rounding of the rolling sums."""
+
+ROLL_TOLERANCE: Final = 1e-9
+"""Roll's covariance counts as ≥ 0 unless the serial correlation is below −10⁻⁹ and the
+spread it implies exceeds 10⁻⁹ of the bar's mean price, so that float rounding (of a zero
+covariance, or of the equal changes of a steady trend) never yields a spread."""
+
+_SESSION = "session"
+_DURATION = re.compile(r"^(\d+(ns|us|ms|s|m|h|d|w|mo|q|y))+$")
+_KEY = "_horizon_ts"
+_FUTURE_TS = "_future_ts"
+_LAST_QUOTE = "_last_quote_ts"
+FUTURE_MID_MISSING: Final = "future_mid_missing"
+"""Per trade: why M_{t+Δ} is null although a quote came before t + Δ (``after_last_quote``:
+t + Δ is after the instrument's last quote; ``stale``: that quote is older than the maximum
+quote age), else null."""
+
+
+def _expr(value: str | pl.Expr) -> pl.Expr:
+    return pl.col(value) if isinstance(value, str) else value
+
+
+def _duration(value: str, what: str, *, zero: bool) -> str:
+    text = value.strip()
+    if text == "0" and zero:
+        return "0s"
+    if not _DURATION.match(text) or not (zero or re.search(r"[1-9]", text)):
+        kind = "polars duration" if zero else "positive polars duration"
+        msg = f"{what} must be a {kind} like 1s, 5m or 1h, was {value!r}"
+        raise ParameterError(msg)
+    return text
+
+
+def _window(window: int) -> int:
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        msg = f"window must be a whole number of bars >= 1, was {window!r}"
+        raise ParameterError(msg)
+    return window
+
+
+def _require(frame: pl.LazyFrame, columns: tuple[str, ...], what: str) -> list[str]:
+    names = frame.collect_schema().names()
+    missing = [c for c in columns if c not in names]
+    if missing:
+        msg = f"{what} is missing column(s) {', '.join(missing)}; found {', '.join(names)}"
+        raise SchemaError(msg)
+    return names
+
+
+def _keys(names: list[str]) -> list[str]:
+    """Bar keys: the instrument, plus ``session`` when present (as flow bars are made)."""
+    keys = instrument_keys(names)
+    return [*keys, _SESSION] if _SESSION in names else keys
+
+
+def _previous_price(price: pl.Expr) -> pl.Expr:
+    """Return the last non-null price strictly before each row (apply ``.over`` per series)."""
+    return price.shift(1).forward_fill()
+
+
+def trade_costs(
+    trades: pl.LazyFrame,
+    quotes: pl.LazyFrame,
+    *,
+    horizon: str = "5m",
+    max_quote_age: str | None = None,
+) -> pl.LazyFrame:
+    """Add effective spread, realized spread and price impact to every signed trade.
+
+    With D the trade sign, P the price, M the prevailing mid (``mid_price``) and M_{t+Δ} the
+    mid of the latest usable quote (both sides present, bid < ask) at or before t + Δ:
+
+        ES_t = 2 D (P − M),   RS_t = 2 D (P − M_{t+Δ}),   PI_t = 2 D (M_{t+Δ} − M) = ES − RS,
+
+    and each ÷ M × 10⁴ in basis points (``*_bps``). Δ is a time horizon and M_{t+Δ} comes from
+    an as-of join on quote times — not a shift by a number of rows as in the R package
+    ``highfrequency`` (metrics.md §14 item 1), whose ``priceImpact`` is also half this one.
+    Classic horizon: 5 minutes (SEC Rule 11Ac1-5 / 605); see Huang & Stoll (1996, *J. Financial
+    Economics* 41(3):313-357) and Bessembinder (2003, *J. Financial Markets* 6(3):233-257).
+    When no quote arrives between t and t + Δ, M_{t+Δ} is the quote prevailing then, unless
+    t + Δ lies after the instrument's last quote (the quotes end before the horizon: nothing is
+    known about the mid then) or that quote is older than ``max_quote_age`` at t + Δ; in both
+    cases M_{t+Δ} is null (``future_mid_missing`` says why). Quotes match within the instrument
+    (``venue, symbol``). Everything is null where D = 0 (unknown sign); ES is null where M is
+    missing, RS and PI where M or M_{t+Δ} is (so RS is measured on the same trades as PI, and
+    ES = RS + PI wherever all three exist); the ``*_bps`` columns are also null where M ≤ 0.
+
+    Parameters
+    ----------
+    trades
+        Trades with ``ts, symbol, price, trade_sign`` and ``mid_price`` (the prevailing mid, as
+        :func:`mmflow.metrics.quotes.attach_quotes` adds it), sorted by ``ts``.
+    quotes
+        Canonical quotes sorted by ``ts``.
+    horizon
+        Δ as a polars duration (``5m``, ``1m``, ``500ms``, ``0s``).
+    max_quote_age
+        A quote older than this at t + Δ does not give M_{t+Δ} (``None``: no limit).
+
+    Returns
+    -------
+    pl.LazyFrame
+        ``trades`` in their order with ``future_mid_price`` (M_{t+Δ}), ``future_mid_missing``
+        (``after_last_quote``, ``stale`` or null), ``effective_spread,
+        realized_spread, price_impact, effective_spread_bps, realized_spread_bps,
+        price_impact_bps`` (Float64).
+
+    Raises
+    ------
+    ParameterError
+        If ``horizon`` is not a polars duration.
+    SchemaError
+        If ``trades`` lacks a required column.
+
+    Examples
+    --------
+    metrics.md §b.7: B 10.00, A 10.10, a buy at 10.08, M_{t+Δ} = 10.09 (the quotes go on after
+    t + Δ; a horizon after the last quote would give null).
+
+    >>> import polars as pl
+    >>> from datetime import datetime
+    >>> trades = pl.LazyFrame(
+    ...     {
+    ...         "ts": [datetime(2024, 1, 1, 10)],
+    ...         "symbol": ["X"],
+    ...         "price": [10.08],
+    ...         "trade_sign": [1],
+    ...         "mid_price": [10.05],
+    ...     }
+    ... )
+    >>> quotes = pl.LazyFrame(
+    ...     {
+    ...         "ts": [datetime(2024, 1, 1, 9, 59), datetime(2024, 1, 1, 10, 3)]
+    ...         + [datetime(2024, 1, 1, 10, 6)],
+    ...         "symbol": ["X", "X", "X"],
+    ...         "bid_price": [10.00, 10.04, 10.00],
+    ...         "ask_price": [10.10, 10.14, 10.20],
+    ...     }
+    ... )
+    >>> trade_costs(trades, quotes).select(
+    ...     pl.col("effective_spread", "realized_spread", "price_impact").round(10)
+    ... ).collect()
+    shape: (1, 3)
+    ┌──────────────────┬─────────────────┬──────────────┐
+    │ effective_spread ┆ realized_spread ┆ price_impact │
+    │ ---              ┆ ---             ┆ ---          │
+    │ f64              ┆ f64             ┆ f64          │
+    ╞══════════════════╪═════════════════╪══════════════╡
+    │ 0.06             ┆ -0.02           ┆ 0.08         │
+    └──────────────────┴─────────────────┴──────────────┘
+    """
+    delta = _duration(horizon, "horizon", zero=True)
+    names = _require(trades, (TS, SYMBOL, PRICE, TRADE_SIGN, MID_PRICE), "trades")
+    age = None if max_quote_age is None else _duration(max_quote_age, "max_quote_age", zero=True)
+    replaced = [c for c in (FUTURE_MID_PRICE, FUTURE_MID_MISSING, *COSTS, *COSTS_BPS) if c in names]
+    if replaced:
+        trades = trades.drop(replaced)
+    key = pl.col(TS) if delta == "0s" else pl.col(TS).dt.offset_by(delta)
+    left, right, by = asof_keys(trades.with_columns(key.alias(_KEY)), quotes)
+    instrument = [c for c in by if c != ASOF_VENUE]
+    ends = right.group_by(by).agg(pl.col(TS).max().alias(_LAST_QUOTE))
+    later = right.filter(quote_is_usable()).select(
+        pl.col(TS).alias(_KEY),
+        pl.col(TS).alias(_FUTURE_TS),
+        *by,
+        ((pl.col(BID_PRICE) + pl.col(ASK_PRICE)) / 2).alias(FUTURE_MID_PRICE),
+    )
+    joined = left.join_asof(
+        later,
+        on=_KEY,
+        by=by,
+        strategy="backward",
+        allow_exact_matches=True,
+        check_sortedness=False,
+    ).join(ends, on=by, how="left", maintain_order="left")
+    after_last = pl.col(_KEY) > pl.col(_LAST_QUOTE)
+    stale = (
+        pl.lit(value=False)
+        if age is None
+        else pl.col(_FUTURE_TS) < pl.col(_KEY).dt.offset_by(f"-{age}")
+    )
+    missing = (
+        pl.when(pl.col(FUTURE_MID_PRICE).is_null())
+        .then(None)
+        .when(after_last)
+        .then(pl.lit("after_last_quote"))
+        .when(stale)
+        .then(pl.lit("stale"))
+    )
+    joined = (
+        joined.with_columns(missing.alias(FUTURE_MID_MISSING))
+        .with_columns(
+            pl.when(pl.col(FUTURE_MID_MISSING).is_null())
+            .then(pl.col(FUTURE_MID_PRICE))
+            .alias(FUTURE_MID_PRICE)
+        )
+        .drop(_KEY, _FUTURE_TS, _LAST_QUOTE, *(c for c in by if c not in instrument))
+    )
+    d = pl.col(TRADE_SIGN).cast(pl.Float64)
+    p = pl.col(PRICE).cast(pl.Float64)
+    m = pl.col(MID_PRICE).cast(pl.Float64)
+    later_mid = pl.col(FUTURE_MID_PRICE)
+    signed = (d == 1) | (d == -1)
+    costs = {
+        EFFECTIVE_SPREAD: 2 * d * (p - m),
+        REALIZED_SPREAD: 2 * d * (p - later_mid),
+        PRICE_IMPACT: 2 * d * (later_mid - m),
+    }
+    known = {EFFECTIVE_SPREAD: signed, REALIZED_SPREAD: signed & m.is_not_null()}
+    return joined.with_columns(
+        pl.when(known.get(name, signed)).then(value).alias(name) for name, value in costs.items()
+    ).with_columns(
+        pl.when(m > 0).then(pl.col(name) / m * 1e4).alias(f"{name}_bps") for name in COSTS
+    )
+
+
+def _weighted_mean(value: str, weight: pl.Expr) -> pl.Expr:
+    x = pl.col(value)
+    w = weight.filter(x.is_not_null() & x.is_finite())
+    xs = x.filter(x.is_not_null() & x.is_finite())
+    total = w.sum()
+    return pl.when(total > 0).then((xs * w).sum() / total).alias(value)
+
+
+def cost_bars(costs: pl.LazyFrame, *, every: str) -> pl.LazyFrame:
+    """Average the trading costs of :func:`trade_costs` per symbol and time bar, by size.
+
+    Each column is Σ V_t c_t / Σ V_t over the bar's trades whose cost c_t is known (not null),
+    so a trade without a later quote still counts in the effective spread (costs as defined in
+    metrics.md §b.7, see :func:`trade_costs`). A bar's ``ts`` is its
+    start and it holds trades with start ≤ t < start + ``every`` (product.md "Bars"). Only bars
+    with at least one trade appear; a bar whose trades have no known cost (or zero size) has
+    nulls.
+
+    Parameters
+    ----------
+    costs
+        The output of :func:`trade_costs` (with ``size``), sorted by ``ts``; with a
+        ``session`` column, bars are made per session, as flow bars are.
+    every
+        Bar length (polars duration string).
+
+    Returns
+    -------
+    pl.LazyFrame
+        ``symbol, [session,] ts, effective_spread, realized_spread, price_impact,
+        effective_spread_bps, realized_spread_bps, price_impact_bps``, sorted by symbol and
+        ``ts``.
+
+    Raises
+    ------
+    ParameterError
+        If ``every`` is not a positive polars duration.
+    SchemaError
+        If a cost column or ``size`` is missing.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> from datetime import datetime
+    >>> costs = pl.LazyFrame(
+    ...     {
+    ...         "ts": [datetime(2024, 1, 1, 0, m, s) for m, s in ((0, 1), (0, 2), (1, 1))],
+    ...         "symbol": ["X"] * 3,
+    ...         "size": [1.0, 3.0, 2.0],
+    ...         "effective_spread": [0.04, 0.08, 0.02],
+    ...         "realized_spread": [0.0, None, 0.01],
+    ...         "price_impact": [0.04, None, 0.01],
+    ...     }
+    ... ).with_columns(
+    ...     (pl.col("effective_spread", "realized_spread", "price_impact") * 1000).name.suffix(
+    ...         "_bps"
+    ...     )
+    ... )
+    >>> cost_bars(costs, every="1m").select(
+    ...     "ts", pl.col("effective_spread", "realized_spread", "price_impact").round(6)
+    ... ).collect()
+    shape: (2, 4)
+    ┌─────────────────────┬──────────────────┬─────────────────┬──────────────┐
+    │ ts                  ┆ effective_spread ┆ realized_spread ┆ price_impact │
+    │ ---                 ┆ ---              ┆ ---             ┆ ---          │
+    │ datetime[μs]        ┆ f64              ┆ f64             ┆ f64          │
+    ╞═════════════════════╪══════════════════╪═════════════════╪══════════════╡
+    │ 2024-01-01 00:00:00 ┆ 0.07             ┆ 0.0             ┆ 0.04         │
+    │ 2024-01-01 00:01:00 ┆ 0.02             ┆ 0.01            ┆ 0.01         │
+    └─────────────────────┴──────────────────┴─────────────────┴──────────────┘
+    """
+    step = _duration(every, "bar length", zero=False)
+    names = _require(costs, (TS, SYMBOL, SIZE, *COSTS, *COSTS_BPS), "costs")
+    keys = _keys(names)
+    size = pl.col(SIZE).cast(pl.Float64)
+    weight = pl.when(size > 0).then(size).otherwise(0.0)
+    return (
+        costs.with_columns(pl.col(TS).dt.truncate(step))  # the bar start, as in flow_bars
+        .group_by(*keys, TS)
+        .agg(_weighted_mean(name, weight) for name in (*COSTS, *COSTS_BPS))
+        .select(*keys, TS, *COSTS, *COSTS_BPS)
+        .sort(*keys, TS)
+    )
+
+
+def kyle_lambda(
+    bars: pl.LazyFrame,
+    *,
+    window: int = 240,
+    price: str | pl.Expr = "close",
+    flow: str | pl.Expr = "net_flow",
+) -> pl.LazyFrame:
+    """Add ``kyle_lambda``: the trailing OLS slope of bar price changes on bar net flow.
+
+    Per symbol, over the last ``window`` bars k (this one included), fit Δp_k = α + λ F_k + ε_k
+    by ordinary least squares with an intercept (Kyle 1985, *Econometrica* 53(6):1315-1335;
+    López de Prado 2018, *Advances in Financial Machine Learning*, Wiley, p. 286; metrics.md
+    §12.3), where F_k is the bar's signed volume ``flow`` and Δp_k = p_k − p_j with j the
+    latest earlier bar of the same symbol (and session) that has a price. Bars without a price
+    (no trades), the first priced bar of a symbol or session, and bars with a null or
+    non-finite Δp or F are *unusable*: they contribute nothing to the window's sums and are not
+    counted. With n usable bars in the window and the sums Σx, Σy, Σxy, Σx² over them
+    (rolling sums of the values with unusable bars set to 0),
+
+        λ̂ = (n Σxy − Σx Σy) / (n Σx² − (Σx)²).
+
+    Null when n < 3 or the flows in the window have no variance (n Σx² − (Σx)² ≤ 10⁻¹² n Σx²).
+    The first bars of a symbol get an estimate from the bars so far (from 3 usable bars on).
+
+    Parameters
+    ----------
+    bars
+        Bars with ``symbol``, the price and the flow column, in time order within each symbol
+        (nothing is sorted here), such as :func:`mmflow.metrics.flow.flow_bars` returns.
+    window
+        Number of trailing bars L (empty bars included).
+    price
+        Bar price column or expression (``close``, or a mid).
+    flow
+        Bar signed-volume column or expression.
+
+    Returns
+    -------
+    pl.LazyFrame
+        ``bars`` with ``kyle_lambda`` (Float64, price units per unit of volume).
+
+    Raises
+    ------
+    ParameterError
+        If ``window`` is not a whole number ≥ 1.
+    SchemaError
+        If ``symbol`` or a named price or flow column is missing.
+
+    Examples
+    --------
+    Δp = 0.5 + 0.01 F exactly, with an empty bar in the middle that is skipped.
+
+    >>> import polars as pl
+    >>> bars = pl.LazyFrame(
+    ...     {
+    ...         "symbol": ["X"] * 5,
+    ...         "close": [100.0, 101.5, None, 103.0, 100.5],
+    ...         "net_flow": [20.0, 100.0, 0.0, 100.0, -300.0],
+    ...     }
+    ... )
+    >>> kyle_lambda(bars, window=4).collect()["kyle_lambda"].round(12).to_list()
+    [None, None, None, None, 0.01]
+    """
+    length = _window(window)
+    named = tuple(c for c in (price, flow) if isinstance(c, str))
+    names = _require(bars, (SYMBOL, *named), "bars")
+    keys, instrument = _keys(names), instrument_keys(names)
+    p = _expr(price).cast(pl.Float64)
+    y = (p - _previous_price(p)).over(keys)
+    x = _expr(flow).cast(pl.Float64)
+    usable = (y.is_finite() & x.is_finite()).fill_null(value=False)
+
+    def rolling(value: pl.Expr) -> pl.Expr:
+        kept = pl.when(usable).then(value).otherwise(0.0)
+        return kept.rolling_sum(window_size=length, min_samples=1).over(instrument)
+
+    n = rolling(pl.lit(1.0))
+    sx, sy, sxy, sxx = rolling(x), rolling(y), rolling(x * y), rolling(x * x)
+    variance = n * sxx - sx * sx
+    slope = (n * sxy - sx * sy) / variance
+    enough = (n >= 3) & (variance > VARIANCE_TOLERANCE * n * sxx)
+    return bars.with_columns(pl.when(enough).then(slope).alias(KYLE_LAMBDA))
+
+
+def kyle_lambda_trades(trades: pl.LazyFrame) -> pl.LazyFrame:
+    """Estimate Kyle's λ per symbol from trades: no-intercept OLS of Δp_t on D_t V_t.
+
+    λ̂ = Σ x_t Δp_t / Σ x_t² with x_t = D_t V_t and Δp_t = P_t − P_{t−1}, the change from the
+    symbol's previous trade (López de Prado 2018, *Advances in Financial Machine Learning*,
+    Wiley, pp. 286-288; Kyle 1985, *Econometrica* 53(6):1315-1335; metrics.md §b.6). A
+    symbol's first trade has no Δp and is left out; unsigned trades (D = 0) add nothing. Null
+    when Σ x² = 0.
+
+    Parameters
+    ----------
+    trades
+        Signed trades with ``ts, symbol, price, size, trade_sign``, sorted by ``ts``.
+
+    Returns
+    -------
+    pl.LazyFrame
+        ``symbol, kyle_lambda``, one row per symbol, sorted by symbol.
+
+    Raises
+    ------
+    SchemaError
+        If a required column is missing.
+
+    Examples
+    --------
+    metrics.md §b.6: (D, V, Δp) = (+1, 100, +0.02), (−1, 50, −0.01), (+1, 200, +0.03).
+
+    >>> import polars as pl
+    >>> trades = pl.LazyFrame(
+    ...     {
+    ...         "symbol": ["X"] * 4,
+    ...         "price": [10.00, 10.02, 10.01, 10.04],
+    ...         "size": [10.0, 100.0, 50.0, 200.0],
+    ...         "trade_sign": [1, 1, -1, 1],
+    ...     }
+    ... )
+    >>> kyle_lambda_trades(trades).with_columns(pl.col("kyle_lambda").round(8)).collect()
+    shape: (1, 2)
+    ┌────────┬─────────────┐
+    │ symbol ┆ kyle_lambda │
+    │ ---    ┆ ---         │
+    │ str    ┆ f64         │
+    ╞════════╪═════════════╡
+    │ X      ┆ 0.0001619   │
+    └────────┴─────────────┘
+    """
+    instrument = instrument_keys(_require(trades, (SYMBOL, PRICE, SIZE, TRADE_SIGN), "trades"))
+    dp = pl.col(PRICE).cast(pl.Float64).diff().over(instrument).alias("_dp")
+    x = (pl.col(TRADE_SIGN).cast(pl.Float64) * pl.col(SIZE).cast(pl.Float64)).alias("_x")
+    usable = pl.col("_dp").is_finite() & pl.col("_x").is_finite()
+    sxx = (pl.col("_x") ** 2).filter(usable).sum()
+    sxy = (pl.col("_x") * pl.col("_dp")).filter(usable).sum()
+    return (
+        trades.select(*instrument, dp, x)
+        .group_by(instrument)
+        .agg(pl.when(sxx > 0).then(sxy / sxx).alias(KYLE_LAMBDA))
+        .sort(instrument, nulls_last=True)
+    )
+
+
+def amihud(bars: pl.LazyFrame, *, window: int = 240) -> pl.LazyFrame:
+    """Add ``amihud``: the trailing mean of |Δ log close| per unit of dollar volume.
+
+    ILLIQ_k = (1/N) Σ_j |ln P_j − ln P_{j'}| / (VWAP_j · V_j) over the N usable bars j among
+    the last ``window`` bars (this one included) of the symbol (Amihud 2002, "Illiquidity and
+    stock returns", *J. Financial Markets* 5(1):31-56, on days; here on bars; metrics.md §b.6),
+    where P is the bar's ``close``, j' the latest earlier bar of the same symbol (and session)
+    with a close, and VWAP · V the bar's dollar volume. A bar is usable when its volume, VWAP,
+    close and previous close are all > 0: bars with no trades are skipped, and so is the first
+    traded bar of a symbol or session. Null when no bar in the window is usable. The unit is
+    log return per currency unit traded (often multiplied by 10⁶ for display).
+
+    Parameters
+    ----------
+    bars
+        Bars with ``symbol, close, vwap, volume`` in time order within each symbol.
+    window
+        Number of trailing bars (empty bars included).
+
+    Returns
+    -------
+    pl.LazyFrame
+        ``bars`` with ``amihud`` (Float64).
+
+    Raises
+    ------
+    ParameterError
+        If ``window`` is not a whole number ≥ 1.
+    SchemaError
+        If a required column is missing.
+
+    Examples
+    --------
+    >>> import math
+    >>> import polars as pl
+    >>> bars = pl.LazyFrame(
+    ...     {
+    ...         "symbol": ["X"] * 4,
+    ...         "close": [100.0, 110.0, None, 99.0],
+    ...         "vwap": [100.0, 105.0, None, 100.0],
+    ...         "volume": [10.0, 20.0, 0.0, 10.0],
+    ...     }
+    ... )
+    >>> out = amihud(bars, window=3).collect()["amihud"].to_list()
+    >>> [None if v is None else round(v * 1e6, 3) for v in out]
+    [None, 45.386, 45.386, 75.373]
+    >>> round((math.log(110 / 100) / 2100 + math.log(110 / 99) / 1000) / 2 * 1e6, 3)
+    75.373
+    """
+    length = _window(window)
+    names = _require(bars, (SYMBOL, "close", "vwap", "volume"), "bars")
+    keys, instrument = _keys(names), instrument_keys(names)
+    close = pl.col("close").cast(pl.Float64)
+    log_close = pl.when(close > 0).then(close.log())
+    previous = pl.when(close > 0).then(close).shift(1).forward_fill().over(keys)
+    log_return = (log_close - pl.when(previous > 0).then(previous.log())).abs()
+    dollar_volume = pl.col("vwap").cast(pl.Float64) * pl.col("volume").cast(pl.Float64)
+    ratio = pl.when((pl.col("volume") > 0) & (dollar_volume > 0)).then(log_return / dollar_volume)
+    usable = ratio.is_finite().fill_null(value=False)
+    total = (
+        pl.when(usable)
+        .then(ratio)
+        .otherwise(0.0)
+        .rolling_sum(window_size=length, min_samples=1)
+        .over(instrument)
+    )
+    count = usable.cast(pl.Float64).rolling_sum(window_size=length, min_samples=1).over(instrument)
+    return bars.with_columns(pl.when(count > 0).then(total / count).alias(AMIHUD))
+
+
+def roll_spread(trades: pl.LazyFrame, *, every: str) -> pl.LazyFrame:
+    """Estimate Roll's implied spread per symbol and time bar from the bar's trade prices.
+
+    S = 2 √(−cov(Δp_t, Δp_{t−1})) (Roll 1984, "A simple implicit measure of the effective
+    bid-ask spread in an efficient market", *J. Finance* 39(4):1127-1139; metrics.md §b.7),
+    where Δp_t = P_t − P_{t−1} are the changes between consecutive trades of the bar (the first
+    trade of a bar is not compared with the previous bar) and cov is the sample covariance
+    (divisor m − 1) of the m pairs (Δp_t, Δp_{t−1}), each centred on its own mean. Null — not
+    0 — when the covariance is ≥ 0 (Roll's model does not hold) or undefined: fewer than two
+    pairs, i.e. fewer than 4 trades (so always with fewer than 3). Rounding noise counts as 0:
+    a serial correlation above −10⁻⁹, or a spread below 10⁻⁹ of the bar's mean price.
+
+    Parameters
+    ----------
+    trades
+        Trades with ``ts, symbol, price``, sorted by ``ts``; with a ``session`` column, bars are
+        made per session, as flow bars are.
+    every
+        Bar length (polars duration string); a bar's ``ts`` is its start.
+
+    Returns
+    -------
+    pl.LazyFrame
+        ``symbol, [session,] ts, roll_spread`` (Float64), one row per bar with trades, sorted
+        by symbol and ``ts``.
+
+    Raises
+    ------
+    ParameterError
+        If ``every`` is not a positive polars duration.
+    SchemaError
+        If a required column is missing.
+
+    Examples
+    --------
+    Trades bouncing between bid 10.00 and ask 10.02: Δp = .02, −.02, .02, 0, −.02 give four
+    pairs with sample covariance −0.0007/3, so S = 2 √(0.0007/3) = 0.030551.
+
+    >>> import polars as pl
+    >>> from datetime import datetime
+    >>> prices = [10.00, 10.02, 10.00, 10.02, 10.02, 10.00]
+    >>> trades = pl.LazyFrame(
+    ...     {
+    ...         "ts": [datetime(2024, 1, 1, 0, 0, s) for s in range(6)],
+    ...         "symbol": ["X"] * 6,
+    ...         "price": prices,
+    ...     }
+    ... )
+    >>> roll_spread(trades, every="1m").select(pl.col("roll_spread").round(6)).collect().item()
+    0.030551
+    """
+    step = _duration(every, "bar length", zero=False)
+    keys = _keys(_require(trades, (TS, SYMBOL, PRICE), "trades"))
+    # Plain sums per bar (no per-group filters): polars aggregates these on its fast path.
+    groups = [*keys, "_bar"]
+    price = pl.col(PRICE).cast(pl.Float64)
+    change = price.diff().over(groups)
+    paired = change.is_finite() & change.shift(1).over(groups).is_finite()
+    a = pl.when(pl.col("_paired")).then(pl.col("_change"))
+    b = pl.when(pl.col("_paired")).then(pl.col("_lag"))
+    sums = (
+        trades.with_columns(pl.col(TS).dt.truncate(step).alias("_bar"))
+        .with_columns(change.alias("_change"))
+        .with_columns(
+            pl.col("_change").shift(1).over(groups).alias("_lag"), paired.alias("_paired")
+        )
+        .group_by(groups)
+        .agg(
+            pl.col("_paired").sum().cast(pl.Float64).alias("m"),
+            a.sum().alias("sa"),
+            b.sum().alias("sb"),
+            (a * b).sum().alias("sab"),
+            (a * a).sum().alias("saa"),
+            (b * b).sum().alias("sbb"),
+            price.abs().mean().alias("level"),
+        )
+    )
+    m = pl.col("m")
+    cov = (pl.col("sab") - pl.col("sa") * pl.col("sb") / m) / (m - 1.0)
+    var_a = (pl.col("saa") - pl.col("sa") ** 2 / m) / (m - 1.0)
+    var_b = (pl.col("sbb") - pl.col("sb") ** 2 / m) / (m - 1.0)
+    scale = (var_a.clip(lower_bound=0.0) * var_b.clip(lower_bound=0.0)).sqrt()
+    floor = 0.5 * ROLL_TOLERANCE * pl.col("level")
+    negative = (cov < -ROLL_TOLERANCE * scale) & (-cov > floor * floor)
+    spread = pl.when((m >= 2) & negative).then(2.0 * (-cov).sqrt()).alias(ROLL_SPREAD)
+    return sums.select(*keys, pl.col("_bar").alias(TS), spread).sort(*keys, TS)
