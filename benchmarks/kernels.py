@@ -78,7 +78,10 @@ def prepare(rows: int, symbols: int, directory: Path) -> None:
     from mmflow.metrics.impact import trade_costs
     from mmflow.metrics.quotes import attach_quotes
 
-    trades_path, quotes_path = generate(rows, symbols, 7, directory)
+    written = generate(rows, symbols, 7, directory, csv=False)
+    trades_path, quotes_path = written.trades, written.quotes
+    assert trades_path is not None
+    assert quotes_path is not None
     quotes = pl.scan_parquet(quotes_path)
     signed = attach_quotes(
         pl.scan_parquet(trades_path).with_columns(
