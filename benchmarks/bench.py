@@ -83,8 +83,9 @@ def generate(rows: int, symbols: int, seed: int, directory: Path) -> tuple[Path,
 def stage(name: str, trades: Path, quotes: Path) -> None:
     """Run one stage in this process (called in a subprocess by :func:`main`)."""
     import mmflow.io
+    from mmflow.analysis import Selection, analyze, prepare
+    from mmflow.io.assemble import gather
     from mmflow.metrics.signing import method_mix, sign_trades
-    from mmflow.pipeline import Selection, analyze, gather, prepare
     from mmflow.schema import QUOTES, TRADES
 
     inputs = mmflow.io.load([str(trades), str(quotes)])
@@ -94,7 +95,7 @@ def stage(name: str, trades: Path, quotes: Path) -> None:
     assert quote_frame is not None
     started = time.perf_counter()
     if name == "phases":
-        from mmflow.pipeline import phases
+        from mmflow.analysis import phases
         from mmflow.simulate import SimulationParameters, simulate
 
         simulation = simulate(

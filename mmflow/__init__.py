@@ -2,7 +2,7 @@
 
 The library is the product; the ``mmflow`` command is one client of it. Read files with
 :func:`mmflow.io.load`, compute with :mod:`mmflow.metrics`, or run the whole analysis with
-:func:`mmflow.pipeline.analyze`.
+:func:`mmflow.analysis.analyze`.
 """
 
 from __future__ import annotations

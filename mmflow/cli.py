@@ -25,10 +25,44 @@ from mmflow._version import __version__
 from mmflow.alerts import Condition, ConditionError, alert_messages, evaluate_alerts
 from mmflow.alerts import parse as parse_alert
 from mmflow.alerts import parse_condition as bind_alert
+from mmflow.analysis import (
+    BYTES_PER_BAR,
+    FLOW_COLUMNS,
+    INVENTORY_COLUMNS,
+    MAX_QUOTE_AGE,
+    BarOptions,
+    Clock,
+    Market,
+    Selection,
+    Session,
+    Signing,
+    analyze,
+    bar_table,
+    chart,
+    classify,
+    default_max_rows,
+    evaluate,
+    inventory_evaluation,
+    inventory_report,
+    market_bars,
+    parameters_of,
+    phases,
+    profile,
+    selection_account,
+)
+from mmflow.convert import write_dataset
 from mmflow.durations import MAX_DURATION, NANOSECONDS, check_duration
 from mmflow.errors import MmflowError, NoDataError, ParameterError, SizeLimitError
 from mmflow.inspect import inspect_paths
 from mmflow.io import Limits, Loaded, ReadOptions, RowAccount, format_names, load_inputs
+from mmflow.io.assemble import (
+    account_of,
+    collect,
+    collect_accounts,
+    gather,
+    read_many,
+    require_rows,
+)
 from mmflow.metrics.bvc import Distribution
 from mmflow.metrics.event_study import (
     DEFAULT_HORIZONS,
@@ -42,42 +76,8 @@ from mmflow.metrics.phases import PhaseParameters
 from mmflow.metrics.profile import ValueAreaMethod
 from mmflow.metrics.quotes import QuoteMatch
 from mmflow.metrics.signing import METHODS
-from mmflow.pipeline import (
-    BYTES_PER_BAR,
-    FLOW_COLUMNS,
-    INVENTORY_COLUMNS,
-    MAX_QUOTE_AGE,
-    BarOptions,
-    Clock,
-    Market,
-    Selection,
-    Session,
-    Signing,
-    account_of,
-    analyze,
-    bar_table,
-    chart,
-    classify,
-    cleaning_notes,
-    collect,
-    collect_accounts,
-    default_max_rows,
-    evaluate,
-    gather,
-    inventory_evaluation,
-    inventory_report,
-    market_bars,
-    parameters_of,
-    phases,
-    profile,
-    quote_warnings,
-    read_many,
-    require_rows,
-    selection_account,
-    signing_warnings,
-    write_dataset,
-)
 from mmflow.progress import OnStage, Stage, report
+from mmflow.render.messages import cleaning_notes, quote_warnings, signing_warnings
 from mmflow.render.plot import (
     PANELS,
     chosen_panels,

@@ -19,8 +19,8 @@ from click.testing import CliRunner
 
 import mmflow.io
 from mmflow.cli import cli
+from mmflow.io.assemble import gather, read_many
 from mmflow.io.checks import RowAccount
-from mmflow.pipeline import gather, read_many
 from mmflow.schema import TRADES
 
 MEMORY_CAP = 3 * 1024**3
