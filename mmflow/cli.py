@@ -129,6 +129,17 @@ _FLAGS = {
     "vpin_window": "--vpin-window",
 }
 """Library parameter names behind a SizeLimitError, and the flags that set them."""
+PARAMETER_FLAGS = {
+    **_FLAGS,
+    "symbols": "--symbol",
+    "venues": "--venue",
+    "start": "--start",
+    "end": "--end",
+    "session": "--session",
+    "column_map": "--map canonical=column",
+    "format": "--format",
+}
+"""How the command line names the library parameters an error message names."""
 
 
 MESSAGE_LIMIT = 300
@@ -136,7 +147,10 @@ MESSAGE_LIMIT = 300
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
+    if isinstance(exc, MmflowError):  # say the flags where the library says its parameters
+        text = exc.describe_parameters(PARAMETER_FLAGS).strip()
+    else:
+        text = str(exc).strip()
     line = text.splitlines()[0] if text else type(exc).__name__
     return line if len(line) <= MESSAGE_LIMIT else line[: MESSAGE_LIMIT - 1] + "…"
 

@@ -246,9 +246,9 @@ def conform(lf: pl.LazyFrame, table: TableSchema, *, what: str | None = None) ->
         found = ", ".join(present.names()) or "no columns"
         msg = (
             f"missing {table.name} column(s) {', '.join(missing)}; found {found} "
-            f"(map columns with --map canonical=column or choose --format)"
+            "(map columns with {column_map} or choose {format})"
         )
-        raise SchemaError(msg, path=what)
+        raise SchemaError(msg, path=what, parameters=("column_map", "format"))
     selected = [c for c in table.columns if c.name in present]
     return lf.select(
         pl.col(c.name) if present[c.name] == c.dtype else pl.col(c.name).cast(c.dtype, strict=True)
