@@ -36,15 +36,7 @@ from mmflow.metrics.phases import (
     _names,
     _price,
 )
-from mmflow.schema import (
-    CLOSE,
-    MID_CLOSE,
-    SYMBOL,
-    TS,
-    VENUE,
-    asof_keys,
-    instrument_keys,
-)
+from mmflow.schema import CLOSE, MID_CLOSE, SYMBOL, TS, VENUE, asof_keys, instrument_keys
 
 __all__ = [
     "EVALUATION_SEEDS",
