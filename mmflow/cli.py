@@ -85,9 +85,9 @@ from mmflow.render.plot import (
     instrument_charts,
     instrument_count,
     instrument_name,
-    profile_figures,
     require_matplotlib,
 )
+from mmflow.render.profile_plot import profile_figures
 from mmflow.render.progress import StageDisplay, no_color
 from mmflow.render.progress import plain_console as Console
 from mmflow.render.table import (
