@@ -33,7 +33,6 @@ running total.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Final
 
@@ -41,6 +40,7 @@ import polars as pl
 
 from mmflow.durations import duration_nanoseconds
 from mmflow.errors import ParameterError, SchemaError
+from mmflow.metrics._common import polars_duration
 from mmflow.schema import (
     ASK_PRICE,
     ASK_SIZE,
@@ -100,7 +100,6 @@ BAR_COLUMNS: Final = (
 """The columns of :func:`quote_bars`, in order."""
 
 _BBO: Final = (BID_PRICE, BID_SIZE, ASK_PRICE, ASK_SIZE)
-_DURATION: Final = re.compile(r"^(\d+(ns|us|ms|mo|s|m|h|d|w|q|y))+$")
 
 # Temporary column names (all start with "_ofi_" so they cannot clash with user columns).
 _SEGMENT: Final = "_ofi_segment"
@@ -125,15 +124,6 @@ _ROW: Final = "_ofi_row"
 _KEY_SYMBOL: Final = "_ofi_symbol"
 _START: Final = "_ofi_start"
 _END: Final = "_ofi_end"
-
-
-def _check_every(every: str) -> None:
-    if not isinstance(every, str) or not _DURATION.match(every):
-        msg = f"bar length must be a polars duration such as 1s, 1m, 5m or 1h, was {every!r}"
-        raise ParameterError(msg)
-    if all(int(n) == 0 for n in re.findall(r"\d+", every)):
-        msg = f"bar length must be longer than zero, was {every!r}"
-        raise ParameterError(msg)
 
 
 def _require_quotes(quotes: pl.LazyFrame) -> pl.Schema:
@@ -405,7 +395,7 @@ def quote_bars(
     >>> bars.select("ofi", "mid_close", pl.col("spread").round(4), "depth", "quote_events").rows()
     [(2.0, 10.2, 0.3, 6.0, 2), (-2.0, 10.2, 0.2333, 4.0, 1)]
     """
-    _check_every(every)
+    polars_duration(every, "bar length")
     age = None if max_age is None else duration_nanoseconds(max_age, what="max_age")
     schema = _require_quotes(quotes)
     if grid is None:
