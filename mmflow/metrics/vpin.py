@@ -162,6 +162,38 @@ def vpin_buckets(
     │ 2      ┆ 100.0  ┆ 20.0       ┆ 80.0        ┆ 0.8  │
     └────────┴────────┴────────────┴─────────────┴──────┘
     """
+    _check_bucket_parameters(bucket_volume, buckets_per_day, window)
+    keys = instrument_keys(require_columns(trades, (TS, SYMBOL, SIZE, TRADE_SIGN), "trades"))
+    base = _sized_trades(trades, keys, bucket_volume, buckets_per_day, max_buckets)
+    pieces = _bucket_pieces(base, keys, bucket_volume, buckets_per_day)
+    piece = pl.col(_PIECE)
+    sign = pl.col(TRADE_SIGN)
+    buckets = (
+        pieces.group_by(*keys, BUCKET)
+        .agg(
+            pl.col(TS).max(),
+            piece.sum().alias("volume"),
+            piece.filter(sign == 1).sum().alias("buy_volume"),
+            piece.filter(sign == -1).sum().alias("sell_volume"),
+            (pl.col(BUCKET).first() < pl.col(_COMPLETED).first()).alias(COMPLETE),
+        )
+        .sort(*keys, BUCKET, nulls_last=True)
+    )
+    imbalance = (pl.col("sell_volume") - pl.col("buy_volume")).abs()
+    vpin = (
+        imbalance.rolling_sum(window_size=window).over(keys)
+        / pl.col("volume").rolling_sum(window_size=window).over(keys)
+    ).alias(VPIN)
+    out = buckets.with_columns(vpin).select(
+        *keys, BUCKET, TS, "volume", "buy_volume", "sell_volume", VPIN, COMPLETE
+    )
+    return out if include_partial else out.filter(pl.col(COMPLETE))
+
+
+def _check_bucket_parameters(
+    bucket_volume: float | None, buckets_per_day: int, window: int
+) -> None:
+    """Refuse a bucket volume that is not a finite number > 0 and counts below 1."""
     if bucket_volume is not None and not (
         isinstance(bucket_volume, int | float)
         and math.isfinite(bucket_volume)
@@ -174,7 +206,15 @@ def vpin_buckets(
             msg = f"{name} must be a whole number >= 1, was {value!r}"
             raise ParameterError(msg)
 
-    keys = instrument_keys(require_columns(trades, (TS, SYMBOL, SIZE, TRADE_SIGN), "trades"))
+
+def _sized_trades(
+    trades: pl.LazyFrame,
+    keys: list[str],
+    bucket_volume: float | None,
+    buckets_per_day: int,
+    max_buckets: int | None,
+) -> pl.LazyFrame:
+    """Trades with a positive finite size and their UTC date, after the bucket-count check."""
     ts_dtype = trades.collect_schema()[TS]
     ts = pl.col(TS)
     if isinstance(ts_dtype, pl.Datetime) and ts_dtype.time_zone not in (None, "UTC"):
@@ -201,6 +241,13 @@ def vpin_buckets(
         )
         base = base.join(checked.select(keys), on=keys, how="semi", nulls_equal=True)
 
+    return base
+
+
+def _bucket_pieces(
+    base: pl.LazyFrame, keys: list[str], bucket_volume: float | None, buckets_per_day: int
+) -> pl.LazyFrame:
+    """Split every trade into the pieces of its size that fall in each volume bucket."""
     volume_per_bucket = (
         pl.lit(float(bucket_volume))
         if bucket_volume is not None
@@ -235,28 +282,7 @@ def vpin_buckets(
             .alias(_PIECE)
         )
     )
-    piece = pl.col(_PIECE)
-    sign = pl.col(TRADE_SIGN)
-    buckets = (
-        pieces.group_by(*keys, BUCKET)
-        .agg(
-            pl.col(TS).max(),
-            piece.sum().alias("volume"),
-            piece.filter(sign == 1).sum().alias("buy_volume"),
-            piece.filter(sign == -1).sum().alias("sell_volume"),
-            (pl.col(BUCKET).first() < pl.col(_COMPLETED).first()).alias(COMPLETE),
-        )
-        .sort(*keys, BUCKET, nulls_last=True)
-    )
-    imbalance = (pl.col("sell_volume") - pl.col("buy_volume")).abs()
-    vpin = (
-        imbalance.rolling_sum(window_size=window).over(keys)
-        / pl.col("volume").rolling_sum(window_size=window).over(keys)
-    ).alias(VPIN)
-    out = buckets.with_columns(vpin).select(
-        *keys, BUCKET, TS, "volume", "buy_volume", "sell_volume", VPIN, COMPLETE
-    )
-    return out if include_partial else out.filter(pl.col(COMPLETE))
+    return pieces
 
 
 def _check_buckets(
