@@ -23,7 +23,7 @@ from mmflow.metrics.event_study import (
     summary_statistics,
     welch_t_statistic,
 )
-from mmflow.metrics.phases import (
+from mmflow.metrics.phase_columns import (
     _P,
     _SIDE,
     DISTRIBUTION,
@@ -32,10 +32,8 @@ from mmflow.metrics.phases import (
     NEUTRAL,
     PHASE,
     SHORT,
-    _keys,
-    _names,
-    _price,
 )
+from mmflow.metrics.phases import _keys, _names, _price
 from mmflow.schema import CLOSE, MID_CLOSE, SYMBOL, TS, VENUE, asof_keys, instrument_keys
 
 __all__ = [
