@@ -426,3 +426,33 @@ def test_corrupt_gzip_is_one_line_naming_the_file(tmp_path: Path, offset: int) -
     assert code == 1
     assert err.startswith(f"Error: {path}: ")
     assert err.count("\n") == 1
+
+
+# --- item 4: vendor readers set aside rows whose time text does not parse ---------------------
+
+
+def _stops_then_skips(path: Path, line: int, *, read: int, extra: tuple[str, ...] = ()) -> None:
+    """A bad time cell stops the run naming file and line; --skip-bad-rows drops and counts it."""
+    code, _, err = run("analyze", path, *extra)
+    assert code == 1, err
+    assert err.startswith(f"Error: {path}: line {line} does not parse: '"), err
+    assert "--skip-bad-rows" in err
+    assert err.count("\n") == 1
+    code, _, err = run("analyze", path, *extra, "--skip-bad-rows", "--verbose")
+    assert code == 0, err
+    assert "unparseable row: 1" in err
+    assert f"trades: {read} read = {read - 1} used + 1 dropped" in err
+
+
+def test_sierra_bad_time_cell_stops_or_is_skipped(tmp_path: Path) -> None:
+    header = (
+        "Date;Time;Sequence;DepthSequence;Price;Volume;TradeType;AskPrice;BidPrice;AskSize;BidSize"
+    )
+    path = _write(
+        tmp_path / "ES_2024-03-01_tbt.txt",
+        f"{header}\n"
+        "2024-03-01;14:30:00.12000;100;99;5100.25;3;2;5100.25;5100;10;20\n"
+        "2024-03-01;14:3x:00.12001;101;99;5100;2;1;5100.25;5100;7;20\n"
+        "2024-03-01;14:30:00.13000;102;101;5100;1;0;5100.25;5100;7;18\n",
+    )
+    _stops_then_skips(path, 3, read=3)

@@ -132,6 +132,7 @@ def scan_csv(
     new_columns: Sequence[str] | None = None,
     schema_overrides: Mapping[str, pl.DataType] | None = None,
     separator: str = ",",
+    parsed: Mapping[str, tuple[pl.Expr, pl.Expr]] | None = None,
     **kwargs: Any,
 ) -> pl.LazyFrame:
     """Scan a CSV source lazily (plain, gzip, zstd, or a spooled zip member).
@@ -144,6 +145,12 @@ def scan_csv(
     parse is left out. Both are counted in a plan recorded on ``source.parse_checks``
     (:data:`mmflow.io.checks.ACCOUNT` columns, with the first bad line), which
     :func:`mmflow.io.read_source` folds into the file's row account.
+
+    ``parsed`` (text scans only) adds columns a reader parses itself from the text cells, such
+    as a vendor time: ``{name: (parse, present)}``, where ``parse`` is a non-strict expression
+    (null when the text does not parse) and ``present`` says the row has text to parse. A row
+    whose ``present`` holds but whose ``parse`` is null is an unparseable row, set aside and
+    counted with its line like a bad typed cell; the column ``name`` is added to the result.
     """
     lines = require_text(source)
     typed = {
@@ -169,17 +176,31 @@ def scan_csv(
     header_lines = int(has_header) + int(kwargs.get("skip_rows", 0))
     repeat = _repeated_header(lines[0], names, separator) if has_header else pl.lit(value=False)
     temporary = {name: f"__mmflow_typed_{name}" for name in typed}
+    # a parse whose text columns are missing is left out: the reader's column check names them
+    extra = {
+        name: pair
+        for name, pair in (parsed or {}).items()
+        if set(pair[0].meta.root_names()) | set(pair[1].meta.root_names()) <= set(names)
+    }
     converted = lf.with_columns(
-        pl.col(name).cast(dtype, strict=False).alias(temporary[name])
-        for name, dtype in typed.items()
+        *(
+            pl.col(name).cast(dtype, strict=False).alias(temporary[name])
+            for name, dtype in typed.items()
+        ),
+        *(parse.alias(name) for name, (parse, _) in extra.items()),
     )
     failed = [pl.col(name).is_not_null() & pl.col(temporary[name]).is_null() for name in typed]
+    failed += [
+        present.fill_null(value=False) & pl.col(name).is_null()
+        for name, (_, present) in extra.items()
+    ]
     bad = ~repeat & pl.any_horizontal(failed) if failed else pl.lit(value=False)
     source.parse_checks.append(
         _parse_checks(converted, repeat, bad, names, separator, header_lines)
     )
     return converted.filter(~repeat & ~bad).select(
-        pl.col(temporary[name]).alias(name) if name in typed else pl.col(name) for name in names
+        *(pl.col(temporary[name]).alias(name) if name in typed else pl.col(name) for name in names),
+        *extra,
     )
 
 

@@ -37,6 +37,7 @@ Detection: the first line starts with
 from __future__ import annotations
 
 import re
+from typing import Final
 
 import polars as pl
 
@@ -127,12 +128,15 @@ def _symbol(source: Source, options: ReadOptions) -> str:
     return symbol_from_name(source.name) or options.symbol or DEFAULT_SYMBOL
 
 
-def sierra_time(date: str | pl.Expr, time: str | pl.Expr, tz: str = DEFAULT_TZ) -> pl.Expr:
+def sierra_time(
+    date: str | pl.Expr, time: str | pl.Expr, tz: str = DEFAULT_TZ, *, strict: bool = True
+) -> pl.Expr:
     """Parse ``Date`` and the export's non-decimal ``Time`` into ``Datetime("ns", "UTC")``.
 
     The fraction after the seconds is the millisecond count (no zero padding) followed by a
     3-digit within-millisecond counter, which is dropped; a time without a fraction is a whole
-    second. A value in another shape makes the query fail when collected, naming the value.
+    second. A value in another shape makes the query fail when collected, naming the value
+    (``strict``), or gives null (``strict=False``, the reader's choice: it sets such rows aside).
 
     Parameters
     ----------
@@ -143,6 +147,8 @@ def sierra_time(date: str | pl.Expr, time: str | pl.Expr, tz: str = DEFAULT_TZ) 
     tz
         The IANA time zone the wall-clock times are in; ambiguous times at the end of daylight
         saving take the earlier instant.
+    strict
+        Whether a time that does not parse fails the query (else it is null).
 
     Returns
     -------
@@ -167,7 +173,7 @@ def sierra_time(date: str | pl.Expr, time: str | pl.Expr, tz: str = DEFAULT_TZ) 
     # A Time in another shape is passed on as it is, prefixed, so the strict parse fails on it.
     bad = pl.lit("bad Sierra Time: ") + time_text
     text = pl.when(hms.is_not_null()).then(rebuilt).otherwise(bad)
-    wall = text.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="ns", strict=True)
+    wall = text.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", time_unit="ns", strict=strict)
     return wall.dt.replace_time_zone(tz, ambiguous="earliest").dt.convert_time_zone("UTC")
 
 
@@ -182,7 +188,14 @@ def _side() -> pl.Expr:
     )
 
 
-def _scan(source: Source) -> pl.LazyFrame:
+_PARSED_TS: Final = "__mmflow_sierra_ts"
+
+
+def _scan(source: Source, tz: str) -> pl.LazyFrame:
+    """Scan the export as text; a row whose Date/Time does not parse is set aside and counted."""
+    time_text = pl.col(_TIME).str.strip_chars()
+    present = time_text.is_not_null() & (time_text != "")
+    parsed = {_PARSED_TS: (sierra_time(_DATE, _TIME, tz, strict=False), present)}
     overrides: dict[str, pl.DataType] = {name: pl.Float64() for name in _FLOATS}
     overrides[_SEQUENCE] = pl.Int64()
     lf = scan_csv(
@@ -191,6 +204,7 @@ def _scan(source: Source) -> pl.LazyFrame:
         infer_schema=False,
         schema_overrides=overrides,
         truncate_ragged_lines=True,
+        parsed=parsed,
     )
     check_columns(source, lf, _NEEDED, "Sierra ES export")
     return lf
@@ -221,8 +235,8 @@ def read_trades(source: Source, options: ReadOptions, *, tz: str = DEFAULT_TZ) -
     ReaderError
         When the file is empty or lacks a needed column.
     """
-    lf = _scan(source)
-    ts = sierra_time(_DATE, _TIME, options.tz or tz)
+    lf = _scan(source, options.tz or tz)
+    ts = pl.col(_PARSED_TS)
     canonical = lf.sort(_SEQUENCE, maintain_order=True, nulls_last=True).select(
         ts.alias(TS),
         ts.alias(TS_EVENT),
@@ -254,7 +268,7 @@ def findings(source: Source, options: ReadOptions) -> list[str]:
     list[str]
         One line per non-zero count.
     """
-    lf = _scan(source)
+    lf = _scan(source, options.tz or DEFAULT_TZ)
     side = _side()
     price = pl.col(_PRICE)
     disagrees = ((side == 1) & (price < pl.col(_ASK_PRICE))) | (
