@@ -456,3 +456,23 @@ def test_sierra_bad_time_cell_stops_or_is_skipped(tmp_path: Path) -> None:
         "2024-03-01;14:30:00.13000;102;101;5100;1;0;5100.25;5100;7;18\n",
     )
     _stops_then_skips(path, 3, read=3)
+
+
+def test_databento_csv_bad_time_cell_stops_or_is_skipped(tmp_path: Path) -> None:
+    header = (
+        "ts_recv,ts_event,rtype,publisher_id,instrument_id,action,side,depth,price,size,"
+        "flags,ts_in_delta,sequence,symbol\n"
+    )
+    row = "2024-07-01T23:58:0{s}.218485389Z,2024-07-01T23:58:01.218218853Z,0,1,118,T,{side},0,"
+    rest = "5528.750000000,2,0,17664,{n},ESU4\n"
+    path = _write(
+        tmp_path / "trades.csv",
+        header
+        + row.format(s="1", side="B")
+        + rest.format(n=1)
+        + row.format(s="x", side="A")
+        + rest.format(n=2)
+        + row.format(s="3", side="A")
+        + rest.format(n=3),
+    )
+    _stops_then_skips(path, 3, read=3)

@@ -148,12 +148,15 @@ _DBN_INSTALL_HINT: Final = (
 # --- shared mapping -----------------------------------------------------------------------------
 
 
-def _timestamp(name: str, *, pretty: bool) -> pl.Expr:
-    """``UNDEF_TIMESTAMP`` → null, then ns since the epoch (or ISO 8601 text) → ``ts`` dtype."""
+def _timestamp(name: str, *, pretty: bool, strict: bool = True) -> pl.Expr:
+    """``UNDEF_TIMESTAMP`` → null, then ns since the epoch (or ISO 8601 text) → ``ts`` dtype.
+
+    ISO text that does not parse fails the query (``strict``), else gives null.
+    """
     if pretty:
         # Databento writes "2020-12-28T00:00:00.246821748Z"; UNDEF is an empty field (null).
         return pl.col(name).str.to_datetime(
-            "%Y-%m-%dT%H:%M:%S%.f%#z", time_unit="ns", time_zone="UTC", strict=True
+            "%Y-%m-%dT%H:%M:%S%.f%#z", time_unit="ns", time_zone="UTC", strict=strict
         )
     raw = pl.col(name)
     return epoch_to_datetime(pl.when(raw != UNDEF_TIMESTAMP).then(raw), unit="ns")
@@ -194,11 +197,17 @@ def _frames(
     pretty_ts: bool,
     pretty_px: bool,
     what: str,
+    parsed_ts: bool = False,
 ) -> Frames:
-    """Map Databento records (vendor field names) to canonical trades and/or quotes."""
+    """Map Databento records (vendor field names) to canonical trades and/or quotes.
+
+    ``parsed_ts``: the reader already parsed ``ts_recv``/``ts_event`` into datetimes.
+    """
     columns: list[pl.Expr] = [
-        _timestamp(_TS_RECV, pretty=pretty_ts).alias(TS),
-        _timestamp(_TS_EVENT, pretty=pretty_ts).alias(TS_EVENT),
+        (pl.col(_TS_RECV) if parsed_ts else _timestamp(_TS_RECV, pretty=pretty_ts)).alias(TS),
+        (pl.col(_TS_EVENT) if parsed_ts else _timestamp(_TS_EVENT, pretty=pretty_ts)).alias(
+            TS_EVENT
+        ),
         symbol.alias(SYMBOL),
     ]
     if layout != "bbo":
@@ -330,8 +339,24 @@ def read_csv(source: Source, options: ReadOptions) -> Frames:
         _SYMBOL: pl.String(),
     }
     overrides = {name: dtype for name, dtype in dtypes.items() if name in header}
-    lf = scan_csv(source, schema_overrides=overrides, infer_schema=False)
+    # ISO times are parsed here: a row whose time text does not parse is set aside and counted
+    parsed = (
+        {
+            _PARSED_PREFIX + name: (
+                _timestamp(name, pretty=True, strict=False),
+                pl.col(name).str.strip_chars().fill_null("") != "",
+            )
+            for name in (_TS_RECV, _TS_EVENT)
+        }
+        if pretty_ts
+        else None
+    )
+    lf = scan_csv(source, schema_overrides=overrides, infer_schema=False, parsed=parsed)
     check_columns(source, lf, _NEEDED[layout], _WHAT[layout])
+    if pretty_ts:
+        lf = lf.with_columns(
+            pl.col(_PARSED_PREFIX + name).alias(name) for name in (_TS_RECV, _TS_EVENT)
+        )
     return _frames(
         lf,
         layout,
@@ -339,7 +364,11 @@ def read_csv(source: Source, options: ReadOptions) -> Frames:
         pretty_ts=pretty_ts,
         pretty_px=pretty_px,
         what=source.display,
+        parsed_ts=pretty_ts,
     )
+
+
+_PARSED_PREFIX: Final = "__mmflow_parsed_"
 
 
 # --- DBN ----------------------------------------------------------------------------------------
