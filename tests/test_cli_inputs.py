@@ -476,3 +476,35 @@ def test_databento_csv_bad_time_cell_stops_or_is_skipped(tmp_path: Path) -> None
         + rest.format(n=3),
     )
     _stops_then_skips(path, 3, read=3)
+
+
+def test_taq_wrds_bad_time_cell_stops_or_is_skipped(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path / "ctm_20161024.csv",
+        "DATE,TIME_M,EX,SYM_ROOT,SYM_SUFFIX,TR_SCOND,SIZE,PRICE,TR_CORR,TR_SEQNUM,PART_TIME\n"
+        "20161024,9:30:00.417837,N,A,,@,300,45.88,00,1231,09:30:00.417230123\n"
+        "20161024,9:30:00.5,N,A,,@,100,45.89,00,1232,\n"
+        "20161024,9:3o:01.25,N,A,,@,200,45.90,00,1233,\n"
+        "20161024,9:30:02,N,A,,@,100,45.91,00,1234,9:30:01.9x\n"
+        "20161024,9:30:03,N,A,,@,100,45.92,00,1235,0:00:00\n",
+    )
+    code, _, err = run("analyze", path)
+    assert code == 1, err
+    assert err.startswith(f"Error: {path}: line 4 does not parse: '20161024,9:3o:01.25,"), err
+    assert "(2 such rows;" in err  # the bad TIME_M and the bad PART_TIME
+    code, _, err = run("analyze", path, "--skip-bad-rows", "--verbose")
+    assert code == 0, err
+    assert "unparseable row: 2" in err
+    assert "trades: 5 read = 3 used + 2 dropped" in err
+
+
+def test_taq_daily_bad_time_cell_stops_or_is_skipped(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path / "EQY_US_ALL_TRADE_20161024",
+        "Time|Exchange|Symbol|Trade Price|Trade Volume\n"
+        "093000417837000|Z|A|45.88|300\n"
+        "0930x1000000000|Z|A|45.89|100\n"
+        "093002000000000|Z|A|45.90|200\n"
+        "END|20161024|3\n",
+    )
+    _stops_then_skips(path, 3, read=3)

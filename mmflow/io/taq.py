@@ -254,24 +254,29 @@ def _sniff_daily_nbbo(info: Sniff) -> bool:
 # --- time arithmetic (exact: integer nanoseconds built from the digits) --------------------
 
 
-def _digits(text: pl.Expr) -> pl.Expr:
-    """Parse a run of decimal digits strictly; a non-digit fails loudly at collection."""
-    return text.cast(pl.Int64, strict=True)
+def _digits(text: pl.Expr, *, strict: bool = True) -> pl.Expr:
+    """Parse a run of decimal digits; a non-digit fails loudly at collection (else null)."""
+    return text.cast(pl.Int64, strict=strict)
 
 
-def _fraction_ns(fraction: pl.Expr) -> pl.Expr:
+def _fraction_ns(fraction: pl.Expr, *, strict: bool = True) -> pl.Expr:
     """Digits after the seconds, right-padded (or cut) to 9: ``417837`` → 417837000 ns."""
-    return _digits(fraction.fill_null("").str.pad_end(9, "0").str.slice(0, 9))
+    return _digits(fraction.fill_null("").str.pad_end(9, "0").str.slice(0, 9), strict=strict)
 
 
-def _hms_ns(hours: pl.Expr, minutes: pl.Expr, seconds: pl.Expr, fraction: pl.Expr) -> pl.Expr:
-    return (
-        (_digits(hours) * 60 + _digits(minutes)) * 60 + _digits(seconds)
-    ) * 1_000_000_000 + _fraction_ns(fraction)
+def _hms_ns(
+    hours: pl.Expr, minutes: pl.Expr, seconds: pl.Expr, fraction: pl.Expr, *, strict: bool = True
+) -> pl.Expr:
+    whole = (_digits(hours, strict=strict) * 60 + _digits(minutes, strict=strict)) * 60 + _digits(
+        seconds, strict=strict
+    )
+    return whole * 1_000_000_000 + _fraction_ns(fraction, strict=strict)
 
 
-def colon_time_ns(text: pl.Expr) -> pl.Expr:
+def colon_time_ns(text: pl.Expr, *, strict: bool = True) -> pl.Expr:
     """Nanoseconds since midnight of a WRDS ``H:MM:SS[.fffffffff]`` time (1- or 2-digit hour).
+
+    Text that is not such a time fails the query when collected (``strict``), else gives null.
 
     Examples
     --------
@@ -287,11 +292,14 @@ def colon_time_ns(text: pl.Expr) -> pl.Expr:
         parts.struct.field("field_1"),
         seconds.struct.field("field_0"),
         seconds.struct.field("field_1"),
+        strict=strict,
     )
 
 
-def compact_time_ns(text: pl.Expr) -> pl.Expr:
+def compact_time_ns(text: pl.Expr, *, strict: bool = True) -> pl.Expr:
     """Nanoseconds since midnight of a Daily TAQ ``HHMMSS`` + fraction time.
+
+    Text that is not such a time fails the query when collected (``strict``), else gives null.
 
     Examples
     --------
@@ -301,7 +309,9 @@ def compact_time_ns(text: pl.Expr) -> pl.Expr:
     [34200417837000, 34200417000000, 57600000000000]
     """
     t = text.str.strip_chars()
-    return _hms_ns(t.str.slice(0, 2), t.str.slice(2, 2), t.str.slice(4, 2), t.str.slice(6))
+    return _hms_ns(
+        t.str.slice(0, 2), t.str.slice(2, 2), t.str.slice(4, 2), t.str.slice(6), strict=strict
+    )
 
 
 def new_york_to_utc(date: pl.Expr, ns_of_day: pl.Expr) -> pl.Expr:
@@ -323,12 +333,39 @@ def new_york_to_utc(date: pl.Expr, ns_of_day: pl.Expr) -> pl.Expr:
     return local.dt.replace_time_zone(NEW_YORK).dt.convert_time_zone("UTC").cast(TIMESTAMP)
 
 
-def _optional_time(date: pl.Expr, text: pl.Expr, *, compact: bool) -> pl.Expr:
-    """``ts_event`` from a participant-time column: null when empty or all zeros."""
+def _no_time(text: pl.Expr) -> pl.Expr:
+    """Whether a participant-time cell holds no time: empty or all zeros."""
     stripped = text.str.strip_chars()
-    ns = compact_time_ns(stripped) if compact else colon_time_ns(stripped)
-    empty = stripped.is_null() | stripped.str.replace_all(r"[0:.]", "").eq("")
-    return pl.when(empty).then(None).otherwise(new_york_to_utc(date, ns)).cast(TIMESTAMP)
+    return stripped.is_null() | stripped.str.replace_all(r"[0:.]", "").eq("")
+
+
+def _optional_ns(name: str, *, compact: bool) -> pl.Expr:
+    """Nanoseconds of day of a participant-time column: null when empty, all zeros or bad."""
+    stripped = pl.col(name).str.strip_chars()
+    ns = (compact_time_ns if compact else colon_time_ns)(stripped, strict=False)
+    return pl.when(_no_time(pl.col(name))).then(None).otherwise(ns)
+
+
+def _filled(name: str) -> pl.Expr:
+    """Whether a text cell holds something to parse."""
+    return pl.col(name).str.strip_chars().fill_null("") != ""
+
+
+_PARSED_DAY: Final = "__mmflow_taq_day"
+_PARSED_NS: Final = "__mmflow_taq_ns"
+_PARSED_NANO: Final = "__mmflow_taq_nano"
+_PARSED_EVENT: Final = "__mmflow_taq_event_ns"
+_PARSED: Final = (_PARSED_DAY, _PARSED_NS, _PARSED_NANO, _PARSED_EVENT)
+"""Columns the TAQ scans parse from the time text (a row whose text does not parse is set aside
+and counted as unparseable, with its line: :func:`mmflow.io._common.scan_csv`)."""
+
+
+def _event_time(date: pl.Expr, present: Sequence[str]) -> pl.Expr:
+    """``ts_event`` from the parsed participant time, or null when the file has none."""
+    if _PARSED_EVENT not in present:
+        return pl.lit(None, dtype=TIMESTAMP)
+    ns = pl.col(_PARSED_EVENT)
+    return pl.when(ns.is_null()).then(None).otherwise(new_york_to_utc(date, ns)).cast(TIMESTAMP)
 
 
 # --- shared column builders ----------------------------------------------------------------
@@ -409,22 +446,25 @@ def _check_round_lot(round_lot: int) -> None:
 
 
 def _scan_wrds(source: Source, needed: Sequence[str], what: str) -> pl.LazyFrame:
-    lf = scan_csv(source, infer_schema=False, with_column_names=_normalise_all)
+    date = pl.col(_DATE).str.strip_chars().str.replace_all("-", "", literal=True)
+    nano = pl.col(_TIME_M_NANO).str.strip_chars()
+    parsed = {
+        _PARSED_DAY: (date.str.to_date("%Y%m%d", strict=False), _filled(_DATE)),
+        _PARSED_NS: (colon_time_ns(pl.col(_TIME_M), strict=False), _filled(_TIME_M)),
+        _PARSED_NANO: (_digits(nano, strict=False), _filled(_TIME_M_NANO)),
+        _PARSED_EVENT: (_optional_ns(_PART_TIME, compact=False), ~_no_time(pl.col(_PART_TIME))),
+    }
+    lf = scan_csv(source, infer_schema=False, with_column_names=_normalise_all, parsed=parsed)
     check_columns(source, lf, needed, what)
     return lf
 
 
 def _wrds_clocks(present: Sequence[str]) -> list[pl.Expr]:
-    date = pl.col(_DATE).str.strip_chars().str.replace_all("-", "", literal=True)
-    day = date.str.to_date("%Y%m%d", strict=True)
-    ns = colon_time_ns(pl.col(_TIME_M))
-    if _TIME_M_NANO in present:
-        ns = ns + _digits(pl.col(_TIME_M_NANO).str.strip_chars().fill_null("0"))
-    if _PART_TIME in present:
-        event = _optional_time(day, pl.col(_PART_TIME), compact=False)
-    else:
-        event = pl.lit(None, dtype=TIMESTAMP)
-    return [new_york_to_utc(day, ns).alias(TS), event.alias(TS_EVENT)]
+    day = pl.col(_PARSED_DAY)
+    ns = pl.col(_PARSED_NS)
+    if _PARSED_NANO in present:
+        ns = ns + pl.col(_PARSED_NANO).fill_null(0)
+    return [new_york_to_utc(day, ns).alias(TS), _event_time(day, present).alias(TS_EVENT)]
 
 
 def _exchange(present: Sequence[str], name: str) -> pl.Expr:
@@ -525,6 +565,14 @@ def read_wrds_quotes(source: Source, options: ReadOptions, *, round_lot: int = R
 
 def _scan_daily(source: Source, needed: Sequence[str], what: str) -> pl.LazyFrame:
     """All rows as text, trailer included (it has one field too many: truncated)."""
+    row = ~_is_trailer().fill_null(value=False)
+    parsed = {
+        _PARSED_NS: (compact_time_ns(pl.col(_TIME), strict=False), row & _filled(_TIME)),
+        _PARSED_EVENT: (
+            _optional_ns(_PARTICIPANT_TIMESTAMP, compact=True),
+            row & ~_no_time(pl.col(_PARTICIPANT_TIMESTAMP)),
+        ),
+    }
     lf = scan_csv(
         source,
         separator="|",
@@ -532,6 +580,7 @@ def _scan_daily(source: Source, needed: Sequence[str], what: str) -> pl.LazyFram
         truncate_ragged_lines=True,
         quote_char=None,
         with_column_names=_normalise_all,
+        parsed=parsed,
     )
     check_columns(source, lf, needed, what)
     return lf
@@ -562,13 +611,9 @@ def _daily_common(
 ) -> list[pl.Expr]:
     present = lf.collect_schema().names()
     day = _daily_date(source, lf)
-    if _PARTICIPANT_TIMESTAMP in present:
-        event = _optional_time(day, pl.col(_PARTICIPANT_TIMESTAMP), compact=True)
-    else:
-        event = pl.lit(None, dtype=TIMESTAMP)
     return [
-        new_york_to_utc(day, compact_time_ns(pl.col(_TIME))).alias(TS),
-        event.alias(TS_EVENT),
+        new_york_to_utc(day, pl.col(_PARSED_NS)).alias(TS),
+        _event_time(day, present).alias(TS_EVENT),
         _symbol(pl.col(_SYMBOL), options).alias(SYMBOL),
         *([_exchange(present, _EXCHANGE)] if venue else []),
     ]
