@@ -20,6 +20,7 @@ from click.testing import CliRunner
 
 import mmflow.io
 from mmflow.cli import cli
+from mmflow.errors import ReaderError
 from mmflow.io.checks import RowAccount
 from mmflow.pipeline import gather, read_many
 from mmflow.schema import TRADES
@@ -508,3 +509,28 @@ def test_taq_daily_bad_time_cell_stops_or_is_skipped(tmp_path: Path) -> None:
         "END|20161024|3\n",
     )
     _stops_then_skips(path, 3, read=3)
+
+
+def test_lobster_bad_time_cell_stops_or_is_skipped(tmp_path: Path) -> None:
+    """A synthetic message/orderbook pair; the bad message row is set aside with its book row."""
+    stem = "ABC_2012-06-21_34200000_57600000"
+    message = _write(
+        tmp_path / f"{stem}_message_1.csv",
+        "34200.1,4,11,5,1000000,-1\n342x0.2,4,12,7,990000,1\n34200.3,4,13,2,990000,1\n",
+    )
+    _write(
+        tmp_path / f"{stem}_orderbook_1.csv",
+        "1000100,10,990000,20\n1000100,10,990000,13\n1000100,10,990000,11\n",
+    )
+    _stops_then_skips(message, 2, read=3)
+    # Reading the orderbook file names the message file and its line too.
+    book = tmp_path / f"{stem}_orderbook_1.csv"
+    loaded = mmflow.io.read_source(mmflow.io.Source(book, str(book)), "lobster-orderbook")
+    assert loaded.account is not None
+    account = RowAccount.from_frame(loaded.account.collect())
+    with pytest.raises(ReaderError, match=re.escape("line 2 does not parse: '342x0.2,4,12")):
+        account.raise_for_bad_rows(skip=False)
+    assert [e.file for e in account.entries if e.reason == "unparseable row"] == [str(message)]
+    loaded = mmflow.io.read_source(mmflow.io.Source(message, str(message)), "lobster")
+    assert loaded.frames.trades is not None
+    assert loaded.frames.trades.collect()["trade_id"].to_list() == ["11", "13"]

@@ -183,7 +183,8 @@ def _checked(
     for parse in source.parse_checks:
         # Lines the CSV scan skipped were read too: count them as read and as dropped.
         parse = parse.with_columns(
-            pl.lit(owner).alias("table"), pl.lit(source.display).alias("file")
+            pl.lit(owner).alias("table"),
+            pl.col("file").fill_null(pl.lit(source.display, dtype=pl.String)),
         )
         plans += [
             parse,

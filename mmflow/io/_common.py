@@ -204,6 +204,36 @@ def scan_csv(
     )
 
 
+def set_aside_unparseable(
+    source: Source,
+    lf: pl.LazyFrame,
+    parsed: Mapping[str, tuple[pl.Expr, pl.Expr]],
+    *,
+    names: Sequence[str],
+    header_lines: int,
+    separator: str = ",",
+    file: str | None = None,
+) -> pl.LazyFrame:
+    """Add reader-parsed columns to ``lf`` and set aside the rows whose text does not parse.
+
+    For a frame whose rows are still the file's lines in order (nothing filtered yet), such as
+    two LOBSTER files side by side. ``parsed`` is as in :func:`scan_csv`; the rows set aside are
+    counted as unparseable on ``source.parse_checks``, with the first bad line (``header_lines``
+    + row number) and the text of its ``names`` cells, under ``file`` (default: the file read).
+    """
+    with_parsed = lf.with_columns(parse.alias(name) for name, (parse, _) in parsed.items())
+    failed = [
+        present.fill_null(value=False) & pl.col(name).is_null()
+        for name, (_, present) in parsed.items()
+    ]
+    bad = pl.any_horizontal(failed) if failed else pl.lit(value=False)
+    checks = _parse_checks(with_parsed, pl.lit(value=False), bad, names, separator, header_lines)
+    if file is not None:
+        checks = checks.with_columns(pl.lit(file, dtype=pl.String).alias("file"))
+    source.parse_checks.append(checks)
+    return with_parsed.filter(~bad)
+
+
 def _repeated_header(header: str, names: Sequence[str], separator: str) -> pl.Expr:
     """Whether a row repeats the header line (its first two cells equal the header's)."""
     cells = [cell.strip().strip('"') for cell in header.split(separator)]

@@ -67,7 +67,7 @@ from typing import Final, Literal
 import polars as pl
 
 from mmflow.errors import ReaderError
-from mmflow.io._common import require_text, scan_csv
+from mmflow.io._common import require_text, scan_csv, set_aside_unparseable
 from mmflow.io.formats import Format, Frames, ReadOptions, Sniff
 from mmflow.io.source import Source, strip_compression_suffix
 from mmflow.schema import (
@@ -283,13 +283,14 @@ def _integer(name: str) -> pl.Expr:
     return pl.col(name).str.strip_chars().cast(pl.Int64)
 
 
-def lobster_time(time: str | pl.Expr, day: date) -> pl.Expr:
+def lobster_time(time: str | pl.Expr, day: date, *, strict: bool = True) -> pl.Expr:
     """Convert LOBSTER ``Time`` text (seconds after New York midnight) on ``day`` to UTC.
 
     The text is split at the decimal point, never parsed as a float: whole seconds × 10⁹ plus the
     fraction right-padded to nine digits (digits beyond the ninth are dropped). A wall-clock time
     that occurs twice (the autumn clock change) is taken as the earlier one; one that does not
-    exist (the spring change) fails at collection. Trading hours never meet either.
+    exist (the spring change) fails at collection. Trading hours never meet either. Text that
+    is not a number of seconds fails at collection (``strict``), else gives null.
 
     Parameters
     ----------
@@ -297,6 +298,8 @@ def lobster_time(time: str | pl.Expr, day: date) -> pl.Expr:
         Column name or String expression.
     day
         The trading day, from the file name.
+    strict
+        Whether text that does not parse fails the query (else it is null).
 
     Returns
     -------
@@ -313,13 +316,13 @@ def lobster_time(time: str | pl.Expr, day: date) -> pl.Expr:
     """
     text = (pl.col(time) if isinstance(time, str) else time).str.strip_chars()
     parts = text.str.split_exact(".", 1)
-    seconds = parts.struct.field("field_0").cast(pl.Int64)
+    seconds = parts.struct.field("field_0").cast(pl.Int64, strict=strict)
     fraction = (
         parts.struct.field("field_1")
         .fill_null("")
         .str.pad_end(9, "0")
         .str.slice(0, 9)
-        .cast(pl.Int64)
+        .cast(pl.Int64, strict=strict)
     )
     midnight = pl.lit(datetime(day.year, day.month, day.day), dtype=pl.Datetime("ns"))  # noqa: DTZ001
     local = midnight + pl.duration(nanoseconds=seconds * _NS_PER_SECOND + fraction)
@@ -350,10 +353,33 @@ def _side_level(price: str, size: str) -> tuple[pl.Expr, pl.Expr]:
     )
 
 
+_PARSED_TS: Final = "__mmflow_lobster_ts"
+
+
+def _timed(reading: Source, message: Source, lf: pl.LazyFrame, day: date) -> pl.LazyFrame:
+    """Parse the message times; set aside (and count) the rows whose ``Time`` does not parse.
+
+    ``lf`` holds the message file's rows in file order (with the orderbook's beside them); the
+    rows set aside are counted on ``reading``, the file being read, under the message file's
+    name and line.
+    """
+    text = pl.col(_TIME).str.strip_chars()
+    parsed = {_PARSED_TS: (lobster_time(_TIME, day, strict=False), text.fill_null("") != "")}
+    header = int(_starts_with_header(require_text(message)))
+    return set_aside_unparseable(
+        reading,
+        lf,
+        parsed,
+        names=MESSAGE_COLUMNS,
+        header_lines=header,
+        file=message.display,
+    )
+
+
 def _messages(day: date, symbol: str) -> list[pl.Expr]:
-    """Canonical ``ts``, symbol and venue plus the parsed message fields."""
+    """Canonical ``ts``, symbol and venue plus the parsed message fields (after :func:`_timed`)."""
     return [
-        lobster_time(_TIME, day).alias(TS),
+        pl.col(_PARSED_TS).alias(TS),
         pl.lit(symbol, dtype=pl.String).alias(SYMBOL),
         pl.lit(_VENUE, dtype=pl.String).alias(VENUE),
         _integer(_TYPE).cast(pl.Int8).alias(_TYPE),
@@ -427,12 +453,18 @@ def _quotes(rows: pl.LazyFrame, what: str) -> pl.LazyFrame:
     return conform(quotes, QUOTES, what=what)
 
 
-def _paired_rows(message: Source, book: Source, options: ReadOptions) -> pl.LazyFrame:
-    """Message rows side by side with the level-1 book after each of them."""
+def _paired_rows(
+    message: Source, book: Source, options: ReadOptions, reading: Source
+) -> pl.LazyFrame:
+    """Message rows side by side with the level-1 book after each of them.
+
+    Rows whose message time does not parse are set aside, with their book row, and counted on
+    ``reading`` (the file being read).
+    """
     day, symbol = _day(message, options), _symbol(message, options)
     messages = _scan(message, MESSAGE_COLUMNS, "LOBSTER message file")
     levels = _scan(book, BOOK_COLUMNS, "LOBSTER orderbook file")
-    both = pl.concat([messages, levels], how="horizontal")
+    both = _timed(reading, message, pl.concat([messages, levels], how="horizontal"), day)
     rows = both.select(*_messages(day, symbol), *_book())
     return rows.with_columns(pl.col(TS).alias(TS_EVENT))
 
@@ -447,14 +479,14 @@ def _message_frames(message: Source, options: ReadOptions, *, trades: bool) -> F
             )
             raise ReaderError(msg, path=message.display)
         day, symbol = _day(message, options), _symbol(message, options)
-        lf = _scan(message, MESSAGE_COLUMNS, "LOBSTER message file")
+        lf = _timed(message, message, _scan(message, MESSAGE_COLUMNS, "LOBSTER message file"), day)
         rows = lf.select(*_messages(day, symbol)).with_columns(pl.col(TS).alias(TS_EVENT))
         note = (
             f"{message.display}: orderbook file not found next to it; reading trades only "
             "(no quotes, no pre-trade BBO)"
         )
         return Frames(trades=_trades(rows, with_bbo=False, what=message.display), notes=(note,))
-    rows = _paired_rows(message, book, options)
+    rows = _paired_rows(message, book, options, message)
     quotes = _quotes(rows, message.display)
     if not trades:
         return Frames(quotes=quotes)
@@ -470,7 +502,7 @@ def _orderbook_frames(book: Source, options: ReadOptions) -> Frames:
             "which was not found next to it (same name with _message_ for _orderbook_)"
         )
         raise ReaderError(msg, path=book.display)
-    rows = _paired_rows(message, book, options)
+    rows = _paired_rows(message, book, options, book)
     return Frames(quotes=_quotes(rows, book.display))
 
 
