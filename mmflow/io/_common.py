@@ -157,6 +157,9 @@ def scan_csv(
         name: dtype for name, dtype in (schema_overrides or {}).items() if dtype != pl.String()
     }
     text_only = kwargs.get("infer_schema", True) is False
+    if parsed and not text_only:
+        msg = "scan_csv: parsed columns need a text scan (infer_schema=False)"
+        raise ValueError(msg)
     try:
         lf = pl.scan_csv(
             source.scan_path(),
