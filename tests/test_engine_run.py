@@ -87,6 +87,7 @@ class Oracle:
         quotes: pl.DataFrame | None,
         chunk: Chunk,
         settings: EngineSettings,
+        **_: Any,
     ) -> TradePartials:
         keys = list(settings.keys)
         bar_keys = settings.bar_keys
@@ -177,6 +178,7 @@ class Oracle:
         chunk: Chunk,
         bar_starts: pl.Series | None,
         settings: EngineSettings,
+        **_: Any,
     ) -> pl.DataFrame:
         return self.bars.filter((pl.col(SYMBOL) == chunk.symbol) & chunk.time_filter())
 
@@ -425,3 +427,21 @@ def test_any_memory_limit_gives_the_same_bars(
     run = run_engine(trades.lazy(), quotes.lazy(), settings_, in_memory=True)
     _equal(run.finished.bars, oracle_partials[0].bars, ["symbol", "ts"])
     assert math.isfinite(run.plan.memory)
+
+
+@pytest.mark.parametrize(
+    ("every", "method", "memory_limit"),
+    [("1m", "lee-ready", 1), ("7m", "auto", 1), ("5m", "tick", 2**40)],
+)
+def test_engine_with_the_real_passes_equals_the_whole_run(
+    market: tuple[pl.DataFrame, pl.DataFrame], every: str, method: str, memory_limit: int
+) -> None:
+    trades, quotes = market
+    options, signing = _options(every), Signing(method=method)  # type: ignore[arg-type]
+    whole = market_bars(trades.lazy(), quotes.lazy(), options=options, signing=signing)
+    bars, mix, checks = pl.collect_all([whole.bars, whole.mix, whole.checks])  # type: ignore[list-item]
+    run = run_engine(trades.lazy(), quotes.lazy(), _settings(options, signing, memory_limit))
+    _equal(run.finished.bars, bars, ["symbol", "ts"])
+    _equal(run.finished.mix, mix, ["symbol", "sign_method"])
+    assert run.finished.checks is not None
+    _equal(run.finished.checks, checks, ["symbol"])
