@@ -191,6 +191,7 @@ def _oracle(
         quotes.lazy() if quotes is not None else None,
         options=options,
         signing=signing,
+        chunked=False,
     )
     bars, signed = pl.collect_all([whole.bars, whole.signed])
     costs = None
@@ -350,13 +351,17 @@ def test_chunked_engine_equals_the_whole_run(
     oracle_partials.append(oracle)
     settings = _settings(options, signing, memory_limit=1)  # one chunk per symbol and day
     run = run_engine(trades.lazy(), quotes.lazy(), settings, in_memory=in_memory)
+    finished = run.finished
+    assert finished is not None
     assert len(run.plan.chunks) >= 6
-    _equal(run.finished.bars, whole_bars, ["symbol", "ts"])
-    whole = market_bars(trades.lazy(), quotes.lazy(), options=options, signing=signing)
+    _equal(finished.bars, whole_bars, ["symbol", "ts"])
+    whole = market_bars(
+        trades.lazy(), quotes.lazy(), options=options, signing=signing, chunked=False
+    )
     mix, checks = pl.collect_all([whole.mix, whole.checks])  # type: ignore[list-item]
-    _equal(run.finished.mix, mix, ["symbol", "sign_method"])
-    assert run.finished.checks is not None
-    _equal(run.finished.checks, checks, ["symbol"])
+    _equal(finished.mix, mix, ["symbol", "sign_method"])
+    assert finished.checks is not None
+    _equal(finished.checks, checks, ["symbol"])
     # a bucket completed across a chunk edge is one bucket
     # the outbound state of each chunk is the next chunk's inbound state (census chain)
     for result in run.results:
@@ -374,7 +379,7 @@ def test_chunked_engine_equals_the_whole_run(
             assert result.trade_state.cumulative_volume == pytest.approx(
                 inbound.trade_state.cumulative_volume, rel=1e-12
             )
-    buckets = run.finished.buckets
+    buckets = finished.buckets
     assert buckets.select(pl.struct(SYMBOL, "bucket").is_unique().all()).item()
     crossing = [c for c in run.plan.chunks if c.index > 0 and c.trade_state.cumulative_volume > 0]
     assert any(
@@ -391,7 +396,9 @@ def test_analysis_from_the_tables_equals_analyze(
     oracle_partials.append(oracle)
     phases = PhaseParameters(lookback=options.lookback)
     run = run_engine(trades.lazy(), quotes.lazy(), _settings(options, signing, 1))
-    result = finish_analysis(run.finished, _settings(options, signing, 1), run.spans, phases)
+    finished = run.finished
+    assert finished is not None
+    result = finish_analysis(finished, _settings(options, signing, 1), run.spans, phases)
     expected = analyze(
         trades.lazy(),
         quotes.lazy(),
@@ -399,6 +406,7 @@ def test_analysis_from_the_tables_equals_analyze(
         signing=signing,
         phase_parameters=phases,
         materialize=lambda plans: [plan.collect() for plan in plans],
+        chunked=False,
     )
     summary = expected.summary.collect()
     bars = expected.bars.collect()
@@ -425,7 +433,9 @@ def test_any_memory_limit_gives_the_same_bars(
         oracle_partials.append(oracle)
     settings_ = _settings(options, signing, budget_rows * BYTES_PER_TRADE)
     run = run_engine(trades.lazy(), quotes.lazy(), settings_, in_memory=True)
-    _equal(run.finished.bars, oracle_partials[0].bars, ["symbol", "ts"])
+    finished = run.finished
+    assert finished is not None
+    _equal(finished.bars, oracle_partials[0].bars, ["symbol", "ts"])
     assert math.isfinite(run.plan.memory)
 
 
@@ -438,10 +448,14 @@ def test_engine_with_the_real_passes_equals_the_whole_run(
 ) -> None:
     trades, quotes = market
     options, signing = _options(every), Signing(method=method)  # type: ignore[arg-type]
-    whole = market_bars(trades.lazy(), quotes.lazy(), options=options, signing=signing)
+    whole = market_bars(
+        trades.lazy(), quotes.lazy(), options=options, signing=signing, chunked=False
+    )
     bars, mix, checks = pl.collect_all([whole.bars, whole.mix, whole.checks])  # type: ignore[list-item]
     run = run_engine(trades.lazy(), quotes.lazy(), _settings(options, signing, memory_limit))
-    _equal(run.finished.bars, bars, ["symbol", "ts"])
-    _equal(run.finished.mix, mix, ["symbol", "sign_method"])
-    assert run.finished.checks is not None
-    _equal(run.finished.checks, checks, ["symbol"])
+    finished = run.finished
+    assert finished is not None
+    _equal(finished.bars, bars, ["symbol", "ts"])
+    _equal(finished.mix, mix, ["symbol", "sign_method"])
+    assert finished.checks is not None
+    _equal(finished.checks, checks, ["symbol"])

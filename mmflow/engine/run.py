@@ -300,13 +300,17 @@ def make_settings(
 
 @dataclass(frozen=True)
 class EngineRun:
-    """A finished engine run: the tables, the plan and the census they came from."""
+    """A finished engine run: the tables, the plan and the census they came from.
 
-    finished: Finished
+    ``finished`` is ``None`` when the run has no chunk (no trades).
+    """
+
+    finished: Finished | None
     plan: Plan
     census: Census
     spans: pl.DataFrame
     results: tuple[ChunkResult, ...]
+    settings: EngineSettings
 
 
 def _spans(census: Census) -> pl.DataFrame:
@@ -384,10 +388,12 @@ def run_engine(
         max_bars=options.max_bars,
         every=options.every,
     )
+    if not plan.chunks:
+        return EngineRun(None, plan, census, _spans(census), (), settings)
     tasks = _tasks(plan, settings, trades, quotes, trade_frame, quote_frame)
     results = tuple((executor or local_executor)(run_chunk, tasks))
     finished = finish_market(results, settings, quote_counts=_quote_counts(census))
-    return EngineRun(finished, plan, census, _spans(census), results)
+    return EngineRun(finished, plan, census, _spans(census), results, settings)
 
 
 def _split(frame: pl.DataFrame, keys: Sequence[str]) -> dict[tuple[Any, ...], pl.DataFrame]:
