@@ -459,3 +459,27 @@ def test_engine_with_the_real_passes_equals_the_whole_run(
     _equal(finished.mix, mix, ["symbol", "sign_method"])
     assert finished.checks is not None
     _equal(finished.checks, checks, ["symbol"])
+
+
+@settings(
+    max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    budget_rows=st.integers(min_value=1, max_value=400_000),
+    every=st.sampled_from(["1m", "3m", "7m", "13m"]),
+)
+def test_real_passes_any_chunking_equals_the_whole_run(
+    market: tuple[pl.DataFrame, pl.DataFrame], budget_rows: int, every: str
+) -> None:
+    """Chunk edges anywhere a day starts (inside VPIN buckets, quote gaps, phase episodes)."""
+    trades, quotes = market
+    options, signing = _options(every), Signing(method="auto")
+    whole = market_bars(
+        trades.lazy(), quotes.lazy(), options=options, signing=signing, chunked=False
+    ).bars.collect()
+    run = run_engine(
+        trades.lazy(), quotes.lazy(), _settings(options, signing, budget_rows * BYTES_PER_TRADE)
+    )
+    finished = run.finished
+    assert finished is not None
+    _equal(finished.bars, whole, ["symbol", "ts"])
