@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, replace
+from datetime import time, timedelta
 from typing import Any
 
 import polars as pl
@@ -34,6 +34,8 @@ from mmflow.metrics.phases import PhaseParameters
 from mmflow.metrics.vpin import _snap
 from mmflow.pipeline import (
     BarOptions,
+    Selection,
+    Session,
     Signing,
     analyze,
     market_bars,
@@ -483,3 +485,29 @@ def test_real_passes_any_chunking_equals_the_whole_run(
     finished = run.finished
     assert finished is not None
     _equal(finished.bars, whole, ["symbol", "ts"])
+
+
+@pytest.mark.parametrize(
+    "session",
+    [
+        Session(time(9, 30), time(16, 0), "America/New_York"),
+        Session(time(22, 0), time(6, 0), "UTC"),  # overnight: a session spans two UTC days
+    ],
+)
+@pytest.mark.parametrize("memory_limit", [1, 2**40])
+def test_sessions_chunked_equal_the_whole_run(
+    market: tuple[pl.DataFrame, pl.DataFrame], session: Session, memory_limit: int
+) -> None:
+    trades, quotes = market
+    options = replace(_options("7m"), memory_limit=memory_limit)
+    selection = Selection(session=session)
+    runs = [
+        market_bars(
+            trades.lazy(), quotes.lazy(), options=options, selection=selection, chunked=chunked
+        )
+        for chunked in (True, False)
+    ]
+    assert runs[0].engine is not None
+    assert all(chunk.sessions for chunk in runs[0].engine.plan.chunks)
+    _equal(runs[0].bars.collect(), runs[1].bars.collect(), ["symbol", "session", "ts"])
+    _equal(runs[0].mix.collect(), runs[1].mix.collect(), ["symbol", "sign_method"])
