@@ -511,3 +511,20 @@ def test_sessions_chunked_equal_the_whole_run(
     assert all(chunk.sessions for chunk in runs[0].engine.plan.chunks)
     _equal(runs[0].bars.collect(), runs[1].bars.collect(), ["symbol", "session", "ts"])
     _equal(runs[0].mix.collect(), runs[1].mix.collect(), ["symbol", "sign_method"])
+
+
+def test_unordered_input_gives_the_whole_runs_result(
+    market: tuple[pl.DataFrame, pl.DataFrame],
+) -> None:
+    """The census is order-free and chunks sort only when needed: shuffled files still agree."""
+    trades, quotes = market
+    trades = trades.sample(fraction=1.0, shuffle=True, seed=3)
+    quotes = quotes.sample(fraction=1.0, shuffle=True, seed=4)
+    options = replace(_options("5m"), memory_limit=1)
+    runs = [
+        market_bars(trades.lazy(), quotes.lazy(), options=options, chunked=chunked)
+        for chunked in (True, False)
+    ]
+    assert runs[0].engine is not None
+    _equal(runs[0].bars.collect(), runs[1].bars.collect(), ["symbol", "ts"])
+    _equal(runs[0].mix.collect(), runs[1].mix.collect(), ["symbol", "sign_method"])
