@@ -130,6 +130,8 @@ _PS = "_start_position"
 _PE = "_end_position"
 _PIECE = "_piece"
 _CARRIED = "_carried_tick"
+_GROUP = "_group"
+_PIECE_COLUMNS = (BUCKET, TS, "volume", "buy_volume", "sell_volume", "completes")
 _KEY = "_quote_key"
 _MATCHED_TS = "_matched_ts"
 _BBO = (BID_PRICE, BID_SIZE, ASK_PRICE, ASK_SIZE)
@@ -484,10 +486,10 @@ def _bar_aggregations(has_quotes: bool) -> list[pl.Expr]:
         pl.col(_PAIRED).sum().cast(pl.Float64).alias("_m"),
         pl.col("_a").sum().alias("_sa"),
         pl.col("_b").sum().alias("_sb"),
-        (pl.col("_a") * pl.col("_b")).sum().alias("_sab"),
-        (pl.col("_a") * pl.col("_a")).sum().alias("_saa"),
-        (pl.col("_b") * pl.col("_b")).sum().alias("_sbb"),
-        pl.col("_roll_price").abs().mean().alias("_level"),
+        pl.col("_ab").sum().alias("_sab"),
+        pl.col("_aa").sum().alias("_saa"),
+        pl.col("_bb").sum().alias("_sbb"),
+        pl.col("_abs_price").mean().alias("_level"),
     ]
     if has_quotes:
         for name in COSTS:
@@ -538,6 +540,13 @@ def _roll_columns(groups: list[str]) -> list[list[pl.Expr]]:
         [
             pl.when(pl.col(_PAIRED)).then(pl.col(_CHANGE)).alias("_a"),
             pl.when(pl.col(_PAIRED)).then(pl.col(_LAG)).alias("_b"),
+            price.abs().alias("_abs_price"),
+        ],
+        # products as columns: plain sums per bar stay on polars' fast aggregation path
+        [
+            (pl.col("_a") * pl.col("_b")).alias("_ab"),
+            (pl.col("_a") * pl.col("_a")).alias("_aa"),
+            (pl.col("_b") * pl.col("_b")).alias("_bb"),
         ],
     ]
 
@@ -611,9 +620,7 @@ def _running_volume(offset: float) -> pl.Expr:
     return pl.when(first).then(fills + offset).otherwise(fills).cum_sum()
 
 
-def _bucket_pieces(
-    frame: pl.DataFrame, keys: list[str], bucket_volume: float | None
-) -> pl.LazyFrame:
+def _bucket_pieces(frame: pl.DataFrame, bucket_volume: float | None) -> pl.LazyFrame:
     """Return the VPIN bucket pieces (global indices) of the chunk's trades.
 
     As :func:`mmflow.metrics.vpin.vpin_buckets`: a trade with a finite size > 0 occupies
@@ -623,7 +630,6 @@ def _bucket_pieces(
     """
     size = pl.col(SIZE).cast(pl.Float64)
     schema: dict[str, pl.DataType] = {
-        **{k: frame.schema[k] for k in keys},
         BUCKET: pl.Int64(),
         TS: frame.schema[TS],
         "volume": pl.Float64(),
@@ -641,7 +647,6 @@ def _bucket_pieces(
         .filter(size > 0, size.is_finite())
         .select(
             TS,
-            *keys,
             pl.col(_END),
             (pl.col(_END) - size).alias(_START),
             sign.cast(pl.Int8).fill_null(0).alias(TRADE_SIGN),
@@ -658,7 +663,6 @@ def _bucket_pieces(
         .explode(BUCKET)
         .filter(pl.col(BUCKET).is_not_null())
         .select(
-            *keys,
             BUCKET,
             TS,
             _PE,
@@ -673,14 +677,16 @@ def _bucket_pieces(
         .with_columns(
             pl.when(sign == 1).then(piece).alias("_buy"),
             pl.when(sign == -1).then(piece).alias("_sell"),
+            (pl.col(_PE) >= (pl.col(BUCKET) + 1).cast(pl.Float64)).alias(COMPLETES),
         )
-        .group_by(*keys, BUCKET, maintain_order=True)
+        .set_sorted(BUCKET)  # trades in time order fill buckets in order
+        .group_by(BUCKET, maintain_order=True)
         .agg(
             pl.col(TS).max(),
             piece.sum().alias("volume"),
             pl.col("_buy").sum().alias("buy_volume"),
             pl.col("_sell").sum().alias("sell_volume"),
-            (pl.col(_PE).max() >= (pl.col(BUCKET).first() + 1).cast(pl.Float64)).alias(COMPLETES),
+            pl.col(COMPLETES).any(),
         )
         .select(list(schema))
     )
@@ -786,6 +792,11 @@ def trade_partials(
     options = settings.options
     keys = list(settings.keys)
     bar_keys = settings.bar_keys
+    # Check order (cheap) and sort only what is not in time order (stable, as prepare sorts).
+    if not trades[TS].is_sorted():
+        trades = trades.sort(TS, maintain_order=True)
+    if quotes is not None and not quotes[TS].is_sorted():
+        quotes = quotes.sort(TS, maintain_order=True)
     has_quotes = quotes is not None and settings.has_quotes
     quotes_lazy = quotes.lazy() if quotes is not None and has_quotes else None
     signed = _signed(trades.lazy(), quotes_lazy, chunk, settings)
@@ -804,20 +815,36 @@ def trade_partials(
     for step in _roll_columns(groups):
         plan = plan.with_columns(step)
     frame = plan.collect()
+    # One instrument: group by the bar alone (the instrument columns are constants added
+    # back), on polars' sorted-key path: the trades are in time order, so bar starts (and
+    # sessions, which start with time) never decrease.
+    instrument = [
+        pl.lit(chunk.venue if k == "venue" else chunk.symbol, frame.schema[k]).alias(k)
+        for k in keys
+    ]
+    if settings.session:
+        grouped = frame.lazy().with_columns(pl.struct(SESSION, _BAR).rle_id().alias(_GROUP))
+        firsts = [pl.col(SESSION).first(), pl.col(_BAR).first()]
+    else:
+        grouped = frame.lazy().with_columns(pl.col(_BAR).alias(_GROUP))
+        firsts = [pl.col(_BAR).first()]
     per_bar = (
-        frame.lazy()
-        .group_by(*bar_keys, _BAR, maintain_order=True)
-        .agg(_bar_aggregations(has_quotes))
+        grouped.set_sorted(_GROUP)
+        .group_by(_GROUP, maintain_order=True)
+        .agg(*firsts, *_bar_aggregations(has_quotes))
+        .with_columns(instrument)
     )
-    bars = _finish_bars(per_bar, bar_keys, has_quotes).sort(*bar_keys, TS, nulls_last=True)
+    bars = _finish_bars(per_bar, bar_keys, has_quotes)
+    sessions = [SESSION] if settings.session else []
     levels = (
         frame.lazy()
         .filter(pl.col(PRICE).is_finite())
-        .group_by(*bar_keys, _BAR, PRICE, TRADE_SIGN)
+        .group_by(*sessions, _BAR, PRICE, TRADE_SIGN)
         .agg(
             pl.col(SIZE).sum().cast(pl.Float64).alias(SIZE),
             pl.len().cast(pl.UInt32).alias("trades"),
         )
+        .with_columns(instrument)
         .select(
             *bar_keys,
             pl.col(_BAR).alias(TS),
@@ -826,22 +853,19 @@ def trade_partials(
             SIZE,
             "trades",
         )
-        .sort(*bar_keys, TS, PRICE, TRADE_SIGN, nulls_last=True)
+        .sort(*sessions, TS, PRICE, TRADE_SIGN, nulls_last=True)
     )
     mix = (
         frame.lazy()
-        .group_by(*keys, SIGN_METHOD)
+        .group_by(SIGN_METHOD)
         .agg(pl.len().cast(pl.UInt32).alias("trades"), pl.col(SIZE).sum().alias("volume"))
-        .with_columns(pl.col(SIGN_METHOD).cast(pl.String))
-        .sort(*keys, SIGN_METHOD, nulls_last=True)
+        .select(*instrument, pl.col(SIGN_METHOD).cast(pl.String), "trades", "volume")
+        .sort(SIGN_METHOD, nulls_last=True)
     )
     zero = pl.lit(0, pl.UInt32)
     missing = pl.col(FUTURE_MID_MISSING) if has_quotes else None
     checks = frame.lazy().select(
-        *(
-            pl.lit(chunk.venue if k == "venue" else chunk.symbol, frame.schema[k]).alias(k)
-            for k in keys
-        ),
+        *instrument,
         pl.len().cast(pl.UInt32).alias("trades"),
         (pl.col(QUOTE_STALE).sum().cast(pl.UInt32) if stale else zero).alias("stale_quote"),
         (
@@ -851,7 +875,8 @@ def trade_partials(
             "stale_future_quote"
         ),
     )
-    pieces = _bucket_pieces(frame, keys, chunk.bucket_volume)
+    pieces = _bucket_pieces(frame, chunk.bucket_volume).with_columns(instrument)
+    pieces = pieces.select(*keys, *(c for c in _PIECE_COLUMNS if c not in keys))
     bars_frame, levels_frame, mix_frame, checks_frame, pieces_frame = pl.collect_all(
         [bars, levels, mix, checks, pieces]
     )
