@@ -571,3 +571,74 @@ def test_real_tardis_files_chunked_equal_whole() -> None:
         chunked, _ = chunked_run(trades, quotes, options, signing, edges, venue=True)
         assert_same(whole, chunked)
         assert whole["buckets"].height > 10
+
+
+# --------------------------------------------------------------------------------------------
+# Hand-computed vectors
+
+
+def small_chunk(
+    prices: Sequence[float | None], sizes: Sequence[float], state: TradeState, volume: float
+) -> TradePartials:
+    trades = pl.DataFrame(
+        {
+            "ts": [T0 + (i + 1) * NS for i in range(len(prices))],
+            "symbol": "X",
+            "price": prices,
+            "size": sizes,
+            "aggressor_side": [0] * len(prices),
+        },
+        schema_overrides={"ts": pl.Int64, "aggressor_side": pl.Int8, "price": pl.Float64},
+    ).with_columns(pl.col("ts").cast(UTC_NS))
+    config = engine_settings(
+        OPTIONS, Signing(method="tick"), ["symbol"], quotes=False, session=False
+    )
+    chunk = Chunk(
+        symbol="X", venue=None, start=T0, end=T0 + DAY, bucket_volume=volume, trade_state=state
+    )
+    return trade_partials(trades, None, chunk, config)
+
+
+def test_inbound_tick_state_by_hand() -> None:
+    """P_{t−1} and the last direction come from the state: 10 > 9.5 is +1, 10 = 10 repeats."""
+    up = small_chunk([10.0, 10.0, 9.0], [1.0, 2.0, 3.0], TradeState(9.5, -1), 100.0)
+    assert up.bars["buy_volume"].item() == 3.0
+    assert up.bars["sell_volume"].item() == 3.0
+    # equal to the last price: a zero tick repeats the inbound direction (−1); a null price is 0
+    flat = small_chunk([10.0, None, 10.0], [1.0, 2.0, 4.0], TradeState(10.0, -1), 100.0)
+    assert (flat.bars["sell_volume"].item(), flat.bars["unknown_volume"].item()) == (5.0, 2.0)
+    assert (flat.state.last_price, flat.state.last_direction) == (10.0, -1)
+    # no state: the first trade is unknown
+    fresh = small_chunk([10.0, 10.0], [1.0, 2.0], TradeState(), 100.0)
+    assert fresh.bars["unknown_volume"].item() == 3.0
+
+
+def test_bucket_pieces_by_hand() -> None:
+    """V = 100 and 150 already poured: 60 fills bucket 1 with 50 (completing it), 10 go on."""
+    part = small_chunk(
+        [10.0, 11.0, 12.0], [60.0, 0.0, 240.0], TradeState(9.0, 1, cumulative_volume=150.0), 100.0
+    )
+    rows = part.buckets.select("bucket", "volume", "buy_volume", "completes").rows()
+    assert rows == [
+        (1, 50.0, 50.0, True),
+        (2, 100.0, 100.0, True),  # 10 of the first trade, 90 of the third
+        (3, 100.0, 100.0, True),
+        (4, 50.0, 50.0, False),  # 450 poured: half of bucket 4
+    ]
+    assert part.state.cumulative_volume == 450.0
+    assert part.state.trades == 3
+
+
+def test_unsorted_input_is_sorted_first() -> None:
+    trades, quotes = data(2)
+    config = engine_settings(OPTIONS, Signing(), ["symbol"], quotes=True, session=False)
+    own = trades.filter(pl.col("symbol") == "AAA").unique(subset="ts", keep="first")
+    own = own.sort("ts")
+    own_quotes = quotes.filter(pl.col("symbol") == "AAA")
+    chunk = Chunk(symbol="AAA", venue=None, start=-(2**62), end=2**62, bucket_volume=50.0)
+    ordered = trade_partials(own, own_quotes, chunk, config)
+    shuffled = trade_partials(
+        own.sample(fraction=1.0, shuffle=True, seed=3), own_quotes, chunk, config
+    )
+    assert_frame_equal(shuffled.bars, ordered.bars)
+    assert_frame_equal(shuffled.buckets, ordered.buckets)
