@@ -28,12 +28,16 @@ to the whole run's when the inbound volume is the whole run's running sum. Per-b
 the bar's own rows in time order, as the whole run's do.
 
 What ``quotes`` must hold for results equal to a whole run (the caller reads them; see
-:func:`quote_window`): every quote of the instrument with ``start − lag ≤ ts < end + horizon``,
-preceded by the last quote before ``start − lag`` (the prevailing quote) and, when that one is
-not usable (crossed, locked, one-sided), by the last usable quote before it (the future mid of
-a trade whose horizon window holds no usable quote). Whether ``t + horizon`` lies after the
-instrument's last quote (``after_last_quote``) needs that quote's time: pass ``last_quote_ts``
+:func:`quote_window`): the quotes of this instrument only (the as-of joins have no ``by``
+keys), every one with ``start − lag ≤ ts < end + horizon``, preceded by the last quote before
+``start − lag`` (the prevailing quote) and, when that one is not usable (crossed, locked,
+one-sided), by the last usable quote before it (the future mid of a trade whose horizon window
+holds no usable quote). Whether ``t + horizon`` lies after the instrument's last quote
+(``after_last_quote``) needs that quote's time: ``last_quote_ts`` or ``chunk.last_quote_ts``
 (else the last quote given counts as the instrument's last).
+
+Not here: ``reverse-tick`` (it looks ahead past the chunk: :class:`ParameterError`), the BVC
+split (:func:`apply_bvc`, in the finish) and the merge of bucket pieces (:func:`merge_buckets`).
 """
 
 from __future__ import annotations
@@ -777,7 +781,7 @@ def trade_partials(
         The run's settings.
     last_quote_ts
         The instrument's last quote time (ns) over the whole run, for ``after_last_quote``;
-        ``None``: the last quote in ``quotes``.
+        ``None``: ``chunk.last_quote_ts``, else the last quote in ``quotes``.
 
     Returns
     -------
@@ -804,8 +808,9 @@ def trade_partials(
     if quotes_lazy is not None:
         assert quotes is not None
         last = _last_ns(quotes)
-        if last_quote_ts is not None:
-            last = max(last, last_quote_ts)
+        given = chunk.last_quote_ts if last_quote_ts is None else last_quote_ts
+        if given is not None:
+            last = max(last, given)
         signed = _costs(signed, quotes_lazy, settings, last)
     groups = [*bar_keys, _BAR] if settings.session else [_BAR]
     plan = signed.with_columns(
