@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date
 from functools import cache
 from pathlib import Path
@@ -642,3 +643,38 @@ def test_unsorted_input_is_sorted_first() -> None:
     )
     assert_frame_equal(shuffled.bars, ordered.bars)
     assert_frame_equal(shuffled.buckets, ordered.buckets)
+
+
+def test_quote_window_finds_the_last_usable_quote_days_back() -> None:
+    """A crossed quote prevails; the last usable one is two days older: both lead the window."""
+    quotes = pl.DataFrame(
+        {
+            "ts": [T0 - 3 * DAY, T0 - 2 * DAY, T0 - 3600 * NS, T0 + 60 * NS, T0 + DAY + 10 * NS],
+            "symbol": "X",
+            "bid_price": [9.0, 10.0, 10.2, 10.0, 10.0],
+            "bid_size": [1.0] * 5,
+            "ask_price": [9.1, 10.1, 10.1, 10.1, 10.1],  # the third is crossed
+            "ask_size": [1.0] * 5,
+        },
+        schema_overrides={"ts": pl.Int64},
+    ).with_columns(pl.col("ts").cast(UTC_NS))
+    config = engine_settings(OPTIONS, Signing(), ["symbol"], quotes=True, session=False)
+    chunk = Chunk(symbol="X", venue=None, start=T0, end=T0 + DAY)
+    window, last = quote_window(quotes.lazy(), chunk, config)
+    got = window.collect()["ts"].dt.epoch("ns").to_list()
+    assert got == [T0 - 2 * DAY, T0 - 3600 * NS, T0 + 60 * NS, T0 + DAY + 10 * NS]
+    assert last == T0 + DAY + 10 * NS
+    # a trade 30 s in: the crossed quote prevails (no mid: no costs); at t + 0 s the latest
+    # usable quote is two days old, so the future mid is stale (counted as such)
+    trades = pl.DataFrame(
+        {"ts": [T0 + 30 * NS], "symbol": "X", "price": [10.1], "size": [1.0]},
+        schema_overrides={"ts": pl.Int64},
+    ).with_columns(pl.col("ts").cast(UTC_NS), pl.lit(1, pl.Int8).alias("aggressor_side"))
+    options = replace(OPTIONS, horizon="0s")
+    config = replace(config, options=options, horizon_ns=0)
+    window, last = quote_window(quotes.lazy(), chunk, config)
+    whole = whole_run(trades, quotes, options, Signing())
+    part = trade_partials(trades, window.collect(), chunk, config, last_quote_ts=last)
+    assert_frame_equal(part.bars, whole["bars"], check_dtypes=False)
+    assert_frame_equal(part.checks, whole["checks"], check_dtypes=False)
+    assert part.checks["stale_future_quote"].item() == 1

@@ -46,7 +46,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from mmflow.engine.state import Chunk, EngineSettings, TradePartials, TradeState
+from mmflow.engine.state import NS_PER_DAY, Chunk, EngineSettings, TradePartials, TradeState
 from mmflow.errors import ParameterError
 from mmflow.metrics.bvc import Distribution, bulk_volume_classification
 from mmflow.metrics.classify import (
@@ -442,28 +442,36 @@ def quote_window(
     """Select from an instrument's time-ordered quotes what :func:`trade_partials` needs.
 
     Every quote with ``start − lag ≤ ts < end + horizon``, preceded by the last quote before
-    ``start − lag`` and the last usable one before it (when they differ). Reads everything
-    before the chunk once, so it suits tests and in-memory inputs; the engine builds the same
-    rows from the census state instead.
+    ``start − lag`` and the last usable one before it (when they differ). Those two are looked
+    for in the day before ``start − lag`` first; only when that day lacks one is everything
+    earlier read (the first chunk of an instrument, or a day without usable quotes). Without a
+    lag the engine takes them from the census state instead.
 
     Returns
     -------
     tuple[pl.LazyFrame, int | None]
         The quotes, and the instrument's last quote time (ns; ``None`` without quotes) for
-        ``last_quote_ts``.
+        ``last_quote_ts``: ``chunk.last_quote_ts`` when the census set it, else read.
     """
     ns = pl.col(TS).dt.cast_time_unit("ns").dt.epoch("ns")
     before = chunk.start - settings.lag_ns
-    numbered = quotes.with_row_index("_row")
-    earlier = numbered.filter(ns < before)
-    head = (
-        pl.concat([earlier.filter(quote_is_usable()).tail(1), earlier.tail(1)])
-        .unique(subset="_row", keep="first")
-        .sort("_row")
-    )
-    window = numbered.filter(chunk.time_filter(before=settings.lag_ns, after=settings.horizon_ns))
-    last = quotes.select(ns.max()).collect().item()
-    return pl.concat([head, window]).drop("_row"), None if last is None else int(last)
+    recent = quotes.filter((ns < before) & (ns >= before - NS_PER_DAY)).collect()
+    prevailing = recent.tail(1)
+    usable = recent.filter(quote_is_usable()).tail(1)
+    if prevailing.height == 0 or usable.height == 0:
+        earlier = quotes.filter(ns < before - NS_PER_DAY)
+        if prevailing.height == 0:
+            prevailing = earlier.tail(1).collect()
+        if usable.height == 0:
+            usable = earlier.filter(quote_is_usable()).tail(1).collect()
+    # the usable quote is never later than the prevailing one; a row found twice is kept once
+    head = pl.concat([usable, prevailing]).unique(maintain_order=True)
+    window = quotes.filter(chunk.time_filter(before=settings.lag_ns, after=settings.horizon_ns))
+    last = chunk.last_quote_ts
+    if last is None:
+        found = quotes.select(ns.max()).collect().item()
+        last = None if found is None else int(found)
+    return pl.concat([head.lazy(), window]), last
 
 
 # --------------------------------------------------------------------------------------------
