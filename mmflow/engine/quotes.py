@@ -263,7 +263,9 @@ def _per_bar(
         ),
         pl.when(valid).then((bid + ask) / 2).forward_fill().alias(_MID),
         gap.alias(_GAP),
-        ((ns - origin) // every).alias(_BAR),
+        # Rows are in time order, so bar numbers are sorted: the sorted group_by is ~10x
+        # cheaper than a hashed one.
+        ((ns - origin) // every).set_sorted().alias(_BAR),
     )
     gap_column = pl.col(_GAP)
     product = {
