@@ -142,8 +142,8 @@ def main() -> None:
     parser.add_argument("--run", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.run:
-        wall, cpu, height = MODES[options.run](options.data)
-        print(f"{wall:.3f} {cpu:.3f} {height}")
+        timed = MODES[options.run](options.data)
+        print(f"{timed[0]:.3f} {timed[1]:.3f} {timed[2]}")
         return
     with tempfile.TemporaryDirectory() as scratch:
         directory = options.data or Path(scratch)
@@ -166,8 +166,8 @@ def main() -> None:
                     capture_output=True,
                     text=True,
                 )
-                wall, cpu, height = done.stdout.split()
-                results.append((float(wall), float(cpu), int(height)))
+                wall_text, cpu_text, height_text = done.stdout.split()
+                results.append((float(wall_text), float(cpu_text), int(height_text)))
             wall_min = min(r[0] for r in results)
             cpu_min = min(r[1] for r in results)
             print(f"| {mode} | {wall_min:.2f} | {cpu_min:.2f} | {results[0][2]:,} |", flush=True)
