@@ -184,8 +184,23 @@ class Chunk:
     bucket_volume
         The instrument's VPIN bucket volume V (ADV / buckets_per_day over the whole run), or
         ``None`` when it has no volume.
+    last_quote_ts
+        The ``ts`` (ns) of the instrument's last quote over the whole run, ``None`` without
+        quotes: trade costs call a horizon after it ``after_last_quote`` even when the chunk
+        reads no quote that late.
     trade_state, quote_state
-        The inbound state: what the instrument's earlier chunks leave (chained by the census).
+        The inbound state: what the instrument's earlier chunks leave (chained by the census);
+        ``quote_state`` is the last quote of any kind before ``start``.
+    valid_quote_state
+        The last valid quote before ``start`` (both sides and sizes present, bid ≤ ask): OFI's
+        previous quote and the standing mid.
+    standing_quote_state
+        The last valid or empty (not crossed) quote before ``start``: the state standing for
+        time-weighted spread and depth (see :class:`mmflow.engine.quotes.QuoteCarry`).
+    usable_quote_state
+        The last usable quote before ``start`` (finite, bid < ask:
+        :func:`mmflow.metrics.classify.quote_is_usable`): the future mid of a trade whose
+        horizon holds no later usable quote.
     """
 
     symbol: str
@@ -201,8 +216,12 @@ class Chunk:
     first_bar: int | None = None
     last_bar: int | None = None
     bucket_volume: float | None = None
+    last_quote_ts: int | None = None
     trade_state: TradeState = field(default_factory=TradeState)
     quote_state: QuoteState = field(default_factory=QuoteState)
+    valid_quote_state: QuoteState = field(default_factory=QuoteState)
+    standing_quote_state: QuoteState = field(default_factory=QuoteState)
+    usable_quote_state: QuoteState = field(default_factory=QuoteState)
 
     @property
     def instrument(self) -> tuple[str | None, str]:
