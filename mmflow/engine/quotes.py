@@ -54,8 +54,6 @@ __all__ = [
     "QUOTE_PARTIAL_COLUMNS",
     "QuoteCarry",
     "carry_after",
-    "census_carry",
-    "quote_census",
     "quote_partials",
 ]
 
@@ -133,8 +131,8 @@ class QuoteCarry:
 
         A last quote that is a book clear leaves no earlier mid (``mid_close`` is null until
         the next valid quote instead of the older mid); a crossed one is taken as standing on
-        an empty book (no weight, OFI seeds anew). The census' :func:`quote_census` carries the
-        full state.
+        an empty book (no weight, OFI seeds anew). The census (:mod:`mmflow.engine.census`)
+        carries the full state.
         """
         kind = _kind(state)
         if kind == "valid":
@@ -557,95 +555,3 @@ def carry_after(quotes: pl.DataFrame, chunk: Chunk, carry: QuoteCarry | None = N
         valid=found.get("valid", inbound.valid),
         standing=found.get("standing", inbound.standing),
     )
-
-
-def quote_census(quotes: pl.LazyFrame, *, every_ns: int, keys: tuple[str, ...]) -> pl.LazyFrame:
-    """Per instrument × chunk day: quote counts and the last quotes (the quote part of pass 1).
-
-    A row's chunk day is the UTC date of its bar start (``floor(ts / every) · every``): chunk
-    edges are the first bar edge at or after a UTC midnight, so a bar across midnight belongs
-    to the day it starts on, as its chunk does. Chaining a day's last quotes into the next
-    chunk gives :class:`QuoteCarry` (:func:`census_carry`).
-
-    Parameters
-    ----------
-    quotes
-        Prepared canonical quotes (any order within a day is not allowed: time order per
-        instrument, as the chunk tasks read them).
-    every_ns
-        Bar length in nanoseconds.
-    keys
-        The instrument columns (``venue, symbol`` or ``symbol``).
-
-    Returns
-    -------
-    pl.LazyFrame
-        ``keys…, day`` (Date), ``quotes`` and ``crossed_quotes`` (UInt32), ``first_ts`` (Int64
-        ns), and for each of ``last``, ``valid`` (last valid quote) and ``standing`` (last valid
-        or empty quote): ``{kind}_ts`` (Int64 ns, null when the day has none) and
-        ``{kind}_bid_price, {kind}_bid_size, {kind}_ask_price, {kind}_ask_size`` (Float64).
-        Sorted by instrument and day.
-    """
-    ns = pl.col(TS).dt.cast_time_unit("ns").dt.epoch("ns")
-    sides = [pl.col(name).cast(pl.Float64).fill_nan(None) for name in _BBO]
-    empty = pl.any_horizontal(side.is_null() for side in sides)
-    valid = ~empty & (sides[0] <= sides[2])
-    standing = empty | (sides[0] <= sides[2])
-    day = ((ns // every_ns) * every_ns).cast(TIMESTAMP).dt.date()
-    raw = [pl.col(name).cast(pl.Float64) for name in _BBO]
-
-    def last(kind: str, where: pl.Expr | None) -> list[pl.Expr]:
-        columns = [
-            ns.alias(f"{kind}_ts"),
-            *(r.alias(f"{kind}_{n}") for r, n in zip(raw, _BBO, strict=True)),
-        ]
-        if where is None:
-            return [c.last() for c in columns]
-        return [c.filter(where).last() for c in columns]
-
-    return (
-        quotes.group_by(*keys, day.alias("day"))
-        .agg(
-            pl.len().alias("quotes"),
-            (~empty & (sides[0] > sides[2])).sum().cast(pl.UInt32).alias("crossed_quotes"),
-            ns.first().alias("first_ts"),
-            *last("last", None),
-            *last("valid", valid),
-            *last("standing", standing),
-        )
-        .sort(*keys, "day", nulls_last=True)
-    )
-
-
-def census_carry(census: pl.DataFrame, chunk: Chunk) -> QuoteCarry:
-    """Return the chunk's inbound :class:`QuoteCarry` from one instrument's census rows.
-
-    Parameters
-    ----------
-    census
-        :func:`quote_census` rows of the chunk's instrument (any days).
-    chunk
-        The chunk: days before the UTC date of ``start`` feed its carry.
-
-    Returns
-    -------
-    QuoteCarry
-        The last quote, last valid and last non-crossed quote before the chunk.
-    """
-    first_day = pl.lit(chunk.start).cast(TIMESTAMP).dt.date()
-    before = census.filter(pl.col("day") < first_day).sort("day")
-
-    def latest(kind: str) -> QuoteState:
-        rows = before.filter(pl.col(f"{kind}_ts").is_not_null())
-        if rows.height == 0:
-            return QuoteState()
-        row = rows.row(rows.height - 1, named=True)
-        return QuoteState(
-            ts=int(row[f"{kind}_ts"]),
-            bid_price=row[f"{kind}_{BID_PRICE}"],
-            bid_size=row[f"{kind}_{BID_SIZE}"],
-            ask_price=row[f"{kind}_{ASK_PRICE}"],
-            ask_size=row[f"{kind}_{ASK_SIZE}"],
-        )
-
-    return QuoteCarry(last=latest("last"), valid=latest("valid"), standing=latest("standing"))
