@@ -528,3 +528,17 @@ def test_chunked_equals_whole_on_real_files(
     chunked = pl.concat(parts)
     assert chunked["quote_events"].sum() == quotes.height
     assert_same_bars(chunked.drop("venue", strict=False), expected.drop("venue", strict=False))
+
+
+def test_unsorted_quotes_are_put_in_time_order() -> None:
+    quotes = generate(13, rows=400, days=2).unique(subset="ts", keep="first", maintain_order=True)
+    shuffled = quotes.sample(fraction=1.0, shuffle=True, seed=1)
+    assert not shuffled["ts"].is_sorted()
+    engine = engine_settings("1m", "1m")
+    grid = grid_for(quotes, "1m")
+    chunk = Chunk(symbol="X", venue=None, start=T0_NS, end=T0_NS + DAY_NS)
+    bars = grid["ts"].filter(grid["ts"].dt.epoch("ns") < chunk.end)
+    assert quote_partials(shuffled, chunk, bars, engine).equals(
+        quote_partials(quotes, chunk, bars, engine)
+    )
+    assert carry_after(shuffled, chunk) == carry_after(quotes, chunk)

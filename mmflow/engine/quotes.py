@@ -168,11 +168,22 @@ def _as_nanoseconds(series: pl.Series) -> pl.Series:
     return series.dt.cast_time_unit("ns").dt.epoch("ns").cast(pl.Int64)
 
 
+def _in_time_order(quotes: pl.DataFrame) -> pl.DataFrame:
+    """Return ``quotes`` sorted by ``ts`` (stable: same-instant rows keep their order).
+
+    Checking is one cheap pass; only unsorted input is sorted.
+    """
+    if quotes.get_column(TS).is_sorted():
+        return quotes
+    return quotes.sort(TS, maintain_order=True)
+
+
 def _rows(quotes: pl.DataFrame, carry: QuoteCarry, chunk: Chunk) -> pl.DataFrame:
     """Return the chunk's quotes in ``[start, end)`` with the carried rows first.
 
     Columns: ``_q_ns`` (Int64), the four sides (Float64, NaN as null) and ``_q_real``.
     """
+    quotes = _in_time_order(quotes)
     ns = _as_nanoseconds(quotes.get_column(TS))
     # Sorted by ts: the chunk's rows are one slice.
     first = int(ns.search_sorted(chunk.start, side="left"))
@@ -377,8 +388,9 @@ def quote_partials(
     Parameters
     ----------
     quotes
-        The instrument's quotes, sorted by ``ts`` (eager): at least those in ``[start, end)``;
-        rows outside are ignored. ``ts`` a datetime (any unit) or Int64 nanoseconds.
+        The instrument's quotes (eager) in time order (checked; unsorted input is sorted,
+        stably): at least those in ``[start, end)``; rows outside are ignored. ``ts`` a
+        datetime (any unit) or Int64 nanoseconds.
     chunk
         The chunk: ``start``, ``end`` (ns), the instrument, and ``quote_state`` (the last quote
         before ``start``), used when ``carry`` is not given.
@@ -518,6 +530,7 @@ def carry_after(quotes: pl.DataFrame, chunk: Chunk, carry: QuoteCarry | None = N
         What the instrument's next chunk carries in (``last`` is its ``QuoteState``).
     """
     inbound = carry if carry is not None else QuoteCarry.from_state(chunk.quote_state)
+    quotes = _in_time_order(quotes)
     ns = _as_nanoseconds(quotes.get_column(TS))
     first = int(ns.search_sorted(chunk.start, side="left"))
     stop = int(ns.search_sorted(chunk.end, side="left"))
