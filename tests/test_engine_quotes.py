@@ -275,15 +275,48 @@ def test_carry_reproduces_crossed_and_cleared_state() -> None:
     grid = grid_for(quotes, "1m", [T0_NS + 9 * minute])
     for max_age in (None, "90s"):
         engine = engine_settings("1m", max_age)
-        edges = [T0_NS, T0_NS + 3 * minute, T0_NS + 5 * minute, T0_NS + 10 * minute]
+        # Chunk [2, 3) starts after the clear; chunk [3, 5) after the crossed quote.
+        edges = [T0_NS + m * minute for m in (0, 2, 3, 5, 10)]
         chunked, carries = chained(quotes, grid, edges, engine)
         assert_same_bars(chunked, whole(quotes, grid, "1m", max_age))
-        inbound = carries[1]
+        inbound = carries[2]
         assert inbound.last.ts == T0_NS + 2 * minute
         assert inbound.standing.ts == T0_NS + minute
         assert inbound.valid.ts == T0_NS
-    # Only the last quote (crossed) known: the engine's QuoteState alone is not enough.
-    assert QuoteCarry.from_state(carries[1].last).valid == QuoteState()
+        if max_age is None:
+            # Hand-computed, bars 0..9: bar 3's second quote has e = +2 (bid up: +2; ask
+            # unchanged: -5 + 5), the first only seeds (the book was cleared at minute 1);
+            # bar 6: e = +2 - 2 + 5 = 5. Spread/depth: bar 3 on stands the 3:00 quote
+            # (10.1×2 / 10.2×5) to minute 6, then the 6:00 quote (10.1×2 / 10.3×1).
+            assert chunked["ofi"].to_list() == [0.0, 0.0, 0.0, 2.0, 0.0, 0.0, 5.0] + [None] * 3
+            assert chunked["quote_events"].to_list() == [1, 1, 1, 2, 0, 0, 1, 0, 0, 0]
+            assert chunked["crossed_quotes"].to_list() == [0, 0, 1] + [0] * 7
+            assert chunked["mid_close"].to_list() == pytest.approx(
+                [10.1, 10.1, 10.1, 10.15, 10.15, 10.15, 10.2, 10.2, 10.2, 10.2]
+            )
+            assert chunked["spread"][:3].to_list() == [pytest.approx(0.2), None, None]
+            assert chunked["spread"][3:].to_list() == pytest.approx([0.1] * 3 + [0.2] * 4)
+            assert chunked["depth"].to_list() == [10.0, None, None, *[7.0] * 3, *[3.0] * 4]
+            assert chunked["quote_imbalance"][3:].to_list() == pytest.approx(
+                [-3 / 7] * 3 + [1 / 3] * 4
+            )
+        else:
+            # 90 s: the 3:00 quote stands to 4:30 (half of bar 4), then no quote until 6:00.
+            assert chunked["depth"][3:6].to_list() == [7.0, 7.0, None]
+    # Only the last quote known: the engine's QuoteState alone is not enough. After the
+    # clear, chunk [2, 3) loses the mid carried across it.
+    assert QuoteCarry.from_state(carries[2].last).valid == QuoteState()
+    engine = engine_settings("1m", None)
+    chunk = Chunk(
+        symbol="X",
+        venue=None,
+        start=T0_NS + 2 * minute,
+        end=T0_NS + 3 * minute,
+        quote_state=carries[1].last,
+    )
+    bars = grid["ts"].filter(grid["ts"].dt.epoch("ns") == chunk.start)
+    assert quote_partials(quotes, chunk, bars, engine, carry=carries[1])["mid_close"][0] == 10.1
+    assert quote_partials(quotes, chunk, bars, engine)["mid_close"][0] is None
 
 
 def test_no_quotes_in_chunk_carries_state_forward() -> None:
@@ -346,6 +379,13 @@ def test_venue_key_and_integer_bar_starts() -> None:
     assert set(bars["venue"].to_list()) == {"XNAS"}
     expected = whole(quotes, grid, "1m", "1m")
     assert_same_bars(bars.drop("venue"), expected)
+    integer_ts = quotes.with_columns(pl.col("ts").dt.epoch("ns"))
+    assert quote_partials(integer_ts, chunk, grid["ts"], engine).equals(bars)
+    microseconds = quotes.with_columns(pl.col("ts").dt.cast_time_unit("us"))
+    truncated = quotes.with_columns(pl.col("ts").dt.cast_time_unit("us").dt.cast_time_unit("ns"))
+    assert quote_partials(microseconds, chunk, grid["ts"], engine).equals(
+        quote_partials(truncated, chunk, grid["ts"], engine)
+    )
 
 
 def reference_bars(
