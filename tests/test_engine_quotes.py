@@ -59,7 +59,9 @@ def engine_settings(every: str, max_age: str | None) -> EngineSettings:
     )
 
 
-def generate(seed: int, rows: int = 600, days: int = 4, symbol: str = "X") -> pl.DataFrame:
+def generate(
+    seed: int, rows: int = 600, days: int = 4, symbol: str = "X", crossed: float = 0.08
+) -> pl.DataFrame:
     """One instrument's quotes over ``days`` days, with every awkward case mixed in."""
     rng = np.random.default_rng(seed)
     # Bursts of activity separated by long gaps (minutes to a day), on ms timestamps.
@@ -75,8 +77,8 @@ def generate(seed: int, rows: int = 600, days: int = 4, symbol: str = "X") -> pl
     bid = mid - half
     ask = mid + half
     kind = rng.random(rows)
-    ask = np.where(kind < 0.08, bid - 0.01, ask)  # crossed
-    ask = np.where((kind >= 0.08) & (kind < 0.14), bid, ask)  # locked
+    ask = np.where(kind < crossed, bid - 0.01, ask)  # crossed
+    ask = np.where((kind >= crossed) & (kind < crossed + 0.06), bid, ask)  # locked
     bid_size = rng.integers(0, 40, rows).astype(np.float64)
     ask_size = rng.integers(0, 40, rows).astype(np.float64)
     frame = pl.DataFrame(
@@ -183,11 +185,12 @@ def bar_edges(grid: pl.DataFrame, every_ns: int, picks: Sequence[int]) -> list[i
     picks=st.lists(st.integers(0, 10**9), max_size=12),
     every=st.sampled_from(["1m", "7m", "1h"]),
     max_age=st.sampled_from([None, "1m", "5m", "1s"]),
+    crossed=st.sampled_from([0.0, 0.08]),
 )
 def test_chunked_equals_whole_on_generated_quotes(
-    seed: int, picks: list[int], every: str, max_age: str | None
+    seed: int, picks: list[int], every: str, max_age: str | None, crossed: float
 ) -> None:
-    quotes = generate(seed)
+    quotes = generate(seed, crossed=crossed)
     rng = np.random.default_rng(seed + 1)
     # Trades after the last quote and between bursts: bars outside the quote span.
     extra = [int(quotes["ts"].dt.epoch("ns").max()) + 3_600_000_000_000]  # type: ignore[arg-type]
@@ -502,12 +505,13 @@ def reference_bars(
     seed=st.integers(0, 2**32 - 1),
     picks=st.lists(st.integers(0, 10**9), max_size=6),
     max_age=st.sampled_from([None, "1m", "1s"]),
+    crossed=st.sampled_from([0.0, 0.08]),
 )
 def test_chunked_equals_exact_reference_loop(
-    seed: int, picks: list[int], max_age: str | None
+    seed: int, picks: list[int], max_age: str | None, crossed: float
 ) -> None:
     """Against exact per-bar sums the chunked bars agree to float rounding of their terms."""
-    quotes = generate(seed, rows=250, days=2)
+    quotes = generate(seed, rows=250, days=2, crossed=crossed)
     grid = grid_for(quotes, "1m", [T0_NS + DAY_NS // 3])
     engine = engine_settings("1m", max_age)
     edges = bar_edges(grid, engine.every_ns, picks)

@@ -233,13 +233,30 @@ def _per_bar(
     is_empty = ~valid & ~is_crossed
     first = pl.int_range(pl.len()) == 0
     # OFI exactly as mmflow.metrics.ofi._order_flow_imbalance (one instrument: row 0 is first).
-    standing_flag = (
-        pl.when(valid).then(pl.lit(value=True)).when(is_empty | first).then(pl.lit(value=False))
-    )
-    seeded = valid & ~first & standing_flag.forward_fill().shift(1).fill_null(value=False)
-    previous_bid, previous_bid_size, previous_ask, previous_ask_size = (
-        pl.when(valid).then(pl.col(name)).forward_fill().shift(1) for name in _BBO
-    )
+    if rows.select(crossed.any()).item():
+        standing_flag = (
+            pl.when(valid).then(pl.lit(value=True)).when(is_empty | first).then(pl.lit(value=False))
+        )
+        seeded = valid & ~first & standing_flag.forward_fill().shift(1).fill_null(value=False)
+        previous_bid, previous_bid_size, previous_ask, previous_ask_size = (
+            pl.when(valid).then(pl.col(name)).forward_fill().shift(1) for name in _BBO
+        )
+
+        def standing(value: pl.Expr, none: pl.Expr) -> pl.Expr:
+            # Row 0 is never null, so the fill starts defined; crossed rows keep the state.
+            return pl.when(valid).then(value).when(is_empty | first).then(none).forward_fill()
+
+    else:
+        # No crossed row (the common case): every row sets the state, so the previous valid
+        # quote still standing is the previous row when that one is valid; no fills needed.
+        seeded = valid & valid.shift(1).fill_null(value=False)
+        previous_bid, previous_bid_size, previous_ask, previous_ask_size = (
+            pl.col(name).shift(1) for name in _BBO
+        )
+
+        def standing(value: pl.Expr, none: pl.Expr) -> pl.Expr:
+            return pl.when(valid).then(value).otherwise(none)
+
     event = (
         pl.when(bid >= previous_bid).then(bid_size).otherwise(0.0)
         - pl.when(bid <= previous_bid).then(previous_bid_size).otherwise(0.0)
@@ -250,10 +267,6 @@ def _per_bar(
     positive = depth > 0
     one, nothing = pl.lit(1, pl.Int64), pl.lit(0, pl.Int64)
     zero = pl.lit(0.0, pl.Float64)
-
-    def standing(value: pl.Expr, none: pl.Expr) -> pl.Expr:
-        # Row 0 is never null, so the fill starts defined; crossed rows keep the state.
-        return pl.when(valid).then(value).when(is_empty | first).then(none).forward_fill()
 
     ns = pl.col(_NS)
     # A state stands until the next row (any kind), at most max_age; the last row until the
