@@ -599,3 +599,26 @@ def test_unsorted_quotes_are_put_in_time_order() -> None:
         abs_tol=0,
     )
     assert carry_after(shuffled, chunk) == carry_after(quotes, chunk)
+
+
+def test_benchmark_script_runs_and_checks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """benchmarks/engine_quotes.py on small data: the engine's bars equal today's."""
+    import importlib.util
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "engine_quotes.py"
+    spec = importlib.util.spec_from_file_location("engine_quotes_benchmark", script)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["engine_quotes_benchmark"] = module
+    spec.loader.exec_module(module)
+    module.prepare(20_000, 2, tmp_path)
+    module.check(tmp_path)
+    assert "largest difference" in capsys.readouterr().out
+    wall, cpu, height = module.run_engine(tmp_path)
+    assert height == pl.read_parquet(tmp_path / "grid.parquet").height
+    assert wall >= 0
+    assert cpu >= 0
