@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, replace
+from datetime import time, timedelta
 from typing import Any
 
 import polars as pl
@@ -34,6 +34,8 @@ from mmflow.metrics.phases import PhaseParameters
 from mmflow.metrics.vpin import _snap
 from mmflow.pipeline import (
     BarOptions,
+    Selection,
+    Session,
     Signing,
     analyze,
     market_bars,
@@ -459,3 +461,70 @@ def test_engine_with_the_real_passes_equals_the_whole_run(
     _equal(finished.mix, mix, ["symbol", "sign_method"])
     assert finished.checks is not None
     _equal(finished.checks, checks, ["symbol"])
+
+
+@settings(
+    max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    budget_rows=st.integers(min_value=1, max_value=400_000),
+    every=st.sampled_from(["1m", "3m", "7m", "13m"]),
+)
+def test_real_passes_any_chunking_equals_the_whole_run(
+    market: tuple[pl.DataFrame, pl.DataFrame], budget_rows: int, every: str
+) -> None:
+    """Chunk edges anywhere a day starts (inside VPIN buckets, quote gaps, phase episodes)."""
+    trades, quotes = market
+    options, signing = _options(every), Signing(method="auto")
+    whole = market_bars(
+        trades.lazy(), quotes.lazy(), options=options, signing=signing, chunked=False
+    ).bars.collect()
+    run = run_engine(
+        trades.lazy(), quotes.lazy(), _settings(options, signing, budget_rows * BYTES_PER_TRADE)
+    )
+    finished = run.finished
+    assert finished is not None
+    _equal(finished.bars, whole, ["symbol", "ts"])
+
+
+@pytest.mark.parametrize(
+    "session",
+    [
+        Session(time(9, 30), time(16, 0), "America/New_York"),
+        Session(time(22, 0), time(6, 0), "UTC"),  # overnight: a session spans two UTC days
+    ],
+)
+@pytest.mark.parametrize("memory_limit", [1, 2**40])
+def test_sessions_chunked_equal_the_whole_run(
+    market: tuple[pl.DataFrame, pl.DataFrame], session: Session, memory_limit: int
+) -> None:
+    trades, quotes = market
+    options = replace(_options("7m"), memory_limit=memory_limit)
+    selection = Selection(session=session)
+    runs = [
+        market_bars(
+            trades.lazy(), quotes.lazy(), options=options, selection=selection, chunked=chunked
+        )
+        for chunked in (True, False)
+    ]
+    assert runs[0].engine is not None
+    assert all(chunk.sessions for chunk in runs[0].engine.plan.chunks)
+    _equal(runs[0].bars.collect(), runs[1].bars.collect(), ["symbol", "session", "ts"])
+    _equal(runs[0].mix.collect(), runs[1].mix.collect(), ["symbol", "sign_method"])
+
+
+def test_unordered_input_gives_the_whole_runs_result(
+    market: tuple[pl.DataFrame, pl.DataFrame],
+) -> None:
+    """The census is order-free and chunks sort only when needed: shuffled files still agree."""
+    trades, quotes = market
+    trades = trades.sample(fraction=1.0, shuffle=True, seed=3)
+    quotes = quotes.sample(fraction=1.0, shuffle=True, seed=4)
+    options = replace(_options("5m"), memory_limit=1)
+    runs = [
+        market_bars(trades.lazy(), quotes.lazy(), options=options, chunked=chunked)
+        for chunked in (True, False)
+    ]
+    assert runs[0].engine is not None
+    _equal(runs[0].bars.collect(), runs[1].bars.collect(), ["symbol", "ts"])
+    _equal(runs[0].mix.collect(), runs[1].mix.collect(), ["symbol", "sign_method"])

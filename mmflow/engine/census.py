@@ -104,15 +104,37 @@ def _unit(every_ns: int, session: bool) -> pl.Expr:
     return pl.col("session").alias(UNIT) if session else unit_expression(every_ns)
 
 
+def _last_by_time(value: pl.Expr, ts: pl.Expr) -> pl.Expr:
+    """Return the value of the latest row by ``ts`` (the last in input order among ties).
+
+    Equal to ``.last()`` after a stable sort by ``ts``, without sorting.
+    """
+    return value.filter(ts == ts.max()).last()
+
+
+def _first_by_time(value: pl.Expr, ts: pl.Expr) -> pl.Expr:
+    """Return the value of the earliest row by ``ts`` (the first in input order among ties)."""
+    return value.filter(ts == ts.min()).first()
+
+
 def trade_census(
     trades: pl.LazyFrame, keys: tuple[str, ...], every_ns: int, *, session: bool
 ) -> pl.LazyFrame:
-    """Return the lazy trade census of time-ordered prepared trades (see :class:`Census`)."""
+    """Return the lazy trade census of prepared trades in any order (see :class:`Census`).
+
+    Order-free: the first and last valid prices are taken by time (input order among equal
+    times, as a stable sort orders them), and the last non-zero tick direction is the sign of
+    the last price against the latest earlier price that differs from it (the tick rule's last
+    non-zero change is between the last run of equal prices and the trade before that run).
+    """
     price = pl.col(PRICE).fill_nan(None)
     size = pl.col(SIZE).cast(pl.Float64)
     valid = size.is_finite() & (size > 0)
-    prices = price.drop_nulls()
-    change = prices.diff().sign()
+    priced = price.is_not_null()
+    prices, times = price.filter(priced), _ns().filter(priced)
+    last = _last_by_time(prices, times)
+    other = priced & (price != last)
+    before = _last_by_time(price.filter(other), _ns().filter(other))
     return (
         trades.select(*keys, TS, PRICE, SIZE, *(["session"] if session else []))
         .with_columns(_unit(every_ns, session), pl.col(TS).dt.date().alias(DATE))
@@ -123,9 +145,9 @@ def trade_census(
             valid.sum().alias("bucket_trades"),
             _ns().min().alias("first_ts"),
             _ns().max().alias("last_ts"),
-            prices.first().alias("first_price"),
-            prices.last().alias("last_price"),
-            change.filter(change != 0).last().cast(pl.Int8).alias("last_direction"),
+            _first_by_time(prices, times).alias("first_price"),
+            last.alias("last_price"),
+            (last - before).sign().cast(pl.Int8).alias("last_direction"),
         )
         .sort(*keys, UNIT, DATE, nulls_last=True)
     )
@@ -141,7 +163,7 @@ crossed: the state that stands for spread and depth); ``usable`` (bid < ask, fin
 def quote_census(
     quotes: pl.LazyFrame, keys: tuple[str, ...], every_ns: int, *, session: bool
 ) -> pl.LazyFrame:
-    """Return the lazy quote census of time-ordered prepared quotes (see :class:`Census`)."""
+    """Return the lazy quote census of prepared quotes in any order (see :class:`Census`)."""
     from mmflow.metrics.classify import quote_is_usable
 
     names = quotes.collect_schema().names()
@@ -163,8 +185,9 @@ def quote_census(
         parts += [pl.col(c).cast(pl.Float64).alias(f"q_{kind}_{c}") for c in _BBO]
         if TS_EVENT in names:
             parts.append(_ns(TS_EVENT).alias(f"q_{kind}_ts_event"))
+        ts = _ns() if condition is None else _ns().filter(condition)
         aggregations += [
-            p.last() if condition is None else p.filter(condition).last() for p in parts
+            _last_by_time(p if condition is None else p.filter(condition), ts) for p in parts
         ]
     return (
         quotes.select(columns)

@@ -224,12 +224,19 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
         )
         quotes_after = chunk.last_quote_ts is not None and chunk.last_quote_ts >= chunk.end
         quoted = _quote_partials()(
-            own_quotes, chunk, grid[TS], settings, carry=carry, quotes_after=quotes_after
+            own_quotes,
+            chunk,
+            grid[TS].unique().sort(),
+            settings,
+            carry=carry,
+            quotes_after=quotes_after,
         )
         present = [c for c in QUOTE_BAR_COLUMNS if c in quoted.columns]
+        # Quote bars are per instrument and bar start (sessions share them), as the whole
+        # run joins quote_bars on the instrument and ts.
         bars = bars.join(
-            quoted.select(*bar_keys, TS, *present),
-            on=[*bar_keys, TS],
+            quoted.select(*keys, TS, *present).unique(subset=[*keys, TS], keep="last"),
+            on=[*keys, TS],
             how="left",
             nulls_equal=True,
         )
