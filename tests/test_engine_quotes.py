@@ -33,7 +33,7 @@ from mmflow.engine.quotes import (
     quote_partials,
 )
 from mmflow.engine.state import Chunk, EngineSettings, QuoteState
-from mmflow.errors import ParameterError
+from mmflow.errors import ParameterError, SizeLimitError
 from mmflow.metrics.flow import event_grid
 from mmflow.metrics.ofi import quote_bars
 from mmflow.pipeline import BarOptions, Signing
@@ -371,6 +371,14 @@ def test_defaults_and_errors() -> None:
     shifted = grid["ts"].dt.epoch("ns") + pl.Series([0] + [1] * (grid.height - 1))
     with pytest.raises(ParameterError, match="one grid"):
         quote_partials(quotes, chunk, shifted, engine)
+    tiny = EngineSettings(
+        **{
+            **engine_settings("1us", None).__dict__,
+            "options": BarOptions(every="1us", max_bars=1_000_000),
+        }
+    )
+    with pytest.raises(SizeLimitError, match="bars"):
+        quote_partials(quotes, chunk, None, tiny)
     later = Chunk(symbol="X", venue=None, start=T0_NS + DAY_NS, end=T0_NS + 2 * DAY_NS)
     with pytest.raises(ParameterError, match="inside the chunk"):
         quote_partials(quotes, later, grid["ts"], engine)

@@ -38,7 +38,7 @@ from typing import Final
 import polars as pl
 
 from mmflow.engine.state import TIMESTAMP, Chunk, EngineSettings, QuoteState
-from mmflow.errors import ParameterError
+from mmflow.errors import ParameterError, SizeLimitError
 from mmflow.metrics.ofi import (
     CROSSED_QUOTES,
     DEPTH,
@@ -406,7 +406,8 @@ def quote_partials(
     bar_starts
         The chunk's bar grid (bar starts in ``[start, end)``, sorted, datetimes or Int64 ns,
         spaced by multiples of the bar length). ``None``: every bar from the bar of the
-        chunk's first quote to that of its last quote, per UTC day holding quotes.
+        chunk's first quote to that of its last quote, per UTC day holding quotes (at most
+        ``settings.options.max_bars``).
     settings
         Bar length ``every_ns``, ``max_quote_age_ns`` and the instrument ``keys``.
     carry
@@ -427,12 +428,15 @@ def quote_partials(
     ------
     ParameterError
         When the bar starts are not on one grid of the bar length or not inside the chunk.
+    SizeLimitError
+        Without ``bar_starts``, when the chunk's quotes span more than ``max_bars`` bars
+        (checked before any bar is made).
     """
     every = settings.every_ns
     state = carry if carry is not None else QuoteCarry.from_state(chunk.quote_state)
     rows = _rows(quotes, state, chunk)
     if bar_starts is None:
-        starts = _default_bars(rows.filter(pl.col(_NS) >= chunk.start).get_column(_NS), every)
+        starts = _default_bars(rows.filter(pl.col(_NS) >= chunk.start).get_column(_NS), settings)
     else:
         starts = _as_nanoseconds(bar_starts)
     origin = int(starts[0]) if len(starts) else chunk.start - chunk.start % every
@@ -484,8 +488,13 @@ def _empty_occupied() -> pl.DataFrame:
     return pl.DataFrame(schema=schema)
 
 
-def _default_bars(ns: pl.Series, every: int) -> pl.Series:
-    """Bar starts from the first to the last quote bar of each UTC day holding quotes."""
+def _default_bars(ns: pl.Series, settings: EngineSettings) -> pl.Series:
+    """Bar starts from the first to the last quote bar of each UTC day holding quotes.
+
+    The number of bars is estimated from the per-day spans (a small table) and checked against
+    ``settings.options.max_bars`` before any bar is made.
+    """
+    every = settings.every_ns
     if ns.len() == 0:
         return pl.Series(_NS, [], pl.Int64)
     day = 86_400 * 1_000_000_000
@@ -496,12 +505,26 @@ def _default_bars(ns: pl.Series, every: int) -> pl.Series:
             (pl.col(_NS).min() // every).alias("_q_first"),
             (pl.col(_NS).max() // every).alias("_q_last"),
         )
-        .select(pl.int_ranges("_q_first", pl.col("_q_last") + 1).alias(_BAR))
+    )
+    limit = settings.options.max_bars
+    estimate = int(spans.select((pl.col("_q_last") - pl.col("_q_first") + 1).sum()).item())
+    if limit is not None and estimate > limit:
+        parameter = "every"
+        raise SizeLimitError(
+            parameter,
+            settings.options.every,
+            estimate,
+            limit,
+            "bars",
+            "use a longer bar or narrow the time window",
+        )
+    bars = (
+        spans.select(pl.int_ranges("_q_first", pl.col("_q_last") + 1).alias(_BAR))
         .explode(_BAR)
         .unique()
         .sort(_BAR)
     )
-    return (spans.get_column(_BAR) * every).alias(_NS)
+    return (bars.get_column(_BAR) * every).alias(_NS)
 
 
 def _quote_at(frame: pl.DataFrame, index: int) -> QuoteState:
