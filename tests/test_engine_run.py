@@ -442,14 +442,26 @@ def test_any_memory_limit_gives_the_same_bars(
 
 
 @pytest.mark.parametrize(
-    ("every", "method", "memory_limit"),
-    [("1m", "lee-ready", 1), ("7m", "auto", 1), ("5m", "tick", 2**40)],
+    ("every", "method", "memory_limit", "lag", "match"),
+    [
+        ("1m", "lee-ready", 1, "0s", "strict"),
+        ("7m", "auto", 1, "0s", "strict"),
+        ("5m", "tick", 2**40, "0s", "strict"),
+        ("2m", "emo", 1, "3s", "at-or-before"),
+        ("3m", "quote", 1, "90s", "strict"),
+    ],
 )
 def test_engine_with_the_real_passes_equals_the_whole_run(
-    market: tuple[pl.DataFrame, pl.DataFrame], every: str, method: str, memory_limit: int
+    market: tuple[pl.DataFrame, pl.DataFrame],
+    every: str,
+    method: str,
+    memory_limit: int,
+    lag: str,
+    match: str,
 ) -> None:
     trades, quotes = market
-    options, signing = _options(every), Signing(method=method)  # type: ignore[arg-type]
+    options = _options(every)
+    signing = Signing(method=method, lag=lag, match=match)  # type: ignore[arg-type]
     whole = market_bars(
         trades.lazy(), quotes.lazy(), options=options, signing=signing, chunked=False
     )
