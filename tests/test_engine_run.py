@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import pickle
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import time, timedelta
 from typing import Any
@@ -26,7 +28,14 @@ from mmflow.engine.census import chain, take_census
 from mmflow.engine.chunks import BYTES_PER_QUOTE, BYTES_PER_TRADE, parse_memory, plan_chunks
 from mmflow.engine.finish import finish_analysis
 from mmflow.engine.run import make_settings, run_engine
-from mmflow.engine.state import Chunk, EngineSettings, TradePartials, TradeState
+from mmflow.engine.state import (
+    Chunk,
+    ChunkResult,
+    ChunkTask,
+    EngineSettings,
+    TradePartials,
+    TradeState,
+)
 from mmflow.errors import ParameterError, SizeLimitError
 from mmflow.metrics.classify import tick_rule
 from mmflow.metrics.impact import trade_costs
@@ -540,3 +549,30 @@ def test_unordered_input_gives_the_whole_runs_result(
     assert runs[0].engine is not None
     _equal(runs[0].bars.collect(), runs[1].bars.collect(), ["symbol", "ts"])
     _equal(runs[0].mix.collect(), runs[1].mix.collect(), ["symbol", "sign_method"])
+
+
+def test_tasks_and_results_pickle(market: tuple[pl.DataFrame, pl.DataFrame]) -> None:
+    """An executor may run a task in another process: task and result survive pickling."""
+
+    trades, quotes = market
+    options, signing = _options("5m"), Signing()
+    settings_ = _settings(options, signing, memory_limit=1)
+    seen: list[ChunkResult] = []
+
+    def through_pickle(
+        function: Callable[[ChunkTask], ChunkResult], tasks: Sequence[ChunkTask]
+    ) -> Iterator[ChunkResult]:
+        for task in tasks:
+            result = function(pickle.loads(pickle.dumps(task)))
+            seen.append(result)
+            yield pickle.loads(pickle.dumps(result))
+
+    for in_memory in (True, False):
+        run = run_engine(
+            trades.lazy(), quotes.lazy(), settings_, executor=through_pickle, in_memory=in_memory
+        )
+        local = run_engine(trades.lazy(), quotes.lazy(), settings_, in_memory=in_memory)
+        assert run.finished is not None
+        assert local.finished is not None
+        assert run.finished.bars.equals(local.finished.bars)
+    assert len(seen) == 2 * len(run.plan.chunks)
