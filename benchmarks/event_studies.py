@@ -19,7 +19,7 @@ the dataset's name says so. Trade files that carry their own pre-trade best
 bid and offer but no quote stream (the Sierra ES exports) get a quote series sampled at their
 trades, so that the liquidity state exists; this is said in the output.
 
-Everything is computed through the library calls the CLI makes (``mmflow.pipeline.phases`` and
+Everything is computed through the library calls the CLI makes (``mmflow.analysis.phases`` and
 ``market_bars`` + ``inventory_evaluation``), with the default phase rule of the checkout it runs
 in: after the phase detector changes, re-run it to refresh the README table. Parameters are
 passed by name only where the current ``PhaseParameters`` has the field, so the script survives
@@ -47,17 +47,11 @@ from pathlib import Path
 import polars as pl
 
 import mmflow.io
+from mmflow.analysis import BarOptions, Selection, inventory_evaluation, market_bars, phases
 from mmflow.io import ReadOptions
+from mmflow.io.assemble import gather
 from mmflow.metrics.event_study import DEFAULT_HORIZONS
 from mmflow.metrics.phases import PhaseParameters
-from mmflow.pipeline import (
-    BarOptions,
-    Selection,
-    gather,
-    inventory_evaluation,
-    market_bars,
-    phases,
-)
 from mmflow.schema import QUOTES, TRADES
 
 REPOSITORY = Path(__file__).resolve().parents[1]

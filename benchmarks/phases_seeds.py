@@ -1,7 +1,7 @@
 """Score the distribution-phase rule against simulator truth on held-out seeds (not a test).
 
 For each seed, simulates ``SimulationParameters(seed=seed, hours=24)`` (two symbols, 1-minute
-bars, default episodes), builds the bars with :func:`mmflow.pipeline.market_bars`, labels them
+bars, default episodes), builds the bars with :func:`mmflow.analysis.market_bars`, labels them
 with :func:`mmflow.metrics.phases.phase_bars` (causal, and ``offline=True``) and scores the
 ``distribution`` bars with :func:`mmflow.metrics.phases.truth_scores`: bar precision and recall,
 episode recall (≥ 50 % of a true episode detected), episode overlap (≥ 1 bar) and the share of
@@ -32,6 +32,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from mmflow.analysis import BarOptions, market_bars
 from mmflow.metrics.phases import (
     EVALUATION_SEEDS,
     TUNING_SEEDS,
@@ -39,7 +40,6 @@ from mmflow.metrics.phases import (
     phase_bars,
     truth_scores,
 )
-from mmflow.pipeline import BarOptions, market_bars
 from mmflow.simulate import SimulationParameters, simulate
 
 COLUMNS = ("precision", "recall", "episode_recall", "episode_overlap_recall", "fp_neutral")

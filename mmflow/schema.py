@@ -55,6 +55,14 @@ SIGN_METHOD: Final = "sign_method"
 MID_PRICE: Final = "mid_price"
 SPREAD: Final = "spread"
 
+# Per bar (columns several metrics read and write).
+SESSION: Final = "session"
+"""Optional column: bars and cumulative series restart for each (instrument, session)."""
+NET_FLOW: Final = "net_flow"
+CLOSE: Final = "close"
+MID_CLOSE: Final = "mid_close"
+MM_INVENTORY: Final = "mm_inventory"
+
 TIMESTAMP: Final = pl.Datetime("ns", "UTC")
 ISO_NS: Final = "%Y-%m-%dT%H:%M:%S%.9fZ"
 """How mmflow writes times as text: ISO-8601, UTC, nanoseconds (lexically sortable)."""

@@ -63,6 +63,7 @@ from mmflow.schema import (
     ASK_SIZE,
     BID_PRICE,
     BID_SIZE,
+    MM_INVENTORY,
     PRICE,
     SCHEMA_VERSION,
     SIZE,
@@ -75,7 +76,6 @@ from mmflow.schema import (
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-MM_INVENTORY: Final = "mm_inventory"
 PHASE: Final = "phase"
 INVENTORY_SIDE: Final = "inventory_side"
 EPISODE: Final = "episode"

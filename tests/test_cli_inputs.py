@@ -21,8 +21,8 @@ from click.testing import CliRunner
 import mmflow.io
 from mmflow.cli import cli
 from mmflow.errors import ReaderError
+from mmflow.io.assemble import gather, read_many
 from mmflow.io.checks import RowAccount
-from mmflow.pipeline import gather, read_many
 from mmflow.schema import TRADES
 from tests.conftest import data_path
 

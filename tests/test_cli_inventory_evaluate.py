@@ -15,9 +15,10 @@ import pyarrow.parquet as pq
 from click.testing import CliRunner
 
 import mmflow.io
+from mmflow.analysis import BarOptions, market_bars
 from mmflow.cli import cli
+from mmflow.io.assemble import gather
 from mmflow.metrics.event_study import WITHDRAWAL_STUDY_COLUMNS
-from mmflow.pipeline import BarOptions, gather, market_bars
 from mmflow.schema import QUOTES, TRADES
 from tests.test_metrics_event_study import assert_matches, reference_study
 

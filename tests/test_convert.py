@@ -10,10 +10,12 @@ from click.testing import CliRunner
 from polars.testing import assert_frame_equal
 
 import mmflow.io
+from mmflow.analysis import Selection, prepare
 from mmflow.cli import cli
-from mmflow.convert import convert, partition_symbol
+from mmflow.convert import convert
 from mmflow.errors import MmflowError
-from mmflow.pipeline import Selection, gather, prepare
+from mmflow.io.assemble import gather
+from mmflow.io.source import partition_symbol
 from mmflow.schema import QUOTES, TRADES
 from tests.conftest import data_path
 

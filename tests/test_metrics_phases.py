@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
+from mmflow.analysis import market_bars
 from mmflow.errors import ParameterError, SchemaError
 from mmflow.metrics.phases import (
     PHASE_COLUMNS,
@@ -23,7 +24,6 @@ from mmflow.metrics.phases import (
     phase_episodes,
     truth_scores,
 )
-from mmflow.pipeline import market_bars
 from mmflow.simulate import Simulation, SimulationParameters, simulate
 
 T0 = datetime(2024, 1, 2, tzinfo=UTC)

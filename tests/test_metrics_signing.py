@@ -8,12 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmflow.metrics.signing import (
-    TRADE_METHODS,
-    evaluate_signing,
-    method_mix,
-    sign_trades,
-)
+from mmflow.metrics.signing import TRADE_METHODS, evaluate_signing, method_mix, sign_trades
 
 T0 = datetime(2024, 7, 1, tzinfo=UTC)
 UTC_NS = pl.Datetime("ns", "UTC")

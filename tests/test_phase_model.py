@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
+from mmflow.analysis import BarOptions, market_bars
 from mmflow.cli import PHASE_OPTIONS, cli
 from mmflow.metrics import phase_model
 from mmflow.metrics.phases import (
@@ -23,7 +24,6 @@ from mmflow.metrics.phases import (
     phase_episodes,
     truth_scores,
 )
-from mmflow.pipeline import BarOptions, market_bars
 from mmflow.simulate import Simulation, SimulationParameters, simulate
 
 # --- reference loop of the features ---------------------------------------------------------

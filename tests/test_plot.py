@@ -24,11 +24,12 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
 import mmflow.render.plot as plot_module
+from mmflow.analysis import BarOptions, chart, inventory_report, market_bars, phases
 from mmflow.cli import cli
 from mmflow.errors import MmflowError, ParameterError
 from mmflow.io import ReadOptions, load
+from mmflow.io.assemble import gather
 from mmflow.metrics.phases import PhaseParameters
-from mmflow.pipeline import BarOptions, chart, gather, inventory_report, market_bars, phases
 from mmflow.render.plot import (
     DPI,
     PANEL_TITLES,

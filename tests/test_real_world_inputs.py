@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mmflow.io
+from mmflow.analysis import BarOptions, Signing, analyze, market_bars
 from mmflow.durations import check_duration, duration_nanoseconds
 from mmflow.errors import ParameterError, SizeLimitError
 from mmflow.metrics.flow import event_grid, flow_bars
@@ -27,7 +28,7 @@ from mmflow.metrics.impact import FUTURE_MID_MISSING, trade_costs
 from mmflow.metrics.ofi import ofi_total, quote_bars
 from mmflow.metrics.profile import volume_profile
 from mmflow.metrics.quotes import QUOTE_STALE, attach_quotes
-from mmflow.pipeline import BarOptions, Signing, analyze, market_bars, quote_warnings
+from mmflow.render.messages import quote_warnings
 from tests.conftest import SHARED
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,22 +18,13 @@ import polars as pl
 
 from mmflow.alerts import Condition, ConditionError, alert_messages, evaluate_alerts
 from mmflow.alerts import parse_condition as bind_alert
+from mmflow.analysis import Selection, Signing, selection_account
 from mmflow.cli.options import AlertOptions, Inputs, Output, QuoteFiles
 from mmflow.errors import MmflowError, NoDataError, ParameterError
 from mmflow.io import Loaded, RowAccount, load_inputs
-from mmflow.pipeline import (
-    Selection,
-    Signing,
-    account_of,
-    cleaning_notes,
-    collect,
-    collect_accounts,
-    gather,
-    quote_warnings,
-    read_many,
-    selection_account,
-)
+from mmflow.io.assemble import account_of, collect, collect_accounts, gather, read_many
 from mmflow.progress import OnStage
+from mmflow.render.messages import cleaning_notes, quote_warnings
 from mmflow.render.progress import StageDisplay, no_color
 from mmflow.render.write import build_metadata, image_format, write_figure, write_file, write_to
 from mmflow.schema import QUOTES, TRADES

@@ -9,6 +9,7 @@ from typing import Any
 import click
 import polars as pl
 
+from mmflow.analysis import Selection, Signing, classify, evaluate, profile
 from mmflow.cli import run
 from mmflow.cli.app import cli
 from mmflow.cli.command import option_group
@@ -24,16 +25,9 @@ from mmflow.cli.options import (
 )
 from mmflow.cli.types import Duration
 from mmflow.io import Loaded
+from mmflow.io.assemble import require_rows
 from mmflow.metrics.profile import ValueAreaMethod
-from mmflow.pipeline import (
-    Selection,
-    Signing,
-    classify,
-    evaluate,
-    profile,
-    require_rows,
-    signing_warnings,
-)
+from mmflow.render.messages import signing_warnings
 from mmflow.render.plot import (
     file_stem,
     profile_figures,
@@ -169,7 +163,7 @@ class ProfileOptions:
     target: run.ImageTarget | None
 
     def arguments(self) -> dict[str, Any]:
-        """Return the keyword arguments of :func:`mmflow.pipeline.profile` these options set."""
+        """Return the keyword arguments of :func:`mmflow.analysis.profile` these options set."""
         return {
             "bin_size": self.bin_size,
             "by": self.by,

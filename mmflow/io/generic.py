@@ -15,11 +15,10 @@ from pathlib import Path
 
 import polars as pl
 
-from mmflow.convert import partition_symbol
 from mmflow.errors import ReaderError, SchemaError
 from mmflow.io._common import epoch_to_datetime, scan_csv, side_from_text
 from mmflow.io.formats import Format, Frames, ReadOptions, Sniff
-from mmflow.io.source import Source
+from mmflow.io.source import Source, partition_symbol
 from mmflow.schema import (
     AGGRESSOR_SIDE,
     ASK_PRICE,

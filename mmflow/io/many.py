@@ -32,13 +32,12 @@ from typing import Final
 
 import polars as pl
 
-from mmflow.convert import partition_symbol
 from mmflow.errors import MmflowError
 from mmflow.io import Loaded, Tables, binance, detect, generic, read_now, tardis
 from mmflow.io._common import _repeated_header
 from mmflow.io.checks import check_table
 from mmflow.io.formats import Format, Frames, ReadOptions
-from mmflow.io.source import Source
+from mmflow.io.source import Source, partition_symbol
 from mmflow.schema import SYMBOL, TRADES, TableSchema
 
 MANY: Final = 32

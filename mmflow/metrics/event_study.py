@@ -33,9 +33,9 @@ from typing import Final
 import polars as pl
 
 from mmflow.errors import ParameterError, SchemaError
-from mmflow.metrics.flow import SESSION, bar_keys
-from mmflow.metrics.inventory import CLOSE, LIQUIDITY_STATE, MID_CLOSE, PROVIDING
-from mmflow.schema import TS, VENUE
+from mmflow.metrics.flow import bar_keys
+from mmflow.metrics.inventory import LIQUIDITY_STATE, PROVIDING
+from mmflow.schema import CLOSE, MID_CLOSE, SESSION, TS, VENUE
 
 MAX_HORIZONS: Final = 16
 """Most horizons one study computes (each adds a column per bar)."""

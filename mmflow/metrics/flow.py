@@ -16,7 +16,7 @@ import polars as pl
 
 from mmflow.durations import DAY, duration_nanoseconds
 from mmflow.errors import SizeLimitError
-from mmflow.schema import PRICE, SIZE, TRADE_SIGN, TS, instrument_keys
+from mmflow.schema import PRICE, SESSION, SIZE, TRADE_SIGN, TS, instrument_keys
 
 
 def signed_volume(sign: str | pl.Expr = TRADE_SIGN, size: str | pl.Expr = SIZE) -> pl.Expr:
@@ -93,10 +93,6 @@ def flow_summary(trades: pl.LazyFrame) -> pl.LazyFrame:
         .agg(*flow_aggregates(), pl.col(TS).min().alias("start"), pl.col(TS).max().alias("end"))
         .sort(keys, nulls_last=True)
     )
-
-
-SESSION = "session"
-"""Optional column: bars and cumulative series restart for each (symbol, session)."""
 
 
 def bar_keys(frame: pl.LazyFrame) -> list[str]:

@@ -23,6 +23,7 @@ from mmflow.schema import (
     BID_PRICE,
     MID_PRICE,
     PRICE,
+    SESSION,
     SIZE,
     SYMBOL,
     TRADE_SIGN,
@@ -50,7 +51,6 @@ ROLL_TOLERANCE: Final = 1e-9
 spread it implies exceeds 10⁻⁹ of the bar's mean price, so that float rounding (of a zero
 covariance, or of the equal changes of a steady trend) never yields a spread."""
 
-_SESSION = "session"
 _DURATION = re.compile(r"^(\d+(ns|us|ms|s|m|h|d|w|mo|q|y))+$")
 _KEY = "_horizon_ts"
 _FUTURE_TS = "_future_ts"
@@ -95,7 +95,7 @@ def _require(frame: pl.LazyFrame, columns: tuple[str, ...], what: str) -> list[s
 def _keys(names: list[str]) -> list[str]:
     """Bar keys: the instrument, plus ``session`` when present (as flow bars are made)."""
     keys = instrument_keys(names)
-    return [*keys, _SESSION] if _SESSION in names else keys
+    return [*keys, SESSION] if SESSION in names else keys
 
 
 def _previous_price(price: pl.Expr) -> pl.Expr:

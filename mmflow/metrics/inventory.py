@@ -32,17 +32,21 @@ from typing import Final
 import polars as pl
 
 from mmflow.errors import ParameterError, SchemaError
-from mmflow.schema import SYMBOL, TS, instrument_keys
+from mmflow.schema import (
+    CLOSE,
+    MID_CLOSE,
+    MM_INVENTORY,
+    NET_FLOW,
+    SESSION,
+    SYMBOL,
+    TS,
+    instrument_keys,
+)
 
-SESSION: Final = "session"
-NET_FLOW: Final = "net_flow"
-CLOSE: Final = "close"
-MID_CLOSE: Final = "mid_close"
 SPREAD_COLUMN: Final = "spread"
 DEPTH: Final = "depth"
 
 CVD: Final = "cvd"
-MM_INVENTORY: Final = "mm_inventory"
 INVENTORY_CHANGE: Final = "inventory_change"
 INVENTORY_Z: Final = "inventory_z"
 LIQUIDITY_STATE: Final = "liquidity_state"

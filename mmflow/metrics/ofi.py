@@ -50,6 +50,7 @@ from mmflow.schema import (
     ASOF_VENUE,
     BID_PRICE,
     BID_SIZE,
+    MID_CLOSE,
     SPREAD,
     SYMBOL,
     TS,
@@ -66,7 +67,6 @@ CROSSED: Final = "crossed"
 
 OFI: Final = "ofi"
 OFI_NORMALIZED: Final = "ofi_normalized"
-MID_CLOSE: Final = "mid_close"
 DEPTH: Final = "depth"
 QUOTE_IMBALANCE: Final = "quote_imbalance"
 QUOTE_EVENTS: Final = "quote_events"

@@ -58,7 +58,12 @@ from mmflow.metrics.event_study import (
 from mmflow.metrics.impact import KYLE_LAMBDA, kyle_lambda
 from mmflow.schema import (
     ASOF_VENUE,
+    CLOSE,
+    MID_CLOSE,
+    MM_INVENTORY,
+    NET_FLOW,
     PRICE,
+    SESSION,
     SIZE,
     SYMBOL,
     TS,
@@ -66,12 +71,6 @@ from mmflow.schema import (
     asof_keys,
     instrument_keys,
 )
-
-SESSION: Final = "session"
-NET_FLOW: Final = "net_flow"
-CLOSE: Final = "close"
-MID_CLOSE: Final = "mid_close"
-MM_INVENTORY: Final = "mm_inventory"
 
 PHASE: Final = "phase"
 INVENTORY_SIDE: Final = "inventory_side"
@@ -565,7 +564,7 @@ def phase_bars(
     ----------
     bars
         Bars with ``symbol, ts, net_flow`` and ``mid_close`` and/or ``close``, in time order
-        within each symbol (``mmflow.pipeline.market_bars`` output, or flow bars); with a
+        within each symbol (``mmflow.analysis.market_bars`` output, or flow bars); with a
         ``session`` column every series restarts per session. ``mm_inventory`` is computed from
         ``net_flow`` when absent. ``open, high, low, close, volume`` serve the level fallback.
     trades
@@ -636,12 +635,12 @@ def phase_bars(
         names,
         (SYMBOL, TS, NET_FLOW),
         what="bars",
-        hint="build bars with mmflow.pipeline.market_bars or mmflow.metrics.flow.flow_bars",
+        hint="build bars with mmflow.analysis.market_bars or mmflow.metrics.flow.flow_bars",
     )
     if MID_CLOSE not in names and CLOSE not in names:
         msg = (
             f"bars need a price column, mid_close or close; found {', '.join(names)} "
-            "(build bars with mmflow.pipeline.market_bars)"
+            "(build bars with mmflow.analysis.market_bars)"
         )
         raise SchemaError(msg)
     keys = _keys(names)

@@ -24,7 +24,6 @@ from mmflow.metrics.classify import (
     reverse_tick_rule,
     tick_rule,
 )
-from mmflow.metrics.flow import SESSION
 from mmflow.metrics.quotes import QUOTE_USABLE, QuoteMatch, attach_quotes
 from mmflow.schema import (
     AGGRESSOR_SIDE,
@@ -33,6 +32,7 @@ from mmflow.schema import (
     BID_PRICE,
     BID_SIZE,
     PRICE,
+    SESSION,
     SIGN_METHOD,
     SIZE,
     TRADE_SIGN,

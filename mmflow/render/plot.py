@@ -478,7 +478,7 @@ def instrument_figure(
     Parameters
     ----------
     bars
-        One instrument's bars (columns of :func:`mmflow.pipeline.chart`), in time order.
+        One instrument's bars (columns of :func:`mmflow.analysis.chart`), in time order.
     episodes
         Its phase episodes (``phase, inventory_side, start, end``).
     withdrawals
