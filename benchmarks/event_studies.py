@@ -3,7 +3,8 @@
 The two claims mmflow makes about market makers, tested on real data (issue 10, item 4):
 
 (a) **distribution**: after a detected distribution episode the price reverts against the
-    distributed inventory more than at placebo bars — :func:`mmflow.metrics.phases.event_study`
+    distributed inventory more than at placebo bars —
+    :func:`mmflow.metrics.phase_evaluation.event_study`
     (what ``mmflow phases --evaluate`` prints), signed log mid returns over the next h bars;
 (b) **liquidity withdrawal**: a withdrawal episode (spread ≥ 2 × its trailing median or depth
     ≤ ½ of it) is followed by higher realised volatility than non-episode bars —

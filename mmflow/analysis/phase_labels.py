@@ -12,14 +12,8 @@ from mmflow.analysis.market import market_bars
 from mmflow.analysis.options import BarOptions, Selection, Signing, check_windows
 from mmflow.analysis.prepare import instrument_columns
 from mmflow.metrics.flow import bar_keys
-from mmflow.metrics.phases import (
-    PHASE_COLUMNS,
-    PhaseParameters,
-    event_study,
-    phase_bars,
-    phase_episodes,
-    truth_scores,
-)
+from mmflow.metrics.phase_evaluation import event_study, truth_scores
+from mmflow.metrics.phases import PHASE_COLUMNS, PhaseParameters, phase_bars, phase_episodes
 from mmflow.schema import TS
 
 

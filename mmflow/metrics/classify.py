@@ -21,6 +21,7 @@ from typing import Literal
 
 import polars as pl
 
+from mmflow.metrics._common import as_expr
 from mmflow.schema import (
     AGGRESSOR_SIDE,
     ASK_PRICE,
@@ -35,10 +36,6 @@ from mmflow.schema import (
 
 SignMethod = Literal["auto", "vendor", "tick"]
 """Signing methods available to :func:`sign_trades`."""
-
-
-def _expr(value: str | pl.Expr) -> pl.Expr:
-    return pl.col(value) if isinstance(value, str) else value
 
 
 def tick_rule(price: str | pl.Expr = PRICE) -> pl.Expr:
@@ -68,7 +65,7 @@ def tick_rule(price: str | pl.Expr = PRICE) -> pl.Expr:
     >>> prices.select(tick_rule())["price"].to_list()
     [0, 1, 1, -1, -1, 1]
     """
-    change = _expr(price).diff().sign()
+    change = as_expr(price).diff().sign()
     return pl.when(change != 0).then(change).forward_fill().fill_null(0).cast(pl.Int8)
 
 
@@ -91,7 +88,7 @@ def _fallback(tick: pl.Expr | None, price: str | pl.Expr) -> pl.Expr:
 
 def _named(result: pl.Expr, price: str | pl.Expr) -> pl.Expr:
     """Name ``result`` after the price, as :func:`tick_rule` is."""
-    name = _expr(price).meta.output_name(raise_if_undetermined=False)
+    name = as_expr(price).meta.output_name(raise_if_undetermined=False)
     return result if name is None else result.alias(name)
 
 
@@ -141,7 +138,7 @@ def reverse_tick_rule(price: str | pl.Expr = PRICE) -> pl.Expr:
     >>> prices.select(reverse_tick_rule())["price"].to_list()
     [-1, 1, 1, -1, -1, 0]
     """
-    change = _expr(price).diff(-1).sign()
+    change = as_expr(price).diff(-1).sign()
     return pl.when(change != 0).then(change).backward_fill().fill_null(0).cast(pl.Int8)
 
 
@@ -171,7 +168,7 @@ def quote_is_usable(bid: str | pl.Expr = BID_PRICE, ask: str | pl.Expr = ASK_PRI
     >>> quotes.select(quote_is_usable().alias("usable"))["usable"].to_list()
     [True, False, False, False, False]
     """
-    b, a = _expr(bid), _expr(ask)
+    b, a = as_expr(bid), as_expr(ask)
     return (b.is_finite() & a.is_finite() & ((a - b) > _tolerance(b, a))).fill_null(value=False)
 
 
@@ -218,7 +215,7 @@ def quote_rule(
     │ 10.08 ┆ null      ┆ 10.1      ┆ 0     │
     └───────┴───────────┴───────────┴───────┘
     """
-    p, b, a = _expr(price), _expr(bid), _expr(ask)
+    p, b, a = as_expr(price), as_expr(bid), as_expr(ask)
     quoted = _quoted(p, b, a)
     tol = _tolerance(b, a)
     deviation = p - (b + 0.5 * (a - b))
@@ -326,7 +323,7 @@ def emo(
     >>> trades.select(emo())["price"].to_list()
     [0, 1, -1, -1, 1]
     """
-    p, b, a = _expr(price), _expr(bid), _expr(ask)
+    p, b, a = as_expr(price), as_expr(bid), as_expr(ask)
     quoted = _quoted(p, b, a)
     tol = _tolerance(b, a)
     at_ask = quoted & ((p - a).abs() <= tol)
@@ -376,7 +373,7 @@ def clnv(
     >>> trades.select(clnv())["price"].to_list()
     [0, 1, -1, 1, -1]
     """
-    p, b, a = _expr(price), _expr(bid), _expr(ask)
+    p, b, a = as_expr(price), as_expr(bid), as_expr(ask)
     quoted = _quoted(p, b, a)
     tol = _tolerance(b, a)
     spread = a - b
@@ -441,10 +438,10 @@ def depth_rule(
     >>> trades.select(depth_rule())["price"].to_list()
     [1, 1, -1, -1]
     """
-    p, b, a = _expr(price), _expr(bid), _expr(ask)
+    p, b, a = as_expr(price), as_expr(bid), as_expr(ask)
     # A NaN size is as unknown as a missing one (polars orders NaN above every number, so
     # ``NaN > 3`` would otherwise be true and sign the trade).
-    qb, qa = (_unknown_nan(_expr(size)) for size in (bid_size, ask_size))
+    qb, qa = (_unknown_nan(as_expr(size)) for size in (bid_size, ask_size))
     quoted = _quoted(p, b, a)
     tol = _tolerance(b, a)
     at_mid = quoted & ((p - (b + 0.5 * (a - b))).abs() <= tol)

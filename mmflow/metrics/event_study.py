@@ -4,7 +4,7 @@ An event study compares a statistic measured after each event with the same stat
 placebo times drawn at random from the same data (MacKinlay 1997, "Event studies in economics
 and finance", *J. Economic Literature* 35(1):13-39). Two studies use the shared pieces here:
 
-* :func:`mmflow.metrics.phases.event_study`: reversal returns after distribution episodes;
+* :func:`mmflow.metrics.phase_evaluation.event_study`: reversal returns after distribution episodes;
 * :func:`withdrawal_volatility_study`: realised volatility after liquidity-withdrawal episodes
   (spread up, depth down; :func:`mmflow.metrics.inventory.withdrawal_episodes`).
 

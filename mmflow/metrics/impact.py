@@ -15,7 +15,8 @@ from typing import Final
 
 import polars as pl
 
-from mmflow.errors import ParameterError, SchemaError
+from mmflow.errors import ParameterError
+from mmflow.metrics._common import as_expr, require_columns
 from mmflow.metrics.classify import quote_is_usable
 from mmflow.schema import (
     ASK_PRICE,
@@ -61,10 +62,6 @@ t + Δ is after the instrument's last quote; ``stale``: that quote is older than
 quote age), else null."""
 
 
-def _expr(value: str | pl.Expr) -> pl.Expr:
-    return pl.col(value) if isinstance(value, str) else value
-
-
 def _duration(value: str, what: str, *, zero: bool) -> str:
     text = value.strip()
     if text == "0" and zero:
@@ -81,15 +78,6 @@ def _window(window: int) -> int:
         msg = f"window must be a whole number of bars >= 1, was {window!r}"
         raise ParameterError(msg)
     return window
-
-
-def _require(frame: pl.LazyFrame, columns: tuple[str, ...], what: str) -> list[str]:
-    names = frame.collect_schema().names()
-    missing = [c for c in columns if c not in names]
-    if missing:
-        msg = f"{what} is missing column(s) {', '.join(missing)}; found {', '.join(names)}"
-        raise SchemaError(msg)
-    return names
 
 
 def _keys(names: list[str]) -> list[str]:
@@ -195,7 +183,7 @@ def trade_costs(
     └──────────────────┴─────────────────┴──────────────┘
     """
     delta = _duration(horizon, "horizon", zero=True)
-    names = _require(trades, (TS, SYMBOL, PRICE, TRADE_SIGN, MID_PRICE), "trades")
+    names = require_columns(trades, (TS, SYMBOL, PRICE, TRADE_SIGN, MID_PRICE), "trades")
     age = None if max_quote_age is None else _duration(max_quote_age, "max_quote_age", zero=True)
     replaced = [c for c in (FUTURE_MID_PRICE, FUTURE_MID_MISSING, *COSTS, *COSTS_BPS) if c in names]
     if replaced:
@@ -339,7 +327,7 @@ def cost_bars(costs: pl.LazyFrame, *, every: str) -> pl.LazyFrame:
     └─────────────────────┴──────────────────┴─────────────────┴──────────────┘
     """
     step = _duration(every, "bar length", zero=False)
-    names = _require(costs, (TS, SYMBOL, SIZE, *COSTS, *COSTS_BPS), "costs")
+    names = require_columns(costs, (TS, SYMBOL, SIZE, *COSTS, *COSTS_BPS), "costs")
     keys = _keys(names)
     size = pl.col(SIZE).cast(pl.Float64)
     weight = pl.when(size > 0).then(size).otherwise(0.0)
@@ -421,11 +409,11 @@ def kyle_lambda(
     """
     length = _window(window)
     named = tuple(c for c in (price, flow) if isinstance(c, str))
-    names = _require(bars, (SYMBOL, *named), "bars")
+    names = require_columns(bars, (SYMBOL, *named), "bars")
     keys, instrument = _keys(names), instrument_keys(names)
-    p = _expr(price).cast(pl.Float64)
+    p = as_expr(price).cast(pl.Float64)
     y = (p - _previous_price(p)).over(keys)
-    x = _expr(flow).cast(pl.Float64)
+    x = as_expr(flow).cast(pl.Float64)
     usable = (y.is_finite() & x.is_finite()).fill_null(value=False)
 
     def rolling(value: pl.Expr) -> pl.Expr:
@@ -487,7 +475,9 @@ def kyle_lambda_trades(trades: pl.LazyFrame) -> pl.LazyFrame:
     │ X      ┆ 0.0001619   │
     └────────┴─────────────┘
     """
-    instrument = instrument_keys(_require(trades, (SYMBOL, PRICE, SIZE, TRADE_SIGN), "trades"))
+    instrument = instrument_keys(
+        require_columns(trades, (SYMBOL, PRICE, SIZE, TRADE_SIGN), "trades")
+    )
     dp = pl.col(PRICE).cast(pl.Float64).diff().over(instrument).alias("_dp")
     x = (pl.col(TRADE_SIGN).cast(pl.Float64) * pl.col(SIZE).cast(pl.Float64)).alias("_x")
     usable = pl.col("_dp").is_finite() & pl.col("_x").is_finite()
@@ -551,7 +541,7 @@ def amihud(bars: pl.LazyFrame, *, window: int = 240) -> pl.LazyFrame:
     75.373
     """
     length = _window(window)
-    names = _require(bars, (SYMBOL, "close", "vwap", "volume"), "bars")
+    names = require_columns(bars, (SYMBOL, "close", "vwap", "volume"), "bars")
     keys, instrument = _keys(names), instrument_keys(names)
     close = pl.col("close").cast(pl.Float64)
     log_close = pl.when(close > 0).then(close.log())
@@ -623,7 +613,7 @@ def roll_spread(trades: pl.LazyFrame, *, every: str) -> pl.LazyFrame:
     0.030551
     """
     step = _duration(every, "bar length", zero=False)
-    keys = _keys(_require(trades, (TS, SYMBOL, PRICE), "trades"))
+    keys = _keys(require_columns(trades, (TS, SYMBOL, PRICE), "trades"))
     # The trades grouped by instrument once (a stable sort keeps each one's time order), so a
     # bar's price changes are plain differences guarded at the bar's first trade instead of
     # per-bar windows (``.over``); then plain sums per bar, on polars' fast path.

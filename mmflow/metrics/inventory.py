@@ -31,7 +31,8 @@ from typing import Final
 
 import polars as pl
 
-from mmflow.errors import ParameterError, SchemaError
+from mmflow.errors import ParameterError
+from mmflow.metrics._common import require_names
 from mmflow.schema import (
     CLOSE,
     MID_CLOSE,
@@ -135,14 +136,6 @@ def _check_factor(name: str, value: float) -> None:
     if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
         msg = f"{name} must be a finite number > 0, was {value!r}"
         raise ParameterError(msg)
-
-
-def _require(schema: pl.Schema, columns: tuple[str, ...], *, what: str, hint: str) -> None:
-    missing = [name for name in columns if name not in schema]
-    if missing:
-        found = ", ".join(schema.names()) or "no columns"
-        msg = f"{what} is missing column(s) {', '.join(missing)}; found {found} ({hint})"
-        raise SchemaError(msg)
 
 
 def _session_keys(schema: pl.Schema) -> list[str]:
@@ -268,7 +261,7 @@ def inventory_bars(
     _check_factor("spread_factor", spread_factor)
     _check_factor("depth_factor", depth_factor)
     schema = bars.collect_schema()
-    _require(
+    require_names(
         schema,
         (SYMBOL, TS, NET_FLOW),
         what="bars",
@@ -363,11 +356,11 @@ def inventory_half_life(bars: pl.LazyFrame, *, every: str) -> pl.LazyFrame:
     """
     bar_seconds = duration_seconds(every)
     schema = bars.collect_schema()
-    _require(schema, (SYMBOL, TS), what="bars", hint="build bars with flow_bars")
+    require_names(schema, (SYMBOL, TS), what="bars", hint="build bars with flow_bars")
     keys = _session_keys(schema)
     ids = instrument_keys(schema.names())
     if MM_INVENTORY not in schema:
-        _require(schema, (NET_FLOW,), what="bars", hint="build bars with flow_bars")
+        require_names(schema, (NET_FLOW,), what="bars", hint="build bars with flow_bars")
         bars = _with_inventory(bars, keys)
     inventory = pl.col(MM_INVENTORY).cast(pl.Float64)
     pairs = bars.select(
@@ -472,7 +465,7 @@ def inventory_summary(bars: pl.LazyFrame, *, every: str, horizon: int = 5) -> pl
         msg = f"horizon must be a whole number of bars >= 1, was {horizon!r}"
         raise ParameterError(msg)
     schema = bars.collect_schema()
-    _require(
+    require_names(
         schema,
         (SYMBOL, TS, MM_INVENTORY, INVENTORY_CHANGE, INVENTORY_Z, LIQUIDITY_STATE),
         what="inventory bars",
@@ -591,7 +584,7 @@ def withdrawal_episodes(bars: pl.LazyFrame, *, every: str) -> pl.LazyFrame:
     """
     duration_seconds(every)
     schema = bars.collect_schema()
-    _require(
+    require_names(
         schema,
         (SYMBOL, TS, SPREAD_COLUMN, DEPTH, LIQUIDITY_STATE),
         what="inventory bars",

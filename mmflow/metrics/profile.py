@@ -30,7 +30,8 @@ from typing import Final, Literal
 
 import polars as pl
 
-from mmflow.errors import ParameterError, SchemaError, SizeLimitError
+from mmflow.errors import ParameterError, SizeLimitError
+from mmflow.metrics._common import require_columns
 from mmflow.metrics.flow import bar_keys
 from mmflow.schema import PRICE, SIZE, SYMBOL, TRADE_SIGN, TS, instrument_keys
 
@@ -89,14 +90,6 @@ def _check_positive(name: str, value: float | None, *, allow_zero: bool = False)
         bound = "≥ 0" if allow_zero else "> 0"
         msg = f"{name} must be a finite number {bound}, was {value!r}"
         raise ParameterError(msg)
-
-
-def _require(frame: pl.LazyFrame, columns: Sequence[str], what: str) -> None:
-    names = frame.collect_schema().names()
-    missing = [c for c in dict.fromkeys(columns) if c not in names]
-    if missing:
-        msg = f"{what} is missing column(s) {', '.join(missing)}; found {', '.join(names)}"
-        raise SchemaError(msg)
 
 
 _RANGE: Final = "_price_range_rows"
@@ -275,7 +268,7 @@ def volume_profile(
     """
     _check_positive("bin_size", bin_size)
     keys = _keys(by)
-    _require(trades, [*keys, PRICE, SIZE, TRADE_SIGN], "trades")
+    require_columns(trades, [*keys, PRICE, SIZE, TRADE_SIGN], "trades")
     frame = trades if keys else trades.with_columns(pl.lit(0, pl.Int8).alias(_ALL))
     group = keys or [_ALL]
     binned = _with_rows(frame, tick_keys=group, bin_size=bin_size)
@@ -422,7 +415,7 @@ def value_area(
         raise ParameterError(msg)
     width = 2 if method == "two-row" else 1
     keys = _keys(by)
-    _require(profile, [*keys, PRICE_LEVEL, "volume"], "profile")
+    require_columns(profile, [*keys, PRICE_LEVEL, "volume"], "profile")
     frame = profile if keys else profile.with_columns(pl.lit(0, pl.Int8).alias(_ALL))
     group = keys or [_ALL]
 
@@ -593,7 +586,7 @@ def footprint(
     if isinstance(stacked, bool) or not isinstance(stacked, int) or stacked < 1:
         msg = f"stacked must be a whole number ≥ 1, was {stacked!r}"
         raise ParameterError(msg)
-    _require(trades, [TS, SYMBOL, PRICE, SIZE, TRADE_SIGN], "trades")
+    require_columns(trades, [TS, SYMBOL, PRICE, SIZE, TRADE_SIGN], "trades")
     keys = bar_keys(trades)
     bars = trades.with_columns(pl.col(TS).dt.truncate(every))
     binned = _with_rows(bars, tick_keys=instrument_keys(trades), bin_size=bin_size)

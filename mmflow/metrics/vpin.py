@@ -32,7 +32,8 @@ from typing import Final
 
 import polars as pl
 
-from mmflow.errors import ParameterError, SchemaError, SizeLimitError
+from mmflow.errors import ParameterError, SizeLimitError
+from mmflow.metrics._common import require_columns
 from mmflow.schema import SIZE, SYMBOL, TRADE_SIGN, TS, asof_keys, instrument_keys
 
 BUCKET: Final = "bucket"
@@ -61,15 +62,6 @@ def _check_every(every: str) -> str:
         msg = f"bar length must be a positive polars duration like 1m, 5m or 1h, was {every!r}"
         raise ParameterError(msg)
     return text
-
-
-def _require(frame: pl.LazyFrame, columns: tuple[str, ...], what: str) -> list[str]:
-    names = frame.collect_schema().names()
-    missing = [c for c in columns if c not in names]
-    if missing:
-        msg = f"{what} is missing column(s) {', '.join(missing)}; found {', '.join(names)}"
-        raise SchemaError(msg)
-    return names
 
 
 def _snap(position: pl.Expr) -> pl.Expr:
@@ -182,7 +174,7 @@ def vpin_buckets(
             msg = f"{name} must be a whole number >= 1, was {value!r}"
             raise ParameterError(msg)
 
-    keys = instrument_keys(_require(trades, (TS, SYMBOL, SIZE, TRADE_SIGN), "trades"))
+    keys = instrument_keys(require_columns(trades, (TS, SYMBOL, SIZE, TRADE_SIGN), "trades"))
     ts_dtype = trades.collect_schema()[TS]
     ts = pl.col(TS)
     if isinstance(ts_dtype, pl.Datetime) and ts_dtype.time_zone not in (None, "UTC"):
@@ -366,10 +358,10 @@ def vpin_at(bars: pl.LazyFrame, buckets: pl.LazyFrame, *, every: str) -> pl.Lazy
     [0.6, 0.6, 0.8]
     """
     step = _check_every(every)
-    names = _require(bars, (SYMBOL, TS), "bars")
+    names = require_columns(bars, (SYMBOL, TS), "bars")
     if VPIN in names:
         bars = bars.drop(VPIN)
-    right_names = _require(buckets, (SYMBOL, TS, VPIN), "buckets")
+    right_names = require_columns(buckets, (SYMBOL, TS, VPIN), "buckets")
     right = buckets.filter(pl.col(COMPLETE)) if COMPLETE in right_names else buckets
     keys = instrument_keys(right_names)
     if BUCKET in right_names:
