@@ -251,9 +251,9 @@ def conform(
         found = ", ".join(present.names()) or "no columns"
         msg = (
             f"missing {table.name} column(s) {', '.join(missing)}; found {found} "
-            f"(map columns with --map canonical=column or choose --format)"
+            "(map columns with {column_map} or choose {format})"
         )
-        raise SchemaError(msg, path=what)
+        raise SchemaError(msg, path=what, parameters=("column_map", "format"))
     selected = [c for c in table.columns if c.name in present]
     return lf.select(
         *(

@@ -103,8 +103,10 @@ def gather(inputs: Sequence[Loaded], table: TableSchema) -> pl.LazyFrame | None:
 def require_rows(df: pl.DataFrame, what: str) -> pl.DataFrame:
     """Raise :class:`NoDataError` when a collected result is empty."""
     if df.height == 0:
-        msg = f"no {what} to analyse (check the inputs and the --symbol/--start/--end filters)"
-        raise NoDataError(msg)
+        msg = (
+            f"no {what} to analyse (check the inputs and the {{symbols}}/{{start}}/{{end}} filters)"
+        )
+        raise NoDataError(msg, parameters=("symbols", "start", "end"))
     return df
 
 

@@ -126,8 +126,8 @@ def sign_expressions(method: Method, names: Sequence[str]) -> tuple[pl.Expr, pl.
         sign = pl.when(price.is_null()).then(pl.lit(0, pl.Int8)).otherwise(reverse)
         return sign, pl.when(sign != 0).then(pl.lit("reverse_tick")).otherwise(none)
     if method == "bvc":
-        msg = "bvc classifies volume per bar, not single trades; use it for bars (--bar)"
-        raise ParameterError(msg)
+        msg = "bvc classifies volume per bar, not single trades; use it for bars ({every})"
+        raise ParameterError(msg, parameters=("every",))
     primary = _primary(method)
     by_rule = label("lee-ready" if method == "auto" else method)
     if method == "quote":
