@@ -17,25 +17,16 @@ its ``price`` input, so alias it when selecting several.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import polars as pl
 
 from mmflow.metrics._common import as_expr
 from mmflow.schema import (
-    AGGRESSOR_SIDE,
     ASK_PRICE,
     ASK_SIZE,
     BID_PRICE,
     BID_SIZE,
     PRICE,
-    SIGN_METHOD,
-    TRADE_SIGN,
-    instrument_keys,
 )
-
-SignMethod = Literal["auto", "vendor", "tick"]
-"""Signing methods available to :func:`sign_trades`."""
 
 
 def tick_rule(price: str | pl.Expr = PRICE) -> pl.Expr:
@@ -448,55 +439,3 @@ def depth_rule(
     q = quote_rule(p, b, a)
     depth = _sign(at_mid & (qa > qb), at_mid & (qa < qb), _fallback(tick, price))
     return _named(pl.when(q != 0).then(q).otherwise(depth).cast(pl.Int8), price)
-
-
-def sign_trades(trades: pl.LazyFrame, *, method: SignMethod = "auto") -> pl.LazyFrame:
-    """Add ``trade_sign`` and ``sign_method`` to canonical trades.
-
-    ``auto`` uses the vendor side where it is known (non-zero) and the tick rule elsewhere;
-    ``vendor`` uses only the vendor side (unknown stays 0); ``tick`` ignores the vendor side.
-    The tick rule runs per symbol, on trades in the frame's order (sort by ``ts`` first).
-
-    Parameters
-    ----------
-    trades
-        Canonical trades, time-ordered.
-    method
-        ``auto``, ``vendor`` or ``tick``.
-
-    Returns
-    -------
-    pl.LazyFrame
-        ``trades`` with ``trade_sign`` (Int8) and ``sign_method`` (String: ``vendor``, ``tick``,
-        or ``none`` where no method gave a sign).
-
-    Examples
-    --------
-    >>> import polars as pl
-    >>> trades = pl.LazyFrame(
-    ...     {
-    ...         "symbol": ["X"] * 3,
-    ...         "price": [1.0, 2.0, 2.0],
-    ...         "aggressor_side": pl.Series([0, 0, -1], dtype=pl.Int8),
-    ...     }
-    ... )
-    >>> sign_trades(trades).collect()[["trade_sign", "sign_method"]].rows()
-    [(0, 'none'), (1, 'tick'), (-1, 'vendor')]
-    """
-    vendor = pl.col(AGGRESSOR_SIDE)
-    tick = tick_rule(PRICE).over(instrument_keys(trades))
-    sign: pl.Expr
-    source: pl.Expr
-    if method == "vendor":
-        sign = vendor
-        source = pl.when(vendor != 0).then(pl.lit("vendor"))
-    elif method == "tick":
-        sign = tick
-        source = pl.when(tick != 0).then(pl.lit("tick"))
-    else:
-        sign = pl.when(vendor != 0).then(vendor).otherwise(tick)
-        source = pl.when(vendor != 0).then(pl.lit("vendor")).when(tick != 0).then(pl.lit("tick"))
-    return trades.with_columns(
-        sign.cast(pl.Int8).alias(TRADE_SIGN),
-        source.otherwise(pl.lit("none")).alias(SIGN_METHOD),
-    )

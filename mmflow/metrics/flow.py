@@ -63,7 +63,7 @@ def flow_summary(trades: pl.LazyFrame) -> pl.LazyFrame:
     Parameters
     ----------
     trades
-        Canonical trades with ``trade_sign`` (see :func:`mmflow.metrics.classify.sign_trades`).
+        Canonical trades with ``trade_sign`` (see :func:`mmflow.metrics.signing.sign_trades`).
 
     Returns
     -------
