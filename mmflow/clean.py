@@ -123,6 +123,45 @@ from mmflow.schema import (
     require,
 )
 
+__all__ = [
+    "DATE",
+    "DROPPED_SCHEMA",
+    "MAD_SCALE",
+    "MARKET_CLOSE",
+    "MARKET_OPEN",
+    "MAX_DEVIATIONS",
+    "MAX_SPREAD_MULTIPLE",
+    "NEW_YORK",
+    "OUTLIER_WINDOW",
+    "QUOTE_RULES",
+    "ROWS_DROPPED",
+    "RULE",
+    "RULE_DESCRIPTIONS",
+    "TRADE_COUNT",
+    "TRADE_RULES",
+    "VALID_CONDITIONS",
+    "Cleaned",
+    "CleanedTAQ",
+    "Step",
+    "clean_taq",
+    "clean_taq_quotes",
+    "clean_taq_trades",
+    "drop_abnormal_conditions",
+    "drop_corrected_trades",
+    "drop_large_spreads",
+    "drop_mid_quote_outliers",
+    "drop_negative_spreads",
+    "drop_outside_hours",
+    "drop_trades_outside_quotes",
+    "drop_zero_prices",
+    "exchange_column",
+    "excluded_median",
+    "keep_single_exchange",
+    "merge_same_timestamp_quotes",
+    "merge_same_timestamp_trades",
+    "new_york_date",
+]
+
 NEW_YORK: Final = "America/New_York"
 MARKET_OPEN: Final = time(9, 30)
 MARKET_CLOSE: Final = time(16, 0)

@@ -28,6 +28,13 @@ from mmflow.errors import MmflowError, ParameterError
 from mmflow.render.messages import cleaning_notes
 from mmflow.schema import QUOTES, SYMBOL, TRADES, TS, TableSchema
 
+__all__ = [
+    "DATE",
+    "Converted",
+    "convert",
+    "write_dataset",
+]
+
 DATE = "date"
 
 

@@ -24,6 +24,15 @@ import polars as pl
 
 from mmflow.errors import ParameterError
 
+__all__ = [
+    "DAY",
+    "MAX_DURATION",
+    "NANOSECONDS",
+    "check_duration",
+    "describe",
+    "duration_nanoseconds",
+]
+
 NANOSECONDS: Final = {
     "ns": 1,
     "us": 1_000,

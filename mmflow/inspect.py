@@ -37,6 +37,14 @@ from mmflow.schema import (
     TS_EVENT,
 )
 
+__all__ = [
+    "INSPECTING",
+    "FileReport",
+    "InspectRun",
+    "inspect_file",
+    "inspect_paths",
+]
+
 
 @dataclass
 class FileReport:

@@ -30,6 +30,48 @@ import polars as pl
 
 from mmflow.errors import SchemaError
 
+__all__ = [
+    "AGGRESSOR_SIDE",
+    "ASK_PRICE",
+    "ASK_SIZE",
+    "ASOF_VENUE",
+    "BID_PRICE",
+    "BID_SIZE",
+    "BUY",
+    "CLOSE",
+    "CONDITIONS",
+    "CORRECTION",
+    "EXCHANGE",
+    "ISO_NS",
+    "MID_CLOSE",
+    "MID_PRICE",
+    "MM_INVENTORY",
+    "NET_FLOW",
+    "PRICE",
+    "QUOTES",
+    "SCHEMA_VERSION",
+    "SELL",
+    "SESSION",
+    "SIGN_METHOD",
+    "SIZE",
+    "SPREAD",
+    "SYMBOL",
+    "TIMESTAMP",
+    "TRADES",
+    "TRADE_ID",
+    "TRADE_SIGN",
+    "TS",
+    "TS_EVENT",
+    "UNKNOWN",
+    "VENUE",
+    "Column",
+    "TableSchema",
+    "asof_keys",
+    "conform",
+    "instrument_keys",
+    "require",
+]
+
 SCHEMA_VERSION: Final = 1
 
 # Column names. Code uses these constants; tests use the literal strings to check the spelling.

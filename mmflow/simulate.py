@@ -73,6 +73,30 @@ from mmflow.schema import (
     TS,
 )
 
+__all__ = [
+    "ACCUMULATION",
+    "DISTRIBUTION",
+    "EPISODE",
+    "FAIR_VALUE",
+    "FAMILIES",
+    "INVENTORY_SIDE",
+    "NEUTRAL",
+    "PARAMETERS_KEY",
+    "PHASE",
+    "PHASES",
+    "QUOTES_SCHEMA",
+    "REVERSAL",
+    "TRADES_SCHEMA",
+    "TRUTH_SCHEMA",
+    "FloatArray",
+    "IntArray",
+    "Simulation",
+    "SimulationParameters",
+    "duration_nanoseconds",
+    "simulate",
+    "write_simulation",
+]
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 

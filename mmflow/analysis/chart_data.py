@@ -15,6 +15,11 @@ from mmflow.metrics.flow import bar_keys
 from mmflow.metrics.phases import PhaseParameters, phase_bars, phase_episodes
 from mmflow.schema import TS
 
+__all__ = [
+    "Chart",
+    "chart",
+]
+
 
 @dataclass(frozen=True)
 class Chart:

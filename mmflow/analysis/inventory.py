@@ -12,6 +12,11 @@ from mmflow.analysis.prepare import instrument_columns
 from mmflow.metrics.event_study import DEFAULT_HORIZONS, withdrawal_volatility_study
 from mmflow.metrics.inventory import inventory_summary, withdrawal_episodes
 
+__all__ = [
+    "inventory_evaluation",
+    "inventory_report",
+]
+
 
 def inventory_report(market: Market, options: BarOptions) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """Return the per-symbol inventory summary and the withdrawal episodes of ``market``."""

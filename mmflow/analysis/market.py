@@ -37,6 +37,17 @@ from mmflow.metrics.signing import method_mix, sign_trades
 from mmflow.metrics.vpin import vpin_at, vpin_buckets
 from mmflow.schema import MID_PRICE, PRICE, SIGN_METHOD, SIZE, TRADE_SIGN, TS, instrument_keys
 
+__all__ = [
+    "COST_COLUMNS",
+    "FLOW_COLUMNS",
+    "INVENTORY_COLUMNS",
+    "QUOTE_BAR_COLUMNS",
+    "Market",
+    "bar_table",
+    "market_bars",
+    "quote_checks",
+]
+
 QUOTE_BAR_COLUMNS = (
     "ofi",
     "ofi_normalized",

@@ -22,6 +22,21 @@ from mmflow.metrics.quotes import QuoteMatch
 from mmflow.metrics.signing import Method
 from mmflow.schema import TS
 
+__all__ = [
+    "BYTES_PER_BAR",
+    "MAX_QUOTE_AGE",
+    "MIN_ROWS",
+    "BarOptions",
+    "Clock",
+    "Selection",
+    "Session",
+    "Signing",
+    "check_durations",
+    "check_windows",
+    "default_max_rows",
+    "parameters_of",
+]
+
 Clock = Literal["recv", "event"]
 """``recv``: align on ``ts`` (capture/receive time where the source has it); ``event``: on
 ``ts_event`` (exchange time), falling back to ``ts`` where a row has none."""

@@ -16,6 +16,11 @@ from mmflow.metrics.phase_evaluation import event_study, truth_scores
 from mmflow.metrics.phases import PHASE_COLUMNS, PhaseParameters, phase_bars, phase_episodes
 from mmflow.schema import TS
 
+__all__ = [
+    "Phases",
+    "phases",
+]
+
 
 @dataclass(frozen=True)
 class Phases:

@@ -15,6 +15,15 @@ from mmflow.clean import clean_taq
 from mmflow.io.checks import account_frame, counted, filtered
 from mmflow.schema import QUOTES, SESSION, SYMBOL, TRADES, TS, TS_EVENT, VENUE, TableSchema, require
 
+__all__ = [
+    "instrument_columns",
+    "prepare",
+    "prepare_market",
+    "selection_account",
+    "selection_rules",
+    "with_venue",
+]
+
 
 def _utc(value: datetime) -> pl.Expr:
     """Return ``value`` as a UTC literal; a naive datetime is taken to be UTC."""

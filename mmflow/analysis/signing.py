@@ -34,6 +34,12 @@ from mmflow.schema import (
     instrument_keys,
 )
 
+__all__ = [
+    "Classification",
+    "classify",
+    "evaluate",
+]
+
 
 @dataclass(frozen=True)
 class Classification:

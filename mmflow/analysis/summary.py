@@ -17,6 +17,12 @@ from mmflow.metrics.phases import PhaseParameters, phase_bars, phase_episodes
 from mmflow.metrics.profile import value_area, volume_profile
 from mmflow.schema import SYMBOL, TS, VENUE, instrument_keys
 
+__all__ = [
+    "SUMMARY_COLUMNS",
+    "Analysis",
+    "analyze",
+]
+
 
 @dataclass(frozen=True)
 class Analysis:

@@ -21,6 +21,11 @@ from mmflow.metrics.profile import ValueAreaMethod, footprint, value_area, volum
 from mmflow.metrics.signing import sign_trades
 from mmflow.schema import SYMBOL, TS, VENUE
 
+__all__ = [
+    "Profile",
+    "profile",
+]
+
 
 @dataclass(frozen=True)
 class Profile:

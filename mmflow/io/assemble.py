@@ -16,6 +16,17 @@ from mmflow.io.many import accounts_in_order, joined
 from mmflow.progress import OnStage, Stage, report
 from mmflow.schema import TableSchema
 
+__all__ = [
+    "BATCH",
+    "LAZY_INPUTS",
+    "account_of",
+    "collect",
+    "collect_accounts",
+    "gather",
+    "read_many",
+    "require_rows",
+]
+
 
 def collect_accounts(inputs: Sequence[Loaded], *plans: pl.LazyFrame) -> list[pl.DataFrame]:
     """Collect every input's row account, then ``plans`` (in batches: linear in the files)."""

@@ -64,6 +64,23 @@ from mmflow.schema import (
     conform,
 )
 
+__all__ = [
+    "BOOKTICKER",
+    "CM_TRADES",
+    "FORMATS",
+    "FUTURES_AGGTRADES",
+    "NAME_PATTERN",
+    "SPOT_AGGTRADES",
+    "SPOT_TRADES",
+    "UM_TRADES",
+    "Kind",
+    "Market",
+    "content_kind",
+    "read_aggtrades",
+    "read_bookticker",
+    "read_trades",
+]
+
 Kind = Literal["trades", "aggtrades", "bookticker"]
 Market = Literal["spot", "futures"]
 

@@ -79,6 +79,15 @@ from mmflow.schema import (
     conform,
 )
 
+__all__ = [
+    "FORMATS",
+    "UNDEF_PRICE",
+    "UNDEF_TIMESTAMP",
+    "Layout",
+    "read_csv",
+    "read_dbn",
+]
+
 Layout = Literal["trades", "tbbo", "mbp", "bbo"]
 """What a file's records give: trades; trades with pre-trade BBO; trades with BBO and book
 quotes; interval quotes."""

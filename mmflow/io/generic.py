@@ -40,6 +40,15 @@ from mmflow.schema import (
     conform,
 )
 
+__all__ = [
+    "FORMATS",
+    "canonicalize",
+    "read_arrow",
+    "read_csv",
+    "read_ndjson",
+    "read_parquet",
+]
+
 _BUY_TEXT = ("buy", "b", "bid", "+1", "1")
 _SELL_TEXT = ("sell", "s", "ask", "a", "-1")
 _PARQUET_MAGIC = b"PAR1"

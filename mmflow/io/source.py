@@ -33,6 +33,28 @@ from mmflow import scratch
 from mmflow.errors import ParameterError, ReaderError
 from mmflow.schema import SYMBOL
 
+__all__ = [
+    "DATA_SUFFIXES",
+    "DEFAULT_SPOOL_LIMIT",
+    "GZIP_MAGIC",
+    "SPOOL_LIMIT_VARIABLE",
+    "STDIN",
+    "ZIP_MAGIC",
+    "ZSTD_MAGIC",
+    "Compression",
+    "Found",
+    "Skipped",
+    "Source",
+    "copy_bounded",
+    "expand",
+    "find_sources",
+    "is_data_file_name",
+    "parse_size",
+    "partition_symbol",
+    "spool_limit",
+    "strip_compression_suffix",
+]
+
 Compression = Literal["none", "gzip", "zstd", "zip"]
 
 GZIP_MAGIC = b"\x1f\x8b"

@@ -26,6 +26,18 @@ from mmflow.errors import ParameterError
 from mmflow.metrics._common import as_expr
 from mmflow.schema import SYMBOL
 
+__all__ = [
+    "BVC_BUY_VOLUME",
+    "BVC_SELL_VOLUME",
+    "DOF_MAX",
+    "DOF_MIN",
+    "Distribution",
+    "bulk_volume_classification",
+    "estimated_dof",
+    "normal_cdf",
+    "student_t_cdf",
+]
+
 Distribution = Literal["normal", "student-t"]
 """The price-change distributions :func:`bulk_volume_classification` offers."""
 

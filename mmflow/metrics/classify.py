@@ -28,6 +28,17 @@ from mmflow.schema import (
     PRICE,
 )
 
+__all__ = [
+    "clnv",
+    "depth_rule",
+    "emo",
+    "lee_ready",
+    "quote_is_usable",
+    "quote_rule",
+    "reverse_tick_rule",
+    "tick_rule",
+]
+
 
 def tick_rule(price: str | pl.Expr = PRICE) -> pl.Expr:
     """Sign trades by the tick rule (Lee & Ready 1991, *J. Finance* 46(2):733-746).

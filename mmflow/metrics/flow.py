@@ -18,6 +18,18 @@ from mmflow.durations import DAY, duration_nanoseconds
 from mmflow.errors import SizeLimitError
 from mmflow.schema import PRICE, SESSION, SIZE, TRADE_SIGN, TS, instrument_keys
 
+__all__ = [
+    "bar_keys",
+    "bvc_flow_bars",
+    "estimated_bars",
+    "event_grid",
+    "flow_aggregates",
+    "flow_bars",
+    "flow_summary",
+    "signed_volume",
+    "summary_from_bars",
+]
+
 
 def signed_volume(sign: str | pl.Expr = TRADE_SIGN, size: str | pl.Expr = SIZE) -> pl.Expr:
     """Return s_t = D_t · V_t, the signed volume of each trade (metrics.md §b.2).

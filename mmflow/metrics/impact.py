@@ -33,6 +33,27 @@ from mmflow.schema import (
     instrument_keys,
 )
 
+__all__ = [
+    "AMIHUD",
+    "COSTS",
+    "COSTS_BPS",
+    "EFFECTIVE_SPREAD",
+    "FUTURE_MID_MISSING",
+    "FUTURE_MID_PRICE",
+    "KYLE_LAMBDA",
+    "PRICE_IMPACT",
+    "REALIZED_SPREAD",
+    "ROLL_SPREAD",
+    "ROLL_TOLERANCE",
+    "VARIANCE_TOLERANCE",
+    "amihud",
+    "cost_bars",
+    "kyle_lambda",
+    "kyle_lambda_trades",
+    "roll_spread",
+    "trade_costs",
+]
+
 EFFECTIVE_SPREAD: Final = "effective_spread"
 REALIZED_SPREAD: Final = "realized_spread"
 PRICE_IMPACT: Final = "price_impact"

@@ -44,6 +44,26 @@ from mmflow.schema import (
     instrument_keys,
 )
 
+__all__ = [
+    "CVD",
+    "DEPTH",
+    "FLAT_TOLERANCE",
+    "INVENTORY_CHANGE",
+    "INVENTORY_HALF_LIFE",
+    "INVENTORY_PHI",
+    "INVENTORY_Z",
+    "LIQUIDITY_STATE",
+    "MIN_PAIRS",
+    "PROVIDING",
+    "SPREAD_COLUMN",
+    "WITHDRAWING",
+    "duration_seconds",
+    "inventory_bars",
+    "inventory_half_life",
+    "inventory_summary",
+    "withdrawal_episodes",
+]
+
 SPREAD_COLUMN: Final = "spread"
 DEPTH: Final = "depth"
 

@@ -58,6 +58,22 @@ from mmflow.schema import (
     instrument_keys,
 )
 
+__all__ = [
+    "BAR_COLUMNS",
+    "CROSSED",
+    "CROSSED_QUOTES",
+    "DEPTH",
+    "OFI",
+    "OFI_EVENT",
+    "OFI_NORMALIZED",
+    "QUOTE_EVENTS",
+    "QUOTE_IMBALANCE",
+    "VALID_QUOTE",
+    "ofi_total",
+    "order_flow_imbalance",
+    "quote_bars",
+]
+
 OFI_EVENT: Final = "ofi_event"
 """Per quote: the Cont-Kukanov-Stoikov event contribution e_n (0 for seeds, clears, crossed)."""
 VALID_QUOTE: Final = "valid_quote"

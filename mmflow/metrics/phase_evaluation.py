@@ -46,6 +46,13 @@ from mmflow.schema import (
     instrument_keys,
 )
 
+__all__ = [
+    "EVALUATION_SEEDS",
+    "TUNING_SEEDS",
+    "event_study",
+    "truth_scores",
+]
+
 TUNING_SEEDS: Final = tuple(range(10))
 """Seeds of the default simulated market the first shipped rule was tuned on
 (``benchmarks/phases_seeds.py --tuning``; the issue-10 detector's cells are in

@@ -46,6 +46,23 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+__all__ = [
+    "CLIP",
+    "FEATURES",
+    "Detection",
+    "FloatArray",
+    "IntArray",
+    "Model",
+    "Oriented",
+    "Thresholds",
+    "cusum",
+    "design",
+    "detect",
+    "model",
+    "normalised_path",
+    "oriented",
+]
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 

@@ -66,6 +66,35 @@ from mmflow.schema import (
     instrument_keys,
 )
 
+__all__ = [
+    "ABSORPTION_LAMBDA",
+    "ABSORPTION_RATIO",
+    "ACCUMULATION",
+    "BUILDUP_Z",
+    "DISTRIBUTION",
+    "DISTRIBUTION_SCORE",
+    "EPISODE_COLUMNS",
+    "FLOW_SCALE",
+    "INVENTORY_PEAK",
+    "INVENTORY_SIDE",
+    "IQR_TO_SIGMA",
+    "LEVEL_DISPERSION",
+    "LONG",
+    "NEUTRAL",
+    "PARAMETER_RANGES",
+    "PHASE",
+    "PHASE_COLUMNS",
+    "PRICE_LEVELS",
+    "RECENT_Z",
+    "SHORT",
+    "UNLOADED",
+    "UNLOAD_ABSORPTION",
+    "UNLOAD_Z",
+    "PhaseParameters",
+    "phase_bars",
+    "phase_episodes",
+]
+
 PHASE: Final = "phase"
 INVENTORY_SIDE: Final = "inventory_side"
 DISTRIBUTION_SCORE: Final = "distribution_score"

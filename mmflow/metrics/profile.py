@@ -35,6 +35,19 @@ from mmflow.metrics._common import require_columns
 from mmflow.metrics.flow import bar_keys
 from mmflow.schema import PRICE, SIZE, SYMBOL, TRADE_SIGN, TS, instrument_keys
 
+__all__ = [
+    "EDGE_TOLERANCE",
+    "LEVEL_DIGITS",
+    "PRICE_LEVEL",
+    "PRICE_NOISE",
+    "TARGET_TOLERANCE",
+    "TICK_DIGITS",
+    "ValueAreaMethod",
+    "footprint",
+    "value_area",
+    "volume_profile",
+]
+
 ValueAreaMethod = Literal["two-row", "single-row"]
 """How the value area grows from the point of control: Dalton's pairs of rows, or single rows."""
 

@@ -40,6 +40,21 @@ from mmflow.schema import (
     instrument_keys,
 )
 
+__all__ = [
+    "LAG_GRID",
+    "METHODS",
+    "QUOTE_METHODS",
+    "SIGN_METHODS",
+    "TRADE_METHODS",
+    "Evaluation",
+    "Method",
+    "evaluate_signing",
+    "label",
+    "method_mix",
+    "sign_expressions",
+    "sign_trades",
+]
+
 SIGN_METHODS = pl.Enum(
     ["vendor", "tick", "reverse_tick", "quote", "lee_ready", "emo", "clnv", "depth", "bvc", "none"]
 )

@@ -36,6 +36,15 @@ from mmflow.errors import ParameterError, SizeLimitError
 from mmflow.metrics._common import require_columns
 from mmflow.schema import SIZE, SYMBOL, TRADE_SIGN, TS, asof_keys, instrument_keys
 
+__all__ = [
+    "BUCKET",
+    "COMPLETE",
+    "POSITION_TOLERANCE",
+    "VPIN",
+    "vpin_at",
+    "vpin_buckets",
+]
+
 BUCKET: Final = "bucket"
 VPIN: Final = "vpin"
 COMPLETE: Final = "complete"

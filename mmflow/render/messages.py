@@ -13,6 +13,12 @@ import polars as pl
 
 from mmflow.schema import SYMBOL, VENUE
 
+__all__ = [
+    "cleaning_notes",
+    "quote_warnings",
+    "signing_warnings",
+]
+
 
 def _fallback_outcome(count: int, unsigned: int) -> str:
     """Say what happened to ``count`` trades the quote test could not sign.

@@ -28,6 +28,45 @@ import polars as pl
 from mmflow.errors import MissingDependencyError, MmflowError, ParameterError
 from mmflow.schema import SYMBOL, TS, VENUE
 
+__all__ = [
+    "BLACK",
+    "BLUE",
+    "BLUISH_GREEN",
+    "BUY_COLOUR",
+    "DPI",
+    "GREY",
+    "INSTALL_HINT",
+    "MAX_BARS",
+    "MAX_PROFILE_ROWS",
+    "ORANGE",
+    "PANELS",
+    "PANEL_TITLES",
+    "PHASE_COLOURS",
+    "REDDISH_PURPLE",
+    "SELL_COLOUR",
+    "SKY_BLUE",
+    "STYLE",
+    "VERMILLION",
+    "WIDTH_INCHES",
+    "WITHDRAWAL_COLOUR",
+    "InstrumentChart",
+    "chart_style",
+    "chosen_panels",
+    "date_number",
+    "file_stem",
+    "instrument_charts",
+    "instrument_count",
+    "instrument_figure",
+    "instrument_keys",
+    "instrument_name",
+    "panels_with_data",
+    "phase_runs",
+    "profile_figure",
+    "profile_figures",
+    "require_matplotlib",
+    "split_instruments",
+]
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure

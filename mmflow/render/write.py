@@ -23,6 +23,22 @@ from mmflow._version import __version__
 from mmflow.errors import ParameterError
 from mmflow.schema import ISO_NS
 
+__all__ = [
+    "BINARY_FORMATS",
+    "IMAGE_FORMATS",
+    "OUTPUT_FORMATS",
+    "OutputFormat",
+    "build_metadata",
+    "check_output_directory",
+    "check_output_file",
+    "check_stream",
+    "format_from_suffix",
+    "image_format",
+    "write_figure",
+    "write_file",
+    "write_to",
+]
+
 OutputFormat = Literal["csv", "ndjson", "json", "parquet", "arrow"]
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("csv", "ndjson", "json", "parquet", "arrow")
 _SUFFIXES: dict[str, OutputFormat] = {
