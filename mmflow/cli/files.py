@@ -32,6 +32,11 @@ from mmflow.render.table import (
 from mmflow.render.write import build_metadata, check_output_directory
 from mmflow.schema import QUOTES, TRADES
 
+__all__ = [
+    "convert_command",
+    "inspect",
+]
+
 
 @cli.command()
 @click.argument("files", nargs=-1, required=True)

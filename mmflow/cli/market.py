@@ -56,6 +56,13 @@ from mmflow.render.table import (
     inventory_table,
 )
 
+__all__ = [
+    "EventStudy",
+    "analyze_command",
+    "flow_command",
+    "inventory_command",
+]
+
 
 @cli.command(name="analyze")
 @click.argument("files", nargs=-1, required=True)

@@ -49,6 +49,13 @@ from mmflow.render.table import (
     phases_table,
 )
 
+__all__ = [
+    "ChartTarget",
+    "PhaseRun",
+    "phases_command",
+    "plot_command",
+]
+
 
 @dataclass(frozen=True)
 class PhaseRun:

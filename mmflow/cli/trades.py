@@ -41,6 +41,12 @@ from mmflow.render.table import (
     profile_chart,
 )
 
+__all__ = [
+    "ProfileOptions",
+    "classify_command",
+    "profile_command",
+]
+
 
 @cli.command(name="classify")
 @click.argument("files", nargs=-1, required=True)

@@ -36,6 +36,7 @@ __all__ = [
     "Skipped",
     "Source",
     "Tables",
+    "combine",
     "detect",
     "file_size",
     "find_sources",
@@ -47,6 +48,7 @@ __all__ = [
     "read_now",
     "read_source",
     "skipped_note",
+    "sniff",
 ]
 
 # Detection order: binary and vendor-specific signatures first, the generic fallbacks last.

@@ -75,10 +75,13 @@ __all__ = [
     "UM_TRADES",
     "Kind",
     "Market",
+    "canonical_trades",
     "content_kind",
+    "file_values",
     "read_aggtrades",
     "read_bookticker",
     "read_trades",
+    "trade_layout",
 ]
 
 Kind = Literal["trades", "aggtrades", "bookticker"]

@@ -40,6 +40,19 @@ from mmflow.io.formats import Format, Frames, ReadOptions
 from mmflow.io.source import Source, partition_symbol
 from mmflow.schema import SYMBOL, TRADES, TableSchema
 
+__all__ = [
+    "FILE",
+    "GROUPED",
+    "GROUP_BYTES",
+    "MANY",
+    "SMALLEST",
+    "SMALL_FILE",
+    "accounts_in_order",
+    "joined",
+    "layout_key",
+    "read_grouped",
+]
+
 MANY: Final = 32
 """Beyond this many files a run reads groups of same-layout files with one scan each (up to it,
 every file keeps its own lazy scan, so big files stream)."""

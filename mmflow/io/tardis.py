@@ -54,6 +54,8 @@ __all__ = [
     "FORMATS",
     "QUOTES_HEADER",
     "TRADES_HEADER",
+    "TRADE_TYPES",
+    "canonical_trades",
     "read_book_snapshot",
     "read_liquidations",
     "read_quotes",
