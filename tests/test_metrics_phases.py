@@ -16,8 +16,9 @@ from polars.testing import assert_frame_equal
 
 from mmflow.analysis import market_bars
 from mmflow.errors import ParameterError, SchemaError
+from mmflow.metrics.phase_episodes import phase_episodes
 from mmflow.metrics.phase_evaluation import event_study, truth_scores
-from mmflow.metrics.phases import PHASE_COLUMNS, PhaseParameters, phase_bars, phase_episodes
+from mmflow.metrics.phases import PHASE_COLUMNS, PhaseParameters, phase_bars
 from mmflow.simulate import Simulation, SimulationParameters, simulate
 
 T0 = datetime(2024, 1, 2, tzinfo=UTC)

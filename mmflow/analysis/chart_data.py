@@ -12,7 +12,8 @@ from mmflow.analysis.inventory import inventory_report
 from mmflow.analysis.market import market_bars
 from mmflow.analysis.options import BarOptions, Selection, Signing
 from mmflow.metrics.flow import bar_keys
-from mmflow.metrics.phases import PhaseParameters, phase_bars, phase_episodes
+from mmflow.metrics.phase_episodes import phase_episodes
+from mmflow.metrics.phases import PhaseParameters, phase_bars
 from mmflow.schema import TS
 
 __all__ = [
@@ -32,7 +33,8 @@ class Chart:
         :func:`mmflow.metrics.phases.phase_bars` (``phase``, ``inventory_side``,
         ``distribution_score``, …), sorted by instrument and time.
     episodes
-        Accumulation and distribution episodes (:func:`mmflow.metrics.phases.phase_episodes`):
+        Accumulation and distribution episodes
+        (:func:`mmflow.metrics.phase_episodes.phase_episodes`):
         ``symbol, [session,] phase, inventory_side, start, end, …``.
     withdrawals
         Liquidity-withdrawal episodes (:func:`mmflow.metrics.inventory.withdrawal_episodes`):

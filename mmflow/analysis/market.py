@@ -131,12 +131,11 @@ def market_bars(
     options = options or BarOptions()
     selection = selection or Selection()
     signing = signing or Signing()
-    every = options.every
     prepared, prepared_quotes, dropped = prepare_market(trades, quotes, selection)
     parameters = parameters_of(
         selection,
         signing,
-        bar=every,
+        bar=options.every,
         horizon=options.horizon,
         lookback=options.lookback,
         pressure_horizon=options.pressure_horizon,
@@ -147,6 +146,40 @@ def market_bars(
     )
     check_durations(options, signing)
     check_windows(options)
+    signed = _signed_trades(prepared, prepared_quotes, signing)
+    grid = _event_grid(signed, prepared_quotes, options)
+    if signing.method == "bvc":
+        bars = bvc_flow_bars(
+            signed,
+            every=options.every,
+            distribution=signing.bvc_distribution,
+            dof=signing.bvc_dof,
+            grid=grid,
+        )
+    else:
+        bars = flow_bars(signed, every=options.every, grid=grid)
+    bars, costs = _with_quote_columns(bars, signed, prepared_quotes, options, signing)
+    bars = _with_trade_series(bars, signed, options)
+    checks = quote_checks(signed, prepared_quotes, costs) if prepared_quotes is not None else None
+    return Market(
+        bars,
+        signed,
+        method_mix(signed),
+        prepared_quotes is not None,
+        parameters,
+        dropped,
+        checks,
+    )
+
+
+def _signed_trades(
+    prepared: pl.LazyFrame, quotes: pl.LazyFrame | None, signing: Signing
+) -> pl.LazyFrame:
+    """Sign the prepared trades (with the prevailing mid when there are quotes), cached once.
+
+    Keeps only what later steps use: the signed trades feed bars, costs, VPIN and Roll. (One
+    cache only: polars 2.1 can panic on a cache nested inside another.)
+    """
     age = signing.max_quote_age
     if signing.method == "bvc":
         signed = prepared.with_columns(
@@ -155,66 +188,81 @@ def market_bars(
     else:
         signed = sign_trades(
             prepared,
-            prepared_quotes,
+            quotes,
             method=signing.method,
             match=signing.match,
             lag=signing.lag,
             max_quote_age=age,
         )
-    if prepared_quotes is not None and MID_PRICE not in signed.collect_schema().names():
+    if quotes is not None and MID_PRICE not in signed.collect_schema().names():
         # trade costs need the prevailing mid even when the sign did not use quotes
-        signed = attach_quotes(
-            signed, prepared_quotes, match=signing.match, lag=signing.lag, max_age=age
-        )
-    # Keep only what later steps use, once: the signed trades feed bars, costs, VPIN and Roll.
-    # (One cache only: polars 2.1 can panic on a cache nested inside another.)
+        signed = attach_quotes(signed, quotes, match=signing.match, lag=signing.lag, max_age=age)
     keys = bar_keys(signed)
-    instrument = instrument_keys(signed)
     needed = [*keys, TS, PRICE, SIZE, TRADE_SIGN, SIGN_METHOD, MID_PRICE, QUOTE_STALE]
     names = signed.collect_schema().names()
-    signed = signed.select([n for n in needed if n in names]).cache()
-    # The grid: every bar of each day (or session) holding a trade or a quote of an instrument
-    # that has trades, so flow, OFI and the summaries account for every event.
+    return signed.select([n for n in needed if n in names]).cache()
+
+
+def _event_grid(
+    signed: pl.LazyFrame, quotes: pl.LazyFrame | None, options: BarOptions
+) -> pl.LazyFrame:
+    """Every bar of each day (or session) holding a trade or a quote of a traded instrument.
+
+    So flow, OFI and the summaries account for every event (:func:`event_grid`).
+    """
+    keys = bar_keys(signed)
+    instrument = instrument_keys(signed)
     events = signed.select(*keys, TS)
-    if prepared_quotes is not None:
+    if quotes is not None:
         traded = signed.select(instrument).unique()
         events = pl.concat(
             [
                 events,
-                prepared_quotes.join(traded, on=instrument, how="semi", nulls_equal=True).select(
-                    *keys, TS
-                ),
+                quotes.join(traded, on=instrument, how="semi", nulls_equal=True).select(*keys, TS),
             ]
         )
-    grid = event_grid(events, every=every, keys=keys, fill=options.fill, max_bars=options.max_bars)
-    if signing.method == "bvc":
-        bars = bvc_flow_bars(
-            signed,
-            every=every,
-            distribution=signing.bvc_distribution,
-            dof=signing.bvc_dof,
-            grid=grid,
-        )
-    else:
-        bars = flow_bars(signed, every=every, grid=grid)
-    costs: pl.LazyFrame | None = None
-    if prepared_quotes is not None:
-        quoted = quote_bars(
-            prepared_quotes, every=every, grid=bars.select(*instrument, TS), max_age=age
-        ).select(*instrument, TS, *QUOTE_BAR_COLUMNS)
-        bars = bars.join(
-            quoted, on=[*instrument, TS], how="left", maintain_order="left", nulls_equal=True
-        )
-        costs = trade_costs(signed, prepared_quotes, horizon=options.horizon, max_quote_age=age)
-        per_bar = cost_bars(costs, every=every).select(*keys, TS, *COST_COLUMNS)
-        bars = bars.join(
-            per_bar, on=[*keys, TS], how="left", maintain_order="left", nulls_equal=True
-        )
-    else:
-        bars = bars.with_columns(
+    return event_grid(
+        events, every=options.every, keys=keys, fill=options.fill, max_bars=options.max_bars
+    )
+
+
+def _with_quote_columns(
+    bars: pl.LazyFrame,
+    signed: pl.LazyFrame,
+    quotes: pl.LazyFrame | None,
+    options: BarOptions,
+    signing: Signing,
+) -> tuple[pl.LazyFrame, pl.LazyFrame | None]:
+    """Join the quote bars and the per-bar trade costs (null columns without quotes).
+
+    Returns the bars and the per-trade costs (``None`` without quotes).
+    """
+    if quotes is None:
+        return bars.with_columns(
             pl.lit(None, pl.UInt32 if name == "crossed_quotes" else pl.Float64).alias(name)
             for name in (*QUOTE_BAR_COLUMNS, *COST_COLUMNS)
-        )
+        ), None
+    every, age = options.every, signing.max_quote_age
+    keys = bar_keys(signed)
+    instrument = instrument_keys(signed)
+    quoted = quote_bars(quotes, every=every, grid=bars.select(*instrument, TS), max_age=age).select(
+        *instrument, TS, *QUOTE_BAR_COLUMNS
+    )
+    bars = bars.join(
+        quoted, on=[*instrument, TS], how="left", maintain_order="left", nulls_equal=True
+    )
+    costs = trade_costs(signed, quotes, horizon=options.horizon, max_quote_age=age)
+    per_bar = cost_bars(costs, every=every).select(*keys, TS, *COST_COLUMNS)
+    bars = bars.join(per_bar, on=[*keys, TS], how="left", maintain_order="left", nulls_equal=True)
+    return bars, costs
+
+
+def _with_trade_series(
+    bars: pl.LazyFrame, signed: pl.LazyFrame, options: BarOptions
+) -> pl.LazyFrame:
+    """Add VPIN, Kyle's lambda, Amihud, the Roll spread and the inventory columns."""
+    every = options.every
+    keys = bar_keys(signed)
     bars = bars.sort(*keys, TS)  # joins do not keep order; the series below need time order
     buckets = vpin_buckets(
         signed,
@@ -226,22 +274,12 @@ def market_bars(
     bars = amihud(kyle_lambda(bars, window=options.lookback), window=options.lookback)
     rolls = roll_spread(signed, every=every).select(*keys, TS, "roll_spread")
     bars = bars.join(rolls, on=[*keys, TS], how="left", maintain_order="left", nulls_equal=True)
-    bars = inventory_bars(
+    return inventory_bars(
         bars,
         lookback=options.lookback,
         spread_factor=options.spread_factor,
         depth_factor=options.depth_factor,
     ).sort(*keys, TS, nulls_last=True)
-    checks = quote_checks(signed, prepared_quotes, costs) if prepared_quotes is not None else None
-    return Market(
-        bars,
-        signed,
-        method_mix(signed),
-        prepared_quotes is not None,
-        parameters,
-        dropped,
-        checks,
-    )
 
 
 def quote_checks(

@@ -12,8 +12,9 @@ from mmflow.analysis.market import market_bars
 from mmflow.analysis.options import BarOptions, Selection, Signing, check_windows
 from mmflow.analysis.prepare import instrument_columns
 from mmflow.metrics.flow import bar_keys
+from mmflow.metrics.phase_episodes import phase_episodes
 from mmflow.metrics.phase_evaluation import event_study, truth_scores
-from mmflow.metrics.phases import PHASE_COLUMNS, PhaseParameters, phase_bars, phase_episodes
+from mmflow.metrics.phases import PHASE_COLUMNS, PhaseParameters, phase_bars
 from mmflow.schema import TS
 
 __all__ = [

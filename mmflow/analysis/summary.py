@@ -13,7 +13,8 @@ from mmflow.analysis.options import BarOptions, Selection, Signing, check_window
 from mmflow.analysis.prepare import instrument_columns
 from mmflow.metrics.flow import bar_keys, flow_summary, summary_from_bars
 from mmflow.metrics.inventory import inventory_summary
-from mmflow.metrics.phases import PhaseParameters, phase_bars, phase_episodes
+from mmflow.metrics.phase_episodes import phase_episodes
+from mmflow.metrics.phases import PhaseParameters, phase_bars
 from mmflow.metrics.profile import value_area, volume_profile
 from mmflow.schema import SYMBOL, TS, VENUE, instrument_keys
 

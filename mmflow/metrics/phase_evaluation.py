@@ -164,7 +164,7 @@ def event_study(
         _names(episodes),
         (SYMBOL, PHASE, INVENTORY_SIDE, "end"),
         what="episodes",
-        hint="run mmflow.metrics.phases.phase_episodes first",
+        hint="run mmflow.metrics.phase_episodes.phase_episodes first",
     )
     keys = _keys(names)
     side = (
