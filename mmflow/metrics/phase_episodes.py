@@ -27,15 +27,7 @@ from mmflow.metrics.phases import (
     _names,
     _price,
 )
-from mmflow.schema import (
-    CLOSE,
-    MID_CLOSE,
-    MM_INVENTORY,
-    NET_FLOW,
-    SYMBOL,
-    TS,
-    VENUE,
-)
+from mmflow.schema import CLOSE, MID_CLOSE, MM_INVENTORY, NET_FLOW, SYMBOL, TS, VENUE
 
 __all__ = ["phase_episodes"]
 
