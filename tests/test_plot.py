@@ -41,8 +41,8 @@ from mmflow.render.plot import (
     instrument_charts,
     instrument_figure,
     phase_runs,
-    profile_figure,
 )
+from mmflow.render.profile_plot import profile_figure
 from mmflow.render.write import write_figure
 from mmflow.schema import QUOTES, TRADES
 

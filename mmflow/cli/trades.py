@@ -28,11 +28,8 @@ from mmflow.io import Loaded
 from mmflow.io.assemble import require_rows
 from mmflow.metrics.profile import ValueAreaMethod
 from mmflow.render.messages import signing_warnings
-from mmflow.render.plot import (
-    file_stem,
-    profile_figures,
-    require_matplotlib,
-)
+from mmflow.render.plot import file_stem, require_matplotlib
+from mmflow.render.profile_plot import profile_figures
 from mmflow.render.progress import plain_console as Console
 from mmflow.render.table import (
     compact_table,
