@@ -25,7 +25,10 @@ import polars as pl
 from mmflow.errors import ParameterError
 
 __all__ = [
+    "CALENDAR_UNITS",
     "DAY",
+    "DURATION_PART",
+    "DURATION_TEXT",
     "MAX_DURATION",
     "NANOSECONDS",
     "check_duration",
@@ -50,9 +53,12 @@ DAY: Final = NANOSECONDS["d"]
 MAX_DURATION: Final = 366 * DAY
 """The longest duration any parameter accepts: 366 days (one bar per leap year)."""
 
-_PART: Final = re.compile(r"(\d+)(ns|us|µs|ms|mo|s|m|h|d|w|q|y|i)")
-_WHOLE: Final = re.compile(r"(?:\d+(?:ns|us|µs|ms|mo|s|m|h|d|w|q|y|i))+")
-_CALENDAR: Final = frozenset({"mo", "q", "y", "i"})
+DURATION_PART: Final = re.compile(r"(\d+)(ns|us|µs|ms|mo|s|m|h|d|w|q|y|i)")
+"""One ``count unit`` part of a polars duration (every unit polars knows)."""
+DURATION_TEXT: Final = re.compile(r"(?:\d+(?:ns|us|µs|ms|mo|s|m|h|d|w|q|y|i))+")
+"""A whole polars duration: one or more parts (use ``fullmatch``)."""
+CALENDAR_UNITS: Final = frozenset({"mo", "q", "y", "i"})
+"""Units without a fixed length (months, quarters, years) and index counts."""
 
 
 def duration_nanoseconds(text: str, *, what: str = "duration") -> int:
@@ -66,12 +72,12 @@ def duration_nanoseconds(text: str, *, what: str = "duration") -> int:
     value = text.strip()
     if value == "0":
         return 0
-    if not _WHOLE.fullmatch(value):
+    if not DURATION_TEXT.fullmatch(value):
         msg = f"{what} {text!r} is not a duration like 500ms, 1s, 5m, 1h or 1h30m"
         raise ParameterError(msg)
     total = 0
-    for count, unit in _PART.findall(value):
-        if unit in _CALENDAR:
+    for count, unit in DURATION_PART.findall(value):
+        if unit in CALENDAR_UNITS:
             msg = f"{what} {text!r} has no fixed length; use ms, s, m, h, d or w units"
             raise ParameterError(msg)
         total += int(count) * NANOSECONDS[unit]

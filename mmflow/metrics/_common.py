@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from datetime import UTC, datetime
+from typing import Final
 
 import polars as pl
 
-from mmflow.errors import SchemaError
+from mmflow.durations import DURATION_PART, DURATION_TEXT
+from mmflow.errors import ParameterError, SchemaError
 
-__all__ = ["as_expr", "require_columns", "require_names"]
+__all__ = ["as_expr", "polars_duration", "require_columns", "require_names"]
+
+_EPOCH: Final = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def as_expr(value: str | pl.Expr) -> pl.Expr:
@@ -60,3 +65,49 @@ def require_columns(
     names = frame.collect_schema().names()
     require_names(names, columns, what=what, hint=hint)
     return names
+
+
+def polars_duration(value: str, what: str, *, zero: bool = False) -> str:
+    """Validate a polars duration parameter of a metric and return it stripped.
+
+    Any polars time unit is allowed (``1m``, ``1h30m``, ``1mo``; not index counts): the text
+    must be a duration by :data:`mmflow.durations.DURATION_TEXT` and polars must accept it as
+    an offset.
+    With ``zero``, a zero length is allowed (``0`` becomes ``0s``); otherwise it must be longer
+    than zero. (Command-line flags go through :func:`mmflow.durations.check_duration`, which
+    also bounds the length.)
+
+    Raises
+    ------
+    ParameterError
+        Naming ``what``.
+
+    Examples
+    --------
+    >>> polars_duration(" 5m ", "bar length")
+    '5m'
+    >>> polars_duration("0", "horizon", zero=True)
+    '0s'
+    >>> polars_duration("0s", "bar length")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    mmflow.errors.ParameterError: bar length must be a positive polars duration like 1m, ...
+    """
+    text = value.strip() if isinstance(value, str) else ""
+    if text == "0" and zero:
+        return "0s"
+    valid = (
+        bool(DURATION_TEXT.fullmatch(text))
+        and all(unit != "i" for _, unit in DURATION_PART.findall(text))  # index counts
+        and (zero or any(c in "123456789" for c in text))
+    )
+    if valid:
+        try:
+            pl.select(pl.lit(_EPOCH).dt.offset_by(text)).item()
+        except (pl.exceptions.PolarsError, OverflowError, ValueError):
+            valid = False
+    if not valid:
+        kind = "polars duration" if zero else "positive polars duration"
+        msg = f"{what} must be a {kind} like 1m, 5m or 1h, was {value!r}"
+        raise ParameterError(msg)
+    return text

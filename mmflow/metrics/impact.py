@@ -10,13 +10,12 @@
 
 from __future__ import annotations
 
-import re
 from typing import Final
 
 import polars as pl
 
 from mmflow.errors import ParameterError
-from mmflow.metrics._common import as_expr, require_columns
+from mmflow.metrics._common import as_expr, polars_duration, require_columns
 from mmflow.metrics.classify import quote_is_usable
 from mmflow.schema import (
     ASK_PRICE,
@@ -73,7 +72,6 @@ ROLL_TOLERANCE: Final = 1e-9
 spread it implies exceeds 10⁻⁹ of the bar's mean price, so that float rounding (of a zero
 covariance, or of the equal changes of a steady trend) never yields a spread."""
 
-_DURATION = re.compile(r"^(\d+(ns|us|ms|s|m|h|d|w|mo|q|y))+$")
 _KEY = "_horizon_ts"
 _FUTURE_TS = "_future_ts"
 _LAST_QUOTE = "_last_quote_ts"
@@ -81,17 +79,6 @@ FUTURE_MID_MISSING: Final = "future_mid_missing"
 """Per trade: why M_{t+Δ} is null although a quote came before t + Δ (``after_last_quote``:
 t + Δ is after the instrument's last quote; ``stale``: that quote is older than the maximum
 quote age), else null."""
-
-
-def _duration(value: str, what: str, *, zero: bool) -> str:
-    text = value.strip()
-    if text == "0" and zero:
-        return "0s"
-    if not _DURATION.match(text) or not (zero or re.search(r"[1-9]", text)):
-        kind = "polars duration" if zero else "positive polars duration"
-        msg = f"{what} must be a {kind} like 1s, 5m or 1h, was {value!r}"
-        raise ParameterError(msg)
-    return text
 
 
 def _window(window: int) -> int:
@@ -203,9 +190,13 @@ def trade_costs(
     │ 0.06             ┆ -0.02           ┆ 0.08         │
     └──────────────────┴─────────────────┴──────────────┘
     """
-    delta = _duration(horizon, "horizon", zero=True)
+    delta = polars_duration(horizon, "horizon", zero=True)
     names = require_columns(trades, (TS, SYMBOL, PRICE, TRADE_SIGN, MID_PRICE), "trades")
-    age = None if max_quote_age is None else _duration(max_quote_age, "max_quote_age", zero=True)
+    age = (
+        None
+        if max_quote_age is None
+        else polars_duration(max_quote_age, "max_quote_age", zero=True)
+    )
     replaced = [c for c in (FUTURE_MID_PRICE, FUTURE_MID_MISSING, *COSTS, *COSTS_BPS) if c in names]
     if replaced:
         trades = trades.drop(replaced)
@@ -347,7 +338,7 @@ def cost_bars(costs: pl.LazyFrame, *, every: str) -> pl.LazyFrame:
     │ 2024-01-01 00:01:00 ┆ 0.02             ┆ 0.01            ┆ 0.01         │
     └─────────────────────┴──────────────────┴─────────────────┴──────────────┘
     """
-    step = _duration(every, "bar length", zero=False)
+    step = polars_duration(every, "bar length", zero=False)
     names = require_columns(costs, (TS, SYMBOL, SIZE, *COSTS, *COSTS_BPS), "costs")
     keys = _keys(names)
     size = pl.col(SIZE).cast(pl.Float64)
@@ -633,7 +624,7 @@ def roll_spread(trades: pl.LazyFrame, *, every: str) -> pl.LazyFrame:
     >>> roll_spread(trades, every="1m").select(pl.col("roll_spread").round(6)).collect().item()
     0.030551
     """
-    step = _duration(every, "bar length", zero=False)
+    step = polars_duration(every, "bar length", zero=False)
     keys = _keys(require_columns(trades, (TS, SYMBOL, PRICE), "trades"))
     # The trades grouped by instrument once (a stable sort keeps each one's time order), so a
     # bar's price changes are plain differences guarded at the bar's first trade instead of

@@ -26,11 +26,11 @@ across sessions. A null ``net_flow`` counts as 0.
 from __future__ import annotations
 
 import math
-import re
 from typing import Final
 
 import polars as pl
 
+from mmflow.durations import CALENDAR_UNITS, DURATION_PART, DURATION_TEXT, NANOSECONDS
 from mmflow.errors import ParameterError
 from mmflow.metrics._common import require_names
 from mmflow.schema import (
@@ -82,21 +82,6 @@ MIN_PAIRS: Final = 3
 FLAT_TOLERANCE: Final = 1e-9
 """A regressor whose range is at most this fraction of its largest |value| counts as constant."""
 
-_UNIT_SECONDS: Final = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-    "d": 86_400.0,
-    "w": 604_800.0,
-}
-_CALENDAR_UNITS: Final = frozenset({"mo", "q", "y", "i"})
-_DURATION: Final = re.compile(r"(\d+)(ns|us|µs|ms|mo|s|m|h|d|w|q|y|i)")
-_DURATIONS: Final = re.compile(r"(?:\d+(?:ns|us|µs|ms|mo|s|m|h|d|w|q|y|i))+")
-
 
 def duration_seconds(every: str) -> float:
     """Return the length in seconds of a fixed polars duration string such as ``1m`` or ``1h30m``.
@@ -126,15 +111,15 @@ def duration_seconds(every: str) -> float:
     (60.0, 5400.0, 0.25)
     """
     text = every.strip()
-    if not _DURATIONS.fullmatch(text):
+    if not DURATION_TEXT.fullmatch(text):
         msg = f"bar length {every!r} is not a polars duration such as 1s, 1m, 5m, 1h or 1h30m"
         raise ParameterError(msg)
     seconds = 0.0
-    for count, unit in _DURATION.findall(text):
-        if unit in _CALENDAR_UNITS:
+    for count, unit in DURATION_PART.findall(text):
+        if unit in CALENDAR_UNITS:
             msg = f"bar length {every!r} has no fixed length; use s, m, h, d or w units"
             raise ParameterError(msg)
-        seconds += int(count) * _UNIT_SECONDS[unit]
+        seconds += int(count) * (NANOSECONDS[unit] / 1e9)
     if seconds <= 0:
         msg = f"bar length {every!r} must be longer than zero"
         raise ParameterError(msg)

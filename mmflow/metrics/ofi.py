@@ -36,7 +36,6 @@ so they carry the rounding of the earlier instruments' total as well).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Final
 
@@ -44,6 +43,7 @@ import polars as pl
 
 from mmflow.durations import duration_nanoseconds
 from mmflow.errors import ParameterError, SchemaError
+from mmflow.metrics._common import polars_duration
 from mmflow.schema import (
     ASK_PRICE,
     ASK_SIZE,
@@ -103,7 +103,6 @@ BAR_COLUMNS: Final = (
 """The columns of :func:`quote_bars`, in order."""
 
 _BBO: Final = (BID_PRICE, BID_SIZE, ASK_PRICE, ASK_SIZE)
-_DURATION: Final = re.compile(r"^(\d+(ns|us|ms|mo|s|m|h|d|w|q|y))+$")
 
 # Temporary column names (all start with "_ofi_" so they cannot clash with user columns).
 _FIRST: Final = "_ofi_first"  # the first row of an instrument (rows grouped by instrument)
@@ -129,15 +128,6 @@ _START: Final = "_ofi_start"
 _END: Final = "_ofi_end"
 _IS_END: Final = "_ofi_is_end"
 _BOUND: Final = "_ofi_bound"
-
-
-def _check_every(every: str) -> None:
-    if not isinstance(every, str) or not _DURATION.match(every):
-        msg = f"bar length must be a polars duration such as 1s, 1m, 5m or 1h, was {every!r}"
-        raise ParameterError(msg)
-    if all(int(n) == 0 for n in re.findall(r"\d+", every)):
-        msg = f"bar length must be longer than zero, was {every!r}"
-        raise ParameterError(msg)
 
 
 def _require_quotes(quotes: pl.LazyFrame) -> pl.Schema:
@@ -442,7 +432,7 @@ def quote_bars(
     >>> bars.select("ofi", "mid_close", pl.col("spread").round(4), "depth", "quote_events").rows()
     [(2.0, 10.2, 0.3, 6.0, 2), (-2.0, 10.2, 0.2333, 4.0, 1)]
     """
-    _check_every(every)
+    polars_duration(every, "bar length")
     age = None if max_age is None else duration_nanoseconds(max_age, what="max_age")
     schema = _require_quotes(quotes)
     if grid is None:

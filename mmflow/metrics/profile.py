@@ -23,7 +23,6 @@ delta = ask volume − bid volume = buy − sell. Trades no method could sign co
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from functools import partial
 from typing import Final, Literal
@@ -31,7 +30,7 @@ from typing import Final, Literal
 import polars as pl
 
 from mmflow.errors import ParameterError, SizeLimitError
-from mmflow.metrics._common import require_columns
+from mmflow.metrics._common import polars_duration, require_columns
 from mmflow.metrics.flow import bar_keys
 from mmflow.schema import PRICE, SIZE, SYMBOL, TRADE_SIGN, TS, instrument_keys
 
@@ -66,7 +65,6 @@ TARGET_TOLERANCE: Final = 1e-12
 """The value area stops once its volume is ≥ share · total · (1 − this), so the order in which
 floating-point volumes were summed cannot decide the last step."""
 
-_DURATION = re.compile(r"^(\d+(ns|us|ms|s|m|h|d|w|mo|q|y))+$")
 
 _K = "_row"
 _BIN = "_bin_size"
@@ -85,14 +83,6 @@ _HIGH = "_high"
 _TARGET = "_target"
 _BID_BELOW = "_bid_below"
 _ASK_ABOVE = "_ask_above"
-
-
-def _check_every(every: str) -> str:
-    text = every.strip()
-    if not _DURATION.match(text) or not re.search(r"[1-9]", text):
-        msg = f"bar length must be a positive polars duration like 1m, 5m or 1h, was {every!r}"
-        raise ParameterError(msg)
-    return text
 
 
 def _check_positive(name: str, value: float | None, *, allow_zero: bool = False) -> None:
@@ -592,7 +582,7 @@ def footprint(
     │ 11.0        ┆ 3.0    ┆ 0.0        ┆ 3.0        ┆ true          ┆ true                  │
     └─────────────┴────────┴────────────┴────────────┴───────────────┴───────────────────────┘
     """
-    every = _check_every(every)
+    every = polars_duration(every, "bar length")
     _check_positive("bin_size", bin_size)
     _check_positive("imbalance_ratio", imbalance_ratio)
     _check_positive("imbalance_volume", imbalance_volume, allow_zero=True)

@@ -26,14 +26,13 @@ for. Read VPIN as a description of one-sided volume, not as a forecast of toxici
 from __future__ import annotations
 
 import math
-import re
 from functools import partial
 from typing import Final
 
 import polars as pl
 
 from mmflow.errors import ParameterError, SizeLimitError
-from mmflow.metrics._common import require_columns
+from mmflow.metrics._common import polars_duration, require_columns
 from mmflow.schema import SIZE, SYMBOL, TRADE_SIGN, TS, asof_keys, instrument_keys
 
 __all__ = [
@@ -54,7 +53,6 @@ POSITION_TOLERANCE: Final = 1e-9
 max(1, position), are put on the boundary, so float rounding of the running sum never leaves a
 sliver of volume in a bucket of its own."""
 
-_DURATION = re.compile(r"^(\d+(ns|us|ms|s|m|h|d|w|mo|q|y))+$")
 
 _START = "_start"
 _END = "_end"
@@ -63,14 +61,6 @@ _PS = "_start_position"
 _PE = "_end_position"
 _PIECE = "_piece"
 _BAR_END = "_bar_end"
-
-
-def _check_every(every: str) -> str:
-    text = every.strip()
-    if not _DURATION.match(text) or not re.search(r"[1-9]", text):
-        msg = f"bar length must be a positive polars duration like 1m, 5m or 1h, was {every!r}"
-        raise ParameterError(msg)
-    return text
 
 
 def _snap(position: pl.Expr) -> pl.Expr:
@@ -366,7 +356,7 @@ def vpin_at(bars: pl.LazyFrame, buckets: pl.LazyFrame, *, every: str) -> pl.Lazy
     >>> vpin_at(bars, buckets, every="1m").collect()["vpin"].to_list()
     [0.6, 0.6, 0.8]
     """
-    step = _check_every(every)
+    step = polars_duration(every, "bar length")
     names = require_columns(bars, (SYMBOL, TS), "bars")
     if VPIN in names:
         bars = bars.drop(VPIN)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Final
@@ -13,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from mmflow.durations import CALENDAR_UNITS, DURATION_PART, DURATION_TEXT, NANOSECONDS
 from mmflow.errors import ParameterError
 from mmflow.schema import (
     AGGRESSOR_SIDE,
@@ -105,18 +105,6 @@ TRUTH_SCHEMA: Final = pl.Schema(
 )
 
 _NS_PER_HOUR: Final = 3_600_000_000_000
-_UNITS: Final = {
-    "ns": 1,
-    "us": 1_000,
-    "ms": 1_000_000,
-    "s": 1_000_000_000,
-    "m": 60_000_000_000,
-    "h": _NS_PER_HOUR,
-    "d": 24 * _NS_PER_HOUR,
-    "w": 7 * 24 * _NS_PER_HOUR,
-}
-_DURATION: Final = re.compile(r"(\d+)(ns|us|ms|s|m|h|d|w)")
-_DURATIONS: Final = re.compile(r"(?:\d+(?:ns|us|ms|s|m|h|d|w))+")
 _MIN_NS: Final = 1_000_000
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -135,10 +123,11 @@ def duration_nanoseconds(every: str) -> int:
     >>> duration_nanoseconds("1m30s")
     90000000000
     """
-    if not _DURATIONS.fullmatch(every):
+    parts = DURATION_PART.findall(every) if DURATION_TEXT.fullmatch(every) else []
+    if not parts or any(unit in CALENDAR_UNITS for _, unit in parts):
         msg = f"bar {every!r} is not a fixed duration, was expected like 1s, 500ms, 1m, 1h"
         raise ParameterError(msg)
-    return sum(int(count) * _UNITS[unit] for count, unit in _DURATION.findall(every))
+    return sum(int(count) * NANOSECONDS[unit] for count, unit in parts)
 
 
 @dataclass(frozen=True)
