@@ -161,20 +161,7 @@ def phase_episodes(
         pl.col(_P).shift(-p.horizon).over(keys).alias("_ph_price_later"),
     )
     label = [*keys, PHASE, INVENTORY_SIDE]
-    labelled = bars.filter(
-        pl.col(PHASE).is_in([ACCUMULATION, DISTRIBUTION]) & pl.col(INVENTORY_SIDE).is_not_null()
-    ).select(*label, _IDX)
-    step_gap = pl.col(_IDX) - pl.col(_IDX).shift(1).over(label) - 1
-    runs = (
-        labelled.sort(*label, _IDX)
-        .with_columns(
-            (step_gap > p.gap).fill_null(value=True).cum_sum().over(label).alias("_ph_ep")
-        )
-        .group_by(*label, "_ph_ep")
-        .agg(pl.col(_IDX).min().alias("_ph_first"), pl.col(_IDX).max().alias("_ph_last"))
-        .with_columns((pl.col("_ph_last") - pl.col("_ph_first") + 1).alias("bars"))
-        .filter(pl.col("bars") >= p.min_bars)
-    )
+    runs = _runs(bars, label, gap=p.gap, min_bars=p.min_bars)
     first = bars.select(
         *keys,
         pl.col(_IDX).alias("_ph_first"),
@@ -200,6 +187,33 @@ def phase_episodes(
     episodes = runs.join(first, on=[*keys, "_ph_first"], how="left", nulls_equal=True).join(
         last, on=[*keys, "_ph_last"], how="left", nulls_equal=True
     )
+    episodes = _with_outcomes(episodes)
+    episodes = _with_price_levels(episodes, bars, trades, keys)
+    return episodes.select(*keys, *EPISODE_COLUMNS).sort(*keys, "start")
+
+
+def _runs(bars: pl.LazyFrame, label: list[str], *, gap: int, min_bars: int) -> pl.LazyFrame:
+    """Find runs of bars with one label, split where more than ``gap`` bars separate two.
+
+    Returns ``label…, _ph_ep, _ph_first, _ph_last, bars`` for runs of at least ``min_bars``.
+    """
+    labelled = bars.filter(
+        pl.col(PHASE).is_in([ACCUMULATION, DISTRIBUTION]) & pl.col(INVENTORY_SIDE).is_not_null()
+    ).select(*label, _IDX)
+    step_gap = pl.col(_IDX) - pl.col(_IDX).shift(1).over(label) - 1
+    runs = (
+        labelled.sort(*label, _IDX)
+        .with_columns((step_gap > gap).fill_null(value=True).cum_sum().over(label).alias("_ph_ep"))
+        .group_by(*label, "_ph_ep")
+        .agg(pl.col(_IDX).min().alias("_ph_first"), pl.col(_IDX).max().alias("_ph_last"))
+        .with_columns((pl.col("_ph_last") - pl.col("_ph_first") + 1).alias("bars"))
+        .filter(pl.col("bars") >= min_bars)
+    )
+    return runs
+
+
+def _with_outcomes(episodes: pl.LazyFrame) -> pl.LazyFrame:
+    """Add what happened in each episode: unloaded, VWAP, price change, absorption, reversal."""
     total_flow = pl.col("_ph_cum_flow") - pl.col("_ph_flow0")
     total_volume = pl.col("_ph_cum_v") - pl.col("_ph_v0")
     change = pl.col("_ph_price_end") - pl.col("_ph_price_before")
@@ -213,7 +227,7 @@ def phase_episodes(
         .then(forward < 0)
         .otherwise(forward > 0)
     )
-    episodes = episodes.with_columns(
+    return episodes.with_columns(
         (pl.col("inventory_start").abs() - pl.col("inventory_end").abs()).alias("unloaded"),
         pl.when(total_volume > 0)
         .then((pl.col("_ph_cum_pv") - pl.col("_ph_pv0")) / total_volume)
@@ -226,6 +240,13 @@ def phase_episodes(
         reversal.alias("reversal"),
         pl.col("bars").cast(pl.UInt32),
     )
+
+
+def _with_price_levels(
+    episodes: pl.LazyFrame, bars: pl.LazyFrame, trades: pl.LazyFrame | None, keys: list[str]
+) -> pl.LazyFrame:
+    """Add how many price levels each episode traded at and how dispersed its volume was."""
+    label = [*keys, PHASE, INVENTORY_SIDE]
     levels = _level_volumes(bars, trades, keys)
     if levels is None:
         episodes = episodes.with_columns(
@@ -260,4 +281,4 @@ def phase_episodes(
         episodes = episodes.join(inside, on=ids, how="left", nulls_equal=True).with_columns(
             pl.col(PRICE_LEVELS).fill_null(0)
         )
-    return episodes.select(*keys, *EPISODE_COLUMNS).sort(*keys, "start")
+    return episodes
