@@ -528,6 +528,26 @@ def phase_bars(
         )
         raise SchemaError(msg)
     keys = _keys(names)
+    lf = _with_absorption_lambda(bars, names, keys, p.lookback)
+    lf = _prepared(lf, names, keys, p)
+    lf = _labelled(lf, keys, p)
+    lf = _named_labels(lf)
+    w = p.recent_bars
+    if offline:
+        lf = _offline(lf, keys, w)
+    lf = _with_levels(lf, trades, keys, p.window)
+    internal = [c for c in _names(lf) if c.startswith("_ph_")]
+    return lf.drop(internal)
+
+
+def _with_absorption_lambda(
+    bars: pl.LazyFrame, names: list[str], keys: list[str], lookback: int
+) -> pl.LazyFrame:
+    """Drop earlier phase columns, add ``mm_inventory`` if missing and λ̂ over ``lookback`` bars.
+
+    λ̂ (``absorption_lambda``) is Kyle's lambda of the raw price on ``net_flow``; a
+    ``kyle_lambda`` column already in the bars is kept as it is.
+    """
     flow = pl.col(NET_FLOW).cast(pl.Float64).fill_null(0.0)
     replaced = [c for c in PHASE_COLUMNS if c in names]
     lf = bars.drop(replaced) if replaced else bars
@@ -536,13 +556,19 @@ def phase_bars(
         lf = lf.with_columns(pl.when(cvd == 0).then(0.0).otherwise(-cvd).alias(MM_INVENTORY))
     if KYLE_LAMBDA in names:
         lf = lf.rename({KYLE_LAMBDA: _SAVED_LAMBDA})
-    lf = kyle_lambda(lf, window=p.lookback, price=_raw_price(names), flow=NET_FLOW).rename(
+    lf = kyle_lambda(lf, window=lookback, price=_raw_price(names), flow=NET_FLOW).rename(
         {KYLE_LAMBDA: ABSORPTION_LAMBDA}
     )
     if KYLE_LAMBDA in names:
         lf = lf.rename({_SAVED_LAMBDA: KYLE_LAMBDA})
+    return lf
 
-    lf = _prepared(lf, names, keys, p)
+
+def _labelled(lf: pl.LazyFrame, keys: list[str], p: PhaseParameters) -> pl.LazyFrame:
+    """Run the detector's state machine over each series (:mod:`mmflow.metrics.phase_model`).
+
+    Adds the side, the peak, the state code and the components, per bar, in row order.
+    """
     schema = lf.collect_schema()
     out_schema = dict(schema)
     out_schema.update(
@@ -583,9 +609,14 @@ def phase_bars(
         .sort(_ROW)
         .drop(_ROW)
     )
+    return lf
+
+
+def _named_labels(lf: pl.LazyFrame) -> pl.LazyFrame:
+    """Turn the state code and side into ``phase`` and ``inventory_side`` text."""
     code = pl.col(_CODE)
     side = pl.col(_SIDE)
-    lf = lf.with_columns(
+    return lf.with_columns(
         pl.when(code < 0)
         .then(pl.lit(None, pl.String))
         .when(code == 2)
@@ -604,12 +635,6 @@ def phase_bars(
         (side * pl.col(MM_INVENTORY).cast(pl.Float64)).alias(_ABS),
         side.alias(_RUN),
     )
-    w = p.recent_bars
-    if offline:
-        lf = _offline(lf, keys, w)
-    lf = _with_levels(lf, trades, keys, p.window)
-    internal = [c for c in _names(lf) if c.startswith("_ph_")]
-    return lf.drop(internal)
 
 
 def _offline(lf: pl.LazyFrame, keys: list[str], w: int) -> pl.LazyFrame:
