@@ -150,22 +150,7 @@ def event_study(
     """
     steps = check_horizons(horizons)
     check_seed(placebo_seed)
-    if isinstance(placebo_draws, bool) or not isinstance(placebo_draws, int) or placebo_draws < 1:
-        msg = f"placebo_draws must be a whole number >= 1, was {placebo_draws!r}"
-        raise ParameterError(msg)
-    names = _names(phased)
-    require_names(
-        names, (SYMBOL, TS, INVENTORY_SIDE), what="phased bars", hint="run phase_bars first"
-    )
-    if MID_CLOSE not in names and CLOSE not in names:
-        msg = f"phased bars need mid_close or close; found {', '.join(names)}"
-        raise SchemaError(msg)
-    require_names(
-        _names(episodes),
-        (SYMBOL, PHASE, INVENTORY_SIDE, "end"),
-        what="episodes",
-        hint="run mmflow.metrics.phase_episodes.phase_episodes first",
-    )
+    names = _check_study_inputs(phased, episodes, placebo_draws)
     keys = _keys(names)
     side = (
         pl.when(pl.col(INVENTORY_SIDE) == LONG)
@@ -186,29 +171,8 @@ def event_study(
     )
     returns = [f"_ph_r{h}" for h in steps]
     ids = instrument_keys(names)
-    ends = (
-        episodes.filter(pl.col(PHASE) == DISTRIBUTION)
-        .select(*ids, pl.col("end").alias(TS), side.alias("_ph_episode_side"))
-        .sort(TS)
-    )
-    grid = bars.select(*ids, TS, *returns).sort(TS)
-    ends, grid, by = asof_keys(ends, grid)
-    events = ends.join_asof(
-        grid.drop(*(k for k in ids if k not in by)),
-        on=TS,
-        by=by,
-        strategy="backward",
-        allow_exact_matches=False,
-        check_sortedness=False,
-    ).select(*((-pl.col("_ph_episode_side") * pl.col(r)).alias(r) for r in returns))
-    hashed = placebo_hash([*ids, TS], placebo_seed)  # no venue: drawn as before venues existed
-    placebo = (
-        bars.filter(pl.col(_SIDE).is_not_null())
-        .with_columns(hashed.alias("_ph_hash"))
-        .sort("_ph_hash", *ids, TS, nulls_last=True)
-        .head(placebo_draws)
-        .select(*((-pl.col(_SIDE) * pl.col(r)).alias(r) for r in returns))
-    )
+    events = _episode_returns(bars, episodes, ids, returns, side)
+    placebo = _placebo_returns(bars, ids, returns, placebo_seed, placebo_draws)
     rows = []
     for h, r in zip(steps, returns, strict=True):
         signed = pl.col(r)
@@ -238,6 +202,68 @@ def event_study(
             pl.col("_placebo_var"),
             pl.col("placebo_count"),
         ).alias("difference_t_statistic"),
+    )
+
+
+def _check_study_inputs(
+    phased: pl.LazyFrame, episodes: pl.LazyFrame, placebo_draws: int
+) -> list[str]:
+    """Check the placebo draws and the columns of both tables; return the bars' columns."""
+    if isinstance(placebo_draws, bool) or not isinstance(placebo_draws, int) or placebo_draws < 1:
+        msg = f"placebo_draws must be a whole number >= 1, was {placebo_draws!r}"
+        raise ParameterError(msg)
+    names = _names(phased)
+    require_names(
+        names, (SYMBOL, TS, INVENTORY_SIDE), what="phased bars", hint="run phase_bars first"
+    )
+    if MID_CLOSE not in names and CLOSE not in names:
+        msg = f"phased bars need mid_close or close; found {', '.join(names)}"
+        raise SchemaError(msg)
+    require_names(
+        _names(episodes),
+        (SYMBOL, PHASE, INVENTORY_SIDE, "end"),
+        what="episodes",
+        hint="run mmflow.metrics.phase_episodes.phase_episodes first",
+    )
+    return names
+
+
+def _episode_returns(
+    bars: pl.LazyFrame,
+    episodes: pl.LazyFrame,
+    ids: list[str],
+    returns: list[str],
+    side: pl.Expr,
+) -> pl.LazyFrame:
+    """Forward returns from the last bar of each distribution episode, signed against its side."""
+    ends = (
+        episodes.filter(pl.col(PHASE) == DISTRIBUTION)
+        .select(*ids, pl.col("end").alias(TS), side.alias("_ph_episode_side"))
+        .sort(TS)
+    )
+    grid = bars.select(*ids, TS, *returns).sort(TS)
+    ends, grid, by = asof_keys(ends, grid)
+    return ends.join_asof(
+        grid.drop(*(k for k in ids if k not in by)),
+        on=TS,
+        by=by,
+        strategy="backward",
+        allow_exact_matches=False,
+        check_sortedness=False,
+    ).select(*((-pl.col("_ph_episode_side") * pl.col(r)).alias(r) for r in returns))
+
+
+def _placebo_returns(
+    bars: pl.LazyFrame, ids: list[str], returns: list[str], seed: int, draws: int
+) -> pl.LazyFrame:
+    """Signed forward returns of ``draws`` bars picked by a seeded hash (the placebo)."""
+    hashed = placebo_hash([*ids, TS], seed)  # no venue: drawn as before venues existed
+    return (
+        bars.filter(pl.col(_SIDE).is_not_null())
+        .with_columns(hashed.alias("_ph_hash"))
+        .sort("_ph_hash", *ids, TS, nulls_last=True)
+        .head(draws)
+        .select(*((-pl.col(_SIDE) * pl.col(r)).alias(r) for r in returns))
     )
 
 
