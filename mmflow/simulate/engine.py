@@ -447,16 +447,7 @@ def _symbol_market(
     price = np.where(side > 0, ask_price[standing], bid_price[standing])
 
     origin = (p.start - _EPOCH) // timedelta(microseconds=1) * 1000
-    trades = pl.DataFrame(
-        {
-            TS: trade_ts + origin,
-            SYMBOL: pl.repeat(symbol, trade_ts.size, eager=True),
-            PRICE: price,
-            SIZE: size,
-            AGGRESSOR_SIDE: side,
-            TRADE_ID: np.arange(1, trade_ts.size + 1),
-        }
-    ).with_columns(pl.format("{}-{}", pl.col(SYMBOL), pl.col(TRADE_ID)).alias(TRADE_ID))
+    trades = _trades_frame(symbol, trade_ts + origin, price, size, side)
     quotes = pl.DataFrame(
         {
             TS: quote_ts + origin,
@@ -467,21 +458,45 @@ def _symbol_market(
             ASK_SIZE: ask_size,
         }
     )
-    truth = pl.DataFrame(
-        {
-            SYMBOL: pl.repeat(symbol, n_bars, eager=True),
-            TS: edges[:-1] + origin,
-            MM_INVENTORY: inventory,
-            PHASE: np.array(PHASES)[script.phase],
-            INVENTORY_SIDE: np.where(script.side > 0, "long", "short"),
-            EPISODE: script.episode,
-            FAIR_VALUE: fair[np.searchsorted(quote_ts, edges[1:], side="left") - 1],
-        }
-    ).with_columns(
-        pl.when(pl.col(EPISODE) > 0).then(pl.col(c)).alias(c) for c in (INVENTORY_SIDE, EPISODE)
-    )
+    bar_end_fair = fair[np.searchsorted(quote_ts, edges[1:], side="left") - 1]
+    truth = _truth_frame(symbol, edges[:-1] + origin, inventory, script, bar_end_fair)
     return (
         trades.cast(TRADES_SCHEMA),
         quotes.cast(QUOTES_SCHEMA),
         truth.cast(TRUTH_SCHEMA),
+    )
+
+
+def _trades_frame(
+    symbol: str, ts: IntArray, price: FloatArray, size: FloatArray, side: npt.NDArray[np.int8]
+) -> pl.DataFrame:
+    """Return the trades of one symbol, numbered ``SYMBOL-1``, ``SYMBOL-2`` and so on."""
+    return pl.DataFrame(
+        {
+            TS: ts,
+            SYMBOL: pl.repeat(symbol, ts.size, eager=True),
+            PRICE: price,
+            SIZE: size,
+            AGGRESSOR_SIDE: side,
+            TRADE_ID: np.arange(1, ts.size + 1),
+        }
+    ).with_columns(pl.format("{}-{}", pl.col(SYMBOL), pl.col(TRADE_ID)).alias(TRADE_ID))
+
+
+def _truth_frame(
+    symbol: str, ts: IntArray, inventory: FloatArray, script: _Schedule, fair: FloatArray
+) -> pl.DataFrame:
+    """Return the per-bar truth of one symbol (side and episode null outside episodes)."""
+    return pl.DataFrame(
+        {
+            SYMBOL: pl.repeat(symbol, ts.size, eager=True),
+            TS: ts,
+            MM_INVENTORY: inventory,
+            PHASE: np.array(PHASES)[script.phase],
+            INVENTORY_SIDE: np.where(script.side > 0, "long", "short"),
+            EPISODE: script.episode,
+            FAIR_VALUE: fair,
+        }
+    ).with_columns(
+        pl.when(pl.col(EPISODE) > 0).then(pl.col(c)).alias(c) for c in (INVENTORY_SIDE, EPISODE)
     )
