@@ -7,16 +7,21 @@ sentences the command line prints on stderr.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from mmflow.schema import SYMBOL, VENUE
 
+if TYPE_CHECKING:
+    from mmflow.io.source import Skipped
+
 __all__ = [
     "cleaning_notes",
     "quote_warnings",
     "signing_warnings",
+    "skipped_note",
 ]
 
 
@@ -165,3 +170,13 @@ def quote_warnings(checks: pl.DataFrame, *, max_quote_age: str | None) -> list[s
                 "(realized spread and price impact null)"
             )
     return out
+
+
+def skipped_note(skipped: Sequence[Skipped], limit: int = 10) -> str | None:
+    """Say in one line which folder entries were skipped and why."""
+    if not skipped:
+        return None
+    listed = "; ".join(f"{s.path} ({s.reason})" for s in skipped[:limit])
+    more = f"; and {len(skipped) - limit:,} more" if len(skipped) > limit else ""
+    noun = "entry" if len(skipped) == 1 else "entries"
+    return f"skipped {len(skipped):,} folder {noun}: {listed}{more}"
