@@ -5,8 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from mmflow.metrics._common import require_names
-from mmflow.metrics.phase_parameters import PhaseParameters
-from mmflow.metrics.phases import (
+from mmflow.metrics.phase_columns import (
     _IDX,
     _LEVEL,
     _P,
@@ -21,12 +20,10 @@ from mmflow.metrics.phases import (
     LONG,
     PHASE,
     PRICE_LEVELS,
-    _dispersion,
-    _keys,
-    _level_volumes,
-    _names,
-    _price,
 )
+from mmflow.metrics.phase_levels import _dispersion, _level_volumes
+from mmflow.metrics.phase_parameters import PhaseParameters
+from mmflow.metrics.phases import _keys, _names, _price
 from mmflow.schema import CLOSE, MID_CLOSE, MM_INVENTORY, NET_FLOW, SYMBOL, TS, VENUE
 
 __all__ = ["phase_episodes"]

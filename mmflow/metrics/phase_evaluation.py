@@ -24,7 +24,7 @@ from mmflow.metrics.event_study import (
     summary_statistics,
     welch_t_statistic,
 )
-from mmflow.metrics.phases import (
+from mmflow.metrics.phase_columns import (
     _P,
     _SIDE,
     DISTRIBUTION,
@@ -33,18 +33,9 @@ from mmflow.metrics.phases import (
     NEUTRAL,
     PHASE,
     SHORT,
-    _keys,
-    _names,
-    _price,
 )
-from mmflow.schema import (
-    CLOSE,
-    MID_CLOSE,
-    SYMBOL,
-    TS,
-    asof_keys,
-    instrument_keys,
-)
+from mmflow.metrics.phases import _keys, _names, _price
+from mmflow.schema import CLOSE, MID_CLOSE, SYMBOL, TS, asof_keys, instrument_keys
 
 __all__ = [
     "EVALUATION_SEEDS",

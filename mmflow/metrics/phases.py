@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Final
 
 import numpy as np
 import polars as pl
@@ -49,20 +48,51 @@ from mmflow.errors import SchemaError
 from mmflow.metrics import phase_model
 from mmflow.metrics._common import require_names
 from mmflow.metrics.impact import KYLE_LAMBDA, kyle_lambda
+from mmflow.metrics.phase_columns import (
+    _ABS,
+    _CODE,
+    _FLOW,
+    _IDX,
+    _P,
+    _PEAK_IDX,
+    _PRICE_SD,
+    _ROW,
+    _RUN,
+    _SAVED_LAMBDA,
+    _SIDE,
+    ABSORPTION_LAMBDA,
+    ABSORPTION_RATIO,
+    ACCUMULATION,
+    BUILDUP_Z,
+    DISTRIBUTION,
+    DISTRIBUTION_SCORE,
+    EPISODE_COLUMNS,
+    FLOW_SCALE,
+    INVENTORY_PEAK,
+    INVENTORY_SIDE,
+    IQR_TO_SIGMA,
+    LEVEL_DISPERSION,
+    LONG,
+    NEUTRAL,
+    PHASE,
+    PHASE_COLUMNS,
+    PRICE_LEVELS,
+    RECENT_Z,
+    SHORT,
+    UNLOAD_ABSORPTION,
+    UNLOAD_Z,
+    UNLOADED,
+)
+from mmflow.metrics.phase_levels import _with_levels
 from mmflow.metrics.phase_parameters import PARAMETER_RANGES, PhaseParameters
 from mmflow.schema import (
-    ASOF_VENUE,
     CLOSE,
     MID_CLOSE,
     MM_INVENTORY,
     NET_FLOW,
-    PRICE,
     SESSION,
-    SIZE,
     SYMBOL,
     TS,
-    VENUE,
-    asof_keys,
     instrument_keys,
 )
 
@@ -94,85 +124,6 @@ __all__ = [
     "phase_bars",
 ]
 
-PHASE: Final = "phase"
-INVENTORY_SIDE: Final = "inventory_side"
-DISTRIBUTION_SCORE: Final = "distribution_score"
-FLOW_SCALE: Final = "flow_scale"
-INVENTORY_PEAK: Final = "inventory_peak"
-UNLOADED: Final = "unloaded"
-BUILDUP_Z: Final = "buildup_z"
-UNLOAD_Z: Final = "unload_z"
-RECENT_Z: Final = "recent_z"
-ABSORPTION_LAMBDA: Final = "absorption_lambda"
-ABSORPTION_RATIO: Final = "absorption_ratio"
-UNLOAD_ABSORPTION: Final = "unload_absorption"
-PRICE_LEVELS: Final = "price_levels"
-LEVEL_DISPERSION: Final = "level_dispersion"
-
-PHASE_COLUMNS: Final = (
-    FLOW_SCALE,
-    INVENTORY_PEAK,
-    UNLOADED,
-    BUILDUP_Z,
-    UNLOAD_Z,
-    RECENT_Z,
-    ABSORPTION_LAMBDA,
-    ABSORPTION_RATIO,
-    UNLOAD_ABSORPTION,
-    PRICE_LEVELS,
-    LEVEL_DISPERSION,
-    PHASE,
-    INVENTORY_SIDE,
-    DISTRIBUTION_SCORE,
-)
-"""Columns :func:`phase_bars` adds (``mm_inventory`` too, when the bars lack it)."""
-
-ACCUMULATION: Final = "accumulation"
-DISTRIBUTION: Final = "distribution"
-NEUTRAL: Final = "neutral"
-LONG: Final = "long"
-SHORT: Final = "short"
-
-EPISODE_COLUMNS: Final = (
-    PHASE,
-    INVENTORY_SIDE,
-    "start",
-    "end",
-    "bars",
-    "inventory_start",
-    "inventory_end",
-    "unloaded",
-    "vwap",
-    PRICE_LEVELS,
-    LEVEL_DISPERSION,
-    "price_change",
-    ABSORPTION_RATIO,
-    "forward_return",
-    "reversal",
-)
-"""Columns of :func:`phase_episodes` after ``symbol`` (and ``session``)."""
-
-IQR_TO_SIGMA: Final = 1.349
-"""Interquartile range of the standard normal distribution (Φ⁻¹(0.75) − Φ⁻¹(0.25))."""
-
-_P = "_ph_price"
-_IDX = "_ph_idx"
-_RUN = "_ph_run"
-_SIDE = "_ph_side"
-_ABS = "_ph_abs"
-_PEAK_IDX = "_ph_peak_idx"
-_PEAK_PRICE = "_ph_peak_price"
-_PEAK_LAMBDA = "_ph_peak_lambda"
-_START = "_ph_start"
-_PRICE_SD = "_ph_price_sd"
-_LEVEL = "_ph_level"
-_VOLUME = "_ph_volume"
-_TARGET = "_ph_target"
-_SAVED_LAMBDA = "_ph_saved_kyle_lambda"
-_FLOW = "_ph_flow"
-_CODE = "_ph_code"
-_ROW = "_ph_row"
-
 
 def _names(frame: pl.LazyFrame) -> list[str]:
     return frame.collect_schema().names()
@@ -200,113 +151,6 @@ def _raw_price(names: Sequence[str]) -> pl.Expr:
 
 def _logistic(x: pl.Expr) -> pl.Expr:
     return 1.0 / (1.0 + (-x).exp())
-
-
-def _level_volumes(
-    bars: pl.LazyFrame, trades: pl.LazyFrame | None, keys: list[str]
-) -> pl.LazyFrame | None:
-    """Volume per traded price level and bar: ``keys, _idx, level, volume``.
-
-    From ``trades`` (each assigned to the latest bar of its symbol starting at or before it);
-    without trades from the bar's distinct open/high/low/close, each holding an equal share of
-    the bar's volume. ``None`` when neither is available.
-    """
-    schema = bars.collect_schema()
-    names = schema.names()
-    if trades is not None:
-        require_names(
-            _names(trades),
-            (TS, SYMBOL, PRICE, SIZE),
-            what="trades",
-            hint="pass canonical trades with ts, symbol, price, size",
-        )
-        grid = bars.select(*keys, TS, _IDX).sort(TS)
-        size = pl.col(SIZE).cast(pl.Float64)
-        price = pl.col(PRICE).cast(pl.Float64)
-        ids = instrument_keys(names)
-        prints = (
-            trades.with_columns(
-                *(
-                    []
-                    if VENUE in _names(trades) or VENUE not in ids
-                    else [pl.lit(None, pl.String).alias(VENUE)]
-                )
-            )
-            .select(
-                pl.col(TS).cast(schema[TS]),
-                *ids[:-1],
-                pl.col(SYMBOL).cast(schema[SYMBOL]),
-                price.alias(_LEVEL),
-                size.alias(_VOLUME),
-            )
-            .filter((pl.col(_VOLUME) > 0) & pl.col(_LEVEL).is_finite())
-            .sort(TS)
-        )
-        if SESSION in keys:
-            grid = grid.rename({SESSION: "_ph_session"})
-        left, right, by = asof_keys(prints, grid)
-        matched = left.join_asof(
-            right.drop(*(k for k in ids if k not in by)),
-            on=TS,
-            by=by,
-            strategy="backward",
-            check_sortedness=False,
-        ).drop(ASOF_VENUE, strict=False)
-        if SESSION in keys:
-            matched = matched.rename({"_ph_session": SESSION})
-        return (
-            matched.filter(pl.col(_IDX).is_not_null())
-            .group_by(*keys, _IDX, _LEVEL)
-            .agg(pl.col(_VOLUME).sum())
-        )
-    shape = [c for c in ("open", "high", "low", "close") if c in names]
-    if not shape or "volume" not in names:
-        return None
-    values = pl.concat_list([pl.col(c).cast(pl.Float64) for c in shape])
-    unique = values.list.drop_nulls().list.unique()
-    return (
-        bars.select(*keys, _IDX, unique.alias(_LEVEL), pl.col("volume").cast(pl.Float64))
-        .filter(pl.col("volume") > 0)
-        .with_columns((pl.col("volume") / pl.col(_LEVEL).list.len()).alias(_VOLUME))
-        .explode(_LEVEL)
-        .filter(pl.col(_LEVEL).is_not_null() & pl.col(_LEVEL).is_finite())
-        .select(*keys, _IDX, _LEVEL, _VOLUME)
-    )
-
-
-def _dispersion(volume: pl.Expr) -> list[pl.Expr]:
-    """``price_levels`` and ``level_dispersion`` = 1 − Σ (v_l / V)² of per-level volumes."""
-    total = volume.sum()
-    concentration = (volume * volume).sum() / (total * total)
-    return [
-        pl.len().cast(pl.UInt32).alias(PRICE_LEVELS),
-        pl.when(total > 0)
-        .then(pl.max_horizontal(1.0 - concentration, pl.lit(0.0)))
-        .alias(LEVEL_DISPERSION),
-    ]
-
-
-def _with_levels(
-    bars: pl.LazyFrame, trades: pl.LazyFrame | None, keys: list[str], window: int
-) -> pl.LazyFrame:
-    levels = _level_volumes(bars, trades, keys)
-    if levels is None:
-        return bars.with_columns(
-            pl.lit(None, pl.UInt32).alias(PRICE_LEVELS),
-            pl.lit(None, pl.Float64).alias(LEVEL_DISPERSION),
-        )
-    windows = (
-        levels.with_columns(pl.int_ranges(_IDX, pl.col(_IDX) + window).alias(_TARGET))
-        .explode(_TARGET)
-        .group_by(*keys, _TARGET, _LEVEL)
-        .agg(pl.col(_VOLUME).sum())
-        .group_by(*keys, _TARGET)
-        .agg(*_dispersion(pl.col(_VOLUME)))
-        .rename({_TARGET: _IDX})
-    )
-    return bars.join(
-        windows, on=[*keys, _IDX], how="left", maintain_order="left", nulls_equal=True
-    ).with_columns(pl.col(PRICE_LEVELS).fill_null(0))
 
 
 def _prepared(
