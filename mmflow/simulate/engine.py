@@ -356,12 +356,7 @@ def _hawkes_flow(
         others += (sells - mine_sell) - (buys - mine_buy) + hedge[k]
         inventory[k] = q
         excite = rho * excite + n
-    noise_size = np.concatenate(sizes) if sizes else np.zeros(0)
-    per_bar_side = np.repeat(np.array([1, -1], np.int8)[None, :], n_bars, axis=0)
-    noise_side = np.repeat(per_bar_side.ravel(), counts.ravel()).astype(np.int8)
-    noise_bar = np.repeat(np.arange(n_bars, dtype=np.int64), counts.sum(axis=1))
-    share = np.vstack(fills_noise) if fills_noise else np.zeros((0, 2))
-    noise_share = np.where(noise_side > 0, share[noise_bar, 0], share[noise_bar, 1])
+    noise_bar, noise_side, noise_size, noise_share = _noise_trades(sizes, counts, fills_noise)
     episode_bar, episode_size = _split_lots(rng, np.abs(client).astype(np.int64), p.trade_size_mean)
     episode_side = np.sign(client[episode_bar]).astype(np.int8)
     hedge_bar, hedge_size = _split_lots(rng, np.abs(hedge).astype(np.int64), p.trade_size_mean)
@@ -371,11 +366,50 @@ def _hawkes_flow(
     spread = p.spread * _ar_factor(rng, p.spread_variability, 0.9, n_bars)
     spread *= np.sqrt(np.maximum(intensity / np.maximum(bar_share, 1e-12), 1e-9) / mean_intensity)
     spread *= np.where(script.phase == distribution, 1 + p.distribution_spread, 1)
-    side = np.concatenate([noise_side, episode_side, hedge_side, other_side])
-    size = np.concatenate(
-        [noise_size, episode_size.astype(np.float64), hedge_size.astype(np.float64), other_size]
-    )
     unloading = script.phase[episode_bar] == distribution
+    return _assembled_flow(
+        [
+            (noise_bar, noise_side, noise_size),
+            (episode_bar, episode_side, episode_size.astype(np.float64)),
+            (hedge_bar, hedge_side, hedge_size.astype(np.float64)),
+            (other_bar, other_side, other_size),
+        ],
+        noise_share,
+        unloading,
+        inventory,
+        np.maximum(spread, p.tick_size),
+    )
+
+
+def _noise_trades(
+    sizes: list[FloatArray], counts: IntArray, fills_noise: list[FloatArray]
+) -> tuple[IntArray, npt.NDArray[np.int8], FloatArray, FloatArray]:
+    """Expand per-bar noise counts into trades: bar, side, size and the dealers' fill share."""
+    n_bars = counts.shape[0]
+    noise_size = np.concatenate(sizes) if sizes else np.zeros(0)
+    per_bar_side = np.repeat(np.array([1, -1], np.int8)[None, :], n_bars, axis=0)
+    noise_side = np.repeat(per_bar_side.ravel(), counts.ravel()).astype(np.int8)
+    noise_bar = np.repeat(np.arange(n_bars, dtype=np.int64), counts.sum(axis=1))
+    share = np.vstack(fills_noise) if fills_noise else np.zeros((0, 2))
+    noise_share = np.where(noise_side > 0, share[noise_bar, 0], share[noise_bar, 1])
+    return noise_bar, noise_side, noise_size, noise_share
+
+
+def _assembled_flow(
+    parts: list[tuple[IntArray, npt.NDArray[np.int8], FloatArray]],
+    noise_share: FloatArray,
+    unloading: npt.NDArray[np.bool_],
+    inventory: FloatArray,
+    spread: FloatArray,
+) -> _Flow:
+    """Join noise, episode, hedge and other trades (in that order) into one :class:`_Flow`.
+
+    The tracked dealer fills: the noise trades' share, 85 % of episode trades while unloading
+    (absorbed), all of the other episode trades, none of hedge and other trades.
+    """
+    noise_bar, hedge_bar, other_bar = parts[0][0], parts[2][0], parts[3][0]
+    side = np.concatenate([part[1] for part in parts])
+    size = np.concatenate([part[2] for part in parts])
     weight = np.concatenate(
         [noise_share, np.where(unloading, 0.85, 1.0), np.zeros(hedge_bar.size + other_bar.size)]
     )
@@ -387,13 +421,13 @@ def _hawkes_flow(
         ]
     )
     return _Flow(
-        bar=np.concatenate([noise_bar, episode_bar, hedge_bar, other_bar]),
+        bar=np.concatenate([part[0] for part in parts]),
         side=side,
         size=size,
         absorbed=absorbed,
         tracked_fill=-side * size * weight,
         inventory=inventory,
-        spread=np.maximum(spread, p.tick_size),
+        spread=spread,
     )
 
 
