@@ -161,6 +161,41 @@ def vpin_buckets(
     │ 2      ┆ 100.0  ┆ 20.0       ┆ 80.0        ┆ 0.8  │
     └────────┴────────┴────────────┴─────────────┴──────┘
     """
+    _check_parameters(bucket_volume, buckets_per_day, window)
+    keys = instrument_keys(require_columns(trades, (TS, SYMBOL, SIZE, TRADE_SIGN), "trades"))
+    base, volume_per_bucket = _sized_trades(
+        trades, keys, bucket_volume, buckets_per_day, max_buckets
+    )
+    pieces = _bucket_pieces(base, keys, volume_per_bucket)
+    piece = pl.col(_PIECE)
+    buckets = (
+        pieces.group_by(*keys, BUCKET)
+        .agg(
+            pl.col(TS).max(),
+            piece.sum().alias("volume"),
+            pl.col("_buy").sum().alias("buy_volume"),
+            pl.col("_sell").sum().alias("sell_volume"),
+            pl.col(_PE).max(),
+        )
+        .sort(*keys, BUCKET, nulls_last=True)
+        # A bucket is complete when the instrument's volume reaches its end.
+        .with_columns(
+            (pl.col(BUCKET) < pl.col(_PE).max().over(keys).floor().cast(pl.Int64)).alias(COMPLETE)
+        )
+    )
+    imbalance = (pl.col("sell_volume") - pl.col("buy_volume")).abs()
+    vpin = (
+        imbalance.rolling_sum(window_size=window).over(keys)
+        / pl.col("volume").rolling_sum(window_size=window).over(keys)
+    ).alias(VPIN)
+    out = buckets.with_columns(vpin).select(
+        *keys, BUCKET, TS, "volume", "buy_volume", "sell_volume", VPIN, COMPLETE
+    )
+    return out if include_partial else out.filter(pl.col(COMPLETE))
+
+
+def _check_parameters(bucket_volume: float | None, buckets_per_day: int, window: int) -> None:
+    """Raise :class:`ParameterError` for a bucket size, buckets per day or window out of range."""
     if bucket_volume is not None and not (
         isinstance(bucket_volume, int | float)
         and math.isfinite(bucket_volume)
@@ -173,7 +208,18 @@ def vpin_buckets(
             msg = f"{name} must be a whole number >= 1, was {value!r}"
             raise ParameterError(msg)
 
-    keys = instrument_keys(require_columns(trades, (TS, SYMBOL, SIZE, TRADE_SIGN), "trades"))
+
+def _sized_trades(
+    trades: pl.LazyFrame,
+    keys: list[str],
+    bucket_volume: float | None,
+    buckets_per_day: int,
+    max_buckets: int | None,
+) -> tuple[pl.LazyFrame, pl.Expr]:
+    """Trades with a positive finite size and their UTC date; the bucket size V per trade.
+
+    With ``max_buckets``, the bucket count is estimated (and checked) before any bucket is made.
+    """
     ts_dtype = trades.collect_schema()[TS]
     ts = pl.col(TS)
     if isinstance(ts_dtype, pl.Datetime) and ts_dtype.time_zone not in (None, "UTC"):
@@ -221,6 +267,11 @@ def vpin_buckets(
             / pl.col("_date").n_unique().over(keys).cast(pl.Float64)
             / float(buckets_per_day)
         )
+    return base, volume_per_bucket
+
+
+def _bucket_pieces(base: pl.LazyFrame, keys: list[str], volume_per_bucket: pl.Expr) -> pl.LazyFrame:
+    """Split every trade into the pieces of its size that fall in each volume bucket."""
     cumulative = pl.col(SIZE).cum_sum().over(keys)
     positioned = base.with_columns(
         (cumulative - pl.col(SIZE)).alias(_START),
@@ -234,7 +285,7 @@ def vpin_buckets(
     after_last = pl.col(_PE).ceil().cast(pl.Int64)
     piece = pl.col(_PIECE)
     sign = pl.col(TRADE_SIGN)
-    pieces = (
+    return (
         positioned.with_columns(pl.int_ranges(first, after_last).alias(BUCKET))
         .explode(BUCKET)
         .filter(pl.col(BUCKET).is_not_null())
@@ -258,30 +309,6 @@ def vpin_buckets(
             pl.when(sign == -1).then(piece).alias("_sell"),
         )
     )
-    buckets = (
-        pieces.group_by(*keys, BUCKET)
-        .agg(
-            pl.col(TS).max(),
-            piece.sum().alias("volume"),
-            pl.col("_buy").sum().alias("buy_volume"),
-            pl.col("_sell").sum().alias("sell_volume"),
-            pl.col(_PE).max(),
-        )
-        .sort(*keys, BUCKET, nulls_last=True)
-        # A bucket is complete when the instrument's volume reaches its end.
-        .with_columns(
-            (pl.col(BUCKET) < pl.col(_PE).max().over(keys).floor().cast(pl.Int64)).alias(COMPLETE)
-        )
-    )
-    imbalance = (pl.col("sell_volume") - pl.col("buy_volume")).abs()
-    vpin = (
-        imbalance.rolling_sum(window_size=window).over(keys)
-        / pl.col("volume").rolling_sum(window_size=window).over(keys)
-    ).alias(VPIN)
-    out = buckets.with_columns(vpin).select(
-        *keys, BUCKET, TS, "volume", "buy_volume", "sell_volume", VPIN, COMPLETE
-    )
-    return out if include_partial else out.filter(pl.col(COMPLETE))
 
 
 def _check_buckets(
