@@ -435,15 +435,57 @@ def quote_bars(
     polars_duration(every, "bar length")
     age = None if max_age is None else duration_nanoseconds(max_age, what="max_age")
     schema = _require_quotes(quotes)
-    if grid is None:
-        bars = _regular_grid(quotes, every)
-    else:
-        names = grid.collect_schema().names()
-        if SYMBOL not in names or TS not in names:
-            msg = f"the bar grid must have columns symbol and ts, found {', '.join(names)}"
-            raise ParameterError(msg)
-        bars = grid
+    bars = _regular_grid(quotes, every) if grid is None else _checked_grid(grid)
     grid_names = bars.collect_schema().names()
+    joined = _states_at_bounds(bars, quotes, schema, grid_names, every, age)
+    weight, imbalance_weight = _within(_WEIGHT, age), _within(_IMBALANCE_WEIGHT, age)
+    in_span = pl.col(f"_e{_AT}").is_not_null() & ~pl.col(f"_s{_LAST}").fill_null(value=False)
+    ofi = pl.col(f"_e{_CUMULATIVE_OFI}") - pl.col(f"_s{_CUMULATIVE_OFI}").fill_null(0.0)
+    out_keys = instrument_keys(grid_names)
+    out = joined.select(
+        _ROW,
+        *out_keys,
+        TS,
+        pl.when(in_span).then(ofi).otherwise(None).alias(OFI),
+        pl.col(f"_e{_MID}").alias(MID_CLOSE),
+        _mean(_SPREAD, weight, age).alias(SPREAD),
+        _mean(_DEPTH, weight, age).alias(DEPTH),
+        _mean(_IMBALANCE, imbalance_weight, age).alias(QUOTE_IMBALANCE),
+        _count(_EVENTS).alias(QUOTE_EVENTS),
+        _count(_CROSSED).alias(CROSSED_QUOTES),
+    )
+    depth = pl.col(DEPTH)
+    return (
+        out.with_columns(
+            pl.when(depth > 0).then(pl.col(OFI) / depth).otherwise(None).alias(OFI_NORMALIZED)
+        )
+        .sort(_ROW)
+        .select(*out_keys, *BAR_COLUMNS[1:])
+    )
+
+
+def _checked_grid(grid: pl.LazyFrame) -> pl.LazyFrame:
+    """Return a caller's bar grid after checking it has ``symbol`` and ``ts``."""
+    names = grid.collect_schema().names()
+    if SYMBOL not in names or TS not in names:
+        msg = f"the bar grid must have columns symbol and ts, found {', '.join(names)}"
+        raise ParameterError(msg)
+    return grid
+
+
+def _states_at_bounds(
+    bars: pl.LazyFrame,
+    quotes: pl.LazyFrame,
+    schema: pl.Schema,
+    grid_names: list[str],
+    every: str,
+    age: int | None,
+) -> pl.LazyFrame:
+    """Every bar with the quote state standing at its start (``_s…``) and at its end (``_e…``).
+
+    One as-of join for both bounds of every bar: each grid row twice (start, then end), then
+    the two matches side by side again.
+    """
     # As-of joins never match a null key: a null venue is "" meanwhile (no venue anywhere: the
     # symbol alone is the key).
     named = VENUE in grid_names or VENUE in schema
@@ -472,8 +514,6 @@ def quote_bars(
         .rename({SYMBOL: _KEY_SYMBOL})
     )
     carried = [c for c in timeline.collect_schema().names() if c not in by]
-    # One as-of join for both bounds of every bar: each grid row twice (start, then end), then
-    # the two matches side by side again (``_s…`` at the start, ``_e…`` at the end).
     bounds = (
         left.with_columns(pl.concat_list(pl.lit(value=False), pl.lit(value=True)).alias(_IS_END))
         .explode(_IS_END)
@@ -491,58 +531,39 @@ def quote_bars(
         allow_exact_matches=False,
         check_sortedness=False,
     ).sort(_ROW, _IS_END)
-    joined = matched.with_columns(
+    return matched.with_columns(
         *(pl.col(c).shift(1).alias(f"_s{c}") for c in carried),
         *(pl.col(c).alias(f"_e{c}") for c in carried),
     ).filter(pl.col(_IS_END))
 
-    def within(name: str) -> pl.Expr:
-        # ∫ over [start, end) = Δ(integral up to the last row before each bound)
-        #   − standing value before start × (start − that row) + standing before end × (end − row).
-        def partial(prefix: str, at: str) -> pl.Expr:
-            elapsed = _clipped((pl.col(at) - pl.col(f"{prefix}{_AT}")).dt.total_nanoseconds(), age)
-            if name not in (_WEIGHT, _IMBALANCE_WEIGHT):
-                elapsed = elapsed.cast(pl.Float64)
-            return (pl.col(f"{prefix}{name}") * elapsed).fill_null(0)
 
-        rows = pl.col(f"_e{_INTEGRAL[name]}").fill_null(0) - pl.col(
-            f"_s{_INTEGRAL[name]}"
-        ).fill_null(0)
-        return rows - partial("_s", _START) + partial("_e", _END)
+def _within(name: str, age: int | None) -> pl.Expr:
+    """∫ of a state over a bar [start, end), from the states standing at its two bounds.
 
-    def mean(name: str, weight: pl.Expr) -> pl.Expr:
-        # One state all through the bar: its value, exactly; else the time-weighted mean.
-        steady = pl.col(f"_e{_AT}") == pl.col(f"_s{_AT}")
-        value = pl.when(steady).then(pl.col(f"_s{name}")).otherwise(within(name) / weight)
-        return pl.when(weight > 0).then(value).otherwise(None)
+    Δ(integral up to the last row before each bound) − standing value before start ×
+    (start − that row) + standing value before end × (end − that row).
+    """
 
-    def count(name: str) -> pl.Expr:
-        return (pl.col(f"_e{name}").fill_null(0) - pl.col(f"_s{name}").fill_null(0)).cast(pl.UInt32)
+    def partial(prefix: str, at: str) -> pl.Expr:
+        elapsed = _clipped((pl.col(at) - pl.col(f"{prefix}{_AT}")).dt.total_nanoseconds(), age)
+        if name not in (_WEIGHT, _IMBALANCE_WEIGHT):
+            elapsed = elapsed.cast(pl.Float64)
+        return (pl.col(f"{prefix}{name}") * elapsed).fill_null(0)
 
-    weight, imbalance_weight = within(_WEIGHT), within(_IMBALANCE_WEIGHT)
-    in_span = pl.col(f"_e{_AT}").is_not_null() & ~pl.col(f"_s{_LAST}").fill_null(value=False)
-    ofi = pl.col(f"_e{_CUMULATIVE_OFI}") - pl.col(f"_s{_CUMULATIVE_OFI}").fill_null(0.0)
-    out_keys = instrument_keys(grid_names)
-    out = joined.select(
-        _ROW,
-        *out_keys,
-        TS,
-        pl.when(in_span).then(ofi).otherwise(None).alias(OFI),
-        pl.col(f"_e{_MID}").alias(MID_CLOSE),
-        mean(_SPREAD, weight).alias(SPREAD),
-        mean(_DEPTH, weight).alias(DEPTH),
-        mean(_IMBALANCE, imbalance_weight).alias(QUOTE_IMBALANCE),
-        count(_EVENTS).alias(QUOTE_EVENTS),
-        count(_CROSSED).alias(CROSSED_QUOTES),
-    )
-    depth = pl.col(DEPTH)
-    return (
-        out.with_columns(
-            pl.when(depth > 0).then(pl.col(OFI) / depth).otherwise(None).alias(OFI_NORMALIZED)
-        )
-        .sort(_ROW)
-        .select(*out_keys, *BAR_COLUMNS[1:])
-    )
+    rows = pl.col(f"_e{_INTEGRAL[name]}").fill_null(0) - pl.col(f"_s{_INTEGRAL[name]}").fill_null(0)
+    return rows - partial("_s", _START) + partial("_e", _END)
+
+
+def _mean(name: str, weight: pl.Expr, age: int | None) -> pl.Expr:
+    """Time-weighted mean of a state over a bar (its value, exactly, when it never changed)."""
+    steady = pl.col(f"_e{_AT}") == pl.col(f"_s{_AT}")
+    value = pl.when(steady).then(pl.col(f"_s{name}")).otherwise(_within(name, age) / weight)
+    return pl.when(weight > 0).then(value).otherwise(None)
+
+
+def _count(name: str) -> pl.Expr:
+    """Events of a running count within a bar (its value at the end minus at the start)."""
+    return (pl.col(f"_e{name}").fill_null(0) - pl.col(f"_s{name}").fill_null(0)).cast(pl.UInt32)
 
 
 def ofi_total(quotes: pl.LazyFrame) -> pl.LazyFrame:
