@@ -10,8 +10,16 @@ import polars as pl
 
 from mmflow.durations import DURATION_PART, DURATION_TEXT
 from mmflow.errors import ParameterError, SchemaError
+from mmflow.schema import SESSION, instrument_keys
 
-__all__ = ["as_expr", "polars_duration", "require_columns", "require_names"]
+__all__ = [
+    "as_expr",
+    "bar_window",
+    "polars_duration",
+    "require_columns",
+    "require_names",
+    "series_keys",
+]
 
 _EPOCH: Final = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -111,3 +119,29 @@ def polars_duration(value: str, what: str, *, zero: bool = False) -> str:
         msg = f"{what} must be a {kind} like 1m, 5m or 1h, was {value!r}"
         raise ParameterError(msg)
     return text
+
+
+def bar_window(window: int) -> int:
+    """Return ``window`` (a number of trailing bars) after checking it is a whole number ≥ 1.
+
+    Examples
+    --------
+    >>> bar_window(5)
+    5
+    """
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        msg = f"window must be a whole number of bars >= 1, was {window!r}"
+        raise ParameterError(msg)
+    return window
+
+
+def series_keys(names: Sequence[str]) -> list[str]:
+    """Bar series keys: the instrument, plus ``session`` when present (as flow bars are made).
+
+    Examples
+    --------
+    >>> series_keys(["ts", "venue", "symbol", "session"])
+    ['venue', 'symbol', 'session']
+    """
+    keys = instrument_keys(names)
+    return [*keys, SESSION] if SESSION in names else keys
