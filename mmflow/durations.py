@@ -34,6 +34,7 @@ __all__ = [
     "check_duration",
     "describe",
     "duration_nanoseconds",
+    "duration_seconds",
 ]
 
 NANOSECONDS: Final = {
@@ -147,3 +148,46 @@ def check_duration(
         msg = f"{what} {text!r} is not a duration polars understands (e.g. 500ms, 1s, 5m, 1h)"
         raise ParameterError(msg) from None
     return value
+
+
+def duration_seconds(every: str) -> float:
+    """Return the length in seconds of a fixed polars duration string such as ``1m`` or ``1h30m``.
+
+    Units: ``ns``, ``us``, ``ms``, ``s``, ``m`` (minute), ``h``, ``d`` (24 h) and ``w`` (7 d),
+    combined as polars combines them (``1h30m`` = 5 400 s). Calendar units (``mo``, ``q``,
+    ``y``) and index counts (``i``) have no fixed length and are refused.
+
+    Parameters
+    ----------
+    every
+        A polars duration string, e.g. the bar length of :func:`mmflow.metrics.flow.flow_bars`.
+
+    Returns
+    -------
+    float
+        The duration in seconds, > 0.
+
+    Raises
+    ------
+    ParameterError
+        If ``every`` is not a positive fixed-length duration string.
+
+    Examples
+    --------
+    >>> duration_seconds("1m"), duration_seconds("1h30m"), duration_seconds("250ms")
+    (60.0, 5400.0, 0.25)
+    """
+    text = every.strip()
+    if not DURATION_TEXT.fullmatch(text):
+        msg = f"bar length {every!r} is not a polars duration such as 1s, 1m, 5m, 1h or 1h30m"
+        raise ParameterError(msg)
+    seconds = 0.0
+    for count, unit in DURATION_PART.findall(text):
+        if unit in CALENDAR_UNITS:
+            msg = f"bar length {every!r} has no fixed length; use s, m, h, d or w units"
+            raise ParameterError(msg)
+        seconds += int(count) * (NANOSECONDS[unit] / 1e9)
+    if seconds <= 0:
+        msg = f"bar length {every!r} must be longer than zero"
+        raise ParameterError(msg)
+    return seconds

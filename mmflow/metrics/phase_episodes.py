@@ -30,7 +30,7 @@ __all__ = ["phase_episodes"]
 
 
 def _check_every(every: str) -> str:
-    from mmflow.metrics.inventory import duration_seconds
+    from mmflow.durations import duration_seconds
 
     duration_seconds(every)
     return every.strip()

@@ -173,7 +173,7 @@ def file_stem(instrument: dict[str, Any]) -> str:
 
 
 def _seconds(every: str) -> float:
-    from mmflow.metrics.inventory import duration_seconds
+    from mmflow.durations import duration_seconds
 
     return duration_seconds(every)
 
