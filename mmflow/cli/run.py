@@ -26,7 +26,15 @@ from mmflow.io.assemble import account_of, collect, collect_accounts, gather, re
 from mmflow.progress import OnStage
 from mmflow.render.messages import cleaning_notes, quote_warnings
 from mmflow.render.progress import StageDisplay, no_color
-from mmflow.render.write import build_metadata, image_format, write_figure, write_file, write_to
+from mmflow.render.write import (
+    STREAMED_FORMATS,
+    build_metadata,
+    format_from_suffix,
+    image_format,
+    write_figure,
+    write_file,
+    write_to,
+)
 from mmflow.schema import QUOTES, TRADES
 
 __all__ = [
@@ -48,6 +56,7 @@ __all__ = [
     "say",
     "sources",
     "stages",
+    "streams",
     "warn",
 ]
 
@@ -225,6 +234,13 @@ def emit(df: pl.DataFrame, output: Output, metadata: dict[str, str]) -> bool:
         write_to(df, sys.stdout.buffer, output.to_format, metadata)
         sys.stdout.buffer.flush()
     return not output.to_screen
+
+
+def streams(output: Output) -> bool:
+    """Whether the table goes to ``-o`` alone, in a format written while it is computed."""
+    if output.path is None or output.to_format is not None:
+        return False
+    return format_from_suffix(output.path) in STREAMED_FORMATS
 
 
 def alert_conditions(alerts: AlertOptions, schema: Callable[[], pl.Schema]) -> list[Condition]:

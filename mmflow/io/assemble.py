@@ -24,6 +24,7 @@ __all__ = [
     "collect_accounts",
     "gather",
     "read_many",
+    "require_count",
     "require_rows",
 ]
 
@@ -113,12 +114,18 @@ def gather(inputs: Sequence[Loaded], table: TableSchema) -> pl.LazyFrame | None:
 
 def require_rows(df: pl.DataFrame, what: str) -> pl.DataFrame:
     """Raise :class:`NoDataError` when a collected result is empty."""
-    if df.height == 0:
+    require_count(df.height, what)
+    return df
+
+
+def require_count(rows: int, what: str) -> int:
+    """Raise :class:`NoDataError` when a result (written or collected) has no rows."""
+    if rows == 0:
         msg = (
             f"no {what} to analyse (check the inputs and the {{symbols}}/{{start}}/{{end}} filters)"
         )
         raise NoDataError(msg, parameters=("symbols", "start", "end"))
-    return df
+    return rows
 
 
 def _first_line(exc: BaseException) -> str:
