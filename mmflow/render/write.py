@@ -147,6 +147,24 @@ def _umask() -> int:
     return mask
 
 
+@contextmanager
+def _replacing(path: Path) -> Iterator[tuple[int, Path]]:
+    """Yield an open temporary file beside ``path``; rename it to ``path`` if the block succeeds.
+
+    The temporary file is registered in :mod:`mmflow.scratch`, so it is removed on any other
+    ending: an error, Ctrl-C, SIGTERM (see :mod:`mmflow.interrupts`) or interpreter exit.
+    """
+    directory = path.parent if str(path.parent) else Path()
+    if not directory.is_dir():
+        msg = f"{path}: directory {directory} does not exist (create it first)"
+        raise ParameterError(msg)
+    with scratch.temporary_file(directory, f".{path.name}.", ".tmp") as (handle, temporary):
+        yield handle, temporary
+        temporary.chmod(0o666 & ~_umask())
+        temporary.replace(path)
+        scratch.forget(temporary)
+
+
 def write_file(
     df: pl.DataFrame, path: Path, metadata: dict[str, str], fmt: OutputFormat | None = None
 ) -> None:
@@ -164,18 +182,8 @@ def write_file(
         The format, whatever the suffix says (default: from the suffix).
     """
     fmt = fmt or format_from_suffix(path)
-    directory = path.parent if str(path.parent) else Path()
-    if not directory.is_dir():
-        msg = f"{path}: directory {directory} does not exist (create it first)"
-        raise ParameterError(msg)
-    # The temporary file is registered in mmflow.scratch, so it is removed on any ending:
-    # an error, Ctrl-C, SIGTERM (see mmflow.interrupts) or interpreter exit.
-    with scratch.temporary_file(directory, f".{path.name}.", ".tmp") as (handle, temporary):
-        with os.fdopen(handle, "wb") as sink:
-            write_to(df, sink, fmt, metadata)
-        temporary.chmod(0o666 & ~_umask())
-        temporary.replace(path)
-        scratch.forget(temporary)
+    with _replacing(path) as (handle, _), os.fdopen(handle, "wb") as sink:
+        write_to(df, sink, fmt, metadata)
 
 
 STREAMED_FORMATS: tuple[OutputFormat, ...] = ("csv", "ndjson", "parquet", "arrow")
@@ -273,16 +281,9 @@ def streamed_file(
     (2, 'a\\n1\\n2\\n')
     """
     fmt = fmt or format_from_suffix(path)
-    directory = path.parent if str(path.parent) else Path()
-    if not directory.is_dir():
-        msg = f"{path}: directory {directory} does not exist (create it first)"
-        raise ParameterError(msg)
-    with scratch.temporary_file(directory, f".{path.name}.", ".tmp") as (handle, temporary):
+    with _replacing(path) as (handle, temporary):
         os.close(handle)
         yield Stream(_sink(frame, temporary, fmt, metadata), temporary, fmt)
-        temporary.chmod(0o666 & ~_umask())
-        temporary.replace(path)
-        scratch.forget(temporary)
 
 
 def sink_file(
@@ -349,17 +350,9 @@ def write_figure(figure: Any, path: Path) -> None:
     from mmflow.render.plot import chart_style
 
     fmt = image_format(path)
-    directory = path.parent if str(path.parent) else Path()
-    if not directory.is_dir():
-        msg = f"{path}: directory {directory} does not exist (create it first)"
-        raise ParameterError(msg)
-    with scratch.temporary_file(directory, f".{path.name}.", ".tmp") as (handle, temporary):
-        with os.fdopen(handle, "wb") as sink, chart_style():
-            extra = {"pil_kwargs": {"compress_level": 9}} if fmt == "png" else {}
-            figure.savefig(sink, format=fmt, metadata=_IMAGE_METADATA[fmt], **extra)
-        temporary.chmod(0o666 & ~_umask())
-        temporary.replace(path)
-        scratch.forget(temporary)
+    with _replacing(path) as (handle, _), os.fdopen(handle, "wb") as sink, chart_style():
+        extra = {"pil_kwargs": {"compress_level": 9}} if fmt == "png" else {}
+        figure.savefig(sink, format=fmt, metadata=_IMAGE_METADATA[fmt], **extra)
 
 
 BINARY_FORMATS: tuple[OutputFormat, ...] = ("parquet", "arrow")
