@@ -6,19 +6,13 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from click.testing import CliRunner
 
-from mmflow.cli import cli
 from mmflow.cli.command import PARAMETER_FLAGS
 from mmflow.errors import MmflowError, NoDataError, ParameterError, SchemaError
 from mmflow.io.assemble import require_rows
 from mmflow.metrics.signing import sign_trades
 from mmflow.schema import TRADES, conform
-
-
-def run(*args: str | Path) -> tuple[int, str]:
-    result = CliRunner(env={"COLUMNS": "200"}).invoke(cli, [str(a) for a in args])
-    return result.exit_code, result.stderr
+from tests.helpers import run
 
 
 def test_parameters_are_named_by_the_library_and_renamed_by_a_client() -> None:
@@ -64,7 +58,7 @@ def test_bvc_per_trade_names_the_bar_parameter() -> None:
 def test_command_line_says_the_flags(tmp_path: Path) -> None:
     path = tmp_path / "trades.csv"
     path.write_text("ts,symbol,price,size\n2024-07-19T00:00:00Z,X,10,1\n")
-    code, err = run("analyze", path, "--symbol", "NOPE")
+    code, _, err = run("analyze", path, "--symbol", "NOPE")
     assert code == 1
     assert err == (
         "Error: no trades to analyse (check the inputs and the --symbol/--start/--end filters)\n"

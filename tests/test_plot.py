@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
-from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -25,7 +24,6 @@ from matplotlib.patches import Rectangle
 
 import mmflow.render.plot as plot_module
 from mmflow.analysis import BarOptions, chart, inventory_report, market_bars, phases
-from mmflow.cli import cli
 from mmflow.errors import MmflowError, ParameterError
 from mmflow.io import ReadOptions, load
 from mmflow.io.assemble import gather
@@ -45,6 +43,7 @@ from mmflow.render.plot import (
 from mmflow.render.profile_plot import profile_figure
 from mmflow.render.write import write_figure
 from mmflow.schema import QUOTES, TRADES
+from tests.helpers import run as cli_run
 
 ROOT = Path(__file__).resolve().parents[1]
 SIMULATED = ROOT / "sample_data" / "simulated"
@@ -54,8 +53,7 @@ SIM_OPTIONS = BarOptions(every="1m", vpin_window=10, buckets_per_day=400)
 
 
 def run(*args: str | Path) -> tuple[int, str, str]:
-    result = CliRunner(env={"COLUMNS": "120"}).invoke(cli, [str(a) for a in args])
-    return result.exit_code, result.stdout, result.stderr
+    return cli_run(*args, columns=120)
 
 
 def market(*paths: Path) -> tuple[pl.LazyFrame, pl.LazyFrame | None]:
