@@ -7,6 +7,7 @@ import gzip
 import importlib.util
 import io
 import sys
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -100,3 +101,57 @@ def vendor_rows(path: Path) -> list[dict[str, str]]:
     if raw.startswith(b"\x1f\x8b"):
         raw = gzip.decompress(raw)
     return list(csv.DictReader(io.StringIO(raw.decode("utf-8"))))
+
+
+UTC_NS = pl.Datetime("ns", "UTC")
+"""The canonical timestamp type."""
+
+COLUMN_TYPES: dict[str, pl.DataType] = {
+    "ts": UTC_NS,
+    "venue": pl.String(),
+    "symbol": pl.String(),
+    "price": pl.Float64(),
+    "size": pl.Float64(),
+    "aggressor_side": pl.Int8(),
+    "trade_sign": pl.Int8(),
+    "mid_price": pl.Float64(),
+    "bid_price": pl.Float64(),
+    "bid_size": pl.Float64(),
+    "ask_price": pl.Float64(),
+    "ask_size": pl.Float64(),
+    "session": pl.Int64(),
+    "effective_spread": pl.Float64(),
+    "realized_spread": pl.Float64(),
+}
+"""The type of each column the frame factories of the tests make."""
+
+
+def typed_frame(columns: Mapping[str, Sequence[object]]) -> pl.LazyFrame:
+    """A lazy frame of ``columns`` (in that order), each of its :data:`COLUMN_TYPES` type."""
+    return pl.LazyFrame(
+        {name: list(values) for name, values in columns.items()},
+        schema={name: COLUMN_TYPES[name] for name in columns},
+    )
+
+
+def bbo_quotes(
+    ts: Sequence[datetime],
+    symbols: Sequence[str],
+    bids: Sequence[float | None],
+    asks: Sequence[float | None],
+    *,
+    bid_size: float = 1.0,
+    ask_size: float = 1.0,
+) -> pl.LazyFrame:
+    """Best bid and offer quotes with constant sizes (``ts, symbol, bid/ask price and size``)."""
+    n = len(ts)
+    return typed_frame(
+        {
+            "ts": ts,
+            "symbol": symbols,
+            "bid_price": bids,
+            "bid_size": [bid_size] * n,
+            "ask_price": asks,
+            "ask_size": [ask_size] * n,
+        }
+    )
