@@ -148,40 +148,7 @@ def classify(
     prepared, prepared_quotes, dropped = prepare_market(trades, quotes, selection)
     parameters = parameters_of(selection, signing, bar=every)
     if signing.method == "bvc":
-        unsigned = prepared.with_columns(pl.lit(0, pl.Int8).alias(TRADE_SIGN))
-        instrument = instrument_keys(unsigned)
-        grid = event_grid(
-            unsigned,
-            every=every,
-            max_bars=default_max_rows() if max_bars is None else max_bars,
-        )
-        bars = bulk_volume_classification(
-            flow_bars(unsigned, every=every, grid=grid),
-            by=instrument,
-            distribution=signing.bvc_distribution,
-            dof=signing.bvc_dof,
-        ).select(
-            *instrument,
-            TS,
-            "close",
-            "volume",
-            "trades",
-            pl.col(BVC_BUY_VOLUME).alias("buy_volume"),
-            pl.col(BVC_SELL_VOLUME).alias("sell_volume"),
-        )
-        mix = method_mix(prepared.with_columns(pl.lit("bvc").alias(SIGN_METHOD)))
-        diagnostics = prepared.group_by(instrument).agg(
-            pl.len().alias("trades"),
-            *_quote_diagnostics([]),
-            pl.col(PRICE).is_nan().sum().alias("nan_price"),
-        )
-        return Classification(
-            instrument_columns(bars),
-            instrument_columns(mix),
-            instrument_columns(diagnostics),
-            parameters,
-            dropped,
-        )
+        return _bvc_classification(prepared, signing, every, max_bars, parameters, dropped)
     signed = sign_trades(
         prepared,
         prepared_quotes,
@@ -213,6 +180,51 @@ def classify(
         parameters,
         dropped,
         checks,
+    )
+
+
+def _bvc_classification(
+    prepared: pl.LazyFrame,
+    signing: Signing,
+    every: str,
+    max_bars: int | None,
+    parameters: dict[str, Any],
+    dropped: pl.LazyFrame | None,
+) -> Classification:
+    """Bulk volume classification: buy and sell volume per bar instead of signed trades."""
+    unsigned = prepared.with_columns(pl.lit(0, pl.Int8).alias(TRADE_SIGN))
+    instrument = instrument_keys(unsigned)
+    grid = event_grid(
+        unsigned,
+        every=every,
+        max_bars=default_max_rows() if max_bars is None else max_bars,
+    )
+    bars = bulk_volume_classification(
+        flow_bars(unsigned, every=every, grid=grid),
+        by=instrument,
+        distribution=signing.bvc_distribution,
+        dof=signing.bvc_dof,
+    ).select(
+        *instrument,
+        TS,
+        "close",
+        "volume",
+        "trades",
+        pl.col(BVC_BUY_VOLUME).alias("buy_volume"),
+        pl.col(BVC_SELL_VOLUME).alias("sell_volume"),
+    )
+    mix = method_mix(prepared.with_columns(pl.lit("bvc").alias(SIGN_METHOD)))
+    diagnostics = prepared.group_by(instrument).agg(
+        pl.len().alias("trades"),
+        *_quote_diagnostics([]),
+        pl.col(PRICE).is_nan().sum().alias("nan_price"),
+    )
+    return Classification(
+        instrument_columns(bars),
+        instrument_columns(mix),
+        instrument_columns(diagnostics),
+        parameters,
+        dropped,
     )
 
 
