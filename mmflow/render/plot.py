@@ -456,20 +456,7 @@ def instrument_figure(
                 twin = _spread_panel(ax, bars, ends, withdrawals)
             else:
                 _vpin_panel(ax, bars, ends)
-            handles, labels = ax.get_legend_handles_labels()
-            if twin is not None:
-                more, names = twin.get_legend_handles_labels()
-                handles, labels = handles + more, labels + names
-            if handles:  # above the panel, right of its title: never over the data
-                ax.legend(
-                    handles,
-                    labels,
-                    loc="lower right",
-                    bbox_to_anchor=(1.0, 1.0),
-                    ncols=len(handles),
-                    frameon=False,
-                    borderaxespad=0.1,
-                )
+            _legend_above(ax, twin)
             for axis in (ax, twin):
                 if axis is not None:
                     _readable_y(axis)
@@ -488,6 +475,24 @@ def instrument_figure(
         period = _period(_aware(bars[TS].min()), _aware(last_end), zone)
         figure.suptitle(f"{name} · {period} · {every} bars", fontsize=12, fontweight="bold")
     return InstrumentChart(instrument, figure, tuple(kept), tuple(notes))
+
+
+def _legend_above(ax: Any, twin: Any) -> None:
+    """One legend for a panel and its twin axis, above the panel right of its title."""
+    handles, labels = ax.get_legend_handles_labels()
+    if twin is not None:
+        more, names = twin.get_legend_handles_labels()
+        handles, labels = handles + more, labels + names
+    if handles:  # above the panel, right of its title: never over the data
+        ax.legend(
+            handles,
+            labels,
+            loc="lower right",
+            bbox_to_anchor=(1.0, 1.0),
+            ncols=len(handles),
+            frameon=False,
+            borderaxespad=0.1,
+        )
 
 
 def _aware(value: Any) -> datetime:
