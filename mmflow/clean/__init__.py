@@ -292,13 +292,7 @@ def clean_taq_trades(
     exchange_list = _selection(exchanges)
     valid = list(valid_conditions)
     available: dict[str, Step | None] = {
-        "P2": drop_zero_prices,
-        "P1": lambda lf: drop_outside_hours(lf, open_time=open_time, close_time=close_time),
-        "P3": (
-            (lambda lf: keep_single_exchange(lf, exchange_list or "auto"))
-            if exchange_column(names)
-            else None
-        ),
+        **_price_rules(names, exchange_list, open_time, close_time),
         "T1": drop_corrected_trades if CORRECTION in names else None,
         "T2": (
             (lambda lf: drop_abnormal_conditions(lf, valid=valid)) if CONDITIONS in names else None
@@ -364,13 +358,7 @@ def clean_taq_quotes(
     names = _names(quotes)
     exchange_list = _selection(exchanges)
     available: dict[str, Step | None] = {
-        "P2": drop_zero_prices,
-        "P1": lambda lf: drop_outside_hours(lf, open_time=open_time, close_time=close_time),
-        "P3": (
-            (lambda lf: keep_single_exchange(lf, exchange_list or "auto"))
-            if exchange_column(names)
-            else None
-        ),
+        **_price_rules(names, exchange_list, open_time, close_time),
         "Q2": drop_negative_spreads,
         "Q3": lambda lf: drop_large_spreads(lf, max_multiple=max_spread_multiple),
         "Q1": merge_same_timestamp_quotes,
@@ -378,6 +366,21 @@ def clean_taq_quotes(
     }
     start = quotes.sort(TS, maintain_order=True)
     return _pipeline(start, available, _requested(rules, QUOTE_RULES, "quote"))
+
+
+def _price_rules(
+    names: list[str], exchange_list: list[str] | None, open_time: time, close_time: time
+) -> dict[str, Step | None]:
+    """Return the P rules both tables share (P2, P1, P3; P3 only with an exchange column)."""
+    return {
+        "P2": drop_zero_prices,
+        "P1": lambda lf: drop_outside_hours(lf, open_time=open_time, close_time=close_time),
+        "P3": (
+            (lambda lf: keep_single_exchange(lf, exchange_list or "auto"))
+            if exchange_column(names)
+            else None
+        ),
+    }
 
 
 def _pipeline(frame: pl.LazyFrame, available: dict[str, Step | None], chosen: list[str]) -> Cleaned:
