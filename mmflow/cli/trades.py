@@ -105,7 +105,18 @@ def classify_command(
     metadata = run.metadata_for(name, loaded, selection, result.parameters)
     if signing.method != "bvc" and run.streams(output):
         _classify_streamed(result, output, metadata, loaded, signing)
-        return
+    else:
+        _classify_collected(result, output, metadata, loaded, signing)
+
+
+def _classify_collected(
+    result: Classification,
+    output: Output,
+    metadata: dict[str, str],
+    loaded: list[Loaded],
+    signing: Signing,
+) -> None:
+    """Collect the signed trades (or bvc bars) and the mix; write them or show them."""
     signed, mix, checks = run.collect_checked(
         [result.trades, result.mix, result.diagnostics],
         checks=result.checks,
