@@ -45,7 +45,7 @@ from mmflow.schema import ASK_PRICE, ASK_SIZE, BID_PRICE, BID_SIZE, SYMBOL, TS, 
 from mmflow.scratch import make_directory, remove
 
 if TYPE_CHECKING:
-    from mmflow.pipeline import BarOptions, Signing
+    from mmflow.analysis.options import BarOptions, Signing
 
 __all__ = [
     "EngineRun",
@@ -352,7 +352,7 @@ def run_engine(
     Parameters
     ----------
     trades, quotes
-        Prepared canonical trades and quotes (:func:`mmflow.pipeline.prepare_market`).
+        Prepared canonical trades and quotes (:func:`mmflow.analysis.prepare.prepare_market`).
     settings
         The run's settings (:func:`make_settings`); ``memory_limit`` sizes the chunks.
     executor
