@@ -1,7 +1,7 @@
 """The engine behind ``market_bars`` and ``analyze``: prepared inputs in, today's objects out.
 
 :func:`engine_market` runs the chunked engine on prepared trades and quotes and returns the
-:class:`mmflow.pipeline.Market` today's ``market_bars`` returns (its tables computed once,
+:class:`mmflow.analysis.market.Market` today's ``market_bars`` returns (its tables computed once,
 eagerly, wrapped as lazy frames); ``Market.signed`` is the level table as pseudo-trades
 (:func:`mmflow.engine.finish.pseudo_trades`: what phases and profiles need from trades), and
 ``Market.engine`` the run, so :func:`engine_analysis` builds ``analyze``'s result from the same
@@ -9,8 +9,8 @@ tables (the flow summary from the bars, phases and value areas from the levels).
 
 :func:`engine_applies` says when the engine runs: every per-trade signing method but
 ``reverse-tick`` (it looks ahead past a chunk) and ``bvc`` (a per-bar split over all bars),
-without sessions (the chunked session path is not verified yet), and with trades. Other runs
-take today's single-plan path.
+with trades; with ``--session`` a chunk holds whole sessions. Other runs take today's
+single-plan path.
 """
 
 from __future__ import annotations
@@ -23,24 +23,20 @@ import polars as pl
 from mmflow.engine.chunks import default_memory_limit
 from mmflow.engine.finish import finish_analysis, pseudo_trades
 from mmflow.engine.run import EngineRun, make_settings, run_engine
-from mmflow.metrics.flow import SESSION
-from mmflow.schema import VENUE, instrument_keys
+from mmflow.schema import SESSION, VENUE, instrument_keys
 
 if TYPE_CHECKING:
+    from mmflow.analysis.market import Market
+    from mmflow.analysis.options import BarOptions, Signing
+    from mmflow.analysis.summary import Analysis
     from mmflow.metrics.phases import PhaseParameters
-    from mmflow.pipeline import Analysis, BarOptions, Market, Signing
 
 __all__ = ["engine_analysis", "engine_applies", "engine_market"]
 
 
 def engine_applies(trades: pl.LazyFrame, quotes: pl.LazyFrame | None, signing: Signing) -> bool:
     """Whether the chunked engine computes this run (module docstring)."""
-    if signing.method in ("bvc", "reverse-tick"):
-        return False
-    names = trades.collect_schema().names()
-    if SESSION in names:
-        return False
-    return not (quotes is not None and SESSION in quotes.collect_schema().names())
+    return signing.method not in ("bvc", "reverse-tick")
 
 
 def _same_venue_columns(
@@ -74,7 +70,7 @@ def engine_market(
     Parameters
     ----------
     trades, quotes
-        Prepared canonical trades and quotes (:func:`mmflow.pipeline.prepare_market`).
+        Prepared canonical trades and quotes (:func:`mmflow.analysis.prepare.prepare_market`).
     options, signing
         Bars and signing.
     parameters
@@ -84,7 +80,7 @@ def engine_market(
     memory_limit
         Bytes a chunk may use; default :func:`mmflow.engine.chunks.default_memory_limit`.
     """
-    from mmflow.pipeline import Market
+    from mmflow.analysis.market import Market
 
     trades, quotes = _same_venue_columns(trades, quotes)
     limit = memory_limit if memory_limit is not None else default_memory_limit()
@@ -92,7 +88,7 @@ def engine_market(
         options,
         signing,
         keys=instrument_keys(trades),
-        session=False,
+        session=SESSION in trades.collect_schema().names(),
         has_quotes=quotes is not None,
         memory_limit=limit,
     )
@@ -113,8 +109,9 @@ def engine_market(
 
 
 def engine_analysis(market: Market, run: EngineRun, phase_parameters: PhaseParameters) -> Analysis:
-    """Build :func:`mmflow.pipeline.analyze`'s result from an engine run's tables."""
-    from mmflow.pipeline import Analysis, instrument_columns
+    """Build :func:`mmflow.analysis.summary.analyze`'s result from an engine run's tables."""
+    from mmflow.analysis.prepare import instrument_columns
+    from mmflow.analysis.summary import Analysis
 
     settings = run.settings
     assert run.finished is not None

@@ -38,24 +38,31 @@ from typing import Final
 import polars as pl
 
 from mmflow.engine.state import TIMESTAMP, Chunk, EngineSettings, QuoteState
-from mmflow.errors import ParameterError
+from mmflow.errors import ParameterError, SizeLimitError
 from mmflow.metrics.ofi import (
     CROSSED_QUOTES,
     DEPTH,
-    MID_CLOSE,
     OFI,
     OFI_NORMALIZED,
     QUOTE_EVENTS,
     QUOTE_IMBALANCE,
 )
-from mmflow.schema import ASK_PRICE, ASK_SIZE, BID_PRICE, BID_SIZE, SPREAD, SYMBOL, TS, VENUE
+from mmflow.schema import (
+    ASK_PRICE,
+    ASK_SIZE,
+    BID_PRICE,
+    BID_SIZE,
+    MID_CLOSE,
+    SPREAD,
+    SYMBOL,
+    TS,
+    VENUE,
+)
 
 __all__ = [
     "QUOTE_PARTIAL_COLUMNS",
     "QuoteCarry",
     "carry_after",
-    "census_carry",
-    "quote_census",
     "quote_partials",
 ]
 
@@ -81,7 +88,6 @@ _CROSSED: Final = "_q_crossed"
 _EVENT: Final = "_q_event"
 _GAP: Final = "_q_gap"  # segment length (ns) the row's state stands
 _MID: Final = "_q_mid"
-_REAL: Final = "_q_real"  # a chunk row (not a carried-in one)
 _WEIGHT: Final = "_q_weight"  # 1 while a valid quote stands
 _IMBALANCE_WEIGHT: Final = "_q_imbalance_weight"  # 1 while a valid quote with depth > 0 stands
 _SPREAD: Final = "_q_spread"
@@ -92,11 +98,9 @@ _INTEGER: Final = (_WEIGHT, _IMBALANCE_WEIGHT)
 _SUM: Final = {name: f"{name}_sum" for name in _STANDING}  # Σ state × segment over the bar
 _LAST: Final = {name: f"{name}_last" for name in _STANDING}  # the bar's last row's state
 _CARRY: Final = {name: f"{name}_carry" for name in _STANDING}  # state carried into the bar
-_LAST_NS: Final = "_q_last_ns"
 _LAST_END: Final = "_q_last_end"  # where the bar's last segment ends (ns)
 _CARRY_END: Final = "_q_carry_end"
 _ROWS: Final = "_q_rows"
-_REAL_ROWS: Final = "_q_real_rows"
 _CROSSED_ROWS: Final = "_q_crossed_rows"
 _OFI_SUM: Final = "_q_ofi_sum"
 _GRID: Final = "_q_grid"
@@ -133,8 +137,8 @@ class QuoteCarry:
 
         A last quote that is a book clear leaves no earlier mid (``mid_close`` is null until
         the next valid quote instead of the older mid); a crossed one is taken as standing on
-        an empty book (no weight, OFI seeds anew). The census' :func:`quote_census` carries the
-        full state.
+        an empty book (no weight, OFI seeds anew). The census (:mod:`mmflow.engine.census`)
+        carries the full state.
         """
         kind = _kind(state)
         if kind == "valid":
@@ -170,11 +174,22 @@ def _as_nanoseconds(series: pl.Series) -> pl.Series:
     return series.dt.cast_time_unit("ns").dt.epoch("ns").cast(pl.Int64)
 
 
+def _in_time_order(quotes: pl.DataFrame) -> pl.DataFrame:
+    """Return ``quotes`` sorted by ``ts`` (stable: same-instant rows keep their order).
+
+    Checking is one cheap pass; only unsorted input is sorted.
+    """
+    if quotes.get_column(TS).is_sorted():
+        return quotes
+    return quotes.sort(TS, maintain_order=True)
+
+
 def _rows(quotes: pl.DataFrame, carry: QuoteCarry, chunk: Chunk) -> pl.DataFrame:
     """Return the chunk's quotes in ``[start, end)`` with the carried rows first.
 
-    Columns: ``_q_ns`` (Int64), the four sides (Float64, NaN as null) and ``_q_real``.
+    Columns: ``_q_ns`` (Int64) and the four sides (Float64, NaN as null).
     """
+    quotes = _in_time_order(quotes)
     ns = _as_nanoseconds(quotes.get_column(TS))
     # Sorted by ts: the chunk's rows are one slice.
     first = int(ns.search_sorted(chunk.start, side="left"))
@@ -191,7 +206,7 @@ def _rows(quotes: pl.DataFrame, carry: QuoteCarry, chunk: Chunk) -> pl.DataFrame
                 for name in _BBO
             ),
         ]
-    ).with_columns(pl.lit(value=True).alias(_REAL))
+    )
     carried = carry.rows()
     if not carried:
         return own
@@ -202,7 +217,6 @@ def _rows(quotes: pl.DataFrame, carry: QuoteCarry, chunk: Chunk) -> pl.DataFrame
             BID_SIZE: [quote.bid_size for quote in carried],
             ASK_PRICE: [quote.ask_price for quote in carried],
             ASK_SIZE: [quote.ask_size for quote in carried],
-            _REAL: [False] * len(carried),
         },
         schema=own.schema,
     ).with_columns(pl.col(name).fill_nan(None) for name in _BBO)
@@ -224,13 +238,30 @@ def _per_bar(
     is_empty = ~valid & ~is_crossed
     first = pl.int_range(pl.len()) == 0
     # OFI exactly as mmflow.metrics.ofi._order_flow_imbalance (one instrument: row 0 is first).
-    standing_flag = (
-        pl.when(valid).then(pl.lit(value=True)).when(is_empty | first).then(pl.lit(value=False))
-    )
-    seeded = valid & ~first & standing_flag.forward_fill().shift(1).fill_null(value=False)
-    previous_bid, previous_bid_size, previous_ask, previous_ask_size = (
-        pl.when(valid).then(pl.col(name)).forward_fill().shift(1) for name in _BBO
-    )
+    if rows.select(crossed.any()).item():
+        standing_flag = (
+            pl.when(valid).then(pl.lit(value=True)).when(is_empty | first).then(pl.lit(value=False))
+        )
+        seeded = valid & ~first & standing_flag.forward_fill().shift(1).fill_null(value=False)
+        previous_bid, previous_bid_size, previous_ask, previous_ask_size = (
+            pl.when(valid).then(pl.col(name)).forward_fill().shift(1) for name in _BBO
+        )
+
+        def standing(value: pl.Expr, none: pl.Expr) -> pl.Expr:
+            # Row 0 is never null, so the fill starts defined; crossed rows keep the state.
+            return pl.when(valid).then(value).when(is_empty | first).then(none).forward_fill()
+
+    else:
+        # No crossed row (the common case): every row sets the state, so the previous valid
+        # quote still standing is the previous row when that one is valid; no fills needed.
+        seeded = valid & valid.shift(1).fill_null(value=False)
+        previous_bid, previous_bid_size, previous_ask, previous_ask_size = (
+            pl.col(name).shift(1) for name in _BBO
+        )
+
+        def standing(value: pl.Expr, none: pl.Expr) -> pl.Expr:
+            return pl.when(valid).then(value).otherwise(none)
+
     event = (
         pl.when(bid >= previous_bid).then(bid_size).otherwise(0.0)
         - pl.when(bid <= previous_bid).then(previous_bid_size).otherwise(0.0)
@@ -241,10 +272,6 @@ def _per_bar(
     positive = depth > 0
     one, nothing = pl.lit(1, pl.Int64), pl.lit(0, pl.Int64)
     zero = pl.lit(0.0, pl.Float64)
-
-    def standing(value: pl.Expr, none: pl.Expr) -> pl.Expr:
-        # Row 0 is never null, so the fill starts defined; crossed rows keep the state.
-        return pl.when(valid).then(value).when(is_empty | first).then(none).forward_fill()
 
     ns = pl.col(_NS)
     # A state stands until the next row (any kind), at most max_age; the last row until the
@@ -263,7 +290,9 @@ def _per_bar(
         ),
         pl.when(valid).then((bid + ask) / 2).forward_fill().alias(_MID),
         gap.alias(_GAP),
-        ((ns - origin) // every).alias(_BAR),
+        # Rows are in time order, so bar numbers are sorted: the sorted group_by is ~10x
+        # cheaper than a hashed one.
+        ((ns - origin) // every).set_sorted().alias(_BAR),
     )
     gap_column = pl.col(_GAP)
     product = {
@@ -274,13 +303,11 @@ def _per_bar(
         states.group_by(_BAR)
         .agg(
             pl.len().alias(_ROWS),
-            pl.col(_REAL).sum().alias(_REAL_ROWS),
             pl.col(_CROSSED).sum().alias(_CROSSED_ROWS),
             pl.col(_EVENT).sum().alias(_OFI_SUM),
             *(product[name].sum().alias(_SUM[name]) for name in _STANDING),
             *(pl.col(name).last().alias(_LAST[name]) for name in _STANDING),
             pl.col(_MID).last(),
-            ns.last().alias(_LAST_NS),
             (ns + gap_column).last().alias(_LAST_END),
         )
         .collect()
@@ -302,7 +329,7 @@ def _bar_table(
         .sort(_BAR)
         .with_columns(
             pl.col(_GRID).fill_null(value=False),
-            pl.col(_ROWS, _REAL_ROWS, _CROSSED_ROWS).fill_null(0),
+            pl.col(_ROWS, _CROSSED_ROWS).fill_null(0),
             (pl.col(_BAR) * every + origin).alias(_START),
         )
         .with_columns((pl.col(_START) + every).alias(_END))
@@ -314,7 +341,9 @@ def _bar_table(
         pl.col(_LAST_END).forward_fill().shift(1).alias(_CARRY_END),
         pl.col(_MID).forward_fill().alias(MID_CLOSE),
         (pl.col(_ROWS).cum_sum() > 0).alias("_q_seen"),
-        (pl.col(_REAL_ROWS).cum_sum(reverse=True) > 0).alias("_q_ahead"),
+        # Carried-in rows lie before the chunk, so before every bar: rows from a bar on are
+        # the chunk's own.
+        (pl.col(_ROWS).cum_sum(reverse=True) > 0).alias("_q_ahead"),
     )
     # Weight of the carried-in segment inside the bar, and the part of the bar's own last
     # segment that spills past the bar end (carried on to later bars, not counted here).
@@ -343,7 +372,7 @@ def _bar_table(
         mean(_SPREAD, weight).alias(SPREAD),
         mean(_DEPTH, weight).alias(DEPTH),
         mean(_IMBALANCE, imbalance_weight).alias(QUOTE_IMBALANCE),
-        pl.col(_REAL_ROWS).cast(pl.UInt32).alias(QUOTE_EVENTS),
+        pl.col(_ROWS).cast(pl.UInt32).alias(QUOTE_EVENTS),
         pl.col(_CROSSED_ROWS).cast(pl.UInt32).alias(CROSSED_QUOTES),
     )
     depth_column = pl.col(DEPTH)
@@ -377,15 +406,17 @@ def quote_partials(
     Parameters
     ----------
     quotes
-        The instrument's quotes, sorted by ``ts`` (eager): at least those in ``[start, end)``;
-        rows outside are ignored. ``ts`` a datetime (any unit) or Int64 nanoseconds.
+        The instrument's quotes (eager) in time order (checked; unsorted input is sorted,
+        stably): at least those in ``[start, end)``; rows outside are ignored. ``ts`` a
+        datetime (any unit) or Int64 nanoseconds.
     chunk
         The chunk: ``start``, ``end`` (ns), the instrument, and ``quote_state`` (the last quote
         before ``start``), used when ``carry`` is not given.
     bar_starts
         The chunk's bar grid (bar starts in ``[start, end)``, sorted, datetimes or Int64 ns,
         spaced by multiples of the bar length). ``None``: every bar from the bar of the
-        chunk's first quote to that of its last quote, per UTC day holding quotes.
+        chunk's first quote to that of its last quote, per UTC day holding quotes (at most
+        ``settings.options.max_bars``).
     settings
         Bar length ``every_ns``, ``max_quote_age_ns`` and the instrument ``keys``.
     carry
@@ -405,19 +436,25 @@ def quote_partials(
     Raises
     ------
     ParameterError
-        When the bar starts are not on one grid of the bar length.
+        When the bar starts are not on one grid of the bar length or not inside the chunk.
+    SizeLimitError
+        Without ``bar_starts``, when the chunk's quotes span more than ``max_bars`` bars
+        (checked before any bar is made).
     """
     every = settings.every_ns
     state = carry if carry is not None else QuoteCarry.from_state(chunk.quote_state)
     rows = _rows(quotes, state, chunk)
     if bar_starts is None:
-        starts = _default_bars(rows.filter(pl.col(_REAL)).get_column(_NS), every)
+        starts = _default_bars(rows.filter(pl.col(_NS) >= chunk.start).get_column(_NS), settings)
     else:
         starts = _as_nanoseconds(bar_starts)
     origin = int(starts[0]) if len(starts) else chunk.start - chunk.start % every
     offsets = starts - origin
     if len(starts) and (offsets % every != 0).any():
         msg = "bar starts must lie on one grid of the bar length"
+        raise ParameterError(msg)
+    if len(starts) and (starts.min() < chunk.start or starts.max() >= chunk.end):  # type: ignore[operator]
+        msg = "bar starts must lie inside the chunk [start, end)"
         raise ParameterError(msg)
     if rows.height:
         occupied = _per_bar(
@@ -450,20 +487,23 @@ def _empty_occupied() -> pl.DataFrame:
     schema: dict[str, pl.DataType] = {
         _BAR: pl.Int64(),
         _ROWS: pl.UInt32(),
-        _REAL_ROWS: pl.UInt32(),
         _CROSSED_ROWS: pl.UInt32(),
         _OFI_SUM: pl.Float64(),
         **{_SUM[name]: pl.Int64() if name in _INTEGER else pl.Float64() for name in _STANDING},
         **{_LAST[name]: pl.Int64() if name in _INTEGER else pl.Float64() for name in _STANDING},
         _MID: pl.Float64(),
-        _LAST_NS: pl.Int64(),
         _LAST_END: pl.Int64(),
     }
     return pl.DataFrame(schema=schema)
 
 
-def _default_bars(ns: pl.Series, every: int) -> pl.Series:
-    """Bar starts from the first to the last quote bar of each UTC day holding quotes."""
+def _default_bars(ns: pl.Series, settings: EngineSettings) -> pl.Series:
+    """Bar starts from the first to the last quote bar of each UTC day holding quotes.
+
+    The number of bars is estimated from the per-day spans (a small table) and checked against
+    ``settings.options.max_bars`` before any bar is made.
+    """
+    every = settings.every_ns
     if ns.len() == 0:
         return pl.Series(_NS, [], pl.Int64)
     day = 86_400 * 1_000_000_000
@@ -474,12 +514,26 @@ def _default_bars(ns: pl.Series, every: int) -> pl.Series:
             (pl.col(_NS).min() // every).alias("_q_first"),
             (pl.col(_NS).max() // every).alias("_q_last"),
         )
-        .select(pl.int_ranges("_q_first", pl.col("_q_last") + 1).alias(_BAR))
+    )
+    limit = settings.options.max_bars
+    estimate = int(spans.select((pl.col("_q_last") - pl.col("_q_first") + 1).sum()).item())
+    if limit is not None and estimate > limit:
+        parameter = "every"
+        raise SizeLimitError(
+            parameter,
+            settings.options.every,
+            estimate,
+            limit,
+            "bars",
+            "use a longer bar or narrow the time window",
+        )
+    bars = (
+        spans.select(pl.int_ranges("_q_first", pl.col("_q_last") + 1).alias(_BAR))
         .explode(_BAR)
         .unique()
         .sort(_BAR)
     )
-    return (spans.get_column(_BAR) * every).alias(_NS)
+    return (bars.get_column(_BAR) * every).alias(_NS)
 
 
 def _quote_at(frame: pl.DataFrame, index: int) -> QuoteState:
@@ -518,6 +572,7 @@ def carry_after(quotes: pl.DataFrame, chunk: Chunk, carry: QuoteCarry | None = N
         What the instrument's next chunk carries in (``last`` is its ``QuoteState``).
     """
     inbound = carry if carry is not None else QuoteCarry.from_state(chunk.quote_state)
+    quotes = _in_time_order(quotes)
     ns = _as_nanoseconds(quotes.get_column(TS))
     first = int(ns.search_sorted(chunk.start, side="left"))
     stop = int(ns.search_sorted(chunk.end, side="left"))
@@ -555,95 +610,3 @@ def carry_after(quotes: pl.DataFrame, chunk: Chunk, carry: QuoteCarry | None = N
         valid=found.get("valid", inbound.valid),
         standing=found.get("standing", inbound.standing),
     )
-
-
-def quote_census(quotes: pl.LazyFrame, *, every_ns: int, keys: tuple[str, ...]) -> pl.LazyFrame:
-    """Per instrument × chunk day: quote counts and the last quotes (the quote part of pass 1).
-
-    A row's chunk day is the UTC date of its bar start (``floor(ts / every) · every``): chunk
-    edges are the first bar edge at or after a UTC midnight, so a bar across midnight belongs
-    to the day it starts on, as its chunk does. Chaining a day's last quotes into the next
-    chunk gives :class:`QuoteCarry` (:func:`census_carry`).
-
-    Parameters
-    ----------
-    quotes
-        Prepared canonical quotes (any order within a day is not allowed: time order per
-        instrument, as the chunk tasks read them).
-    every_ns
-        Bar length in nanoseconds.
-    keys
-        The instrument columns (``venue, symbol`` or ``symbol``).
-
-    Returns
-    -------
-    pl.LazyFrame
-        ``keys…, day`` (Date), ``quotes`` and ``crossed_quotes`` (UInt32), ``first_ts`` (Int64
-        ns), and for each of ``last``, ``valid`` (last valid quote) and ``standing`` (last valid
-        or empty quote): ``{kind}_ts`` (Int64 ns, null when the day has none) and
-        ``{kind}_bid_price, {kind}_bid_size, {kind}_ask_price, {kind}_ask_size`` (Float64).
-        Sorted by instrument and day.
-    """
-    ns = pl.col(TS).dt.cast_time_unit("ns").dt.epoch("ns")
-    sides = [pl.col(name).cast(pl.Float64).fill_nan(None) for name in _BBO]
-    empty = pl.any_horizontal(side.is_null() for side in sides)
-    valid = ~empty & (sides[0] <= sides[2])
-    standing = empty | (sides[0] <= sides[2])
-    day = ((ns // every_ns) * every_ns).cast(TIMESTAMP).dt.date()
-    raw = [pl.col(name).cast(pl.Float64) for name in _BBO]
-
-    def last(kind: str, where: pl.Expr | None) -> list[pl.Expr]:
-        columns = [
-            ns.alias(f"{kind}_ts"),
-            *(r.alias(f"{kind}_{n}") for r, n in zip(raw, _BBO, strict=True)),
-        ]
-        if where is None:
-            return [c.last() for c in columns]
-        return [c.filter(where).last() for c in columns]
-
-    return (
-        quotes.group_by(*keys, day.alias("day"))
-        .agg(
-            pl.len().alias("quotes"),
-            (~empty & (sides[0] > sides[2])).sum().cast(pl.UInt32).alias("crossed_quotes"),
-            ns.first().alias("first_ts"),
-            *last("last", None),
-            *last("valid", valid),
-            *last("standing", standing),
-        )
-        .sort(*keys, "day", nulls_last=True)
-    )
-
-
-def census_carry(census: pl.DataFrame, chunk: Chunk) -> QuoteCarry:
-    """Return the chunk's inbound :class:`QuoteCarry` from one instrument's census rows.
-
-    Parameters
-    ----------
-    census
-        :func:`quote_census` rows of the chunk's instrument (any days).
-    chunk
-        The chunk: days before the UTC date of ``start`` feed its carry.
-
-    Returns
-    -------
-    QuoteCarry
-        The last quote, last valid and last non-crossed quote before the chunk.
-    """
-    first_day = pl.lit(chunk.start).cast(TIMESTAMP).dt.date()
-    before = census.filter(pl.col("day") < first_day).sort("day")
-
-    def latest(kind: str) -> QuoteState:
-        rows = before.filter(pl.col(f"{kind}_ts").is_not_null())
-        if rows.height == 0:
-            return QuoteState()
-        row = rows.row(rows.height - 1, named=True)
-        return QuoteState(
-            ts=int(row[f"{kind}_ts"]),
-            bid_price=row[f"{kind}_{BID_PRICE}"],
-            bid_size=row[f"{kind}_{BID_SIZE}"],
-            ask_price=row[f"{kind}_{ASK_PRICE}"],
-            ask_size=row[f"{kind}_{ASK_SIZE}"],
-        )
-
-    return QuoteCarry(last=latest("last"), valid=latest("valid"), standing=latest("standing"))
