@@ -17,6 +17,12 @@ bars (trades, volume, net flow) are checked to agree.
 Usage::
 
     .venv/bin/python benchmarks/engine_trades.py --rows 10M --data /tmp/engine-trades-10m
+
+Measured (2026-12-06, 10 M trades + 10 M quotes, 4 symbols, one day; 2 shared cores under
+load, polars 2.1): today's stages 10.9 CPU-s (signing 2.7, trade costs 3.4, flow bars 0.7,
+cost bars 0.45, Roll 1.4, VPIN 2.1, mix 0.1); the trade pass 3.6 CPU-s over 4 chunks (3.0×;
+3.2 CPU-s and 2.6 GB peak RSS with ``--only engine``, the input held in memory twice), plus
+2.0 CPU-s for this script's in-memory split by symbol (the engine reads per instrument).
 """
 
 from __future__ import annotations
