@@ -17,6 +17,12 @@ bars (trades, volume, net flow) are checked to agree.
 Usage::
 
     .venv/bin/python benchmarks/engine_trades.py --rows 10M --data /tmp/engine-trades-10m
+
+Measured (2026-12-06, 10 M trades + 10 M quotes, 4 symbols, one day; 2 shared cores under
+load, polars 2.1): today's stages 10.9 CPU-s (signing 2.7, trade costs 3.4, flow bars 0.7,
+cost bars 0.45, Roll 1.4, VPIN 2.1, mix 0.1); the trade pass 3.6 CPU-s over 4 chunks (3.0×;
+3.2 CPU-s and 2.6 GB peak RSS with ``--only engine``, the input held in memory twice), plus
+2.0 CPU-s for this script's in-memory split by symbol (the engine reads per instrument).
 """
 
 from __future__ import annotations
@@ -177,6 +183,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--rows-per-day", type=parse_size, default=10_000_000)
     parser.add_argument("--data", type=Path, default=None, help="keep/reuse generated data here")
+    parser.add_argument(
+        "--only",
+        choices=("both", "today", "engine"),
+        default="both",
+        help="time one side only (its own peak memory)",
+    )
     args = parser.parse_args(argv)
     directory = args.data or Path(tempfile.mkdtemp(prefix="engine-trades-"))
     inputs, generated = prepared(
@@ -199,22 +211,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = BarOptions()
     signing = Signing()
     print(f"{trades.height:,} trades, {quotes.height:,} quotes, {args.symbols} symbols")
-    print("today's stages, whole input:")
-    start = len(rows)
-    whole = whole_stages(trades, quotes, options, signing, rows)
-    today = sum(r[1] for r in rows[start:])
-    print("engine trade pass:")
-    start = len(rows)
-    chunked = engine_pass(trades, quotes, options, signing, rows)
-    engine = sum(r[1] for r in rows[start:])
-    totals = [pl.col("trades").sum(), pl.col("volume").sum(), pl.col("net_flow").sum()]
-    left, right = whole.select(totals).row(0), chunked.select(totals).row(0)
-    same = left[0] == right[0] and all(
-        abs(a - b) <= 1e-9 * max(1.0, abs(a)) for a, b in zip(left[1:], right[1:], strict=True)
-    )
+    whole = chunked = None
+    today = engine = 0.0
+    if args.only in ("both", "today"):
+        print("today's stages, whole input:")
+        start = len(rows)
+        whole = whole_stages(trades, quotes, options, signing, rows)
+        today = sum(r[1] for r in rows[start:])
+    if args.only in ("both", "engine"):
+        print("engine trade pass:")
+        start = len(rows)
+        chunked = engine_pass(trades, quotes, options, signing, rows)
+        engine = sum(r[1] for r in rows[start:])
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
     print(f"today's trade stages: {today:.2f} CPU-s; engine trade pass: {engine:.2f} CPU-s")
-    print(f"ratio {today / engine:.2f}x; totals agree: {same}; peak RSS {peak:.2f} GB")
+    same = True
+    if whole is not None and chunked is not None:
+        totals = [pl.col("trades").sum(), pl.col("volume").sum(), pl.col("net_flow").sum()]
+        left, right = whole.select(totals).row(0), chunked.select(totals).row(0)
+        same = left[0] == right[0] and all(
+            abs(a - b) <= 1e-9 * max(1.0, abs(a)) for a, b in zip(left[1:], right[1:], strict=True)
+        )
+        print(f"ratio {today / engine:.2f}x; totals agree: {same}")
+    print(f"peak RSS {peak:.2f} GB")
     return 0 if same else 1
 
 
