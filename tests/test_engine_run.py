@@ -576,3 +576,22 @@ def test_tasks_and_results_pickle(market: tuple[pl.DataFrame, pl.DataFrame]) -> 
         assert local.finished is not None
         assert run.finished.bars.equals(local.finished.bars)
     assert len(seen) == 2 * len(run.plan.chunks)
+
+
+@pytest.mark.parametrize("with_quotes", [True, False])
+def test_bvc_split_in_the_finish_equals_the_single_plan(
+    market: tuple[pl.DataFrame, pl.DataFrame], with_quotes: bool
+) -> None:
+    """BVC's per-bar split needs σ over all bars: the finish applies it to the whole table."""
+    trades, quotes = market
+    options = replace(_options("7m"), memory_limit=1)
+    signing = Signing(method="bvc")
+    quote_plan = quotes.lazy() if with_quotes else None
+    runs = [
+        market_bars(trades.lazy(), quote_plan, options=options, signing=signing, chunked=chunked)
+        for chunked in (True, False)
+    ]
+    assert runs[0].engine is not None
+    assert len(runs[0].engine.plan.chunks) > 2
+    _equal(runs[0].bars.collect(), runs[1].bars.collect(), ["symbol", "ts"])
+    _equal(runs[0].mix.collect(), runs[1].mix.collect(), ["symbol", "sign_method"])

@@ -23,6 +23,7 @@ from typing import Any
 import polars as pl
 
 from mmflow.engine.state import ChunkResult, EngineSettings
+from mmflow.engine.trades import apply_bvc
 from mmflow.metrics.impact import amihud, kyle_lambda
 from mmflow.metrics.inventory import inventory_bars, inventory_summary
 from mmflow.metrics.phase_episodes import phase_episodes
@@ -242,7 +243,16 @@ def finish_market(
     base = bars.select(*keys, TS, *FLOW_COLUMNS, *QUOTE_BAR_COLUMNS, *COST_COLUMNS).sort(
         *keys, TS, nulls_last=True
     )
-    lazy = vpin_at(base.lazy(), buckets.lazy(), every=options.every).sort(*keys, TS)
+    flows = base.lazy()
+    if settings.signing.method == "bvc":
+        # BVC splits each bar's volume by its close change over σ of all the instrument's bars
+        # (Easley, López de Prado & O'Hara 2012): a per-bar rule across chunks, so here.
+        flows = apply_bvc(
+            flows,
+            distribution=settings.signing.bvc_distribution,
+            dof=settings.signing.bvc_dof,
+        ).select(base.columns)
+    lazy = vpin_at(flows, buckets.lazy(), every=options.every).sort(*keys, TS)
     lazy = amihud(kyle_lambda(lazy, window=options.lookback), window=options.lookback)
     lazy = lazy.join(
         roll.lazy(), on=[*keys, TS], how="left", maintain_order="left", nulls_equal=True

@@ -7,10 +7,10 @@ eagerly, wrapped as lazy frames); ``Market.signed`` is the level table as pseudo
 ``Market.engine`` the run, so :func:`engine_analysis` builds ``analyze``'s result from the same
 tables (the flow summary from the bars, phases and value areas from the levels).
 
-:func:`engine_applies` says when the engine runs: every per-trade signing method but
-``reverse-tick`` (it looks ahead past a chunk) and ``bvc`` (a per-bar split over all bars),
-with trades; with ``--session`` a chunk holds whole sessions. Other runs take today's
-single-plan path.
+:func:`engine_applies` says when the engine runs: every signing method but ``reverse-tick``
+(its sign looks ahead past a chunk's end), with trades; ``bvc``'s per-bar split runs in the
+finish (:func:`mmflow.engine.trades.apply_bvc`); with ``--session`` a chunk holds whole
+sessions. Other runs take the single-plan path.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ __all__ = ["engine_analysis", "engine_applies", "engine_market"]
 
 def engine_applies(trades: pl.LazyFrame, quotes: pl.LazyFrame | None, signing: Signing) -> bool:
     """Whether the chunked engine computes this run (module docstring)."""
-    return signing.method not in ("bvc", "reverse-tick")
+    return signing.method != "reverse-tick"
 
 
 def _same_venue_columns(
