@@ -595,3 +595,27 @@ def test_bvc_split_in_the_finish_equals_the_single_plan(
     assert len(runs[0].engine.plan.chunks) > 2
     _equal(runs[0].bars.collect(), runs[1].bars.collect(), ["symbol", "ts"])
     _equal(runs[0].mix.collect(), runs[1].mix.collect(), ["symbol", "sign_method"])
+
+
+@pytest.mark.parametrize("memory_limit", [1, 2**40])
+def test_instruments_without_quotes_and_quote_only_ones(
+    market: tuple[pl.DataFrame, pl.DataFrame], memory_limit: int
+) -> None:
+    """Y trades without quotes; Q has quotes and no trades (counted in the checks, no bars)."""
+    trades, quotes = market
+    quotes = quotes.filter(pl.col(SYMBOL) != "Y")
+    quotes = pl.concat(
+        [quotes, quotes.filter(pl.col(SYMBOL) == "X").with_columns(pl.lit("Q").alias(SYMBOL))]
+    )
+    options = replace(_options("5m"), memory_limit=memory_limit)
+    runs = [
+        market_bars(trades.lazy(), quotes.lazy(), options=options, chunked=chunked)
+        for chunked in (True, False)
+    ]
+    assert runs[0].engine is not None
+    _equal(runs[0].bars.collect(), runs[1].bars.collect(), ["symbol", "ts"])
+    assert runs[0].checks is not None
+    assert runs[1].checks is not None
+    checks = runs[0].checks.collect()
+    _equal(checks, runs[1].checks.collect(), ["symbol"])
+    assert checks.filter(pl.col(SYMBOL) == "Q")["trades"].to_list() == [0]
