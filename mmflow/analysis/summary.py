@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import polars as pl
@@ -110,7 +110,17 @@ def analyze(
     if market.engine is not None:  # every table already computed once, by the engine
         from mmflow.engine.market import engine_analysis
 
-        return engine_analysis(market, market.engine, phase_parameters)
+        analysis = engine_analysis(market, market.engine, phase_parameters)
+        if materialize is not None and analysis.paths is not None:
+            # The tables are computed; the caller's collector still reports its stage.
+            tables = materialize([analysis.summary, analysis.bars, analysis.paths])
+            analysis = replace(
+                analysis,
+                summary=tables[0].lazy(),
+                bars=tables[1].lazy(),
+                paths=tables[2].lazy(),
+            )
+        return analysis
     signing = signing or Signing()
     if signing.method == "bvc":
         flow = summary_from_bars(market.bars, market.signed)
