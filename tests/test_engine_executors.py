@@ -1,0 +1,168 @@
+"""Executors (issue 14): local and Dask give the same results in task order; a killed worker's
+task is retried, nothing lost or counted twice. The Dask tests use one local cluster of two
+worker processes on the loopback interface (skipped without the ``dask`` extra)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mmflow.engine.executors import (
+    DaskExecutor,
+    DaskMissingError,
+    LocalExecutor,
+    check_scheduler,
+    import_distributed,
+    threads_per_worker,
+)
+from mmflow.errors import ParameterError
+
+
+def square(task: tuple[int, float, str]) -> tuple[int, int, str | None]:
+    """A deterministic stand-in task: wait, log the run (to count runs), return the square."""
+    value, delay, log = task
+    if log:
+        with Path(log).open("a") as file:
+            file.write(f"start {value} {os.getpid()}\n")
+    time.sleep(delay)
+    if log:
+        with Path(log).open("a") as file:
+            file.write(f"end {value} {os.getpid()}\n")
+    return value * value, os.getpid(), os.environ.get("POLARS_MAX_THREADS")
+
+
+def test_local_executor_runs_in_order_with_progress() -> None:
+    seen: list[tuple[int, int]] = []
+    with LocalExecutor() as executor:
+        results = list(
+            executor.map(
+                square, [(v, 0.0, "") for v in (3, 1, 2)], lambda d, t: seen.append((d, t))
+            )
+        )
+    assert [r[0] for r in results] == [9, 1, 4]
+    assert seen == [(0, 3), (1, 3), (2, 3), (3, 3)]
+
+
+def test_threads_per_worker_divides_the_cores() -> None:
+    assert threads_per_worker(2, cores=2) == 1
+    assert threads_per_worker(3, cores=8) == 2
+    assert threads_per_worker(16, cores=2) == 1
+
+
+def test_scheduler_address_is_checked() -> None:
+    assert check_scheduler("tcp://localhost:8786") == "tcp://localhost:8786"
+    for bad in ("localhost:8786", "tcp://localhost", "http://x:1", "tcp://:8786"):
+        with pytest.raises(ParameterError, match="not a scheduler address"):
+            check_scheduler(bad)
+
+
+def test_missing_dask_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import fails as when missing
+    with pytest.raises(DaskMissingError, match=r"pip install 'mmflow\[dask\]'"):
+        import_distributed()
+    with pytest.raises(DaskMissingError):
+        DaskExecutor(workers=1)
+
+
+def test_bad_worker_counts_are_refused_before_any_cluster_starts() -> None:
+    with pytest.raises(ParameterError, match="out of range"):
+        DaskExecutor(workers=0)
+    with pytest.raises(ParameterError, match="exclude each other"):
+        DaskExecutor(scheduler="tcp://127.0.0.1:1", workers=2)
+
+
+@pytest.fixture(scope="module")
+def dask_executor() -> Iterator[DaskExecutor]:
+    pytest.importorskip("distributed")
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import tests
+    with DaskExecutor(workers=2) as executor:
+        yield executor
+
+
+def test_dask_equals_local_in_task_order(dask_executor: DaskExecutor) -> None:
+    # later tasks are quicker, so they finish first: the results still come in task order
+    tasks = [(value, 0.05 * (6 - value), "") for value in range(6)]
+    seen: list[tuple[int, int]] = []
+    local = [r[0] for r in LocalExecutor().map(square, tasks)]
+    remote = list(dask_executor.map(square, tasks, lambda d, t: seen.append((d, t))))
+    assert [r[0] for r in remote] == local
+    assert seen == [(0, 6), *[(done, 6) for done in range(1, 7)]]
+    assert len({r[1] for r in remote}) == 2  # both worker processes ran tasks
+    assert {r[2] for r in remote} == {str(threads_per_worker(2))}  # POLARS_MAX_THREADS
+
+
+def test_dask_runs_no_task_for_no_tasks(dask_executor: DaskExecutor) -> None:
+    seen: list[tuple[int, int]] = []
+    assert list(dask_executor.map(square, [], lambda d, t: seen.append((d, t)))) == []
+    assert seen == [(0, 0)]
+
+
+def test_an_existing_cluster_by_scheduler_address(dask_executor: DaskExecutor) -> None:
+    address = dask_executor.cluster.scheduler_address
+    with DaskExecutor(scheduler=address) as connected:
+        assert connected.cluster is None
+        assert [r[0] for r in connected.map(square, [(v, 0.0, "") for v in range(4)])] == [
+            0,
+            1,
+            4,
+            9,
+        ]
+    assert dask_executor.client.status == "running"  # closing a connection keeps the cluster
+
+
+def test_unreachable_scheduler_is_one_clear_error() -> None:
+    pytest.importorskip("distributed")
+    from mmflow.errors import MmflowError
+
+    with pytest.raises(MmflowError, match="cannot reach the Dask scheduler"):
+        DaskExecutor(scheduler="tcp://127.0.0.1:9")  # discard port: nothing listens
+
+
+def kill_busy_worker(executor: DaskExecutor) -> int:
+    """SIGKILL a worker process that is running a task; return its process id."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        busy = [address for address, keys in executor.client.processing().items() if keys]
+        if busy:
+            pid = executor.worker_processes()[busy[0]]
+            os.kill(pid, signal.SIGKILL)
+            return pid
+        time.sleep(0.01)
+    pytest.fail("no worker was running a task")
+
+
+def test_killed_worker_task_is_retried_nothing_lost_or_doubled(
+    dask_executor: DaskExecutor, tmp_path: Path
+) -> None:
+    log = tmp_path / "runs.txt"
+    tasks = [(value, 0.4, str(log)) for value in range(8)]
+    killed: list[int] = []
+
+    def on_progress(done: int, total: int) -> None:
+        if done == 1 and not killed:
+            killed.append(kill_busy_worker(dask_executor))
+
+    results: list[Any] = list(dask_executor.map(square, tasks, on_progress))
+    assert [r[0] for r in results] == [v * v for v in range(8)]  # nothing lost, in order
+    assert len(killed) == 1
+    runs = [line.split() for line in log.read_text().splitlines()]
+    started = {(int(v), int(pid)) for what, v, pid in runs if what == "start"}
+    ended = {(int(v), int(pid)) for what, v, pid in runs if what == "end"}
+    cut_short = {value for value, pid in started - ended if pid == killed[0]}
+    assert cut_short  # the dead worker was running a task when it was killed …
+    for value in cut_short:  # … and another worker ran that task again to its end
+        assert any(v == value and pid != killed[0] for v, pid in ended)
+    # the cluster heals: the nanny starts a new worker and the next run uses both again
+    deadline = time.monotonic() + 30
+    while len(dask_executor.worker_processes()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(dask_executor.worker_processes()) == 2
