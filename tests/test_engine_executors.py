@@ -166,3 +166,55 @@ def test_killed_worker_task_is_retried_nothing_lost_or_doubled(
     while len(dask_executor.worker_processes()) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert len(dask_executor.worker_processes()) == 2
+
+
+# --- the Execution options and the active execution -------------------------------------------
+
+
+def test_execution_flags_are_checked_before_reading(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from mmflow.cli import cli
+
+    missing = str(tmp_path / "no-such-file.csv")  # never read: the flags fail first
+    runner = CliRunner()
+    for command in ("analyze", "flow", "inventory", "phases", "profile", "convert"):
+        extra = ["-o", str(tmp_path / "out")] if command == "convert" else []
+        result = runner.invoke(cli, [command, missing, *extra, "--workers", "2"])
+        assert result.exit_code == 2, (command, result.output)
+        assert "--workers needs --executor dask" in result.output
+    result = runner.invoke(cli, ["flow", missing, "--executor", "dask", "--scheduler", "x:1"])
+    assert result.exit_code == 2
+    assert "not a scheduler address" in result.output
+
+
+def test_dask_missing_is_exit_1_with_the_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from mmflow.cli import cli
+
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    result = CliRunner().invoke(cli, ["flow", str(tmp_path / "x.csv"), "--executor", "dask"])
+    assert result.exit_code == 1
+    assert "pip install 'mmflow[dask]'" in result.output
+
+
+def test_run_tasks_uses_the_active_execution_and_reports_tasks() -> None:
+    from mmflow.engine.executors import Execution, activate, run_tasks
+    from mmflow.progress import Stage
+
+    stages: list[Stage] = []
+    execution = Execution("local", on_stage=stages.append)
+    activate(execution)
+    try:
+        assert [r[0] for r in run_tasks(square, [(v, 0.0, "") for v in (2, 3)])] == [4, 9]
+    finally:
+        activate(None)
+    assert [(s.done, s.total, s.unit, s.finished) for s in stages] == [
+        (0, 2, "tasks", False),
+        (1, 2, "tasks", False),
+        (2, 2, "tasks", True),
+    ]
+    assert [r[0] for r in run_tasks(square, [(4, 0.0, "")])] == [16]  # none active: local

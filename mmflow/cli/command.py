@@ -55,6 +55,7 @@ SECTIONS = (
     "Phase rule",
     "Event study",
     "Simulation",
+    "Execution",
     "Alerts",
     "Output",
     "General",

@@ -10,6 +10,7 @@ import polars as pl
 from mmflow.cli import run
 from mmflow.cli.app import cli
 from mmflow.cli.command import one_line, option_group
+from mmflow.cli.execution import execution_options
 from mmflow.cli.options import (
     Inputs,
     Output,
@@ -20,6 +21,7 @@ from mmflow.cli.options import (
     quote_options,
     selection_options,
 )
+from mmflow.engine.executors import Execution
 from mmflow.inspect import inspect_paths
 from mmflow.pipeline import (
     Selection,
@@ -119,10 +121,12 @@ _INSPECT_SCHEMA: dict[str, pl.DataType] = {
         ),
     ],
 )
+@execution_options
 @input_options
 @selection_options
 def convert_command(
     files: tuple[str, ...],
+    execution: Execution,
     quotes: QuoteFiles,
     inputs: Inputs,
     selection: Selection,

@@ -13,6 +13,7 @@ import polars as pl
 from mmflow.cli import run
 from mmflow.cli.app import cli
 from mmflow.cli.command import option_group
+from mmflow.cli.execution import execution_options
 from mmflow.cli.model_options import Bars, bar_options
 from mmflow.cli.options import (
     AlertOptions,
@@ -27,6 +28,7 @@ from mmflow.cli.options import (
     signing_options,
 )
 from mmflow.cli.types import Horizons
+from mmflow.engine.executors import Execution
 from mmflow.io import Loaded
 from mmflow.metrics.event_study import (
     DEFAULT_HORIZONS,
@@ -70,11 +72,13 @@ from mmflow.render.table import (
     "summary.",
 )
 @alert_options
+@execution_options
 @input_options
 @selection_options
 @output_options
 def analyze_command(
     files: tuple[str, ...],
+    execution: Execution,
     quotes: QuoteFiles,
     inputs: Inputs,
     selection: Selection,
@@ -135,11 +139,13 @@ def analyze_command(
 @quote_options
 @bar_options
 @signing_options
+@execution_options
 @input_options
 @selection_options
 @output_options
 def flow_command(
     files: tuple[str, ...],
+    execution: Execution,
     quotes: QuoteFiles,
     inputs: Inputs,
     selection: Selection,
@@ -243,11 +249,13 @@ inventory_study_options = option_group(
 )
 @alert_options
 @inventory_study_options
+@execution_options
 @input_options
 @selection_options
 @output_options
 def inventory_command(
     files: tuple[str, ...],
+    execution: Execution,
     quotes: QuoteFiles,
     inputs: Inputs,
     selection: Selection,

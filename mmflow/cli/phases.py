@@ -14,6 +14,7 @@ import polars as pl
 from mmflow.cli import run
 from mmflow.cli.app import cli
 from mmflow.cli.command import option_group
+from mmflow.cli.execution import execution_options
 from mmflow.cli.model_options import Bars, bar_options, phase_options
 from mmflow.cli.options import (
     AlertOptions,
@@ -27,6 +28,7 @@ from mmflow.cli.options import (
     selection_options,
     signing_options,
 )
+from mmflow.engine.executors import Execution
 from mmflow.errors import ParameterError
 from mmflow.io import Loaded
 from mmflow.metrics.phases import PhaseParameters
@@ -118,11 +120,13 @@ phase_run_options = option_group(
 @phase_run_options
 @alert_options
 @signing_options
+@execution_options
 @input_options
 @selection_options
 @output_options
 def phases_command(
     files: tuple[str, ...],
+    execution: Execution,
     quotes: QuoteFiles,
     inputs: Inputs,
     selection: Selection,

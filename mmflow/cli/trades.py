@@ -12,6 +12,7 @@ import polars as pl
 from mmflow.cli import run
 from mmflow.cli.app import cli
 from mmflow.cli.command import option_group
+from mmflow.cli.execution import execution_options
 from mmflow.cli.options import (
     Inputs,
     Output,
@@ -23,6 +24,7 @@ from mmflow.cli.options import (
     signing_options,
 )
 from mmflow.cli.types import Duration
+from mmflow.engine.executors import Execution
 from mmflow.io import Loaded
 from mmflow.metrics.profile import ValueAreaMethod
 from mmflow.pipeline import (
@@ -273,11 +275,13 @@ profile_options = option_group(
 @quote_options
 @profile_options
 @signing_options
+@execution_options
 @input_options
 @selection_options
 @output_options
 def profile_command(
     files: tuple[str, ...],
+    execution: Execution,
     quotes: QuoteFiles,
     inputs: Inputs,
     selection: Selection,

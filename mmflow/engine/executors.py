@@ -26,23 +26,31 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from types import ModuleType, TracebackType
 from typing import Any, Final, Protocol, Self, TypeVar
 
-from mmflow.errors import MmflowError, ParameterError
+from mmflow.errors import MissingDependencyError, MmflowError, ParameterError
+from mmflow.progress import OnStage, Stage, report
 
 __all__ = [
     "ALLOWED_FAILURES",
     "DASK_INSTALL_HINT",
     "EXECUTORS",
     "MAX_WORKERS",
+    "TASKS_STAGE",
     "DaskExecutor",
     "DaskMissingError",
+    "Execution",
     "Executor",
     "LocalExecutor",
     "OnProgress",
+    "activate",
+    "active_execution",
     "check_scheduler",
     "import_distributed",
+    "run_tasks",
     "threads_per_worker",
 ]
 
@@ -65,7 +73,7 @@ OnProgress = Callable[[int, int], None]
 ``(0, total)`` before the first); it must not raise."""
 
 
-class DaskMissingError(MmflowError):
+class DaskMissingError(MissingDependencyError):
     """``--executor dask`` without the ``dask`` extra installed (exit 1, with the install hint)."""
 
 
@@ -334,3 +342,106 @@ def _result(distributed: ModuleType, future: Any, index: int, total: int) -> Any
             "with --memory-limit)"
         )
         raise MmflowError(msg) from None
+
+
+TASKS_STAGE: Final = "computing chunks"
+"""The progress stage of the engine's chunk tasks (``computing chunks 3/12 tasks``)."""
+
+
+@dataclass
+class Execution:
+    """The run's choice of executor (``--executor``, ``--scheduler``, ``--workers``).
+
+    The executor itself is made on first use (a Dask cluster starts only when the engine has
+    tasks to run) and closed by :meth:`close`.
+
+    Attributes
+    ----------
+    executor
+        ``local`` or ``dask``.
+    scheduler
+        ``tcp://HOST:PORT`` of a running Dask scheduler.
+    workers
+        Worker processes of a local Dask cluster.
+    on_stage
+        Where progress goes (tasks done / total), or ``None``.
+    """
+
+    executor: str = "local"
+    scheduler: str | None = None
+    workers: int | None = None
+    on_stage: OnStage | None = None
+    _made: LocalExecutor | DaskExecutor | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        """Check the combination before anything is read (a bad one is a usage error)."""
+        if self.executor not in EXECUTORS:
+            msg = f"--executor {self.executor!r} is not one of {', '.join(EXECUTORS)}"
+            raise ParameterError(msg)
+        if self.executor != "dask":
+            for flag, value in (("--scheduler", self.scheduler), ("--workers", self.workers)):
+                if value is not None:
+                    msg = f"{flag} needs --executor dask"
+                    raise ParameterError(msg)
+        if self.scheduler is not None and self.workers is not None:
+            msg = "--scheduler and --workers exclude each other (a cluster has its own workers)"
+            raise ParameterError(msg)
+        if self.scheduler is not None:
+            check_scheduler(self.scheduler)
+        if self.workers is not None and not 1 <= self.workers <= MAX_WORKERS:
+            msg = f"--workers {self.workers} is out of range (give 1 to {MAX_WORKERS})"
+            raise ParameterError(msg)
+        if self.executor == "dask":
+            import_distributed()  # missing extra: say so now, before any input is read
+
+    def made(self) -> LocalExecutor | DaskExecutor:
+        """Return the executor, making it (starting or connecting to a cluster) on first use."""
+        if self._made is None:
+            if self.executor == "dask":
+                self._made = DaskExecutor(scheduler=self.scheduler, workers=self.workers)
+            else:
+                self._made = LocalExecutor()
+        return self._made
+
+    def map(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
+        """Run ``fn`` over ``tasks`` on the chosen executor, in task order, with progress."""
+        listed = list(tasks)
+
+        def progress(done: int, total: int) -> None:
+            report(
+                self.on_stage,
+                Stage(TASKS_STAGE, done=done, total=total, unit="tasks", finished=done == total),
+            )
+
+        return self.made().map(fn, listed, progress if self.on_stage is not None else None)
+
+    def close(self) -> None:
+        """Close the executor (and its local cluster) when one was made."""
+        if self._made is not None:
+            self._made.close()
+            self._made = None
+
+
+_ACTIVE: ContextVar[Execution | None] = ContextVar("mmflow_execution", default=None)
+
+
+def activate(execution: Execution | None) -> None:
+    """Make ``execution`` the one :func:`run_tasks` uses in this context (``None``: local)."""
+    _ACTIVE.set(execution)
+
+
+def active_execution() -> Execution | None:
+    """Return the execution :func:`activate` set, or ``None``."""
+    return _ACTIVE.get()
+
+
+def run_tasks(fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
+    """Run ``fn`` over ``tasks`` on the active execution (local when none): results in order.
+
+    The engine's executor hook: ``run_engine(..., executor=run_tasks)``; the command line
+    activates the ``--executor`` choice before the command runs.
+    """
+    execution = _ACTIVE.get()
+    if execution is None:
+        return LocalExecutor().map(fn, tasks)
+    return execution.map(fn, tasks)
