@@ -184,6 +184,10 @@ class Chunk:
     bucket_volume
         The instrument's VPIN bucket volume V (ADV / buckets_per_day over the whole run), or
         ``None`` when it has no volume.
+    last_quote_ts
+        The ``ts`` (ns) of the instrument's last quote over the whole run, ``None`` without
+        quotes: trade costs call a horizon after it ``after_last_quote`` even when the chunk
+        reads no quote that late.
     trade_state, quote_state
         The inbound state: what the instrument's earlier chunks leave (chained by the census).
     """
@@ -201,6 +205,7 @@ class Chunk:
     first_bar: int | None = None
     last_bar: int | None = None
     bucket_volume: float | None = None
+    last_quote_ts: int | None = None
     trade_state: TradeState = field(default_factory=TradeState)
     quote_state: QuoteState = field(default_factory=QuoteState)
 
