@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from mmflow.engine.executors import (
     DaskExecutor,
@@ -22,7 +24,13 @@ from mmflow.engine.executors import (
     import_distributed,
     threads_per_worker,
 )
+from mmflow.engine.run import EngineRun, make_settings, run_chunk, run_engine
+from mmflow.engine.state import ChunkResult, ChunkTask, EngineSettings
 from mmflow.errors import ParameterError
+from mmflow.io import ReadOptions, load_inputs
+from mmflow.pipeline import BarOptions, Selection, Signing, gather, prepare_market, read_many
+from mmflow.schema import QUOTES, TRADES, instrument_keys
+from tests.market_days import market_days
 
 
 def square(task: tuple[int, float, str]) -> tuple[int, int, str | None]:
@@ -218,3 +226,83 @@ def test_run_tasks_uses_the_active_execution_and_reports_tasks() -> None:
         (2, 2, "tasks", True),
     ]
     assert [r[0] for r in run_tasks(square, [(4, 0.0, "")])] == [16]  # none active: local
+
+
+# --- the real engine on Dask: equal to the local run ---------------------------------------------
+
+
+def prepared_inputs(
+    trades: pl.LazyFrame, quotes: pl.LazyFrame | None
+) -> tuple[pl.LazyFrame, pl.LazyFrame | None, EngineSettings]:
+    prepared_trades, prepared_quotes, _ = prepare_market(trades, quotes, Selection())
+    settings = make_settings(
+        BarOptions(),
+        Signing(),
+        keys=instrument_keys(prepared_trades),
+        session=False,
+        has_quotes=prepared_quotes is not None,
+        memory_limit=1,  # one chunk per instrument and day: many tasks
+    )
+    return prepared_trades, prepared_quotes, settings
+
+
+def assert_same_run(local: EngineRun, remote: EngineRun) -> None:
+    for name in ("bars", "levels", "mix", "buckets", "checks"):
+        expected, got = getattr(local.finished, name), getattr(remote.finished, name)
+        if expected is None:
+            assert got is None
+            continue
+        assert_frame_equal(got, expected, check_exact=False, rel_tol=1e-9, abs_tol=0.0)
+    assert [r.chunk for r in remote.results] == [r.chunk for r in local.results]
+
+
+def sample_inputs() -> tuple[pl.LazyFrame, pl.LazyFrame | None]:
+    found = load_inputs([str(Path(__file__).parents[1] / "sample_data")], "auto", ReadOptions())
+    loaded = read_many(found.loaded)
+    trades = gather(loaded, TRADES)
+    assert trades is not None
+    return trades, gather(loaded, QUOTES)
+
+
+def test_engine_on_dask_equals_local_on_the_sample_data(dask_executor: DaskExecutor) -> None:
+    trades, quotes, settings = prepared_inputs(*sample_inputs())
+    local = run_engine(trades, quotes, settings, executor=LocalExecutor().map)
+    remote = run_engine(trades, quotes, settings, executor=dask_executor.map)
+    assert len(local.results) > 1
+    assert_same_run(local, remote)
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_engine_on_dask_equals_local_on_generated_days(
+    dask_executor: DaskExecutor, in_memory: bool
+) -> None:
+    generated = market_days(7, days=4, symbols=("AAA", "BBB", "CCC"), venues=("XNAS", "BATS"))
+    trades, quotes, settings = prepared_inputs(generated[0].lazy(), generated[1].lazy())
+    local = run_engine(trades, quotes, settings, executor=LocalExecutor().map, in_memory=in_memory)
+    remote = run_engine(trades, quotes, settings, executor=dask_executor.map, in_memory=in_memory)
+    assert len(local.results) == 3 * 2 * 4  # instrument × day
+    assert_same_run(local, remote)
+
+
+def slow_run_chunk(task: ChunkTask) -> ChunkResult:
+    """The engine's task, slowed so that a worker is surely killed in the middle of one."""
+    time.sleep(0.3)
+    return run_chunk(task)
+
+
+def test_engine_killed_worker_loses_and_doubles_nothing(dask_executor: DaskExecutor) -> None:
+    generated = market_days(11, days=3, symbols=("AAA", "BBB"), venues=("XNAS",))
+    trades, quotes, settings = prepared_inputs(generated[0].lazy(), generated[1].lazy())
+    local = run_engine(trades, quotes, settings, executor=LocalExecutor().map)
+    killed: list[int] = []
+
+    def on_progress(done: int, total: int) -> None:
+        if done == 1 and not killed:
+            killed.append(kill_busy_worker(dask_executor))
+
+    def executor(fn: Any, tasks: Any) -> Any:
+        return dask_executor.map(slow_run_chunk, tasks, on_progress)
+
+    remote = run_engine(trades, quotes, settings, executor=executor)
+    assert len(killed) == 1
+    assert_same_run(local, remote)  # every chunk once: volumes, counts and buckets equal
