@@ -325,3 +325,78 @@ def test_unsupported_settings_and_folders_are_refused(tmp_path: Path) -> None:
         incremental(tmp_path / "dataset", stranger)
     with pytest.raises(MmflowError, match="no symbol="):
         incremental(stranger, tmp_path / "results")
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+SAMPLE = Path(__file__).parents[1] / "sample_data"
+
+
+def mmflow(*args: str) -> Any:
+    from click.testing import CliRunner
+
+    from mmflow.cli import cli
+
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_cli_incremental_equals_analyze_and_reruns_as_a_no_op(tmp_path: Path) -> None:
+    dataset, results = tmp_path / "dataset", tmp_path / "results"
+    assert mmflow("convert", str(SAMPLE / "tardis"), "-o", str(dataset)).exit_code == 0
+    first = mmflow("analyze", str(dataset), "-o", str(results), "--incremental")
+    assert first.exit_code == 0, first.output
+    assert "computed 1 partitions (1 chunk tasks)" in first.stderr
+    whole = tmp_path / "bars.parquet"
+    assert mmflow("analyze", str(dataset), "-o", str(whole), "-q").exit_code == 0
+    expected = pl.read_parquet(whole)
+    got = pl.read_parquet(results / "bars.parquet").select(expected.columns)
+    assert_frame_equal(got, expected, check_exact=False, rel_tol=1e-9, check_dtypes=False)
+    again = mmflow("analyze", str(dataset), "-o", str(results), "--incremental")
+    assert again.exit_code == 0
+    assert "is up to date: nothing new or changed" in again.stderr
+
+
+def test_cli_incremental_refuses_what_does_not_apply(tmp_path: Path) -> None:
+    dataset = tmp_path / "dataset"
+    write_days(dataset, 5, 0, 1)
+    results = str(tmp_path / "results")
+    for extra, message in (
+        (["--to", "csv"], "--to does not apply with --incremental"),
+        (["--fill"], "does not support --fill"),
+        (["--session", "09:30-16:00"], "does not support --session"),
+        (["--table", "summary"], "--table does not apply"),
+    ):
+        result = mmflow("analyze", str(dataset), "-o", results, "--incremental", *extra)
+        assert result.exit_code == 2, (extra, result.output)
+        assert message in result.output
+    result = mmflow("analyze", str(dataset), "--incremental")
+    assert result.exit_code == 2
+    assert "needs -o RESULTS/" in result.output
+
+
+def test_cli_incremental_on_dask_equals_local(tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    dataset = tmp_path / "dataset"
+    write_days(dataset, 3, 0, 2, symbols=("AAA", "BBB", "CCC"))
+    local = mmflow("analyze", str(dataset), "-o", str(tmp_path / "local"), "--incremental")
+    assert local.exit_code == 0, local.output
+    remote = mmflow(
+        "analyze",
+        str(dataset),
+        "-o",
+        str(tmp_path / "dask"),
+        "--incremental",
+        "--executor",
+        "dask",
+        "--workers",
+        "2",
+    )
+    assert remote.exit_code == 0, remote.output
+    assert "computed 6 partitions (6 chunk tasks)" in remote.stderr
+    for name in ("bars.parquet", "summary.parquet"):
+        assert_frame_equal(
+            pl.read_parquet(tmp_path / "dask" / name),
+            pl.read_parquet(tmp_path / "local" / name),
+            check_exact=False,
+            rel_tol=1e-9,
+        )

@@ -14,6 +14,7 @@ from mmflow.cli import run
 from mmflow.cli.app import cli
 from mmflow.cli.command import option_group
 from mmflow.cli.execution import execution_options
+from mmflow.cli.incremental import incremental_option
 from mmflow.cli.model_options import Bars, bar_options
 from mmflow.cli.options import (
     AlertOptions,
@@ -76,6 +77,7 @@ from mmflow.render.table import (
 @input_options
 @selection_options
 @output_options
+@incremental_option
 def analyze_command(
     files: tuple[str, ...],
     execution: Execution,
@@ -103,6 +105,8 @@ def analyze_command(
     \b
         mmflow analyze sample_data/
         mmflow analyze sample_data/tardis/ --bar 5m -o bars.parquet
+        mmflow convert sample_data/tardis/ -o dataset/
+        mmflow analyze dataset/ -o results/ --incremental
     """
     loaded, trades, quote_frame = run.market(files, quotes, inputs, selection)
     plan = partial(analyze, trades, quote_frame, options=bars.options, signing=signing)
