@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from mmflow.cli.command import F, option_group
-from mmflow.cli.run import stages
+from mmflow.cli.run import say, stages
 from mmflow.engine.executors import EXECUTORS, MAX_WORKERS, Execution, activate
 from mmflow.errors import ParameterError
 
@@ -35,9 +35,18 @@ def _execution(values: Mapping[str, Any]) -> Execution:
         raise click.UsageError(str(exc)) from None
     context = click.get_current_context(silent=True)
     if context is not None:
-        context.call_on_close(execution.close)
+        context.call_on_close(lambda: _close(execution))
     activate(execution)
     return execution
+
+
+def _close(execution: Execution) -> None:
+    execution.close()
+    if execution.executor == "dask" and not execution.used:
+        say(
+            "Note: --executor dask ran nothing: this command computed its tables in this "
+            "process (only the chunked engine's tasks go to Dask)"
+        )
 
 
 def execution_options(func: F) -> F:

@@ -372,6 +372,8 @@ class Execution:
     workers: int | None = None
     on_stage: OnStage | None = None
     _made: LocalExecutor | DaskExecutor | None = field(default=None, init=False, repr=False)
+    used: bool = field(default=False, init=False)
+    """Whether any task ran on it (a command that runs no chunk task leaves it unused)."""
 
     def __post_init__(self) -> None:
         """Check the combination before anything is read (a bad one is a usage error)."""
@@ -406,6 +408,7 @@ class Execution:
     def map(self, fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
         """Run ``fn`` over ``tasks`` on the chosen executor, in task order, with progress."""
         listed = list(tasks)
+        self.used = self.used or bool(listed)
 
         def progress(done: int, total: int) -> None:
             report(
