@@ -9,6 +9,7 @@ that do not apply (a usage error, exit 2), reads only the dataset partitions tha
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, cast
@@ -19,9 +20,10 @@ import polars as pl
 from mmflow.cli.command import F
 from mmflow.cli.model_options import Bars
 from mmflow.cli.options import AlertOptions, Inputs, Output, QuoteFiles
-from mmflow.cli.run import metadata_for, say
+from mmflow.cli.run import account, load, metadata_for, say
 from mmflow.engine.chunks import default_memory_limit
 from mmflow.engine.incremental import (
+    ReadPartitions,
     check_incremental,
     list_partitions,
     partition_reader,
@@ -30,8 +32,8 @@ from mmflow.engine.incremental import (
 from mmflow.engine.run import make_settings
 from mmflow.errors import ParameterError
 from mmflow.metrics.phases import PhaseParameters
-from mmflow.pipeline import Selection, Signing, check_windows, parameters_of
-from mmflow.schema import VENUE
+from mmflow.pipeline import Selection, Signing, check_windows, gather, parameters_of, read_many
+from mmflow.schema import QUOTES, TRADES, VENUE
 
 __all__ = ["INCREMENTAL_HELP", "analyze_incremental", "incremental_option"]
 
@@ -70,6 +72,24 @@ def incremental_option(func: F) -> F:
         help=INCREMENTAL_HELP,
     )
     return cast(F, option(wrapper))
+
+
+def _accounted(read: ReadPartitions, inputs: Inputs, selection: Selection) -> ReadPartitions:
+    """Wrap ``read``: its first call (every recomputed partition) also counts the row account.
+
+    Rows dropped by the selection or the validity limits are warned about as in every command,
+    and unparseable rows stop the run unless --skip-bad-rows (nothing is dropped silently).
+    """
+    counted: list[bool] = []
+
+    def accounted(paths: Sequence[Path]) -> tuple[pl.LazyFrame, pl.LazyFrame | None]:
+        if not counted and paths:
+            counted.append(True)
+            loaded = read_many(load(inputs, [str(p) for p in paths], "auto"))
+            account(inputs, selection, loaded, (gather(loaded, TRADES), gather(loaded, QUOTES)))
+        return read(paths)
+
+    return accounted
 
 
 def _refuse(flag: str, reason: str) -> None:
@@ -142,7 +162,7 @@ def analyze_incremental(
         dataset,
         results,
         settings,
-        read=partition_reader(selection, inputs.read),
+        read=_accounted(partition_reader(selection, inputs.read), inputs, selection),
         parameters=parameters,
         phase_parameters=phase_parameters,
         metadata=metadata,
