@@ -482,6 +482,7 @@ def analyze(
     selection: Selection | None = None,
     phase_parameters: PhaseParameters | None = None,
     materialize: Callable[[list[pl.LazyFrame]], list[pl.DataFrame]] | None = None,
+    chunked: bool = True,
 ) -> Analysis:
     """Run the main analysis: everything per bar, and one summary row per instrument.
 
@@ -517,7 +518,13 @@ def analyze(
     options = options or BarOptions(every=every)
     phase_parameters = phase_parameters or PhaseParameters(lookback=options.lookback)
     check_windows(options, phase_parameters)
-    market = market_bars(trades, quotes, options=options, signing=signing, selection=selection)
+    market = market_bars(
+        trades, quotes, options=options, signing=signing, selection=selection, chunked=chunked
+    )
+    if market.engine is not None:  # every table already computed once, by the engine
+        from mmflow.engine.market import engine_analysis
+
+        return engine_analysis(market, market.engine, phase_parameters)
     signing = signing or Signing()
     if signing.method == "bvc":
         flow = summary_from_bars(market.bars, market.signed)
@@ -1051,6 +1058,9 @@ class BarOptions:
         The most bars (and VPIN buckets, and lookback bars) a run may make; estimated before
         they are made (:class:`mmflow.errors.SizeLimitError`). ``None``: no limit. Default
         :func:`default_max_rows`.
+    memory_limit
+        Bytes one chunk of the engine may use (:mod:`mmflow.engine.chunks`); ``None``: half
+        the available memory, at most 4 GiB.
     """
 
     every: str = "1m"
@@ -1063,6 +1073,7 @@ class BarOptions:
     depth_factor: float = 0.5
     fill: bool = False
     max_bars: int | None = field(default_factory=default_max_rows)
+    memory_limit: int | None = None
 
 
 QUOTE_BAR_COLUMNS = (
@@ -1099,6 +1110,10 @@ class Market:
     checks
         With quotes: per instrument, what the quotes could not be used for
         (:func:`quote_checks`; turn into warnings with :func:`quote_warnings`).
+    engine
+        The chunked engine's run (:class:`mmflow.engine.run.EngineRun`) when it computed the
+        tables: then ``bars`` is computed and ``signed`` is the level table as pseudo-trades
+        (:func:`mmflow.engine.finish.pseudo_trades`); ``None`` on the single-plan path.
     """
 
     bars: pl.LazyFrame
@@ -1108,6 +1123,7 @@ class Market:
     parameters: dict[str, Any] = field(default_factory=dict)
     dropped: pl.LazyFrame | None = None
     checks: pl.LazyFrame | None = None
+    engine: Any = None
 
 
 def market_bars(
@@ -1117,6 +1133,7 @@ def market_bars(
     options: BarOptions | None = None,
     signing: Signing | None = None,
     selection: Selection | None = None,
+    chunked: bool = True,
 ) -> Market:
     """Build the full per-bar table: flow, CVD, OFI, quotes, VPIN, costs, impact, inventory.
 
@@ -1137,11 +1154,15 @@ def market_bars(
         How trades are signed.
     selection
         Symbols, time window, clock, session and cleaning.
+    chunked
+        Compute with the chunked engine (:mod:`mmflow.engine`) where it applies
+        (:func:`mmflow.engine.market.engine_applies`); ``False``: the single lazy plan (the
+        reference the engine is tested against).
 
     Returns
     -------
     Market
-        The lazy bar table and what it was built from.
+        The bar table and what it was built from.
     """
     options = options or BarOptions()
     selection = selection or Selection()
@@ -1162,6 +1183,20 @@ def market_bars(
     )
     check_durations(options, signing)
     check_windows(options)
+    from mmflow.engine.market import engine_applies, engine_market
+
+    if chunked and engine_applies(prepared, prepared_quotes, signing):
+        computed = engine_market(
+            prepared,
+            prepared_quotes,
+            options=options,
+            signing=signing,
+            parameters=parameters,
+            dropped=dropped,
+            memory_limit=options.memory_limit,
+        )
+        if computed is not None:
+            return computed
     age = signing.max_quote_age
     if signing.method == "bvc":
         signed = prepared.with_columns(

@@ -35,7 +35,17 @@ from mmflow.schema import (
     VENUE,
 )
 
-__all__ = ["UNIT", "Census", "InboundState", "chain", "take_census", "unit_expression"]
+_BBO: Final = (BID_PRICE, BID_SIZE, ASK_PRICE, ASK_SIZE)
+
+__all__ = [
+    "QUOTE_KINDS",
+    "UNIT",
+    "Census",
+    "InboundState",
+    "chain",
+    "take_census",
+    "unit_expression",
+]
 
 UNIT: Final = "_unit"
 """The census unit column: the chunk-day number (Int64) or the session date."""
@@ -75,8 +85,9 @@ class Census:
         ``keys…, _unit, _date, trades, volume, bucket_trades, first_ts, last_ts, first_price,
         last_price, last_direction`` (``*_ts`` in ns), sorted by keys, unit and date.
     quotes
-        ``keys…, _unit, _date, quotes, first_ts, last_ts`` and the last quote's ``q_ts,
-        bid_price, bid_size, ask_price, ask_size[, q_ts_event]``; ``None`` without quotes.
+        ``keys…, _unit, _date, quotes, first_ts, last_ts`` and for each kind of
+        :data:`QUOTE_KINDS` the last such quote's ``q_{kind}_ts, q_{kind}_bid_price, …
+        q_{kind}_ask_size[, q_{kind}_ts_event]``; ``None`` without quotes.
     keys
         The instrument columns.
     session
@@ -120,15 +131,41 @@ def trade_census(
     )
 
 
+QUOTE_KINDS: Final = ("last", "valid", "standing", "usable")
+"""The last quotes the census keeps per unit: of any kind; ``valid`` (both sides and sizes
+present, bid ≤ ask: OFI's previous quote and the mid); ``standing`` (valid or empty, i.e. not
+crossed: the state that stands for spread and depth); ``usable`` (bid < ask, finite:
+:func:`mmflow.metrics.classify.quote_is_usable`, for signing and the future mid)."""
+
+
 def quote_census(
     quotes: pl.LazyFrame, keys: tuple[str, ...], every_ns: int, *, session: bool
 ) -> pl.LazyFrame:
     """Return the lazy quote census of time-ordered prepared quotes (see :class:`Census`)."""
+    from mmflow.metrics.classify import quote_is_usable
+
     names = quotes.collect_schema().names()
-    event = [_ns(TS_EVENT).last().alias("q_ts_event")] if TS_EVENT in names else []
     columns = [*keys, TS, BID_PRICE, BID_SIZE, ASK_PRICE, ASK_SIZE]
     columns += [TS_EVENT] if TS_EVENT in names else []
     columns += ["session"] if session else []
+    sides = [pl.col(c).cast(pl.Float64).fill_nan(None) for c in _BBO]
+    empty = pl.any_horizontal(side.is_null() for side in sides)
+    where: dict[str, pl.Expr | None] = {
+        "last": None,
+        "valid": ~empty & (sides[0] <= sides[2]),
+        "standing": empty | (sides[0] <= sides[2]),
+        "usable": quote_is_usable(),
+    }
+    aggregations: list[pl.Expr] = []
+    for kind in QUOTE_KINDS:
+        condition = where[kind]
+        parts = [_ns().alias(f"q_{kind}_ts")]
+        parts += [pl.col(c).cast(pl.Float64).alias(f"q_{kind}_{c}") for c in _BBO]
+        if TS_EVENT in names:
+            parts.append(_ns(TS_EVENT).alias(f"q_{kind}_ts_event"))
+        aggregations += [
+            p.last() if condition is None else p.filter(condition).last() for p in parts
+        ]
     return (
         quotes.select(columns)
         .with_columns(_unit(every_ns, session), pl.col(TS).dt.date().alias(DATE))
@@ -137,9 +174,7 @@ def quote_census(
             pl.len().alias("quotes"),
             _ns().min().alias("first_ts"),
             _ns().max().alias("last_ts"),
-            _ns().last().alias("q_ts"),
-            *(pl.col(c).last() for c in (BID_PRICE, BID_SIZE, ASK_PRICE, ASK_SIZE)),
-            *event,
+            *aggregations,
         )
         .sort(*keys, UNIT, DATE, nulls_last=True)
     )
@@ -168,10 +203,32 @@ def instrument_of(row: dict[str, Any], keys: tuple[str, ...]) -> tuple[str | Non
 
 @dataclass(frozen=True)
 class InboundState:
-    """The state entering one unit of one instrument."""
+    """The state entering one unit of one instrument.
+
+    Attributes
+    ----------
+    trade
+        The tick state, VPIN volume and trade count before the unit.
+    quotes
+        The last quote of each kind of :data:`QUOTE_KINDS` before the unit.
+    """
 
     trade: TradeState
-    quote: QuoteState
+    quotes: dict[str, QuoteState]
+
+
+def _quote_of(row: dict[str, Any], kind: str) -> QuoteState | None:
+    ts = row.get(f"q_{kind}_ts")
+    if ts is None:
+        return None
+    return QuoteState(
+        ts=int(ts),
+        bid_price=row[f"q_{kind}_{BID_PRICE}"],
+        bid_size=row[f"q_{kind}_{BID_SIZE}"],
+        ask_price=row[f"q_{kind}_{ASK_PRICE}"],
+        ask_size=row[f"q_{kind}_{ASK_SIZE}"],
+        ts_event=row.get(f"q_{kind}_ts_event"),
+    )
 
 
 def chain(census: Census) -> dict[tuple[str | None, str], dict[Any, InboundState]]:
@@ -179,7 +236,7 @@ def chain(census: Census) -> dict[tuple[str | None, str], dict[Any, InboundState
 
     The tick state (last price, last non-zero direction, trades before) restarts at every
     session with ``--session`` (bars and signing are per session); the VPIN volume and the
-    last quote carry across the instrument's whole run. Units holding only quotes are
+    last quotes carry across the instrument's whole run. Units holding only quotes are
     included (their bars come from the quotes).
 
     Returns
@@ -207,11 +264,13 @@ def chain(census: Census) -> dict[tuple[str | None, str], dict[Any, InboundState
         direction = 0
         volume = 0.0
         count = 0
-        quote = QuoteState()
+        quotes = dict.fromkeys(QUOTE_KINDS, QuoteState())
         for unit in sorted(set(units_t) | set(units_q)):
             if census.session:
                 last_price, direction, count = None, 0, 0
-            states[unit] = InboundState(TradeState(last_price, direction, volume, count), quote)
+            states[unit] = InboundState(
+                TradeState(last_price, direction, volume, count), dict(quotes)
+            )
             for row in units_t.get(unit, []):  # sorted by date inside the unit
                 first = row["first_price"]
                 if first is not None and last_price is not None and first != last_price:
@@ -223,13 +282,9 @@ def chain(census: Census) -> dict[tuple[str | None, str], dict[Any, InboundState
                 volume += float(row["volume"] or 0.0)
                 count += int(row["trades"])
             for row in units_q.get(unit, []):
-                quote = QuoteState(
-                    ts=row["q_ts"],
-                    bid_price=row[BID_PRICE],
-                    bid_size=row[BID_SIZE],
-                    ask_price=row[ASK_PRICE],
-                    ask_size=row[ASK_SIZE],
-                    ts_event=row.get("q_ts_event"),
-                )
+                for kind in QUOTE_KINDS:
+                    quote = _quote_of(row, kind)
+                    if quote is not None:
+                        quotes[kind] = quote
         out[instrument] = states
     return out

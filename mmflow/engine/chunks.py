@@ -322,5 +322,8 @@ def _chunk(
         bucket_volume=bucket_volume,
         last_quote_ts=last_quote_ts,
         trade_state=inbound.trade,
-        quote_state=inbound.quote,
+        quote_state=inbound.quotes["last"],
+        valid_quote_state=inbound.quotes["valid"],
+        standing_quote_state=inbound.quotes["standing"],
+        usable_quote_state=inbound.quotes["usable"],
     )

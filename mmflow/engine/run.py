@@ -13,7 +13,6 @@ task's polars plan uses every thread; peak memory is set by the largest chunk) a
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -29,6 +28,7 @@ from mmflow.engine.finish import (
     Finished,
     finish_market,
 )
+from mmflow.engine.quotes import QuoteCarry, quote_partials
 from mmflow.engine.state import (
     Chunk,
     ChunkResult,
@@ -38,6 +38,7 @@ from mmflow.engine.state import (
     TableSource,
     TradePartials,
 )
+from mmflow.engine.trades import quote_window, trade_partials
 from mmflow.metrics.flow import event_grid
 from mmflow.schema import ASK_PRICE, ASK_SIZE, BID_PRICE, BID_SIZE, SYMBOL, TS, TS_EVENT, VENUE
 
@@ -61,6 +62,8 @@ class _TradePartialsFunction(Protocol):
         quotes: pl.DataFrame | None,
         chunk: Chunk,
         settings: EngineSettings,
+        *,
+        last_quote_ts: int | None = None,
     ) -> TradePartials: ...
 
 
@@ -71,19 +74,20 @@ class _QuotePartialsFunction(Protocol):
         chunk: Chunk,
         bar_starts: pl.Series | None,
         settings: EngineSettings,
+        *,
+        carry: QuoteCarry | None = None,
+        quotes_after: bool = False,
     ) -> pl.DataFrame: ...
 
 
 def _trade_partials() -> _TradePartialsFunction:
-    module = importlib.import_module("mmflow.engine.trades")
-    function: _TradePartialsFunction = module.trade_partials
-    return function
+    """Return the trade pass (a seam: tests put an oracle here)."""
+    return trade_partials
 
 
 def _quote_partials() -> _QuotePartialsFunction:
-    module = importlib.import_module("mmflow.engine.quotes")
-    function: _QuotePartialsFunction = module.quote_partials
-    return function
+    """Return the quote pass (a seam: tests put an oracle here)."""
+    return quote_partials
 
 
 TIMESTAMP = pl.Datetime("ns", "UTC")
@@ -179,27 +183,27 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
     own_quotes: pl.DataFrame | None = None
     context: pl.DataFrame | None = None
     if task.quotes is not None:
-        scan = task.quotes.scan()
-        window = scan.filter(
-            chunk.instrument_filter(keys)
-            & chunk.time_filter(before=settings.lag_ns, after=settings.horizon_ns)
-        )
-        around = _ordered(window.collect())
-        own = around.filter(chunk.row_filter(keys))
-        own_quotes = own
-        before = _state_row(chunk.quote_state, around, chunk)
+        scan = task.quotes.scan().filter(chunk.instrument_filter(keys))
         if settings.lag_ns > 0:
-            # The quote prevailing lag before the chunk: the last one before start - lag.
-            limit = chunk.start - settings.lag_ns
-            earlier = scan.filter(
-                chunk.instrument_filter(keys)
-                & (pl.col(TS).dt.cast_time_unit("ns").dt.epoch("ns") < limit)
-            )
-            before = earlier.select(pl.all().last()).collect().select(around.columns)
-            before = before.filter(pl.col(TS).is_not_null())
-        context = pl.concat([before, around], how="vertical_relaxed") if before.height else around
+            # The quote prevailing a lag before the chunk comes from before start - lag.
+            window, _ = quote_window(scan, chunk, settings)
+            context = _ordered(window.collect())
+            own_quotes = context.filter(chunk.row_filter(keys))
+        else:
+            around = _ordered(scan.filter(chunk.time_filter(after=settings.horizon_ns)).collect())
+            own_quotes = around.filter(chunk.row_filter(keys))
+            before = [
+                _state_row(state, around, chunk)
+                for state in sorted(
+                    {chunk.usable_quote_state, chunk.quote_state} - {QuoteState()},
+                    key=lambda state: state.ts or 0,
+                )
+            ]
+            context = pl.concat([*before, around], how="vertical_relaxed")
     grid = chunk_grid(trades, own_quotes, chunk, settings)
-    partials = _trade_partials()(trades, context, chunk, settings)
+    partials = _trade_partials()(
+        trades, context, chunk, settings, last_quote_ts=chunk.last_quote_ts
+    )
     bar_keys = settings.bar_keys
     counts = ("volume", "buy_volume", "sell_volume", "unknown_volume", "net_flow")
     trade_bars = partials.bars.select(
@@ -213,7 +217,15 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
     )
     quote_state = chunk.quote_state
     if own_quotes is not None:
-        quoted = _quote_partials()(own_quotes, chunk, grid[TS], settings)
+        carry = QuoteCarry(
+            last=chunk.quote_state,
+            valid=chunk.valid_quote_state,
+            standing=chunk.standing_quote_state,
+        )
+        quotes_after = chunk.last_quote_ts is not None and chunk.last_quote_ts >= chunk.end
+        quoted = _quote_partials()(
+            own_quotes, chunk, grid[TS], settings, carry=carry, quotes_after=quotes_after
+        )
         present = [c for c in QUOTE_BAR_COLUMNS if c in quoted.columns]
         bars = bars.join(
             quoted.select(*bar_keys, TS, *present),
@@ -288,13 +300,17 @@ def make_settings(
 
 @dataclass(frozen=True)
 class EngineRun:
-    """A finished engine run: the tables, the plan and the census they came from."""
+    """A finished engine run: the tables, the plan and the census they came from.
 
-    finished: Finished
+    ``finished`` is ``None`` when the run has no chunk (no trades).
+    """
+
+    finished: Finished | None
     plan: Plan
     census: Census
     spans: pl.DataFrame
     results: tuple[ChunkResult, ...]
+    settings: EngineSettings
 
 
 def _spans(census: Census) -> pl.DataFrame:
@@ -372,10 +388,12 @@ def run_engine(
         max_bars=options.max_bars,
         every=options.every,
     )
+    if not plan.chunks:
+        return EngineRun(None, plan, census, _spans(census), (), settings)
     tasks = _tasks(plan, settings, trades, quotes, trade_frame, quote_frame)
     results = tuple((executor or local_executor)(run_chunk, tasks))
     finished = finish_market(results, settings, quote_counts=_quote_counts(census))
-    return EngineRun(finished, plan, census, _spans(census), results)
+    return EngineRun(finished, plan, census, _spans(census), results, settings)
 
 
 def _split(frame: pl.DataFrame, keys: Sequence[str]) -> dict[tuple[Any, ...], pl.DataFrame]:

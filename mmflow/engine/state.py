@@ -189,7 +189,18 @@ class Chunk:
         quotes: trade costs call a horizon after it ``after_last_quote`` even when the chunk
         reads no quote that late.
     trade_state, quote_state
-        The inbound state: what the instrument's earlier chunks leave (chained by the census).
+        The inbound state: what the instrument's earlier chunks leave (chained by the census);
+        ``quote_state`` is the last quote of any kind before ``start``.
+    valid_quote_state
+        The last valid quote before ``start`` (both sides and sizes present, bid ≤ ask): OFI's
+        previous quote and the standing mid.
+    standing_quote_state
+        The last valid or empty (not crossed) quote before ``start``: the state standing for
+        time-weighted spread and depth (see :class:`mmflow.engine.quotes.QuoteCarry`).
+    usable_quote_state
+        The last usable quote before ``start`` (finite, bid < ask:
+        :func:`mmflow.metrics.classify.quote_is_usable`): the future mid of a trade whose
+        horizon holds no later usable quote.
     """
 
     symbol: str
@@ -208,6 +219,9 @@ class Chunk:
     last_quote_ts: int | None = None
     trade_state: TradeState = field(default_factory=TradeState)
     quote_state: QuoteState = field(default_factory=QuoteState)
+    valid_quote_state: QuoteState = field(default_factory=QuoteState)
+    standing_quote_state: QuoteState = field(default_factory=QuoteState)
+    usable_quote_state: QuoteState = field(default_factory=QuoteState)
 
     @property
     def instrument(self) -> tuple[str | None, str]:
