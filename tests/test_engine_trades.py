@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date
 from functools import cache
 from pathlib import Path
@@ -571,3 +572,109 @@ def test_real_tardis_files_chunked_equal_whole() -> None:
         chunked, _ = chunked_run(trades, quotes, options, signing, edges, venue=True)
         assert_same(whole, chunked)
         assert whole["buckets"].height > 10
+
+
+# --------------------------------------------------------------------------------------------
+# Hand-computed vectors
+
+
+def small_chunk(
+    prices: Sequence[float | None], sizes: Sequence[float], state: TradeState, volume: float
+) -> TradePartials:
+    trades = pl.DataFrame(
+        {
+            "ts": [T0 + (i + 1) * NS for i in range(len(prices))],
+            "symbol": "X",
+            "price": prices,
+            "size": sizes,
+            "aggressor_side": [0] * len(prices),
+        },
+        schema_overrides={"ts": pl.Int64, "aggressor_side": pl.Int8, "price": pl.Float64},
+    ).with_columns(pl.col("ts").cast(UTC_NS))
+    config = engine_settings(
+        OPTIONS, Signing(method="tick"), ["symbol"], quotes=False, session=False
+    )
+    chunk = Chunk(
+        symbol="X", venue=None, start=T0, end=T0 + DAY, bucket_volume=volume, trade_state=state
+    )
+    return trade_partials(trades, None, chunk, config)
+
+
+def test_inbound_tick_state_by_hand() -> None:
+    """P_{t−1} and the last direction come from the state: 10 > 9.5 is +1, 10 = 10 repeats."""
+    up = small_chunk([10.0, 10.0, 9.0], [1.0, 2.0, 3.0], TradeState(9.5, -1), 100.0)
+    assert up.bars["buy_volume"].item() == 3.0
+    assert up.bars["sell_volume"].item() == 3.0
+    # equal to the last price: a zero tick repeats the inbound direction (−1); a null price is 0
+    flat = small_chunk([10.0, None, 10.0], [1.0, 2.0, 4.0], TradeState(10.0, -1), 100.0)
+    assert (flat.bars["sell_volume"].item(), flat.bars["unknown_volume"].item()) == (5.0, 2.0)
+    assert (flat.state.last_price, flat.state.last_direction) == (10.0, -1)
+    # no state: the first trade is unknown
+    fresh = small_chunk([10.0, 10.0], [1.0, 2.0], TradeState(), 100.0)
+    assert fresh.bars["unknown_volume"].item() == 3.0
+
+
+def test_bucket_pieces_by_hand() -> None:
+    """V = 100 and 150 already poured: 60 fills bucket 1 with 50 (completing it), 10 go on."""
+    part = small_chunk(
+        [10.0, 11.0, 12.0], [60.0, 0.0, 240.0], TradeState(9.0, 1, cumulative_volume=150.0), 100.0
+    )
+    rows = part.buckets.select("bucket", "volume", "buy_volume", "completes").rows()
+    assert rows == [
+        (1, 50.0, 50.0, True),
+        (2, 100.0, 100.0, True),  # 10 of the first trade, 90 of the third
+        (3, 100.0, 100.0, True),
+        (4, 50.0, 50.0, False),  # 450 poured: half of bucket 4
+    ]
+    assert part.state.cumulative_volume == 450.0
+    assert part.state.trades == 3
+
+
+def test_unsorted_input_is_sorted_first() -> None:
+    trades, quotes = data(2)
+    config = engine_settings(OPTIONS, Signing(), ["symbol"], quotes=True, session=False)
+    own = trades.filter(pl.col("symbol") == "AAA").unique(subset="ts", keep="first")
+    own = own.sort("ts")
+    own_quotes = quotes.filter(pl.col("symbol") == "AAA")
+    chunk = Chunk(symbol="AAA", venue=None, start=-(2**62), end=2**62, bucket_volume=50.0)
+    ordered = trade_partials(own, own_quotes, chunk, config)
+    shuffled = trade_partials(
+        own.sample(fraction=1.0, shuffle=True, seed=3), own_quotes, chunk, config
+    )
+    assert_frame_equal(shuffled.bars, ordered.bars)
+    assert_frame_equal(shuffled.buckets, ordered.buckets)
+
+
+def test_quote_window_finds_the_last_usable_quote_days_back() -> None:
+    """A crossed quote prevails; the last usable one is two days older: both lead the window."""
+    quotes = pl.DataFrame(
+        {
+            "ts": [T0 - 3 * DAY, T0 - 2 * DAY, T0 - 3600 * NS, T0 + 60 * NS, T0 + DAY + 10 * NS],
+            "symbol": "X",
+            "bid_price": [9.0, 10.0, 10.2, 10.0, 10.0],
+            "bid_size": [1.0] * 5,
+            "ask_price": [9.1, 10.1, 10.1, 10.1, 10.1],  # the third is crossed
+            "ask_size": [1.0] * 5,
+        },
+        schema_overrides={"ts": pl.Int64},
+    ).with_columns(pl.col("ts").cast(UTC_NS))
+    config = engine_settings(OPTIONS, Signing(), ["symbol"], quotes=True, session=False)
+    chunk = Chunk(symbol="X", venue=None, start=T0, end=T0 + DAY)
+    window, last = quote_window(quotes.lazy(), chunk, config)
+    got = window.collect()["ts"].dt.epoch("ns").to_list()
+    assert got == [T0 - 2 * DAY, T0 - 3600 * NS, T0 + 60 * NS, T0 + DAY + 10 * NS]
+    assert last == T0 + DAY + 10 * NS
+    # a trade 30 s in: the crossed quote prevails (no mid: no costs); at t + 0 s the latest
+    # usable quote is two days old, so the future mid is stale (counted as such)
+    trades = pl.DataFrame(
+        {"ts": [T0 + 30 * NS], "symbol": "X", "price": [10.1], "size": [1.0]},
+        schema_overrides={"ts": pl.Int64},
+    ).with_columns(pl.col("ts").cast(UTC_NS), pl.lit(1, pl.Int8).alias("aggressor_side"))
+    options = replace(OPTIONS, horizon="0s")
+    config = replace(config, options=options, horizon_ns=0)
+    window, last = quote_window(quotes.lazy(), chunk, config)
+    whole = whole_run(trades, quotes, options, Signing())
+    part = trade_partials(trades, window.collect(), chunk, config, last_quote_ts=last)
+    assert_frame_equal(part.bars, whole["bars"], check_dtypes=False)
+    assert_frame_equal(part.checks, whole["checks"], check_dtypes=False)
+    assert part.checks["stale_future_quote"].item() == 1

@@ -28,12 +28,16 @@ to the whole run's when the inbound volume is the whole run's running sum. Per-b
 the bar's own rows in time order, as the whole run's do.
 
 What ``quotes`` must hold for results equal to a whole run (the caller reads them; see
-:func:`quote_window`): every quote of the instrument with ``start − lag ≤ ts < end + horizon``,
-preceded by the last quote before ``start − lag`` (the prevailing quote) and, when that one is
-not usable (crossed, locked, one-sided), by the last usable quote before it (the future mid of
-a trade whose horizon window holds no usable quote). Whether ``t + horizon`` lies after the
-instrument's last quote (``after_last_quote``) needs that quote's time: pass ``last_quote_ts``
+:func:`quote_window`): the quotes of this instrument only (the as-of joins have no ``by``
+keys), every one with ``start − lag ≤ ts < end + horizon``, preceded by the last quote before
+``start − lag`` (the prevailing quote) and, when that one is not usable (crossed, locked,
+one-sided), by the last usable quote before it (the future mid of a trade whose horizon window
+holds no usable quote). Whether ``t + horizon`` lies after the instrument's last quote
+(``after_last_quote``) needs that quote's time: ``last_quote_ts`` or ``chunk.last_quote_ts``
 (else the last quote given counts as the instrument's last).
+
+Not here: ``reverse-tick`` (it looks ahead past the chunk: :class:`ParameterError`), the BVC
+split (:func:`apply_bvc`, in the finish) and the merge of bucket pieces (:func:`merge_buckets`).
 """
 
 from __future__ import annotations
@@ -42,18 +46,29 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from mmflow.engine.state import Chunk, EngineSettings, TradePartials, TradeState
+from mmflow.engine.state import NS_PER_DAY, Chunk, EngineSettings, TradePartials, TradeState
 from mmflow.errors import ParameterError
 from mmflow.metrics.bvc import Distribution, bulk_volume_classification
-from mmflow.metrics.classify import clnv, depth_rule, emo, lee_ready, quote_rule, tick_rule
+from mmflow.metrics.classify import (
+    clnv,
+    depth_rule,
+    emo,
+    lee_ready,
+    quote_is_usable,
+    quote_rule,
+    tick_rule,
+)
 from mmflow.metrics.impact import (
     COSTS,
+    EFFECTIVE_SPREAD,
     FUTURE_MID_MISSING,
+    FUTURE_MID_PRICE,
+    PRICE_IMPACT,
+    REALIZED_SPREAD,
     ROLL_SPREAD,
     ROLL_TOLERANCE,
-    trade_costs,
 )
-from mmflow.metrics.quotes import QUOTE_STALE, QUOTE_USABLE, attach_quotes
+from mmflow.metrics.quotes import QUOTE_SOURCE, QUOTE_STALE, QUOTE_USABLE, attach_quotes
 from mmflow.metrics.signing import QUOTE_METHODS, SIGN_METHODS, Method, label
 from mmflow.metrics.vpin import BUCKET, POSITION_TOLERANCE
 from mmflow.schema import (
@@ -66,6 +81,7 @@ from mmflow.schema import (
     PRICE,
     SIGN_METHOD,
     SIZE,
+    SPREAD,
     TRADE_SIGN,
     TS,
 )
@@ -118,6 +134,14 @@ _PS = "_start_position"
 _PE = "_end_position"
 _PIECE = "_piece"
 _CARRIED = "_carried_tick"
+_GROUP = "_group"
+_PIECE_COLUMNS = (BUCKET, TS, "volume", "buy_volume", "sell_volume", "completes")
+_KEY = "_quote_key"
+_MATCHED_TS = "_matched_ts"
+_BBO = (BID_PRICE, BID_SIZE, ASK_PRICE, ASK_SIZE)
+_MATCHED = {name: f"_matched_{name}" for name in _BBO}
+_HORIZON = "_horizon_ts"
+_FUTURE_TS = "_future_ts"
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,6 +252,104 @@ def _tick_state(chunk: Chunk, settings: EngineSettings) -> tuple[TradeState | No
     return (None, [SESSION]) if settings.session else (chunk.trade_state, [])
 
 
+def _negative(duration: str) -> str:
+    text = duration.strip()
+    return text[1:] if text.startswith("-") else f"-{text}"
+
+
+def _attach(
+    trades: pl.LazyFrame, quotes: pl.LazyFrame | None, settings: EngineSettings
+) -> pl.LazyFrame:
+    """Add the prevailing quote as :func:`mmflow.metrics.quotes.attach_quotes` does.
+
+    The chunk holds one instrument, so the as-of join needs no ``by`` keys (3–4× cheaper);
+    every step after the join is attach_quotes' own. Without quotes, attach_quotes itself.
+    """
+    signing = settings.signing
+    age = signing.max_quote_age
+    if quotes is None:
+        return attach_quotes(trades, None, match=signing.match, lag=signing.lag, max_age=age)
+    names = trades.collect_schema().names()
+    own = all(name in names for name in _BBO)
+    lag = signing.lag
+    key = pl.col(TS) if lag in ("0", "0s", "") else pl.col(TS).dt.offset_by(_negative(lag))
+    right = quotes.select(
+        pl.col(TS).alias(_KEY),
+        pl.col(TS).alias(_MATCHED_TS),
+        *(pl.col(n).alias(_MATCHED[n]) for n in _BBO),
+    )
+    joined = (
+        trades.with_columns(key.alias(_KEY))
+        .join_asof(
+            right,
+            on=_KEY,
+            strategy="backward",
+            allow_exact_matches=signing.match == "at-or-before",
+            check_sortedness=False,
+        )
+        .drop(_KEY)
+    )
+    stale = (
+        pl.lit(value=False)
+        if age is None
+        else pl.col(_MATCHED_TS).is_not_null()
+        & (pl.col(_MATCHED_TS) < pl.col(TS).dt.offset_by(_negative(age)))
+    )
+    joined = joined.with_columns(stale.alias(QUOTE_STALE)).with_columns(
+        pl.when(~pl.col(QUOTE_STALE)).then(pl.col(_MATCHED[n])).alias(_MATCHED[n]) for n in _BBO
+    )
+    has_own = (
+        pl.col(BID_PRICE).is_not_null() | pl.col(ASK_PRICE).is_not_null()
+        if own
+        else pl.lit(value=False)
+    )
+    matched = pl.col(_MATCHED[BID_PRICE]).is_not_null() | pl.col(_MATCHED[ASK_PRICE]).is_not_null()
+    source = pl.when(has_own).then(pl.lit("trade")).when(matched).then(pl.lit("quotes"))
+    out = (
+        joined.with_columns(
+            source.otherwise(None).alias(QUOTE_SOURCE),
+            (pl.col(QUOTE_STALE) & ~has_own).alias(QUOTE_STALE),
+        )
+        .with_columns(
+            (
+                pl.when(has_own).then(pl.col(n)).otherwise(pl.col(_MATCHED[n]))
+                if own
+                else pl.col(_MATCHED[n])
+            ).alias(n)
+            for n in _BBO
+        )
+        .drop(*_MATCHED.values(), _MATCHED_TS)
+    )
+    usable = quote_is_usable()
+    return out.with_columns(
+        usable.alias(QUOTE_USABLE),
+        pl.when(usable).then((pl.col(BID_PRICE) + pl.col(ASK_PRICE)) / 2).alias(MID_PRICE),
+        pl.when(usable).then(pl.col(ASK_PRICE) - pl.col(BID_PRICE)).alias(SPREAD),
+    )
+
+
+def _signed(
+    trades: pl.LazyFrame, quotes: pl.LazyFrame | None, chunk: Chunk, settings: EngineSettings
+) -> pl.LazyFrame:
+    """Sign the chunk's trades; keeps the carried tick direction (:func:`_carried_tick`)."""
+    method = settings.signing.method
+    carried = _carried_tick(*_tick_state(chunk, settings)).alias(_CARRIED)
+    if method == "bvc":
+        signed = trades.with_columns(
+            carried, pl.lit(0, pl.Int8).alias(TRADE_SIGN), pl.lit("bvc").alias(SIGN_METHOD)
+        )
+    else:
+        if method in (*QUOTE_METHODS, "auto"):
+            trades = _attach(trades, quotes, settings)
+        sign, source = chunk_sign_expressions(method, _tick(pl.col(_CARRIED)))
+        signed = trades.with_columns(carried).with_columns(
+            sign.cast(pl.Int8).alias(TRADE_SIGN), source.cast(SIGN_METHODS).alias(SIGN_METHOD)
+        )
+    if quotes is not None and MID_PRICE not in signed.collect_schema().names():
+        signed = _attach(signed, quotes, settings)
+    return signed
+
+
 def sign_chunk(
     trades: pl.LazyFrame,
     quotes: pl.LazyFrame | None,
@@ -241,27 +363,73 @@ def sign_chunk(
     With sessions, every session of a chunk is whole, so the tick rule restarts per session
     and the inbound tick state is not used (a session never continues from an earlier chunk).
     """
-    signing = settings.signing
-    method = signing.method
+    return _signed(trades, quotes, chunk, settings).drop(_CARRIED)
+
+
+def _costs(
+    signed: pl.LazyFrame, quotes: pl.LazyFrame, settings: EngineSettings, last_quote: int
+) -> pl.LazyFrame:
+    """Add trade costs as :func:`mmflow.metrics.impact.trade_costs` does, for one instrument.
+
+    ES = 2D(P − M), RS = 2D(P − M_{t+Δ}), PI = 2D(M_{t+Δ} − M) (trade_costs' docstring;
+    Huang & Stoll 1996; metrics.md §b.7). One as-of join without ``by`` keys; the instrument's
+    last quote time is a number (``last_quote``, ns) instead of a per-instrument join.
+    """
+    options, signing = settings.options, settings.signing
+    horizon = options.horizon.strip()
+    delta = "0s" if horizon == "0" else horizon
     age = signing.max_quote_age
-    if method == "bvc":
-        signed = trades.with_columns(
-            pl.lit(0, pl.Int8).alias(TRADE_SIGN), pl.lit("bvc").alias(SIGN_METHOD)
+    key = pl.col(TS) if delta == "0s" else pl.col(TS).dt.offset_by(delta)
+    later = quotes.filter(quote_is_usable()).select(
+        pl.col(TS).alias(_HORIZON),
+        pl.col(TS).alias(_FUTURE_TS),
+        ((pl.col(BID_PRICE) + pl.col(ASK_PRICE)) / 2).alias(FUTURE_MID_PRICE),
+    )
+    joined = signed.with_columns(key.alias(_HORIZON)).join_asof(
+        later,
+        on=_HORIZON,
+        strategy="backward",
+        allow_exact_matches=True,
+        check_sortedness=False,
+    )
+    after_last = pl.col(_HORIZON).dt.cast_time_unit("ns").dt.epoch("ns") > last_quote
+    stale = (
+        pl.lit(value=False)
+        if age is None
+        else pl.col(_FUTURE_TS) < pl.col(_HORIZON).dt.offset_by(f"-{age.strip()}")
+    )
+    missing = (
+        pl.when(pl.col(FUTURE_MID_PRICE).is_null())
+        .then(None)
+        .when(after_last)
+        .then(pl.lit("after_last_quote"))
+        .when(stale)
+        .then(pl.lit("stale"))
+    )
+    joined = (
+        joined.with_columns(missing.alias(FUTURE_MID_MISSING))
+        .with_columns(
+            pl.when(pl.col(FUTURE_MID_MISSING).is_null())
+            .then(pl.col(FUTURE_MID_PRICE))
+            .alias(FUTURE_MID_PRICE)
         )
-    else:
-        if method in (*QUOTE_METHODS, "auto"):
-            trades = attach_quotes(
-                trades, quotes, match=signing.match, lag=signing.lag, max_age=age
-            )
-        tick = _tick(pl.col(_CARRIED))
-        sign, source = chunk_sign_expressions(method, tick)
-        signed = trades.with_columns(_carried_tick(*_tick_state(chunk, settings)).alias(_CARRIED))
-        signed = signed.with_columns(
-            sign.cast(pl.Int8).alias(TRADE_SIGN), source.cast(SIGN_METHODS).alias(SIGN_METHOD)
-        ).drop(_CARRIED)
-    if quotes is not None and MID_PRICE not in signed.collect_schema().names():
-        signed = attach_quotes(signed, quotes, match=signing.match, lag=signing.lag, max_age=age)
-    return signed
+        .drop(_HORIZON, _FUTURE_TS)
+    )
+    d = pl.col(TRADE_SIGN).cast(pl.Float64)
+    p = pl.col(PRICE).cast(pl.Float64)
+    m = pl.col(MID_PRICE).cast(pl.Float64)
+    later_mid = pl.col(FUTURE_MID_PRICE)
+    signed_trade = (d == 1) | (d == -1)
+    costs = {
+        EFFECTIVE_SPREAD: 2 * d * (p - m),
+        REALIZED_SPREAD: 2 * d * (p - later_mid),
+        PRICE_IMPACT: 2 * d * (later_mid - m),
+    }
+    known = {EFFECTIVE_SPREAD: signed_trade, REALIZED_SPREAD: signed_trade & m.is_not_null()}
+    return joined.with_columns(
+        pl.when(known.get(name, signed_trade)).then(value).alias(name)
+        for name, value in costs.items()
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -274,30 +442,36 @@ def quote_window(
     """Select from an instrument's time-ordered quotes what :func:`trade_partials` needs.
 
     Every quote with ``start − lag ≤ ts < end + horizon``, preceded by the last quote before
-    ``start − lag`` and the last usable one before it (when they differ). Reads everything
-    before the chunk once, so it suits tests and in-memory inputs; the engine builds the same
-    rows from the census state instead.
+    ``start − lag`` and the last usable one before it (when they differ). Those two are looked
+    for in the day before ``start − lag`` first; only when that day lacks one is everything
+    earlier read (the first chunk of an instrument, or a day without usable quotes). Without a
+    lag the engine takes them from the census state instead.
 
     Returns
     -------
     tuple[pl.LazyFrame, int | None]
         The quotes, and the instrument's last quote time (ns; ``None`` without quotes) for
-        ``last_quote_ts``.
+        ``last_quote_ts``: ``chunk.last_quote_ts`` when the census set it, else read.
     """
-    from mmflow.metrics.classify import quote_is_usable
-
     ns = pl.col(TS).dt.cast_time_unit("ns").dt.epoch("ns")
     before = chunk.start - settings.lag_ns
-    numbered = quotes.with_row_index("_row")
-    earlier = numbered.filter(ns < before)
-    head = (
-        pl.concat([earlier.filter(quote_is_usable()).tail(1), earlier.tail(1)])
-        .unique(subset="_row", keep="first")
-        .sort("_row")
-    )
-    window = numbered.filter(chunk.time_filter(before=settings.lag_ns, after=settings.horizon_ns))
-    last = quotes.select(ns.max()).collect().item()
-    return pl.concat([head, window]).drop("_row"), None if last is None else int(last)
+    recent = quotes.filter((ns < before) & (ns >= before - NS_PER_DAY)).collect()
+    prevailing = recent.tail(1)
+    usable = recent.filter(quote_is_usable()).tail(1)
+    if prevailing.height == 0 or usable.height == 0:
+        earlier = quotes.filter(ns < before - NS_PER_DAY)
+        if prevailing.height == 0:
+            prevailing = earlier.tail(1).collect()
+        if usable.height == 0:
+            usable = earlier.filter(quote_is_usable()).tail(1).collect()
+    # the usable quote is never later than the prevailing one; a row found twice is kept once
+    head = pl.concat([usable, prevailing]).unique(maintain_order=True)
+    window = quotes.filter(chunk.time_filter(before=settings.lag_ns, after=settings.horizon_ns))
+    last = chunk.last_quote_ts
+    if last is None:
+        found = quotes.select(ns.max()).collect().item()
+        last = None if found is None else int(found)
+    return pl.concat([head.lazy(), window]), last
 
 
 # --------------------------------------------------------------------------------------------
@@ -324,10 +498,10 @@ def _bar_aggregations(has_quotes: bool) -> list[pl.Expr]:
         pl.col(_PAIRED).sum().cast(pl.Float64).alias("_m"),
         pl.col("_a").sum().alias("_sa"),
         pl.col("_b").sum().alias("_sb"),
-        (pl.col("_a") * pl.col("_b")).sum().alias("_sab"),
-        (pl.col("_a") * pl.col("_a")).sum().alias("_saa"),
-        (pl.col("_b") * pl.col("_b")).sum().alias("_sbb"),
-        pl.col("_roll_price").abs().mean().alias("_level"),
+        pl.col("_ab").sum().alias("_sab"),
+        pl.col("_aa").sum().alias("_saa"),
+        pl.col("_bb").sum().alias("_sbb"),
+        pl.col("_abs_price").mean().alias("_level"),
     ]
     if has_quotes:
         for name in COSTS:
@@ -378,6 +552,13 @@ def _roll_columns(groups: list[str]) -> list[list[pl.Expr]]:
         [
             pl.when(pl.col(_PAIRED)).then(pl.col(_CHANGE)).alias("_a"),
             pl.when(pl.col(_PAIRED)).then(pl.col(_LAG)).alias("_b"),
+            price.abs().alias("_abs_price"),
+        ],
+        # products as columns: plain sums per bar stay on polars' fast aggregation path
+        [
+            (pl.col("_a") * pl.col("_b")).alias("_ab"),
+            (pl.col("_a") * pl.col("_a")).alias("_aa"),
+            (pl.col("_b") * pl.col("_b")).alias("_bb"),
         ],
     ]
 
@@ -438,58 +619,54 @@ def _snap(position: pl.Expr) -> pl.Expr:
     return pl.when(close).then(nearest).otherwise(position)
 
 
-def _bucket_pieces(
-    signed: pl.DataFrame, keys: list[str], offset: float, bucket_volume: float | None
-) -> tuple[pl.DataFrame, float]:
-    """VPIN bucket pieces (global indices) and the cumulative volume after the chunk.
+def _running_volume(offset: float) -> pl.Expr:
+    """Return C_t, the instrument's running volume of bucket-filling trades, per trade.
 
-    As :func:`mmflow.metrics.vpin.vpin_buckets`: trades with a finite size > 0 occupy
-    [C_t − V_t, C_t) of the instrument's running volume C, continued from ``offset``; a trade
-    overlapping several buckets is split. ``completes`` marks pieces whose trade reaches the
-    bucket's end (the whole run's ``complete`` = some piece completes).
+    As :func:`mmflow.metrics.vpin.vpin_buckets` sums it: a left fold over the sizes that are
+    finite and > 0, continued from the inbound ``offset`` (folded into the first term, so C_t
+    is bit-equal to the whole run's). Other trades add +0.0, which leaves every sum unchanged.
     """
     size = pl.col(SIZE).cast(pl.Float64)
-    base = (
-        signed.lazy()
-        .select(
-            pl.col(TS),
-            *keys,
-            size.alias(SIZE),
-            pl.col(TRADE_SIGN).cast(pl.Int8).fill_null(0).alias(TRADE_SIGN),
-        )
-        .filter(pl.col(SIZE) > 0, pl.col(SIZE).is_finite())
-    )
-    # The whole run's running sum is a left fold over the instrument's trades: continue it by
-    # folding the inbound volume into the first term, so C_t is bit-equal.
+    fills = pl.when((size > 0) & size.is_finite()).then(size).otherwise(0.0)
     first = pl.int_range(pl.len()) == 0
-    cumulative = pl.when(first).then(pl.col(SIZE) + offset).otherwise(pl.col(SIZE)).cum_sum()
+    return pl.when(first).then(fills + offset).otherwise(fills).cum_sum()
+
+
+def _bucket_pieces(frame: pl.DataFrame, bucket_volume: float | None) -> pl.LazyFrame:
+    """Return the VPIN bucket pieces (global indices) of the chunk's trades.
+
+    As :func:`mmflow.metrics.vpin.vpin_buckets`: a trade with a finite size > 0 occupies
+    [C_t − V_t, C_t) of the running volume (``frame``'s :func:`_running_volume` column); one
+    overlapping several buckets is split. ``completes`` marks pieces whose trade reaches the
+    bucket's end (the whole run's ``complete`` = some piece completes it).
+    """
+    size = pl.col(SIZE).cast(pl.Float64)
     schema: dict[str, pl.DataType] = {
-        **{k: signed.schema[k] for k in keys},
         BUCKET: pl.Int64(),
-        TS: signed.schema[TS],
+        TS: frame.schema[TS],
         "volume": pl.Float64(),
         "buy_volume": pl.Float64(),
         "sell_volume": pl.Float64(),
         COMPLETES: pl.Boolean(),
     }
     if bucket_volume is None:
-        total = base.select(pl.col(SIZE).sum()).collect().item()
-        return pl.DataFrame(schema=schema), offset + float(total or 0.0)
+        return pl.LazyFrame(schema=schema)
     v = float(bucket_volume)
-    positioned = (
-        base.with_columns(cumulative.alias(_END))
-        .with_columns((pl.col(_END) - pl.col(SIZE)).alias(_START))
+    piece = pl.col(_PIECE)
+    sign = pl.col(TRADE_SIGN)
+    return (
+        frame.lazy()
+        .filter(size > 0, size.is_finite())
+        .select(
+            TS,
+            pl.col(_END),
+            (pl.col(_END) - size).alias(_START),
+            sign.cast(pl.Int8).fill_null(0).alias(TRADE_SIGN),
+        )
         .with_columns(
             _snap(pl.col(_START) / v).alias(_PS),
             _snap(pl.col(_END) / v).alias(_PE),
         )
-        .collect()
-    )
-    after = offset if positioned.height == 0 else float(positioned[_END][-1])
-    piece = pl.col(_PIECE)
-    sign = pl.col(TRADE_SIGN)
-    pieces = (
-        positioned.lazy()
         .with_columns(
             pl.int_ranges(
                 pl.col(_PS).floor().cast(pl.Int64), pl.col(_PE).ceil().cast(pl.Int64)
@@ -498,7 +675,6 @@ def _bucket_pieces(
         .explode(BUCKET)
         .filter(pl.col(BUCKET).is_not_null())
         .select(
-            *keys,
             BUCKET,
             TS,
             _PE,
@@ -513,19 +689,19 @@ def _bucket_pieces(
         .with_columns(
             pl.when(sign == 1).then(piece).alias("_buy"),
             pl.when(sign == -1).then(piece).alias("_sell"),
+            (pl.col(_PE) >= (pl.col(BUCKET) + 1).cast(pl.Float64)).alias(COMPLETES),
         )
-        .group_by(*keys, BUCKET, maintain_order=True)
+        .set_sorted(BUCKET)  # trades in time order fill buckets in order
+        .group_by(BUCKET, maintain_order=True)
         .agg(
             pl.col(TS).max(),
             piece.sum().alias("volume"),
             pl.col("_buy").sum().alias("buy_volume"),
             pl.col("_sell").sum().alias("sell_volume"),
-            (pl.col(_PE).max() >= (pl.col(BUCKET).first() + 1).cast(pl.Float64)).alias(COMPLETES),
+            pl.col(COMPLETES).any(),
         )
         .select(list(schema))
-        .collect()
     )
-    return pieces, after
 
 
 def merge_buckets(pieces: pl.DataFrame | pl.LazyFrame, *, window: int) -> pl.LazyFrame:
@@ -589,22 +765,6 @@ def _last_ns(quotes: pl.DataFrame) -> int:
     return -1 if last is None else int(last)
 
 
-def _sentinel(quotes: pl.DataFrame, chunk: Chunk, keys: list[str], ts: int) -> pl.DataFrame:
-    """Return a quote with no top of book at the instrument's last quote time.
-
-    Only the time of the instrument's last quote matters to ``trade_costs`` beyond the window
-    (``after_last_quote``); no trade's as-of join reaches past ``end + horizon``, and a quote
-    without prices is never usable.
-    """
-    values = {"venue": chunk.venue, "symbol": chunk.symbol}
-    return pl.DataFrame(
-        [
-            pl.Series(TS, [ts], pl.Int64).cast(pl.Datetime("ns", "UTC")).cast(quotes.schema[TS]),
-            *(pl.Series(name, [values.get(name)], quotes.schema[name]) for name in keys),
-        ]
-    )
-
-
 def trade_partials(
     trades: pl.DataFrame,
     quotes: pl.DataFrame | None,
@@ -629,7 +789,7 @@ def trade_partials(
         The run's settings.
     last_quote_ts
         The instrument's last quote time (ns) over the whole run, for ``after_last_quote``;
-        ``None``: the last quote in ``quotes``.
+        ``None``: ``chunk.last_quote_ts``, else the last quote in ``quotes``.
 
     Returns
     -------
@@ -641,45 +801,63 @@ def trade_partials(
     ParameterError
         For ``reverse-tick`` (it looks ahead past the chunk).
     """
-    options, signing = settings.options, settings.signing
+    options = settings.options
     keys = list(settings.keys)
     bar_keys = settings.bar_keys
+    # Check order (cheap) and sort only what is not in time order (stable, as prepare sorts).
+    if not trades[TS].is_sorted():
+        trades = trades.sort(TS, maintain_order=True)
+    if quotes is not None and not quotes[TS].is_sorted():
+        quotes = quotes.sort(TS, maintain_order=True)
     has_quotes = quotes is not None and settings.has_quotes
     quotes_lazy = quotes.lazy() if quotes is not None and has_quotes else None
-    signed = sign_chunk(trades.lazy(), quotes_lazy, chunk, settings)
+    signed = _signed(trades.lazy(), quotes_lazy, chunk, settings)
     stale = QUOTE_STALE in signed.collect_schema().names()
     if quotes_lazy is not None:
         assert quotes is not None
-        if last_quote_ts is not None and last_quote_ts > _last_ns(quotes):
-            quotes_lazy = pl.concat(
-                [quotes_lazy, _sentinel(quotes, chunk, keys, last_quote_ts).lazy()],
-                how="diagonal_relaxed",
-            )
-        signed = trade_costs(
-            signed, quotes_lazy, horizon=options.horizon, max_quote_age=signing.max_quote_age
-        )
+        last = _last_ns(quotes)
+        given = chunk.last_quote_ts if last_quote_ts is None else last_quote_ts
+        if given is not None:
+            last = max(last, given)
+        signed = _costs(signed, quotes_lazy, settings, last)
     groups = [*bar_keys, _BAR] if settings.session else [_BAR]
     plan = signed.with_columns(
-        _carried_tick(*_tick_state(chunk, settings)).alias(_CARRIED),
+        _running_volume(chunk.trade_state.cumulative_volume).alias(_END),
         *_per_trade(options.every, has_quotes),
     )
     for step in _roll_columns(groups):
         plan = plan.with_columns(step)
     frame = plan.collect()
+    # One instrument: group by the bar alone (the instrument columns are constants added
+    # back), on polars' sorted-key path: the trades are in time order, so bar starts (and
+    # sessions, which start with time) never decrease.
+    instrument = [
+        pl.lit(chunk.venue if k == "venue" else chunk.symbol, frame.schema[k]).alias(k)
+        for k in keys
+    ]
+    if settings.session:
+        grouped = frame.lazy().with_columns(pl.struct(SESSION, _BAR).rle_id().alias(_GROUP))
+        firsts = [pl.col(SESSION).first(), pl.col(_BAR).first()]
+    else:
+        grouped = frame.lazy().with_columns(pl.col(_BAR).alias(_GROUP))
+        firsts = [pl.col(_BAR).first()]
     per_bar = (
-        frame.lazy()
-        .group_by(*bar_keys, _BAR, maintain_order=True)
-        .agg(_bar_aggregations(has_quotes))
+        grouped.set_sorted(_GROUP)
+        .group_by(_GROUP, maintain_order=True)
+        .agg(*firsts, *_bar_aggregations(has_quotes))
+        .with_columns(instrument)
     )
-    bars = _finish_bars(per_bar, bar_keys, has_quotes).sort(*bar_keys, TS, nulls_last=True)
+    bars = _finish_bars(per_bar, bar_keys, has_quotes)
+    sessions = [SESSION] if settings.session else []
     levels = (
         frame.lazy()
         .filter(pl.col(PRICE).is_finite())
-        .group_by(*bar_keys, _BAR, PRICE, TRADE_SIGN)
+        .group_by(*sessions, _BAR, PRICE, TRADE_SIGN)
         .agg(
             pl.col(SIZE).sum().cast(pl.Float64).alias(SIZE),
             pl.len().cast(pl.UInt32).alias("trades"),
         )
+        .with_columns(instrument)
         .select(
             *bar_keys,
             pl.col(_BAR).alias(TS),
@@ -688,22 +866,19 @@ def trade_partials(
             SIZE,
             "trades",
         )
-        .sort(*bar_keys, TS, PRICE, TRADE_SIGN, nulls_last=True)
+        .sort(*sessions, TS, PRICE, TRADE_SIGN, nulls_last=True)
     )
     mix = (
         frame.lazy()
-        .group_by(*keys, SIGN_METHOD)
+        .group_by(SIGN_METHOD)
         .agg(pl.len().cast(pl.UInt32).alias("trades"), pl.col(SIZE).sum().alias("volume"))
-        .with_columns(pl.col(SIGN_METHOD).cast(pl.String))
-        .sort(*keys, SIGN_METHOD, nulls_last=True)
+        .select(*instrument, pl.col(SIGN_METHOD).cast(pl.String), "trades", "volume")
+        .sort(SIGN_METHOD, nulls_last=True)
     )
     zero = pl.lit(0, pl.UInt32)
     missing = pl.col(FUTURE_MID_MISSING) if has_quotes else None
     checks = frame.lazy().select(
-        *(
-            pl.lit(chunk.venue if k == "venue" else chunk.symbol, frame.schema[k]).alias(k)
-            for k in keys
-        ),
+        *instrument,
         pl.len().cast(pl.UInt32).alias("trades"),
         (pl.col(QUOTE_STALE).sum().cast(pl.UInt32) if stale else zero).alias("stale_quote"),
         (
@@ -713,10 +888,13 @@ def trade_partials(
             "stale_future_quote"
         ),
     )
-    bars_frame, levels_frame, mix_frame, checks_frame = pl.collect_all([bars, levels, mix, checks])
-    pieces, cumulative = _bucket_pieces(
-        frame, keys, chunk.trade_state.cumulative_volume, chunk.bucket_volume
+    pieces = _bucket_pieces(frame, chunk.bucket_volume).with_columns(instrument)
+    pieces = pieces.select(*keys, *(c for c in _PIECE_COLUMNS if c not in keys))
+    bars_frame, levels_frame, mix_frame, checks_frame, pieces_frame = pl.collect_all(
+        [bars, levels, mix, checks, pieces]
     )
+    inbound = chunk.trade_state.cumulative_volume
+    cumulative = inbound if frame.height == 0 else float(frame[_END][-1])
     last_price, direction = _outbound_tick(frame, chunk.trade_state)
     state = TradeState(
         last_price=last_price,
@@ -724,7 +902,7 @@ def trade_partials(
         cumulative_volume=cumulative,
         trades=chunk.trade_state.trades + frame.height,
     )
-    return TradePartials(bars_frame, levels_frame, pieces, mix_frame, checks_frame, state)
+    return TradePartials(bars_frame, levels_frame, pieces_frame, mix_frame, checks_frame, state)
 
 
 def apply_bvc(
