@@ -1,8 +1,8 @@
 """Generated multi-instrument, multi-day canonical trades and quotes (issue 14 tests).
 
 Trading runs around the clock, so each day's last trades need the next day's first quotes for
-their trade costs (the future-mid overlap) and the tick state, the last quote and partly filled
-VPIN buckets cross every midnight.
+their trade costs (the future-mid overlap) and the tick state, the last quotes (of every kind:
+crossed and one-sided quotes are mixed in) and partly filled VPIN buckets cross every midnight.
 """
 
 from __future__ import annotations
@@ -41,18 +41,21 @@ def market_days(
                 mid = 100.0 + s + np.cumsum(rng.choice([-0.01, 0.0, 0.01], n_quotes))
                 half = 0.005 + 0.01 * rng.integers(0, 2, n_quotes)
                 bid, ask = np.round(mid - half, 3), np.round(mid + half, 3)
+                crossed = rng.random(n_quotes) < 0.03  # crossed books …
+                quoted_bid = np.where(crossed, ask + 0.01, bid)
+                one_sided = rng.random(n_quotes) < 0.02  # … and one-sided ones, carried too
                 quote_parts.append(
                     pl.DataFrame(
                         {
                             "ts": quote_ts,
                             "symbol": symbol,
                             "venue": venue,
-                            "bid_price": bid,
+                            "bid_price": quoted_bid,
                             "bid_size": rng.integers(1, 50, n_quotes).astype(float),
-                            "ask_price": ask,
+                            "ask_price": np.where(one_sided, np.nan, ask),
                             "ask_size": rng.integers(1, 50, n_quotes).astype(float),
                         }
-                    )
+                    ).with_columns(pl.col("ask_price").fill_nan(None))
                 )
                 n_trades = int(rows * rng.uniform(0.5, 1.0))
                 trade_ts = np.sort(start + rng.integers(0, DAY, n_trades))

@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -135,13 +136,15 @@ def test_unreachable_scheduler_is_one_clear_error() -> None:
         DaskExecutor(scheduler="tcp://127.0.0.1:9")  # discard port: nothing listens
 
 
-def kill_busy_worker(executor: DaskExecutor) -> int:
-    """SIGKILL a worker process that is running a task; return its process id."""
-    deadline = time.monotonic() + 10
+def kill_running(log: Path) -> int:
+    """SIGKILL a worker process in the middle of a task it logged as started; return its pid."""
+    deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        busy = [address for address, keys in executor.client.processing().items() if keys]
-        if busy:
-            pid = executor.worker_processes()[busy[0]]
+        runs = [line.split() for line in log.read_text().splitlines()]
+        ended = {(value, pid) for what, value, pid in runs if what == "end"}
+        running = [(v, pid) for what, v, pid in runs if what == "start" and (v, pid) not in ended]
+        if running:
+            pid = int(running[-1][1])
             os.kill(pid, signal.SIGKILL)
             return pid
         time.sleep(0.01)
@@ -152,12 +155,13 @@ def test_killed_worker_task_is_retried_nothing_lost_or_doubled(
     dask_executor: DaskExecutor, tmp_path: Path
 ) -> None:
     log = tmp_path / "runs.txt"
+    log.touch()
     tasks = [(value, 0.4, str(log)) for value in range(8)]
     killed: list[int] = []
 
     def on_progress(done: int, total: int) -> None:
         if done == 1 and not killed:
-            killed.append(kill_busy_worker(dask_executor))
+            killed.append(kill_running(log))
 
     results: list[Any] = list(dask_executor.map(square, tasks, on_progress))
     assert [r[0] for r in results] == [v * v for v in range(8)]  # nothing lost, in order
@@ -284,13 +288,23 @@ def test_engine_on_dask_equals_local_on_generated_days(
     assert_same_run(local, remote)
 
 
-def slow_run_chunk(task: ChunkTask) -> ChunkResult:
-    """The engine's task, slowed so that a worker is surely killed in the middle of one."""
+def slow_run_chunk(task: ChunkTask, log: str) -> ChunkResult:
+    """The engine's task, logged and slowed so that a worker is killed in the middle of one."""
+    name = f"{task.chunk.symbol}@{task.chunk.start}"
+    with Path(log).open("a") as file:
+        file.write(f"start {name} {os.getpid()}\n")
     time.sleep(0.3)
-    return run_chunk(task)
+    result = run_chunk(task)
+    with Path(log).open("a") as file:
+        file.write(f"end {name} {os.getpid()}\n")
+    return result
 
 
-def test_engine_killed_worker_loses_and_doubles_nothing(dask_executor: DaskExecutor) -> None:
+def test_engine_killed_worker_loses_and_doubles_nothing(
+    dask_executor: DaskExecutor, tmp_path: Path
+) -> None:
+    log = tmp_path / "runs.txt"
+    log.touch()
     generated = market_days(11, days=3, symbols=("AAA", "BBB"), venues=("XNAS",))
     trades, quotes, settings = prepared_inputs(generated[0].lazy(), generated[1].lazy())
     local = run_engine(trades, quotes, settings, executor=LocalExecutor().map)
@@ -298,11 +312,17 @@ def test_engine_killed_worker_loses_and_doubles_nothing(dask_executor: DaskExecu
 
     def on_progress(done: int, total: int) -> None:
         if done == 1 and not killed:
-            killed.append(kill_busy_worker(dask_executor))
+            killed.append(kill_running(log))
 
     def executor(fn: Any, tasks: Any) -> Any:
-        return dask_executor.map(slow_run_chunk, tasks, on_progress)
+        return dask_executor.map(partial(slow_run_chunk, log=str(log)), tasks, on_progress)
 
     remote = run_engine(trades, quotes, settings, executor=executor)
     assert len(killed) == 1
+    runs = [line.split() for line in log.read_text().splitlines()]
+    cut_short = {v for what, v, pid in runs if what == "start" and int(pid) == killed[0]} - {
+        v for what, v, pid in runs if what == "end" and int(pid) == killed[0]
+    }
+    assert cut_short  # a chunk was cut short by the kill, and ran again elsewhere:
+    assert all(any(w == "end" and v == c for w, v, _ in runs) for c in cut_short)
     assert_same_run(local, remote)  # every chunk once: volumes, counts and buckets equal

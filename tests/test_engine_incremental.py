@@ -64,6 +64,7 @@ def whole(dataset: Path, bucket_volumes: dict[str, float] | None = None) -> Fini
     assert prepared_quotes is not None
     if bucket_volumes is None:
         run = run_engine(prepared_trades, prepared_quotes, SETTINGS)
+        assert run.finished is not None
         return finish_analysis(run.finished, SETTINGS, run.spans, PHASES)
     census = take_census(
         prepared_trades,
@@ -147,6 +148,9 @@ def test_first_run_equals_the_whole_run(three_days: tuple[Path, Path]) -> None:
     outcome = incremental(dataset, results, executor)
     assert len(ran) == 2 * 3  # instrument × day
     assert len(outcome.computed) == 6
+    manifest = json.loads((results / "manifest.json").read_text())
+    for entry in manifest["chunks"].values():  # the census step = the chunk's own last quote
+        assert entry["quotes_out"]["last"] == entry["quote_out"]
     expected = whole(dataset)
     assert_same(outcome.analysis, expected)
     # the files in RESULTS are the same tables

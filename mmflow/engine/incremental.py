@@ -53,7 +53,15 @@ from urllib.parse import quote, unquote
 
 import polars as pl
 
-from mmflow.engine.census import DATE, UNIT, Census, instrument_of, take_census, unit_edge
+from mmflow.engine.census import (
+    DATE,
+    QUOTE_KINDS,
+    UNIT,
+    Census,
+    instrument_of,
+    take_census,
+    unit_edge,
+)
 from mmflow.engine.chunks import plan_chunks
 from mmflow.engine.executors import run_tasks
 from mmflow.engine.finish import Finished, FinishedAnalysis, finish_analysis, finish_market
@@ -72,7 +80,17 @@ from mmflow.errors import MmflowError, ParameterError
 from mmflow.io import ReadOptions, load_inputs
 from mmflow.metrics.phases import PhaseParameters
 from mmflow.pipeline import Selection, gather, prepare_market, read_many
-from mmflow.schema import QUOTES, SYMBOL, TRADES, TS, VENUE
+from mmflow.schema import (
+    ASK_PRICE,
+    ASK_SIZE,
+    BID_PRICE,
+    BID_SIZE,
+    QUOTES,
+    SYMBOL,
+    TRADES,
+    TS,
+    VENUE,
+)
 
 __all__ = [
     "MANIFEST",
@@ -286,8 +304,38 @@ def _chunk_from(data: dict[str, Any]) -> Chunk:
     values["days"] = tuple(date.fromisoformat(d) for d in data["days"])
     values["sessions"] = ()
     values["trade_state"] = TradeState(**data["trade_state"])
-    values["quote_state"] = QuoteState(**data["quote_state"])
+    for name in _QUOTE_FIELDS.values():
+        values[name] = QuoteState(**data[name])
     return Chunk(**values)
+
+
+_QUOTE_FIELDS: Final = {
+    "last": "quote_state",
+    "valid": "valid_quote_state",
+    "standing": "standing_quote_state",
+    "usable": "usable_quote_state",
+}
+"""The chunk's inbound quote state of each kind of :data:`mmflow.engine.census.QUOTE_KINDS`."""
+
+
+def _quotes_out(chunk: Chunk, rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Return the chunk's outbound last quote of each kind: its census rows over its inbound.
+
+    The same step as the census chain (:func:`mmflow.engine.census.chain`) takes per unit.
+    """
+    quotes = {kind: getattr(chunk, name) for kind, name in _QUOTE_FIELDS.items()}
+    for row in rows:  # in date order
+        for kind in QUOTE_KINDS:
+            if row.get(f"q_{kind}_ts") is not None:
+                quotes[kind] = QuoteState(
+                    ts=int(row[f"q_{kind}_ts"]),
+                    bid_price=row[f"q_{kind}_{BID_PRICE}"],
+                    bid_size=row[f"q_{kind}_{BID_SIZE}"],
+                    ask_price=row[f"q_{kind}_{ASK_PRICE}"],
+                    ask_size=row[f"q_{kind}_{ASK_SIZE}"],
+                    ts_event=row.get(f"q_{kind}_ts_event"),
+                )
+    return {kind: asdict(state) for kind, state in quotes.items()}
 
 
 def _chunk_id(chunk: Chunk) -> str:
@@ -403,7 +451,6 @@ def _synthetic_census(
     trade_rows, quote_rows = [], []
     for (venue, symbol), stored in kept.items():
         trade: TradeState = stored["trade_state"]
-        quote_state: QuoteState = stored["quote_state"]
         unit = int(stored["unit"])
         ts = unit_edge(unit + 1, every_ns) - 1
         base: dict[str, Any] = {SYMBOL: symbol}
@@ -424,22 +471,23 @@ def _synthetic_census(
                 "last_direction": trade.last_direction or None,
             }
         )
-        if census.quotes is not None and quote_state.present:
-            row = {
+        present = {k: q for k, q in stored["quotes"].items() if q.present}
+        if census.quotes is not None and present:
+            last = max(q.ts for q in present.values() if q.ts is not None)
+            row: dict[str, Any] = {
                 **base,
                 UNIT: unit,
                 DATE: _day_of(ts),
                 "quotes": 0,
-                "first_ts": quote_state.ts,
-                "last_ts": quote_state.ts,
-                "q_ts": quote_state.ts,
-                "bid_price": quote_state.bid_price,
-                "bid_size": quote_state.bid_size,
-                "ask_price": quote_state.ask_price,
-                "ask_size": quote_state.ask_size,
+                "first_ts": last,
+                "last_ts": last,
             }
-            if "q_ts_event" in census.quotes.columns:
-                row["q_ts_event"] = quote_state.ts_event
+            for kind, state in present.items():
+                row[f"q_{kind}_ts"] = state.ts
+                for column in (BID_PRICE, BID_SIZE, ASK_PRICE, ASK_SIZE):
+                    row[f"q_{kind}_{column}"] = getattr(state, column)
+                if f"q_{kind}_ts_event" in census.quotes.columns:
+                    row[f"q_{kind}_ts_event"] = state.ts_event
             quote_rows.append(row)
     if not trade_rows:
         return census
@@ -602,6 +650,7 @@ def run_incremental(
                 "last_trade": extra["last_trade"],
                 "trade_out": asdict(result.trade_state),
                 "quote_out": asdict(result.quote_state),
+                "quotes_out": extra["quotes_out"],
             }
         store_runs = sorted({entry["run"] for entry in new_chunks.values()})
         analysis = _finish(all_results, new_chunks, settings, phase_parameters)
@@ -714,7 +763,7 @@ def _plan_tasks(
             last_kept[(chunk["venue"], chunk["symbol"])] = {
                 "unit": entry["unit"],
                 "trade_state": TradeState(**entry["trade_out"]),
-                "quote_state": QuoteState(**entry["quote_out"]),
+                "quotes": {k: QuoteState(**q) for k, q in entry["quotes_out"].items()},
             }
     # only instruments the recomputed days hold: others keep their stored chunks as they are
     present = {instrument_of(r, settings.keys) for r in census.trades.iter_rows(named=True)}
@@ -736,6 +785,10 @@ def _plan_tasks(
         (instrument_of(r, settings.keys), r[UNIT]): (r["first_ts"], r["last_ts"])
         for r in census.trades.iter_rows(named=True)
     }
+    quote_rows: dict[tuple[Any, Any], list[dict[str, Any]]] = {}
+    if census.quotes is not None:
+        for r in census.quotes.iter_rows(named=True):  # sorted by keys, unit and date
+            quote_rows.setdefault((instrument_of(r, settings.keys), r[UNIT]), []).append(r)
     tasks: list[tuple[ChunkTask, dict[str, Any]]] = []
     for chunk in planned.chunks:
         if chunk.start < restart[chunk.symbol]:
@@ -755,7 +808,13 @@ def _plan_tasks(
             TableSource(plan=trade_plan),
             TableSource(plan=quote_plan) if quote_plan is not None else None,
         )
-        tasks.append((task, {"unit": unit, "first_trade": span[0], "last_trade": span[1]}))
+        extra = {
+            "unit": unit,
+            "first_trade": span[0],
+            "last_trade": span[1],
+            "quotes_out": _quotes_out(chunk, quote_rows.get((instrument, unit), [])),
+        }
+        tasks.append((task, extra))
     return tasks
 
 
