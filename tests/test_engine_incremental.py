@@ -404,3 +404,15 @@ def test_cli_incremental_on_dask_equals_local(tmp_path: Path) -> None:
             check_exact=False,
             rel_tol=1e-9,
         )
+
+
+def test_a_second_run_at_once_is_refused(three_days: tuple[Path, Path]) -> None:
+    import fcntl
+
+    dataset, results = three_days
+    results.mkdir()
+    with (results / ".lock").open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another run holds the folder
+        with pytest.raises(MmflowError, match="another incremental run is writing here"):
+            incremental(dataset, results)
+    assert incremental(dataset, results).computed  # free again
