@@ -202,9 +202,11 @@ def test_a_new_day_computes_it_and_the_day_before_only(three_days: tuple[Path, P
     assert whole(dataset).bars.height == fresh.analysis.bars.height
 
 
+@pytest.mark.parametrize("batch", [16, 1])
 def test_a_changed_past_day_recomputes_it_and_every_later_day(
-    three_days: tuple[Path, Path],
+    three_days: tuple[Path, Path], batch: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("mmflow.engine.incremental.CENSUS_BATCH", batch)  # census in batches
     dataset, results = three_days
     incremental(dataset, results)
     volumes = pinned(results)

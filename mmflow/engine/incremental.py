@@ -745,17 +745,7 @@ def _plan_tasks(
     """Census the recomputed days (restarted from the kept state) and make one task per day."""
     if not recompute:
         return []
-    paths = [dataset / key / name for key in sorted(recompute) for name in partitions[key].files]
-    trades, quotes = read(paths)
-    in_range = pl.lit(False)
-    for symbol, start in restart.items():
-        ns = pl.col(TS).dt.cast_time_unit("ns").dt.epoch("ns")
-        in_range |= (pl.col(SYMBOL) == symbol) & (ns >= start)
-    trades = trades.filter(in_range)
-    quotes = quotes.filter(in_range) if quotes is not None else None
-    census = take_census(
-        trades, quotes, keys=settings.keys, every_ns=settings.every_ns, session=False
-    )
+    census = _census(dataset, partitions, sorted(recompute), restart, settings, read)
     last_kept: dict[tuple[str | None, str], dict[str, Any]] = {}
     for entry in sorted(kept.values(), key=lambda e: e["chunk"]["start"]):
         chunk = entry["chunk"]
@@ -816,6 +806,50 @@ def _plan_tasks(
         }
         tasks.append((task, extra))
     return tasks
+
+
+CENSUS_BATCH: Final = 16
+"""Partitions read by one census plan: census groups (instrument, chunk-day, UTC date) never
+span two partitions, so batches add up to the census of all, in memory bounded by a batch."""
+
+
+def _census(
+    dataset: Path,
+    partitions: dict[str, Partition],
+    keys: Sequence[str],
+    restart: dict[str, int],
+    settings: EngineSettings,
+    read: ReadPartitions,
+) -> Census:
+    """Pass 1 over the recomputed partitions (from each symbol's restart), batch by batch."""
+    ns = pl.col(TS).dt.cast_time_unit("ns").dt.epoch("ns")
+    in_range = pl.lit(False)
+    for symbol, start in restart.items():
+        in_range |= (pl.col(SYMBOL) == symbol) & (ns >= start)
+    trade_parts: list[pl.DataFrame] = []
+    quote_parts: list[pl.DataFrame] = []
+    for first in range(0, len(keys), CENSUS_BATCH):
+        batch = keys[first : first + CENSUS_BATCH]
+        paths = [dataset / key / name for key in batch for name in sorted(partitions[key].files)]
+        trades, quotes = read(paths)
+        part = take_census(
+            trades.filter(in_range),
+            quotes.filter(in_range) if quotes is not None else None,
+            keys=settings.keys,
+            every_ns=settings.every_ns,
+            session=False,
+        )
+        trade_parts.append(part.trades)
+        if part.quotes is not None:
+            quote_parts.append(part.quotes)
+    order = [*settings.keys, UNIT, DATE]
+    trades_census = pl.concat(trade_parts, how="diagonal_relaxed").sort(order, nulls_last=True)
+    quotes_census = (
+        pl.concat(quote_parts, how="diagonal_relaxed").sort(order, nulls_last=True)
+        if quote_parts
+        else None
+    )
+    return Census(trades_census, quotes_census, settings.keys, False)
 
 
 def _unit_of(chunk: Chunk, every_ns: int) -> int:
