@@ -418,3 +418,21 @@ def test_a_second_run_at_once_is_refused(three_days: tuple[Path, Path]) -> None:
         with pytest.raises(MmflowError, match="another incremental run is writing here"):
             incremental(dataset, results)
     assert incremental(dataset, results).computed  # free again
+
+
+def test_compaction_rewrites_kept_tables_into_one_run(
+    three_days: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset, results = three_days
+    incremental(dataset, results)
+    volumes = pinned(results)
+    write_days(dataset, 5, 3, 1)
+    monkeypatch.setattr("mmflow.engine.incremental.COMPACT_AFTER", 1)
+    outcome = incremental(dataset, results)
+    assert len(list((results / "store").iterdir())) == 1  # every kept table moved along
+    assert_same(outcome.analysis, whole(dataset, volumes))
+    write_days(dataset, 5, 4, 1)
+    monkeypatch.setattr("mmflow.engine.incremental.COMPACT_AFTER", 32)
+    again = incremental(dataset, results)
+    assert len(list((results / "store").iterdir())) == 2  # kept tables stay where they are
+    assert_same(again.analysis, whole(dataset, volumes))
