@@ -4,6 +4,7 @@ worker processes on the loopback interface (skipped without the ``dask`` extra).
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import sys
@@ -107,6 +108,21 @@ def test_dask_equals_local_in_task_order(dask_executor: DaskExecutor) -> None:
     assert seen == [(0, 6), *[(done, 6) for done in range(1, 7)]]
     assert len({r[1] for r in remote}) == 2  # both worker processes ran tasks
     assert {r[2] for r in remote} == {str(threads_per_worker(2))}  # POLARS_MAX_THREADS
+
+
+def test_dask_batches_keep_task_order_and_count_tasks(dask_executor: DaskExecutor) -> None:
+    tasks = [(value, 0.01 * (10 - value), "") for value in range(10)]
+    seen: list[tuple[int, int]] = []
+    dask_executor.batch = 3  # batches of 3, 3, 3 and 1 tasks
+    try:
+        remote = list(dask_executor.map(square, tasks, lambda d, t: seen.append((d, t))))
+    finally:
+        dask_executor.batch = None
+    assert [r[0] for r in remote] == [v * v for v in range(10)]
+    done = [d for d, _ in seen]
+    assert done[0] == 0
+    assert done[-1] == 10
+    assert sorted(b - a for a, b in itertools.pairwise(done)) == [1, 3, 3, 3]  # per batch
 
 
 def test_dask_runs_no_task_for_no_tasks(dask_executor: DaskExecutor) -> None:
