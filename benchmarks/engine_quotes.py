@@ -11,11 +11,12 @@ as ``market_bars`` makes it) as parquet, then in a fresh subprocess per run, ``-
 
 Reading the inputs is not timed (each mode reads its own layout first). Reports the min wall
 and the min CPU time (user + system, all threads) of the timed part. On a machine shared with
-other work, CPU time is the number to trust.
+other work, CPU time is the number to trust. ``--check`` first compares the two (counts and
+nulls identical; prints the largest float difference per column).
 
 Usage::
 
-    python benchmarks/engine_quotes.py --rows 10000000 --symbols 4 --repeat 3
+    python benchmarks/engine_quotes.py --rows 10000000 --symbols 4 --repeat 3 --check
 """
 
 from __future__ import annotations
@@ -80,6 +81,30 @@ def run_today(directory: Path) -> tuple[float, float, int]:
 
 def run_engine(directory: Path) -> tuple[float, float, int]:
     """The engine's quote pass: quote_partials per instrument × day, carry chained."""
+    wall, cpu, out = _engine(directory)
+    return wall, cpu, out.height
+
+
+def check(directory: Path) -> None:
+    """Print how far the engine's bars are from today's (counts must be identical)."""
+    from mmflow.metrics.ofi import quote_bars
+
+    quotes = pl.read_parquet(directory / "quotes.parquet")
+    grid = pl.read_parquet(directory / "grid.parquet")
+    today = quote_bars(quotes.lazy(), every=EVERY, grid=grid.lazy(), max_age=MAX_AGE).collect()
+    engine = _engine(directory)[2].sort("symbol", "ts")
+    today = today.sort("symbol", "ts")
+    assert engine.select("symbol", "ts").equals(today.select("symbol", "ts"))
+    for name in ("quote_events", "crossed_quotes"):
+        assert engine[name].equals(today[name]), name
+    for name in ("ofi", "ofi_normalized", "mid_close", "spread", "depth", "quote_imbalance"):
+        assert engine[name].is_null().equals(today[name].is_null()), name
+        scale = float(today[name].abs().max() or 0.0)  # type: ignore[arg-type]
+        worst = float((engine[name] - today[name]).abs().max() or 0.0)  # type: ignore[arg-type]
+        print(f"# {name}: largest difference {worst:.3g} (column scale {scale:.3g})")
+
+
+def _engine(directory: Path) -> tuple[float, float, pl.DataFrame]:
     from mmflow.durations import duration_nanoseconds
     from mmflow.engine.quotes import QuoteCarry, carry_after, quote_partials
     from mmflow.engine.state import Chunk, EngineSettings
@@ -106,7 +131,7 @@ def run_engine(directory: Path) -> tuple[float, float, int]:
         for path in sorted(directory.glob("quotes-*.parquet"))
     }
     cpu, started = _cpu(), time.perf_counter()
-    height = 0
+    parts = []
     for symbol, quotes in per_symbol.items():
         ns = quotes.get_column("ts").dt.epoch("ns")
         first_day, last_day = int(ns[0]) // DAY_NS, int(ns[-1]) // DAY_NS
@@ -124,8 +149,8 @@ def run_engine(directory: Path) -> tuple[float, float, int]:
                 quotes_after=day < last_day,
             )
             carry = carry_after(quotes, chunk, carry)
-            height += out.height
-    return time.perf_counter() - started, _cpu() - cpu, height
+            parts.append(out)
+    return time.perf_counter() - started, _cpu() - cpu, pl.concat(parts)
 
 
 MODES = {"today": run_today, "engine": run_engine}
@@ -139,6 +164,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--mode", action="append", help="modes to time (default: all)")
     parser.add_argument("--data", type=Path, help="a directory of prepared inputs to reuse")
+    parser.add_argument("--check", action="store_true", help="compare engine and today first")
     parser.add_argument("--run", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.run:
@@ -155,6 +181,8 @@ def main() -> None:
             f"# {rows:,} quotes; {platform.machine()}, {os.cpu_count()} cores, "
             f"Python {platform.python_version()}, polars {pl.__version__}"
         )
+        if options.check:
+            check(directory)
         print("| quote pass | wall s (min) | CPU s (min) | bars out |")
         print("|---|---|---|---|")
         for mode in options.mode or list(MODES):

@@ -22,6 +22,7 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
 
 from mmflow.durations import duration_nanoseconds
 from mmflow.engine.census import chain, take_census
@@ -32,7 +33,7 @@ from mmflow.engine.quotes import (
     quote_partials,
 )
 from mmflow.engine.state import Chunk, EngineSettings, QuoteState
-from mmflow.errors import ParameterError
+from mmflow.errors import ParameterError, SizeLimitError
 from mmflow.metrics.flow import event_grid
 from mmflow.metrics.ofi import quote_bars
 from mmflow.pipeline import BarOptions, Signing
@@ -370,6 +371,17 @@ def test_defaults_and_errors() -> None:
     shifted = grid["ts"].dt.epoch("ns") + pl.Series([0] + [1] * (grid.height - 1))
     with pytest.raises(ParameterError, match="one grid"):
         quote_partials(quotes, chunk, shifted, engine)
+    tiny = EngineSettings(
+        **{
+            **engine_settings("1us", None).__dict__,
+            "options": BarOptions(every="1us", max_bars=1_000_000),
+        }
+    )
+    with pytest.raises(SizeLimitError, match="bars"):
+        quote_partials(quotes, chunk, None, tiny)
+    later = Chunk(symbol="X", venue=None, start=T0_NS + DAY_NS, end=T0_NS + 2 * DAY_NS)
+    with pytest.raises(ParameterError, match="inside the chunk"):
+        quote_partials(quotes, later, grid["ts"], engine)
 
 
 def test_venue_key_and_integer_bar_starts() -> None:
@@ -383,11 +395,16 @@ def test_venue_key_and_integer_bar_starts() -> None:
     expected = whole(quotes, grid, "1m", "1m")
     assert_same_bars(bars.drop("venue"), expected)
     integer_ts = quotes.with_columns(pl.col("ts").dt.epoch("ns"))
-    assert quote_partials(integer_ts, chunk, grid["ts"], engine).equals(bars)
+    assert_frame_equal(
+        quote_partials(integer_ts, chunk, grid["ts"], engine), bars, rel_tol=1e-12, abs_tol=0
+    )
     microseconds = quotes.with_columns(pl.col("ts").dt.cast_time_unit("us"))
     truncated = quotes.with_columns(pl.col("ts").dt.cast_time_unit("us").dt.cast_time_unit("ns"))
-    assert quote_partials(microseconds, chunk, grid["ts"], engine).equals(
-        quote_partials(truncated, chunk, grid["ts"], engine)
+    assert_frame_equal(
+        quote_partials(microseconds, chunk, grid["ts"], engine),
+        quote_partials(truncated, chunk, grid["ts"], engine),
+        rel_tol=1e-12,
+        abs_tol=0,
     )
 
 
@@ -582,7 +599,34 @@ def test_unsorted_quotes_are_put_in_time_order() -> None:
     grid = grid_for(quotes, "1m")
     chunk = Chunk(symbol="X", venue=None, start=T0_NS, end=T0_NS + DAY_NS)
     bars = grid["ts"].filter(grid["ts"].dt.epoch("ns") < chunk.end)
-    assert quote_partials(shuffled, chunk, bars, engine).equals(
-        quote_partials(quotes, chunk, bars, engine)
+    # Equal up to the last bits (a group's float sum follows the frame's memory chunks).
+    assert_frame_equal(
+        quote_partials(shuffled, chunk, bars, engine),
+        quote_partials(quotes, chunk, bars, engine),
+        rel_tol=1e-12,
+        abs_tol=0,
     )
     assert carry_after(shuffled, chunk) == carry_after(quotes, chunk)
+
+
+def test_benchmark_script_runs_and_checks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """benchmarks/engine_quotes.py on small data: the engine's bars equal today's."""
+    import importlib.util
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "engine_quotes.py"
+    spec = importlib.util.spec_from_file_location("engine_quotes_benchmark", script)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["engine_quotes_benchmark"] = module
+    spec.loader.exec_module(module)
+    module.prepare(20_000, 2, tmp_path)
+    module.check(tmp_path)
+    assert "largest difference" in capsys.readouterr().out
+    wall, cpu, height = module.run_engine(tmp_path)
+    assert height == pl.read_parquet(tmp_path / "grid.parquet").height
+    assert wall >= 0
+    assert cpu >= 0

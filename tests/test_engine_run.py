@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
-from datetime import timedelta
+import pickle
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import time, timedelta
 from typing import Any
 
 import polars as pl
@@ -26,7 +28,14 @@ from mmflow.engine.census import chain, take_census
 from mmflow.engine.chunks import BYTES_PER_QUOTE, BYTES_PER_TRADE, parse_memory, plan_chunks
 from mmflow.engine.finish import finish_analysis
 from mmflow.engine.run import make_settings, run_engine
-from mmflow.engine.state import Chunk, EngineSettings, TradePartials, TradeState
+from mmflow.engine.state import (
+    Chunk,
+    ChunkResult,
+    ChunkTask,
+    EngineSettings,
+    TradePartials,
+    TradeState,
+)
 from mmflow.errors import ParameterError, SizeLimitError
 from mmflow.metrics.classify import tick_rule
 from mmflow.metrics.impact import trade_costs
@@ -34,6 +43,8 @@ from mmflow.metrics.phases import PhaseParameters
 from mmflow.metrics.vpin import _snap
 from mmflow.pipeline import (
     BarOptions,
+    Selection,
+    Session,
     Signing,
     analyze,
     market_bars,
@@ -440,14 +451,26 @@ def test_any_memory_limit_gives_the_same_bars(
 
 
 @pytest.mark.parametrize(
-    ("every", "method", "memory_limit"),
-    [("1m", "lee-ready", 1), ("7m", "auto", 1), ("5m", "tick", 2**40)],
+    ("every", "method", "memory_limit", "lag", "match"),
+    [
+        ("1m", "lee-ready", 1, "0s", "strict"),
+        ("7m", "auto", 1, "0s", "strict"),
+        ("5m", "tick", 2**40, "0s", "strict"),
+        ("2m", "emo", 1, "3s", "at-or-before"),
+        ("3m", "quote", 1, "90s", "strict"),
+    ],
 )
 def test_engine_with_the_real_passes_equals_the_whole_run(
-    market: tuple[pl.DataFrame, pl.DataFrame], every: str, method: str, memory_limit: int
+    market: tuple[pl.DataFrame, pl.DataFrame],
+    every: str,
+    method: str,
+    memory_limit: int,
+    lag: str,
+    match: str,
 ) -> None:
     trades, quotes = market
-    options, signing = _options(every), Signing(method=method)  # type: ignore[arg-type]
+    options = _options(every)
+    signing = Signing(method=method, lag=lag, match=match)  # type: ignore[arg-type]
     whole = market_bars(
         trades.lazy(), quotes.lazy(), options=options, signing=signing, chunked=False
     )
@@ -483,3 +506,73 @@ def test_real_passes_any_chunking_equals_the_whole_run(
     finished = run.finished
     assert finished is not None
     _equal(finished.bars, whole, ["symbol", "ts"])
+
+
+@pytest.mark.parametrize(
+    "session",
+    [
+        Session(time(9, 30), time(16, 0), "America/New_York"),
+        Session(time(22, 0), time(6, 0), "UTC"),  # overnight: a session spans two UTC days
+    ],
+)
+@pytest.mark.parametrize("memory_limit", [1, 2**40])
+def test_sessions_chunked_equal_the_whole_run(
+    market: tuple[pl.DataFrame, pl.DataFrame], session: Session, memory_limit: int
+) -> None:
+    trades, quotes = market
+    options = replace(_options("7m"), memory_limit=memory_limit)
+    selection = Selection(session=session)
+    runs = [
+        market_bars(
+            trades.lazy(), quotes.lazy(), options=options, selection=selection, chunked=chunked
+        )
+        for chunked in (True, False)
+    ]
+    assert runs[0].engine is not None
+    assert all(chunk.sessions for chunk in runs[0].engine.plan.chunks)
+    _equal(runs[0].bars.collect(), runs[1].bars.collect(), ["symbol", "session", "ts"])
+    _equal(runs[0].mix.collect(), runs[1].mix.collect(), ["symbol", "sign_method"])
+
+
+def test_unordered_input_gives_the_whole_runs_result(
+    market: tuple[pl.DataFrame, pl.DataFrame],
+) -> None:
+    """The census is order-free and chunks sort only when needed: shuffled files still agree."""
+    trades, quotes = market
+    trades = trades.sample(fraction=1.0, shuffle=True, seed=3)
+    quotes = quotes.sample(fraction=1.0, shuffle=True, seed=4)
+    options = replace(_options("5m"), memory_limit=1)
+    runs = [
+        market_bars(trades.lazy(), quotes.lazy(), options=options, chunked=chunked)
+        for chunked in (True, False)
+    ]
+    assert runs[0].engine is not None
+    _equal(runs[0].bars.collect(), runs[1].bars.collect(), ["symbol", "ts"])
+    _equal(runs[0].mix.collect(), runs[1].mix.collect(), ["symbol", "sign_method"])
+
+
+def test_tasks_and_results_pickle(market: tuple[pl.DataFrame, pl.DataFrame]) -> None:
+    """An executor may run a task in another process: task and result survive pickling."""
+
+    trades, quotes = market
+    options, signing = _options("5m"), Signing()
+    settings_ = _settings(options, signing, memory_limit=1)
+    seen: list[ChunkResult] = []
+
+    def through_pickle(
+        function: Callable[[ChunkTask], ChunkResult], tasks: Sequence[ChunkTask]
+    ) -> Iterator[ChunkResult]:
+        for task in tasks:
+            result = function(pickle.loads(pickle.dumps(task)))
+            seen.append(result)
+            yield pickle.loads(pickle.dumps(result))
+
+    for in_memory in (True, False):
+        run = run_engine(
+            trades.lazy(), quotes.lazy(), settings_, executor=through_pickle, in_memory=in_memory
+        )
+        local = run_engine(trades.lazy(), quotes.lazy(), settings_, in_memory=in_memory)
+        assert run.finished is not None
+        assert local.finished is not None
+        assert run.finished.bars.equals(local.finished.bars)
+    assert len(seen) == 2 * len(run.plan.chunks)

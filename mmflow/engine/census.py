@@ -49,6 +49,8 @@ __all__ = [
 
 UNIT: Final = "_unit"
 """The census unit column: the chunk-day number (Int64) or the session date."""
+ORDERED: Final = "_ordered"
+"""Whether a census group's rows came in time order."""
 DATE: Final = "_date"
 """The UTC date of the rows (VPIN counts distinct UTC dates per instrument)."""
 
@@ -104,10 +106,20 @@ def _unit(every_ns: int, session: bool) -> pl.Expr:
     return pl.col("session").alias(UNIT) if session else unit_expression(every_ns)
 
 
+def _ordered() -> pl.Expr:
+    """Whether a group's rows are in time order (checked, so only unordered input is sorted)."""
+    return (_ns().diff().min().fill_null(0) >= 0).alias(ORDERED)
+
+
 def trade_census(
     trades: pl.LazyFrame, keys: tuple[str, ...], every_ns: int, *, session: bool
 ) -> pl.LazyFrame:
-    """Return the lazy trade census of time-ordered prepared trades (see :class:`Census`)."""
+    """Return the lazy trade census of prepared trades (see :class:`Census`).
+
+    Aggregations follow the rows' order inside each group (instrument, unit, date); the
+    ``_ordered`` column says whether that order is time order (:func:`take_census` sorts and
+    recomputes otherwise).
+    """
     price = pl.col(PRICE).fill_nan(None)
     size = pl.col(SIZE).cast(pl.Float64)
     valid = size.is_finite() & (size > 0)
@@ -126,6 +138,7 @@ def trade_census(
             prices.first().alias("first_price"),
             prices.last().alias("last_price"),
             change.filter(change != 0).last().cast(pl.Int8).alias("last_direction"),
+            _ordered(),
         )
         .sort(*keys, UNIT, DATE, nulls_last=True)
     )
@@ -138,46 +151,69 @@ crossed: the state that stands for spread and depth); ``usable`` (bid < ask, fin
 :func:`mmflow.metrics.classify.quote_is_usable`, for signing and the future mid)."""
 
 
+_ROW: Final = "_row"
+
+
 def quote_census(
     quotes: pl.LazyFrame, keys: tuple[str, ...], every_ns: int, *, session: bool
 ) -> pl.LazyFrame:
-    """Return the lazy quote census of time-ordered prepared quotes (see :class:`Census`)."""
+    """Return the lazy quote census of prepared quotes (as :func:`trade_census` does).
+
+    Per group the input row number of the last quote of each kind of :data:`QUOTE_KINDS`
+    (``_row_{kind}``: plain maxima of row numbers, cheap); :func:`_with_quote_rows` then
+    fetches those few rows.
+    """
     from mmflow.metrics.classify import quote_is_usable
 
-    names = quotes.collect_schema().names()
     columns = [*keys, TS, BID_PRICE, BID_SIZE, ASK_PRICE, ASK_SIZE]
-    columns += [TS_EVENT] if TS_EVENT in names else []
     columns += ["session"] if session else []
     sides = [pl.col(c).cast(pl.Float64).fill_nan(None) for c in _BBO]
     empty = pl.any_horizontal(side.is_null() for side in sides)
-    where: dict[str, pl.Expr | None] = {
-        "last": None,
+    where: dict[str, pl.Expr] = {
+        "last": pl.lit(value=True),
         "valid": ~empty & (sides[0] <= sides[2]),
         "standing": empty | (sides[0] <= sides[2]),
         "usable": quote_is_usable(),
     }
-    aggregations: list[pl.Expr] = []
-    for kind in QUOTE_KINDS:
-        condition = where[kind]
-        parts = [_ns().alias(f"q_{kind}_ts")]
-        parts += [pl.col(c).cast(pl.Float64).alias(f"q_{kind}_{c}") for c in _BBO]
-        if TS_EVENT in names:
-            parts.append(_ns(TS_EVENT).alias(f"q_{kind}_ts_event"))
-        aggregations += [
-            p.last() if condition is None else p.filter(condition).last() for p in parts
-        ]
+    row = pl.col(_ROW)
     return (
         quotes.select(columns)
-        .with_columns(_unit(every_ns, session), pl.col(TS).dt.date().alias(DATE))
+        .with_row_index(_ROW)
+        .with_columns(
+            _unit(every_ns, session),
+            pl.col(TS).dt.date().alias(DATE),
+            *(pl.when(where[kind]).then(row).alias(f"{_ROW}_{kind}") for kind in QUOTE_KINDS),
+        )
         .group_by(*keys, UNIT, DATE)
         .agg(
             pl.len().alias("quotes"),
             _ns().min().alias("first_ts"),
             _ns().max().alias("last_ts"),
-            *aggregations,
+            *(pl.col(f"{_ROW}_{kind}").max() for kind in QUOTE_KINDS),
+            _ordered(),
         )
         .sort(*keys, UNIT, DATE, nulls_last=True)
     )
+
+
+def _with_quote_rows(census: pl.DataFrame, quotes: pl.LazyFrame) -> pl.DataFrame:
+    """Add each kind's last quote (``q_{kind}_ts, q_{kind}_bid_price, …``) from its row number."""
+    names = quotes.collect_schema().names()
+    wanted = pl.concat([census[f"{_ROW}_{kind}"] for kind in QUOTE_KINDS]).drop_nulls().unique()
+    values = [_ns().alias("ts"), *(pl.col(c).cast(pl.Float64) for c in _BBO)]
+    if TS_EVENT in names:
+        values.append(_ns(TS_EVENT).alias("ts_event"))
+    rows = (
+        quotes.with_row_index(_ROW)
+        .filter(pl.col(_ROW).is_in(wanted.implode()))
+        .select(_ROW, *values)
+        .collect()
+    )
+    out = census
+    for kind in QUOTE_KINDS:
+        named = rows.rename({c: f"q_{kind}_{c}" for c in rows.columns if c != _ROW})
+        out = out.join(named.rename({_ROW: f"{_ROW}_{kind}"}), on=f"{_ROW}_{kind}", how="left")
+    return out.drop(f"{_ROW}_{kind}" for kind in QUOTE_KINDS)
 
 
 def take_census(
@@ -188,12 +224,30 @@ def take_census(
     every_ns: int,
     session: bool,
 ) -> Census:
-    """Run pass 1 over time-ordered prepared trades and quotes (both plans in one collect)."""
+    """Run pass 1 over prepared trades and quotes (both plans in one collect).
+
+    The rows may come in any order: the census runs in input order and checks, per group,
+    that the order is time order; a table with a group out of order is counted again from
+    its key columns sorted by ``ts`` (stable, as :func:`mmflow.pipeline.prepare` sorts), so
+    the last quote and the tick state are those of time order.
+    """
     plans = [trade_census(trades, keys, every_ns, session=session)]
     if quotes is not None:
         plans.append(quote_census(quotes, keys, every_ns, session=session))
     frames = pl.collect_all(plans)
-    return Census(frames[0], frames[1] if quotes is not None else None, keys, session)
+    if not frames[0][ORDERED].all():
+        frames[0] = trade_census(
+            trades.sort(TS, maintain_order=True), keys, every_ns, session=session
+        ).collect()
+    quote_frame = None
+    if quotes is not None:
+        source = quotes
+        quote_frame = frames[1]
+        if not quote_frame[ORDERED].all():
+            source = quotes.sort(TS, maintain_order=True)
+            quote_frame = quote_census(source, keys, every_ns, session=session).collect()
+        quote_frame = _with_quote_rows(quote_frame, source)
+    return Census(frames[0], quote_frame, keys, session)
 
 
 def instrument_of(row: dict[str, Any], keys: tuple[str, ...]) -> tuple[str | None, str]:

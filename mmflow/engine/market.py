@@ -9,8 +9,8 @@ tables (the flow summary from the bars, phases and value areas from the levels).
 
 :func:`engine_applies` says when the engine runs: every per-trade signing method but
 ``reverse-tick`` (it looks ahead past a chunk) and ``bvc`` (a per-bar split over all bars),
-without sessions (the chunked session path is not verified yet), and with trades. Other runs
-take today's single-plan path.
+with trades; with ``--session`` a chunk holds whole sessions. Other runs take today's
+single-plan path.
 """
 
 from __future__ import annotations
@@ -35,12 +35,7 @@ __all__ = ["engine_analysis", "engine_applies", "engine_market"]
 
 def engine_applies(trades: pl.LazyFrame, quotes: pl.LazyFrame | None, signing: Signing) -> bool:
     """Whether the chunked engine computes this run (module docstring)."""
-    if signing.method in ("bvc", "reverse-tick"):
-        return False
-    names = trades.collect_schema().names()
-    if SESSION in names:
-        return False
-    return not (quotes is not None and SESSION in quotes.collect_schema().names())
+    return signing.method not in ("bvc", "reverse-tick")
 
 
 def _same_venue_columns(
@@ -92,7 +87,7 @@ def engine_market(
         options,
         signing,
         keys=instrument_keys(trades),
-        session=False,
+        session=SESSION in trades.collect_schema().names(),
         has_quotes=quotes is not None,
         memory_limit=limit,
     )

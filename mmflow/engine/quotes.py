@@ -38,7 +38,7 @@ from typing import Final
 import polars as pl
 
 from mmflow.engine.state import TIMESTAMP, Chunk, EngineSettings, QuoteState
-from mmflow.errors import ParameterError
+from mmflow.errors import ParameterError, SizeLimitError
 from mmflow.metrics.ofi import (
     CROSSED_QUOTES,
     DEPTH,
@@ -79,7 +79,6 @@ _CROSSED: Final = "_q_crossed"
 _EVENT: Final = "_q_event"
 _GAP: Final = "_q_gap"  # segment length (ns) the row's state stands
 _MID: Final = "_q_mid"
-_REAL: Final = "_q_real"  # a chunk row (not a carried-in one)
 _WEIGHT: Final = "_q_weight"  # 1 while a valid quote stands
 _IMBALANCE_WEIGHT: Final = "_q_imbalance_weight"  # 1 while a valid quote with depth > 0 stands
 _SPREAD: Final = "_q_spread"
@@ -90,11 +89,9 @@ _INTEGER: Final = (_WEIGHT, _IMBALANCE_WEIGHT)
 _SUM: Final = {name: f"{name}_sum" for name in _STANDING}  # Σ state × segment over the bar
 _LAST: Final = {name: f"{name}_last" for name in _STANDING}  # the bar's last row's state
 _CARRY: Final = {name: f"{name}_carry" for name in _STANDING}  # state carried into the bar
-_LAST_NS: Final = "_q_last_ns"
 _LAST_END: Final = "_q_last_end"  # where the bar's last segment ends (ns)
 _CARRY_END: Final = "_q_carry_end"
 _ROWS: Final = "_q_rows"
-_REAL_ROWS: Final = "_q_real_rows"
 _CROSSED_ROWS: Final = "_q_crossed_rows"
 _OFI_SUM: Final = "_q_ofi_sum"
 _GRID: Final = "_q_grid"
@@ -181,7 +178,7 @@ def _in_time_order(quotes: pl.DataFrame) -> pl.DataFrame:
 def _rows(quotes: pl.DataFrame, carry: QuoteCarry, chunk: Chunk) -> pl.DataFrame:
     """Return the chunk's quotes in ``[start, end)`` with the carried rows first.
 
-    Columns: ``_q_ns`` (Int64), the four sides (Float64, NaN as null) and ``_q_real``.
+    Columns: ``_q_ns`` (Int64) and the four sides (Float64, NaN as null).
     """
     quotes = _in_time_order(quotes)
     ns = _as_nanoseconds(quotes.get_column(TS))
@@ -200,7 +197,7 @@ def _rows(quotes: pl.DataFrame, carry: QuoteCarry, chunk: Chunk) -> pl.DataFrame
                 for name in _BBO
             ),
         ]
-    ).with_columns(pl.lit(value=True).alias(_REAL))
+    )
     carried = carry.rows()
     if not carried:
         return own
@@ -211,7 +208,6 @@ def _rows(quotes: pl.DataFrame, carry: QuoteCarry, chunk: Chunk) -> pl.DataFrame
             BID_SIZE: [quote.bid_size for quote in carried],
             ASK_PRICE: [quote.ask_price for quote in carried],
             ASK_SIZE: [quote.ask_size for quote in carried],
-            _REAL: [False] * len(carried),
         },
         schema=own.schema,
     ).with_columns(pl.col(name).fill_nan(None) for name in _BBO)
@@ -298,13 +294,11 @@ def _per_bar(
         states.group_by(_BAR)
         .agg(
             pl.len().alias(_ROWS),
-            pl.col(_REAL).sum().alias(_REAL_ROWS),
             pl.col(_CROSSED).sum().alias(_CROSSED_ROWS),
             pl.col(_EVENT).sum().alias(_OFI_SUM),
             *(product[name].sum().alias(_SUM[name]) for name in _STANDING),
             *(pl.col(name).last().alias(_LAST[name]) for name in _STANDING),
             pl.col(_MID).last(),
-            ns.last().alias(_LAST_NS),
             (ns + gap_column).last().alias(_LAST_END),
         )
         .collect()
@@ -326,7 +320,7 @@ def _bar_table(
         .sort(_BAR)
         .with_columns(
             pl.col(_GRID).fill_null(value=False),
-            pl.col(_ROWS, _REAL_ROWS, _CROSSED_ROWS).fill_null(0),
+            pl.col(_ROWS, _CROSSED_ROWS).fill_null(0),
             (pl.col(_BAR) * every + origin).alias(_START),
         )
         .with_columns((pl.col(_START) + every).alias(_END))
@@ -338,7 +332,9 @@ def _bar_table(
         pl.col(_LAST_END).forward_fill().shift(1).alias(_CARRY_END),
         pl.col(_MID).forward_fill().alias(MID_CLOSE),
         (pl.col(_ROWS).cum_sum() > 0).alias("_q_seen"),
-        (pl.col(_REAL_ROWS).cum_sum(reverse=True) > 0).alias("_q_ahead"),
+        # Carried-in rows lie before the chunk, so before every bar: rows from a bar on are
+        # the chunk's own.
+        (pl.col(_ROWS).cum_sum(reverse=True) > 0).alias("_q_ahead"),
     )
     # Weight of the carried-in segment inside the bar, and the part of the bar's own last
     # segment that spills past the bar end (carried on to later bars, not counted here).
@@ -367,7 +363,7 @@ def _bar_table(
         mean(_SPREAD, weight).alias(SPREAD),
         mean(_DEPTH, weight).alias(DEPTH),
         mean(_IMBALANCE, imbalance_weight).alias(QUOTE_IMBALANCE),
-        pl.col(_REAL_ROWS).cast(pl.UInt32).alias(QUOTE_EVENTS),
+        pl.col(_ROWS).cast(pl.UInt32).alias(QUOTE_EVENTS),
         pl.col(_CROSSED_ROWS).cast(pl.UInt32).alias(CROSSED_QUOTES),
     )
     depth_column = pl.col(DEPTH)
@@ -410,7 +406,8 @@ def quote_partials(
     bar_starts
         The chunk's bar grid (bar starts in ``[start, end)``, sorted, datetimes or Int64 ns,
         spaced by multiples of the bar length). ``None``: every bar from the bar of the
-        chunk's first quote to that of its last quote, per UTC day holding quotes.
+        chunk's first quote to that of its last quote, per UTC day holding quotes (at most
+        ``settings.options.max_bars``).
     settings
         Bar length ``every_ns``, ``max_quote_age_ns`` and the instrument ``keys``.
     carry
@@ -430,19 +427,25 @@ def quote_partials(
     Raises
     ------
     ParameterError
-        When the bar starts are not on one grid of the bar length.
+        When the bar starts are not on one grid of the bar length or not inside the chunk.
+    SizeLimitError
+        Without ``bar_starts``, when the chunk's quotes span more than ``max_bars`` bars
+        (checked before any bar is made).
     """
     every = settings.every_ns
     state = carry if carry is not None else QuoteCarry.from_state(chunk.quote_state)
     rows = _rows(quotes, state, chunk)
     if bar_starts is None:
-        starts = _default_bars(rows.filter(pl.col(_REAL)).get_column(_NS), every)
+        starts = _default_bars(rows.filter(pl.col(_NS) >= chunk.start).get_column(_NS), settings)
     else:
         starts = _as_nanoseconds(bar_starts)
     origin = int(starts[0]) if len(starts) else chunk.start - chunk.start % every
     offsets = starts - origin
     if len(starts) and (offsets % every != 0).any():
         msg = "bar starts must lie on one grid of the bar length"
+        raise ParameterError(msg)
+    if len(starts) and (starts.min() < chunk.start or starts.max() >= chunk.end):  # type: ignore[operator]
+        msg = "bar starts must lie inside the chunk [start, end)"
         raise ParameterError(msg)
     if rows.height:
         occupied = _per_bar(
@@ -475,20 +478,23 @@ def _empty_occupied() -> pl.DataFrame:
     schema: dict[str, pl.DataType] = {
         _BAR: pl.Int64(),
         _ROWS: pl.UInt32(),
-        _REAL_ROWS: pl.UInt32(),
         _CROSSED_ROWS: pl.UInt32(),
         _OFI_SUM: pl.Float64(),
         **{_SUM[name]: pl.Int64() if name in _INTEGER else pl.Float64() for name in _STANDING},
         **{_LAST[name]: pl.Int64() if name in _INTEGER else pl.Float64() for name in _STANDING},
         _MID: pl.Float64(),
-        _LAST_NS: pl.Int64(),
         _LAST_END: pl.Int64(),
     }
     return pl.DataFrame(schema=schema)
 
 
-def _default_bars(ns: pl.Series, every: int) -> pl.Series:
-    """Bar starts from the first to the last quote bar of each UTC day holding quotes."""
+def _default_bars(ns: pl.Series, settings: EngineSettings) -> pl.Series:
+    """Bar starts from the first to the last quote bar of each UTC day holding quotes.
+
+    The number of bars is estimated from the per-day spans (a small table) and checked against
+    ``settings.options.max_bars`` before any bar is made.
+    """
+    every = settings.every_ns
     if ns.len() == 0:
         return pl.Series(_NS, [], pl.Int64)
     day = 86_400 * 1_000_000_000
@@ -499,12 +505,26 @@ def _default_bars(ns: pl.Series, every: int) -> pl.Series:
             (pl.col(_NS).min() // every).alias("_q_first"),
             (pl.col(_NS).max() // every).alias("_q_last"),
         )
-        .select(pl.int_ranges("_q_first", pl.col("_q_last") + 1).alias(_BAR))
+    )
+    limit = settings.options.max_bars
+    estimate = int(spans.select((pl.col("_q_last") - pl.col("_q_first") + 1).sum()).item())
+    if limit is not None and estimate > limit:
+        parameter = "every"
+        raise SizeLimitError(
+            parameter,
+            settings.options.every,
+            estimate,
+            limit,
+            "bars",
+            "use a longer bar or narrow the time window",
+        )
+    bars = (
+        spans.select(pl.int_ranges("_q_first", pl.col("_q_last") + 1).alias(_BAR))
         .explode(_BAR)
         .unique()
         .sort(_BAR)
     )
-    return (spans.get_column(_BAR) * every).alias(_NS)
+    return (bars.get_column(_BAR) * every).alias(_NS)
 
 
 def _quote_at(frame: pl.DataFrame, index: int) -> QuoteState:

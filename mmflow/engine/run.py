@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import polars as pl
@@ -41,6 +42,7 @@ from mmflow.engine.state import (
 from mmflow.engine.trades import quote_window, trade_partials
 from mmflow.metrics.flow import event_grid
 from mmflow.schema import ASK_PRICE, ASK_SIZE, BID_PRICE, BID_SIZE, SYMBOL, TS, TS_EVENT, VENUE
+from mmflow.scratch import make_directory, remove
 
 if TYPE_CHECKING:
     from mmflow.pipeline import BarOptions, Signing
@@ -224,12 +226,19 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
         )
         quotes_after = chunk.last_quote_ts is not None and chunk.last_quote_ts >= chunk.end
         quoted = _quote_partials()(
-            own_quotes, chunk, grid[TS], settings, carry=carry, quotes_after=quotes_after
+            own_quotes,
+            chunk,
+            grid[TS].unique().sort(),
+            settings,
+            carry=carry,
+            quotes_after=quotes_after,
         )
         present = [c for c in QUOTE_BAR_COLUMNS if c in quoted.columns]
+        # Quote bars are per instrument and bar start (sessions share them), as the whole
+        # run joins quote_bars on the instrument and ts.
         bars = bars.join(
-            quoted.select(*bar_keys, TS, *present),
-            on=[*bar_keys, TS],
+            quoted.select(*keys, TS, *present).unique(subset=[*keys, TS], keep="last"),
+            on=[*keys, TS],
             how="left",
             nulls_equal=True,
         )
@@ -351,10 +360,9 @@ def run_engine(
     in_memory
         Read the inputs once into memory and split them by instrument (default: when the
         whole input's estimated memory fits ``memory_limit``); otherwise every chunk scans its
-        own rows from the inputs (filter pushdown into the scans).
+        own rows from the inputs (filter pushdown into the scans); text inputs (CSV) are
+        then first parsed once into scratch parquet files.
     """
-    options = settings.options
-    keys = settings.keys
     if in_memory is None:
         counts = pl.collect_all(
             [frame.lazy().select(pl.len()) for frame in (trades, quotes) if frame is not None]
@@ -363,6 +371,48 @@ def run_engine(
         if quotes is not None:
             estimate += counts[1].item() * BYTES_PER_QUOTE
         in_memory = estimate <= settings.memory_limit
+    else:
+        in_memory = bool(in_memory)
+    scratch: Path | None = None
+    if not in_memory and any(
+        _parses_text(frame) for frame in (trades, quotes) if frame is not None
+    ):
+        # Text inputs are parsed once into a scratch parquet file each (streamed), so the
+        # chunks read parquet instead of parsing the text once per chunk.
+        scratch = make_directory(".mmflow-engine-")
+        trades = _spill(trades.lazy(), scratch / "trades.parquet")
+        quotes = _spill(quotes.lazy(), scratch / "quotes.parquet") if quotes is not None else None
+    try:
+        return _run(trades, quotes, settings, executor, in_memory=in_memory)
+    finally:
+        if scratch is not None:
+            remove(scratch)
+
+
+def _parses_text(frame: pl.LazyFrame | pl.DataFrame) -> bool:
+    """Whether reading ``frame`` parses text (a CSV or NDJSON scan in its plan)."""
+    if isinstance(frame, pl.DataFrame):
+        return False
+    plan = frame.explain(optimized=False).lower()
+    return "csv scan" in plan or "ndjson scan" in plan or "json scan" in plan
+
+
+def _spill(frame: pl.LazyFrame, path: Path) -> pl.LazyFrame:
+    """Write ``frame`` to ``path`` (streaming) and return a scan of it."""
+    frame.sink_parquet(path)
+    return pl.scan_parquet(path)
+
+
+def _run(
+    trades: pl.LazyFrame | pl.DataFrame,
+    quotes: pl.LazyFrame | pl.DataFrame | None,
+    settings: EngineSettings,
+    executor: Executor | None,
+    *,
+    in_memory: bool,
+) -> EngineRun:
+    options = settings.options
+    keys = settings.keys
     trade_frame: pl.DataFrame | None = None
     quote_frame: pl.DataFrame | None = None
     if in_memory:
