@@ -36,7 +36,7 @@ from mmflow.errors import ParameterError
 from mmflow.metrics.flow import bar_keys, bvc_flow_bars, flow_bars
 from mmflow.metrics.impact import cost_bars, roll_spread, trade_costs
 from mmflow.metrics.quotes import attach_quotes
-from mmflow.metrics.signing import method_mix, sign_trades
+from mmflow.metrics.signing import Method, method_mix, sign_trades
 from mmflow.metrics.vpin import vpin_buckets
 from mmflow.pipeline import BarOptions, Signing, quote_checks
 from mmflow.schema import MID_PRICE, instrument_keys
@@ -678,3 +678,57 @@ def test_quote_window_finds_the_last_usable_quote_days_back() -> None:
     assert_frame_equal(part.bars, whole["bars"], check_dtypes=False)
     assert_frame_equal(part.checks, whole["checks"], check_dtypes=False)
     assert part.checks["stale_future_quote"].item() == 1
+
+
+REAL_FILES = {
+    # futures trades with their own pre-trade BBO, and quotes, across a UTC midnight
+    "databento-mbp-1": (
+        ["sample_data/databento/futures_mbp-1_2024-07-01T23-58_2024-07-02T00-02.dbn.zst"],
+        "1s",
+        3,
+    ),
+    # ES trades with their own BBO, no quotes, two days
+    "sierra-es": (
+        [
+            "tests/data/sierra-es/ES_2022-01-24_tbt.txt",
+            "tests/data/sierra-es/ES_2023-06-29_tbt.txt",
+        ],
+        "1s",
+        2,
+    ),
+    "simulated": (
+        ["sample_data/simulated/trades.parquet", "sample_data/simulated/quotes.parquet"],
+        "1m",
+        9,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(REAL_FILES))
+@pytest.mark.parametrize("method", ["auto", "lee-ready", "tick"])
+def test_real_files_chunked_equal_whole(name: str, method: Method) -> None:
+    from mmflow.io import load
+    from mmflow.pipeline import Selection, prepare_market
+
+    paths, every, stride = REAL_FILES[name]
+    root = Path(__file__).resolve().parents[1]
+    loaded = load([str(root / p) for p in paths])
+    found = [x.frames.trades for x in loaded if x.frames.trades is not None]
+    quoted = [x.frames.quotes for x in loaded if x.frames.quotes is not None]
+    trades_lazy = pl.concat(found, how="diagonal_relaxed")
+    quotes_lazy = pl.concat(quoted, how="diagonal_relaxed") if quoted else None
+    prepared, prepared_quotes, _ = prepare_market(trades_lazy, quotes_lazy, Selection())
+    trades = prepared.collect()
+    quotes = None if prepared_quotes is None else prepared_quotes.collect()
+    options = BarOptions(
+        every=every, horizon="5s", buckets_per_day=500, vpin_window=3, max_bars=None
+    )
+    # bar edges where the trades are (the files span hours, or two days a year apart)
+    step = duration_nanoseconds(every)
+    starts = (trades["ts"].dt.epoch("ns") // step * step).unique().sort().to_list()
+    edges = starts[1::stride][:40]
+    signing = Signing(method=method)
+    whole = whole_run(trades, quotes, options, signing)
+    chunked, parts = chunked_run(trades, quotes, options, signing, edges)
+    assert_same(whole, chunked)
+    assert sum(p.bars.height > 0 for _, p in parts) > 2  # the edges cut the data
