@@ -270,7 +270,7 @@ class DaskExecutor(_Closing):
                     threads_per_worker=1,
                     processes=True,
                     host="127.0.0.1",
-                    dashboard_address=None,
+                    dashboard_address="127.0.0.1:0",  # loopback only, any free port
                     memory_limit=memory_limit if memory_limit is not None else "auto",
                     silence_logs=logging.CRITICAL,
                     env={"POLARS_MAX_THREADS": str(threads)},
