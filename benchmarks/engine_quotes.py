@@ -105,10 +105,10 @@ def check(directory: Path) -> None:
 
 
 def _engine(directory: Path) -> tuple[float, float, pl.DataFrame]:
+    from mmflow.analysis import BarOptions, Signing
     from mmflow.durations import duration_nanoseconds
     from mmflow.engine.quotes import QuoteCarry, carry_after, quote_partials
     from mmflow.engine.state import Chunk, EngineSettings
-    from mmflow.pipeline import BarOptions, Signing
 
     every_ns = duration_nanoseconds(EVERY, what="every")
     settings = EngineSettings(

@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench import parse_size, prepared
 
+from mmflow.analysis import BarOptions, Signing
 from mmflow.durations import duration_nanoseconds
 from mmflow.engine.state import NS_PER_DAY, Chunk, EngineSettings, TradeState
 from mmflow.engine.trades import quote_window, trade_partials
@@ -43,7 +44,6 @@ from mmflow.metrics.flow import flow_bars
 from mmflow.metrics.impact import cost_bars, roll_spread, trade_costs
 from mmflow.metrics.signing import method_mix, sign_trades
 from mmflow.metrics.vpin import vpin_buckets
-from mmflow.pipeline import BarOptions, Signing
 
 T = TypeVar("T")
 

@@ -1,15 +1,16 @@
 """Score the distribution-phase rule against simulator truth on held-out seeds (not a test).
 
 For each seed, simulates ``SimulationParameters(seed=seed, hours=24)`` (two symbols, 1-minute
-bars, default episodes), builds the bars with :func:`mmflow.pipeline.market_bars`, labels them
+bars, default episodes), builds the bars with :func:`mmflow.analysis.market_bars`, labels them
 with :func:`mmflow.metrics.phases.phase_bars` (causal, and ``offline=True``) and scores the
-``distribution`` bars with :func:`mmflow.metrics.phases.truth_scores`: bar precision and recall,
-episode recall (≥ 50 % of a true episode detected), episode overlap (≥ 1 bar) and the share of
-truth-neutral bars labelled distribution. The same seed with ``episodes_per_day=0`` (pure noise)
+``distribution`` bars with :func:`mmflow.metrics.phase_evaluation.truth_scores`: bar precision and
+recall, episode recall (≥ 50 % of a true episode detected), episode overlap (≥ 1 bar) and the share
+of truth-neutral bars labelled distribution. The same seed with ``episodes_per_day=0`` (pure noise)
 gives the noise false-positive rate. Then times ``phase_bars`` on a simulated day of about a
 million trades.
 
-The default seeds are the evaluation seeds (:data:`mmflow.metrics.phases.EVALUATION_SEEDS`,
+The default seeds are the evaluation seeds
+(:data:`mmflow.metrics.phase_evaluation.EVALUATION_SEEDS`,
 100-119), never used while tuning; ``--tuning`` runs the tuning seeds (0-9) instead.
 
 Usage::
@@ -32,14 +33,9 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from mmflow.metrics.phases import (
-    EVALUATION_SEEDS,
-    TUNING_SEEDS,
-    PhaseParameters,
-    phase_bars,
-    truth_scores,
-)
-from mmflow.pipeline import BarOptions, market_bars
+from mmflow.analysis import BarOptions, market_bars
+from mmflow.metrics.phase_evaluation import EVALUATION_SEEDS, TUNING_SEEDS, truth_scores
+from mmflow.metrics.phases import PhaseParameters, phase_bars
 from mmflow.simulate import SimulationParameters, simulate
 
 COLUMNS = ("precision", "recall", "episode_recall", "episode_overlap_recall", "fp_neutral")

@@ -18,6 +18,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from mmflow.analysis import BarOptions, Selection, Signing, prepare_market
 from mmflow.engine.executors import (
     DaskExecutor,
     DaskMissingError,
@@ -30,7 +31,7 @@ from mmflow.engine.run import EngineRun, make_settings, run_chunk, run_engine
 from mmflow.engine.state import ChunkResult, ChunkTask, EngineSettings
 from mmflow.errors import ParameterError
 from mmflow.io import ReadOptions, load_inputs
-from mmflow.pipeline import BarOptions, Selection, Signing, gather, prepare_market, read_many
+from mmflow.io.assemble import gather, read_many
 from mmflow.schema import QUOTES, TRADES, instrument_keys
 from tests.market_days import market_days
 

@@ -19,6 +19,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from mmflow.analysis import BarOptions, Selection, Signing, prepare_market
 from mmflow.convert import convert
 from mmflow.engine.census import take_census
 from mmflow.engine.chunks import plan_chunks
@@ -33,7 +34,6 @@ from mmflow.engine.run import make_settings, run_chunk, run_engine
 from mmflow.engine.state import ChunkResult, ChunkTask, TableSource
 from mmflow.errors import MmflowError, ParameterError
 from mmflow.metrics.phases import PhaseParameters
-from mmflow.pipeline import BarOptions, Selection, Signing, prepare_market
 from mmflow.schema import QUOTES, TRADES
 from tests.market_days import market_days
 

@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
+from mmflow.analysis import BarOptions, Signing
 from mmflow.durations import duration_nanoseconds
 from mmflow.engine.census import chain, take_census
 from mmflow.engine.quotes import (
@@ -36,7 +37,6 @@ from mmflow.engine.state import Chunk, EngineSettings, QuoteState
 from mmflow.errors import ParameterError, SizeLimitError
 from mmflow.metrics.flow import event_grid
 from mmflow.metrics.ofi import quote_bars
-from mmflow.pipeline import BarOptions, Signing
 
 UTC_NS = pl.Datetime("ns", "UTC")
 DAY_NS = 86_400 * 1_000_000_000

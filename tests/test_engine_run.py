@@ -23,6 +23,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mmflow.analysis import (
+    BarOptions,
+    Selection,
+    Session,
+    Signing,
+    analyze,
+    market_bars,
+    prepare_market,
+    quote_checks,
+)
 from mmflow.engine import run as engine_run
 from mmflow.engine.census import chain, take_census
 from mmflow.engine.chunks import BYTES_PER_QUOTE, BYTES_PER_TRADE, parse_memory, plan_chunks
@@ -41,16 +51,6 @@ from mmflow.metrics.classify import tick_rule
 from mmflow.metrics.impact import trade_costs
 from mmflow.metrics.phases import PhaseParameters
 from mmflow.metrics.vpin import _snap
-from mmflow.pipeline import (
-    BarOptions,
-    Selection,
-    Session,
-    Signing,
-    analyze,
-    market_bars,
-    prepare_market,
-    quote_checks,
-)
 from mmflow.schema import PRICE, SIGN_METHOD, SIZE, SYMBOL, TRADE_SIGN, TS
 from mmflow.simulate import SimulationParameters, simulate
 
@@ -221,7 +221,7 @@ def _oracle(
 
 
 def replace_selection() -> Any:
-    from mmflow.pipeline import Selection
+    from mmflow.analysis import Selection
 
     return Selection()
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from mmflow.analysis import BarOptions, Signing, analyze, market_bars
 from mmflow.io import load
-from mmflow.pipeline import BarOptions, Signing, analyze, gather, market_bars, read_many
+from mmflow.io.assemble import gather, read_many
 from mmflow.schema import QUOTES, TRADES
 
 ROOT = Path(__file__).resolve().parent.parent

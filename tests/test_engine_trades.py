@@ -23,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
+from mmflow.analysis import BarOptions, Signing, quote_checks
 from mmflow.durations import duration_nanoseconds
 from mmflow.engine.state import Chunk, EngineSettings, TradePartials, TradeState
 from mmflow.engine.trades import (
@@ -38,7 +39,6 @@ from mmflow.metrics.impact import cost_bars, roll_spread, trade_costs
 from mmflow.metrics.quotes import attach_quotes
 from mmflow.metrics.signing import Method, method_mix, sign_trades
 from mmflow.metrics.vpin import vpin_buckets
-from mmflow.pipeline import BarOptions, Signing, quote_checks
 from mmflow.schema import MID_PRICE, instrument_keys
 
 NS = 1_000_000_000
@@ -545,8 +545,8 @@ def datetime_ns(day: date) -> int:
 
 def test_real_tardis_files_chunked_equal_whole() -> None:
     """Binance USD-M BTCUSDT trades and quotes (Tardis), cut at 1-minute edges."""
+    from mmflow.analysis import Selection, prepare_market
     from mmflow.io import load
-    from mmflow.pipeline import Selection, prepare_market
 
     folder = Path(__file__).parent / "data" / "tardis"
     loaded = load(
@@ -707,8 +707,9 @@ REAL_FILES = {
 @pytest.mark.parametrize("name", list(REAL_FILES))
 @pytest.mark.parametrize("method", ["auto", "lee-ready", "tick"])
 def test_real_files_chunked_equal_whole(name: str, method: Method) -> None:
-    from mmflow.io import load
     from mmflow.pipeline import Selection, prepare_market
+
+    from mmflow.io import load
 
     paths, every, stride = REAL_FILES[name]
     root = Path(__file__).resolve().parents[1]

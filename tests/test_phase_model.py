@@ -14,16 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
+from mmflow.analysis import BarOptions, market_bars
 from mmflow.cli import PHASE_OPTIONS, cli
 from mmflow.metrics import phase_model
-from mmflow.metrics.phases import (
-    PARAMETER_RANGES,
-    PhaseParameters,
-    phase_bars,
-    phase_episodes,
-    truth_scores,
-)
-from mmflow.pipeline import BarOptions, market_bars
+from mmflow.metrics.phase_episodes import phase_episodes
+from mmflow.metrics.phase_evaluation import truth_scores
+from mmflow.metrics.phases import PARAMETER_RANGES, PhaseParameters, phase_bars
 from mmflow.simulate import Simulation, SimulationParameters, simulate
 
 # --- reference loop of the features ---------------------------------------------------------

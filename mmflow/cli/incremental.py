@@ -17,6 +17,7 @@ from typing import Any, cast
 import click
 import polars as pl
 
+from mmflow.analysis import Selection, Signing, check_windows, parameters_of
 from mmflow.cli.command import F
 from mmflow.cli.model_options import Bars
 from mmflow.cli.options import AlertOptions, Inputs, Output, QuoteFiles
@@ -31,8 +32,8 @@ from mmflow.engine.incremental import (
 )
 from mmflow.engine.run import make_settings
 from mmflow.errors import ParameterError
+from mmflow.io.assemble import gather, read_many
 from mmflow.metrics.phases import PhaseParameters
-from mmflow.pipeline import Selection, Signing, check_windows, gather, parameters_of, read_many
 from mmflow.schema import QUOTES, TRADES, VENUE
 
 __all__ = ["INCREMENTAL_HELP", "analyze_incremental", "incremental_option"]

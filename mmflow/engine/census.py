@@ -228,7 +228,7 @@ def take_census(
 
     The rows may come in any order: the census runs in input order and checks, per group,
     that the order is time order; a table with a group out of order is counted again from
-    its key columns sorted by ``ts`` (stable, as :func:`mmflow.pipeline.prepare` sorts), so
+    its key columns sorted by ``ts`` (stable, as :func:`mmflow.analysis.prepare.prepare` sorts), so
     the last quote and the tick state are those of time order.
     """
     plans = [trade_census(trades, keys, every_ns, session=session)]

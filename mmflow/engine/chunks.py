@@ -88,7 +88,7 @@ def parse_memory(text: str) -> int:
 
 def default_memory_limit() -> int:
     """Return half the memory available to this process, capped at :data:`MAX_DEFAULT_MEMORY`."""
-    from mmflow.pipeline import _available_memory
+    from mmflow.analysis.options import _available_memory
 
     available = _available_memory()
     if available is None:

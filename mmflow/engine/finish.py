@@ -25,7 +25,8 @@ import polars as pl
 from mmflow.engine.state import ChunkResult, EngineSettings
 from mmflow.metrics.impact import amihud, kyle_lambda
 from mmflow.metrics.inventory import inventory_bars, inventory_summary
-from mmflow.metrics.phases import PhaseParameters, phase_bars, phase_episodes
+from mmflow.metrics.phase_episodes import phase_episodes
+from mmflow.metrics.phases import PhaseParameters, phase_bars
 from mmflow.metrics.profile import value_area, volume_profile
 from mmflow.metrics.vpin import vpin_at
 from mmflow.schema import PRICE, SIGN_METHOD, SIZE, TRADE_SIGN, TS
@@ -151,7 +152,7 @@ class Finished:
     mix
         Today's :func:`mmflow.metrics.signing.method_mix`.
     checks
-        Today's :func:`mmflow.pipeline.quote_checks` (``None`` without quotes).
+        Today's :func:`mmflow.analysis.market.quote_checks` (``None`` without quotes).
     buckets
         The complete VPIN buckets.
     """
@@ -309,7 +310,7 @@ SUMMARY_COLUMNS = (
 
 @dataclass(frozen=True)
 class FinishedAnalysis:
-    """What :func:`mmflow.pipeline.analyze` returns, computed from the engine's tables."""
+    """What :func:`mmflow.analysis.summary.analyze` returns, computed from the engine's tables."""
 
     summary: pl.DataFrame
     bars: pl.DataFrame
@@ -325,7 +326,8 @@ def finish_analysis(
 ) -> FinishedAnalysis:
     """Run the analysis' summaries on the finished tables (each table computed once).
 
-    Same steps as :func:`mmflow.pipeline.analyze`: flow summary, OFI totals, inventory summary,
+    Same steps as :func:`mmflow.analysis.summary.analyze`: flow summary, OFI totals, inventory
+    summary,
     phases and episodes (levels as pseudo-trades), the current phase, the last episode, and the
     POC and value area per instrument.
     """

@@ -53,6 +53,7 @@ from urllib.parse import quote, unquote
 
 import polars as pl
 
+from mmflow.analysis import Selection, prepare_market
 from mmflow.engine.census import (
     DATE,
     QUOTE_KINDS,
@@ -78,8 +79,8 @@ from mmflow.engine.state import (
 )
 from mmflow.errors import MmflowError, ParameterError
 from mmflow.io import ReadOptions, load_inputs
+from mmflow.io.assemble import gather, read_many
 from mmflow.metrics.phases import PhaseParameters
-from mmflow.pipeline import Selection, gather, prepare_market, read_many
 from mmflow.schema import (
     ASK_PRICE,
     ASK_SIZE,
@@ -198,7 +199,7 @@ def check_incremental(settings: EngineSettings, *, clean: str | None = None) -> 
 def partition_reader(selection: Selection, options: ReadOptions | None = None) -> ReadPartitions:
     """Return a :data:`ReadPartitions` reading dataset files like any input, then preparing them.
 
-    The rows are prepared under ``selection`` (:func:`mmflow.pipeline.prepare_market`).
+    The rows are prepared under ``selection`` (:func:`mmflow.analysis.prepare_market`).
     """
     read_options = options or ReadOptions()
 

@@ -1,7 +1,7 @@
 """The engine behind ``market_bars`` and ``analyze``: prepared inputs in, today's objects out.
 
 :func:`engine_market` runs the chunked engine on prepared trades and quotes and returns the
-:class:`mmflow.pipeline.Market` today's ``market_bars`` returns (its tables computed once,
+:class:`mmflow.analysis.market.Market` today's ``market_bars`` returns (its tables computed once,
 eagerly, wrapped as lazy frames); ``Market.signed`` is the level table as pseudo-trades
 (:func:`mmflow.engine.finish.pseudo_trades`: what phases and profiles need from trades), and
 ``Market.engine`` the run, so :func:`engine_analysis` builds ``analyze``'s result from the same
@@ -23,12 +23,13 @@ import polars as pl
 from mmflow.engine.chunks import default_memory_limit
 from mmflow.engine.finish import finish_analysis, pseudo_trades
 from mmflow.engine.run import EngineRun, make_settings, run_engine
-from mmflow.metrics.flow import SESSION
-from mmflow.schema import VENUE, instrument_keys
+from mmflow.schema import SESSION, VENUE, instrument_keys
 
 if TYPE_CHECKING:
+    from mmflow.analysis.market import Market
+    from mmflow.analysis.options import BarOptions, Signing
+    from mmflow.analysis.summary import Analysis
     from mmflow.metrics.phases import PhaseParameters
-    from mmflow.pipeline import Analysis, BarOptions, Market, Signing
 
 __all__ = ["engine_analysis", "engine_applies", "engine_market"]
 
@@ -69,7 +70,7 @@ def engine_market(
     Parameters
     ----------
     trades, quotes
-        Prepared canonical trades and quotes (:func:`mmflow.pipeline.prepare_market`).
+        Prepared canonical trades and quotes (:func:`mmflow.analysis.prepare.prepare_market`).
     options, signing
         Bars and signing.
     parameters
@@ -79,7 +80,7 @@ def engine_market(
     memory_limit
         Bytes a chunk may use; default :func:`mmflow.engine.chunks.default_memory_limit`.
     """
-    from mmflow.pipeline import Market
+    from mmflow.analysis.market import Market
 
     trades, quotes = _same_venue_columns(trades, quotes)
     limit = memory_limit if memory_limit is not None else default_memory_limit()
@@ -108,8 +109,9 @@ def engine_market(
 
 
 def engine_analysis(market: Market, run: EngineRun, phase_parameters: PhaseParameters) -> Analysis:
-    """Build :func:`mmflow.pipeline.analyze`'s result from an engine run's tables."""
-    from mmflow.pipeline import Analysis, instrument_columns
+    """Build :func:`mmflow.analysis.summary.analyze`'s result from an engine run's tables."""
+    from mmflow.analysis.prepare import instrument_columns
+    from mmflow.analysis.summary import Analysis
 
     settings = run.settings
     assert run.finished is not None

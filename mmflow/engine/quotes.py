@@ -42,13 +42,22 @@ from mmflow.errors import ParameterError, SizeLimitError
 from mmflow.metrics.ofi import (
     CROSSED_QUOTES,
     DEPTH,
-    MID_CLOSE,
     OFI,
     OFI_NORMALIZED,
     QUOTE_EVENTS,
     QUOTE_IMBALANCE,
 )
-from mmflow.schema import ASK_PRICE, ASK_SIZE, BID_PRICE, BID_SIZE, SPREAD, SYMBOL, TS, VENUE
+from mmflow.schema import (
+    ASK_PRICE,
+    ASK_SIZE,
+    BID_PRICE,
+    BID_SIZE,
+    MID_CLOSE,
+    SPREAD,
+    SYMBOL,
+    TS,
+    VENUE,
+)
 
 __all__ = [
     "QUOTE_PARTIAL_COLUMNS",

@@ -45,7 +45,7 @@ from mmflow.schema import ASK_PRICE, ASK_SIZE, BID_PRICE, BID_SIZE, SYMBOL, TS, 
 from mmflow.scratch import make_directory, remove
 
 if TYPE_CHECKING:
-    from mmflow.pipeline import BarOptions, Signing
+    from mmflow.analysis.options import BarOptions, Signing
 
 __all__ = [
     "EngineRun",
@@ -352,7 +352,7 @@ def run_engine(
     Parameters
     ----------
     trades, quotes
-        Prepared canonical trades and quotes (:func:`mmflow.pipeline.prepare_market`).
+        Prepared canonical trades and quotes (:func:`mmflow.analysis.prepare.prepare_market`).
     settings
         The run's settings (:func:`make_settings`); ``memory_limit`` sizes the chunks.
     executor
@@ -360,30 +360,26 @@ def run_engine(
     in_memory
         Read the inputs once into memory and split them by instrument (default: when the
         whole input's estimated memory fits ``memory_limit``); otherwise every chunk scans its
-        own rows from the inputs (filter pushdown into the scans); text inputs (CSV) are
-        then first parsed once into scratch parquet files.
+        own rows from the inputs (filter pushdown into the scans). Text inputs (CSV) are
+        first parsed once into scratch parquet files (streamed).
     """
-    if in_memory is None:
-        counts = pl.collect_all(
-            [frame.lazy().select(pl.len()) for frame in (trades, quotes) if frame is not None]
-        )
-        estimate = counts[0].item() * BYTES_PER_TRADE
-        if quotes is not None:
-            estimate += counts[1].item() * BYTES_PER_QUOTE
-        in_memory = estimate <= settings.memory_limit
-    else:
-        in_memory = bool(in_memory)
     scratch: Path | None = None
-    if not in_memory and any(
-        _parses_text(frame) for frame in (trades, quotes) if frame is not None
-    ):
-        # Text inputs are parsed once into a scratch parquet file each (streamed), so the
-        # chunks read parquet instead of parsing the text once per chunk.
+    if any(_parses_text(frame) for frame in (trades, quotes) if frame is not None):
+        # Text inputs are parsed once, streamed into a scratch parquet file each; the census,
+        # the row count and the chunks then read parquet instead of parsing the text again.
         scratch = make_directory(".mmflow-engine-")
         trades = _spill(trades.lazy(), scratch / "trades.parquet")
         quotes = _spill(quotes.lazy(), scratch / "quotes.parquet") if quotes is not None else None
     try:
-        return _run(trades, quotes, settings, executor, in_memory=in_memory)
+        if in_memory is None:
+            counts = pl.collect_all(
+                [frame.lazy().select(pl.len()) for frame in (trades, quotes) if frame is not None]
+            )
+            estimate = counts[0].item() * BYTES_PER_TRADE
+            if quotes is not None:
+                estimate += counts[1].item() * BYTES_PER_QUOTE
+            in_memory = estimate <= settings.memory_limit
+        return _run(trades, quotes, settings, executor, in_memory=bool(in_memory))
     finally:
         if scratch is not None:
             remove(scratch)

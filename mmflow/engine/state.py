@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import polars as pl
 
-from mmflow.pipeline import BarOptions, Signing
+from mmflow.analysis.options import BarOptions, Signing
 
 __all__ = [
     "NS_PER_DAY",
@@ -389,7 +389,7 @@ class TradePartials:
         ``keys…`` (instrument), ``sign_method``, ``trades`` (UInt32), ``volume`` (Float64).
     checks
         ``keys…`` (instrument): ``trades, stale_quote, after_last_quote, stale_future_quote``
-        (UInt32), as :func:`mmflow.pipeline.quote_checks` counts them.
+        (UInt32), as :func:`mmflow.analysis.market.quote_checks` counts them.
     state
         The outbound trade state (what the next chunk's inbound state must equal).
     """

@@ -356,7 +356,7 @@ def sign_chunk(
     chunk: Chunk,
     settings: EngineSettings,
 ) -> pl.LazyFrame:
-    """Sign one chunk's trades as :func:`mmflow.pipeline.market_bars` signs the whole input.
+    """Sign one chunk's trades as :func:`mmflow.analysis.market.market_bars` signs the whole input.
 
     Adds ``trade_sign`` and ``sign_method`` and, when there are quotes, the prevailing quote
     (``bid_price … ask_size, mid_price, spread, quote_source, quote_usable, quote_stale``).
