@@ -707,8 +707,7 @@ REAL_FILES = {
 @pytest.mark.parametrize("name", list(REAL_FILES))
 @pytest.mark.parametrize("method", ["auto", "lee-ready", "tick"])
 def test_real_files_chunked_equal_whole(name: str, method: Method) -> None:
-    from mmflow.pipeline import Selection, prepare_market
-
+    from mmflow.analysis import Selection, prepare_market
     from mmflow.io import load
 
     paths, every, stride = REAL_FILES[name]

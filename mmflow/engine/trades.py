@@ -135,6 +135,8 @@ _PE = "_end_position"
 _PIECE = "_piece"
 _CARRIED = "_carried_tick"
 _GROUP = "_group"
+_AFTER_LAST = "_after_last_quote"
+_STALE_FUTURE = "_stale_future_quote"
 _PIECE_COLUMNS = (BUCKET, TS, "volume", "buy_volume", "sell_volume", "completes")
 _KEY = "_quote_key"
 _MATCHED_TS = "_matched_ts"
@@ -142,6 +144,35 @@ _BBO = (BID_PRICE, BID_SIZE, ASK_PRICE, ASK_SIZE)
 _MATCHED = {name: f"_matched_{name}" for name in _BBO}
 _HORIZON = "_horizon_ts"
 _FUTURE_TS = "_future_ts"
+_KEPT = frozenset(
+    (
+        TS,
+        PRICE,
+        SIZE,
+        TRADE_SIGN,
+        SIGN_METHOD,
+        QUOTE_STALE,
+        _CARRIED,
+        _END,
+        _BAR,
+        _BUY,
+        _SELL,
+        _UNKNOWN,
+        _NOTIONAL,
+        _SIGNED,
+        _PAIRED,
+        "_a",
+        "_b",
+        "_ab",
+        "_aa",
+        "_bb",
+        "_abs_price",
+        _AFTER_LAST,
+        _STALE_FUTURE,
+        *(f"_{name}_{part}" for name in COSTS for part in ("weighted", "weight")),
+    )
+)
+"""The per-trade columns the chunk's tables read."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -827,13 +858,24 @@ def trade_partials(
     )
     for step in _roll_columns(groups):
         plan = plan.with_columns(step)
-    frame = plan.collect()
+    schema = plan.collect_schema()
+    if has_quotes:
+        missing = pl.col(FUTURE_MID_MISSING)
+        plan = plan.with_columns(
+            (missing == "after_last_quote").fill_null(value=False).alias(_AFTER_LAST),
+            (missing == "stale").fill_null(value=False).alias(_STALE_FUTURE),
+        )
+    # Keep only what the tables below read (the per-trade frame is the chunk's memory peak).
+    frame = plan.select(
+        c
+        for c in plan.collect_schema().names()
+        if c in _KEPT or (c == SESSION and settings.session)
+    ).collect()
     # One instrument: group by the bar alone (the instrument columns are constants added
     # back), on polars' sorted-key path: the trades are in time order, so bar starts (and
     # sessions, which start with time) never decrease.
     instrument = [
-        pl.lit(chunk.venue if k == "venue" else chunk.symbol, frame.schema[k]).alias(k)
-        for k in keys
+        pl.lit(chunk.venue if k == "venue" else chunk.symbol, schema[k]).alias(k) for k in keys
     ]
     if settings.session:
         grouped = frame.lazy().with_columns(pl.struct(SESSION, _BAR).rle_id().alias(_GROUP))
@@ -876,17 +918,16 @@ def trade_partials(
         .sort(SIGN_METHOD, nulls_last=True)
     )
     zero = pl.lit(0, pl.UInt32)
-    missing = pl.col(FUTURE_MID_MISSING) if has_quotes else None
+
+    def count(name: str, present: bool) -> pl.Expr:
+        return pl.col(name).sum().cast(pl.UInt32) if present else zero
+
     checks = frame.lazy().select(
         *instrument,
         pl.len().cast(pl.UInt32).alias("trades"),
-        (pl.col(QUOTE_STALE).sum().cast(pl.UInt32) if stale else zero).alias("stale_quote"),
-        (
-            (missing == "after_last_quote").sum().cast(pl.UInt32) if missing is not None else zero
-        ).alias("after_last_quote"),
-        ((missing == "stale").sum().cast(pl.UInt32) if missing is not None else zero).alias(
-            "stale_future_quote"
-        ),
+        count(QUOTE_STALE, stale).alias("stale_quote"),
+        count(_AFTER_LAST, has_quotes).alias("after_last_quote"),
+        count(_STALE_FUTURE, has_quotes).alias("stale_future_quote"),
     )
     pieces = _bucket_pieces(frame, chunk.bucket_volume).with_columns(instrument)
     pieces = pieces.select(*keys, *(c for c in _PIECE_COLUMNS if c not in keys))
