@@ -22,6 +22,7 @@ import polars as pl
 
 from mmflow.engine.census import Census, take_census
 from mmflow.engine.chunks import BYTES_PER_QUOTE, BYTES_PER_TRADE, Plan, plan_chunks
+from mmflow.engine.executors import run_tasks
 from mmflow.engine.finish import (
     COST_COLUMNS,
     FLOW_COLUMNS,
@@ -356,7 +357,8 @@ def run_engine(
     settings
         The run's settings (:func:`make_settings`); ``memory_limit`` sizes the chunks.
     executor
-        How tasks run (default :func:`local_executor`).
+        How tasks run (default :func:`mmflow.engine.executors.run_tasks`: the executor the
+        command line activated, else one after another in this process).
     in_memory
         Read the inputs once into memory and split them by instrument (default: when the
         whole input's estimated memory fits ``memory_limit``); otherwise every chunk scans its
@@ -437,7 +439,7 @@ def _run(
     if not plan.chunks:
         return EngineRun(None, plan, census, _spans(census), (), settings)
     tasks = _tasks(plan, settings, trades, quotes, trade_frame, quote_frame)
-    results = tuple((executor or local_executor)(run_chunk, tasks))
+    results = tuple((executor or run_tasks)(run_chunk, tasks))
     finished = finish_market(results, settings, quote_counts=_quote_counts(census))
     return EngineRun(finished, plan, census, _spans(census), results, settings)
 
