@@ -66,8 +66,11 @@ TUNING_REGIMES: dict[str, dict[str, Any]] = {
         "distribution_spread": 0.5,
         "inventory_reversion": 0.1,
     },
+    "drift-tails": {"proxy_drift": 0.8, "size_tail": 3.0, "clustering": 0.3},
+    "drift-strong": {"proxy_drift": 1.3, "hold_bars": (2, 8)},
 }
-"""Regimes used to design and fit the detector."""
+"""Regimes used to design and fit the detector (the two drift regimes were added by the
+drift-robust revision, before it was designed; the fourth held-out set was written first)."""
 
 HELD_OUT_REGIMES: dict[str, dict[str, Any]] = {
     "moderate-hold": {"accumulation_intensity": 0.3, "hold_bars": (2, 6)},
@@ -197,10 +200,14 @@ def training_rows(sim: Any, parameters: PhaseParameters) -> tuple[np.ndarray, np
     for _, series in prepared.group_by("symbol"):
         series = series.sort("_ph_idx")
         sigma = series["flow_scale"].fill_null(float("nan")).to_numpy()
-        path = phase_model.normalised_path(-series["_ph_flow"].to_numpy(), sigma)
+        warm = np.isfinite(sigma) & (sigma > 0)
+        path = phase_model.drift_adjusted_path(
+            phase_model.normalised_path(-series["_ph_flow"].to_numpy(), sigma),
+            warm,
+            parameters.lookback,
+        )
         price = series["_ph_price"].fill_null(float("nan")).to_numpy()
         price_sd = series["_ph_price_sd"].fill_null(float("nan")).to_numpy()
-        warm = np.isfinite(sigma) & (sigma > 0)
         distribution = (series["phase"] == "distribution").fill_null(value=False).to_numpy()
         side = series["inventory_side"].fill_null("").to_numpy()
         for s, name in ((1, "long"), (-1, "short")):
@@ -450,6 +457,11 @@ def main() -> None:
     parser.add_argument("--second", action="store_true", help="score the second held-out set")
     parser.add_argument("--third", action="store_true", help="score the third held-out set")
     parser.add_argument(
+        "--fourth",
+        action="store_true",
+        help="score the fourth held-out set (drift-robust revision)",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -463,6 +475,8 @@ def main() -> None:
     started = time.perf_counter()
     if args.train:
         train()
+    elif args.fourth:
+        table(FOURTH_HELD_OUT_REGIMES, FOURTH_HELD_OUT_SEEDS)
     elif args.third:
         table(THIRD_HELD_OUT_REGIMES, THIRD_HELD_OUT_SEEDS)
     elif args.second:

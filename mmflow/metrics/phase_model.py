@@ -45,6 +45,7 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
+import polars as pl
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -144,6 +145,68 @@ def normalised_path(change: FloatArray, sigma: FloatArray) -> FloatArray:
     scaled = np.where(sigma > 0, change / np.where(sigma > 0, sigma, 1.0), 0.0)
     scaled = np.where(np.isfinite(scaled), np.clip(scaled, -CLIP, CLIP), 0.0)
     return np.asarray(np.cumsum(scaled), dtype=np.float64)
+
+
+DRIFT_HORIZON: Final = 10
+"""h, bars over which the drift ratio compares the path's spread with a random walk's."""
+DRIFT_MEMORY: Final = 3
+"""The drift ratio is a low quantile of the local ratio over this many ``lookback`` spans."""
+DRIFT_QUANTILE: Final = 0.2
+"""Quantile of the local ratio over the drift memory (low: episodes do not count as drift)."""
+
+
+def drift_ratio(
+    path: FloatArray,
+    warm: npt.NDArray[np.bool_],
+    lookback: int,
+    horizon: int = DRIFT_HORIZON,
+) -> FloatArray:
+    """r_k ≥ 1: how much faster than a random walk the normalised path spreads, persistently.
+
+    The local ratio ρ_k = σ_h,k / √h, with σ_h,k the robust spread (interquartile range ÷
+    1.349) of the h-bar changes X_i − X_{i−h} over the trailing L = ``lookback`` bars i ≤ k
+    whose bar i − h was ``warm`` (had a flow scale); null until ⌈L/4⌉ such changes exist.
+    Increments of X have unit noise by construction, so on uncorrelated flow ρ ≈ 1; when other
+    participants' persistent flow makes the −CVD proxy drift, the h-bar changes spread like
+    √(h·VR) (VR the variance ratio of Lo & MacKinlay 1988, *Review of Financial Studies*
+    1(1):41-66) and ρ ≈ √VR. An episode's own build-up and unload raise ρ for a while too, so
+    r_k = max(1, the :data:`DRIFT_QUANTILE` quantile of ρ over the last :data:`DRIFT_MEMORY`·L
+    bars): drift that is there most of the time counts, an episode does not. Until L values
+    of ρ exist, r = max(1, ρ) (cautious: an early episode counts as drift), and r = 1 while ρ
+    is null. Never below 1: mean-reverting flow does not make a move look more significant.
+    Causal: bar k uses bars ≤ k.
+    """
+    if path.size == 0:
+        return np.ones(0)
+    least = max(2, math.ceil(lookback / 4))
+    raw = path - _lagged(path, horizon)
+    raw[~_lagged(warm.astype(np.float64), horizon).astype(bool)] = np.nan  # h bars of warm flow
+    raw[: min(horizon, path.size)] = np.nan
+    changes = pl.Series(raw).fill_nan(None)
+    upper = changes.rolling_quantile(0.75, "linear", window_size=lookback, min_samples=least)
+    lower = changes.rolling_quantile(0.25, "linear", window_size=lookback, min_samples=least)
+    local = ((upper - lower) / (1.349 * math.sqrt(horizon))).fill_nan(None)
+    persistent = (
+        local.rolling_quantile(
+            DRIFT_QUANTILE, "linear", window_size=DRIFT_MEMORY * lookback, min_samples=lookback
+        )
+        .fill_null(local)
+        .fill_null(1.0)
+    )
+    return np.asarray(np.maximum(persistent.to_numpy(), 1.0), dtype=np.float64)
+
+
+def drift_adjusted_path(
+    path: FloatArray,
+    warm: npt.NDArray[np.bool_],
+    lookback: int,
+    horizon: int = DRIFT_HORIZON,
+) -> FloatArray:
+    """X'_k = Σ_{i≤k} (X_i − X_{i−1}) / r_i with r = :func:`drift_ratio` (causal)."""
+    if path.size == 0:
+        return path
+    steps = np.diff(path, prepend=0.0) / drift_ratio(path, warm, lookback, horizon)
+    return np.asarray(np.cumsum(steps), dtype=np.float64)
 
 
 def _lagged(values: FloatArray, lag: int) -> FloatArray:

@@ -480,7 +480,9 @@ def _label_series(
     inventory = series[MM_INVENTORY].cast(pl.Float64).fill_null(0.0).to_numpy()
     lam = series[ABSORPTION_LAMBDA].cast(pl.Float64).fill_null(float("nan")).to_numpy()
     warm = np.isfinite(sigma) & (sigma > 0)
-    path = phase_model.normalised_path(change, sigma)
+    path = phase_model.drift_adjusted_path(
+        phase_model.normalised_path(change, sigma), warm, p.lookback
+    )
     found = phase_model.detect(
         path,
         price,
