@@ -3,7 +3,8 @@
 The two claims mmflow makes about market makers, tested on real data (issue 10, item 4):
 
 (a) **distribution**: after a detected distribution episode the price reverts against the
-    distributed inventory more than at placebo bars — :func:`mmflow.metrics.phases.event_study`
+    distributed inventory more than at placebo bars —
+    :func:`mmflow.metrics.phase_evaluation.event_study`
     (what ``mmflow phases --evaluate`` prints), signed log mid returns over the next h bars;
 (b) **liquidity withdrawal**: a withdrawal episode (spread ≥ 2 × its trailing median or depth
     ≤ ½ of it) is followed by higher realised volatility than non-episode bars —
@@ -19,7 +20,7 @@ the dataset's name says so. Trade files that carry their own pre-trade best
 bid and offer but no quote stream (the Sierra ES exports) get a quote series sampled at their
 trades, so that the liquidity state exists; this is said in the output.
 
-Everything is computed through the library calls the CLI makes (``mmflow.pipeline.phases`` and
+Everything is computed through the library calls the CLI makes (``mmflow.analysis.phases`` and
 ``market_bars`` + ``inventory_evaluation``), with the default phase rule of the checkout it runs
 in: after the phase detector changes, re-run it to refresh the README table. Parameters are
 passed by name only where the current ``PhaseParameters`` has the field, so the script survives
@@ -47,17 +48,11 @@ from pathlib import Path
 import polars as pl
 
 import mmflow.io
+from mmflow.analysis import BarOptions, Selection, inventory_evaluation, market_bars, phases
 from mmflow.io import ReadOptions
+from mmflow.io.assemble import gather
 from mmflow.metrics.event_study import DEFAULT_HORIZONS
 from mmflow.metrics.phases import PhaseParameters
-from mmflow.pipeline import (
-    BarOptions,
-    Selection,
-    gather,
-    inventory_evaluation,
-    market_bars,
-    phases,
-)
 from mmflow.schema import QUOTES, TRADES
 
 REPOSITORY = Path(__file__).resolve().parents[1]

@@ -39,9 +39,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from mmflow.analysis import BarOptions, market_bars
 from mmflow.metrics import phase_model
-from mmflow.metrics.phases import PhaseParameters, phase_bars, truth_scores
-from mmflow.pipeline import BarOptions, market_bars
+from mmflow.metrics.phase_evaluation import truth_scores
+from mmflow.metrics.phases import PhaseParameters, phase_bars
 from mmflow.simulate import SimulationParameters, simulate
 
 FAMILIES = ("inventory", "hawkes")

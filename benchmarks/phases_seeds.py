@@ -4,23 +4,24 @@ This is the benchmark of the *first* shipped rule (metrics.md §12.6), kept as a
 of the issue-10 detector on the default market (family ``inventory``, no proxy drift, no holds,
 Gaussian-tailed flow). The detector's design, its tuning/held-out split across two simulator
 families and many regimes, and its robustness table live in ``benchmarks/phase_robustness.py``
-and ``docs/phases.md``; nothing here was used to fit or tune it.
+and ``docs/phases.md``.
 
 For each seed, simulates ``SimulationParameters(seed=seed, hours=24)`` (two symbols, 1-minute
-bars, default episodes), builds the bars with :func:`mmflow.pipeline.market_bars`, labels them
+bars, default episodes), builds the bars with :func:`mmflow.analysis.market_bars`, labels them
 with :func:`mmflow.metrics.phases.phase_bars` (causal, and ``offline=True``, which uses later
 bars: backfill towards the peak, trim the tail) and scores the ``distribution`` bars with
-:func:`mmflow.metrics.phases.truth_scores`: bar precision and recall, episode recall (≥ 50 % of
-a true episode detected), episode overlap (≥ 1 bar) and the share of truth-neutral bars
-labelled distribution. The same seed with ``episodes_per_day=0`` (pure noise) gives the noise
-false-positive rate. Then times ``phase_bars`` on a simulated day of about a million trades.
+:func:`mmflow.metrics.phase_evaluation.truth_scores`: bar precision and recall, episode recall
+(≥ 50 % of a true episode detected), episode overlap (≥ 1 bar) and the share of truth-neutral
+bars labelled distribution. The same seed with ``episodes_per_day=0`` (pure noise) gives the
+noise false-positive rate. Then times ``phase_bars`` on a simulated day of about a million
+trades.
 
-Seeds: :data:`mmflow.metrics.phases.EVALUATION_SEEDS` (100-119) by default; ``--tuning`` runs
-:data:`mmflow.metrics.phases.TUNING_SEEDS` (0-9), the seeds the first shipped rule (replaced
-by issue 10) was tuned on. The issue-10 detector was fitted on, among other cells, this very
-market with seeds 0-2 (``phase_robustness.py`` regime ``base``, family ``inventory``), so
-seeds 0-2 are seen data for it; 100-119 are not. The README reports the robustness tables,
-not these numbers.
+Seeds: :data:`mmflow.metrics.phase_evaluation.EVALUATION_SEEDS` (100-119) by default;
+``--tuning`` runs :data:`mmflow.metrics.phase_evaluation.TUNING_SEEDS` (0-9), the seeds the
+first shipped rule (replaced by issue 10) was tuned on. The issue-10 detector was fitted on,
+among other cells, this very market with seeds 0-2 (``phase_robustness.py`` regime ``base``,
+family ``inventory``), so seeds 0-2 are seen data for it; 100-119 are not. The README reports
+the robustness tables, not these numbers.
 
 Usage::
 
@@ -42,14 +43,9 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from mmflow.metrics.phases import (
-    EVALUATION_SEEDS,
-    TUNING_SEEDS,
-    PhaseParameters,
-    phase_bars,
-    truth_scores,
-)
-from mmflow.pipeline import BarOptions, market_bars
+from mmflow.analysis import BarOptions, market_bars
+from mmflow.metrics.phase_evaluation import EVALUATION_SEEDS, TUNING_SEEDS, truth_scores
+from mmflow.metrics.phases import PhaseParameters, phase_bars
 from mmflow.simulate import SimulationParameters, simulate
 
 COLUMNS = ("precision", "recall", "episode_recall", "episode_overlap_recall", "fp_neutral")

@@ -28,34 +28,28 @@ from typing import Any, Literal
 
 import polars as pl
 
-from mmflow.errors import NoDataError, ParameterError
-from mmflow.io import Limits, Loaded, ReadOptions, RowAccount, load_inputs
-from mmflow.metrics.profile import ValueAreaMethod
-from mmflow.metrics.signing import METHODS
-from mmflow.pipeline import (
+from mmflow.analysis import (
     FLOW_COLUMNS,
     INVENTORY_COLUMNS,
     BarOptions,
     Clock,
     Selection,
     Signing,
-    account_of,
     bar_table,
-    cleaning_notes,
-    collect,
-    collect_accounts,
-    gather,
     inventory_report,
     market_bars,
-    quote_warnings,
-    read_many,
     selection_account,
-    signing_warnings,
 )
-from mmflow.pipeline import analyze as analyze_plan
-from mmflow.pipeline import classify as classify_plan
-from mmflow.pipeline import phases as phases_plan
-from mmflow.pipeline import profile as profile_plan
+from mmflow.analysis import analyze as analyze_plan
+from mmflow.analysis import classify as classify_plan
+from mmflow.analysis import phases as phases_plan
+from mmflow.analysis import profile as profile_plan
+from mmflow.errors import NoDataError, ParameterError
+from mmflow.io import Limits, Loaded, ReadOptions, RowAccount, load_inputs
+from mmflow.io.assemble import account_of, collect, collect_accounts, gather, read_many
+from mmflow.metrics.profile import ValueAreaMethod
+from mmflow.metrics.signing import METHODS
+from mmflow.render.messages import cleaning_notes, quote_warnings, signing_warnings
 from mmflow.results import (
     Analysis,
     Classification,

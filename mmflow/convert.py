@@ -18,31 +18,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote
 
 import polars as pl
 
 from mmflow import scratch
+from mmflow.analysis.options import Selection
+from mmflow.analysis.prepare import prepare, prepare_market
 from mmflow.errors import MmflowError, ParameterError
-from mmflow.schema import SYMBOL, TS, TableSchema
+from mmflow.render.messages import cleaning_notes
+from mmflow.schema import QUOTES, SYMBOL, TRADES, TS, TableSchema
+
+__all__ = [
+    "DATE",
+    "Converted",
+    "convert",
+    "write_dataset",
+]
 
 DATE = "date"
-
-
-def partition_symbol(path: Path) -> str | None:
-    """Return the symbol a hive path names (``…/symbol=BTC%2FUSDT/…`` → ``BTC/USDT``).
-
-    Examples
-    --------
-    >>> partition_symbol(Path("out/symbol=BTC%2FUSDT/date=2024-07-19/trades.parquet"))
-    'BTC/USDT'
-    >>> partition_symbol(Path("trades.parquet")) is None
-    True
-    """
-    for part in reversed(path.parts):
-        if part.startswith(f"{SYMBOL}="):
-            return unquote(part[len(SYMBOL) + 1 :])
-    return None
 
 
 @dataclass
@@ -163,3 +156,29 @@ def _create(directory: Path) -> list[Path]:
             continue
         scratch.track(folder, "empty-dir")
     return missing
+
+
+def write_dataset(
+    trades: pl.LazyFrame | None,
+    quotes: pl.LazyFrame | None,
+    directory: Path,
+    *,
+    overwrite: bool = False,
+    selection: Selection | None = None,
+    metadata: dict[str, str] | None = None,
+) -> tuple[Converted, list[str]]:
+    """Select (and optionally clean) canonical rows, then write them as a partitioned dataset.
+
+    Returns what was written and, with cleaning, one line per table saying what each rule
+    dropped (see :func:`mmflow.convert.convert` for the layout).
+    """
+    selection = selection or Selection()
+    notes: list[str] = []
+    if trades is not None:
+        trades, quotes, dropped = prepare_market(trades, quotes, selection)
+        if dropped is not None:
+            notes = cleaning_notes(dropped.collect())
+    elif quotes is not None:
+        quotes = prepare(quotes, QUOTES, selection)
+    tables = [(t, f) for t, f in ((TRADES, trades), (QUOTES, quotes)) if f is not None]
+    return convert(tables, directory, overwrite=overwrite, metadata=metadata), notes

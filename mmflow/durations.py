@@ -24,6 +24,19 @@ import polars as pl
 
 from mmflow.errors import ParameterError
 
+__all__ = [
+    "CALENDAR_UNITS",
+    "DAY",
+    "DURATION_PART",
+    "DURATION_TEXT",
+    "MAX_DURATION",
+    "NANOSECONDS",
+    "check_duration",
+    "describe",
+    "duration_nanoseconds",
+    "duration_seconds",
+]
+
 NANOSECONDS: Final = {
     "ns": 1,
     "us": 1_000,
@@ -41,9 +54,12 @@ DAY: Final = NANOSECONDS["d"]
 MAX_DURATION: Final = 366 * DAY
 """The longest duration any parameter accepts: 366 days (one bar per leap year)."""
 
-_PART: Final = re.compile(r"(\d+)(ns|us|µs|ms|mo|s|m|h|d|w|q|y|i)")
-_WHOLE: Final = re.compile(r"(?:\d+(?:ns|us|µs|ms|mo|s|m|h|d|w|q|y|i))+")
-_CALENDAR: Final = frozenset({"mo", "q", "y", "i"})
+DURATION_PART: Final = re.compile(r"(\d+)(ns|us|µs|ms|mo|s|m|h|d|w|q|y|i)")
+"""One ``count unit`` part of a polars duration (every unit polars knows)."""
+DURATION_TEXT: Final = re.compile(r"(?:\d+(?:ns|us|µs|ms|mo|s|m|h|d|w|q|y|i))+")
+"""A whole polars duration: one or more parts (use ``fullmatch``)."""
+CALENDAR_UNITS: Final = frozenset({"mo", "q", "y", "i"})
+"""Units without a fixed length (months, quarters, years) and index counts."""
 
 
 def duration_nanoseconds(text: str, *, what: str = "duration") -> int:
@@ -57,12 +73,12 @@ def duration_nanoseconds(text: str, *, what: str = "duration") -> int:
     value = text.strip()
     if value == "0":
         return 0
-    if not _WHOLE.fullmatch(value):
+    if not DURATION_TEXT.fullmatch(value):
         msg = f"{what} {text!r} is not a duration like 500ms, 1s, 5m, 1h or 1h30m"
         raise ParameterError(msg)
     total = 0
-    for count, unit in _PART.findall(value):
-        if unit in _CALENDAR:
+    for count, unit in DURATION_PART.findall(value):
+        if unit in CALENDAR_UNITS:
             msg = f"{what} {text!r} has no fixed length; use ms, s, m, h, d or w units"
             raise ParameterError(msg)
         total += int(count) * NANOSECONDS[unit]
@@ -132,3 +148,46 @@ def check_duration(
         msg = f"{what} {text!r} is not a duration polars understands (e.g. 500ms, 1s, 5m, 1h)"
         raise ParameterError(msg) from None
     return value
+
+
+def duration_seconds(every: str) -> float:
+    """Return the length in seconds of a fixed polars duration string such as ``1m`` or ``1h30m``.
+
+    Units: ``ns``, ``us``, ``ms``, ``s``, ``m`` (minute), ``h``, ``d`` (24 h) and ``w`` (7 d),
+    combined as polars combines them (``1h30m`` = 5 400 s). Calendar units (``mo``, ``q``,
+    ``y``) and index counts (``i``) have no fixed length and are refused.
+
+    Parameters
+    ----------
+    every
+        A polars duration string, e.g. the bar length of :func:`mmflow.metrics.flow.flow_bars`.
+
+    Returns
+    -------
+    float
+        The duration in seconds, > 0.
+
+    Raises
+    ------
+    ParameterError
+        If ``every`` is not a positive fixed-length duration string.
+
+    Examples
+    --------
+    >>> duration_seconds("1m"), duration_seconds("1h30m"), duration_seconds("250ms")
+    (60.0, 5400.0, 0.25)
+    """
+    text = every.strip()
+    if not DURATION_TEXT.fullmatch(text):
+        msg = f"bar length {every!r} is not a polars duration such as 1s, 1m, 5m, 1h or 1h30m"
+        raise ParameterError(msg)
+    seconds = 0.0
+    for count, unit in DURATION_PART.findall(text):
+        if unit in CALENDAR_UNITS:
+            msg = f"bar length {every!r} has no fixed length; use s, m, h, d or w units"
+            raise ParameterError(msg)
+        seconds += int(count) * (NANOSECONDS[unit] / 1e9)
+    if seconds <= 0:
+        msg = f"bar length {every!r} must be longer than zero"
+        raise ParameterError(msg)
+    return seconds

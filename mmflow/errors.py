@@ -7,6 +7,19 @@ with status 1. Nothing here imports click.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
+__all__ = [
+    "MissingDependencyError",
+    "MmflowError",
+    "NoDataError",
+    "ParameterError",
+    "ReaderError",
+    "SchemaError",
+    "SizeLimitError",
+    "UnknownFormatError",
+]
+
 
 class MmflowError(Exception):
     """Base class for every error mmflow reports to a user.
@@ -17,12 +30,37 @@ class MmflowError(Exception):
         What went wrong and how to fix it, in one line.
     path
         The input file the error is about, when there is one; it is put in front of the message.
+    parameters
+        Library parameters the message names, each written ``{name}`` in ``message``. The
+        library says the parameter's name (``symbols``); a client names them its own way
+        (the command line says ``--symbol``) with :meth:`describe_parameters`.
+
+    Examples
+    --------
+    >>> error = MmflowError("no rows (check the {symbols} filter)", parameters=("symbols",))
+    >>> str(error)
+    'no rows (check the symbols filter)'
+    >>> error.describe_parameters({"symbols": "--symbol"})
+    'no rows (check the --symbol filter)'
     """
 
-    def __init__(self, message: str, *, path: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, path: str | None = None, parameters: Sequence[str] = ()
+    ) -> None:
         self.path = path
-        self.message = message
-        super().__init__(f"{path}: {message}" if path else message)
+        self.template = message
+        self.parameters = tuple(parameters)
+        self.message = self.describe_parameters(with_path=False)
+        super().__init__(self.describe_parameters())
+
+    def describe_parameters(
+        self, names: Mapping[str, str] | None = None, *, with_path: bool = True
+    ) -> str:
+        """Return the message with each parameter called by ``names`` (default: its own name)."""
+        text = self.template
+        for parameter in self.parameters:
+            text = text.replace("{" + parameter + "}", (names or {}).get(parameter, parameter))
+        return f"{self.path}: {text}" if self.path and with_path else text
 
 
 class SchemaError(MmflowError):

@@ -21,10 +21,10 @@ from mmflow.io import (
     find_sources,
     read_by_its_primary,
     read_inputs,
-    skipped_note,
 )
 from mmflow.io.checks import UNPARSEABLE
 from mmflow.progress import OnStage, Stage, report
+from mmflow.render.messages import skipped_note
 from mmflow.schema import (
     AGGRESSOR_SIDE,
     ASK_PRICE,
@@ -36,6 +36,14 @@ from mmflow.schema import (
     TS,
     TS_EVENT,
 )
+
+__all__ = [
+    "INSPECTING",
+    "FileReport",
+    "InspectRun",
+    "inspect_file",
+    "inspect_paths",
+]
 
 
 @dataclass

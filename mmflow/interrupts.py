@@ -30,6 +30,12 @@ from types import FrameType
 
 from mmflow import scratch
 
+__all__ = [
+    "GRACE_SECONDS",
+    "exit_status",
+    "install",
+]
+
 GRACE_SECONDS = 2.0
 """How long the main thread gets to end by itself before the watchdog ends the process."""
 

@@ -1,7 +1,7 @@
 """Stage reports: how long-running library functions say what they are doing.
 
 The library never prints. Functions that may take more than a moment (:func:`mmflow.io.load`,
-:func:`mmflow.pipeline.collect`) accept ``on_stage``, a callable that receives a :class:`Stage`
+:func:`mmflow.io.assemble.collect`) accept ``on_stage``, a callable that receives a :class:`Stage`
 when a stage starts, advances and finishes; the command line renders it as a progress line on
 a terminal. Plans are lazy and collected once, so stages are coarse: reading the inputs (file by
 file), then each collection (signing, bars, phases…) as one step.

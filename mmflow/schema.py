@@ -30,6 +30,48 @@ import polars as pl
 
 from mmflow.errors import SchemaError
 
+__all__ = [
+    "AGGRESSOR_SIDE",
+    "ASK_PRICE",
+    "ASK_SIZE",
+    "ASOF_VENUE",
+    "BID_PRICE",
+    "BID_SIZE",
+    "BUY",
+    "CLOSE",
+    "CONDITIONS",
+    "CORRECTION",
+    "EXCHANGE",
+    "ISO_NS",
+    "MID_CLOSE",
+    "MID_PRICE",
+    "MM_INVENTORY",
+    "NET_FLOW",
+    "PRICE",
+    "QUOTES",
+    "SCHEMA_VERSION",
+    "SELL",
+    "SESSION",
+    "SIGN_METHOD",
+    "SIZE",
+    "SPREAD",
+    "SYMBOL",
+    "TIMESTAMP",
+    "TRADES",
+    "TRADE_ID",
+    "TRADE_SIGN",
+    "TS",
+    "TS_EVENT",
+    "UNKNOWN",
+    "VENUE",
+    "Column",
+    "TableSchema",
+    "asof_keys",
+    "conform",
+    "instrument_keys",
+    "require",
+]
+
 SCHEMA_VERSION: Final = 1
 
 # Column names. Code uses these constants; tests use the literal strings to check the spelling.
@@ -54,6 +96,14 @@ TRADE_SIGN: Final = "trade_sign"
 SIGN_METHOD: Final = "sign_method"
 MID_PRICE: Final = "mid_price"
 SPREAD: Final = "spread"
+
+# Per bar (columns several metrics read and write).
+SESSION: Final = "session"
+"""Optional column: bars and cumulative series restart for each (instrument, session)."""
+NET_FLOW: Final = "net_flow"
+CLOSE: Final = "close"
+MID_CLOSE: Final = "mid_close"
+MM_INVENTORY: Final = "mm_inventory"
 
 TIMESTAMP: Final = pl.Datetime("ns", "UTC")
 ISO_NS: Final = "%Y-%m-%dT%H:%M:%S%.9fZ"
@@ -243,9 +293,9 @@ def conform(
         found = ", ".join(present.names()) or "no columns"
         msg = (
             f"missing {table.name} column(s) {', '.join(missing)}; found {found} "
-            f"(map columns with --map canonical=column or choose --format)"
+            "(map columns with {column_map} or choose {format})"
         )
-        raise SchemaError(msg, path=what)
+        raise SchemaError(msg, path=what, parameters=("column_map", "format"))
     selected = [c for c in table.columns if c.name in present]
     return lf.select(
         *(

@@ -24,6 +24,18 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Literal
 
+__all__ = [
+    "Kind",
+    "forget",
+    "make_directory",
+    "remove",
+    "remove_all",
+    "scratch_root",
+    "temporary_file",
+    "track",
+    "tracked",
+]
+
 Kind = Literal["file", "tree", "empty-dir"]
 """How a path is removed: unlink a file, remove a whole folder, or remove a folder if empty."""
 

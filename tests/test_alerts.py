@@ -11,13 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmflow.alerts import (
-    ConditionError,
-    alert_messages,
-    evaluate_alerts,
-    parse,
-    parse_condition,
-)
+from mmflow.alerts import ConditionError, alert_messages, evaluate_alerts, parse, parse_condition
 
 START = datetime(2024, 8, 8, 14, 30, tzinfo=UTC)
 

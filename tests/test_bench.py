@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from mmflow.cli import cli
+from tests.helpers import load_script as load_benchmark
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
 HOUR_NS = 3_600 * 1_000_000_000
@@ -20,13 +21,7 @@ MINUTE_NS = 60 * 1_000_000_000
 
 
 def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench", SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark(SCRIPT, "bench")
 
 
 bench = load_script()

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from tests.helpers import load_script as load_benchmark
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "event_studies.py"
 
 
 def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("event_studies", SCRIPT)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["event_studies"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark(SCRIPT, "event_studies")
 
 
 def test_missing_files_are_skipped_and_present_ones_reported(

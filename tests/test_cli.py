@@ -16,6 +16,7 @@ from click.testing import CliRunner
 from mmflow import __version__
 from mmflow.cli import cli
 from tests.conftest import data_path
+from tests.helpers import run
 
 TARDIS_TRADES = data_path("tardis", "binance-futures_trades_2020-02-22_BTCUSDT.csv.gz")
 TARDIS_QUOTES = data_path("tardis", "binance-futures_quotes_2020-02-22_BTCUSDT.csv.gz")
@@ -23,12 +24,6 @@ ESU4_MBP1_CSV = data_path(
     "databento", "nautilus_trader", "futures_mbp-1_2024-07-01T23-58_2024-07-02T00-02.csv"
 )
 UM_TRADES = data_path("binance", "futures", "um", "BTCUSDT-trades-2024-07-19.csv")
-
-
-def run(*args: str | Path, input: bytes | None = None) -> tuple[int, str, str]:
-    runner = CliRunner(env={"COLUMNS": "200"})
-    result = runner.invoke(cli, [str(a) for a in args], input=input)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def tardis_reference() -> dict[str, float]:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from click.testing import CliRunner
 
 from mmflow.cli import cli
+from tests.helpers import run as cli_run
 
 ROOT = Path(__file__).resolve().parents[1]
 SIMULATED = ROOT / "sample_data" / "simulated"
@@ -23,8 +23,7 @@ AT_TWO = "2024-01-02T02:00:00Z"
 
 
 def run(*args: str | Path) -> tuple[int, str, str]:
-    result = CliRunner(env={"COLUMNS": "120"}).invoke(cli, [str(a) for a in args])
-    return result.exit_code, result.stdout, result.stderr
+    return cli_run(*args, columns=120)
 
 
 def alert_lines(stderr: str) -> list[str]:

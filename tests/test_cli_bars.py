@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from mmflow.cli import cli
 from tests.conftest import data_path
+from tests.helpers import run as cli_run
 
 TARDIS_TRADES = data_path("tardis", "binance-futures_trades_2020-02-22_BTCUSDT.csv.gz")
 TARDIS_QUOTES = data_path("tardis", "binance-futures_quotes_2020-02-22_BTCUSDT.csv.gz")
@@ -26,8 +27,7 @@ MINUTE_NS = 60_000_000_000
 
 
 def run(*args: str | Path) -> tuple[int, str, str]:
-    result = CliRunner(env={"COLUMNS": "160"}).invoke(cli, [str(a) for a in args])
-    return result.exit_code, result.stdout, result.stderr
+    return cli_run(*args, columns=160)
 
 
 def flow_json(*args: str | Path) -> list[dict[str, object]]:

@@ -7,19 +7,14 @@ from pathlib import Path
 import click
 import polars as pl
 import pytest
-from click.testing import CliRunner
 
 from mmflow.cli import cli
 from mmflow.cli.config import option_key
+from tests.helpers import run
 
 ROOT = Path(__file__).resolve().parents[1]
 BINANCE = str(ROOT / "sample_data" / "binance")
 SIMULATED = str(ROOT / "sample_data" / "simulated" / "trades.parquet")
-
-
-def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    result = CliRunner(env={"COLUMNS": "200", **(env or {})}).invoke(cli, list(args))
-    return result.exit_code, result.stdout, result.stderr
 
 
 def shown(stdout: str) -> dict[tuple[str, str], tuple[str, str]]:

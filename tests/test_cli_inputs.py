@@ -16,26 +16,19 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from click.testing import CliRunner
 
 import mmflow.io
-from mmflow.cli import cli
 from mmflow.errors import ReaderError
+from mmflow.io.assemble import gather, read_many
 from mmflow.io.checks import RowAccount
-from mmflow.pipeline import gather, read_many
 from mmflow.schema import TRADES
 from tests.conftest import data_path
+from tests.helpers import run
 
 MEMORY_CAP = 3 * 1024**3
 Walked = tuple[str, list[str], list[str]]
 HEADER = "ts,symbol,price,size,aggressor_side\n"
 GOOD = "1704153600000000000,X,101,1,-1\n1704153601000000000,X,102,2,1\n"
-
-
-def run(*args: str | Path) -> tuple[int, str, str]:
-    runner = CliRunner(env={"COLUMNS": "200"})
-    result = runner.invoke(cli, [str(a) for a in args])
-    return result.exit_code, result.stdout, result.stderr
 
 
 def _cap() -> None:

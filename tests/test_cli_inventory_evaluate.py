@@ -12,25 +12,19 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
-from click.testing import CliRunner
 
 import mmflow.io
-from mmflow.cli import cli
+from mmflow.analysis import BarOptions, market_bars
+from mmflow.io.assemble import gather
 from mmflow.metrics.event_study import WITHDRAWAL_STUDY_COLUMNS
-from mmflow.pipeline import BarOptions, gather, market_bars
 from mmflow.schema import QUOTES, TRADES
+from tests.helpers import run
 from tests.test_metrics_event_study import assert_matches, reference_study
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "binance"
 TRADES_FILE = SAMPLE / "BTCUSD_PERP-trades-2024-08-09.csv"
 QUOTES_FILE = SAMPLE / "BTCUSD_PERP-bookTicker-2024-08-09.csv"
 OPTIONS: list[str | Path] = ["--bar", "1s", "--lookback", "20"]
-
-
-def run(*args: str | Path) -> tuple[int, str, str]:
-    runner = CliRunner(env={"COLUMNS": "200"})
-    result = runner.invoke(cli, [str(a) for a in args])
-    return result.exit_code, result.stdout, result.stderr
 
 
 def library_bars() -> pl.DataFrame:

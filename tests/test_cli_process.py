@@ -22,21 +22,15 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from click.testing import CliRunner
 
 from mmflow import scratch
-from mmflow.cli import cli
+from tests.helpers import run
 
 QUOTES = (
     "ts,symbol,bid_price,bid_size,ask_price,ask_size\n"
     "2024-01-01T00:00:03Z,X,1,1,2,1\n"
     "2024-01-01T00:00:05Z,X,2,1,2,1\n"  # locked: not usable
 )
-
-
-def run(*args: str | Path, input: bytes | None = None) -> tuple[int, str, str]:
-    result = CliRunner(env={"COLUMNS": "200"}).invoke(cli, [str(a) for a in args], input=input)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def market(tmp_path: Path, sides: tuple[int, int, int, int] | None = None) -> tuple[Path, Path]:

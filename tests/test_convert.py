@@ -6,16 +6,17 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from click.testing import CliRunner
 from polars.testing import assert_frame_equal
 
 import mmflow.io
-from mmflow.cli import cli
-from mmflow.convert import convert, partition_symbol
+from mmflow.analysis import Selection, prepare
+from mmflow.convert import convert
 from mmflow.errors import MmflowError
-from mmflow.pipeline import Selection, gather, prepare
+from mmflow.io.assemble import gather
+from mmflow.io.source import partition_symbol
 from mmflow.schema import QUOTES, TRADES
 from tests.conftest import data_path
+from tests.helpers import run as cli_run
 
 TARDIS = data_path("tardis")
 ESU4 = data_path(
@@ -24,8 +25,7 @@ ESU4 = data_path(
 
 
 def run(*args: str | Path) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    return result.exit_code, result.stdout, result.stderr
+    return cli_run(*args, columns=None)
 
 
 def canonical(paths: list[Path], table: str) -> pl.DataFrame:

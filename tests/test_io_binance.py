@@ -17,6 +17,7 @@ from mmflow.io.binance import FORMATS as BINANCE_FORMATS
 from mmflow.io.formats import ReadOptions
 from mmflow.io.source import Source
 from tests.conftest import data_path, shared_path
+from tests.helpers import write
 
 TRADES_SCHEMA = {
     "ts": pl.Datetime("ns", "UTC"),
@@ -76,11 +77,6 @@ def read(path: Path, fmt: str = "auto", options: ReadOptions | None = None) -> p
     lf = frames.trades if frames.trades is not None else frames.quotes
     assert lf is not None
     return lf.collect()
-
-
-def write(path: Path, text: str) -> Path:
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def flag_counts(path: Path) -> tuple[int, int, int]:

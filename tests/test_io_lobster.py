@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import random
 import shutil
@@ -15,13 +14,13 @@ from polars.testing import assert_frame_equal
 
 import mmflow.io
 from mmflow.errors import MmflowError, ReaderError
-from mmflow.io import FORMATS, ReadOptions, Source, detect
-from mmflow.io.formats import Frames
+from mmflow.io import FORMATS, ReadOptions, detect
 from mmflow.io.lobster import FORMATS as LOBSTER_FORMATS
 from mmflow.io.lobster import findings, lobster_price, lobster_time, missing_orderbook
 from mmflow.metrics.signing import Method, evaluate_signing, sign_trades
 from mmflow.schema import ISO_NS
 from tests.conftest import data_path, shared_path
+from tests.helpers import gzip_copy, quotes_of, read, source_of, write
 
 DST_MESSAGE = "ZVZZT_2023-03-13_34200000_57600000_message_2.csv"
 DST_BOOK = "ZVZZT_2023-03-13_34200000_57600000_orderbook_2.csv"
@@ -73,14 +72,6 @@ QUOTES_SCHEMA = pl.Schema(
 BBO = ["bid_price", "bid_size", "ask_price", "ask_size"]
 
 
-def source_of(path: Path) -> Source:
-    return Source(path, str(path))
-
-
-def read(path: Path, fmt: str = "auto", symbol: str | None = None) -> Frames:
-    return mmflow.io.read_source(source_of(path), fmt, ReadOptions(symbol=symbol)).frames
-
-
 def both_of(path: Path, fmt: str = "auto") -> tuple[pl.DataFrame, pl.DataFrame]:
     frames = read(path, fmt)
     assert isinstance(frames.trades, pl.LazyFrame)
@@ -89,29 +80,12 @@ def both_of(path: Path, fmt: str = "auto") -> tuple[pl.DataFrame, pl.DataFrame]:
     return trades, quotes
 
 
-def quotes_of(path: Path, fmt: str = "auto") -> pl.DataFrame:
-    frames = read(path, fmt)
-    assert frames.trades is None
-    assert isinstance(frames.quotes, pl.LazyFrame)
-    return frames.quotes.collect()
-
-
 def copy_pair(tmp_path: Path, message: str, book: str | None) -> Path:
     """Copy a committed fixture message file (and its orderbook file) into ``tmp_path``."""
     shutil.copy(data_path("lobster", message), tmp_path / message)
     if book is not None:
         shutil.copy(data_path("lobster", book), tmp_path / book)
     return tmp_path / message
-
-
-def write(path: Path, text: str) -> Path:
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def gzip_copy(src: Path, dest: Path) -> Path:
-    dest.write_bytes(gzip.compress(src.read_bytes()))
-    return dest
 
 
 def rows_of(path: Path) -> list[list[str]]:

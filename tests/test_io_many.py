@@ -20,8 +20,8 @@ import mmflow.io
 import mmflow.io.many
 from mmflow.cli import cli
 from mmflow.io import Loaded, ReadOptions
+from mmflow.io.assemble import collect_accounts, gather, read_many
 from mmflow.io.checks import Limits, RowAccount
-from mmflow.pipeline import collect_accounts, gather, read_many
 from mmflow.schema import QUOTES, TRADES
 
 NS = 1_704_153_600_000_000_000  # 2024-01-02 00:00 UTC, nanoseconds

@@ -1,9 +1,6 @@
 from __future__ import annotations
 
-import csv
 import gzip
-import io
-from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -11,13 +8,13 @@ import pyarrow as pa
 import pytest
 from polars.testing import assert_frame_equal
 
-import mmflow.io
 from mmflow.errors import MmflowError, ReaderError
-from mmflow.io import FORMATS, ReadOptions, Source, detect
-from mmflow.io.formats import Frames, Sniff
+from mmflow.io import FORMATS, ReadOptions, detect
+from mmflow.io.formats import Sniff
 from mmflow.io.polygon import FORMATS as POLYGON_FORMATS
 from mmflow.io.polygon import ROUND_LOT, crypto_side, read_quotes
 from tests.conftest import data_path
+from tests.helpers import quotes_of, read, source_of, trades_of, utc, vendor_rows, write
 
 TRADES_FEB = ("us_stocks_sip", "trades_v1", "2026", "02", "2026-02-11.csv.gz")
 TRADES_MAY = ("us_stocks_sip", "trades_v1", "2026", "05", "2026-05-22.csv.gz")
@@ -69,42 +66,9 @@ def fixture(parts: tuple[str, ...]) -> Path:
     return data_path("polygon", *parts)
 
 
-def utc(
-    year: int, month: int, day: int, hour: int, minute: int, second: int, micro: int
-) -> datetime:
-    return datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
-
-
-def source_of(path: Path) -> Source:
-    return Source(path, str(path))
-
-
-def read(path: Path, fmt: str = "auto", symbol: str | None = None) -> Frames:
-    return mmflow.io.read_source(source_of(path), fmt, ReadOptions(symbol=symbol)).frames
-
-
-def trades_of(path: Path, fmt: str = "auto", symbol: str | None = None) -> pl.DataFrame:
-    frames = read(path, fmt, symbol)
-    assert frames.quotes is None
-    assert isinstance(frames.trades, pl.LazyFrame)
-    return frames.trades.collect()
-
-
-def quotes_of(path: Path, fmt: str = "auto", symbol: str | None = None) -> pl.DataFrame:
-    frames = read(path, fmt, symbol)
-    assert frames.trades is None
-    assert isinstance(frames.quotes, pl.LazyFrame)
-    return frames.quotes.collect()
-
-
 def nanos(df: pl.DataFrame, column: str) -> list[int | None]:
     """A clock column as integer nanoseconds since the epoch (Python datetimes stop at µs)."""
     return df[column].dt.epoch("ns").to_list()
-
-
-def write(path: Path, text: str) -> Path:
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def plain_copy(src: Path, dest: Path) -> Path:
@@ -116,14 +80,6 @@ def zstd_copy(src: Path, dest: Path) -> Path:
     with pa.CompressedOutputStream(str(dest), "zstd") as out:
         out.write(gzip.decompress(src.read_bytes()))
     return dest
-
-
-def vendor_rows(path: Path) -> list[dict[str, str]]:
-    """The file's rows as parsed by Python's csv module (independent of the reader)."""
-    raw = path.read_bytes()
-    if raw.startswith(b"\x1f\x8b"):
-        raw = gzip.decompress(raw)
-    return list(csv.DictReader(io.StringIO(raw.decode("utf-8"))))
 
 
 def oracle_crypto_side(conditions: str) -> int:

@@ -14,10 +14,11 @@ from polars.testing import assert_frame_equal
 
 import mmflow.io
 from mmflow.errors import MmflowError, ReaderError
-from mmflow.io import FORMATS, ReadOptions, Source, detect
+from mmflow.io import FORMATS, ReadOptions, detect
 from mmflow.io.formats import Sniff, frames_kind
 from mmflow.io.sierra import DEFAULT_SYMBOL, DEFAULT_TZ, read_trades, sierra_time, symbol_from_name
 from tests.conftest import data_path, shared_path
+from tests.helpers import source_of, trades_of, utc
 
 FILE_2022 = "ES_2022-01-24_tbt.txt"
 FILE_2023 = "ES_2023-06-29_tbt.txt"
@@ -41,23 +42,6 @@ TRADES_SCHEMA = pl.Schema(
         "ask_size": pl.Float64(),
     }
 )
-
-
-def utc(
-    year: int, month: int, day: int, hour: int, minute: int, second: int, micro: int
-) -> datetime:
-    return datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
-
-
-def source_of(path: Path) -> Source:
-    return Source(path, str(path))
-
-
-def trades_of(path: Path, fmt: str = "auto", symbol: str | None = None) -> pl.DataFrame:
-    frames = mmflow.io.read_source(source_of(path), fmt, ReadOptions(symbol=symbol)).frames
-    assert frames.quotes is None
-    assert isinstance(frames.trades, pl.LazyFrame)
-    return frames.trades.collect()
 
 
 def write(path: Path, text: str, newline: str = "\n") -> Path:

@@ -1,19 +1,17 @@
 from __future__ import annotations
 
-import gzip
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-import mmflow.io
 from mmflow.errors import MmflowError, ParameterError, ReaderError
-from mmflow.io import FORMATS, ReadOptions, Source, detect
-from mmflow.io.formats import Frames
+from mmflow.io import FORMATS, ReadOptions, detect
 from mmflow.io.taq import FORMATS as TAQ_FORMATS
 from mmflow.io.taq import ROUND_LOT, read_daily_nbbo, read_daily_quotes, read_wrds_quotes
 from tests.conftest import data_path
+from tests.helpers import gzip_copy, quotes_of, read, source_of, trades_of, utc, write
 
 DAILY_TRADES = "EQY_US_ALL_TRADE_20161024"
 DAILY_BBO = "EQY_US_ALL_BBO_20161024"
@@ -76,44 +74,6 @@ QUOTES_SCHEMA = pl.Schema(
         "conditions": pl.String(),
     }
 )
-
-
-def utc(
-    year: int, month: int, day: int, hour: int, minute: int, second: int, micro: int = 0
-) -> datetime:
-    return datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
-
-
-def source_of(path: Path) -> Source:
-    return Source(path, str(path))
-
-
-def read(path: Path, fmt: str = "auto", symbol: str | None = None) -> Frames:
-    return mmflow.io.read_source(source_of(path), fmt, ReadOptions(symbol=symbol)).frames
-
-
-def trades_of(path: Path, fmt: str = "auto", symbol: str | None = None) -> pl.DataFrame:
-    frames = read(path, fmt, symbol)
-    assert frames.quotes is None
-    assert isinstance(frames.trades, pl.LazyFrame)
-    return frames.trades.collect()
-
-
-def quotes_of(path: Path, fmt: str = "auto") -> pl.DataFrame:
-    frames = read(path, fmt)
-    assert frames.trades is None
-    assert isinstance(frames.quotes, pl.LazyFrame)
-    return frames.quotes.collect()
-
-
-def write(path: Path, text: str) -> Path:
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def gzip_copy(src: Path, dest: Path) -> Path:
-    dest.write_bytes(gzip.compress(src.read_bytes()))
-    return dest
 
 
 def findings_of(path: Path, fmt: str | None = None) -> list[str]:

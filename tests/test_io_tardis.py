@@ -1,9 +1,7 @@
 from __future__ import annotations
 
-import csv
 import gzip
-import io
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
@@ -11,12 +9,12 @@ import pyarrow as pa
 import pytest
 from polars.testing import assert_frame_equal
 
-import mmflow.io
 from mmflow.errors import MmflowError, ReaderError
-from mmflow.io import FORMATS, ReadOptions, Source, detect
-from mmflow.io.formats import Frames, Sniff
+from mmflow.io import FORMATS, ReadOptions, detect
+from mmflow.io.formats import Sniff
 from mmflow.io.tardis import FORMATS as TARDIS_FORMATS
 from tests.conftest import data_path, shared_path
+from tests.helpers import gzip_copy, quotes_of, read, source_of, trades_of, utc, vendor_rows, write
 
 TRADES_FILE = "binance-futures_trades_2020-02-22_BTCUSDT.csv.gz"
 QUOTES_FILE = "binance-futures_quotes_2020-02-22_BTCUSDT.csv.gz"
@@ -61,56 +59,10 @@ QUOTES_SCHEMA = pl.Schema(
 )
 
 
-def utc(
-    year: int, month: int, day: int, hour: int, minute: int, second: int, micro: int
-) -> datetime:
-    return datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
-
-
-def source_of(path: Path) -> Source:
-    return Source(path, str(path))
-
-
-def read(path: Path, fmt: str = "auto", symbol: str | None = None) -> Frames:
-    return mmflow.io.read_source(source_of(path), fmt, ReadOptions(symbol=symbol)).frames
-
-
-def trades_of(path: Path, fmt: str = "auto", symbol: str | None = None) -> pl.DataFrame:
-    frames = read(path, fmt, symbol)
-    assert frames.quotes is None
-    assert isinstance(frames.trades, pl.LazyFrame)
-    return frames.trades.collect()
-
-
-def quotes_of(path: Path, fmt: str = "auto", symbol: str | None = None) -> pl.DataFrame:
-    frames = read(path, fmt, symbol)
-    assert frames.trades is None
-    assert isinstance(frames.quotes, pl.LazyFrame)
-    return frames.quotes.collect()
-
-
-def write(path: Path, text: str) -> Path:
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
-def gzip_copy(src: Path, dest: Path) -> Path:
-    dest.write_bytes(gzip.compress(src.read_bytes()))
-    return dest
-
-
 def zstd_copy(src: Path, dest: Path) -> Path:
     with pa.CompressedOutputStream(str(dest), "zstd") as out:
         out.write(src.read_bytes())
     return dest
-
-
-def vendor_rows(path: Path) -> list[dict[str, str]]:
-    """The file's rows as parsed by Python's csv module (independent of the reader)."""
-    raw = path.read_bytes()
-    if raw.startswith(b"\x1f\x8b"):
-        raw = gzip.decompress(raw)
-    return list(csv.DictReader(io.StringIO(raw.decode("utf-8"))))
 
 
 # --- registry -------------------------------------------------------------------------------

@@ -17,9 +17,9 @@ from mmflow.metrics.classify import (
     quote_is_usable,
     quote_rule,
     reverse_tick_rule,
-    sign_trades,
     tick_rule,
 )
+from mmflow.metrics.signing import sign_trades
 from mmflow.metrics.signing import sign_trades as sign_by_method
 
 

@@ -24,6 +24,7 @@ from mmflow.metrics.impact import (
     trade_costs,
 )
 from mmflow.metrics.quotes import attach_quotes
+from tests.helpers import bbo_quotes, typed_frame
 
 T0 = datetime(2024, 7, 1, 14, tzinfo=UTC)
 UTC_NS = pl.Datetime("ns", "UTC")
@@ -46,37 +47,14 @@ def make_trades(rows: Sequence[Trade], mid: list[float | None] | None = None) ->
         "size": [r[3] for r in rows],
         "trade_sign": [r[4] for r in rows],
     }
-    schema: dict[str, pl.DataType] = {
-        "ts": UTC_NS,
-        "symbol": pl.String(),
-        "price": pl.Float64(),
-        "size": pl.Float64(),
-        "trade_sign": pl.Int8(),
-    }
     if mid is not None:
         data["mid_price"] = list(mid)
-        schema["mid_price"] = pl.Float64()
-    return pl.LazyFrame(data, schema=schema)
+    return typed_frame(data)
 
 
 def make_quotes(rows: Sequence[Quote]) -> pl.LazyFrame:
-    return pl.LazyFrame(
-        {
-            "ts": [at(r[1]) for r in rows],
-            "symbol": [r[0] for r in rows],
-            "bid_price": [r[2] for r in rows],
-            "bid_size": [1.0] * len(rows),
-            "ask_price": [r[3] for r in rows],
-            "ask_size": [1.0] * len(rows),
-        },
-        schema={
-            "ts": UTC_NS,
-            "symbol": pl.String,
-            "bid_price": pl.Float64,
-            "bid_size": pl.Float64,
-            "ask_price": pl.Float64,
-            "ask_size": pl.Float64,
-        },
+    return bbo_quotes(
+        [at(r[1]) for r in rows], [r[0] for r in rows], [r[2] for r in rows], [r[3] for r in rows]
     )
 
 
@@ -328,20 +306,13 @@ def test_trade_costs_match_bisect_reference_and_es_equals_rs_plus_pi(
 
 def costs_frame(rows: list[tuple[str, float, float, float | None, float | None]]) -> pl.LazyFrame:
     """Rows of (symbol, seconds, size, effective spread, realized spread); PI = ES − RS."""
-    frame = pl.LazyFrame(
+    frame = typed_frame(
         {
             "ts": [at(r[1]) for r in rows],
             "symbol": [r[0] for r in rows],
             "size": [r[2] for r in rows],
             "effective_spread": [r[3] for r in rows],
             "realized_spread": [r[4] for r in rows],
-        },
-        schema={
-            "ts": UTC_NS,
-            "symbol": pl.String,
-            "size": pl.Float64,
-            "effective_spread": pl.Float64,
-            "realized_spread": pl.Float64,
         },
     ).with_columns((pl.col("effective_spread") - pl.col("realized_spread")).alias("price_impact"))
     return frame.with_columns((pl.col(COSTS) * 10.0).name.suffix("_bps"))

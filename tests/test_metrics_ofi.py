@@ -14,12 +14,7 @@ from polars.testing import assert_frame_equal
 
 from mmflow.errors import ParameterError, SchemaError
 from mmflow.io import load
-from mmflow.metrics.ofi import (
-    BAR_COLUMNS,
-    ofi_total,
-    order_flow_imbalance,
-    quote_bars,
-)
+from mmflow.metrics.ofi import BAR_COLUMNS, ofi_total, order_flow_imbalance, quote_bars
 from tests.conftest import data_path
 
 T0 = datetime(2024, 7, 1, tzinfo=UTC)

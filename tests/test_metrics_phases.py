@@ -14,22 +14,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
+from mmflow.analysis import market_bars
 from mmflow.errors import ParameterError, SchemaError
-from mmflow.metrics.phases import (
-    PHASE_COLUMNS,
-    PhaseParameters,
-    event_study,
-    phase_bars,
-    phase_episodes,
-    truth_scores,
-)
-from mmflow.pipeline import market_bars
+from mmflow.metrics.phase_episodes import phase_episodes
+from mmflow.metrics.phase_evaluation import event_study, truth_scores
+from mmflow.metrics.phases import PHASE_COLUMNS, PhaseParameters, phase_bars
 from mmflow.simulate import Simulation, SimulationParameters, simulate
 
 T0 = datetime(2024, 1, 2, tzinfo=UTC)
 NS_UTC = pl.Datetime("ns", "UTC")
 SMALL = PhaseParameters(lookback=12, window=4, recent_bars=3)
-EVALUATION_SEED = 100  # one of mmflow.metrics.phases.EVALUATION_SEEDS, never used for tuning
+# one of mmflow.metrics.phase_evaluation.EVALUATION_SEEDS, never used for tuning
+EVALUATION_SEED = 100
 
 
 def minute(k: int) -> datetime:

@@ -16,6 +16,7 @@ from polars.testing import assert_frame_equal
 from mmflow.errors import ParameterError, SchemaError
 from mmflow.metrics.flow import flow_bars
 from mmflow.metrics.profile import ValueAreaMethod, footprint, value_area, volume_profile
+from tests.helpers import typed_frame
 
 T0 = datetime(2024, 7, 19, tzinfo=UTC)
 
@@ -31,17 +32,9 @@ def make_trades(rows: Sequence[Row], *, session: Sequence[int] | None = None) ->
         "size": [r[3] for r in rows],
         "trade_sign": [r[4] for r in rows],
     }
-    schema: dict[str, pl.DataType] = {
-        "ts": pl.Datetime("ns", "UTC"),
-        "symbol": pl.String(),
-        "price": pl.Float64(),
-        "size": pl.Float64(),
-        "trade_sign": pl.Int8(),
-    }
     if session is not None:
         data["session"] = list(session)
-        schema["session"] = pl.Int64()
-    return pl.LazyFrame(data, schema=schema).sort("ts", maintain_order=True)
+    return typed_frame(data).sort("ts", maintain_order=True)
 
 
 def at_prices(prices: Sequence[float], sizes: Sequence[float] | None = None) -> pl.LazyFrame:

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from mmflow.metrics.classify import quote_is_usable
 from mmflow.metrics.quotes import attach_quotes
+from tests.helpers import bbo_quotes
 
 T0 = datetime(2024, 7, 1, tzinfo=UTC)
 UTC_NS = pl.Datetime("ns", "UTC")
@@ -30,24 +31,9 @@ def trades_frame(rows: list[tuple[int, str, float]], **bbo: list[float | None]) 
 
 
 def quotes_frame(rows: list[tuple[int, str, float | None, float | None]]) -> pl.LazyFrame:
-    return pl.LazyFrame(
-        {
-            "ts": [at(r[0]) for r in rows],
-            "symbol": [r[1] for r in rows],
-            "bid_price": [r[2] for r in rows],
-            "bid_size": [1.0] * len(rows),
-            "ask_price": [r[3] for r in rows],
-            "ask_size": [2.0] * len(rows),
-        },
-        schema={
-            "ts": UTC_NS,
-            "symbol": pl.String,
-            "bid_price": pl.Float64,
-            "bid_size": pl.Float64,
-            "ask_price": pl.Float64,
-            "ask_size": pl.Float64,
-        },
-    ).sort("ts", maintain_order=True)
+    ts, symbols = [at(r[0]) for r in rows], [r[1] for r in rows]
+    bids, asks = [r[2] for r in rows], [r[3] for r in rows]
+    return bbo_quotes(ts, symbols, bids, asks, ask_size=2.0).sort("ts", maintain_order=True)
 
 
 QUOTES = quotes_frame([(0, "X", 10.0, 10.2), (100, "X", 10.1, 10.3), (100, "Y", 50.0, 51.0)])

@@ -8,12 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmflow.metrics.signing import (
-    TRADE_METHODS,
-    evaluate_signing,
-    method_mix,
-    sign_trades,
-)
+from mmflow.metrics.signing import TRADE_METHODS, evaluate_signing, method_mix, sign_trades
+from tests.helpers import bbo_quotes
 
 T0 = datetime(2024, 7, 1, tzinfo=UTC)
 UTC_NS = pl.Datetime("ns", "UTC")
@@ -49,24 +45,10 @@ def trades(
 
 
 def quotes(rows: list[tuple[int, str, float | None, float | None]]) -> pl.LazyFrame:
-    return pl.LazyFrame(
-        {
-            "ts": [T0 + timedelta(milliseconds=r[0]) for r in rows],
-            "symbol": [r[1] for r in rows],
-            "bid_price": [r[2] for r in rows],
-            "bid_size": [5.0] * len(rows),
-            "ask_price": [r[3] for r in rows],
-            "ask_size": [7.0] * len(rows),
-        },
-        schema={
-            "ts": UTC_NS,
-            "symbol": pl.String,
-            "bid_price": pl.Float64,
-            "bid_size": pl.Float64,
-            "ask_price": pl.Float64,
-            "ask_size": pl.Float64,
-        },
-    ).sort("ts", maintain_order=True)
+    ts = [T0 + timedelta(milliseconds=r[0]) for r in rows]
+    bids, asks = [r[2] for r in rows], [r[3] for r in rows]
+    frame = bbo_quotes(ts, [r[1] for r in rows], bids, asks, bid_size=5.0, ask_size=7.0)
+    return frame.sort("ts", maintain_order=True)
 
 
 def test_auto_uses_vendor_then_lee_ready_then_tick() -> None:

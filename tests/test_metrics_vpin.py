@@ -13,6 +13,7 @@ from polars.testing import assert_frame_equal
 
 from mmflow.errors import ParameterError, SchemaError
 from mmflow.metrics.vpin import vpin_at, vpin_buckets
+from tests.helpers import typed_frame
 
 T0 = datetime(2024, 7, 19, tzinfo=UTC)
 UTC_NS = pl.Datetime("ns", "UTC")
@@ -22,21 +23,14 @@ Trade = tuple[str, float, float, int | None]
 
 
 def make_trades(rows: Sequence[Trade]) -> pl.LazyFrame:
-    return pl.LazyFrame(
+    return typed_frame(
         {
             "ts": [T0 + timedelta(seconds=r[1]) for r in rows],
             "symbol": [r[0] for r in rows],
             "price": [100.0] * len(rows),
             "size": [r[2] for r in rows],
             "trade_sign": [r[3] for r in rows],
-        },
-        schema={
-            "ts": UTC_NS,
-            "symbol": pl.String,
-            "price": pl.Float64,
-            "size": pl.Float64,
-            "trade_sign": pl.Int8,
-        },
+        }
     )
 
 

@@ -14,16 +14,12 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
+from mmflow.analysis import BarOptions, market_bars
 from mmflow.cli import PHASE_OPTIONS, cli
 from mmflow.metrics import phase_model
-from mmflow.metrics.phases import (
-    PARAMETER_RANGES,
-    PhaseParameters,
-    phase_bars,
-    phase_episodes,
-    truth_scores,
-)
-from mmflow.pipeline import BarOptions, market_bars
+from mmflow.metrics.phase_episodes import phase_episodes
+from mmflow.metrics.phase_evaluation import truth_scores
+from mmflow.metrics.phases import PARAMETER_RANGES, PhaseParameters, phase_bars
 from mmflow.simulate import Simulation, SimulationParameters, simulate
 
 # --- reference loop of the features ---------------------------------------------------------
@@ -110,10 +106,13 @@ def drift_ratio_reference(
     memory = phase_model.DRIFT_MEMORY * lookback
     for k in range(len(x)):
         window = [v for v in local[max(0, k - memory + 1) : k + 1] if v is not None]
+        current = local[k]
         if len(window) >= lookback:
             value = float(np.percentile(window, 100 * phase_model.DRIFT_QUANTILE))
+        elif current is not None:
+            value = current
         else:
-            value = local[k] if local[k] is not None else 1.0
+            value = 1.0
         out.append(max(value, 1.0))
     return out
 

@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
-from click.testing import CliRunner
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -24,11 +23,11 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
 import mmflow.render.plot as plot_module
-from mmflow.cli import cli
+from mmflow.analysis import BarOptions, chart, inventory_report, market_bars, phases
 from mmflow.errors import MmflowError, ParameterError
 from mmflow.io import ReadOptions, load
+from mmflow.io.assemble import gather
 from mmflow.metrics.phases import PhaseParameters
-from mmflow.pipeline import BarOptions, chart, gather, inventory_report, market_bars, phases
 from mmflow.render.plot import (
     DPI,
     PANEL_TITLES,
@@ -40,10 +39,11 @@ from mmflow.render.plot import (
     instrument_charts,
     instrument_figure,
     phase_runs,
-    profile_figure,
 )
+from mmflow.render.profile_plot import profile_figure
 from mmflow.render.write import write_figure
 from mmflow.schema import QUOTES, TRADES
+from tests.helpers import run as cli_run
 
 ROOT = Path(__file__).resolve().parents[1]
 SIMULATED = ROOT / "sample_data" / "simulated"
@@ -53,8 +53,7 @@ SIM_OPTIONS = BarOptions(every="1m", vpin_window=10, buckets_per_day=400)
 
 
 def run(*args: str | Path) -> tuple[int, str, str]:
-    result = CliRunner(env={"COLUMNS": "120"}).invoke(cli, [str(a) for a in args])
-    return result.exit_code, result.stdout, result.stderr
+    return cli_run(*args, columns=120)
 
 
 def market(*paths: Path) -> tuple[pl.LazyFrame, pl.LazyFrame | None]:

@@ -14,7 +14,7 @@ import pytest
 from mmflow.errors import MmflowError
 from mmflow.inspect import INSPECTING, inspect_paths
 from mmflow.io import load
-from mmflow.pipeline import collect
+from mmflow.io.assemble import collect
 from mmflow.progress import READING, Stage
 from mmflow.render.progress import StageDisplay, describe
 

@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mmflow.io
+from mmflow.analysis import BarOptions, Signing, analyze, market_bars
 from mmflow.durations import check_duration, duration_nanoseconds
 from mmflow.errors import ParameterError, SizeLimitError
 from mmflow.metrics.flow import event_grid, flow_bars
@@ -27,8 +28,9 @@ from mmflow.metrics.impact import FUTURE_MID_MISSING, trade_costs
 from mmflow.metrics.ofi import ofi_total, quote_bars
 from mmflow.metrics.profile import volume_profile
 from mmflow.metrics.quotes import QUOTE_STALE, attach_quotes
-from mmflow.pipeline import BarOptions, Signing, analyze, market_bars, quote_warnings
+from mmflow.render.messages import quote_warnings
 from tests.conftest import SHARED
+from tests.helpers import typed_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "data" / "binance"
@@ -79,27 +81,20 @@ def quotes_csv(path: Path, rows: list[tuple[datetime, str, float, float]]) -> Pa
 
 def make_trades(rows: list[tuple[float, str, float, float, int]]) -> pl.LazyFrame:
     """Rows of (seconds after T0, symbol, price, size, aggressor_side)."""
-    return pl.LazyFrame(
+    return typed_frame(
         {
             "ts": [at(r[0]) for r in rows],
             "symbol": [r[1] for r in rows],
             "price": [r[2] for r in rows],
             "size": [r[3] for r in rows],
             "aggressor_side": [r[4] for r in rows],
-        },
-        schema={
-            "ts": UTC_NS,
-            "symbol": pl.String,
-            "price": pl.Float64,
-            "size": pl.Float64,
-            "aggressor_side": pl.Int8,
-        },
+        }
     )
 
 
 def make_quotes(rows: list[tuple[float, str, float, float, float, float]]) -> pl.LazyFrame:
     """Rows of (seconds after T0, symbol, bid, bid size, ask, ask size)."""
-    return pl.LazyFrame(
+    return typed_frame(
         {
             "ts": [at(r[0]) for r in rows],
             "symbol": [r[1] for r in rows],
@@ -107,15 +102,7 @@ def make_quotes(rows: list[tuple[float, str, float, float, float, float]]) -> pl
             "bid_size": [r[3] for r in rows],
             "ask_price": [r[4] for r in rows],
             "ask_size": [r[5] for r in rows],
-        },
-        schema={
-            "ts": UTC_NS,
-            "symbol": pl.String,
-            "bid_price": pl.Float64,
-            "bid_size": pl.Float64,
-            "ask_price": pl.Float64,
-            "ask_size": pl.Float64,
-        },
+        }
     )
 
 

@@ -164,7 +164,7 @@ def test_conform_missing_column_raises_schema_error_naming_it_found_columns_and_
     message = str(info.value)
     assert message == (
         "/data/x.csv: missing trades column(s) price, aggressor_side; found ts, symbol, size "
-        "(map columns with --map canonical=column or choose --format)"
+        "(map columns with column_map or choose format)"
     )
     assert "\n" not in message
     assert info.value.path == "/data/x.csv"

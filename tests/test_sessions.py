@@ -7,8 +7,8 @@ from pathlib import Path
 import polars as pl
 from click.testing import CliRunner
 
+from mmflow.analysis import Selection, Session, prepare
 from mmflow.cli import cli
-from mmflow.pipeline import Selection, Session, prepare
 from mmflow.schema import TRADES
 from tests.conftest import data_path
 

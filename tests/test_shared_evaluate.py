@@ -17,8 +17,9 @@ import pytest
 from click.testing import CliRunner
 
 import mmflow.io
+from mmflow.analysis import Selection, prepare
 from mmflow.cli import cli
-from mmflow.pipeline import Selection, gather, prepare
+from mmflow.io.assemble import gather
 from mmflow.schema import QUOTES, TRADES
 from tests.conftest import SHARED
 

@@ -20,7 +20,7 @@ from click.core import ParameterSource
 
 from mmflow import interrupts
 from mmflow._version import __version__
-from mmflow.cli.command import EXIT_CODES, MmflowCommand, one_line
+from mmflow.cli.command import EXIT_CODES, LIMIT_FLAGS, MmflowCommand, one_line
 from mmflow.cli.config import (
     CONFIG_VARIABLE,
     Defaults,
@@ -35,15 +35,6 @@ from mmflow.errors import MmflowError, ParameterError, SizeLimitError
 __all__ = ["PHASE_OPTIONS", "cli", "main"]
 
 USER_ERRORS = (MmflowError, pl.exceptions.PolarsError, OSError)
-_FLAGS = {
-    "every": "--bar",
-    "bin_size": "--bin",
-    "buckets_per_day": "--buckets-per-day",
-    "lookback": "--lookback",
-    "pressure_horizon": "--pressure-horizon",
-    "vpin_window": "--vpin-window",
-}
-"""Library parameter names behind a SizeLimitError, and the flags that set them."""
 
 
 def _is_broken_pipe(exc: BaseException) -> bool:
@@ -76,7 +67,7 @@ class MmflowGroup(click.Group):
             if ctx.params.get("verbose") or ctx.meta.get("mmflow.verbose"):
                 raise
             if isinstance(exc, SizeLimitError):
-                flag = _FLAGS.get(exc.parameter, "--" + exc.parameter.replace("_", "-"))
+                flag = LIMIT_FLAGS.get(exc.parameter, "--" + exc.parameter.replace("_", "-"))
                 limit = "--max-bars" if exc.parameter != "bin_size" else "--max-levels"
                 raise click.UsageError(exc.describe(flag, limit)) from exc
             if isinstance(exc, ParameterError):

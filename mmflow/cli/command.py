@@ -17,13 +17,17 @@ from typing import Any, TypeVar
 import click
 from click.core import ParameterSource
 
+from mmflow.errors import MmflowError
+
 __all__ = [
     "BUILDERS_ATTRIBUTE",
     "DEFAULTS_NOTE",
     "EXIT_CODES",
     "GENERAL",
     "GROUP_ATTRIBUTE",
+    "LIMIT_FLAGS",
     "MESSAGE_LIMIT",
+    "PARAMETER_FLAGS",
     "SECTIONS",
     "Builder",
     "MmflowCommand",
@@ -197,12 +201,39 @@ def choice_of(value: Any, allowed: tuple[T, ...], default: T) -> T:
     return next((item for item in allowed if item == value), default)
 
 
+LIMIT_FLAGS = {
+    "every": "--bar",
+    "bin_size": "--bin",
+    "buckets_per_day": "--buckets-per-day",
+    "lookback": "--lookback",
+    "pressure_horizon": "--pressure-horizon",
+    "vpin_window": "--vpin-window",
+}
+"""Library parameter names behind a SizeLimitError, and the flags that set them."""
+PARAMETER_FLAGS = {
+    **LIMIT_FLAGS,
+    "symbols": "--symbol",
+    "venues": "--venue",
+    "start": "--start",
+    "end": "--end",
+    "session": "--session",
+    "column_map": "--map canonical=column",
+    "format": "--format",
+}
+"""How the command line names the library parameters an error message names."""
+
 MESSAGE_LIMIT = 300
 """Longest error or warning line mmflow prints (a 200 MB field must not become the message)."""
 
 
 def one_line(exc: BaseException) -> str:
-    """Return the first line of ``exc``'s message, at most :data:`MESSAGE_LIMIT` characters."""
-    text = str(exc).strip()
+    """Return the first line of ``exc``'s message, at most :data:`MESSAGE_LIMIT` characters.
+
+    A library error's parameters are named as the command line names them (:data:`PARAMETER_FLAGS`).
+    """
+    if isinstance(exc, MmflowError):  # say the flags where the library says its parameters
+        text = exc.describe_parameters(PARAMETER_FLAGS).strip()
+    else:
+        text = str(exc).strip()
     line = text.splitlines()[0] if text else type(exc).__name__
     return line if len(line) <= MESSAGE_LIMIT else line[: MESSAGE_LIMIT - 1] + "…"

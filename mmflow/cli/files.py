@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 import polars as pl
 
+from mmflow.analysis import Selection, Signing, parameters_of
 from mmflow.cli import run
 from mmflow.cli.app import cli
 from mmflow.cli.command import one_line, option_group
@@ -20,15 +21,9 @@ from mmflow.cli.options import (
     quote_options,
     selection_options,
 )
+from mmflow.convert import write_dataset
 from mmflow.inspect import inspect_paths
-from mmflow.pipeline import (
-    Selection,
-    Signing,
-    gather,
-    parameters_of,
-    read_many,
-    write_dataset,
-)
+from mmflow.io.assemble import gather, read_many
 from mmflow.progress import Stage, report
 from mmflow.render.progress import plain_console as Console
 from mmflow.render.table import (
@@ -36,6 +31,11 @@ from mmflow.render.table import (
 )
 from mmflow.render.write import build_metadata, check_output_directory
 from mmflow.schema import QUOTES, TRADES
+
+__all__ = [
+    "convert_command",
+    "inspect",
+]
 
 
 @cli.command()

@@ -10,6 +10,19 @@ from typing import Any
 import click
 import polars as pl
 
+from mmflow.analysis import (
+    FLOW_COLUMNS,
+    INVENTORY_COLUMNS,
+    BarOptions,
+    Market,
+    Selection,
+    Signing,
+    analyze,
+    bar_table,
+    inventory_evaluation,
+    inventory_report,
+    market_bars,
+)
 from mmflow.cli import run
 from mmflow.cli.app import cli
 from mmflow.cli.command import option_group
@@ -28,24 +41,11 @@ from mmflow.cli.options import (
 )
 from mmflow.cli.types import Horizons
 from mmflow.io import Loaded
+from mmflow.io.assemble import require_rows
 from mmflow.metrics.event_study import (
     DEFAULT_HORIZONS,
     MAX_PLACEBO_RATIO,
     WITHDRAWAL_STUDY_COLUMNS,
-)
-from mmflow.pipeline import (
-    FLOW_COLUMNS,
-    INVENTORY_COLUMNS,
-    BarOptions,
-    Market,
-    Selection,
-    Signing,
-    analyze,
-    bar_table,
-    inventory_evaluation,
-    inventory_report,
-    market_bars,
-    require_rows,
 )
 from mmflow.render.progress import plain_console as Console
 from mmflow.render.table import (
@@ -55,6 +55,13 @@ from mmflow.render.table import (
     frame_table,
     inventory_table,
 )
+
+__all__ = [
+    "EventStudy",
+    "analyze_command",
+    "flow_command",
+    "inventory_command",
+]
 
 
 @cli.command(name="analyze")

@@ -8,16 +8,12 @@ from typing import Any
 
 import click
 
+from mmflow.analysis import BYTES_PER_BAR, BarOptions, default_max_rows
 from mmflow.cli.command import F, option_group
 from mmflow.cli.types import Duration
 from mmflow.metrics.phase_model import model as phase_model
 from mmflow.metrics.phases import PARAMETER_RANGES as PHASE_RANGES
 from mmflow.metrics.phases import PhaseParameters
-from mmflow.pipeline import (
-    BYTES_PER_BAR,
-    BarOptions,
-    default_max_rows,
-)
 from mmflow.simulate import FAMILIES, SimulationParameters
 
 __all__ = [

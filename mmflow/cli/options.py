@@ -1,7 +1,7 @@
 """The shared option groups of ``mmflow``: input, quotes, selection, signing, alerts, output.
 
 Each group builds one typed value (:class:`Inputs`, :class:`QuoteFiles`,
-:class:`~mmflow.pipeline.Selection`, :class:`~mmflow.pipeline.Signing`, :class:`AlertOptions`,
+:class:`~mmflow.analysis.Selection`, :class:`~mmflow.analysis.Signing`, :class:`AlertOptions`,
 :class:`Output`) that the command receives instead of the raw flags.
 """
 
@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
+from mmflow.analysis import MAX_QUOTE_AGE, Clock, Selection, Session, Signing
 from mmflow.cli.command import F, choice_of, one_line, option_group
 from mmflow.cli.types import (
     Duration,
@@ -33,13 +34,6 @@ from mmflow.io import Limits, ReadOptions, format_names
 from mmflow.metrics.bvc import Distribution
 from mmflow.metrics.quotes import QuoteMatch
 from mmflow.metrics.signing import METHODS
-from mmflow.pipeline import (
-    MAX_QUOTE_AGE,
-    Clock,
-    Selection,
-    Session,
-    Signing,
-)
 from mmflow.render.write import OUTPUT_FORMATS, OutputFormat, check_output_file, check_stream
 
 __all__ = [

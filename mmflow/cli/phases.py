@@ -11,6 +11,7 @@ from typing import Any
 import click
 import polars as pl
 
+from mmflow.analysis import Phases, Selection, Signing, chart, phases
 from mmflow.cli import run
 from mmflow.cli.app import cli
 from mmflow.cli.command import option_group
@@ -29,15 +30,8 @@ from mmflow.cli.options import (
 )
 from mmflow.errors import ParameterError
 from mmflow.io import Loaded
+from mmflow.io.assemble import require_rows
 from mmflow.metrics.phases import PhaseParameters
-from mmflow.pipeline import (
-    Phases,
-    Selection,
-    Signing,
-    chart,
-    phases,
-    require_rows,
-)
 from mmflow.render.plot import (
     PANELS,
     InstrumentChart,
@@ -54,6 +48,13 @@ from mmflow.render.table import (
     episodes_table,
     phases_table,
 )
+
+__all__ = [
+    "ChartTarget",
+    "PhaseRun",
+    "phases_command",
+    "plot_command",
+]
 
 
 @dataclass(frozen=True)

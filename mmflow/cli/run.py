@@ -18,24 +18,23 @@ import polars as pl
 
 from mmflow.alerts import Condition, ConditionError, alert_messages, evaluate_alerts
 from mmflow.alerts import parse_condition as bind_alert
+from mmflow.analysis import Selection, Signing, selection_account
 from mmflow.cli.options import AlertOptions, Inputs, Output, QuoteFiles
 from mmflow.errors import MmflowError, NoDataError, ParameterError
 from mmflow.io import Loaded, RowAccount, load_inputs
-from mmflow.pipeline import (
-    Selection,
-    Signing,
-    account_of,
-    cleaning_notes,
-    collect,
-    collect_accounts,
-    gather,
-    quote_warnings,
-    read_many,
-    selection_account,
-)
+from mmflow.io.assemble import account_of, collect, collect_accounts, gather, read_many
 from mmflow.progress import OnStage
+from mmflow.render.messages import cleaning_notes, quote_warnings
 from mmflow.render.progress import StageDisplay, no_color
-from mmflow.render.write import build_metadata, image_format, write_figure, write_file, write_to
+from mmflow.render.write import (
+    STREAMED_FORMATS,
+    build_metadata,
+    format_from_suffix,
+    image_format,
+    write_figure,
+    write_file,
+    write_to,
+)
 from mmflow.schema import QUOTES, TRADES
 
 __all__ = [
@@ -57,6 +56,7 @@ __all__ = [
     "say",
     "sources",
     "stages",
+    "streams",
     "warn",
 ]
 
@@ -234,6 +234,13 @@ def emit(df: pl.DataFrame, output: Output, metadata: dict[str, str]) -> bool:
         write_to(df, sys.stdout.buffer, output.to_format, metadata)
         sys.stdout.buffer.flush()
     return not output.to_screen
+
+
+def streams(output: Output) -> bool:
+    """Whether the table goes to ``-o`` alone, in a format written while it is computed."""
+    if output.path is None or output.to_format is not None:
+        return False
+    return format_from_suffix(output.path) in STREAMED_FORMATS
 
 
 def alert_conditions(alerts: AlertOptions, schema: Callable[[], pl.Schema]) -> list[Condition]:

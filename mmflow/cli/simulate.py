@@ -14,6 +14,10 @@ from mmflow.cli.options import checked, quiet_option, set_verbose
 from mmflow.render.write import check_output_directory
 from mmflow.simulate import SimulationParameters, simulate, write_simulation
 
+__all__ = [
+    "simulate_command",
+]
+
 
 @cli.command(name="simulate")
 @option_group(

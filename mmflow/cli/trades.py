@@ -9,6 +9,7 @@ from typing import Any
 import click
 import polars as pl
 
+from mmflow.analysis import Classification, Selection, Signing, classify, evaluate, profile
 from mmflow.cli import run
 from mmflow.cli.app import cli
 from mmflow.cli.command import option_group
@@ -24,21 +25,11 @@ from mmflow.cli.options import (
 )
 from mmflow.cli.types import Duration
 from mmflow.io import Loaded
+from mmflow.io.assemble import require_count, require_rows
 from mmflow.metrics.profile import ValueAreaMethod
-from mmflow.pipeline import (
-    Selection,
-    Signing,
-    classify,
-    evaluate,
-    profile,
-    require_rows,
-    signing_warnings,
-)
-from mmflow.render.plot import (
-    file_stem,
-    profile_figures,
-    require_matplotlib,
-)
+from mmflow.render.messages import signing_warnings
+from mmflow.render.plot import file_stem, require_matplotlib
+from mmflow.render.profile_plot import profile_figures
 from mmflow.render.progress import plain_console as Console
 from mmflow.render.table import (
     compact_table,
@@ -46,6 +37,13 @@ from mmflow.render.table import (
     frame_table,
     profile_chart,
 )
+from mmflow.render.write import streamed_file
+
+__all__ = [
+    "ProfileOptions",
+    "classify_command",
+    "profile_command",
+]
 
 
 @cli.command(name="classify")
@@ -103,6 +101,22 @@ def classify_command(
     result = classify(
         trades, quote_frame, signing=signing, every=bar, selection=selection, max_bars=max_bars
     )
+    name = "classify.bars" if signing.method == "bvc" else "classify.trades"
+    metadata = run.metadata_for(name, loaded, selection, result.parameters)
+    if signing.method != "bvc" and run.streams(output):
+        _classify_streamed(result, output, metadata, loaded, signing)
+    else:
+        _classify_collected(result, output, metadata, loaded, signing)
+
+
+def _classify_collected(
+    result: Classification,
+    output: Output,
+    metadata: dict[str, str],
+    loaded: list[Loaded],
+    signing: Signing,
+) -> None:
+    """Collect the signed trades (or bvc bars) and the mix; write them or show them."""
     signed, mix, checks = run.collect_checked(
         [result.trades, result.mix, result.diagnostics],
         checks=result.checks,
@@ -112,8 +126,7 @@ def classify_command(
     )
     require_rows(signed, "trades")
     run.warn(signing_warnings(checks))
-    name = "classify.bars" if signing.method == "bvc" else "classify.trades"
-    if run.emit(signed, output, run.metadata_for(name, loaded, selection, result.parameters)):
+    if run.emit(signed, output, metadata):
         return
     console = Console()
     if signing.method == "bvc":
@@ -121,6 +134,32 @@ def classify_command(
     else:
         console.print(frame_table(mix, title="mmflow classify: trades signed by each rule"))
         console.print("Write every signed trade with --to csv or -o trades.parquet.")
+
+
+def _classify_streamed(
+    result: Classification,
+    output: Output,
+    metadata: dict[str, str],
+    loaded: list[Loaded],
+    signing: Signing,
+) -> None:
+    """Write every signed trade to ``-o`` while it is computed (the table need not fit in memory).
+
+    The file is streamed to a temporary file beside it and renamed once complete; on an error
+    (no trades, a bad file, Ctrl-C) nothing is left behind.
+    """
+    assert output.path is not None
+    with streamed_file(result.trades, output.path, metadata) as stream:
+        _, checks = run.collect_checked(
+            [stream.plan, result.diagnostics],
+            checks=result.checks,
+            dropped=result.dropped,
+            loaded=loaded,
+            signing=signing,
+        )
+        rows = require_count(stream.rows(), "trades")
+        run.warn(signing_warnings(checks))
+    run.say(f"wrote {rows:,} rows to {output.path}")
 
 
 def _classify_evaluate(
@@ -169,7 +208,7 @@ class ProfileOptions:
     target: run.ImageTarget | None
 
     def arguments(self) -> dict[str, Any]:
-        """Return the keyword arguments of :func:`mmflow.pipeline.profile` these options set."""
+        """Return the keyword arguments of :func:`mmflow.analysis.profile` these options set."""
         return {
             "bin_size": self.bin_size,
             "by": self.by,

@@ -21,6 +21,7 @@ from mmflow.io.checks import Limits, RowAccount, account_frame, check_table
 from mmflow.io.formats import Format, Frames, Kind, ReadOptions, Sniff, frames_kind
 from mmflow.io.source import Found, Skipped, Source, find_sources
 from mmflow.progress import READING, OnStage, Stage, report
+from mmflow.render.messages import skipped_note
 
 __all__ = [
     "FORMATS",
@@ -36,6 +37,7 @@ __all__ = [
     "Skipped",
     "Source",
     "Tables",
+    "combine",
     "detect",
     "file_size",
     "find_sources",
@@ -47,6 +49,7 @@ __all__ = [
     "read_now",
     "read_source",
     "skipped_note",
+    "sniff",
 ]
 
 # Detection order: binary and vendor-specific signatures first, the generic fallbacks last.
@@ -204,16 +207,6 @@ class Inputs:
     def note(self) -> str | None:
         """One line listing the skipped entries, or ``None``."""
         return skipped_note(self.skipped)
-
-
-def skipped_note(skipped: Sequence[Skipped], limit: int = 10) -> str | None:
-    """Say in one line which folder entries were skipped and why."""
-    if not skipped:
-        return None
-    listed = "; ".join(f"{s.path} ({s.reason})" for s in skipped[:limit])
-    more = f"; and {len(skipped) - limit:,} more" if len(skipped) > limit else ""
-    noun = "entry" if len(skipped) == 1 else "entries"
-    return f"skipped {len(skipped):,} folder {noun}: {listed}{more}"
 
 
 def _skippable(source: Source, exc: MmflowError) -> str | None:

@@ -64,6 +64,26 @@ from mmflow.schema import (
     conform,
 )
 
+__all__ = [
+    "BOOKTICKER",
+    "CM_TRADES",
+    "FORMATS",
+    "FUTURES_AGGTRADES",
+    "NAME_PATTERN",
+    "SPOT_AGGTRADES",
+    "SPOT_TRADES",
+    "UM_TRADES",
+    "Kind",
+    "Market",
+    "canonical_trades",
+    "content_kind",
+    "file_values",
+    "read_aggtrades",
+    "read_bookticker",
+    "read_trades",
+    "trade_layout",
+]
+
 Kind = Literal["trades", "aggtrades", "bookticker"]
 Market = Literal["spot", "futures"]
 

@@ -40,6 +40,22 @@ from mmflow.schema import (
     TS_EVENT,
 )
 
+__all__ = [
+    "ACCOUNT",
+    "EARLIEST",
+    "REPEATED_HEADER",
+    "UNPARSEABLE",
+    "AccountKind",
+    "Entry",
+    "Limits",
+    "RowAccount",
+    "account_frame",
+    "check_table",
+    "counted",
+    "filtered",
+    "latest_default",
+]
+
 EARLIEST: Final = datetime(1990, 1, 1, tzinfo=UTC)
 """The default earliest plausible timestamp."""
 

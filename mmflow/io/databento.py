@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import polars as pl
 
@@ -78,6 +78,15 @@ from mmflow.schema import (
     TS_EVENT,
     conform,
 )
+
+__all__ = [
+    "FORMATS",
+    "UNDEF_PRICE",
+    "UNDEF_TIMESTAMP",
+    "Layout",
+    "read_csv",
+    "read_dbn",
+]
 
 Layout = Literal["trades", "tbbo", "mbp", "bbo"]
 """What a file's records give: trades; trades with pre-trade BBO; trades with BBO and book
@@ -446,7 +455,6 @@ def read_dbn(source: Source, options: ReadOptions) -> Frames:
         When the file is empty, not DBN, corrupt, or of a schema without trades or quotes.
     """
     try:
-        import databento_dbn as dbn
         import numpy as np
         from databento_dbn import v3
     except ImportError as exc:
@@ -459,6 +467,50 @@ def read_dbn(source: Source, options: ReadOptions) -> Frames:
     if not raw.startswith(_DBN_MAGIC):
         msg = f"not a DBN file (starts with {raw[:4]!r}, expected b'DBN'); choose another --format"
         raise ReaderError(msg, path=source.display)
+    buffer, meta_end, meta = _transcoded(raw, source)
+
+    schema = meta.schema
+    if schema not in _DBN_SCHEMAS:
+        msg = (
+            f"DBN schema {schema or 'mixed'} holds no trades or quotes mmflow reads; "
+            f"use one of {', '.join(_DBN_SCHEMAS)}"
+        )
+        raise ReaderError(msg, path=source.display)
+    class_name, layout = _DBN_SCHEMAS[schema]
+    fields: list[tuple[str, str]] = list(getattr(v3, class_name)._dtypes)
+    if meta.ts_out:
+        fields.append(("ts_out", "u8"))
+    dtype = np.dtype(fields)
+    body = buffer[meta_end:]
+    records = np.frombuffer(body[: len(body) - len(body) % dtype.itemsize], dtype=dtype)
+    if len(body) % dtype.itemsize or not np.all(records["length"] == dtype.itemsize // 4):
+        msg = (
+            f"DBN {schema} file holds records of another size than {schema} records "
+            "(mixed record types are not supported); the file is corrupt or truncated"
+        )
+        raise ReaderError(msg, path=source.display)
+
+    lf, mapped = _with_symbols(pl.from_numpy(records).lazy(), meta)
+    return _frames(
+        lf,
+        layout,
+        symbol=_symbol(options, has_column=mapped),
+        pretty_ts=False,
+        pretty_px=False,
+        what=source.display,
+    )
+
+
+def _transcoded(raw: bytes, source: Source) -> tuple[bytes, int, Any]:
+    """Re-encode a DBN file as DBN v3; return the bytes, where the metadata ends, the metadata.
+
+    Raises
+    ------
+    ReaderError
+        When the file does not decode or ends in the middle of a record.
+    """
+    import databento_dbn as dbn
+
     out = io.BytesIO()
     try:
         # Re-encoding as DBN v3 normalises v1/v2 files. (The databento-dbn stubs annotate enum
@@ -488,28 +540,11 @@ def read_dbn(source: Source, options: ReadOptions) -> Frames:
         )
         raise ReaderError(msg, path=source.display)
 
-    schema = meta.schema
-    if schema not in _DBN_SCHEMAS:
-        msg = (
-            f"DBN schema {schema or 'mixed'} holds no trades or quotes mmflow reads; "
-            f"use one of {', '.join(_DBN_SCHEMAS)}"
-        )
-        raise ReaderError(msg, path=source.display)
-    class_name, layout = _DBN_SCHEMAS[schema]
-    fields: list[tuple[str, str]] = list(getattr(v3, class_name)._dtypes)
-    if meta.ts_out:
-        fields.append(("ts_out", "u8"))
-    dtype = np.dtype(fields)
-    body = buffer[meta_end:]
-    records = np.frombuffer(body[: len(body) - len(body) % dtype.itemsize], dtype=dtype)
-    if len(body) % dtype.itemsize or not np.all(records["length"] == dtype.itemsize // 4):
-        msg = (
-            f"DBN {schema} file holds records of another size than {schema} records "
-            "(mixed record types are not supported); the file is corrupt or truncated"
-        )
-        raise ReaderError(msg, path=source.display)
+    return buffer, meta_end, meta
 
-    lf = pl.from_numpy(records).lazy()
+
+def _with_symbols(lf: pl.LazyFrame, meta: Any) -> tuple[pl.LazyFrame, bool]:
+    """Join each record's symbol from the metadata's instrument-id mappings, when it has them."""
     mapped = False
     if meta.mappings:
         stype_out = meta.stype_out.name if meta.stype_out is not None else ""
@@ -528,14 +563,7 @@ def read_dbn(source: Source, options: ReadOptions) -> Frames:
                 .drop(_DATE)
             )
             mapped = True
-    return _frames(
-        lf,
-        layout,
-        symbol=_symbol(options, has_column=mapped),
-        pretty_ts=False,
-        pretty_px=False,
-        what=source.display,
-    )
+    return lf, mapped
 
 
 FORMATS: tuple[Format, ...] = (

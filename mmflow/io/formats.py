@@ -19,6 +19,16 @@ import polars as pl
 from mmflow.io.checks import Limits
 from mmflow.io.source import Source
 
+__all__ = [
+    "Format",
+    "Frames",
+    "Kind",
+    "ReadOptions",
+    "Reader",
+    "Sniff",
+    "frames_kind",
+]
+
 Kind = Literal["trades", "trades+bbo", "quotes", "trades+quotes"]
 """What a file holds: trades; trades carrying their pre-trade best bid/ask; quotes; or both
 trades (with BBO) and quote updates (Databento mbp-1 / mbp-10)."""

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import polars as pl
 
-from mmflow.convert import partition_symbol
 from mmflow.errors import ReaderError, SchemaError
 from mmflow.io._common import epoch_to_datetime, scan_csv, side_from_text
 from mmflow.io.formats import Format, Frames, ReadOptions, Sniff
-from mmflow.io.source import Source
+from mmflow.io.source import Source, partition_symbol
 from mmflow.schema import (
     AGGRESSOR_SIDE,
     ASK_PRICE,
@@ -40,6 +39,15 @@ from mmflow.schema import (
     VENUE,
     conform,
 )
+
+__all__ = [
+    "FORMATS",
+    "canonicalize",
+    "read_arrow",
+    "read_csv",
+    "read_ndjson",
+    "read_parquet",
+]
 
 _BUY_TEXT = ("buy", "b", "bid", "+1", "1")
 _SELL_TEXT = ("sell", "s", "ask", "a", "-1")

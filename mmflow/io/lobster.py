@@ -89,6 +89,19 @@ from mmflow.schema import (
     conform,
 )
 
+__all__ = [
+    "BOOK_COLUMNS",
+    "FORMATS",
+    "MESSAGE_COLUMNS",
+    "Role",
+    "findings",
+    "lobster_price",
+    "lobster_time",
+    "missing_orderbook",
+    "read_message",
+    "read_orderbook",
+]
+
 Role = Literal["message", "orderbook"]
 
 # Vendor column names (the files have no header; these are LOBSTER's documented names).

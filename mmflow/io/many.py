@@ -32,14 +32,26 @@ from typing import Final
 
 import polars as pl
 
-from mmflow.convert import partition_symbol
 from mmflow.errors import MmflowError
 from mmflow.io import Loaded, Tables, binance, detect, generic, read_now, tardis
 from mmflow.io._common import _repeated_header
 from mmflow.io.checks import check_table
 from mmflow.io.formats import Format, Frames, ReadOptions
-from mmflow.io.source import Source
+from mmflow.io.source import Source, partition_symbol
 from mmflow.schema import SYMBOL, TRADES, TableSchema
+
+__all__ = [
+    "FILE",
+    "GROUPED",
+    "GROUP_BYTES",
+    "MANY",
+    "SMALLEST",
+    "SMALL_FILE",
+    "accounts_in_order",
+    "joined",
+    "layout_key",
+    "read_grouped",
+]
 
 MANY: Final = 32
 """Beyond this many files a run reads groups of same-layout files with one scan each (up to it,

@@ -61,6 +61,21 @@ from mmflow.schema import (
     conform,
 )
 
+__all__ = [
+    "CRYPTO_TRADES_HEADER",
+    "FORMATS",
+    "QUOTES_HEADER",
+    "ROUND_LOT",
+    "TRADES_HEADER",
+    "crypto_findings",
+    "crypto_side",
+    "quotes_findings",
+    "read_crypto_trades",
+    "read_quotes",
+    "read_trades",
+    "trades_findings",
+]
+
 ROUND_LOT = 100
 """Shares per round lot: stocks ``quotes_v1`` sizes are multiplied by this (formats.md §6.2)."""
 

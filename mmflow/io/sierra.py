@@ -60,6 +60,18 @@ from mmflow.schema import (
     conform,
 )
 
+__all__ = [
+    "DEFAULT_SYMBOL",
+    "DEFAULT_TZ",
+    "FORMATS",
+    "SEPARATOR",
+    "SIGNATURE",
+    "findings",
+    "read_trades",
+    "sierra_time",
+    "symbol_from_name",
+]
+
 DEFAULT_TZ = "UTC"
 """The time zone of ``Date``/``Time`` when none is given (the files do not say; UTC fits them)."""
 DEFAULT_SYMBOL = "ES"

@@ -25,11 +25,35 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Literal
+from urllib.parse import unquote
 
 import polars as pl
 
 from mmflow import scratch
 from mmflow.errors import ParameterError, ReaderError
+from mmflow.schema import SYMBOL
+
+__all__ = [
+    "DATA_SUFFIXES",
+    "DEFAULT_SPOOL_LIMIT",
+    "GZIP_MAGIC",
+    "SPOOL_LIMIT_VARIABLE",
+    "STDIN",
+    "ZIP_MAGIC",
+    "ZSTD_MAGIC",
+    "Compression",
+    "Found",
+    "Skipped",
+    "Source",
+    "copy_bounded",
+    "expand",
+    "find_sources",
+    "is_data_file_name",
+    "parse_size",
+    "partition_symbol",
+    "spool_limit",
+    "strip_compression_suffix",
+]
 
 Compression = Literal["none", "gzip", "zstd", "zip"]
 
@@ -489,3 +513,19 @@ def find_sources(
 def expand(paths: Iterable[str], *, stdin: BinaryIO | None = None) -> list[Source]:
     """Return the sources :func:`find_sources` finds (unreadable folder entries left out)."""
     return find_sources(paths, stdin=stdin).sources
+
+
+def partition_symbol(path: Path) -> str | None:
+    """Return the symbol a hive path names (``…/symbol=BTC%2FUSDT/…`` → ``BTC/USDT``).
+
+    Examples
+    --------
+    >>> partition_symbol(Path("out/symbol=BTC%2FUSDT/date=2024-07-19/trades.parquet"))
+    'BTC/USDT'
+    >>> partition_symbol(Path("trades.parquet")) is None
+    True
+    """
+    for part in reversed(path.parts):
+        if part.startswith(f"{SYMBOL}="):
+            return unquote(part[len(SYMBOL) + 1 :])
+    return None

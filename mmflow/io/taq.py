@@ -85,6 +85,26 @@ from mmflow.schema import (
     conform,
 )
 
+__all__ = [
+    "DAILY_QUOTES_SIGNATURE",
+    "DAILY_TRADES_SIGNATURE",
+    "FORMATS",
+    "NEW_YORK",
+    "ROUND_LOT",
+    "WRDS_QUOTES_NEEDED",
+    "WRDS_TRADES_NEEDED",
+    "colon_time_ns",
+    "compact_time_ns",
+    "name_date",
+    "new_york_to_utc",
+    "normalise_header",
+    "read_daily_nbbo",
+    "read_daily_quotes",
+    "read_daily_trades",
+    "read_wrds_quotes",
+    "read_wrds_trades",
+]
+
 ROUND_LOT: Final = 100
 """Shares per round lot: TAQ quote sizes are counted in round lots and multiplied by this."""
 

@@ -50,6 +50,18 @@ from mmflow.schema import (
     conform,
 )
 
+__all__ = [
+    "FORMATS",
+    "QUOTES_HEADER",
+    "TRADES_HEADER",
+    "TRADE_TYPES",
+    "canonical_trades",
+    "read_book_snapshot",
+    "read_liquidations",
+    "read_quotes",
+    "read_trades",
+]
+
 # Vendor column names; they never leave this module.
 _EXCHANGE = "exchange"
 _SYMBOL = "symbol"

@@ -23,7 +23,20 @@ from typing import Final, Literal
 import polars as pl
 
 from mmflow.errors import ParameterError
+from mmflow.metrics._common import as_expr
 from mmflow.schema import SYMBOL
+
+__all__ = [
+    "BVC_BUY_VOLUME",
+    "BVC_SELL_VOLUME",
+    "DOF_MAX",
+    "DOF_MIN",
+    "Distribution",
+    "bulk_volume_classification",
+    "estimated_dof",
+    "normal_cdf",
+    "student_t_cdf",
+]
 
 Distribution = Literal["normal", "student-t"]
 """The price-change distributions :func:`bulk_volume_classification` offers."""
@@ -62,10 +75,6 @@ _SQRT_2PI: Final = math.sqrt(2.0 * math.pi)
 
 _BETA_EPS: Final = 1e-16
 _BETA_TINY: Final = 1e-300
-
-
-def _expr(value: str | pl.Expr) -> pl.Expr:
-    return pl.col(value) if isinstance(value, str) else value
 
 
 def _horner(x: pl.Expr, coefficients: Sequence[float]) -> pl.Expr:
@@ -112,7 +121,7 @@ def normal_cdf(x: str | pl.Expr) -> pl.Expr:
     │ 1.96 ┆ 0.975002 │
     └──────┴──────────┘
     """
-    z = _expr(x).cast(pl.Float64)
+    z = as_expr(x).cast(pl.Float64)
     a = z.abs()
     gauss = (-0.5 * a * a).exp()
     near = gauss * _horner(a, _HART_P) / _horner(a, _HART_Q)
@@ -228,7 +237,7 @@ def student_t_cdf(x: str | pl.Expr, dof: float | pl.Expr) -> pl.Expr:
     │ 0.75 │
     └──────┘
     """
-    t = _expr(x).cast(pl.Float64)
+    t = as_expr(x).cast(pl.Float64)
     nu = (pl.lit(float(dof)) if isinstance(dof, int | float) else dof).cast(pl.Float64)
     return (
         pl.struct(t.alias("t"), nu.alias("dof"))
@@ -374,8 +383,8 @@ def bulk_volume_classification(
     def grouped(expr: pl.Expr) -> pl.Expr:
         return expr if keys is None else expr.over(keys)
 
-    p = _expr(price).cast(pl.Float64)
-    v = _expr(volume).cast(pl.Float64)
+    p = as_expr(price).cast(pl.Float64)
+    v = as_expr(volume).cast(pl.Float64)
     change = grouped(p.diff())
     sigma = grouped(p.diff().std(ddof=1))
     z = pl.when(sigma > 0).then(change / sigma)

@@ -17,28 +17,27 @@ its ``price`` input, so alias it when selecting several.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import polars as pl
 
+from mmflow.metrics._common import as_expr
 from mmflow.schema import (
-    AGGRESSOR_SIDE,
     ASK_PRICE,
     ASK_SIZE,
     BID_PRICE,
     BID_SIZE,
     PRICE,
-    SIGN_METHOD,
-    TRADE_SIGN,
-    instrument_keys,
 )
 
-SignMethod = Literal["auto", "vendor", "tick"]
-"""Signing methods available to :func:`sign_trades`."""
-
-
-def _expr(value: str | pl.Expr) -> pl.Expr:
-    return pl.col(value) if isinstance(value, str) else value
+__all__ = [
+    "clnv",
+    "depth_rule",
+    "emo",
+    "lee_ready",
+    "quote_is_usable",
+    "quote_rule",
+    "reverse_tick_rule",
+    "tick_rule",
+]
 
 
 def tick_rule(price: str | pl.Expr = PRICE) -> pl.Expr:
@@ -68,7 +67,7 @@ def tick_rule(price: str | pl.Expr = PRICE) -> pl.Expr:
     >>> prices.select(tick_rule())["price"].to_list()
     [0, 1, 1, -1, -1, 1]
     """
-    change = _expr(price).diff().sign()
+    change = as_expr(price).diff().sign()
     return pl.when(change != 0).then(change).forward_fill().fill_null(0).cast(pl.Int8)
 
 
@@ -91,7 +90,7 @@ def _fallback(tick: pl.Expr | None, price: str | pl.Expr) -> pl.Expr:
 
 def _named(result: pl.Expr, price: str | pl.Expr) -> pl.Expr:
     """Name ``result`` after the price, as :func:`tick_rule` is."""
-    name = _expr(price).meta.output_name(raise_if_undetermined=False)
+    name = as_expr(price).meta.output_name(raise_if_undetermined=False)
     return result if name is None else result.alias(name)
 
 
@@ -141,7 +140,7 @@ def reverse_tick_rule(price: str | pl.Expr = PRICE) -> pl.Expr:
     >>> prices.select(reverse_tick_rule())["price"].to_list()
     [-1, 1, 1, -1, -1, 0]
     """
-    change = _expr(price).diff(-1).sign()
+    change = as_expr(price).diff(-1).sign()
     return pl.when(change != 0).then(change).backward_fill().fill_null(0).cast(pl.Int8)
 
 
@@ -171,7 +170,7 @@ def quote_is_usable(bid: str | pl.Expr = BID_PRICE, ask: str | pl.Expr = ASK_PRI
     >>> quotes.select(quote_is_usable().alias("usable"))["usable"].to_list()
     [True, False, False, False, False]
     """
-    b, a = _expr(bid), _expr(ask)
+    b, a = as_expr(bid), as_expr(ask)
     return (b.is_finite() & a.is_finite() & ((a - b) > _tolerance(b, a))).fill_null(value=False)
 
 
@@ -218,7 +217,7 @@ def quote_rule(
     │ 10.08 ┆ null      ┆ 10.1      ┆ 0     │
     └───────┴───────────┴───────────┴───────┘
     """
-    p, b, a = _expr(price), _expr(bid), _expr(ask)
+    p, b, a = as_expr(price), as_expr(bid), as_expr(ask)
     quoted = _quoted(p, b, a)
     tol = _tolerance(b, a)
     deviation = p - (b + 0.5 * (a - b))
@@ -326,7 +325,7 @@ def emo(
     >>> trades.select(emo())["price"].to_list()
     [0, 1, -1, -1, 1]
     """
-    p, b, a = _expr(price), _expr(bid), _expr(ask)
+    p, b, a = as_expr(price), as_expr(bid), as_expr(ask)
     quoted = _quoted(p, b, a)
     tol = _tolerance(b, a)
     at_ask = quoted & ((p - a).abs() <= tol)
@@ -376,7 +375,7 @@ def clnv(
     >>> trades.select(clnv())["price"].to_list()
     [0, 1, -1, 1, -1]
     """
-    p, b, a = _expr(price), _expr(bid), _expr(ask)
+    p, b, a = as_expr(price), as_expr(bid), as_expr(ask)
     quoted = _quoted(p, b, a)
     tol = _tolerance(b, a)
     spread = a - b
@@ -441,65 +440,13 @@ def depth_rule(
     >>> trades.select(depth_rule())["price"].to_list()
     [1, 1, -1, -1]
     """
-    p, b, a = _expr(price), _expr(bid), _expr(ask)
+    p, b, a = as_expr(price), as_expr(bid), as_expr(ask)
     # A NaN size is as unknown as a missing one (polars orders NaN above every number, so
     # ``NaN > 3`` would otherwise be true and sign the trade).
-    qb, qa = (_unknown_nan(_expr(size)) for size in (bid_size, ask_size))
+    qb, qa = (_unknown_nan(as_expr(size)) for size in (bid_size, ask_size))
     quoted = _quoted(p, b, a)
     tol = _tolerance(b, a)
     at_mid = quoted & ((p - (b + 0.5 * (a - b))).abs() <= tol)
     q = quote_rule(p, b, a)
     depth = _sign(at_mid & (qa > qb), at_mid & (qa < qb), _fallback(tick, price))
     return _named(pl.when(q != 0).then(q).otherwise(depth).cast(pl.Int8), price)
-
-
-def sign_trades(trades: pl.LazyFrame, *, method: SignMethod = "auto") -> pl.LazyFrame:
-    """Add ``trade_sign`` and ``sign_method`` to canonical trades.
-
-    ``auto`` uses the vendor side where it is known (non-zero) and the tick rule elsewhere;
-    ``vendor`` uses only the vendor side (unknown stays 0); ``tick`` ignores the vendor side.
-    The tick rule runs per symbol, on trades in the frame's order (sort by ``ts`` first).
-
-    Parameters
-    ----------
-    trades
-        Canonical trades, time-ordered.
-    method
-        ``auto``, ``vendor`` or ``tick``.
-
-    Returns
-    -------
-    pl.LazyFrame
-        ``trades`` with ``trade_sign`` (Int8) and ``sign_method`` (String: ``vendor``, ``tick``,
-        or ``none`` where no method gave a sign).
-
-    Examples
-    --------
-    >>> import polars as pl
-    >>> trades = pl.LazyFrame(
-    ...     {
-    ...         "symbol": ["X"] * 3,
-    ...         "price": [1.0, 2.0, 2.0],
-    ...         "aggressor_side": pl.Series([0, 0, -1], dtype=pl.Int8),
-    ...     }
-    ... )
-    >>> sign_trades(trades).collect()[["trade_sign", "sign_method"]].rows()
-    [(0, 'none'), (1, 'tick'), (-1, 'vendor')]
-    """
-    vendor = pl.col(AGGRESSOR_SIDE)
-    tick = tick_rule(PRICE).over(instrument_keys(trades))
-    sign: pl.Expr
-    source: pl.Expr
-    if method == "vendor":
-        sign = vendor
-        source = pl.when(vendor != 0).then(pl.lit("vendor"))
-    elif method == "tick":
-        sign = tick
-        source = pl.when(tick != 0).then(pl.lit("tick"))
-    else:
-        sign = pl.when(vendor != 0).then(vendor).otherwise(tick)
-        source = pl.when(vendor != 0).then(pl.lit("vendor")).when(tick != 0).then(pl.lit("tick"))
-    return trades.with_columns(
-        sign.cast(pl.Int8).alias(TRADE_SIGN),
-        source.otherwise(pl.lit("none")).alias(SIGN_METHOD),
-    )

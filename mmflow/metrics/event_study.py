@@ -4,7 +4,7 @@ An event study compares a statistic measured after each event with the same stat
 placebo times drawn at random from the same data (MacKinlay 1997, "Event studies in economics
 and finance", *J. Economic Literature* 35(1):13-39). Two studies use the shared pieces here:
 
-* :func:`mmflow.metrics.phases.event_study`: reversal returns after distribution episodes;
+* :func:`mmflow.metrics.phase_evaluation.event_study`: reversal returns after distribution episodes;
 * :func:`withdrawal_volatility_study`: realised volatility after liquidity-withdrawal episodes
   (spread up, depth down; :func:`mmflow.metrics.inventory.withdrawal_episodes`).
 
@@ -33,9 +33,9 @@ from typing import Final
 import polars as pl
 
 from mmflow.errors import ParameterError, SchemaError
-from mmflow.metrics.flow import SESSION, bar_keys
-from mmflow.metrics.inventory import CLOSE, LIQUIDITY_STATE, MID_CLOSE, PROVIDING
-from mmflow.schema import TS, VENUE
+from mmflow.metrics.flow import bar_keys
+from mmflow.metrics.inventory import LIQUIDITY_STATE, PROVIDING
+from mmflow.schema import CLOSE, MID_CLOSE, SESSION, TS, VENUE
 
 MAX_HORIZONS: Final = 16
 """Most horizons one study computes (each adds a column per bar)."""
@@ -362,6 +362,47 @@ def withdrawal_volatility_study(
     """
     steps = check_horizons(horizons)
     check_seed(placebo_seed)
+    names, series, instrument = _check_study_inputs(bars, episodes, placebo_ratio)
+    measured = _measured(bars, names, series, instrument, steps)
+    starts = episodes.select(*instrument, pl.col(_START).alias(TS))
+    at_events = starts.join(
+        measured.select(*instrument, TS, *(f"_es_rv{h}" for h in steps)),
+        on=[*instrument, TS],
+        how="left",
+        nulls_equal=True,  # an instrument without a venue (null) is still one instrument
+    )
+    providing = measured.filter(pl.col(LIQUIDITY_STATE) == PROVIDING)
+    out = pl.concat(
+        _horizon_rows(at_events, providing, instrument, h, placebo_seed, placebo_ratio)
+        for h in steps
+    )
+    event, base = pl.col("event_volatility"), pl.col("placebo_volatility")
+    return out.select(
+        *instrument,
+        "horizon_bars",
+        "episodes",
+        pl.col("events").fill_null(0),
+        (pl.col("episodes") - pl.col("events")).alias("beyond_data"),
+        "event_volatility",
+        pl.col("placebo_bars").fill_null(0),
+        "placebo_volatility",
+        (event - base).alias("difference"),
+        pl.when(base > 0).then(event / base).alias("volatility_ratio"),
+        welch_t_statistic(
+            event,
+            pl.col("_event_var"),
+            pl.col("events"),
+            base,
+            pl.col("_placebo_var"),
+            pl.col("placebo_bars"),
+        ).alias("t_statistic"),
+    ).sort(*instrument, "horizon_bars")
+
+
+def _check_study_inputs(
+    bars: pl.LazyFrame, episodes: pl.LazyFrame, placebo_ratio: int
+) -> tuple[list[str], list[str], list[str]]:
+    """Check the placebo ratio and the columns; return bar columns, series and instrument keys."""
     ratio_ok = isinstance(placebo_ratio, int) and not isinstance(placebo_ratio, bool)
     if not ratio_ok or not 1 <= placebo_ratio <= MAX_PLACEBO_RATIO:
         limit = MAX_PLACEBO_RATIO
@@ -388,7 +429,17 @@ def withdrawal_volatility_study(
             f"{', '.join(episode_names)} (run mmflow.metrics.inventory.withdrawal_episodes first)"
         )
         raise SchemaError(msg)
+    return names, series, instrument
 
+
+def _measured(
+    bars: pl.LazyFrame,
+    names: list[str],
+    series: list[str],
+    instrument: list[str],
+    steps: list[int],
+) -> pl.LazyFrame:
+    """Add the realised volatility over the next h bars (``_es_rv{h}``) to every bar."""
     price = pl.col(_PRICE)
     previous = price.shift(1)
     squared = pl.when((price > 0) & (previous > 0)).then((price / previous).log().pow(2))
@@ -408,67 +459,43 @@ def withdrawal_volatility_study(
         .with_columns(squared.over(series).alias(_SQUARED))
         .with_columns(expr.alias(f"_es_rv{h}") for h, expr in volatility.items())
     )
-    starts = episodes.select(*instrument, pl.col(_START).alias(TS))
-    at_events = starts.join(
-        measured.select(*instrument, TS, *(f"_es_rv{h}" for h in steps)),
-        on=[*instrument, TS],
-        how="left",
-        nulls_equal=True,  # an instrument without a venue (null) is still one instrument
+    return measured
+
+
+def _horizon_rows(
+    at_events: pl.LazyFrame,
+    providing: pl.LazyFrame,
+    instrument: list[str],
+    h: int,
+    placebo_seed: int,
+    placebo_ratio: int,
+) -> pl.LazyFrame:
+    """Compare volatility at episode starts with seeded placebo bars, for horizon ``h``."""
+    value = pl.col(f"_es_rv{h}")
+    found = at_events.group_by(instrument).agg(
+        pl.len().cast(pl.UInt32).alias("episodes"),
+        value.count().cast(pl.UInt32).alias("events"),
+        value.mean().alias("event_volatility"),
+        value.var().alias("_event_var"),
     )
-    providing = measured.filter(pl.col(LIQUIDITY_STATE) == PROVIDING)
-    rows = []
-    for h in steps:
-        value = pl.col(f"_es_rv{h}")
-        found = at_events.group_by(instrument).agg(
-            pl.len().cast(pl.UInt32).alias("episodes"),
-            value.count().cast(pl.UInt32).alias("events"),
-            value.mean().alias("event_volatility"),
-            value.var().alias("_event_var"),
-        )
-        candidates = providing.filter(value.is_not_null()).select(
-            *instrument, TS, value.alias(_VALUE)
-        )
-        drawn = seeded_draw(
-            candidates.join(
-                found.select(*instrument, "events"), on=instrument, how="inner", nulls_equal=True
-            ),
-            columns=[*instrument, TS],
-            seed=placebo_seed,
-            draws=pl.col("events").cast(pl.Int64) * placebo_ratio,
-            by=instrument,
-        )
-        placebo = drawn.group_by(instrument).agg(
-            pl.col(_VALUE).count().cast(pl.UInt32).alias("placebo_bars"),
-            pl.col(_VALUE).mean().alias("placebo_volatility"),
-            pl.col(_VALUE).var().alias("_placebo_var"),
-        )
-        rows.append(
-            found.join(placebo, on=instrument, how="left", nulls_equal=True).with_columns(
-                pl.lit(h, pl.Int64).alias("horizon_bars")
-            )
-        )
-    out = pl.concat(rows)
-    event, base = pl.col("event_volatility"), pl.col("placebo_volatility")
-    return out.select(
-        *instrument,
-        "horizon_bars",
-        "episodes",
-        pl.col("events").fill_null(0),
-        (pl.col("episodes") - pl.col("events")).alias("beyond_data"),
-        "event_volatility",
-        pl.col("placebo_bars").fill_null(0),
-        "placebo_volatility",
-        (event - base).alias("difference"),
-        pl.when(base > 0).then(event / base).alias("volatility_ratio"),
-        welch_t_statistic(
-            event,
-            pl.col("_event_var"),
-            pl.col("events"),
-            base,
-            pl.col("_placebo_var"),
-            pl.col("placebo_bars"),
-        ).alias("t_statistic"),
-    ).sort(*instrument, "horizon_bars")
+    candidates = providing.filter(value.is_not_null()).select(*instrument, TS, value.alias(_VALUE))
+    drawn = seeded_draw(
+        candidates.join(
+            found.select(*instrument, "events"), on=instrument, how="inner", nulls_equal=True
+        ),
+        columns=[*instrument, TS],
+        seed=placebo_seed,
+        draws=pl.col("events").cast(pl.Int64) * placebo_ratio,
+        by=instrument,
+    )
+    placebo = drawn.group_by(instrument).agg(
+        pl.col(_VALUE).count().cast(pl.UInt32).alias("placebo_bars"),
+        pl.col(_VALUE).mean().alias("placebo_volatility"),
+        pl.col(_VALUE).var().alias("_placebo_var"),
+    )
+    return found.join(placebo, on=instrument, how="left", nulls_equal=True).with_columns(
+        pl.lit(h, pl.Int64).alias("horizon_bars")
+    )
 
 
 __all__ = [

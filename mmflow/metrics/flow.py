@@ -16,7 +16,19 @@ import polars as pl
 
 from mmflow.durations import DAY, duration_nanoseconds
 from mmflow.errors import SizeLimitError
-from mmflow.schema import PRICE, SIZE, TRADE_SIGN, TS, instrument_keys
+from mmflow.schema import PRICE, SESSION, SIZE, TRADE_SIGN, TS, instrument_keys
+
+__all__ = [
+    "bar_keys",
+    "bvc_flow_bars",
+    "estimated_bars",
+    "event_grid",
+    "flow_aggregates",
+    "flow_bars",
+    "flow_summary",
+    "signed_volume",
+    "summary_from_bars",
+]
 
 
 def signed_volume(sign: str | pl.Expr = TRADE_SIGN, size: str | pl.Expr = SIZE) -> pl.Expr:
@@ -63,7 +75,7 @@ def flow_summary(trades: pl.LazyFrame) -> pl.LazyFrame:
     Parameters
     ----------
     trades
-        Canonical trades with ``trade_sign`` (see :func:`mmflow.metrics.classify.sign_trades`).
+        Canonical trades with ``trade_sign`` (see :func:`mmflow.metrics.signing.sign_trades`).
 
     Returns
     -------
@@ -93,10 +105,6 @@ def flow_summary(trades: pl.LazyFrame) -> pl.LazyFrame:
         .agg(*flow_aggregates(), pl.col(TS).min().alias("start"), pl.col(TS).max().alias("end"))
         .sort(keys, nulls_last=True)
     )
-
-
-SESSION = "session"
-"""Optional column: bars and cumulative series restart for each (symbol, session)."""
 
 
 def bar_keys(frame: pl.LazyFrame) -> list[str]:

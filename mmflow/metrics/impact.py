@@ -1,5 +1,7 @@
 """Trading costs, price impact and illiquidity: spreads per trade, Kyle's λ, Amihud, Roll.
 
+Amihud and Roll live in :mod:`mmflow.metrics.liquidity` and are re-exported here.
+
 * Effective, realized spread and price impact per trade, with the later midpoint found **by
   time** with an as-of join on quotes, never by shifting rows (metrics.md §b.7 and §14 item 1).
 * Kyle's λ: the OLS slope of price changes on signed volume, over trailing bars (metrics.md
@@ -10,13 +12,19 @@
 
 from __future__ import annotations
 
-import re
 from typing import Final
 
 import polars as pl
 
-from mmflow.errors import ParameterError, SchemaError
+from mmflow.metrics._common import (
+    as_expr,
+    bar_window,
+    polars_duration,
+    require_columns,
+    series_keys,
+)
 from mmflow.metrics.classify import quote_is_usable
+from mmflow.metrics.liquidity import AMIHUD, ROLL_SPREAD, ROLL_TOLERANCE, amihud, roll_spread
 from mmflow.schema import (
     ASK_PRICE,
     ASOF_VENUE,
@@ -31,13 +39,32 @@ from mmflow.schema import (
     instrument_keys,
 )
 
+__all__ = [
+    "AMIHUD",
+    "COSTS",
+    "COSTS_BPS",
+    "EFFECTIVE_SPREAD",
+    "FUTURE_MID_MISSING",
+    "FUTURE_MID_PRICE",
+    "KYLE_LAMBDA",
+    "PRICE_IMPACT",
+    "REALIZED_SPREAD",
+    "ROLL_SPREAD",
+    "ROLL_TOLERANCE",
+    "VARIANCE_TOLERANCE",
+    "amihud",
+    "cost_bars",
+    "kyle_lambda",
+    "kyle_lambda_trades",
+    "roll_spread",
+    "trade_costs",
+]
+
 EFFECTIVE_SPREAD: Final = "effective_spread"
 REALIZED_SPREAD: Final = "realized_spread"
 PRICE_IMPACT: Final = "price_impact"
 FUTURE_MID_PRICE: Final = "future_mid_price"
 KYLE_LAMBDA: Final = "kyle_lambda"
-AMIHUD: Final = "amihud"
-ROLL_SPREAD: Final = "roll_spread"
 COSTS: Final = (EFFECTIVE_SPREAD, REALIZED_SPREAD, PRICE_IMPACT)
 COSTS_BPS: Final = tuple(f"{name}_bps" for name in COSTS)
 
@@ -45,13 +72,6 @@ VARIANCE_TOLERANCE: Final = 1e-12
 """A window's flow variance n Σx² − (Σx)² at or below this fraction of n Σx² counts as zero:
 the flows are constant up to the rounding of the rolling sums."""
 
-ROLL_TOLERANCE: Final = 1e-9
-"""Roll's covariance counts as ≥ 0 unless the serial correlation is below −10⁻⁹ and the
-spread it implies exceeds 10⁻⁹ of the bar's mean price, so that float rounding (of a zero
-covariance, or of the equal changes of a steady trend) never yields a spread."""
-
-_SESSION = "session"
-_DURATION = re.compile(r"^(\d+(ns|us|ms|s|m|h|d|w|mo|q|y))+$")
 _KEY = "_horizon_ts"
 _FUTURE_TS = "_future_ts"
 _LAST_QUOTE = "_last_quote_ts"
@@ -59,43 +79,6 @@ FUTURE_MID_MISSING: Final = "future_mid_missing"
 """Per trade: why M_{t+Δ} is null although a quote came before t + Δ (``after_last_quote``:
 t + Δ is after the instrument's last quote; ``stale``: that quote is older than the maximum
 quote age), else null."""
-
-
-def _expr(value: str | pl.Expr) -> pl.Expr:
-    return pl.col(value) if isinstance(value, str) else value
-
-
-def _duration(value: str, what: str, *, zero: bool) -> str:
-    text = value.strip()
-    if text == "0" and zero:
-        return "0s"
-    if not _DURATION.match(text) or not (zero or re.search(r"[1-9]", text)):
-        kind = "polars duration" if zero else "positive polars duration"
-        msg = f"{what} must be a {kind} like 1s, 5m or 1h, was {value!r}"
-        raise ParameterError(msg)
-    return text
-
-
-def _window(window: int) -> int:
-    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-        msg = f"window must be a whole number of bars >= 1, was {window!r}"
-        raise ParameterError(msg)
-    return window
-
-
-def _require(frame: pl.LazyFrame, columns: tuple[str, ...], what: str) -> list[str]:
-    names = frame.collect_schema().names()
-    missing = [c for c in columns if c not in names]
-    if missing:
-        msg = f"{what} is missing column(s) {', '.join(missing)}; found {', '.join(names)}"
-        raise SchemaError(msg)
-    return names
-
-
-def _keys(names: list[str]) -> list[str]:
-    """Bar keys: the instrument, plus ``session`` when present (as flow bars are made)."""
-    keys = instrument_keys(names)
-    return [*keys, _SESSION] if _SESSION in names else keys
 
 
 def _previous_price(price: pl.Expr) -> pl.Expr:
@@ -194,9 +177,13 @@ def trade_costs(
     │ 0.06             ┆ -0.02           ┆ 0.08         │
     └──────────────────┴─────────────────┴──────────────┘
     """
-    delta = _duration(horizon, "horizon", zero=True)
-    names = _require(trades, (TS, SYMBOL, PRICE, TRADE_SIGN, MID_PRICE), "trades")
-    age = None if max_quote_age is None else _duration(max_quote_age, "max_quote_age", zero=True)
+    delta = polars_duration(horizon, "horizon", zero=True)
+    names = require_columns(trades, (TS, SYMBOL, PRICE, TRADE_SIGN, MID_PRICE), "trades")
+    age = (
+        None
+        if max_quote_age is None
+        else polars_duration(max_quote_age, "max_quote_age", zero=True)
+    )
     replaced = [c for c in (FUTURE_MID_PRICE, FUTURE_MID_MISSING, *COSTS, *COSTS_BPS) if c in names]
     if replaced:
         trades = trades.drop(replaced)
@@ -338,9 +325,9 @@ def cost_bars(costs: pl.LazyFrame, *, every: str) -> pl.LazyFrame:
     │ 2024-01-01 00:01:00 ┆ 0.02             ┆ 0.01            ┆ 0.01         │
     └─────────────────────┴──────────────────┴─────────────────┴──────────────┘
     """
-    step = _duration(every, "bar length", zero=False)
-    names = _require(costs, (TS, SYMBOL, SIZE, *COSTS, *COSTS_BPS), "costs")
-    keys = _keys(names)
+    step = polars_duration(every, "bar length", zero=False)
+    names = require_columns(costs, (TS, SYMBOL, SIZE, *COSTS, *COSTS_BPS), "costs")
+    keys = series_keys(names)
     size = pl.col(SIZE).cast(pl.Float64)
     weight = pl.when(size > 0).then(size).otherwise(0.0)
     columns = (*COSTS, *COSTS_BPS)
@@ -419,13 +406,13 @@ def kyle_lambda(
     >>> kyle_lambda(bars, window=4).collect()["kyle_lambda"].round(12).to_list()
     [None, None, None, None, 0.01]
     """
-    length = _window(window)
+    length = bar_window(window)
     named = tuple(c for c in (price, flow) if isinstance(c, str))
-    names = _require(bars, (SYMBOL, *named), "bars")
-    keys, instrument = _keys(names), instrument_keys(names)
-    p = _expr(price).cast(pl.Float64)
+    names = require_columns(bars, (SYMBOL, *named), "bars")
+    keys, instrument = series_keys(names), instrument_keys(names)
+    p = as_expr(price).cast(pl.Float64)
     y = (p - _previous_price(p)).over(keys)
-    x = _expr(flow).cast(pl.Float64)
+    x = as_expr(flow).cast(pl.Float64)
     usable = (y.is_finite() & x.is_finite()).fill_null(value=False)
 
     def rolling(value: pl.Expr) -> pl.Expr:
@@ -487,7 +474,9 @@ def kyle_lambda_trades(trades: pl.LazyFrame) -> pl.LazyFrame:
     │ X      ┆ 0.0001619   │
     └────────┴─────────────┘
     """
-    instrument = instrument_keys(_require(trades, (SYMBOL, PRICE, SIZE, TRADE_SIGN), "trades"))
+    instrument = instrument_keys(
+        require_columns(trades, (SYMBOL, PRICE, SIZE, TRADE_SIGN), "trades")
+    )
     dp = pl.col(PRICE).cast(pl.Float64).diff().over(instrument).alias("_dp")
     x = (pl.col(TRADE_SIGN).cast(pl.Float64) * pl.col(SIZE).cast(pl.Float64)).alias("_x")
     usable = pl.col("_dp").is_finite() & pl.col("_x").is_finite()
@@ -499,168 +488,3 @@ def kyle_lambda_trades(trades: pl.LazyFrame) -> pl.LazyFrame:
         .agg(pl.when(sxx > 0).then(sxy / sxx).alias(KYLE_LAMBDA))
         .sort(instrument, nulls_last=True)
     )
-
-
-def amihud(bars: pl.LazyFrame, *, window: int = 240) -> pl.LazyFrame:
-    """Add ``amihud``: the trailing mean of |Δ log close| per unit of dollar volume.
-
-    ILLIQ_k = (1/N) Σ_j |ln P_j − ln P_{j'}| / (VWAP_j · V_j) over the N usable bars j among
-    the last ``window`` bars (this one included) of the symbol (Amihud 2002, "Illiquidity and
-    stock returns", *J. Financial Markets* 5(1):31-56, on days; here on bars; metrics.md §b.6),
-    where P is the bar's ``close``, j' the latest earlier bar of the same symbol (and session)
-    with a close, and VWAP · V the bar's dollar volume. A bar is usable when its volume, VWAP,
-    close and previous close are all > 0: bars with no trades are skipped, and so is the first
-    traded bar of a symbol or session. Null when no bar in the window is usable. The unit is
-    log return per currency unit traded (often multiplied by 10⁶ for display).
-
-    Parameters
-    ----------
-    bars
-        Bars with ``symbol, close, vwap, volume`` in time order within each symbol.
-    window
-        Number of trailing bars (empty bars included).
-
-    Returns
-    -------
-    pl.LazyFrame
-        ``bars`` with ``amihud`` (Float64).
-
-    Raises
-    ------
-    ParameterError
-        If ``window`` is not a whole number ≥ 1.
-    SchemaError
-        If a required column is missing.
-
-    Examples
-    --------
-    >>> import math
-    >>> import polars as pl
-    >>> bars = pl.LazyFrame(
-    ...     {
-    ...         "symbol": ["X"] * 4,
-    ...         "close": [100.0, 110.0, None, 99.0],
-    ...         "vwap": [100.0, 105.0, None, 100.0],
-    ...         "volume": [10.0, 20.0, 0.0, 10.0],
-    ...     }
-    ... )
-    >>> out = amihud(bars, window=3).collect()["amihud"].to_list()
-    >>> [None if v is None else round(v * 1e6, 3) for v in out]
-    [None, 45.386, 45.386, 75.373]
-    >>> round((math.log(110 / 100) / 2100 + math.log(110 / 99) / 1000) / 2 * 1e6, 3)
-    75.373
-    """
-    length = _window(window)
-    names = _require(bars, (SYMBOL, "close", "vwap", "volume"), "bars")
-    keys, instrument = _keys(names), instrument_keys(names)
-    close = pl.col("close").cast(pl.Float64)
-    log_close = pl.when(close > 0).then(close.log())
-    previous = pl.when(close > 0).then(close).shift(1).forward_fill().over(keys)
-    log_return = (log_close - pl.when(previous > 0).then(previous.log())).abs()
-    dollar_volume = pl.col("vwap").cast(pl.Float64) * pl.col("volume").cast(pl.Float64)
-    ratio = pl.when((pl.col("volume") > 0) & (dollar_volume > 0)).then(log_return / dollar_volume)
-    usable = ratio.is_finite().fill_null(value=False)
-    total = (
-        pl.when(usable)
-        .then(ratio)
-        .otherwise(0.0)
-        .rolling_sum(window_size=length, min_samples=1)
-        .over(instrument)
-    )
-    count = usable.cast(pl.Float64).rolling_sum(window_size=length, min_samples=1).over(instrument)
-    return bars.with_columns(pl.when(count > 0).then(total / count).alias(AMIHUD))
-
-
-def roll_spread(trades: pl.LazyFrame, *, every: str) -> pl.LazyFrame:
-    """Estimate Roll's implied spread per symbol and time bar from the bar's trade prices.
-
-    S = 2 √(−cov(Δp_t, Δp_{t−1})) (Roll 1984, "A simple implicit measure of the effective
-    bid-ask spread in an efficient market", *J. Finance* 39(4):1127-1139; metrics.md §b.7),
-    where Δp_t = P_t − P_{t−1} are the changes between consecutive trades of the bar (the first
-    trade of a bar is not compared with the previous bar) and cov is the sample covariance
-    (divisor m − 1) of the m pairs (Δp_t, Δp_{t−1}), each centred on its own mean. Null — not
-    0 — when the covariance is ≥ 0 (Roll's model does not hold) or undefined: fewer than two
-    pairs, i.e. fewer than 4 trades (so always with fewer than 3). Rounding noise counts as 0:
-    a serial correlation above −10⁻⁹, or a spread below 10⁻⁹ of the bar's mean price.
-
-    Parameters
-    ----------
-    trades
-        Trades with ``ts, symbol, price``, sorted by ``ts``; with a ``session`` column, bars are
-        made per session, as flow bars are.
-    every
-        Bar length (polars duration string); a bar's ``ts`` is its start.
-
-    Returns
-    -------
-    pl.LazyFrame
-        ``symbol, [session,] ts, roll_spread`` (Float64), one row per bar with trades, sorted
-        by symbol and ``ts``.
-
-    Raises
-    ------
-    ParameterError
-        If ``every`` is not a positive polars duration.
-    SchemaError
-        If a required column is missing.
-
-    Examples
-    --------
-    Trades bouncing between bid 10.00 and ask 10.02: Δp = .02, −.02, .02, 0, −.02 give four
-    pairs with sample covariance −0.0007/3, so S = 2 √(0.0007/3) = 0.030551.
-
-    >>> import polars as pl
-    >>> from datetime import datetime
-    >>> prices = [10.00, 10.02, 10.00, 10.02, 10.02, 10.00]
-    >>> trades = pl.LazyFrame(
-    ...     {
-    ...         "ts": [datetime(2024, 1, 1, 0, 0, s) for s in range(6)],
-    ...         "symbol": ["X"] * 6,
-    ...         "price": prices,
-    ...     }
-    ... )
-    >>> roll_spread(trades, every="1m").select(pl.col("roll_spread").round(6)).collect().item()
-    0.030551
-    """
-    step = _duration(every, "bar length", zero=False)
-    keys = _keys(_require(trades, (TS, SYMBOL, PRICE), "trades"))
-    # The trades grouped by instrument once (a stable sort keeps each one's time order), so a
-    # bar's price changes are plain differences guarded at the bar's first trade instead of
-    # per-bar windows (``.over``); then plain sums per bar, on polars' fast path.
-    groups = [*keys, "_bar"]
-    price = pl.col(PRICE)
-    first = pl.any_horizontal(pl.col(c).ne_missing(pl.col(c).shift(1)) for c in groups)
-    change = pl.when(~first).then(price.diff())
-    paired = change.is_finite() & change.shift(1).is_finite()
-    a = pl.when(pl.col("_paired")).then(pl.col("_change"))
-    b = pl.when(pl.col("_paired")).then(pl.col("_lag"))
-    sums = (
-        trades.select(
-            *keys, pl.col(TS).dt.truncate(step).alias("_bar"), pl.col(PRICE).cast(pl.Float64)
-        )
-        .sort(*keys, maintain_order=True, nulls_last=True)
-        .with_columns(change.alias("_change"))
-        .with_columns(
-            pl.when(~first).then(pl.col("_change").shift(1)).alias("_lag"),
-            paired.alias("_paired"),
-        )
-        .group_by(groups)
-        .agg(
-            pl.col("_paired").sum().cast(pl.Float64).alias("m"),
-            a.sum().alias("sa"),
-            b.sum().alias("sb"),
-            (a * b).sum().alias("sab"),
-            (a * a).sum().alias("saa"),
-            (b * b).sum().alias("sbb"),
-            price.abs().mean().alias("level"),
-        )
-    )
-    m = pl.col("m")
-    cov = (pl.col("sab") - pl.col("sa") * pl.col("sb") / m) / (m - 1.0)
-    var_a = (pl.col("saa") - pl.col("sa") ** 2 / m) / (m - 1.0)
-    var_b = (pl.col("sbb") - pl.col("sb") ** 2 / m) / (m - 1.0)
-    scale = (var_a.clip(lower_bound=0.0) * var_b.clip(lower_bound=0.0)).sqrt()
-    floor = 0.5 * ROLL_TOLERANCE * pl.col("level")
-    negative = (cov < -ROLL_TOLERANCE * scale) & (-cov > floor * floor)
-    spread = pl.when((m >= 2) & negative).then(2.0 * (-cov).sqrt()).alias(ROLL_SPREAD)
-    return sums.select(*keys, pl.col("_bar").alias(TS), spread).sort(*keys, TS)

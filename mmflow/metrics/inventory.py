@@ -26,23 +26,48 @@ across sessions. A null ``net_flow`` counts as 0.
 from __future__ import annotations
 
 import math
-import re
 from typing import Final
 
 import polars as pl
 
-from mmflow.errors import ParameterError, SchemaError
-from mmflow.schema import SYMBOL, TS, instrument_keys
+from mmflow.durations import duration_seconds  # re-exported: inventory.duration_seconds
+from mmflow.errors import ParameterError
+from mmflow.metrics._common import require_names
+from mmflow.schema import (
+    CLOSE,
+    MID_CLOSE,
+    MM_INVENTORY,
+    NET_FLOW,
+    SESSION,
+    SYMBOL,
+    TS,
+    instrument_keys,
+)
 
-SESSION: Final = "session"
-NET_FLOW: Final = "net_flow"
-CLOSE: Final = "close"
-MID_CLOSE: Final = "mid_close"
+__all__ = [
+    "CVD",
+    "DEPTH",
+    "FLAT_TOLERANCE",
+    "INVENTORY_CHANGE",
+    "INVENTORY_HALF_LIFE",
+    "INVENTORY_PHI",
+    "INVENTORY_Z",
+    "LIQUIDITY_STATE",
+    "MIN_PAIRS",
+    "PROVIDING",
+    "SPREAD_COLUMN",
+    "WITHDRAWING",
+    "duration_seconds",
+    "inventory_bars",
+    "inventory_half_life",
+    "inventory_summary",
+    "withdrawal_episodes",
+]
+
 SPREAD_COLUMN: Final = "spread"
 DEPTH: Final = "depth"
 
 CVD: Final = "cvd"
-MM_INVENTORY: Final = "mm_inventory"
 INVENTORY_CHANGE: Final = "inventory_change"
 INVENTORY_Z: Final = "inventory_z"
 LIQUIDITY_STATE: Final = "liquidity_state"
@@ -56,64 +81,6 @@ MIN_PAIRS: Final = 3
 """Fewest (x, y) pairs an OLS slope of this module is estimated from."""
 FLAT_TOLERANCE: Final = 1e-9
 """A regressor whose range is at most this fraction of its largest |value| counts as constant."""
-
-_UNIT_SECONDS: Final = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-    "d": 86_400.0,
-    "w": 604_800.0,
-}
-_CALENDAR_UNITS: Final = frozenset({"mo", "q", "y", "i"})
-_DURATION: Final = re.compile(r"(\d+)(ns|us|µs|ms|mo|s|m|h|d|w|q|y|i)")
-_DURATIONS: Final = re.compile(r"(?:\d+(?:ns|us|µs|ms|mo|s|m|h|d|w|q|y|i))+")
-
-
-def duration_seconds(every: str) -> float:
-    """Return the length in seconds of a fixed polars duration string such as ``1m`` or ``1h30m``.
-
-    Units: ``ns``, ``us``, ``ms``, ``s``, ``m`` (minute), ``h``, ``d`` (24 h) and ``w`` (7 d),
-    combined as polars combines them (``1h30m`` = 5 400 s). Calendar units (``mo``, ``q``,
-    ``y``) and index counts (``i``) have no fixed length and are refused.
-
-    Parameters
-    ----------
-    every
-        A polars duration string, e.g. the bar length of :func:`mmflow.metrics.flow.flow_bars`.
-
-    Returns
-    -------
-    float
-        The duration in seconds, > 0.
-
-    Raises
-    ------
-    ParameterError
-        If ``every`` is not a positive fixed-length duration string.
-
-    Examples
-    --------
-    >>> duration_seconds("1m"), duration_seconds("1h30m"), duration_seconds("250ms")
-    (60.0, 5400.0, 0.25)
-    """
-    text = every.strip()
-    if not _DURATIONS.fullmatch(text):
-        msg = f"bar length {every!r} is not a polars duration such as 1s, 1m, 5m, 1h or 1h30m"
-        raise ParameterError(msg)
-    seconds = 0.0
-    for count, unit in _DURATION.findall(text):
-        if unit in _CALENDAR_UNITS:
-            msg = f"bar length {every!r} has no fixed length; use s, m, h, d or w units"
-            raise ParameterError(msg)
-        seconds += int(count) * _UNIT_SECONDS[unit]
-    if seconds <= 0:
-        msg = f"bar length {every!r} must be longer than zero"
-        raise ParameterError(msg)
-    return seconds
 
 
 def _min_samples(lookback: int) -> int:
@@ -131,14 +98,6 @@ def _check_factor(name: str, value: float) -> None:
     if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
         msg = f"{name} must be a finite number > 0, was {value!r}"
         raise ParameterError(msg)
-
-
-def _require(schema: pl.Schema, columns: tuple[str, ...], *, what: str, hint: str) -> None:
-    missing = [name for name in columns if name not in schema]
-    if missing:
-        found = ", ".join(schema.names()) or "no columns"
-        msg = f"{what} is missing column(s) {', '.join(missing)}; found {found} ({hint})"
-        raise SchemaError(msg)
 
 
 def _session_keys(schema: pl.Schema) -> list[str]:
@@ -264,7 +223,7 @@ def inventory_bars(
     _check_factor("spread_factor", spread_factor)
     _check_factor("depth_factor", depth_factor)
     schema = bars.collect_schema()
-    _require(
+    require_names(
         schema,
         (SYMBOL, TS, NET_FLOW),
         what="bars",
@@ -359,11 +318,11 @@ def inventory_half_life(bars: pl.LazyFrame, *, every: str) -> pl.LazyFrame:
     """
     bar_seconds = duration_seconds(every)
     schema = bars.collect_schema()
-    _require(schema, (SYMBOL, TS), what="bars", hint="build bars with flow_bars")
+    require_names(schema, (SYMBOL, TS), what="bars", hint="build bars with flow_bars")
     keys = _session_keys(schema)
     ids = instrument_keys(schema.names())
     if MM_INVENTORY not in schema:
-        _require(schema, (NET_FLOW,), what="bars", hint="build bars with flow_bars")
+        require_names(schema, (NET_FLOW,), what="bars", hint="build bars with flow_bars")
         bars = _with_inventory(bars, keys)
     inventory = pl.col(MM_INVENTORY).cast(pl.Float64)
     pairs = bars.select(
@@ -468,7 +427,7 @@ def inventory_summary(bars: pl.LazyFrame, *, every: str, horizon: int = 5) -> pl
         msg = f"horizon must be a whole number of bars >= 1, was {horizon!r}"
         raise ParameterError(msg)
     schema = bars.collect_schema()
-    _require(
+    require_names(
         schema,
         (SYMBOL, TS, MM_INVENTORY, INVENTORY_CHANGE, INVENTORY_Z, LIQUIDITY_STATE),
         what="inventory bars",
@@ -587,7 +546,7 @@ def withdrawal_episodes(bars: pl.LazyFrame, *, every: str) -> pl.LazyFrame:
     """
     duration_seconds(every)
     schema = bars.collect_schema()
-    _require(
+    require_names(
         schema,
         (SYMBOL, TS, SPREAD_COLUMN, DEPTH, LIQUIDITY_STATE),
         what="inventory bars",

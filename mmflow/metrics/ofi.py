@@ -36,7 +36,6 @@ so they carry the rounding of the earlier instruments' total as well).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Final
 
@@ -44,18 +43,36 @@ import polars as pl
 
 from mmflow.durations import duration_nanoseconds
 from mmflow.errors import ParameterError, SchemaError
+from mmflow.metrics._common import polars_duration
 from mmflow.schema import (
     ASK_PRICE,
     ASK_SIZE,
     ASOF_VENUE,
     BID_PRICE,
     BID_SIZE,
+    MID_CLOSE,
     SPREAD,
     SYMBOL,
     TS,
     VENUE,
     instrument_keys,
 )
+
+__all__ = [
+    "BAR_COLUMNS",
+    "CROSSED",
+    "CROSSED_QUOTES",
+    "DEPTH",
+    "OFI",
+    "OFI_EVENT",
+    "OFI_NORMALIZED",
+    "QUOTE_EVENTS",
+    "QUOTE_IMBALANCE",
+    "VALID_QUOTE",
+    "ofi_total",
+    "order_flow_imbalance",
+    "quote_bars",
+]
 
 OFI_EVENT: Final = "ofi_event"
 """Per quote: the Cont-Kukanov-Stoikov event contribution e_n (0 for seeds, clears, crossed)."""
@@ -66,7 +83,6 @@ CROSSED: Final = "crossed"
 
 OFI: Final = "ofi"
 OFI_NORMALIZED: Final = "ofi_normalized"
-MID_CLOSE: Final = "mid_close"
 DEPTH: Final = "depth"
 QUOTE_IMBALANCE: Final = "quote_imbalance"
 QUOTE_EVENTS: Final = "quote_events"
@@ -87,7 +103,6 @@ BAR_COLUMNS: Final = (
 """The columns of :func:`quote_bars`, in order."""
 
 _BBO: Final = (BID_PRICE, BID_SIZE, ASK_PRICE, ASK_SIZE)
-_DURATION: Final = re.compile(r"^(\d+(ns|us|ms|mo|s|m|h|d|w|q|y))+$")
 
 # Temporary column names (all start with "_ofi_" so they cannot clash with user columns).
 _FIRST: Final = "_ofi_first"  # the first row of an instrument (rows grouped by instrument)
@@ -113,15 +128,6 @@ _START: Final = "_ofi_start"
 _END: Final = "_ofi_end"
 _IS_END: Final = "_ofi_is_end"
 _BOUND: Final = "_ofi_bound"
-
-
-def _check_every(every: str) -> None:
-    if not isinstance(every, str) or not _DURATION.match(every):
-        msg = f"bar length must be a polars duration such as 1s, 1m, 5m or 1h, was {every!r}"
-        raise ParameterError(msg)
-    if all(int(n) == 0 for n in re.findall(r"\d+", every)):
-        msg = f"bar length must be longer than zero, was {every!r}"
-        raise ParameterError(msg)
 
 
 def _require_quotes(quotes: pl.LazyFrame) -> pl.Schema:
@@ -426,18 +432,60 @@ def quote_bars(
     >>> bars.select("ofi", "mid_close", pl.col("spread").round(4), "depth", "quote_events").rows()
     [(2.0, 10.2, 0.3, 6.0, 2), (-2.0, 10.2, 0.2333, 4.0, 1)]
     """
-    _check_every(every)
+    polars_duration(every, "bar length")
     age = None if max_age is None else duration_nanoseconds(max_age, what="max_age")
     schema = _require_quotes(quotes)
-    if grid is None:
-        bars = _regular_grid(quotes, every)
-    else:
-        names = grid.collect_schema().names()
-        if SYMBOL not in names or TS not in names:
-            msg = f"the bar grid must have columns symbol and ts, found {', '.join(names)}"
-            raise ParameterError(msg)
-        bars = grid
+    bars = _regular_grid(quotes, every) if grid is None else _checked_grid(grid)
     grid_names = bars.collect_schema().names()
+    joined = _states_at_bounds(bars, quotes, schema, grid_names, every, age)
+    weight, imbalance_weight = _within(_WEIGHT, age), _within(_IMBALANCE_WEIGHT, age)
+    in_span = pl.col(f"_e{_AT}").is_not_null() & ~pl.col(f"_s{_LAST}").fill_null(value=False)
+    ofi = pl.col(f"_e{_CUMULATIVE_OFI}") - pl.col(f"_s{_CUMULATIVE_OFI}").fill_null(0.0)
+    out_keys = instrument_keys(grid_names)
+    out = joined.select(
+        _ROW,
+        *out_keys,
+        TS,
+        pl.when(in_span).then(ofi).otherwise(None).alias(OFI),
+        pl.col(f"_e{_MID}").alias(MID_CLOSE),
+        _mean(_SPREAD, weight, age).alias(SPREAD),
+        _mean(_DEPTH, weight, age).alias(DEPTH),
+        _mean(_IMBALANCE, imbalance_weight, age).alias(QUOTE_IMBALANCE),
+        _count(_EVENTS).alias(QUOTE_EVENTS),
+        _count(_CROSSED).alias(CROSSED_QUOTES),
+    )
+    depth = pl.col(DEPTH)
+    return (
+        out.with_columns(
+            pl.when(depth > 0).then(pl.col(OFI) / depth).otherwise(None).alias(OFI_NORMALIZED)
+        )
+        .sort(_ROW)
+        .select(*out_keys, *BAR_COLUMNS[1:])
+    )
+
+
+def _checked_grid(grid: pl.LazyFrame) -> pl.LazyFrame:
+    """Return a caller's bar grid after checking it has ``symbol`` and ``ts``."""
+    names = grid.collect_schema().names()
+    if SYMBOL not in names or TS not in names:
+        msg = f"the bar grid must have columns symbol and ts, found {', '.join(names)}"
+        raise ParameterError(msg)
+    return grid
+
+
+def _states_at_bounds(
+    bars: pl.LazyFrame,
+    quotes: pl.LazyFrame,
+    schema: pl.Schema,
+    grid_names: list[str],
+    every: str,
+    age: int | None,
+) -> pl.LazyFrame:
+    """Every bar with the quote state standing at its start (``_s…``) and at its end (``_e…``).
+
+    One as-of join for both bounds of every bar: each grid row twice (start, then end), then
+    the two matches side by side again.
+    """
     # As-of joins never match a null key: a null venue is "" meanwhile (no venue anywhere: the
     # symbol alone is the key).
     named = VENUE in grid_names or VENUE in schema
@@ -466,8 +514,6 @@ def quote_bars(
         .rename({SYMBOL: _KEY_SYMBOL})
     )
     carried = [c for c in timeline.collect_schema().names() if c not in by]
-    # One as-of join for both bounds of every bar: each grid row twice (start, then end), then
-    # the two matches side by side again (``_s…`` at the start, ``_e…`` at the end).
     bounds = (
         left.with_columns(pl.concat_list(pl.lit(value=False), pl.lit(value=True)).alias(_IS_END))
         .explode(_IS_END)
@@ -485,58 +531,39 @@ def quote_bars(
         allow_exact_matches=False,
         check_sortedness=False,
     ).sort(_ROW, _IS_END)
-    joined = matched.with_columns(
+    return matched.with_columns(
         *(pl.col(c).shift(1).alias(f"_s{c}") for c in carried),
         *(pl.col(c).alias(f"_e{c}") for c in carried),
     ).filter(pl.col(_IS_END))
 
-    def within(name: str) -> pl.Expr:
-        # ∫ over [start, end) = Δ(integral up to the last row before each bound)
-        #   − standing value before start × (start − that row) + standing before end × (end − row).
-        def partial(prefix: str, at: str) -> pl.Expr:
-            elapsed = _clipped((pl.col(at) - pl.col(f"{prefix}{_AT}")).dt.total_nanoseconds(), age)
-            if name not in (_WEIGHT, _IMBALANCE_WEIGHT):
-                elapsed = elapsed.cast(pl.Float64)
-            return (pl.col(f"{prefix}{name}") * elapsed).fill_null(0)
 
-        rows = pl.col(f"_e{_INTEGRAL[name]}").fill_null(0) - pl.col(
-            f"_s{_INTEGRAL[name]}"
-        ).fill_null(0)
-        return rows - partial("_s", _START) + partial("_e", _END)
+def _within(name: str, age: int | None) -> pl.Expr:
+    """∫ of a state over a bar [start, end), from the states standing at its two bounds.
 
-    def mean(name: str, weight: pl.Expr) -> pl.Expr:
-        # One state all through the bar: its value, exactly; else the time-weighted mean.
-        steady = pl.col(f"_e{_AT}") == pl.col(f"_s{_AT}")
-        value = pl.when(steady).then(pl.col(f"_s{name}")).otherwise(within(name) / weight)
-        return pl.when(weight > 0).then(value).otherwise(None)
+    Δ(integral up to the last row before each bound) − standing value before start ×
+    (start − that row) + standing value before end × (end − that row).
+    """
 
-    def count(name: str) -> pl.Expr:
-        return (pl.col(f"_e{name}").fill_null(0) - pl.col(f"_s{name}").fill_null(0)).cast(pl.UInt32)
+    def partial(prefix: str, at: str) -> pl.Expr:
+        elapsed = _clipped((pl.col(at) - pl.col(f"{prefix}{_AT}")).dt.total_nanoseconds(), age)
+        if name not in (_WEIGHT, _IMBALANCE_WEIGHT):
+            elapsed = elapsed.cast(pl.Float64)
+        return (pl.col(f"{prefix}{name}") * elapsed).fill_null(0)
 
-    weight, imbalance_weight = within(_WEIGHT), within(_IMBALANCE_WEIGHT)
-    in_span = pl.col(f"_e{_AT}").is_not_null() & ~pl.col(f"_s{_LAST}").fill_null(value=False)
-    ofi = pl.col(f"_e{_CUMULATIVE_OFI}") - pl.col(f"_s{_CUMULATIVE_OFI}").fill_null(0.0)
-    out_keys = instrument_keys(grid_names)
-    out = joined.select(
-        _ROW,
-        *out_keys,
-        TS,
-        pl.when(in_span).then(ofi).otherwise(None).alias(OFI),
-        pl.col(f"_e{_MID}").alias(MID_CLOSE),
-        mean(_SPREAD, weight).alias(SPREAD),
-        mean(_DEPTH, weight).alias(DEPTH),
-        mean(_IMBALANCE, imbalance_weight).alias(QUOTE_IMBALANCE),
-        count(_EVENTS).alias(QUOTE_EVENTS),
-        count(_CROSSED).alias(CROSSED_QUOTES),
-    )
-    depth = pl.col(DEPTH)
-    return (
-        out.with_columns(
-            pl.when(depth > 0).then(pl.col(OFI) / depth).otherwise(None).alias(OFI_NORMALIZED)
-        )
-        .sort(_ROW)
-        .select(*out_keys, *BAR_COLUMNS[1:])
-    )
+    rows = pl.col(f"_e{_INTEGRAL[name]}").fill_null(0) - pl.col(f"_s{_INTEGRAL[name]}").fill_null(0)
+    return rows - partial("_s", _START) + partial("_e", _END)
+
+
+def _mean(name: str, weight: pl.Expr, age: int | None) -> pl.Expr:
+    """Time-weighted mean of a state over a bar (its value, exactly, when it never changed)."""
+    steady = pl.col(f"_e{_AT}") == pl.col(f"_s{_AT}")
+    value = pl.when(steady).then(pl.col(f"_s{name}")).otherwise(_within(name, age) / weight)
+    return pl.when(weight > 0).then(value).otherwise(None)
+
+
+def _count(name: str) -> pl.Expr:
+    """Events of a running count within a bar (its value at the end minus at the start)."""
+    return (pl.col(f"_e{name}").fill_null(0) - pl.col(f"_s{name}").fill_null(0)).cast(pl.UInt32)
 
 
 def ofi_total(quotes: pl.LazyFrame) -> pl.LazyFrame:

@@ -47,6 +47,28 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+__all__ = [
+    "CLIP",
+    "DRIFT_HORIZON",
+    "DRIFT_MEMORY",
+    "DRIFT_QUANTILE",
+    "FEATURES",
+    "Detection",
+    "FloatArray",
+    "IntArray",
+    "Model",
+    "Oriented",
+    "Thresholds",
+    "cusum",
+    "design",
+    "detect",
+    "drift_adjusted_path",
+    "drift_ratio",
+    "model",
+    "normalised_path",
+    "oriented",
+]
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
@@ -381,38 +403,85 @@ def detect(
     p_long = fitted.probability(long_side.features)
     p_short = fitted.probability(short_side.features)
     best = np.where(p_long >= p_short, 1, -1).astype(np.int8)
-    index = {name: i for i, name in enumerate(FEATURES)}
-    both = (long_side, short_side)
-    probability = (p_long, p_short)
     k_all = np.arange(n)
-    entry: list[npt.NDArray[np.bool_]] = []
-    pause: list[npt.NDArray[np.bool_]] = []
-    grow: list[npt.NDArray[np.bool_]] = []
-    fresh: list[npt.NDArray[np.bool_]] = []
-    step: list[FloatArray] = []
+    sides = [
+        _side_conditions(stats, p, k_all, thresholds)
+        for stats, p in ((long_side, p_long), (short_side, p_short))
+    ]
+    entry = [s.entry for s in sides]
     t = thresholds
-    for stats, p in zip(both, probability, strict=True):
-        f = stats.features
-        rise, draw = f[:, index["rise_z"]], f[:, index["draw_z"]]
-        recent = f[:, index["recent_z"]]
-        since = k_all - stats.peak_index
-        absorbed = f[:, index["follow_z"]] <= t.absorbed
-        entry.append(
-            (p >= t.enter) & (rise >= t.extreme) & (draw >= t.unload) & (since >= 1) & absorbed
-        )
-        odds = np.log(np.clip(p, 1e-12, 1.0) / np.clip(1.0 - p, 1e-12, 1.0))
-        step.append(np.clip(odds, -5.0, 5.0))
-        pause.append(
-            (recent < -t.recent) | (f[:, index["recent_follow_z"]] > t.follow) | (p < t.stay)
-        )
-        fresh.append(since == 0)
-        grow.append((since == 0) & (rise >= t.extreme) & (-recent >= t.accumulation))
+    for o in (0, 1):
+        entry[o] &= cusum(sides[o].step, sides[o].fresh | ~warm) >= t.evidence
+    phase, side = _state_machine(
+        warm,
+        best,
+        entry,
+        [s.pause for s in sides],
+        [s.fresh for s in sides],
+        [s.grow for s in sides],
+        gap=t.gap,
+    )
+    chosen = side > 0
+    return Detection(
+        phase=phase,
+        side=side,
+        probability=np.where(chosen, p_long, p_short),
+        peak_index=np.where(chosen, long_side.peak_index, short_side.peak_index),
+        trough_index=np.where(chosen, long_side.trough_index, short_side.trough_index),
+        features=np.where(chosen[:, None], long_side.features, short_side.features),
+    )
+
+
+@dataclass(frozen=True)
+class _SideConditions:
+    """Per bar, for one side: entry, pause, fresh-peak and growth conditions, and evidence."""
+
+    entry: npt.NDArray[np.bool_]
+    pause: npt.NDArray[np.bool_]
+    fresh: npt.NDArray[np.bool_]
+    grow: npt.NDArray[np.bool_]
+    step: FloatArray
+
+
+def _side_conditions(
+    stats: Oriented, p: FloatArray, k_all: npt.NDArray[np.int64], t: Thresholds
+) -> _SideConditions:
+    """Evaluate the state machine's conditions for one side with probability ``p`` per bar."""
+    index = {name: i for i, name in enumerate(FEATURES)}
+    f = stats.features
+    rise, draw = f[:, index["rise_z"]], f[:, index["draw_z"]]
+    recent = f[:, index["recent_z"]]
+    since = k_all - stats.peak_index
+    absorbed = f[:, index["follow_z"]] <= t.absorbed
+    odds = np.log(np.clip(p, 1e-12, 1.0) / np.clip(1.0 - p, 1e-12, 1.0))
+    return _SideConditions(
+        entry=(p >= t.enter) & (rise >= t.extreme) & (draw >= t.unload) & (since >= 1) & absorbed,
+        pause=(recent < -t.recent) | (f[:, index["recent_follow_z"]] > t.follow) | (p < t.stay),
+        fresh=since == 0,
+        grow=(since == 0) & (rise >= t.extreme) & (-recent >= t.accumulation),
+        step=np.clip(odds, -5.0, 5.0),
+    )
+
+
+def _state_machine(
+    warm: npt.NDArray[np.bool_],
+    best: npt.NDArray[np.int8],
+    entry: list[npt.NDArray[np.bool_]],
+    pause: list[npt.NDArray[np.bool_]],
+    fresh: list[npt.NDArray[np.bool_]],
+    grow: list[npt.NDArray[np.bool_]],
+    *,
+    gap: int,
+) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.int8]]:
+    """Label the bars: a loop over bars (never trades) on plain lists for speed.
+
+    Index 0 of each condition list is the long side, 1 the short side. Returns the phase code
+    (−1 not warm, 0 neutral, 1 accumulation, 2 distribution) and the side per bar.
+    """
+    n = warm.size
     phase = np.where(warm, 0, -1).astype(np.int8)
     side = best.copy()
     state, pauses = 0, 0
-    for o in (0, 1):
-        entry[o] &= cusum(step[o], fresh[o] | ~warm) >= t.evidence
-    # The state machine: a loop over bars (never trades) on plain lists for speed.
     warm_list, best_list = warm.tolist(), best.tolist()
     fresh_list = [f.tolist() for f in fresh]
     pause_list = [f.tolist() for f in pause]
@@ -430,7 +499,7 @@ def detect(
                 state = 0
             elif pause_list[o][k]:
                 pauses += 1
-                if pauses > t.gap:
+                if pauses > gap:
                     state = 0
                 else:
                     side_list[k] = state
@@ -459,12 +528,4 @@ def detect(
             side_list[k] = -here
     phase = np.asarray(phase_list, dtype=np.int8)
     side = np.asarray(side_list, dtype=np.int8)
-    chosen = side > 0
-    return Detection(
-        phase=phase,
-        side=side,
-        probability=np.where(chosen, p_long, p_short),
-        peak_index=np.where(chosen, long_side.peak_index, short_side.peak_index),
-        trough_index=np.where(chosen, long_side.trough_index, short_side.trough_index),
-        features=np.where(chosen[:, None], long_side.features, short_side.features),
-    )
+    return phase, side

@@ -23,40 +23,48 @@ delta = ask volume − bid volume = buy − sell. Trades no method could sign co
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
-from functools import partial
 from typing import Final, Literal
 
 import polars as pl
 
-from mmflow.errors import ParameterError, SchemaError, SizeLimitError
+from mmflow.errors import ParameterError
+from mmflow.metrics._common import polars_duration, require_columns
 from mmflow.metrics.flow import bar_keys
+from mmflow.metrics.price_rows import (
+    EDGE_TOLERANCE,
+    LEVEL_DIGITS,
+    PRICE_LEVEL,
+    PRICE_NOISE,
+    ROW,
+    TICK_DIGITS,
+    check_positive,
+    level_table,
+    with_rows,
+)
 from mmflow.schema import PRICE, SIZE, SYMBOL, TRADE_SIGN, TS, instrument_keys
+
+__all__ = [
+    "EDGE_TOLERANCE",
+    "LEVEL_DIGITS",
+    "PRICE_LEVEL",
+    "PRICE_NOISE",
+    "TARGET_TOLERANCE",
+    "TICK_DIGITS",
+    "ValueAreaMethod",
+    "footprint",
+    "value_area",
+    "volume_profile",
+]
 
 ValueAreaMethod = Literal["two-row", "single-row"]
 """How the value area grows from the point of control: Dalton's pairs of rows, or single rows."""
 
-PRICE_LEVEL: Final = "price_level"
-
-EDGE_TOLERANCE: Final = 1e-9
-"""Relative ε of the row formula: a price this close (in bins, relative to max(1, P / b)) below
-a row edge is put in the row above the edge."""
-PRICE_NOISE: Final = 1e-9
-"""Price gaps at most this fraction of the group's largest |price| are float noise, not a tick."""
-TICK_DIGITS: Final = 8
-"""Significant digits an inferred tick is rounded to."""
-LEVEL_DIGITS: Final = 15
-"""Significant digits a row label k · b is rounded to."""
 TARGET_TOLERANCE: Final = 1e-12
 """The value area stops once its volume is ≥ share · total · (1 − this), so the order in which
 floating-point volumes were summed cannot decide the last step."""
 
-_DURATION = re.compile(r"^(\d+(ns|us|ms|s|m|h|d|w|mo|q|y))+$")
 
-_K = "_row"
-_BIN = "_bin_size"
-_PMIN = "_min_price"
 _ALL = "_all"
 _I = "_index"
 _P = "_poc_index"
@@ -73,132 +81,8 @@ _BID_BELOW = "_bid_below"
 _ASK_ABOVE = "_ask_above"
 
 
-def _check_every(every: str) -> str:
-    text = every.strip()
-    if not _DURATION.match(text) or not re.search(r"[1-9]", text):
-        msg = f"bar length must be a positive polars duration like 1m, 5m or 1h, was {every!r}"
-        raise ParameterError(msg)
-    return text
-
-
-def _check_positive(name: str, value: float | None, *, allow_zero: bool = False) -> None:
-    if value is None:
-        return
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not allow_zero):
-        bound = "≥ 0" if allow_zero else "> 0"
-        msg = f"{name} must be a finite number {bound}, was {value!r}"
-        raise ParameterError(msg)
-
-
-def _require(frame: pl.LazyFrame, columns: Sequence[str], what: str) -> None:
-    names = frame.collect_schema().names()
-    missing = [c for c in dict.fromkeys(columns) if c not in names]
-    if missing:
-        msg = f"{what} is missing column(s) {', '.join(missing)}; found {', '.join(names)}"
-        raise SchemaError(msg)
-
-
-_RANGE: Final = "_price_range_rows"
-
-
 def _keys(by: str | Sequence[str]) -> list[str]:
     return [by] if isinstance(by, str) else list(dict.fromkeys(by))
-
-
-def _inferred_tick(price: pl.Expr) -> pl.Expr:
-    """Return the aggregation: smallest gap between distinct prices above the noise floor."""
-    gaps = price.unique().sort().diff()
-    noise = PRICE_NOISE * price.abs().max()
-    return gaps.filter(gaps > noise).min().round_sig_figs(TICK_DIGITS)
-
-
-def _with_rows(
-    trades: pl.LazyFrame, *, tick_keys: list[str], bin_size: float | None
-) -> pl.LazyFrame:
-    """Drop trades without a finite price; add the row index, the bin size and the lowest price."""
-    priced = trades.filter(pl.col(PRICE).is_finite())
-    if bin_size is None:
-        price = pl.col(PRICE)
-        stats = priced.group_by(tick_keys).agg(
-            _inferred_tick(price).alias(_BIN), price.min().alias(_PMIN)
-        )
-        priced = priced.join(stats, on=tick_keys, how="left", nulls_equal=True)
-    else:
-        priced = priced.with_columns(
-            pl.lit(float(bin_size), pl.Float64).alias(_BIN), pl.lit(None, pl.Float64).alias(_PMIN)
-        )
-    q = pl.col(PRICE) / pl.col(_BIN)
-    row = (
-        (q + EDGE_TOLERANCE * pl.max_horizontal(q.abs(), pl.lit(1.0)))
-        .floor()
-        .cast(pl.Int64, strict=False)  # beyond Int64: null, and the size guard stops the run
-    )
-    return priced.with_columns(
-        pl.when(pl.col(_BIN).is_null()).then(pl.lit(0, pl.Int64)).otherwise(row).alias(_K)
-    )
-
-
-def _check_levels(spans: pl.DataFrame, *, limit: int, bin_size: float | None) -> pl.DataFrame:
-    """Raise :class:`SizeLimitError` when ``spans`` would make more than ``limit`` rows."""
-    if spans.height == 0:
-        return spans
-    estimate = spans.select((pl.col(_RANGE).fill_null(0.0).fill_nan(0.0) + 1).sum()).item()
-    if not math.isfinite(estimate) or estimate > limit:
-        parameter = "bin_size"
-        raise SizeLimitError(
-            parameter,
-            "the inferred tick" if bin_size is None else bin_size,
-            int(min(estimate, 1e18)),
-            limit,
-            "price levels",
-            "use a larger price bin",
-        )
-    return spans
-
-
-def _level_table(
-    binned: pl.LazyFrame,
-    keys: list[str],
-    *,
-    max_levels: int | None = None,
-    bin_size: float | None = None,
-) -> pl.LazyFrame:
-    """Aggregate binned trades per (keys, row) and fill the rows between each group's extremes.
-
-    With ``max_levels``, the number of rows is estimated from each group's lowest and highest
-    row (a small aggregate) and checked before any row is made.
-    """
-    size = pl.col(SIZE).cast(pl.Float64)
-    sign = pl.col(TRADE_SIGN)
-    counts = binned.group_by(*keys, _K).agg(
-        size.sum().alias("volume"),
-        size.filter(sign == 1).sum().alias("buy_volume"),
-        size.filter(sign == -1).sum().alias("sell_volume"),
-        pl.len().cast(pl.UInt32).alias("trades"),
-    )
-    spans = binned.group_by(keys).agg(
-        pl.col(_K).min().alias("_first"),
-        pl.col(_K).max().alias("_last"),
-        pl.col(_BIN).first(),
-        pl.col(_PMIN).first(),
-        ((pl.col(PRICE).max() - pl.col(PRICE).min()) / pl.col(_BIN).first()).alias(_RANGE),
-    )
-    if max_levels is not None:
-        spans = spans.map_batches(partial(_check_levels, limit=max_levels, bin_size=bin_size))
-    grid = spans.select(
-        *keys,
-        pl.int_ranges("_first", pl.col("_last") + 1, dtype=pl.Int64).alias(_K),
-        _BIN,
-        _PMIN,
-    ).explode(_K)
-    volumes = ("volume", "buy_volume", "sell_volume")
-    level = (pl.col(_K).cast(pl.Float64) * pl.col(_BIN)).round_sig_figs(LEVEL_DIGITS)
-    return grid.join(counts, on=[*keys, _K], how="left", nulls_equal=True).with_columns(
-        pl.when(pl.col(_BIN).is_null()).then(pl.col(_PMIN)).otherwise(level).alias(PRICE_LEVEL),
-        pl.col(volumes).fill_null(0.0),
-        pl.col("trades").fill_null(0),
-    )
 
 
 def volume_profile(
@@ -273,14 +157,14 @@ def volume_profile(
     │ X      ┆ 0.3         ┆ 6.0    ┆ 1.0        ┆ 1.0         ┆ 0.0   ┆ 3      │
     └────────┴─────────────┴────────┴────────────┴─────────────┴───────┴────────┘
     """
-    _check_positive("bin_size", bin_size)
+    check_positive("bin_size", bin_size)
     keys = _keys(by)
-    _require(trades, [*keys, PRICE, SIZE, TRADE_SIGN], "trades")
+    require_columns(trades, [*keys, PRICE, SIZE, TRADE_SIGN], "trades")
     frame = trades if keys else trades.with_columns(pl.lit(0, pl.Int8).alias(_ALL))
     group = keys or [_ALL]
-    binned = _with_rows(frame, tick_keys=group, bin_size=bin_size)
+    binned = with_rows(frame, tick_keys=group, bin_size=bin_size)
     return (
-        _level_table(binned, group, max_levels=max_levels, bin_size=bin_size)
+        level_table(binned, group, max_levels=max_levels, bin_size=bin_size)
         .select(
             *keys,
             PRICE_LEVEL,
@@ -422,7 +306,7 @@ def value_area(
         raise ParameterError(msg)
     width = 2 if method == "two-row" else 1
     keys = _keys(by)
-    _require(profile, [*keys, PRICE_LEVEL, "volume"], "profile")
+    require_columns(profile, [*keys, PRICE_LEVEL, "volume"], "profile")
     frame = profile if keys else profile.with_columns(pl.lit(0, pl.Int8).alias(_ALL))
     group = keys or [_ALL]
 
@@ -586,19 +470,19 @@ def footprint(
     │ 11.0        ┆ 3.0    ┆ 0.0        ┆ 3.0        ┆ true          ┆ true                  │
     └─────────────┴────────┴────────────┴────────────┴───────────────┴───────────────────────┘
     """
-    every = _check_every(every)
-    _check_positive("bin_size", bin_size)
-    _check_positive("imbalance_ratio", imbalance_ratio)
-    _check_positive("imbalance_volume", imbalance_volume, allow_zero=True)
+    every = polars_duration(every, "bar length")
+    check_positive("bin_size", bin_size)
+    check_positive("imbalance_ratio", imbalance_ratio)
+    check_positive("imbalance_volume", imbalance_volume, allow_zero=True)
     if isinstance(stacked, bool) or not isinstance(stacked, int) or stacked < 1:
         msg = f"stacked must be a whole number ≥ 1, was {stacked!r}"
         raise ParameterError(msg)
-    _require(trades, [TS, SYMBOL, PRICE, SIZE, TRADE_SIGN], "trades")
+    require_columns(trades, [TS, SYMBOL, PRICE, SIZE, TRADE_SIGN], "trades")
     keys = bar_keys(trades)
     bars = trades.with_columns(pl.col(TS).dt.truncate(every))
-    binned = _with_rows(bars, tick_keys=instrument_keys(trades), bin_size=bin_size)
+    binned = with_rows(bars, tick_keys=instrument_keys(trades), bin_size=bin_size)
     cell = [*keys, TS]
-    levels = _level_table(binned, cell, max_levels=max_levels, bin_size=bin_size).rename(
+    levels = level_table(binned, cell, max_levels=max_levels, bin_size=bin_size).rename(
         {"buy_volume": "ask_volume", "sell_volume": "bid_volume"}
     )
 
@@ -607,8 +491,8 @@ def footprint(
     ratio = float(imbalance_ratio)
     v_min = float(imbalance_volume)
     with_partners = levels.with_columns(
-        bid.shift(1).over(cell, order_by=_K).alias(_BID_BELOW),
-        ask.shift(-1).over(cell, order_by=_K).alias(_ASK_ABOVE),
+        bid.shift(1).over(cell, order_by=ROW).alias(_BID_BELOW),
+        ask.shift(-1).over(cell, order_by=ROW).alias(_ASK_ABOVE),
     )
     buy = (ask > 0) & (ask >= v_min) & (ask >= ratio * pl.col(_BID_BELOW))
     sell = (bid > 0) & (bid >= v_min) & (bid >= ratio * pl.col(_ASK_ABOVE))
@@ -620,7 +504,7 @@ def footprint(
     flags = ("buy_imbalance", "sell_imbalance")
     return (
         flagged.with_columns(
-            pl.col(flag).rle_id().over(cell, order_by=_K).alias(f"_run_{flag}") for flag in flags
+            pl.col(flag).rle_id().over(cell, order_by=ROW).alias(f"_run_{flag}") for flag in flags
         )
         .with_columns(
             (pl.col(flag) & (pl.len().over([*cell, f"_run_{flag}"]) >= stacked)).alias(

@@ -27,6 +27,14 @@ from mmflow.schema import (
     asof_keys,
 )
 
+__all__ = [
+    "QUOTE_SOURCE",
+    "QUOTE_STALE",
+    "QUOTE_USABLE",
+    "QuoteMatch",
+    "attach_quotes",
+]
+
 QuoteMatch = Literal["strict", "at-or-before"]
 """How a trade is matched to quotes: latest quote strictly before it, or at or before it."""
 

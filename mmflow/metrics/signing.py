@@ -24,7 +24,6 @@ from mmflow.metrics.classify import (
     reverse_tick_rule,
     tick_rule,
 )
-from mmflow.metrics.flow import SESSION
 from mmflow.metrics.quotes import QUOTE_USABLE, QuoteMatch, attach_quotes
 from mmflow.schema import (
     AGGRESSOR_SIDE,
@@ -33,12 +32,28 @@ from mmflow.schema import (
     BID_PRICE,
     BID_SIZE,
     PRICE,
+    SESSION,
     SIGN_METHOD,
     SIZE,
     TRADE_SIGN,
     TS,
     instrument_keys,
 )
+
+__all__ = [
+    "LAG_GRID",
+    "METHODS",
+    "QUOTE_METHODS",
+    "SIGN_METHODS",
+    "TRADE_METHODS",
+    "Evaluation",
+    "Method",
+    "evaluate_signing",
+    "label",
+    "method_mix",
+    "sign_expressions",
+    "sign_trades",
+]
 
 SIGN_METHODS = pl.Enum(
     ["vendor", "tick", "reverse_tick", "quote", "lee_ready", "emo", "clnv", "depth", "bvc", "none"]
@@ -126,8 +141,8 @@ def sign_expressions(method: Method, names: Sequence[str]) -> tuple[pl.Expr, pl.
         sign = pl.when(price.is_null()).then(pl.lit(0, pl.Int8)).otherwise(reverse)
         return sign, pl.when(sign != 0).then(pl.lit("reverse_tick")).otherwise(none)
     if method == "bvc":
-        msg = "bvc classifies volume per bar, not single trades; use it for bars (--bar)"
-        raise ParameterError(msg)
+        msg = "bvc classifies volume per bar, not single trades; use it for bars ({every})"
+        raise ParameterError(msg, parameters=("every",))
     primary = _primary(method)
     by_rule = label("lee-ready" if method == "auto" else method)
     if method == "quote":

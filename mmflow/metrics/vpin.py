@@ -26,14 +26,23 @@ for. Read VPIN as a description of one-sided volume, not as a forecast of toxici
 from __future__ import annotations
 
 import math
-import re
 from functools import partial
 from typing import Final
 
 import polars as pl
 
-from mmflow.errors import ParameterError, SchemaError, SizeLimitError
+from mmflow.errors import ParameterError, SizeLimitError
+from mmflow.metrics._common import polars_duration, require_columns
 from mmflow.schema import SIZE, SYMBOL, TRADE_SIGN, TS, asof_keys, instrument_keys
+
+__all__ = [
+    "BUCKET",
+    "COMPLETE",
+    "POSITION_TOLERANCE",
+    "VPIN",
+    "vpin_at",
+    "vpin_buckets",
+]
 
 BUCKET: Final = "bucket"
 VPIN: Final = "vpin"
@@ -44,7 +53,6 @@ POSITION_TOLERANCE: Final = 1e-9
 max(1, position), are put on the boundary, so float rounding of the running sum never leaves a
 sliver of volume in a bucket of its own."""
 
-_DURATION = re.compile(r"^(\d+(ns|us|ms|s|m|h|d|w|mo|q|y))+$")
 
 _START = "_start"
 _END = "_end"
@@ -53,23 +61,6 @@ _PS = "_start_position"
 _PE = "_end_position"
 _PIECE = "_piece"
 _BAR_END = "_bar_end"
-
-
-def _check_every(every: str) -> str:
-    text = every.strip()
-    if not _DURATION.match(text) or not re.search(r"[1-9]", text):
-        msg = f"bar length must be a positive polars duration like 1m, 5m or 1h, was {every!r}"
-        raise ParameterError(msg)
-    return text
-
-
-def _require(frame: pl.LazyFrame, columns: tuple[str, ...], what: str) -> list[str]:
-    names = frame.collect_schema().names()
-    missing = [c for c in columns if c not in names]
-    if missing:
-        msg = f"{what} is missing column(s) {', '.join(missing)}; found {', '.join(names)}"
-        raise SchemaError(msg)
-    return names
 
 
 def _snap(position: pl.Expr) -> pl.Expr:
@@ -170,6 +161,41 @@ def vpin_buckets(
     │ 2      ┆ 100.0  ┆ 20.0       ┆ 80.0        ┆ 0.8  │
     └────────┴────────┴────────────┴─────────────┴──────┘
     """
+    _check_parameters(bucket_volume, buckets_per_day, window)
+    keys = instrument_keys(require_columns(trades, (TS, SYMBOL, SIZE, TRADE_SIGN), "trades"))
+    base, volume_per_bucket = _sized_trades(
+        trades, keys, bucket_volume, buckets_per_day, max_buckets
+    )
+    pieces = _bucket_pieces(base, keys, volume_per_bucket)
+    piece = pl.col(_PIECE)
+    buckets = (
+        pieces.group_by(*keys, BUCKET)
+        .agg(
+            pl.col(TS).max(),
+            piece.sum().alias("volume"),
+            pl.col("_buy").sum().alias("buy_volume"),
+            pl.col("_sell").sum().alias("sell_volume"),
+            pl.col(_PE).max(),
+        )
+        .sort(*keys, BUCKET, nulls_last=True)
+        # A bucket is complete when the instrument's volume reaches its end.
+        .with_columns(
+            (pl.col(BUCKET) < pl.col(_PE).max().over(keys).floor().cast(pl.Int64)).alias(COMPLETE)
+        )
+    )
+    imbalance = (pl.col("sell_volume") - pl.col("buy_volume")).abs()
+    vpin = (
+        imbalance.rolling_sum(window_size=window).over(keys)
+        / pl.col("volume").rolling_sum(window_size=window).over(keys)
+    ).alias(VPIN)
+    out = buckets.with_columns(vpin).select(
+        *keys, BUCKET, TS, "volume", "buy_volume", "sell_volume", VPIN, COMPLETE
+    )
+    return out if include_partial else out.filter(pl.col(COMPLETE))
+
+
+def _check_parameters(bucket_volume: float | None, buckets_per_day: int, window: int) -> None:
+    """Raise :class:`ParameterError` for a bucket size, buckets per day or window out of range."""
     if bucket_volume is not None and not (
         isinstance(bucket_volume, int | float)
         and math.isfinite(bucket_volume)
@@ -182,7 +208,18 @@ def vpin_buckets(
             msg = f"{name} must be a whole number >= 1, was {value!r}"
             raise ParameterError(msg)
 
-    keys = instrument_keys(_require(trades, (TS, SYMBOL, SIZE, TRADE_SIGN), "trades"))
+
+def _sized_trades(
+    trades: pl.LazyFrame,
+    keys: list[str],
+    bucket_volume: float | None,
+    buckets_per_day: int,
+    max_buckets: int | None,
+) -> tuple[pl.LazyFrame, pl.Expr]:
+    """Trades with a positive finite size and their UTC date; the bucket size V per trade.
+
+    With ``max_buckets``, the bucket count is estimated (and checked) before any bucket is made.
+    """
     ts_dtype = trades.collect_schema()[TS]
     ts = pl.col(TS)
     if isinstance(ts_dtype, pl.Datetime) and ts_dtype.time_zone not in (None, "UTC"):
@@ -230,6 +267,11 @@ def vpin_buckets(
             / pl.col("_date").n_unique().over(keys).cast(pl.Float64)
             / float(buckets_per_day)
         )
+    return base, volume_per_bucket
+
+
+def _bucket_pieces(base: pl.LazyFrame, keys: list[str], volume_per_bucket: pl.Expr) -> pl.LazyFrame:
+    """Split every trade into the pieces of its size that fall in each volume bucket."""
     cumulative = pl.col(SIZE).cum_sum().over(keys)
     positioned = base.with_columns(
         (cumulative - pl.col(SIZE)).alias(_START),
@@ -243,7 +285,7 @@ def vpin_buckets(
     after_last = pl.col(_PE).ceil().cast(pl.Int64)
     piece = pl.col(_PIECE)
     sign = pl.col(TRADE_SIGN)
-    pieces = (
+    return (
         positioned.with_columns(pl.int_ranges(first, after_last).alias(BUCKET))
         .explode(BUCKET)
         .filter(pl.col(BUCKET).is_not_null())
@@ -267,30 +309,6 @@ def vpin_buckets(
             pl.when(sign == -1).then(piece).alias("_sell"),
         )
     )
-    buckets = (
-        pieces.group_by(*keys, BUCKET)
-        .agg(
-            pl.col(TS).max(),
-            piece.sum().alias("volume"),
-            pl.col("_buy").sum().alias("buy_volume"),
-            pl.col("_sell").sum().alias("sell_volume"),
-            pl.col(_PE).max(),
-        )
-        .sort(*keys, BUCKET, nulls_last=True)
-        # A bucket is complete when the instrument's volume reaches its end.
-        .with_columns(
-            (pl.col(BUCKET) < pl.col(_PE).max().over(keys).floor().cast(pl.Int64)).alias(COMPLETE)
-        )
-    )
-    imbalance = (pl.col("sell_volume") - pl.col("buy_volume")).abs()
-    vpin = (
-        imbalance.rolling_sum(window_size=window).over(keys)
-        / pl.col("volume").rolling_sum(window_size=window).over(keys)
-    ).alias(VPIN)
-    out = buckets.with_columns(vpin).select(
-        *keys, BUCKET, TS, "volume", "buy_volume", "sell_volume", VPIN, COMPLETE
-    )
-    return out if include_partial else out.filter(pl.col(COMPLETE))
 
 
 def _check_buckets(
@@ -365,11 +383,11 @@ def vpin_at(bars: pl.LazyFrame, buckets: pl.LazyFrame, *, every: str) -> pl.Lazy
     >>> vpin_at(bars, buckets, every="1m").collect()["vpin"].to_list()
     [0.6, 0.6, 0.8]
     """
-    step = _check_every(every)
-    names = _require(bars, (SYMBOL, TS), "bars")
+    step = polars_duration(every, "bar length")
+    names = require_columns(bars, (SYMBOL, TS), "bars")
     if VPIN in names:
         bars = bars.drop(VPIN)
-    right_names = _require(buckets, (SYMBOL, TS, VPIN), "buckets")
+    right_names = require_columns(buckets, (SYMBOL, TS, VPIN), "buckets")
     right = buckets.filter(pl.col(COMPLETE)) if COMPLETE in right_names else buckets
     keys = instrument_keys(right_names)
     if BUCKET in right_names:

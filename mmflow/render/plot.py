@@ -14,9 +14,7 @@ distinguishable under the common forms of colour-vision deficiency.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -25,173 +23,85 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import polars as pl
 
-from mmflow.errors import MissingDependencyError, MmflowError, ParameterError
-from mmflow.schema import SYMBOL, TS, VENUE
+from mmflow.errors import MmflowError, ParameterError
+from mmflow.render.chart_base import (
+    BLACK,
+    BLUE,
+    BLUISH_GREEN,
+    BUY_COLOUR,
+    DPI,
+    GREY,
+    INSTALL_HINT,
+    MAX_PROFILE_ROWS,
+    ORANGE,
+    PANEL_TITLES,
+    PANELS,
+    PHASE_COLOURS,
+    REDDISH_PURPLE,
+    SELL_COLOUR,
+    SKY_BLUE,
+    STYLE,
+    VERMILLION,
+    WIDTH_INCHES,
+    WITHDRAWAL_COLOUR,
+    _has,
+    _new_figure,
+    _period,
+    _seconds,
+    _values,
+    _x,
+    chart_style,
+    date_number,
+    file_stem,
+    instrument_keys,
+    instrument_name,
+    require_matplotlib,
+)
+from mmflow.schema import TS
+
+__all__ = [
+    "BLACK",
+    "BLUE",
+    "BLUISH_GREEN",
+    "BUY_COLOUR",
+    "DPI",
+    "GREY",
+    "INSTALL_HINT",
+    "MAX_BARS",
+    "MAX_PROFILE_ROWS",
+    "ORANGE",
+    "PANELS",
+    "PANEL_TITLES",
+    "PHASE_COLOURS",
+    "REDDISH_PURPLE",
+    "SELL_COLOUR",
+    "SKY_BLUE",
+    "STYLE",
+    "VERMILLION",
+    "WIDTH_INCHES",
+    "WITHDRAWAL_COLOUR",
+    "InstrumentChart",
+    "chart_style",
+    "chosen_panels",
+    "date_number",
+    "file_stem",
+    "instrument_charts",
+    "instrument_count",
+    "instrument_figure",
+    "instrument_keys",
+    "instrument_name",
+    "panels_with_data",
+    "phase_runs",
+    "require_matplotlib",
+    "split_instruments",
+]
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-INSTALL_HINT: Final = "pip install 'mmflow[plot]'"
-
-PANELS: Final = ("price", "cvd", "ofi", "spread", "vpin")
-"""The panels of an instrument chart, in their default order (``--panels`` picks and orders)."""
-
-PANEL_TITLES: Final = {
-    "price": "Price, accumulation and distribution",
-    "cvd": "CVD and market-maker inventory",
-    "ofi": "Order-flow imbalance per bar",
-    "spread": "Spread and depth, liquidity withdrawal",
-    "vpin": "VPIN",
-}
-
-# Okabe–Ito colours.
-BLACK: Final = "#000000"
-ORANGE: Final = "#E69F00"
-SKY_BLUE: Final = "#56B4E9"
-BLUISH_GREEN: Final = "#009E73"
-BLUE: Final = "#0072B2"
-VERMILLION: Final = "#D55E00"
-REDDISH_PURPLE: Final = "#CC79A7"
-GREY: Final = "#999999"
-
-PHASE_COLOURS: Final = {"accumulation": SKY_BLUE, "distribution": ORANGE}
-WITHDRAWAL_COLOUR: Final = REDDISH_PURPLE
-BUY_COLOUR: Final = BLUE
-SELL_COLOUR: Final = ORANGE
-
 MAX_BARS: Final = 200_000
 """Most bars one chart draws; more is unreadable and slow (use a longer --bar)."""
-MAX_PROFILE_ROWS: Final = 100
-"""Price levels beyond this are merged into equal ranges for display (as on screen)."""
-
-WIDTH_INCHES: Final = 11.0
-DPI: Final = 110
-"""11 in at 110 dpi = 1210 px: fits a laptop screen and a report page."""
-
-STYLE: Final[dict[str, Any]] = {
-    "font.size": 9.0,
-    "axes.titlesize": 10.0,
-    "axes.titleweight": "bold",
-    "axes.labelsize": 9.0,
-    "axes.grid": True,
-    "grid.color": "#dddddd",
-    "grid.linewidth": 0.6,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "legend.fontsize": 8.0,
-    "legend.framealpha": 0.85,
-    "figure.dpi": DPI,
-    "savefig.dpi": DPI,
-    "svg.hashsalt": "mmflow",
-    "path.simplify": True,
-}
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def require_matplotlib() -> None:
-    """Import matplotlib or say how to install it.
-
-    Raises
-    ------
-    MissingDependencyError
-        When the optional ``plot`` extra is not installed.
-    """
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        msg = f"charts need matplotlib, which is not installed ({INSTALL_HINT})"
-        raise MissingDependencyError(msg) from None
-
-
-@contextmanager
-def chart_style() -> Iterator[None]:
-    """Apply matplotlib's default style plus mmflow's settings, whatever the user's rc file says."""
-    import matplotlib as mpl
-    import matplotlib.style
-
-    with mpl.rc_context():
-        matplotlib.style.use("default")
-        mpl.rcParams.update(STYLE)  # type: ignore[arg-type]
-        yield
-
-
-def _new_figure(height: float) -> Figure:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(WIDTH_INCHES, height), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def instrument_keys(bars: pl.DataFrame) -> list[str]:
-    """Return the columns that name an instrument: ``venue`` (when present) and ``symbol``."""
-    return [k for k in (VENUE, SYMBOL) if k in bars.columns]
-
-
-def instrument_name(instrument: dict[str, Any]) -> str:
-    """Name an instrument for people: ``BTCUSDT@binance-um``, or the symbol without a venue."""
-    symbol = str(instrument.get(SYMBOL) or "?")
-    venue = instrument.get(VENUE)
-    return f"{symbol}@{venue}" if venue else symbol
-
-
-def file_stem(instrument: dict[str, Any]) -> str:
-    """Return a file-name-safe stem ``<venue>_<symbol>`` (``<symbol>`` without a venue).
-
-    Other keys (a session or date of a profile) follow, joined by ``_``. Anything but letters,
-    digits, ``.``, ``_`` and ``-`` becomes ``-``, so no name escapes the output folder.
-
-    Examples
-    --------
-    >>> file_stem({"venue": "binance-um", "symbol": "BTCUSDT"})
-    'binance-um_BTCUSDT'
-    >>> file_stem({"symbol": "../ES U4/x"})
-    '-ES-U4-x'
-    """
-    parts = [instrument.get(VENUE), instrument.get(SYMBOL)]
-    parts += [v for k, v in instrument.items() if k not in (VENUE, SYMBOL)]
-    text = "_".join(_UNSAFE.sub("-", str(p)) for p in parts if p not in (None, ""))
-    return text.lstrip(".") or "instrument"
-
-
-def _seconds(every: str) -> float:
-    from mmflow.metrics.inventory import duration_seconds
-
-    return duration_seconds(every)
-
-
-def _x(values: pl.Series) -> np.ndarray[Any, np.dtype[np.float64]]:
-    """Matplotlib date numbers (days since 1970-01-01 UTC) of UTC timestamps."""
-    micros = values.dt.epoch("us").cast(pl.Float64).to_numpy()
-    return np.asarray(micros / 86_400e6, dtype=np.float64)
-
-
-def date_number(value: datetime) -> float:
-    """Return the matplotlib date number of a timestamp (naive means UTC)."""
-    series = pl.Series([value])
-    if series.dtype == pl.Datetime("us") or series.dtype == pl.Datetime("ns"):
-        series = series.dt.replace_time_zone("UTC")
-    return float(_x(series)[0])
-
-
-def _values(bars: pl.DataFrame, column: str) -> np.ndarray[Any, np.dtype[np.float64]]:
-    if column not in bars.columns:
-        return np.full(bars.height, np.nan)
-    return np.asarray(bars[column].cast(pl.Float64).fill_null(np.nan).to_numpy(), np.float64)
-
-
-def _has(bars: pl.DataFrame, column: str, at_least: int = 1) -> bool:
-    return column in bars.columns and bars[column].cast(pl.Float64).is_not_nan().sum() >= at_least
-
-
-def _period(start: datetime, end: datetime, zone: ZoneInfo) -> str:
-    first, last = start.astimezone(zone), end.astimezone(zone)
-    clock = "%H:%M:%S" if (end - start).total_seconds() < 3600 else "%H:%M"
-    tail = last.strftime(clock if first.date() == last.date() else f"%Y-%m-%d {clock}")
-    return f"{first.strftime(f'%Y-%m-%d {clock}')} → {tail} {zone.key}"
 
 
 def chosen_panels(requested: Sequence[str] | None) -> list[str]:
@@ -478,7 +388,7 @@ def instrument_figure(
     Parameters
     ----------
     bars
-        One instrument's bars (columns of :func:`mmflow.pipeline.chart`), in time order.
+        One instrument's bars (columns of :func:`mmflow.analysis.chart`), in time order.
     episodes
         Its phase episodes (``phase, inventory_side, start, end``).
     withdrawals
@@ -546,20 +456,7 @@ def instrument_figure(
                 twin = _spread_panel(ax, bars, ends, withdrawals)
             else:
                 _vpin_panel(ax, bars, ends)
-            handles, labels = ax.get_legend_handles_labels()
-            if twin is not None:
-                more, names = twin.get_legend_handles_labels()
-                handles, labels = handles + more, labels + names
-            if handles:  # above the panel, right of its title: never over the data
-                ax.legend(
-                    handles,
-                    labels,
-                    loc="lower right",
-                    bbox_to_anchor=(1.0, 1.0),
-                    ncols=len(handles),
-                    frameon=False,
-                    borderaxespad=0.1,
-                )
+            _legend_above(ax, twin)
             for axis in (ax, twin):
                 if axis is not None:
                     _readable_y(axis)
@@ -578,6 +475,24 @@ def instrument_figure(
         period = _period(_aware(bars[TS].min()), _aware(last_end), zone)
         figure.suptitle(f"{name} · {period} · {every} bars", fontsize=12, fontweight="bold")
     return InstrumentChart(instrument, figure, tuple(kept), tuple(notes))
+
+
+def _legend_above(ax: Any, twin: Any) -> None:
+    """One legend for a panel and its twin axis, above the panel right of its title."""
+    handles, labels = ax.get_legend_handles_labels()
+    if twin is not None:
+        more, names = twin.get_legend_handles_labels()
+        handles, labels = handles + more, labels + names
+    if handles:  # above the panel, right of its title: never over the data
+        ax.legend(
+            handles,
+            labels,
+            loc="lower right",
+            bbox_to_anchor=(1.0, 1.0),
+            ncols=len(handles),
+            frameon=False,
+            borderaxespad=0.1,
+        )
 
 
 def _aware(value: Any) -> datetime:
@@ -639,113 +554,3 @@ def instrument_count(bars: pl.DataFrame) -> int:
     """Return how many instruments (charts) a bar table holds."""
     keys = instrument_keys(bars)
     return bars.select(keys).n_unique() if keys and bars.height else int(bars.height > 0)
-
-
-def _merged_levels(levels: pl.DataFrame, rows: int) -> pl.DataFrame:
-    frame = levels.sort("price_level")
-    if frame.height <= rows:
-        return frame.with_columns(pl.col("price_level").alias("_top"))
-    size = -(-frame.height // rows)
-    return (
-        frame.with_row_index("_row")
-        .group_by((pl.col("_row") // size).alias("_group"))
-        .agg(
-            pl.col("price_level").first(),
-            pl.col("volume", "buy_volume", "sell_volume").sum(),
-            pl.col("price_level").last().alias("_top"),
-        )
-        .sort("price_level")
-    )
-
-
-def profile_figure(
-    levels: pl.DataFrame, area: dict[str, Any], *, title: str | None = None
-) -> Figure:
-    """Draw one volume profile as horizontal bars: buyer- and seller-initiated volume stacked.
-
-    The value area is shaded and its low and high labelled; the point of control (POC) is a
-    line. More than :data:`MAX_PROFILE_ROWS` levels are merged into equal price ranges for
-    display only (the table keeps every level).
-
-    Parameters
-    ----------
-    levels
-        One profile's ``price_level, volume, buy_volume, sell_volume`` rows.
-    area
-        Its value area: ``poc, value_area_low, value_area_high`` (and ``value_area_volume,
-        total_volume``).
-    title
-        The title; by default the symbol.
-
-    Returns
-    -------
-    Figure
-        The chart.
-    """
-    frame = _merged_levels(levels, MAX_PROFILE_ROWS)
-    prices = _values(frame, "price_level")
-    tops = _values(frame, "_top")
-    if prices.size > 1:
-        height = float(np.min(np.diff(prices)))
-    else:
-        height = max(abs(float(prices[0])) * 1e-4, 1e-9) if prices.size else 1.0
-    centres = (prices + tops) / 2.0
-    buys = np.nan_to_num(_values(frame, "buy_volume"))
-    sells = np.nan_to_num(_values(frame, "sell_volume"))
-    others = np.nan_to_num(_values(frame, "volume")) - buys - sells
-    poc, low, high = area.get("poc"), area.get("value_area_low"), area.get("value_area_high")
-    with chart_style():
-        figure = _new_figure(max(4.0, min(9.0, 2.0 + 0.06 * frame.height)))
-        ax = figure.subplots()
-        ax.set_gid("panel-profile")
-        if low is not None and high is not None:
-            patch = ax.axhspan(
-                float(low) - height / 2,
-                float(high) + height / 2,
-                color=GREY,
-                alpha=0.18,
-                linewidth=0,
-                label=f"value area {low:g} – {high:g}",
-                zorder=0,
-            )
-            patch.set_gid("value-area")
-        ax.barh(centres, buys, height=height * 0.9, color=BUY_COLOUR, label="buyer-initiated")
-        ax.barh(
-            centres,
-            sells,
-            height=height * 0.9,
-            left=buys,
-            color=SELL_COLOUR,
-            label="seller-initiated",
-        )
-        if np.any(others > 1e-9 * np.maximum(np.nan_to_num(_values(frame, "volume")), 1.0)):
-            ax.barh(
-                centres,
-                others,
-                height=height * 0.9,
-                left=buys + sells,
-                color=GREY,
-                label="unsigned",
-            )
-        if poc is not None:
-            line = ax.axhline(float(poc), color=BLACK, linewidth=1.2, label=f"POC {poc:g}")
-            line.set_gid("poc")
-        ax.set_xlabel("volume (size units)")
-        ax.set_ylabel("price")
-        ax.legend(
-            loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=3, frameon=False, borderaxespad=0.1
-        )
-        ax.ticklabel_format(axis="y", useOffset=False, style="plain")
-        extra = [str(area[k]) for k in ("session", "date") if area.get(k) is not None]
-        text = title or " · ".join([f"{instrument_name(area)} volume profile", *extra])
-        figure.suptitle(text, fontsize=12, fontweight="bold")
-    return figure
-
-
-def profile_figures(
-    levels: pl.DataFrame, areas: pl.DataFrame, *, by: Sequence[str]
-) -> Iterator[tuple[dict[str, Any], Figure]]:
-    """Yield ``(keys, figure)`` for each profile (symbol, or symbol and session or date)."""
-    for area in areas.iter_rows(named=True):
-        keys = {key: area[key] for key in by}
-        yield keys, profile_figure(_matching(levels, keys), area)

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, TypeVar
 
 import polars as pl
 
@@ -22,6 +24,28 @@ from mmflow import scratch
 from mmflow._version import __version__
 from mmflow.errors import ParameterError
 from mmflow.schema import ISO_NS
+
+__all__ = [
+    "BINARY_FORMATS",
+    "IMAGE_FORMATS",
+    "OUTPUT_FORMATS",
+    "STREAMED_FORMATS",
+    "OutputFormat",
+    "Stream",
+    "build_metadata",
+    "check_output_directory",
+    "check_output_file",
+    "check_stream",
+    "format_from_suffix",
+    "image_format",
+    "sink_file",
+    "streamed_file",
+    "write_figure",
+    "write_file",
+    "write_to",
+]
+
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
 OutputFormat = Literal["csv", "ndjson", "json", "parquet", "arrow"]
 OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("csv", "ndjson", "json", "parquet", "arrow")
@@ -76,11 +100,11 @@ def build_metadata(
     }
 
 
-def _json_ready(df: pl.DataFrame) -> pl.DataFrame:
+def _json_ready(df: Frame) -> Frame:
     """Datetimes as ISO-8601 UTC text with nanoseconds, so JSON readers need no guessing."""
     return df.with_columns(
         pl.col(name).dt.to_string(ISO_NS)
-        for name, dtype in df.schema.items()
+        for name, dtype in df.collect_schema().items()
         if isinstance(dtype, pl.Datetime)
     )
 
@@ -92,11 +116,11 @@ def _as_text(dtype: object) -> pl.Expr:
     return pl.element().cast(pl.String)
 
 
-def _csv_ready(df: pl.DataFrame) -> pl.DataFrame:
+def _csv_ready(df: Frame) -> Frame:
     """Join lists (symbols, issues, dropped rows) into ``; ``-separated text for CSV."""
     return df.with_columns(
         pl.col(name).list.eval(_as_text(dtype.inner)).list.join("; ")
-        for name, dtype in df.schema.items()
+        for name, dtype in df.collect_schema().items()
         if isinstance(dtype, pl.List)
     )
 
@@ -123,6 +147,24 @@ def _umask() -> int:
     return mask
 
 
+@contextmanager
+def _replacing(path: Path) -> Iterator[tuple[int, Path]]:
+    """Yield an open temporary file beside ``path``; rename it to ``path`` if the block succeeds.
+
+    The temporary file is registered in :mod:`mmflow.scratch`, so it is removed on any other
+    ending: an error, Ctrl-C, SIGTERM (see :mod:`mmflow.interrupts`) or interpreter exit.
+    """
+    directory = path.parent if str(path.parent) else Path()
+    if not directory.is_dir():
+        msg = f"{path}: directory {directory} does not exist (create it first)"
+        raise ParameterError(msg)
+    with scratch.temporary_file(directory, f".{path.name}.", ".tmp") as (handle, temporary):
+        yield handle, temporary
+        temporary.chmod(0o666 & ~_umask())
+        temporary.replace(path)
+        scratch.forget(temporary)
+
+
 def write_file(
     df: pl.DataFrame, path: Path, metadata: dict[str, str], fmt: OutputFormat | None = None
 ) -> None:
@@ -140,18 +182,124 @@ def write_file(
         The format, whatever the suffix says (default: from the suffix).
     """
     fmt = fmt or format_from_suffix(path)
-    directory = path.parent if str(path.parent) else Path()
-    if not directory.is_dir():
-        msg = f"{path}: directory {directory} does not exist (create it first)"
-        raise ParameterError(msg)
-    # The temporary file is registered in mmflow.scratch, so it is removed on any ending:
-    # an error, Ctrl-C, SIGTERM (see mmflow.interrupts) or interpreter exit.
-    with scratch.temporary_file(directory, f".{path.name}.", ".tmp") as (handle, temporary):
-        with os.fdopen(handle, "wb") as sink:
-            write_to(df, sink, fmt, metadata)
-        temporary.chmod(0o666 & ~_umask())
-        temporary.replace(path)
-        scratch.forget(temporary)
+    with _replacing(path) as (handle, _), os.fdopen(handle, "wb") as sink:
+        write_to(df, sink, fmt, metadata)
+
+
+STREAMED_FORMATS: tuple[OutputFormat, ...] = ("csv", "ndjson", "parquet", "arrow")
+"""Formats :func:`streamed_file` writes while the table is computed (``json`` is one array)."""
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A lazy table on its way to a temporary file (see :func:`streamed_file`).
+
+    Attributes
+    ----------
+    plan
+        The sink: collecting it (alone or with other plans in ``pl.collect_all``) writes the
+        table to ``temporary`` batch by batch and yields an empty frame.
+    temporary
+        The temporary file in the destination folder.
+    fmt
+        Its format.
+    """
+
+    plan: pl.LazyFrame
+    temporary: Path
+    fmt: OutputFormat
+
+    def rows(self) -> int:
+        """Count the rows written so far (read back from the temporary file)."""
+        if self.temporary.stat().st_size == 0:  # nothing written: no header either
+            return 0
+        if self.fmt == "csv":
+            scan = pl.scan_csv(self.temporary)
+        elif self.fmt == "ndjson":
+            scan = pl.scan_ndjson(self.temporary)
+        elif self.fmt == "parquet":
+            scan = pl.scan_parquet(self.temporary)
+        else:
+            scan = pl.scan_ipc(self.temporary)
+        count: int = scan.select(pl.len()).collect().item()
+        return count
+
+
+def _sink(
+    frame: pl.LazyFrame, target: Path, fmt: OutputFormat, metadata: dict[str, str]
+) -> pl.LazyFrame:
+    """Return the lazy sink of ``frame`` to ``target`` in ``fmt`` (as :func:`write_to` writes)."""
+    if fmt == "csv":
+        return _csv_ready(frame).sink_csv(target, datetime_format=ISO_NS, lazy=True)
+    if fmt == "ndjson":
+        return _json_ready(frame).sink_ndjson(target, lazy=True)
+    if fmt == "parquet":
+        return frame.sink_parquet(target, metadata=metadata, lazy=True)
+    if fmt == "arrow":
+        return frame.sink_ipc(target, lazy=True)
+    msg = f"{target}: {fmt} cannot be streamed; use one of {', '.join(STREAMED_FORMATS)}"
+    raise ParameterError(msg)
+
+
+@contextmanager
+def streamed_file(
+    frame: pl.LazyFrame, path: Path, metadata: dict[str, str], fmt: OutputFormat | None = None
+) -> Iterator[Stream]:
+    """Stream ``frame`` to ``path`` atomically: a sink into a temporary file, renamed at the end.
+
+    The caller collects :attr:`Stream.plan` inside the ``with`` block (with other plans if it
+    likes: one run over the inputs); when the block ends normally the file is renamed into
+    place. On an error or Ctrl-C inside the block, the temporary file is removed
+    (:mod:`mmflow.scratch`) and ``path`` is left as it was. The table never needs to fit in
+    memory, and the file holds what :func:`write_file` would write for the collected table.
+
+    Parameters
+    ----------
+    frame
+        The lazy table.
+    path
+        Destination; its parent directory must exist.
+    metadata
+        Key-value metadata stored in parquet files.
+    fmt
+        One of :data:`STREAMED_FORMATS` (default: from the suffix).
+
+    Raises
+    ------
+    ParameterError
+        For a missing directory or a format that cannot be streamed (``json``).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     target = Path(folder) / "t.csv"
+    ...     with streamed_file(pl.LazyFrame({"a": [1, 2]}), target, {}) as stream:
+    ...         _ = stream.plan.collect()
+    ...         written = stream.rows()
+    ...     (written, target.read_text())
+    (2, 'a\\n1\\n2\\n')
+    """
+    fmt = fmt or format_from_suffix(path)
+    with _replacing(path) as (handle, temporary):
+        os.close(handle)
+        yield Stream(_sink(frame, temporary, fmt, metadata), temporary, fmt)
+
+
+def sink_file(
+    frame: pl.LazyFrame, path: Path, metadata: dict[str, str], fmt: OutputFormat | None = None
+) -> int:
+    """Stream ``frame`` to ``path`` atomically (:func:`streamed_file`); return the rows written.
+
+    ``json`` (one array, not streamable) is collected and written by :func:`write_file`.
+    """
+    if (fmt or format_from_suffix(path)) not in STREAMED_FORMATS:
+        table = frame.collect()
+        write_file(table, path, metadata, fmt)
+        return table.height
+    with streamed_file(frame, path, metadata, fmt) as stream:
+        stream.plan.collect()
+        return stream.rows()
 
 
 IMAGE_FORMATS: tuple[str, ...] = ("png", "svg", "pdf")
@@ -202,17 +350,9 @@ def write_figure(figure: Any, path: Path) -> None:
     from mmflow.render.plot import chart_style
 
     fmt = image_format(path)
-    directory = path.parent if str(path.parent) else Path()
-    if not directory.is_dir():
-        msg = f"{path}: directory {directory} does not exist (create it first)"
-        raise ParameterError(msg)
-    with scratch.temporary_file(directory, f".{path.name}.", ".tmp") as (handle, temporary):
-        with os.fdopen(handle, "wb") as sink, chart_style():
-            extra = {"pil_kwargs": {"compress_level": 9}} if fmt == "png" else {}
-            figure.savefig(sink, format=fmt, metadata=_IMAGE_METADATA[fmt], **extra)
-        temporary.chmod(0o666 & ~_umask())
-        temporary.replace(path)
-        scratch.forget(temporary)
+    with _replacing(path) as (handle, _), os.fdopen(handle, "wb") as sink, chart_style():
+        extra = {"pil_kwargs": {"compress_level": 9}} if fmt == "png" else {}
+        figure.savefig(sink, format=fmt, metadata=_IMAGE_METADATA[fmt], **extra)
 
 
 BINARY_FORMATS: tuple[OutputFormat, ...] = ("parquet", "arrow")

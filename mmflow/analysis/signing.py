@@ -1,0 +1,255 @@
+"""Trade signing (``mmflow classify``): signed trades, the method mix and diagnostics."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from mmflow.analysis.market import quote_checks
+from mmflow.analysis.options import (
+    Selection,
+    Signing,
+    check_durations,
+    default_max_rows,
+    parameters_of,
+)
+from mmflow.analysis.prepare import instrument_columns, prepare_market
+from mmflow.durations import check_duration
+from mmflow.metrics.bvc import BVC_BUY_VOLUME, BVC_SELL_VOLUME, bulk_volume_classification
+from mmflow.metrics.flow import event_grid, flow_bars
+from mmflow.metrics.quotes import QUOTE_SOURCE, QUOTE_STALE, QUOTE_USABLE
+from mmflow.metrics.signing import Evaluation, evaluate_signing, method_mix, sign_trades
+from mmflow.schema import (
+    AGGRESSOR_SIDE,
+    MID_PRICE,
+    PRICE,
+    SIGN_METHOD,
+    SIZE,
+    SPREAD,
+    TRADE_SIGN,
+    TS,
+    instrument_keys,
+)
+
+__all__ = [
+    "Classification",
+    "classify",
+    "evaluate",
+]
+
+
+@dataclass(frozen=True)
+class Classification:
+    """The result of :func:`classify`.
+
+    Attributes
+    ----------
+    trades
+        Per trade: ``ts, symbol, price, size, aggressor_side, trade_sign, sign_method`` (and
+        ``mid_price, spread`` when quotes were used); for ``bvc``, per bar instead.
+    mix
+        How many trades each rule signed, per instrument.
+    diagnostics
+        Per symbol: ``trades, no_quote, no_quote_unsigned, unusable_quote,
+        unusable_quote_unsigned, nan_price`` (counts behind warnings; ``no_quote`` and
+        ``unusable_quote`` count only trades that needed a quote, ``*_unsigned`` those of them
+        the method left at 0).
+    parameters
+        Every parameter.
+    dropped
+        With cleaning: rows each rule dropped (see :class:`Analysis`).
+    checks
+        With quotes: per instrument trade and quote counts (:func:`quote_checks`), which say
+        when trades and quotes share no venue.
+    """
+
+    trades: pl.LazyFrame
+    mix: pl.LazyFrame
+    diagnostics: pl.LazyFrame
+    parameters: dict[str, Any] = field(default_factory=dict)
+    dropped: pl.LazyFrame | None = None
+    checks: pl.LazyFrame | None = None
+
+
+def _quote_diagnostics(names: Sequence[str]) -> list[pl.Expr]:
+    """Count trades the quote test could not decide, and how many of them were left unsigned.
+
+    Only trades a quote was needed for count: a vendor-signed trade never looks at a quote.
+    ``stale_quote`` counts trades whose latest quote was older than the maximum quote age
+    (treated as no quote; not counted in ``no_quote``). ``*_unsigned`` counts those the fallback
+    left at 0 (``--method quote`` has none; the tick rule has none before a symbol's first price
+    change).
+    """
+    zero = pl.lit(0, pl.UInt32)
+    if QUOTE_SOURCE not in names:
+        return [zero.alias(name) for name in _QUOTE_DIAGNOSTICS]
+    stale = pl.col(QUOTE_STALE) if QUOTE_STALE in names else pl.lit(value=False)
+    needed = pl.col(SIGN_METHOD).cast(pl.String) != "vendor"
+    missing = needed & pl.col(QUOTE_SOURCE).is_null() & ~stale
+    old = needed & stale
+    unusable = needed & pl.col(QUOTE_SOURCE).is_not_null() & ~pl.col(QUOTE_USABLE)
+    unsigned = pl.col(TRADE_SIGN) == 0
+    return [
+        missing.sum().cast(pl.UInt32).alias("no_quote"),
+        (missing & unsigned).sum().cast(pl.UInt32).alias("no_quote_unsigned"),
+        old.sum().cast(pl.UInt32).alias("stale_quote"),
+        (old & unsigned).sum().cast(pl.UInt32).alias("stale_quote_unsigned"),
+        unusable.sum().cast(pl.UInt32).alias("unusable_quote"),
+        (unusable & unsigned).sum().cast(pl.UInt32).alias("unusable_quote_unsigned"),
+    ]
+
+
+_QUOTE_DIAGNOSTICS = (
+    "no_quote",
+    "no_quote_unsigned",
+    "stale_quote",
+    "stale_quote_unsigned",
+    "unusable_quote",
+    "unusable_quote_unsigned",
+)
+
+
+def classify(
+    trades: pl.LazyFrame,
+    quotes: pl.LazyFrame | None = None,
+    *,
+    signing: Signing | None = None,
+    every: str = "1m",
+    selection: Selection | None = None,
+    max_bars: int | None = None,
+) -> Classification:
+    """Sign every trade and count how each was signed.
+
+    Parameters
+    ----------
+    trades, quotes
+        Canonical trades and (optionally) quotes.
+    signing
+        Method and quote matching.
+    every
+        Bar length for ``bvc``.
+    selection
+        Symbols, time window and clock.
+    max_bars
+        For ``bvc``: the most bars (default :func:`default_max_rows`).
+
+    Returns
+    -------
+    Classification
+        Lazy per-trade table, method mix and diagnostics.
+    """
+    selection = selection or Selection()
+    signing = signing or Signing()
+    check_durations(signing=signing)
+    check_duration(every, what="bar length (every)")
+    prepared, prepared_quotes, dropped = prepare_market(trades, quotes, selection)
+    parameters = parameters_of(selection, signing, bar=every)
+    if signing.method == "bvc":
+        return _bvc_classification(prepared, signing, every, max_bars, parameters, dropped)
+    signed = sign_trades(
+        prepared,
+        prepared_quotes,
+        method=signing.method,
+        match=signing.match,
+        lag=signing.lag,
+        max_quote_age=signing.max_quote_age,
+    )
+    names = signed.collect_schema().names()
+    instrument = instrument_keys(names)
+    columns = [TS, *instrument, PRICE, SIZE, AGGRESSOR_SIDE, TRADE_SIGN, SIGN_METHOD]
+    columns += [c for c in (MID_PRICE, SPREAD) if c in names]
+    diagnostics = signed.group_by(instrument).agg(
+        pl.len().alias("trades"),
+        *_quote_diagnostics(names),
+        pl.col(PRICE).is_nan().sum().alias("nan_price"),
+    )
+    checks = (
+        quote_checks(signed, prepared_quotes).with_columns(
+            pl.lit(0, pl.UInt32).alias("stale_quote")  # said by the diagnostics already
+        )
+        if prepared_quotes is not None
+        else None
+    )
+    return Classification(
+        instrument_columns(signed.select(columns)),
+        instrument_columns(method_mix(signed)),
+        instrument_columns(diagnostics),
+        parameters,
+        dropped,
+        checks,
+    )
+
+
+def _bvc_classification(
+    prepared: pl.LazyFrame,
+    signing: Signing,
+    every: str,
+    max_bars: int | None,
+    parameters: dict[str, Any],
+    dropped: pl.LazyFrame | None,
+) -> Classification:
+    """Bulk volume classification: buy and sell volume per bar instead of signed trades."""
+    unsigned = prepared.with_columns(pl.lit(0, pl.Int8).alias(TRADE_SIGN))
+    instrument = instrument_keys(unsigned)
+    grid = event_grid(
+        unsigned,
+        every=every,
+        max_bars=default_max_rows() if max_bars is None else max_bars,
+    )
+    bars = bulk_volume_classification(
+        flow_bars(unsigned, every=every, grid=grid),
+        by=instrument,
+        distribution=signing.bvc_distribution,
+        dof=signing.bvc_dof,
+    ).select(
+        *instrument,
+        TS,
+        "close",
+        "volume",
+        "trades",
+        pl.col(BVC_BUY_VOLUME).alias("buy_volume"),
+        pl.col(BVC_SELL_VOLUME).alias("sell_volume"),
+    )
+    mix = method_mix(prepared.with_columns(pl.lit("bvc").alias(SIGN_METHOD)))
+    diagnostics = prepared.group_by(instrument).agg(
+        pl.len().alias("trades"),
+        *_quote_diagnostics([]),
+        pl.col(PRICE).is_nan().sum().alias("nan_price"),
+    )
+    return Classification(
+        instrument_columns(bars),
+        instrument_columns(mix),
+        instrument_columns(diagnostics),
+        parameters,
+        dropped,
+    )
+
+
+def evaluate(
+    trades: pl.LazyFrame,
+    quotes: pl.LazyFrame | None = None,
+    *,
+    signing: Signing | None = None,
+    every: str = "1m",
+    selection: Selection | None = None,
+) -> Evaluation:
+    """Score every signing method against the vendor side (see :func:`evaluate_signing`)."""
+    selection = selection or Selection()
+    signing = signing or Signing()
+    check_durations(signing=signing)
+    check_duration(every, what="bar length (every)")
+    prepared, prepared_quotes, _ = prepare_market(trades, quotes, selection)
+    scored = evaluate_signing(
+        prepared,
+        prepared_quotes,
+        match=signing.match,
+        lag=signing.lag,
+        every=every,
+        bvc_distribution=signing.bvc_distribution,
+        bvc_dof=signing.bvc_dof,
+        max_quote_age=signing.max_quote_age,
+    )
+    return Evaluation(instrument_columns(scored.scores), instrument_columns(scored.lags))

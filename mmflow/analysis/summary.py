@@ -1,0 +1,193 @@
+"""The main analysis (``mmflow analyze``): per-bar table and one summary row per instrument."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import polars as pl
+
+from mmflow.analysis.market import market_bars
+from mmflow.analysis.options import BarOptions, Selection, Signing, check_windows
+from mmflow.analysis.prepare import instrument_columns
+from mmflow.metrics.flow import bar_keys, flow_summary, summary_from_bars
+from mmflow.metrics.inventory import inventory_summary
+from mmflow.metrics.phase_episodes import phase_episodes
+from mmflow.metrics.phases import PhaseParameters, phase_bars
+from mmflow.metrics.profile import value_area, volume_profile
+from mmflow.schema import SYMBOL, TS, VENUE, instrument_keys
+
+__all__ = [
+    "SUMMARY_COLUMNS",
+    "Analysis",
+    "analyze",
+]
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """The result of :func:`analyze`: lazy tables plus the parameters that produced them.
+
+    Attributes
+    ----------
+    summary
+        One row per instrument (``venue, symbol``).
+    bars
+        One row per instrument and bar.
+    mix
+        How many trades each signing rule signed, per instrument.
+    parameters
+        Every parameter, for file metadata and reproducibility.
+    dropped
+        With cleaning: ``symbol, date, rule, rows_dropped, table`` (no row is lost silently).
+    paths
+        ``venue, symbol, inventory_path``: the bar-by-bar inventory, for a sparkline.
+    checks
+        With quotes: what the quotes could not be used for (:func:`quote_checks`).
+    """
+
+    summary: pl.LazyFrame
+    bars: pl.LazyFrame
+    mix: pl.LazyFrame
+    parameters: dict[str, Any] = field(default_factory=dict)
+    dropped: pl.LazyFrame | None = None
+    paths: pl.LazyFrame | None = None
+    checks: pl.LazyFrame | None = None
+
+
+def analyze(
+    trades: pl.LazyFrame,
+    quotes: pl.LazyFrame | None = None,
+    *,
+    every: str = "1m",
+    options: BarOptions | None = None,
+    signing: Signing | None = None,
+    selection: Selection | None = None,
+    phase_parameters: PhaseParameters | None = None,
+    materialize: Callable[[list[pl.LazyFrame]], list[pl.DataFrame]] | None = None,
+) -> Analysis:
+    """Run the main analysis: everything per bar, and one summary row per instrument.
+
+    Parameters
+    ----------
+    trades
+        Canonical trades (any order; several files may be concatenated).
+    quotes
+        Canonical quotes (for quote-based signing, OFI, spreads and liquidity), or ``None``.
+    every
+        Bar length (polars duration string), used when ``options`` is not given.
+    options
+        Bar length and metric windows.
+    signing
+        Signing method and quote matching (``auto`` by default).
+    selection
+        Symbols, time window, clock, session and cleaning.
+    phase_parameters
+        The distribution-phase rule (causal labels).
+    materialize
+        How to collect the bar table early (the command line passes its error-naming
+        collector). Without it the whole analysis is one lazy plan, which recomputes the bars
+        for each summary; with it the bars are computed once, which is much faster on large
+        inputs.
+
+    Returns
+    -------
+    Analysis
+        Lazy summary and bar tables; nothing is read until they are collected. The summary
+        adds the current ``phase`` and ``distribution_score``, the last episode and the POC and
+        value area; the bars add the phase columns.
+    """
+    options = options or BarOptions(every=every)
+    phase_parameters = phase_parameters or PhaseParameters(lookback=options.lookback)
+    check_windows(options, phase_parameters)
+    market = market_bars(trades, quotes, options=options, signing=signing, selection=selection)
+    signing = signing or Signing()
+    if signing.method == "bvc":
+        flow = summary_from_bars(market.bars, market.signed)
+    else:
+        flow = flow_summary(market.signed)
+    instrument = instrument_keys(market.signed)
+    areas = value_area(volume_profile(market.signed, by=instrument), by=instrument).select(
+        *instrument, "poc", "value_area_low", "value_area_high"
+    )
+    bars, signed = market.bars, market.signed
+    if materialize is not None:
+        # Everything below reads the bars (and the signed trades) several times: compute them
+        # and the trade-level summaries in one pass over the inputs, then reuse the results.
+        frames = materialize([bars, flow, areas, signed])
+        bars, flow, areas, signed = (frame.lazy() for frame in frames)
+    totals = bars.group_by(instrument).agg(
+        (
+            pl.when(pl.col("ofi").is_not_null().any()).then(pl.col("ofi").sum())
+            if market.has_quotes
+            else pl.lit(None, pl.Float64)
+        ).alias("ofi")
+    )
+    inventory = inventory_summary(bars, every=options.every, horizon=options.pressure_horizon)
+    phased = phase_bars(bars, signed, parameters=phase_parameters)
+    episodes = phase_episodes(
+        phased, every=options.every, trades=signed, parameters=phase_parameters
+    )
+    current = phased.group_by(instrument).agg(
+        pl.col("phase").drop_nulls().last().alias("phase"),
+        pl.col("inventory_side").filter(pl.col("phase").is_not_null()).last(),
+        pl.col("distribution_score").drop_nulls().last().alias("distribution_score"),
+    )
+    last_episode = (
+        episodes.sort("end")
+        .group_by(instrument)
+        .agg(
+            pl.col("phase").last().alias("last_episode"),
+            pl.col("inventory_side").last().alias("last_episode_side"),
+            pl.col("start").last().alias("last_episode_start"),
+            pl.col("end").last().alias("last_episode_end"),
+        )
+    )
+    summary = flow
+    for part in (totals, inventory):
+        summary = summary.join(part, on=instrument, how="left", nulls_equal=True)
+    present = summary.collect_schema().names()
+    summary = summary.select(*(c for c in SUMMARY_COLUMNS if c in present))
+    for part in (current, last_episode, areas):
+        summary = summary.join(part, on=instrument, how="left", nulls_equal=True)
+    summary = summary.sort(instrument, nulls_last=True)
+    paths = bars.group_by(instrument).agg(pl.col("mm_inventory").alias("inventory_path"))
+    parameters = {
+        **market.parameters,
+        **{f"phase_{k}": v for k, v in asdict(phase_parameters).items()},
+    }
+    phased = phased.sort(*bar_keys(market.bars), TS, nulls_last=True)
+    return Analysis(
+        instrument_columns(summary),
+        instrument_columns(phased),
+        instrument_columns(market.mix),
+        parameters,
+        market.dropped,
+        instrument_columns(paths),
+        market.checks,
+    )
+
+
+SUMMARY_COLUMNS = (
+    VENUE,
+    SYMBOL,
+    "trades",
+    "volume",
+    "buy_volume",
+    "sell_volume",
+    "unknown_volume",
+    "vwap",
+    "net_flow",
+    "ofi",
+    "mm_inventory",
+    "inventory_max",
+    "inventory_min",
+    "inventory_half_life",
+    "price_pressure",
+    "quote_skew",
+    "withdrawing_share",
+    "liquidity_state",
+    "start",
+    "end",
+)

@@ -1,0 +1,157 @@
+"""Helpers the tests share: the CLI runner, vendor-file readers and small file utilities."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import importlib.util
+import io
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+
+import polars as pl
+from click.testing import CliRunner
+
+import mmflow.io
+from mmflow.cli import cli
+from mmflow.io import ReadOptions, Source
+from mmflow.io.formats import Frames
+
+
+def run(
+    *args: str | Path,
+    input: bytes | None = None,
+    env: dict[str, str] | None = None,
+    columns: int | None = 200,
+) -> tuple[int, str, str]:
+    """Run ``mmflow ARGS`` in-process; return the exit code, stdout and stderr.
+
+    ``columns`` is the terminal width the screens see (None: click's default); ``env`` adds
+    environment variables.
+    """
+    width = {} if columns is None else {"COLUMNS": str(columns)}
+    result = CliRunner(env={**width, **(env or {})}).invoke(
+        cli, [str(a) for a in args], input=input
+    )
+    return result.exit_code, result.stdout, result.stderr
+
+
+def load_script(path: Path, name: str) -> ModuleType:
+    """Import a script (e.g. one of ``benchmarks/``) as the module ``name``."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def utc(
+    year: int, month: int, day: int, hour: int, minute: int, second: int, micro: int = 0
+) -> datetime:
+    """A UTC datetime."""
+    return datetime(year, month, day, hour, minute, second, micro, tzinfo=UTC)
+
+
+def source_of(path: Path) -> Source:
+    """The :class:`Source` of a local file, displayed as its path."""
+    return Source(path, str(path))
+
+
+def read(path: Path, fmt: str = "auto", symbol: str | None = None) -> Frames:
+    """Read one file with mmflow's readers; return its lazy frames."""
+    return mmflow.io.read_source(source_of(path), fmt, ReadOptions(symbol=symbol)).frames
+
+
+def trades_of(path: Path, fmt: str = "auto", symbol: str | None = None) -> pl.DataFrame:
+    """Read a file that holds trades only; return them collected."""
+    frames = read(path, fmt, symbol)
+    assert frames.quotes is None
+    assert isinstance(frames.trades, pl.LazyFrame)
+    return frames.trades.collect()
+
+
+def quotes_of(path: Path, fmt: str = "auto", symbol: str | None = None) -> pl.DataFrame:
+    """Read a file that holds quotes only; return them collected."""
+    frames = read(path, fmt, symbol)
+    assert frames.trades is None
+    assert isinstance(frames.quotes, pl.LazyFrame)
+    return frames.quotes.collect()
+
+
+def write(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` (UTF-8); return the path."""
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def gzip_copy(src: Path, dest: Path) -> Path:
+    """Write a gzip-compressed copy of ``src`` to ``dest``; return ``dest``."""
+    dest.write_bytes(gzip.compress(src.read_bytes()))
+    return dest
+
+
+def vendor_rows(path: Path) -> list[dict[str, str]]:
+    """The file's rows as parsed by Python's csv module (independent of the reader)."""
+    raw = path.read_bytes()
+    if raw.startswith(b"\x1f\x8b"):
+        raw = gzip.decompress(raw)
+    return list(csv.DictReader(io.StringIO(raw.decode("utf-8"))))
+
+
+UTC_NS = pl.Datetime("ns", "UTC")
+"""The canonical timestamp type."""
+
+COLUMN_TYPES: dict[str, pl.DataType] = {
+    "ts": UTC_NS,
+    "venue": pl.String(),
+    "symbol": pl.String(),
+    "price": pl.Float64(),
+    "size": pl.Float64(),
+    "aggressor_side": pl.Int8(),
+    "trade_sign": pl.Int8(),
+    "mid_price": pl.Float64(),
+    "bid_price": pl.Float64(),
+    "bid_size": pl.Float64(),
+    "ask_price": pl.Float64(),
+    "ask_size": pl.Float64(),
+    "session": pl.Int64(),
+    "effective_spread": pl.Float64(),
+    "realized_spread": pl.Float64(),
+}
+"""The type of each column the frame factories of the tests make."""
+
+
+def typed_frame(columns: Mapping[str, Sequence[object]]) -> pl.LazyFrame:
+    """A lazy frame of ``columns`` (in that order), each of its :data:`COLUMN_TYPES` type."""
+    return pl.LazyFrame(
+        {name: list(values) for name, values in columns.items()},
+        schema={name: COLUMN_TYPES[name] for name in columns},
+    )
+
+
+def bbo_quotes(
+    ts: Sequence[datetime],
+    symbols: Sequence[str],
+    bids: Sequence[float | None],
+    asks: Sequence[float | None],
+    *,
+    bid_size: float = 1.0,
+    ask_size: float = 1.0,
+) -> pl.LazyFrame:
+    """Best bid and offer quotes with constant sizes (``ts, symbol, bid/ask price and size``)."""
+    n = len(ts)
+    return typed_frame(
+        {
+            "ts": ts,
+            "symbol": symbols,
+            "bid_price": bids,
+            "bid_size": [bid_size] * n,
+            "ask_price": asks,
+            "ask_size": [ask_size] * n,
+        }
+    )
