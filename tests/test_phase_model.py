@@ -112,7 +112,8 @@ def drift_ratio_reference(
         elif current is not None:
             value = current
         else:
-            value = 1.0
+            out.append(math.nan)  # no estimate yet: the detector is not warm
+            continue
         out.append(max(value, 1.0))
     return out
 
@@ -131,7 +132,7 @@ def test_drift_ratio_matches_reference_loop(
     warm = np.arange(x.size) >= cold
     got = phase_model.drift_ratio(x, warm, lookback, horizon)
     expected = drift_ratio_reference(list(x), list(warm), lookback, horizon)
-    assert got.tolist() == pytest.approx(expected, abs=1e-9)
+    assert got.tolist() == pytest.approx(expected, abs=1e-9, nan_ok=True)
 
 
 def test_drift_ratio_is_one_on_a_random_walk_and_large_on_persistent_flow() -> None:
@@ -147,10 +148,14 @@ def test_drift_ratio_is_one_on_a_random_walk_and_large_on_persistent_flow() -> N
         other[i] = 0.9 * other[i - 1] + shocks[i]
     drifting = phase_model.drift_ratio(np.cumsum(noise + other), warm, 240)
     assert np.median(drifting[720:]) > 1.5
-    adjusted = phase_model.drift_adjusted_path(np.cumsum(noise + other), warm, 240)
-    assert np.diff(adjusted, prepend=0.0) == pytest.approx(
-        (noise + other) / phase_model.drift_ratio(np.cumsum(noise + other), warm, 240)
-    )
+    ratio = phase_model.drift_ratio(np.cumsum(noise + other), warm, 240)
+    adjusted = phase_model.drift_adjusted_path(np.cumsum(noise + other), ratio)
+    ready = np.isfinite(ratio)
+    assert not ready[:60].any()
+    assert ready[200:].all()
+    steps = np.diff(adjusted, prepend=0.0)
+    assert steps[ready] == pytest.approx((noise + other)[ready] / ratio[ready])
+    assert (steps[~ready] == 0).all()
 
 
 def test_shipped_model_is_a_probability_with_an_entry_threshold() -> None:

@@ -194,8 +194,9 @@ def drift_ratio(
     1(1):41-66) and ρ ≈ √VR. An episode's own build-up and unload raise ρ for a while too, so
     r_k = max(1, the :data:`DRIFT_QUANTILE` quantile of ρ over the last :data:`DRIFT_MEMORY`·L
     bars): drift that is there most of the time counts, an episode does not. Until L values
-    of ρ exist, r = max(1, ρ) (cautious: an early episode counts as drift), and r = 1 while ρ
-    is null. Never below 1: mean-reverting flow does not make a move look more significant.
+    of ρ exist, r = max(1, ρ) (cautious: an early episode counts as drift); NaN while ρ is
+    null (the detector is not warm there: without a drift estimate it does not label). Never
+    below 1: mean-reverting flow does not make a move look more significant.
     Causal: bar k uses bars ≤ k.
     """
     if path.size == 0:
@@ -208,27 +209,19 @@ def drift_ratio(
     upper = changes.rolling_quantile(0.75, "linear", window_size=lookback, min_samples=least)
     lower = changes.rolling_quantile(0.25, "linear", window_size=lookback, min_samples=least)
     local = ((upper - lower) / (1.349 * math.sqrt(horizon))).fill_nan(None)
-    persistent = (
-        local.rolling_quantile(
-            DRIFT_QUANTILE, "linear", window_size=DRIFT_MEMORY * lookback, min_samples=lookback
-        )
-        .fill_null(local)
-        .fill_null(1.0)
-    )
-    return np.asarray(np.maximum(persistent.to_numpy(), 1.0), dtype=np.float64)
+    persistent = local.rolling_quantile(
+        DRIFT_QUANTILE, "linear", window_size=DRIFT_MEMORY * lookback, min_samples=lookback
+    ).fill_null(local)
+    values = persistent.cast(pl.Float64).fill_null(float("nan")).to_numpy()
+    return np.asarray(np.where(np.isnan(values), np.nan, np.maximum(values, 1.0)), np.float64)
 
 
-def drift_adjusted_path(
-    path: FloatArray,
-    warm: npt.NDArray[np.bool_],
-    lookback: int,
-    horizon: int = DRIFT_HORIZON,
-) -> FloatArray:
-    """X'_k = Σ_{i≤k} (X_i − X_{i−1}) / r_i with r = :func:`drift_ratio` (causal)."""
+def drift_adjusted_path(path: FloatArray, ratio: FloatArray) -> FloatArray:
+    """X'_k = Σ_{i≤k} (X_i − X_{i−1}) / r_i, r = :func:`drift_ratio` (bars without r add 0)."""
     if path.size == 0:
         return path
-    steps = np.diff(path, prepend=0.0) / drift_ratio(path, warm, lookback, horizon)
-    return np.asarray(np.cumsum(steps), dtype=np.float64)
+    steps = np.diff(path, prepend=0.0) / ratio
+    return np.asarray(np.cumsum(np.where(np.isfinite(steps), steps, 0.0)), dtype=np.float64)
 
 
 def _lagged(values: FloatArray, lag: int) -> FloatArray:

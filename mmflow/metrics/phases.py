@@ -207,9 +207,10 @@ def _label_series(
     inventory = series[MM_INVENTORY].cast(pl.Float64).fill_null(0.0).to_numpy()
     lam = series[ABSORPTION_LAMBDA].cast(pl.Float64).fill_null(float("nan")).to_numpy()
     warm = np.isfinite(sigma) & (sigma > 0)
-    path = phase_model.drift_adjusted_path(
-        phase_model.normalised_path(change, sigma), warm, p.lookback
-    )
+    normalised = phase_model.normalised_path(change, sigma)
+    ratio = phase_model.drift_ratio(normalised, warm, p.lookback)
+    warm &= np.isfinite(ratio)
+    path = phase_model.drift_adjusted_path(normalised, ratio)
     found = phase_model.detect(
         path,
         price,
