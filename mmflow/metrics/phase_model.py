@@ -7,12 +7,14 @@ bars with explicit entries and exits. Everything of bar k uses bars ≤ k only.
 
 Notation: u_k = clip(ΔI_k / σ₁_k, −c, c), the bar's inventory change in units of the trailing
 flow noise σ₁ (clipped at c = :data:`CLIP` for heavy tails; normalising by the trailing σ₁ makes
-it scale-free and follows the activity); X_k = Σ_{i≤k} u_i, the normalised inventory
-path. For an orientation s = +1 (long) or −1 (short), x = s·X and, over the last M bars
-(``baseline``): k* the latest bar at the maximum of x (the **peak**), t* the earlier bar of
-the window that makes the rise most significant, argmax_t (x_{k*} − x_t)/√(k* − t) (the
-**trough**: the rolling baseline), n = k* − t*,
-j = k − k*. Features (each clipped to a fixed range):
+it scale-free and follows the activity); X_k = Σ_{i≤k} u_i / r_i, the normalised inventory
+path, with r the drift ratio of :func:`drift_ratio` (≥ 1: how much faster than a random walk
+the proxy spreads persistently, so that a proxy random-walking under other participants' flow
+does not look like accumulation or an unload; bars before r exists are not warm). For an
+orientation s = +1 (long) or −1 (short), x = s·X and, over the last M bars (``baseline``): k*
+the latest bar at the maximum of x (the **peak**), t* the earlier bar of the window that makes
+the rise most significant, argmax_t (x_{k*} − x_t)/√(k* − t) (the **trough**: the rolling
+baseline), n = k* − t*, j = k − k*. Features (each clipped to a fixed range):
 
 * ``rise_z`` = (x_{k*} − x_{t*}) / √max(n, 1): how significantly inventory rose trough → peak;
 * ``draw_z`` = (x_{k*} − x_k) / √max(j, 1): drawdown since the peak, the generalised likelihood
@@ -29,7 +31,7 @@ p_s = 1 / (1 + exp(−(β₀ + Σ β_i·t_i))) over the terms t of :func:`design
 features and their pairwise products: "rise *and* drawdown" needs interactions) with
 coefficients :func:`model` (logistic regression: Cox 1958, *J. Royal Statistical Society B*
 20(2):215-242; package data ``phase_model.json``, fitted by ``benchmarks/phase_robustness.py
---train`` on both simulator families and six regimes, tuning seeds only). The state machine
+--train`` on both simulator families and eight regimes, tuning seeds only). The state machine
 and its thresholds are documented in :func:`detect`; ``docs/phases.md`` records how they were
 set.
 """
