@@ -13,11 +13,13 @@ from pathlib import Path
 from types import ModuleType
 
 import polars as pl
+import pytest
 from click.testing import CliRunner
 
 import mmflow.io
 from mmflow.cli import cli
-from mmflow.io import ReadOptions, Source
+from mmflow.errors import MmflowError
+from mmflow.io import FORMATS, ReadOptions, Source
 from mmflow.io.formats import Frames
 
 
@@ -155,3 +157,18 @@ def bbo_quotes(
             "ask_size": [ask_size] * n,
         }
     )
+
+
+def read_error(
+    fmt: str, path: Path, error: type[MmflowError] = MmflowError, options: ReadOptions | None = None
+) -> str:
+    """Read ``path`` as ``fmt`` expecting ``error``; check it is one line naming the file.
+
+    Returns the message, for the test's own checks.
+    """
+    with pytest.raises(error) as info:
+        FORMATS[fmt].read(source_of(path), options or ReadOptions())
+    message = str(info.value)
+    assert str(path) in message
+    assert "\n" not in message
+    return message

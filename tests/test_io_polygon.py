@@ -14,7 +14,7 @@ from mmflow.io.formats import Sniff
 from mmflow.io.polygon import FORMATS as POLYGON_FORMATS
 from mmflow.io.polygon import ROUND_LOT, crypto_side, read_quotes
 from tests.conftest import data_path
-from tests.helpers import quotes_of, read, source_of, trades_of, utc, vendor_rows, write
+from tests.helpers import quotes_of, read, read_error, source_of, trades_of, utc, vendor_rows, write
 
 TRADES_FEB = ("us_stocks_sip", "trades_v1", "2026", "02", "2026-02-11.csv.gz")
 TRADES_MAY = ("us_stocks_sip", "trades_v1", "2026", "05", "2026-05-22.csv.gz")
@@ -473,21 +473,14 @@ def test_sniff_empty_file_matches_nothing() -> None:
 def test_empty_file_raises_one_line_error(fmt: str, tmp_path: Path) -> None:
     path = tmp_path / "2024-01-02.csv"
     path.write_bytes(b"")
-    with pytest.raises(ReaderError) as info:
-        FORMATS[fmt].read(source_of(path), ReadOptions())
-    message = str(info.value)
-    assert str(path) in message
-    assert "\n" not in message
+    message = read_error(fmt, path, ReaderError)
     assert "empty" in message
 
 
 def test_empty_gzip_raises_one_line_error(tmp_path: Path) -> None:
     path = tmp_path / "2024-01-02.csv.gz"
     path.write_bytes(gzip.compress(b""))
-    with pytest.raises(MmflowError) as info:
-        FORMATS["polygon-trades"].read(source_of(path), ReadOptions())
-    assert str(path) in str(info.value)
-    assert "\n" not in str(info.value)
+    read_error("polygon-trades", path, MmflowError)
 
 
 @pytest.mark.parametrize(
@@ -504,9 +497,5 @@ def test_missing_column_raises_one_line_error(
 ) -> None:
     cells = ",".join(["1"] * len(header.split(",")))
     path = write(tmp_path / "broken.csv", f"{header}\n{cells}\n")
-    with pytest.raises(ReaderError) as info:
-        FORMATS[fmt].read(source_of(path), ReadOptions())
-    message = str(info.value)
-    assert str(path) in message
+    message = read_error(fmt, path, ReaderError)
     assert f"missing column(s) {missing} " in message
-    assert "\n" not in message

@@ -18,7 +18,7 @@ from mmflow.io import FORMATS, ReadOptions, detect
 from mmflow.io.formats import Sniff, frames_kind
 from mmflow.io.sierra import DEFAULT_SYMBOL, DEFAULT_TZ, read_trades, sierra_time, symbol_from_name
 from tests.conftest import data_path, shared_path
-from tests.helpers import source_of, trades_of, utc
+from tests.helpers import read_error, source_of, trades_of, utc
 
 FILE_2022 = "ES_2022-01-24_tbt.txt"
 FILE_2023 = "ES_2023-06-29_tbt.txt"
@@ -395,21 +395,14 @@ def test_sniff_rejects_other_headers(header: str) -> None:
 def test_empty_file_raises_one_line_error(tmp_path: Path) -> None:
     path = tmp_path / "ES_empty.txt"
     path.write_bytes(b"")
-    with pytest.raises(ReaderError) as info:
-        FORMATS["sierra-es"].read(source_of(path), ReadOptions())
-    message = str(info.value)
-    assert str(path) in message
-    assert "\n" not in message
+    message = read_error("sierra-es", path, ReaderError)
     assert "empty" in message
 
 
 def test_empty_gzip_raises_one_line_error(tmp_path: Path) -> None:
     path = tmp_path / "ES_empty.txt.gz"
     path.write_bytes(gzip.compress(b""))
-    with pytest.raises(MmflowError) as info:
-        FORMATS["sierra-es"].read(source_of(path), ReadOptions())
-    assert str(path) in str(info.value)
-    assert "\n" not in str(info.value)
+    read_error("sierra-es", path, MmflowError)
 
 
 @pytest.mark.parametrize("missing", ["BidSize", "AskPrice", "Sequence", "Time"])
@@ -418,12 +411,8 @@ def test_missing_column_raises_one_line_error(missing: str, tmp_path: Path) -> N
     path = write(
         tmp_path / "ES_broken.txt", ";".join(columns) + "\n" + ";".join(["1"] * len(columns)) + "\n"
     )
-    with pytest.raises(ReaderError) as info:
-        FORMATS["sierra-es"].read(source_of(path), ReadOptions())
-    message = str(info.value)
-    assert str(path) in message
+    message = read_error("sierra-es", path, ReaderError)
     assert f"missing column(s) {missing} " in message
-    assert "\n" not in message
 
 
 # --- full files in ../shared (skipped when absent) ------------------------------------------

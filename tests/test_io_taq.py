@@ -11,7 +11,7 @@ from mmflow.io import FORMATS, ReadOptions, detect
 from mmflow.io.taq import FORMATS as TAQ_FORMATS
 from mmflow.io.taq import ROUND_LOT, read_daily_nbbo, read_daily_quotes, read_wrds_quotes
 from tests.conftest import data_path
-from tests.helpers import gzip_copy, quotes_of, read, source_of, trades_of, utc, write
+from tests.helpers import gzip_copy, quotes_of, read, read_error, source_of, trades_of, utc, write
 
 DAILY_TRADES = "EQY_US_ALL_TRADE_20161024"
 DAILY_BBO = "EQY_US_ALL_BBO_20161024"
@@ -512,11 +512,7 @@ def test_wrds_part_time_becomes_ts_event(tmp_path: Path) -> None:
 def test_empty_file_raises_one_line_error(fmt: str, tmp_path: Path) -> None:
     path = tmp_path / "EQY_US_ALL_TRADE_20161024"
     path.write_bytes(b"")
-    with pytest.raises(ReaderError) as info:
-        FORMATS[fmt].read(source_of(path), ReadOptions())
-    message = str(info.value)
-    assert str(path) in message
-    assert "\n" not in message
+    message = read_error(fmt, path, ReaderError)
     assert "empty" in message
 
 
@@ -551,11 +547,7 @@ def test_missing_column_raises_one_line_error(
     separator = "|" if "|" in header else ","
     row = separator.join(["1"] * len(header.split(separator)))
     path = write(tmp_path / name, f"{header}\n{row}\n")
-    with pytest.raises(MmflowError) as info:
-        FORMATS[fmt].read(source_of(path), ReadOptions())
-    message = str(info.value)
-    assert str(path) in message
-    assert "\n" not in message
+    message = read_error(fmt, path, MmflowError)
     assert missing in message
 
 

@@ -10,11 +10,21 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from mmflow.errors import MmflowError, ReaderError
-from mmflow.io import FORMATS, ReadOptions, detect
+from mmflow.io import FORMATS, detect
 from mmflow.io.formats import Sniff
 from mmflow.io.tardis import FORMATS as TARDIS_FORMATS
 from tests.conftest import data_path, shared_path
-from tests.helpers import gzip_copy, quotes_of, read, source_of, trades_of, utc, vendor_rows, write
+from tests.helpers import (
+    gzip_copy,
+    quotes_of,
+    read,
+    read_error,
+    source_of,
+    trades_of,
+    utc,
+    vendor_rows,
+    write,
+)
 
 TRADES_FILE = "binance-futures_trades_2020-02-22_BTCUSDT.csv.gz"
 QUOTES_FILE = "binance-futures_quotes_2020-02-22_BTCUSDT.csv.gz"
@@ -480,21 +490,14 @@ def test_sniff_header_is_case_insensitive() -> None:
 def test_empty_file_raises_one_line_error(fmt: str, tmp_path: Path) -> None:
     path = tmp_path / "empty.csv"
     path.write_bytes(b"")
-    with pytest.raises(ReaderError) as info:
-        FORMATS[fmt].read(source_of(path), ReadOptions())
-    message = str(info.value)
-    assert str(path) in message
-    assert "\n" not in message
+    message = read_error(fmt, path, ReaderError)
     assert "empty" in message
 
 
 def test_empty_gzip_raises_one_line_error(tmp_path: Path) -> None:
     path = tmp_path / "bitmex_trades_2020-03-01_XBTUSD.csv.gz"
     path.write_bytes(gzip.compress(b""))
-    with pytest.raises(MmflowError) as info:
-        FORMATS["tardis-trades"].read(source_of(path), ReadOptions())
-    assert str(path) in str(info.value)
-    assert "\n" not in str(info.value)
+    read_error("tardis-trades", path, MmflowError)
 
 
 @pytest.mark.parametrize(
@@ -523,12 +526,8 @@ def test_missing_column_raises_one_line_error(
 ) -> None:
     cells = ",".join(["1"] * len(header.split(",")))
     path = write(tmp_path / "broken.csv", f"{header}\n{cells}\n")
-    with pytest.raises(ReaderError) as info:
-        FORMATS[fmt].read(source_of(path), ReadOptions())
-    message = str(info.value)
-    assert str(path) in message
+    message = read_error(fmt, path, ReaderError)
     assert missing in message
-    assert "\n" not in message
 
 
 # --- full files in ../shared (skipped when absent) ------------------------------------------
