@@ -25,7 +25,8 @@ trades by date as the single plan does.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import polars as pl
@@ -51,6 +52,8 @@ __all__ = [
     "DATE",
     "LEVEL_BAR",
     "ProfileTask",
+    "chunk_rows",
+    "planned_tasks",
     "profile_chunk",
     "profile_levels",
 ]
@@ -79,7 +82,7 @@ class ProfileTask:
     by_date: bool = False
 
 
-def _chunk_rows(task: ChunkTask) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+def chunk_rows(task: ChunkTask) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     """Read a chunk's trades and the quotes signing needs, as :func:`run_chunk` reads them.
 
     Quotes: from ``lag`` before the chunk to its end (no horizon: no trade costs here), after
@@ -117,7 +120,7 @@ def profile_chunk(job: ProfileTask) -> pl.DataFrame:
     """
     task = job.task
     chunk, settings = task.chunk, task.settings
-    trades, quotes = _chunk_rows(task)
+    trades, quotes = chunk_rows(task)
     has_quotes = quotes is not None and settings.has_quotes
     signed = sign_chunk(
         trades.lazy(), quotes.lazy() if has_quotes and quotes is not None else None, chunk, settings
@@ -218,15 +221,43 @@ def profile_levels(
         The level table (:func:`profile_chunk`, all chunks in instrument and time order) and
         the number of chunks; ``None`` when there are no trades.
     """
+    settings = _settings(
+        trades, quotes, keys=keys, every=every, signing=signing, memory_limit=memory_limit
+    )
+    with planned_tasks(trades, quotes, settings, in_memory=in_memory) as tasks:
+        if not tasks:
+            return None
+        jobs = [ProfileTask(task, by_date=by_date) for task in tasks]
+        parts = [part for part in run_tasks(profile_chunk, jobs) if part.height]
+    if not parts:
+        return None
+    levels = pl.concat(parts, how="vertical_relaxed").sort(
+        [*settings.bar_keys, TS], nulls_last=True
+    )
+    return levels, len(tasks)
+
+
+@contextmanager
+def planned_tasks(
+    trades: pl.LazyFrame | pl.DataFrame,
+    quotes: pl.LazyFrame | pl.DataFrame | None,
+    settings: EngineSettings,
+    *,
+    in_memory: bool | None = None,
+) -> Iterator[list[ChunkTask]]:
+    """Run the census and plan the chunks; yield the chunk tasks (in instrument, time order).
+
+    As :func:`mmflow.engine.run.run_engine` does: text inputs are parsed once into scratch
+    parquet files (removed when the block ends); inputs that fit ``settings.memory_limit`` are
+    read once and split by instrument (``in_memory``, default: by the estimate), otherwise
+    every task scans its own rows. No bar or bucket limit is applied.
+    """
     scratch = None
     if any(_parses_text(frame) for frame in (trades, quotes) if frame is not None):
         scratch = make_directory(".mmflow-engine-")
         trades = _spill(trades.lazy(), scratch / "trades.parquet")
         quotes = _spill(quotes.lazy(), scratch / "quotes.parquet") if quotes is not None else None
     try:
-        settings = _settings(
-            trades, quotes, keys=keys, every=every, signing=signing, memory_limit=memory_limit
-        )
         if in_memory is None:
             counts = pl.collect_all(
                 [frame.lazy().select(pl.len()) for frame in (trades, quotes) if frame is not None]
@@ -234,7 +265,7 @@ def profile_levels(
             estimate = counts[0].item() * BYTES_PER_TRADE
             if quotes is not None:
                 estimate += counts[1].item() * BYTES_PER_QUOTE
-            in_memory = estimate <= memory_limit
+            in_memory = estimate <= settings.memory_limit
         trade_frame: pl.DataFrame | None = None
         quote_frame: pl.DataFrame | None = None
         if in_memory:
@@ -254,22 +285,11 @@ def profile_levels(
         plan = plan_chunks(
             census,
             every_ns=settings.every_ns,
-            memory_limit=memory_limit,
+            memory_limit=settings.memory_limit,
             buckets_per_day=settings.options.buckets_per_day,
             every=settings.options.every,
         )
-        if not plan.chunks:
-            return None
-        tasks = [
-            ProfileTask(task, by_date=by_date)
-            for task in _tasks(plan, settings, trades, quotes, trade_frame, quote_frame)
-        ]
-        parts = [part for part in run_tasks(profile_chunk, tasks) if part.height]
-        order = [*settings.bar_keys, TS]
-        if not parts:
-            return None
-        levels = pl.concat(parts, how="vertical_relaxed").sort(order, nulls_last=True)
-        return levels, len(plan.chunks)
+        yield _tasks(plan, settings, trades, quotes, trade_frame, quote_frame)
     finally:
         if scratch is not None:
             remove(scratch)
