@@ -195,3 +195,53 @@ def test_profile_levels_without_trades() -> None:
         )
         is None
     )
+
+
+# --- classify chunk by chunk -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "signing",
+    [
+        Signing(),
+        Signing(method="tick"),
+        Signing(method="lee-ready", lag="2s", match="at-or-before"),
+        Signing(method="quote", max_quote_age="30m"),
+    ],
+)
+@pytest.mark.parametrize("memory_limit", [1, 2**40])
+def test_classified_chunks_equal_the_single_plan(
+    market: tuple[pl.DataFrame, pl.DataFrame], signing: Signing, memory_limit: int
+) -> None:
+    from mmflow.analysis.prepare import prepare_market
+    from mmflow.analysis.signing import classify
+    from mmflow.engine.classify import classified_chunks
+
+    trades, quotes = market
+    prepared, prepared_quotes, _ = prepare_market(
+        trades.lazy(), quotes.lazy(), Selection(), ordered=False
+    )
+    parts = list(
+        classified_chunks(
+            prepared,
+            prepared_quotes,
+            keys=["venue", "symbol"],
+            signing=signing,
+            memory_limit=memory_limit,
+        )
+    )
+    if memory_limit == 1:
+        assert len(parts) == 12  # 2 symbols × 2 venues × 3 days, one chunk each
+    for part in parts:  # one instrument each, in time order
+        assert part.select("venue", "symbol").unique().height == 1
+        assert part["ts"].is_sorted()
+    # chunks in time order within each instrument: a stable sort by instrument puts them in
+    # the single plan's order restricted to each instrument
+    chunked = pl.concat(parts).sort("venue", "symbol", maintain_order=True)
+    whole = classify(trades.lazy(), quotes.lazy(), signing=signing).trades.collect()
+    # the same rows; the chunks come per instrument, each in time order (stable)
+    order = ["venue", "symbol"]
+    expected = whole.with_row_index("_i").sort([*order, "_i"]).drop("_i")
+    assert chunked.columns == expected.columns
+    assert chunked.height == trades.height
+    _equal(chunked.with_row_index("_i"), expected.with_row_index("_i"), ["_i"])
