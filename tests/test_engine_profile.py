@@ -98,6 +98,13 @@ def test_engine_profile_runs_chunks_and_reports_them(
             "by": ("symbol", "session"),
             "every": "30m",
         },
+        {  # an overnight session in New York time: chunks hold whole sessions
+            "selection": Selection(session=Session(time(17), time(16), "America/New_York")),
+            "by": ("symbol", "session"),
+            "every": "1h",
+            "signing": Signing(method="tick"),
+        },
+        {"selection": Selection(symbols=("BBB",)), "share": 1.0},
     ],
 )
 @pytest.mark.parametrize("memory_limit", [1, 2**40])
