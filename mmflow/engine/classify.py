@@ -9,7 +9,7 @@ census) and yields each chunk's signed trades, in the columns of
 instrument order, then time order (the single plan's output is in time order across
 instruments).
 
-Not yet wired into ``mmflow classify`` (which still signs in one plan); see the README.
+Not yet wired into ``mmflow classify`` (which still signs in one plan).
 """
 
 from __future__ import annotations
