@@ -153,6 +153,7 @@ def main() -> None:
 def plain(dataset: Path, folder: Path, tiny_days: int) -> None:
     """Time plain ``analyze`` locally and on a 2-worker local cluster (full and tiny dataset)."""
     dask = ("--executor", "dask", "--workers", "2")
+    day = ("--memory-limit", "64M")  # one chunk per instrument and day: 20 tasks
     tiny = folder / "tiny"
     shutil.rmtree(tiny, ignore_errors=True)
     write(tiny, seed=2, first_day=0, days=tiny_days, symbols=1, rows=50)
@@ -160,6 +161,8 @@ def plain(dataset: Path, folder: Path, tiny_days: int) -> None:
     for label, args in (
         ("analyze, --executor local", (str(dataset),)),
         ("analyze, --executor dask --workers 2", (str(dataset), *dask)),
+        ("analyze --memory-limit 64M (a task a day), local", (str(dataset), *day)),
+        ("analyze --memory-limit 64M, dask --workers 2", (str(dataset), *day, *dask)),
         (f"{tiny_days} tiny partitions, local", (str(tiny),)),
         (f"{tiny_days} tiny partitions, dask", (str(tiny), *dask)),
     ):
