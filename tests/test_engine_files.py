@@ -148,6 +148,17 @@ def test_convert_refuses_dask_before_reading(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_convert_keeps_a_shared_dask_default_and_says_it_ran_here(tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        cli, ["convert", str(SAMPLE / "simulated"), "-o", str(out)], env={"MMFLOW_EXECUTOR": "dask"}
+    )
+    assert result.exit_code == 0, result.output
+    assert "Note: --executor dask ran nothing" in result.stderr
+    assert sorted(p.name for p in out.rglob("*.parquet")) == ["quotes.parquet", "trades.parquet"]
+
+
 # --- the command line on a Dask cluster ----------------------------------------------------------
 
 

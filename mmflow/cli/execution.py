@@ -25,8 +25,13 @@ __all__ = ["execution_options", "local_execution_options"]
 
 
 def _execution(values: Mapping[str, Any], refusal: str | None = None) -> Execution:
+    context = click.get_current_context(silent=True)
     if refusal is not None and values.get("executor") == "dask":
-        raise click.UsageError(refusal)
+        source = context.get_parameter_source("executor") if context is not None else None
+        if source is None or source == click.core.ParameterSource.COMMANDLINE:
+            raise click.UsageError(refusal)
+        # a default shared by every command (MMFLOW_EXECUTOR, mmflow.toml): run here, and the
+        # closing note says that Dask ran nothing
     try:
         execution = Execution(
             values.get("executor") or "local",
@@ -36,7 +41,6 @@ def _execution(values: Mapping[str, Any], refusal: str | None = None) -> Executi
         )
     except ParameterError as exc:
         raise click.UsageError(str(exc)) from None
-    context = click.get_current_context(silent=True)
     if context is not None:
         context.call_on_close(lambda: _close(execution))
     activate(execution)
@@ -60,8 +64,10 @@ def execution_options(func: F) -> F:
 def local_execution_options(refusal: str) -> Callable[[F], F]:
     """Return the Execution options of a command that runs in this process only.
 
-    ``--executor dask`` is then a usage error (exit 2, before anything is read) saying
-    ``refusal``, instead of being accepted and ignored.
+    ``--executor dask`` on the command line is then a usage error (exit 2, before anything
+    is read) saying ``refusal``, instead of being accepted and ignored. From the environment
+    or the config file (a default for every command) it is kept, the command runs here and
+    the closing note says that Dask ran nothing.
     """
     return lambda func: _execution_options(func, refusal)
 
