@@ -13,7 +13,12 @@ with ``mmflow convert``'s library function, then runs, each in a fresh subproces
 5. per-partition overhead: a dataset of many tiny partitions (``--tiny-days`` days × 1 symbol ×
    25-50 rows), full run local and on Dask, divided by the number of chunk tasks.
 
-Usage: ``python benchmarks/distributed.py [--rows N] [--days N] [--symbols N] [--keep DIR]``.
+With ``--plain`` it measures plain ``analyze DATASET`` (no ``--incremental``: the tasks carry
+per-instrument scratch files or scan plans, not rows) locally and on the 2-worker cluster, on
+the same dataset and on the tiny one, instead.
+
+Usage: ``python benchmarks/distributed.py [--rows N] [--days N] [--symbols N] [--keep DIR]
+[--plain]``.
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=4)
     parser.add_argument("--tiny-days", type=int, default=60)
     parser.add_argument("--keep", type=Path)
+    parser.add_argument("--plain", action="store_true", help="measure plain analyze")
     arguments = parser.parse_args()
     folder = arguments.keep or Path(tempfile.mkdtemp(prefix="mmflow-distributed-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -90,6 +96,11 @@ def main() -> None:
         f"partitions, {rows} files, {arguments.rows // 2:,}-{arguments.rows:,} trades and "
         "as many quotes per symbol and day)"
     )
+    if arguments.plain:
+        plain(dataset, folder, arguments.tiny_days)
+        if arguments.keep is None:
+            shutil.rmtree(folder, ignore_errors=True)
+        return
     rows_out = []
     local = timed("analyze", str(dataset), "-o", str(folder / "local"), "--incremental")
     rows_out.append(("full run, --executor local", local))
@@ -137,6 +148,26 @@ def main() -> None:
         print(f"{label:45} {wall:8.2f} {cpu:8.2f}  {note}")
     if arguments.keep is None:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def plain(dataset: Path, folder: Path, tiny_days: int) -> None:
+    """Time plain ``analyze`` locally and on a 2-worker local cluster (full and tiny dataset)."""
+    dask = ("--executor", "dask", "--workers", "2")
+    day = ("--memory-limit", "64M")  # one chunk per instrument and day: 20 tasks
+    tiny = folder / "tiny"
+    shutil.rmtree(tiny, ignore_errors=True)
+    write(tiny, seed=2, first_day=0, days=tiny_days, symbols=1, rows=50)
+    print(f"{'job':45} {'wall s':>8} {'CPU s':>8}")
+    for label, args in (
+        ("analyze, --executor local", (str(dataset),)),
+        ("analyze, --executor dask --workers 2", (str(dataset), *dask)),
+        ("analyze --memory-limit 64M (a task a day), local", (str(dataset), *day)),
+        ("analyze --memory-limit 64M, dask --workers 2", (str(dataset), *day, *dask)),
+        (f"{tiny_days} tiny partitions, local", (str(tiny),)),
+        (f"{tiny_days} tiny partitions, dask", (str(tiny), *dask)),
+    ):
+        wall, cpu, _ = timed("analyze", *args)
+        print(f"{label:45} {wall:8.2f} {cpu:8.2f}", flush=True)
 
 
 if __name__ == "__main__":

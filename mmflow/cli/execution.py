@@ -10,7 +10,8 @@ closed when the command ends.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import click
@@ -20,10 +21,17 @@ from mmflow.cli.run import say, stages
 from mmflow.engine.executors import EXECUTORS, MAX_WORKERS, Execution, activate
 from mmflow.errors import ParameterError
 
-__all__ = ["execution_options"]
+__all__ = ["execution_options", "local_execution_options"]
 
 
-def _execution(values: Mapping[str, Any]) -> Execution:
+def _execution(values: Mapping[str, Any], refusal: str | None = None) -> Execution:
+    context = click.get_current_context(silent=True)
+    if refusal is not None and values.get("executor") == "dask":
+        source = context.get_parameter_source("executor") if context is not None else None
+        if source is None or source == click.core.ParameterSource.COMMANDLINE:
+            raise click.UsageError(refusal)
+        # a default shared by every command (MMFLOW_EXECUTOR, mmflow.toml): run here, and the
+        # closing note says that Dask ran nothing
     try:
         execution = Execution(
             values.get("executor") or "local",
@@ -33,7 +41,6 @@ def _execution(values: Mapping[str, Any]) -> Execution:
         )
     except ParameterError as exc:
         raise click.UsageError(str(exc)) from None
-    context = click.get_current_context(silent=True)
     if context is not None:
         context.call_on_close(lambda: _close(execution))
     activate(execution)
@@ -52,6 +59,21 @@ def _close(execution: Execution) -> None:
 
 def execution_options(func: F) -> F:
     """``--executor``, ``--scheduler``, ``--workers``; the command gets ``execution``."""
+    return _execution_options(func, None)
+
+
+def local_execution_options(refusal: str) -> Callable[[F], F]:
+    """Return the Execution options of a command that runs in this process only.
+
+    ``--executor dask`` on the command line is then a usage error (exit 2, before anything
+    is read) saying ``refusal``, instead of being accepted and ignored. From the environment
+    or the config file (a default for every command) it is kept, the command runs here and
+    the closing note says that Dask ran nothing.
+    """
+    return lambda func: _execution_options(func, refusal)
+
+
+def _execution_options(func: F, refusal: str | None) -> F:
     decorators = [
         click.option(
             "--executor",
@@ -59,7 +81,8 @@ def execution_options(func: F) -> F:
             default="local",
             show_default=True,
             help="Where the per-instrument, per-day chunk tasks run: here one after another "
-            "(local), or on a Dask cluster (dask; needs pip install 'mmflow[dask]').",
+            "(local), or on a Dask cluster (dask; needs pip install 'mmflow[dask]')."
+            + ("" if refusal is None else " This command runs here only (dask is refused)."),
         ),
         click.option(
             "--scheduler",
@@ -74,4 +97,5 @@ def execution_options(func: F) -> F:
             "cores/N polars threads (default: 2).",
         ),
     ]
-    return option_group("Execution", decorators, "execution", _execution)(func)
+    build = partial(_execution, refusal=refusal)
+    return option_group("Execution", decorators, "execution", build)(func)

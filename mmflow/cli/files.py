@@ -11,7 +11,7 @@ from mmflow.analysis import Selection, Signing, parameters_of
 from mmflow.cli import run
 from mmflow.cli.app import cli
 from mmflow.cli.command import one_line, option_group
-from mmflow.cli.execution import execution_options
+from mmflow.cli.execution import local_execution_options
 from mmflow.cli.options import (
     Inputs,
     Output,
@@ -121,7 +121,10 @@ _INSPECT_SCHEMA: dict[str, pl.DataType] = {
         ),
     ],
 )
-@execution_options
+@local_execution_options(
+    "--executor dask does not apply to convert: it writes the partitions in this process "
+    "(drop --executor; the analysis commands run a converted dataset on Dask)"
+)
 @input_options
 @selection_options
 def convert_command(

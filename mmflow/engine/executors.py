@@ -53,6 +53,7 @@ __all__ = [
     "import_distributed",
     "run_batch",
     "run_tasks",
+    "ships_tasks",
     "threads_per_worker",
 ]
 
@@ -462,6 +463,16 @@ def activate(execution: Execution | None) -> None:
 def active_execution() -> Execution | None:
     """Return the execution :func:`activate` set, or ``None``."""
     return _ACTIVE.get()
+
+
+def ships_tasks() -> bool:
+    """Whether :func:`run_tasks` sends tasks to other processes (the active execution is Dask).
+
+    The engine then gives its tasks file sources (paths workers scan for their own rows)
+    instead of in-memory frames, which would travel through the scheduler with every task.
+    """
+    execution = _ACTIVE.get()
+    return execution is not None and execution.executor == "dask"
 
 
 def run_tasks(fn: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:

@@ -22,7 +22,7 @@ import polars as pl
 
 from mmflow.engine.census import Census, take_census
 from mmflow.engine.chunks import BYTES_PER_QUOTE, BYTES_PER_TRADE, Plan, plan_chunks
-from mmflow.engine.executors import run_tasks
+from mmflow.engine.executors import run_tasks, ships_tasks
 from mmflow.engine.finish import (
     COST_COLUMNS,
     FLOW_COLUMNS,
@@ -347,6 +347,7 @@ def run_engine(
     *,
     executor: Executor | None = None,
     in_memory: bool | None = None,
+    files: bool | None = None,
 ) -> EngineRun:
     """Run the census, plan the chunks, run them and finish (prepared canonical inputs).
 
@@ -364,6 +365,16 @@ def run_engine(
         whole input's estimated memory fits ``memory_limit``); otherwise every chunk scans its
         own rows from the inputs (filter pushdown into the scans). Text inputs (CSV) are
         first parsed once into scratch parquet files (streamed).
+    files
+        Give every task file sources (paths its worker scans for the chunk's own rows, with
+        the chunk's filters pushed into the scan) instead of in-memory frames; default: when
+        the tasks go to other processes (:func:`mmflow.engine.executors.ships_tasks`, i.e.
+        ``--executor dask``). Inputs that are file scans travel as their (small) lazy plans
+        and ``in_memory`` is ignored; inputs whose rows are in this process (read into memory,
+        or a Python scan) are written once to scratch parquet files, one per instrument when
+        they fit in memory (else one per table, streamed), which the workers read.
+        The scratch folder (``TMPDIR``) must be visible to the workers: true for a local
+        cluster; for a remote one point ``TMPDIR`` at a shared file system.
     """
     scratch: Path | None = None
     if any(_parses_text(frame) for frame in (trades, quotes) if frame is not None):
@@ -372,7 +383,13 @@ def run_engine(
         scratch = make_directory(".mmflow-engine-")
         trades = _spill(trades.lazy(), scratch / "trades.parquet")
         quotes = _spill(quotes.lazy(), scratch / "quotes.parquet") if quotes is not None else None
+    if files is None:
+        files = executor is None and ships_tasks()
+    spill_to: Path | None = None
     try:
+        holds_rows = files and any(_holds_rows(f) for f in (trades, quotes) if f is not None)
+        if files and not holds_rows:
+            in_memory = False  # the tasks carry the scans' plans: workers read their rows
         if in_memory is None:
             counts = pl.collect_all(
                 [frame.lazy().select(pl.len()) for frame in (trades, quotes) if frame is not None]
@@ -381,7 +398,18 @@ def run_engine(
             if quotes is not None:
                 estimate += counts[1].item() * BYTES_PER_QUOTE
             in_memory = estimate <= settings.memory_limit
-        return _run(trades, quotes, settings, executor, in_memory=bool(in_memory))
+        if holds_rows:
+            if scratch is None:
+                scratch = make_directory(".mmflow-engine-")
+            if in_memory:
+                spill_to = scratch  # written per instrument once the rows are collected
+            else:
+                trades = _spill(trades.lazy(), scratch / "trades.parquet")
+                if quotes is not None:
+                    quotes = _spill(quotes.lazy(), scratch / "quotes.parquet")
+        return _run(
+            trades, quotes, settings, executor, in_memory=bool(in_memory), spill_to=spill_to
+        )
     finally:
         if scratch is not None:
             remove(scratch)
@@ -393,6 +421,22 @@ def _parses_text(frame: pl.LazyFrame | pl.DataFrame) -> bool:
         return False
     plan = frame.explain(optimized=False).lower()
     return "csv scan" in plan or "ndjson scan" in plan or "json scan" in plan
+
+
+def _holds_rows(frame: pl.LazyFrame | pl.DataFrame) -> bool:
+    """Whether ``frame``'s rows live in this process (a task carrying it carries the rows).
+
+    True for a frame, or a plan over one (``DF``) or over a Python scan.
+    """
+    if isinstance(frame, pl.DataFrame):
+        return True
+    plan = frame.explain(optimized=False)
+    return "DF [" in plan or "python scan" in plan.lower()
+
+
+SPILL_ROW_GROUP = 65_536
+"""Rows per row group of the per-instrument scratch files: a task's time filter skips the row
+groups outside its chunk (the rows are in time order)."""
 
 
 def _spill(frame: pl.LazyFrame, path: Path) -> pl.LazyFrame:
@@ -408,6 +452,7 @@ def _run(
     executor: Executor | None,
     *,
     in_memory: bool,
+    spill_to: Path | None = None,
 ) -> EngineRun:
     options = settings.options
     keys = settings.keys
@@ -438,7 +483,7 @@ def _run(
     )
     if not plan.chunks:
         return EngineRun(None, plan, census, _spans(census), (), settings)
-    tasks = _tasks(plan, settings, trades, quotes, trade_frame, quote_frame)
+    tasks = _tasks(plan, settings, trades, quotes, trade_frame, quote_frame, spill_to)
     results = tuple((executor or run_tasks)(run_chunk, tasks))
     finished = finish_market(results, settings, quote_counts=_quote_counts(census))
     return EngineRun(finished, plan, census, _spans(census), results, settings)
@@ -451,6 +496,31 @@ def _split(frame: pl.DataFrame, keys: Sequence[str]) -> dict[tuple[Any, ...], pl
     }
 
 
+def _sources(
+    parts: dict[tuple[Any, ...], pl.DataFrame],
+    frame: pl.DataFrame,
+    spill_to: Path | None,
+    name: str,
+) -> dict[tuple[Any, ...] | None, TableSource]:
+    """Per instrument the task source of its rows (key ``None``: an instrument without rows).
+
+    With ``spill_to`` each instrument's rows are written to a parquet file there and the
+    source is its path (workers read it); otherwise the source is the frame itself.
+    """
+    if spill_to is None:
+        sources: dict[tuple[Any, ...] | None, TableSource] = {
+            key: TableSource(frame=part) for key, part in parts.items()
+        }
+        sources[None] = TableSource(frame=frame.clear())
+        return sources
+    sources = {}
+    for index, (key, part) in enumerate([*parts.items(), (None, frame.clear())]):
+        path = spill_to / f"{name}-{index}.parquet"
+        part.write_parquet(path, row_group_size=SPILL_ROW_GROUP)
+        sources[key] = TableSource(paths=(str(path),))
+    return sources
+
+
 def _tasks(
     plan: Plan,
     settings: EngineSettings,
@@ -458,21 +528,26 @@ def _tasks(
     quotes: pl.LazyFrame | pl.DataFrame | None,
     trade_frame: pl.DataFrame | None,
     quote_frame: pl.DataFrame | None,
+    spill_to: Path | None = None,
 ) -> list[ChunkTask]:
     keys = settings.keys
     tasks: list[ChunkTask] = []
     if trade_frame is not None:
         trade_parts = _split(trade_frame, keys)
         quote_parts = _split(quote_frame, keys) if quote_frame is not None else {}
+        trade_sources = _sources(trade_parts, trade_frame, spill_to, "trades")
+        quote_sources = (
+            _sources(quote_parts, quote_frame, spill_to, "quotes")
+            if quote_frame is not None
+            else None
+        )
         for chunk in plan.chunks:
             key = (chunk.venue, chunk.symbol) if len(keys) == 2 else (chunk.symbol,)
-            own = trade_parts.get(key, trade_frame.clear())
+            own = trade_sources.get(key, trade_sources[None])
             quoted = (
-                TableSource(frame=quote_parts.get(key, quote_frame.clear()))
-                if quote_frame is not None
-                else None
+                quote_sources.get(key, quote_sources[None]) if quote_sources is not None else None
             )
-            tasks.append(ChunkTask(chunk, settings, TableSource(frame=own), quoted))
+            tasks.append(ChunkTask(chunk, settings, own, quoted))
         return tasks
     trade_source = TableSource(plan=trades.lazy())
     quote_source = TableSource(plan=quotes.lazy()) if quotes is not None else None
