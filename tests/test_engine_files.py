@@ -31,7 +31,7 @@ from mmflow.schema import QUOTES, TRADES, instrument_keys
 from tests.market_days import market_days
 
 SAMPLE = Path(__file__).parents[1] / "sample_data"
-COMMANDS = ("flow", "analyze", "phases", "inventory")
+COMMANDS = ("flow", "analyze", "phases", "inventory", "profile")
 
 
 def settings_for(trades: pl.LazyFrame, quotes: pl.LazyFrame | None) -> EngineSettings:

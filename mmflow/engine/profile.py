@@ -28,14 +28,16 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import polars as pl
 
 from mmflow.analysis.options import BarOptions, Signing
 from mmflow.engine.census import take_census
 from mmflow.engine.chunks import BYTES_PER_QUOTE, BYTES_PER_TRADE, plan_chunks
-from mmflow.engine.executors import run_tasks
+from mmflow.engine.executors import run_tasks, ships_tasks
 from mmflow.engine.run import (
+    _holds_rows,
     _ordered,
     _parses_text,
     _spill,
@@ -257,7 +259,12 @@ def planned_tasks(
         scratch = make_directory(".mmflow-engine-")
         trades = _spill(trades.lazy(), scratch / "trades.parquet")
         quotes = _spill(quotes.lazy(), scratch / "quotes.parquet") if quotes is not None else None
+    files = ships_tasks()  # tasks go to other processes: they carry paths or scans, not rows
+    spill_to: Path | None = None
     try:
+        holds_rows = files and any(_holds_rows(f) for f in (trades, quotes) if f is not None)
+        if files and not holds_rows:
+            in_memory = False  # the tasks carry the scans' plans: workers read their rows
         if in_memory is None:
             counts = pl.collect_all(
                 [frame.lazy().select(pl.len()) for frame in (trades, quotes) if frame is not None]
@@ -266,6 +273,15 @@ def planned_tasks(
             if quotes is not None:
                 estimate += counts[1].item() * BYTES_PER_QUOTE
             in_memory = estimate <= settings.memory_limit
+        if holds_rows:
+            if scratch is None:
+                scratch = make_directory(".mmflow-engine-")
+            if in_memory:
+                spill_to = scratch  # written per instrument once the rows are collected
+            else:
+                trades = _spill(trades.lazy(), scratch / "trades.parquet")
+                if quotes is not None:
+                    quotes = _spill(quotes.lazy(), scratch / "quotes.parquet")
         trade_frame: pl.DataFrame | None = None
         quote_frame: pl.DataFrame | None = None
         if in_memory:
@@ -289,7 +305,7 @@ def planned_tasks(
             buckets_per_day=settings.options.buckets_per_day,
             every=settings.options.every,
         )
-        yield _tasks(plan, settings, trades, quotes, trade_frame, quote_frame)
+        yield _tasks(plan, settings, trades, quotes, trade_frame, quote_frame, spill_to)
     finally:
         if scratch is not None:
             remove(scratch)
