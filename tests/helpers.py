@@ -21,6 +21,7 @@ from mmflow.cli import cli
 from mmflow.errors import MmflowError
 from mmflow.io import FORMATS, ReadOptions, Source
 from mmflow.io.formats import Frames
+from mmflow.metrics.ofi import order_flow_imbalance
 
 
 def run(
@@ -172,3 +173,24 @@ def read_error(
     assert str(path) in message
     assert "\n" not in message
     return message
+
+
+def quote_ofi_totals(quotes: pl.LazyFrame) -> pl.DataFrame:
+    """Per instrument: Σ ``ofi_event`` over every quote, the quote count and the crossed count.
+
+    The oracle for bar totals: it sums the per-event contributions of
+    :func:`mmflow.metrics.ofi.order_flow_imbalance` with no bars in between. Columns
+    ``[venue,] symbol, ofi, quote_events, crossed_quotes``, sorted by instrument.
+    """
+    keys = [k for k in ("venue", "symbol") if k in quotes.collect_schema().names()]
+    return (
+        order_flow_imbalance(quotes)
+        .group_by(keys)
+        .agg(
+            pl.col("ofi_event").sum().alias("ofi"),
+            pl.len().alias("quote_events"),
+            pl.col("crossed").sum().cast(pl.UInt32).alias("crossed_quotes"),
+        )
+        .sort(keys, nulls_last=True)
+        .collect()
+    )

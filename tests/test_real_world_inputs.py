@@ -25,12 +25,12 @@ from mmflow.durations import check_duration, duration_nanoseconds
 from mmflow.errors import ParameterError, SizeLimitError
 from mmflow.metrics.flow import event_grid, flow_bars
 from mmflow.metrics.impact import FUTURE_MID_MISSING, trade_costs
-from mmflow.metrics.ofi import ofi_total, quote_bars
+from mmflow.metrics.ofi import quote_bars
 from mmflow.metrics.profile import volume_profile
 from mmflow.metrics.quotes import QUOTE_STALE, attach_quotes
 from mmflow.render.messages import quote_warnings
 from tests.conftest import SHARED
-from tests.helpers import typed_frame
+from tests.helpers import quote_ofi_totals, typed_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "data" / "binance"
@@ -449,7 +449,7 @@ def test_bar_ofi_sums_to_the_ofi_of_the_quotes_alone(
     trade_frame = make_trades(sorted((float(t[0]), *t[1:]) for t in trades))
     bars = market_bars(trade_frame, quote_frame, options=BarOptions(every=bar)).bars.collect()
     traded = {t[1] for t in trades}
-    totals = ofi_total(quote_frame).collect().filter(pl.col("symbol").is_in(list(traded)))
+    totals = quote_ofi_totals(quote_frame).filter(pl.col("symbol").is_in(list(traded)))
     per_bar = bars.group_by("symbol").agg(pl.col("ofi").sum())
     for symbol, total in totals.select("symbol", "ofi").iter_rows():
         assert per_bar.filter(pl.col("symbol") == symbol)["ofi"].item() == pytest.approx(total)
@@ -461,7 +461,7 @@ def test_analyze_ofi_equals_the_ofi_of_the_quotes_alone() -> None:
         [(0, "X", 10, 2, 11, 2), (30, "X", 10, 5, 11, 2), (200, "X", 10.2, 1, 11, 2)]
     )
     summary = analyze(trades, quotes).summary.collect()
-    assert summary["ofi"].item() == ofi_total(quotes).collect()["ofi"].item() == 4.0
+    assert summary["ofi"].item() == quote_ofi_totals(quotes)["ofi"].item() == 4.0
 
 
 # --- quote age ------------------------------------------------------------------------------
@@ -570,7 +570,7 @@ def test_real_binance_spot_and_futures_folder_is_one_row_per_venue(tmp_path: Pat
         [str(folder / "futures" / "um" / "BTCUSDT-bookTicker-2024-07-19.csv")]
     )
     assert loaded.frames.quotes is not None
-    quotes_alone = ofi_total(loaded.frames.quotes.sort("ts", maintain_order=True)).collect()
+    quotes_alone = quote_ofi_totals(loaded.frames.quotes.sort("ts", maintain_order=True))
     ofi = quotes_alone["ofi"].item()
     assert rows["binance-um", "BTCUSDT"]["ofi"] == pytest.approx(ofi, abs=1e-6)
     assert rows["binance-spot", "BTCUSDT"]["ofi"] is None
