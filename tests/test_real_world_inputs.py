@@ -288,7 +288,7 @@ def test_profile_levels_guard_counts_rows_and_overflow() -> None:
         ("analyze", "--lookback"),
         ("analyze", "--buckets-per-day"),
         ("analyze", "--vpin-window"),
-        ("flow", "--pressure-horizon"),
+        ("inventory", "--pressure-horizon"),
         ("phases", "--window"),
         ("phases", "--min-bars"),
     ],
