@@ -335,7 +335,7 @@ def test_spot_and_futures_of_one_symbol_are_two_instruments() -> None:
     assert rows["binance-um", "BTCUSDT"]["trades"] == 600
     # The spot trades have no quotes of their own venue: the futures quotes never sign them.
     assert rows["binance-spot", "BTCUSDT"]["ofi"] is None
-    assert "BTCUSDT (binance-spot): no quotes of this venue" in err
+    assert "BTCUSDT@binance-spot: no quotes of this venue" in err
     # On screen the venue is shown because there are two.
     code, screen, _ = run_capped("analyze", *folders)
     assert code == 0
