@@ -60,3 +60,57 @@ def test_readme_python_example_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "BTCUSDT" in result.stdout
+
+
+def shell_examples() -> list[str]:
+    """The ``mmflow …`` lines of the README's sh and crontab blocks (continuations joined)."""
+    found: list[str] = []
+    for lang, body in re.findall(r"```(\w*)\n(.*?)```", README, flags=re.DOTALL):
+        if lang not in {"sh", "crontab"}:
+            continue
+        joined = body.replace("\\\n", " ")
+        for line in joined.splitlines():
+            found += [m.strip() for m in re.findall(r"(?:^|&& )(mmflow [^;#]*)", line.strip())]
+    return [line for line in found if not line.startswith("mmflow |")]
+
+
+OUTPUT_FLAGS = {"-o", "--output", "--plot", "--alert-to"}
+
+
+def runnable(line: str, tmp_path: Path) -> list[str]:
+    """The example's arguments with outputs in ``tmp_path`` and ``today/`` the sample market."""
+    words = shlex.split(line)[1:]
+    out = []
+    for before, word in zip(["", *words], words, strict=False):
+        if before in OUTPUT_FLAGS:
+            word = str(tmp_path / Path(word).name)
+        out.append("sample_data/simulated/" if word == "today/" else word)
+    return out
+
+
+SHELL_EXAMPLES = shell_examples()
+
+
+def test_the_shell_examples_are_found() -> None:
+    assert any(line.startswith("mmflow plot") for line in SHELL_EXAMPLES)
+    assert any(line.startswith("mmflow phases today/") for line in SHELL_EXAMPLES)
+    assert any("--alert-to out/alerts.ndjson" in line for line in SHELL_EXAMPLES)  # crontab
+
+
+@pytest.mark.parametrize("line", SHELL_EXAMPLES)
+def test_readme_shell_example_runs(
+    line: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if line.startswith("mmflow plot") or "--plot" in line:
+        pytest.importorskip("matplotlib")
+    monkeypatch.chdir(ROOT)
+    result = CliRunner(env={"COLUMNS": "120"}).invoke(cli, runnable(line, tmp_path))
+    assert result.exit_code in {0, 3}, result.stderr  # 3: an --alert fired (as documented)
+    assert list(tmp_path.iterdir()), "the example writes its output"
+
+
+def test_readme_shell_completion_line_runs() -> None:
+    assert 'eval "$(_MMFLOW_COMPLETE=bash_source mmflow)"' in README
+    result = CliRunner(env={"_MMFLOW_COMPLETE": "bash_source"}).invoke(cli, [], prog_name="mmflow")
+    assert result.exit_code == 0
+    assert "_mmflow_completion" in result.output
