@@ -8,7 +8,7 @@ import importlib.util
 import io
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 
@@ -194,3 +194,26 @@ def quote_ofi_totals(quotes: pl.LazyFrame) -> pl.DataFrame:
         .sort(keys, nulls_last=True)
         .collect()
     )
+
+
+def trades_frame(
+    rows: Sequence[tuple[str, float, float, float, int | None]],
+    *,
+    start: datetime,
+    side: str = "trade_sign",
+    **extra: Sequence[object] | None,
+) -> pl.LazyFrame:
+    """Trades from rows of ``(symbol, seconds after start, price, size, side)``.
+
+    ``side`` names the side column (``trade_sign`` or ``aggressor_side``); each of ``extra``
+    that is not None is one more column (``mid_price=[…]``, ``session=[…]``).
+    """
+    columns: dict[str, Sequence[object]] = {
+        "ts": [start + timedelta(seconds=r[1]) for r in rows],
+        "symbol": [r[0] for r in rows],
+        "price": [r[2] for r in rows],
+        "size": [r[3] for r in rows],
+        side: [r[4] for r in rows],
+    }
+    columns |= {name: values for name, values in extra.items() if values is not None}
+    return typed_frame(columns)

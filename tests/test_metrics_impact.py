@@ -23,7 +23,7 @@ from mmflow.metrics.impact import (
     trade_costs,
 )
 from mmflow.metrics.quotes import attach_quotes
-from tests.helpers import bbo_quotes, typed_frame
+from tests.helpers import bbo_quotes, trades_frame, typed_frame
 
 T0 = datetime(2024, 7, 1, 14, tzinfo=UTC)
 UTC_NS = pl.Datetime("ns", "UTC")
@@ -39,16 +39,7 @@ def at(seconds: float) -> datetime:
 
 
 def make_trades(rows: Sequence[Trade], mid: list[float | None] | None = None) -> pl.LazyFrame:
-    data: dict[str, list[object]] = {
-        "ts": [at(r[1]) for r in rows],
-        "symbol": [r[0] for r in rows],
-        "price": [r[2] for r in rows],
-        "size": [r[3] for r in rows],
-        "trade_sign": [r[4] for r in rows],
-    }
-    if mid is not None:
-        data["mid_price"] = list(mid)
-    return typed_frame(data)
+    return trades_frame(rows, start=T0, mid_price=mid)
 
 
 def make_quotes(rows: Sequence[Quote]) -> pl.LazyFrame:

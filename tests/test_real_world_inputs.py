@@ -30,7 +30,7 @@ from mmflow.metrics.profile import volume_profile
 from mmflow.metrics.quotes import QUOTE_STALE, attach_quotes
 from mmflow.render.messages import quote_warnings
 from tests.conftest import SHARED
-from tests.helpers import quote_ofi_totals, typed_frame
+from tests.helpers import quote_ofi_totals, trades_frame, typed_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "data" / "binance"
@@ -81,14 +81,8 @@ def quotes_csv(path: Path, rows: list[tuple[datetime, str, float, float]]) -> Pa
 
 def make_trades(rows: list[tuple[float, str, float, float, int]]) -> pl.LazyFrame:
     """Rows of (seconds after T0, symbol, price, size, aggressor_side)."""
-    return typed_frame(
-        {
-            "ts": [at(r[0]) for r in rows],
-            "symbol": [r[1] for r in rows],
-            "price": [r[2] for r in rows],
-            "size": [r[3] for r in rows],
-            "aggressor_side": [r[4] for r in rows],
-        }
+    return trades_frame(
+        [(s, t, p, v, d) for t, s, p, v, d in rows], start=T0, side="aggressor_side"
     )
 
 
