@@ -125,8 +125,15 @@ COLUMN_TYPES: dict[str, pl.DataType] = {
     "session": pl.Int64(),
     "effective_spread": pl.Float64(),
     "realized_spread": pl.Float64(),
+    "close": pl.Float64(),
+    "vwap": pl.Float64(),
+    "volume": pl.Float64(),
+    "net_flow": pl.Float64(),
+    "mid_close": pl.Float64(),
+    "spread": pl.Float64(),
+    "depth": pl.Float64(),
 }
-"""The type of each column the frame factories of the tests make."""
+"""The type of each column the frame factories of the tests make (trades, quotes, bars)."""
 
 
 def typed_frame(columns: Mapping[str, Sequence[object]]) -> pl.LazyFrame:

@@ -54,25 +54,15 @@ def make_bars(
     volume: list[float] | None = None,
 ) -> pl.LazyFrame:
     """Bars of (symbol, close, net_flow), in time order within each symbol."""
-    n = len(rows)
-    return pl.LazyFrame(
+    return typed_frame(
         {
             "symbol": [r[0] for r in rows],
             "close": [r[1] for r in rows],
             "net_flow": [r[2] for r in rows],
             "vwap": vwap if vwap is not None else [r[1] for r in rows],
-            "volume": volume
-            if volume is not None
-            else [0.0 if r[1] is None else 1.0 for r in rows],
-        },
-        schema={
-            "symbol": pl.String,
-            "close": pl.Float64,
-            "net_flow": pl.Float64,
-            "vwap": pl.Float64,
-            "volume": pl.Float64,
-        },
-    ).with_columns(pl.int_range(n).alias("row"))
+            "volume": volume if volume is not None else [float(r[1] is not None) for r in rows],
+        }
+    ).with_columns(pl.int_range(len(rows)).alias("row"))
 
 
 COSTS = ["effective_spread", "realized_spread", "price_impact"]

@@ -13,7 +13,7 @@ from polars.testing import assert_frame_equal
 
 from mmflow.errors import ParameterError, SchemaError
 from mmflow.metrics.vpin import vpin_at, vpin_buckets
-from tests.helpers import trades_frame
+from tests.helpers import trades_frame, typed_frame
 
 T0 = datetime(2024, 7, 19, tzinfo=UTC)
 UTC_NS = pl.Datetime("ns", "UTC")
@@ -29,9 +29,8 @@ def make_trades(rows: Sequence[Trade]) -> pl.LazyFrame:
 
 def make_bars(rows: list[tuple[str, float]]) -> pl.LazyFrame:
     """Rows of (symbol, seconds after T0 of the bar start)."""
-    return pl.LazyFrame(
-        {"symbol": [r[0] for r in rows], "ts": [T0 + timedelta(seconds=r[1]) for r in rows]},
-        schema={"symbol": pl.String, "ts": UTC_NS},
+    return typed_frame(
+        {"symbol": [r[0] for r in rows], "ts": [T0 + timedelta(seconds=r[1]) for r in rows]}
     )
 
 
