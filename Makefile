@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,dbn,plot]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,dbn,plot,dask]'
 	touch $(STAMP)
 
 ## Set up, then run the main job on the bundled real sample data.

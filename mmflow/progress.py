@@ -27,13 +27,16 @@ class Stage:
     name
         The stage, for people: ``reading inputs``, ``signing trades and building bars``, …
     done, total
-        Units done and in all (files), when the stage counts them; else ``None``.
+        Units done and in all (files, tasks), when the stage counts them; else ``None``.
     detail
         The item being worked on (a file name), or ``""``.
     bytes_done, bytes_total
         Bytes behind the units done and in all, when known.
     finished
         ``True`` on the last report of the stage.
+    unit
+        What ``done`` and ``total`` count, plural: ``files`` (reading) or ``tasks`` (chunk
+        tasks of the engine on an executor).
     """
 
     name: str
@@ -43,6 +46,7 @@ class Stage:
     bytes_done: int | None = None
     bytes_total: int | None = None
     finished: bool = False
+    unit: str = "files"
 
 
 OnStage = Callable[[Stage], None]

@@ -89,6 +89,7 @@ def test_options_are_grouped_and_only_those_a_command_uses() -> None:
         "Selection options",
         "Signing options",
         "Bars options",
+        "Execution options",
         "Alerts options",
         "Output options",
         "General options",

@@ -25,8 +25,13 @@ VENDOR_READERS = frozenset(
 #: brought under these limits when it lands, not before.
 EXEMPT_FOLDERS = ("engine/",)
 
-#: Functions allowed above FUNCTION_LINES, with the reason (none at present).
-LONG_FUNCTIONS: dict[str, str] = {}
+#: Functions allowed above FUNCTION_LINES (``module::function``), with the reason.
+LONG_FUNCTIONS: dict[str, str] = {
+    "analysis/summary.py::analyze": "the engine wiring (another branch) is landing in it this "
+    "round; split once it settles",
+    "cli/incremental.py::analyze_incremental": "new with the engine's incremental runs (another "
+    "branch this round); split once it settles",
+}
 
 
 def modules() -> list[Path]:

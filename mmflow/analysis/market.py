@@ -84,6 +84,10 @@ class Market:
     checks
         With quotes: per instrument, what the quotes could not be used for
         (:func:`quote_checks`; turn into warnings with :func:`quote_warnings`).
+    engine
+        The chunked engine's run (:class:`mmflow.engine.run.EngineRun`) when it computed the
+        tables: then ``bars`` is computed and ``signed`` is the level table as pseudo-trades
+        (:func:`mmflow.engine.finish.pseudo_trades`); ``None`` on the single-plan path.
     """
 
     bars: pl.LazyFrame
@@ -93,6 +97,7 @@ class Market:
     parameters: dict[str, Any] = field(default_factory=dict)
     dropped: pl.LazyFrame | None = None
     checks: pl.LazyFrame | None = None
+    engine: Any = None
 
 
 def market_bars(
@@ -102,6 +107,7 @@ def market_bars(
     options: BarOptions | None = None,
     signing: Signing | None = None,
     selection: Selection | None = None,
+    chunked: bool = True,
 ) -> Market:
     """Build the full per-bar table: flow, CVD, OFI, quotes, VPIN, costs, impact, inventory.
 
@@ -122,11 +128,15 @@ def market_bars(
         How trades are signed.
     selection
         Symbols, time window, clock, session and cleaning.
+    chunked
+        Compute with the chunked engine (:mod:`mmflow.engine`) where it applies
+        (:func:`mmflow.engine.market.engine_applies`); ``False``: the single lazy plan (the
+        reference the engine is tested against).
 
     Returns
     -------
     Market
-        The lazy bar table and what it was built from.
+        The bar table and what it was built from.
     """
     options = options or BarOptions()
     selection = selection or Selection()
@@ -146,6 +156,22 @@ def market_bars(
     )
     check_durations(options, signing)
     check_windows(options)
+    from mmflow.engine.market import engine_applies, engine_market
+
+    if chunked and engine_applies(prepared, prepared_quotes, signing):
+        # Input order: the engine checks each chunk's order instead of sorting everything.
+        unordered, unordered_quotes, _ = prepare_market(trades, quotes, selection, ordered=False)
+        computed = engine_market(
+            unordered,
+            unordered_quotes,
+            options=options,
+            signing=signing,
+            parameters=parameters,
+            dropped=dropped,
+            memory_limit=options.memory_limit,
+        )
+        if computed is not None:
+            return computed
     signed = _signed_trades(prepared, prepared_quotes, signing)
     grid = _event_grid(signed, prepared_quotes, options)
     if signing.method == "bvc":

@@ -232,6 +232,9 @@ class BarOptions:
         The most bars (and VPIN buckets, and lookback bars) a run may make; estimated before
         they are made (:class:`mmflow.errors.SizeLimitError`). ``None``: no limit. Default
         :func:`default_max_rows`.
+    memory_limit
+        Bytes one chunk of the engine may use (:mod:`mmflow.engine.chunks`); ``None``: half
+        the available memory, at most 4 GiB.
     """
 
     every: str = "1m"
@@ -244,6 +247,7 @@ class BarOptions:
     depth_factor: float = 0.5
     fill: bool = False
     max_bars: int | None = field(default_factory=default_max_rows)
+    memory_limit: int | None = None
 
 
 def check_durations(options: BarOptions | None = None, signing: Signing | None = None) -> None:

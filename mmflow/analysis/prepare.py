@@ -87,7 +87,12 @@ def selection_rules(selection: Selection) -> list[tuple[str, pl.Expr]]:
 
 
 def prepare(
-    lf: pl.LazyFrame, table: TableSchema, selection: Selection, *, venue: bool = False
+    lf: pl.LazyFrame,
+    table: TableSchema,
+    selection: Selection,
+    *,
+    venue: bool = False,
+    ordered: bool = True,
 ) -> pl.LazyFrame:
     """Validate, re-clock, filter and time-order canonical rows.
 
@@ -105,6 +110,9 @@ def prepare(
         Symbols, time window and clock.
     venue
         Add the null ``venue`` column when there is none (see :func:`with_venue`).
+    ordered
+        Sort by ``ts`` (stable). ``False`` leaves the input order: the chunked engine checks
+        each chunk's order and sorts only the chunks that need it (the same rows result).
 
     Returns
     -------
@@ -118,7 +126,7 @@ def prepare(
     rules = selection_rules(selection)
     if rules:
         lf = lf.filter(~pl.any_horizontal(rule.fill_null(value=True) for _, rule in rules))
-    return lf.sort(TS, maintain_order=True)
+    return lf.sort(TS, maintain_order=True) if ordered else lf
 
 
 def selection_account(
@@ -153,15 +161,23 @@ def prepare_market(
     trades: pl.LazyFrame,
     quotes: pl.LazyFrame | None,
     selection: Selection,
+    *,
+    ordered: bool = True,
 ) -> tuple[pl.LazyFrame, pl.LazyFrame | None, pl.LazyFrame | None]:
     """Prepare trades and quotes; with ``clean="taq"`` also clean them.
+
+    ``ordered=False`` leaves rows in input order (see :func:`prepare`; TAQ cleaning always
+    sorts).
 
     Returns the trades, the quotes and the per-rule dropped counts (``None`` without cleaning).
     When either names a venue, both have a ``venue`` column afterwards (null where the source
     has none), so both key instruments alike; when neither does, instruments are symbols.
     """
-    prepared_quotes = prepare(quotes, QUOTES, selection) if quotes is not None else None
-    prepared_trades = prepare(trades, TRADES, selection)
+    ordered = ordered or selection.clean == "taq"
+    prepared_quotes = (
+        prepare(quotes, QUOTES, selection, ordered=ordered) if quotes is not None else None
+    )
+    prepared_trades = prepare(trades, TRADES, selection, ordered=ordered)
     if selection.clean != "taq":
         return (*_same_keys(prepared_trades, prepared_quotes), None)
     # Clean before a null venue column is added: the single-exchange rule (P3) runs only

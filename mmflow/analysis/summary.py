@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import polars as pl
@@ -66,6 +66,7 @@ def analyze(
     selection: Selection | None = None,
     phase_parameters: PhaseParameters | None = None,
     materialize: Callable[[list[pl.LazyFrame]], list[pl.DataFrame]] | None = None,
+    chunked: bool = True,
 ) -> Analysis:
     """Run the main analysis: everything per bar, and one summary row per instrument.
 
@@ -89,7 +90,9 @@ def analyze(
         How to collect the bar table early (the command line passes its error-naming
         collector). Without it the whole analysis is one lazy plan, which recomputes the bars
         for each summary; with it the bars are computed once, which is much faster on large
-        inputs.
+        inputs. Not used when the chunked engine runs (it computes each table once).
+    chunked
+        Use the chunked engine where it applies (see :func:`mmflow.analysis.market.market_bars`).
 
     Returns
     -------
@@ -101,7 +104,23 @@ def analyze(
     options = options or BarOptions(every=every)
     phase_parameters = phase_parameters or PhaseParameters(lookback=options.lookback)
     check_windows(options, phase_parameters)
-    market = market_bars(trades, quotes, options=options, signing=signing, selection=selection)
+    market = market_bars(
+        trades, quotes, options=options, signing=signing, selection=selection, chunked=chunked
+    )
+    if market.engine is not None:  # every table already computed once, by the engine
+        from mmflow.engine.market import engine_analysis
+
+        analysis = engine_analysis(market, market.engine, phase_parameters)
+        if materialize is not None and analysis.paths is not None:
+            # The tables are computed; the caller's collector still reports its stage.
+            tables = materialize([analysis.summary, analysis.bars, analysis.paths])
+            analysis = replace(
+                analysis,
+                summary=tables[0].lazy(),
+                bars=tables[1].lazy(),
+                paths=tables[2].lazy(),
+            )
+        return analysis
     signing = signing or Signing()
     if signing.method == "bvc":
         flow = summary_from_bars(market.bars, market.signed)

@@ -59,6 +59,7 @@ SECTIONS = (
     "Phase rule",
     "Event study",
     "Simulation",
+    "Execution",
     "Alerts",
     "Output",
     "General",

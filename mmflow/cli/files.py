@@ -11,6 +11,7 @@ from mmflow.analysis import Selection, Signing, parameters_of
 from mmflow.cli import run
 from mmflow.cli.app import cli
 from mmflow.cli.command import one_line, option_group
+from mmflow.cli.execution import execution_options
 from mmflow.cli.options import (
     Inputs,
     Output,
@@ -22,6 +23,7 @@ from mmflow.cli.options import (
     selection_options,
 )
 from mmflow.convert import write_dataset
+from mmflow.engine.executors import Execution
 from mmflow.inspect import inspect_paths
 from mmflow.io.assemble import gather, read_many
 from mmflow.progress import Stage, report
@@ -119,10 +121,12 @@ _INSPECT_SCHEMA: dict[str, pl.DataType] = {
         ),
     ],
 )
+@execution_options
 @input_options
 @selection_options
 def convert_command(
     files: tuple[str, ...],
+    execution: Execution,
     quotes: QuoteFiles,
     inputs: Inputs,
     selection: Selection,

@@ -26,6 +26,8 @@ from mmflow.analysis import (
 from mmflow.cli import run
 from mmflow.cli.app import cli
 from mmflow.cli.command import option_group
+from mmflow.cli.execution import execution_options
+from mmflow.cli.incremental import incremental_option
 from mmflow.cli.model_options import Bars, bar_options, bar_options_without
 from mmflow.cli.options import (
     AlertOptions,
@@ -40,6 +42,7 @@ from mmflow.cli.options import (
     signing_options,
 )
 from mmflow.cli.types import Horizons
+from mmflow.engine.executors import Execution
 from mmflow.io import Loaded
 from mmflow.io.assemble import require_rows
 from mmflow.metrics.event_study import (
@@ -77,11 +80,14 @@ __all__ = [
     "summary.",
 )
 @alert_options
+@execution_options
 @input_options
 @selection_options
 @output_options
+@incremental_option
 def analyze_command(
     files: tuple[str, ...],
+    execution: Execution,
     quotes: QuoteFiles,
     inputs: Inputs,
     selection: Selection,
@@ -106,6 +112,8 @@ def analyze_command(
     \b
         mmflow analyze sample_data/
         mmflow analyze sample_data/tardis/ --bar 5m -o bars.parquet
+        mmflow convert sample_data/tardis/ -o dataset/
+        mmflow analyze dataset/ -o results/ --incremental
     """
     loaded, trades, quote_frame = run.market(files, quotes, inputs, selection)
     plan = partial(analyze, trades, quote_frame, options=bars.options, signing=signing)
@@ -142,11 +150,13 @@ def analyze_command(
 @quote_options
 @bar_options_without("pressure_horizon", "spread_factor", "depth_factor")
 @signing_options
+@execution_options
 @input_options
 @selection_options
 @output_options
 def flow_command(
     files: tuple[str, ...],
+    execution: Execution,
     quotes: QuoteFiles,
     inputs: Inputs,
     selection: Selection,
@@ -250,11 +260,13 @@ inventory_study_options = option_group(
 )
 @alert_options
 @inventory_study_options
+@execution_options
 @input_options
 @selection_options
 @output_options
 def inventory_command(
     files: tuple[str, ...],
+    execution: Execution,
     quotes: QuoteFiles,
     inputs: Inputs,
     selection: Selection,

@@ -98,6 +98,13 @@ def bar_options_without(*unused: str) -> Callable[[F], F]:
             "the days, or sessions, that hold trades or quotes).",
         ),
         max_bars_option("--max-bars", "bars (also VPIN buckets and window lengths)"),
+        click.option(
+            "--memory-limit",
+            callback=_memory_limit,
+            metavar="SIZE",
+            help="Memory one chunk of the engine may use (e.g. 2G, 512M); picks the chunk size "
+            "(instrument × whole days). Default: half the available memory, at most 4G.",
+        ),
     ]
     kept = [d for d in decorators if _parameter_name(d) not in unused]
     if len(kept) != len(decorators) - len(set(unused)):
@@ -110,6 +117,19 @@ def _parameter_name(decorator: Callable[[Any], Any]) -> str | None:
     """Return the parameter name of one ``click.option`` decorator (tried on a dummy)."""
     params: list[click.Parameter] = getattr(decorator(lambda: None), "__click_params__", [])
     return params[0].name if params else None
+
+
+def _memory_limit(_context: click.Context, _parameter: click.Parameter, value: Any) -> int | None:
+    """Parse --memory-limit (exit 2 on a bad size)."""
+    if value is None:
+        return None
+    from mmflow.engine.chunks import parse_memory
+    from mmflow.errors import ParameterError
+
+    try:
+        return parse_memory(str(value))
+    except ParameterError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--memory-limit: ")) from exc
 
 
 def max_bars_option(flag: str, what: str) -> Callable[[F], F]:
@@ -152,6 +172,7 @@ def _bars(values: Mapping[str, Any]) -> Bars:
         depth_factor=values.get("depth_factor", defaults.depth_factor),
         fill=values["fill"],
         max_bars=default_max_rows() if limit is None else limit,
+        memory_limit=values.get("memory_limit"),
     )
     return Bars(options, values["bar"] is not None)
 

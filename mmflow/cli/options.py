@@ -304,6 +304,8 @@ def checked(
     """Return a click callback that runs ``check`` on a given value while options are parsed."""
 
     def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if param.name == "output" and ctx.meta.get("mmflow.incremental"):
+            return value  # analyze --incremental: -o names the results folder (checked there)
         if value is not None:
             try:
                 check(value)

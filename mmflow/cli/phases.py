@@ -15,6 +15,7 @@ from mmflow.analysis import Phases, Selection, Signing, chart, phases
 from mmflow.cli import run
 from mmflow.cli.app import cli
 from mmflow.cli.command import option_group
+from mmflow.cli.execution import execution_options
 from mmflow.cli.model_options import Bars, bar_options, bar_options_without, phase_options
 from mmflow.cli.options import (
     AlertOptions,
@@ -28,6 +29,7 @@ from mmflow.cli.options import (
     selection_options,
     signing_options,
 )
+from mmflow.engine.executors import Execution
 from mmflow.errors import ParameterError
 from mmflow.io import Loaded
 from mmflow.io.assemble import require_rows
@@ -119,11 +121,13 @@ phase_run_options = option_group(
 @phase_run_options
 @alert_options
 @signing_options
+@execution_options
 @input_options
 @selection_options
 @output_options
 def phases_command(
     files: tuple[str, ...],
+    execution: Execution,
     quotes: QuoteFiles,
     inputs: Inputs,
     selection: Selection,

@@ -13,6 +13,7 @@ from mmflow.analysis import Classification, Selection, Signing, classify, evalua
 from mmflow.cli import run
 from mmflow.cli.app import cli
 from mmflow.cli.command import option_group
+from mmflow.cli.execution import execution_options
 from mmflow.cli.options import (
     Inputs,
     Output,
@@ -24,6 +25,7 @@ from mmflow.cli.options import (
     signing_options,
 )
 from mmflow.cli.types import Duration
+from mmflow.engine.executors import Execution
 from mmflow.io import Loaded
 from mmflow.io.assemble import require_count, require_rows
 from mmflow.metrics.profile import ValueAreaMethod
@@ -312,11 +314,13 @@ profile_options = option_group(
 @quote_options
 @profile_options
 @signing_options
+@execution_options
 @input_options
 @selection_options
 @output_options
 def profile_command(
     files: tuple[str, ...],
+    execution: Execution,
     quotes: QuoteFiles,
     inputs: Inputs,
     selection: Selection,

@@ -68,7 +68,7 @@ def describe(stage: Stage) -> str:
     """Return the stage as text: ``reading inputs 2/5 files (12.0 MB of 40.0 MB) a.csv``."""
     parts = [stage.name]
     if stage.total is not None and stage.done is not None:
-        parts.append(f"{stage.done}/{stage.total} files")
+        parts.append(f"{stage.done}/{stage.total} {stage.unit}")
     if stage.bytes_total:
         parts.append(f"({_size(stage.bytes_done or 0)} of {_size(stage.bytes_total)})")
     if stage.detail:

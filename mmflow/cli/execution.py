@@ -1,0 +1,76 @@
+"""The Execution options (``--executor``, ``--scheduler``, ``--workers``): where chunk tasks run.
+
+The group builds one :class:`~mmflow.engine.executors.Execution`, checked while the options are
+parsed (a bad combination is a usage error, exit 2; ``--executor dask`` without the ``dask``
+extra is exit 1 with the install hint), and makes it the active one for the command: the
+engine's tasks (:func:`mmflow.engine.executors.run_tasks`) then run on it, with progress (tasks
+done / total) on a terminal. A Dask cluster starts only when there are tasks to run and is
+closed when the command ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import click
+
+from mmflow.cli.command import F, option_group
+from mmflow.cli.run import say, stages
+from mmflow.engine.executors import EXECUTORS, MAX_WORKERS, Execution, activate
+from mmflow.errors import ParameterError
+
+__all__ = ["execution_options"]
+
+
+def _execution(values: Mapping[str, Any]) -> Execution:
+    try:
+        execution = Execution(
+            values.get("executor") or "local",
+            values.get("scheduler"),
+            values.get("workers"),
+            on_stage=stages(),
+        )
+    except ParameterError as exc:
+        raise click.UsageError(str(exc)) from None
+    context = click.get_current_context(silent=True)
+    if context is not None:
+        context.call_on_close(lambda: _close(execution))
+    activate(execution)
+    return execution
+
+
+def _close(execution: Execution) -> None:
+    execution.close()
+    if execution.executor == "dask" and not execution.used:
+        say(
+            "Note: --executor dask ran nothing: this command computed its tables in this "
+            "process (only the chunked engine's tasks go to Dask)"
+        )
+
+
+def execution_options(func: F) -> F:
+    """``--executor``, ``--scheduler``, ``--workers``; the command gets ``execution``."""
+    decorators = [
+        click.option(
+            "--executor",
+            type=click.Choice(EXECUTORS),
+            default="local",
+            show_default=True,
+            help="Where the per-instrument, per-day chunk tasks run: here one after another "
+            "(local), or on a Dask cluster (dask; needs pip install 'mmflow[dask]').",
+        ),
+        click.option(
+            "--scheduler",
+            metavar="tcp://HOST:PORT",
+            help="With --executor dask: the address of a running `dask scheduler` (its workers "
+            "must reach the input paths) (default: start a local cluster).",
+        ),
+        click.option(
+            "--workers",
+            type=click.IntRange(min=1, max=MAX_WORKERS),
+            help="With --executor dask: worker processes of the local cluster, each with "
+            "cores/N polars threads (default: 2).",
+        ),
+    ]
+    return option_group("Execution", decorators, "execution", _execution)(func)

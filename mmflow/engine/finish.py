@@ -1,0 +1,397 @@
+"""The finish: chunk tables concatenated in time order, then the metrics that cross bars.
+
+Everything here runs on small tables (bars, price levels, VPIN bucket pieces, counts) with the
+existing metric functions, so the engine's numbers are today's numbers:
+
+- VPIN: bucket pieces summed per global bucket index, then VPIN over the last ``window``
+  buckets as :func:`mmflow.metrics.vpin.vpin_buckets` computes it, placed on bars with
+  :func:`mmflow.metrics.vpin.vpin_at`;
+- Kyle's λ, Amihud, inventory (CVD, z-scores, liquidity state): :mod:`mmflow.metrics.impact`,
+  :mod:`mmflow.metrics.inventory` on the bars;
+- phases, episodes, volume profile and value area: the level table fed as pseudo-trades
+  (``ts`` = bar start, ``price`` = level, ``size`` = the level's volume, ``trade_sign`` = its
+  side), which gives the functions the same per-bar, per-level volumes as the trades;
+- the flow summary from the bars (Σ per instrument) and the census' first and last trade.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import polars as pl
+
+from mmflow.engine.state import ChunkResult, EngineSettings
+from mmflow.engine.trades import apply_bvc
+from mmflow.metrics.impact import amihud, kyle_lambda
+from mmflow.metrics.inventory import inventory_bars, inventory_summary
+from mmflow.metrics.phase_episodes import phase_episodes
+from mmflow.metrics.phases import PhaseParameters, phase_bars
+from mmflow.metrics.profile import value_area, volume_profile
+from mmflow.metrics.vpin import vpin_at
+from mmflow.schema import PRICE, SIGN_METHOD, SIZE, TRADE_SIGN, TS
+
+__all__ = [
+    "COST_COLUMNS",
+    "FLOW_COLUMNS",
+    "QUOTE_BAR_COLUMNS",
+    "Finished",
+    "finish_analysis",
+    "finish_market",
+    "merge_buckets",
+    "pseudo_trades",
+]
+
+FLOW_COLUMNS = (
+    "open",
+    "high",
+    "low",
+    "close",
+    "vwap",
+    "volume",
+    "trades",
+    "buy_volume",
+    "sell_volume",
+    "unknown_volume",
+    "net_flow",
+    "trade_imbalance",
+)
+"""The flow columns of :func:`mmflow.metrics.flow.flow_bars`, in its order."""
+QUOTE_BAR_COLUMNS = (
+    "ofi",
+    "ofi_normalized",
+    "mid_close",
+    "spread",
+    "depth",
+    "quote_imbalance",
+    "crossed_quotes",
+)
+COST_COLUMNS = ("effective_spread", "realized_spread", "price_impact")
+CHECK_COLUMNS = ("trades", "quotes", "stale_quote", "after_last_quote", "stale_future_quote")
+
+
+def _concat(frames: Sequence[pl.DataFrame]) -> pl.DataFrame:
+    frames = [f for f in frames if f.width]
+    if not frames:
+        return pl.DataFrame()
+    return pl.concat(frames, how="vertical_relaxed")
+
+
+def merge_buckets(pieces: pl.DataFrame, keys: Sequence[str], window: int) -> pl.DataFrame:
+    """Sum VPIN bucket pieces per global index and compute VPIN as ``vpin_buckets`` does.
+
+    A bucket is complete when a piece of it holds the trade that fills it (``completes``);
+    VPIN_τ = Σ_{last n} |V^S − V^B| / Σ_{last n} V over the instrument's buckets in index
+    order (Easley, López de Prado & O'Hara 2012, *RFS* 25(5):1457-1493), complete buckets
+    only in the output, as :func:`mmflow.metrics.vpin.vpin_buckets` returns them.
+    """
+    keys = list(keys)
+    if pieces.height == 0:
+        return pl.DataFrame(
+            schema={
+                **{k: pieces.schema[k] for k in keys if k in pieces.schema},
+                "bucket": pl.Int64,
+                TS: pieces.schema.get(TS, pl.Datetime("ns", "UTC")),
+                "volume": pl.Float64,
+                "buy_volume": pl.Float64,
+                "sell_volume": pl.Float64,
+                "vpin": pl.Float64,
+                "complete": pl.Boolean,
+            }
+        )
+    imbalance = (pl.col("sell_volume") - pl.col("buy_volume")).abs()
+    return (
+        pieces.lazy()
+        .group_by(*keys, "bucket")
+        .agg(
+            pl.col(TS).max(),
+            pl.col("volume").sum(),
+            pl.col("buy_volume").sum(),
+            pl.col("sell_volume").sum(),
+            pl.col("completes").any().alias("complete"),
+        )
+        .sort(*keys, "bucket", nulls_last=True)
+        .with_columns(
+            (
+                imbalance.rolling_sum(window_size=window).over(keys)
+                / pl.col("volume").rolling_sum(window_size=window).over(keys)
+            ).alias("vpin")
+        )
+        .select(*keys, "bucket", TS, "volume", "buy_volume", "sell_volume", "vpin", "complete")
+        .filter(pl.col("complete"))
+        .collect()
+    )
+
+
+def pseudo_trades(levels: pl.DataFrame) -> pl.LazyFrame:
+    """Return the level table as trades: ``ts`` = bar start, ``price``, ``size``, ``trade_sign``.
+
+    One row per bar × price level × side: the per-bar, per-level volumes (and buy / sell
+    splits) are the trades', so the phase detector's level dispersion and the volume profile
+    and value area come out the same (their per-level sums add the same numbers).
+    """
+    return levels.lazy().select(
+        *(c for c in levels.columns if c not in (PRICE, SIZE, TRADE_SIGN, "trades")),
+        PRICE,
+        SIZE,
+        TRADE_SIGN,
+    )
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The engine's tables after the finish (eager, small).
+
+    Attributes
+    ----------
+    bars
+        Today's ``market_bars`` table: keys, ``ts``, flow, quote, cost, VPIN, Kyle, Amihud,
+        Roll and inventory columns, sorted by keys and ``ts``.
+    levels
+        The level table (keys, ``ts``, ``price``, ``trade_sign``, ``size``, ``trades``).
+    mix
+        Today's :func:`mmflow.metrics.signing.method_mix`.
+    checks
+        Today's :func:`mmflow.analysis.market.quote_checks` (``None`` without quotes).
+    buckets
+        The complete VPIN buckets.
+    """
+
+    bars: pl.DataFrame
+    levels: pl.DataFrame
+    mix: pl.DataFrame
+    checks: pl.DataFrame | None
+    buckets: pl.DataFrame
+
+
+def _mix(mix: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    if mix.height == 0:
+        return pl.DataFrame(
+            schema={
+                **dict.fromkeys(keys, pl.String),
+                SIGN_METHOD: pl.String,
+                "trades": pl.UInt32,
+                "volume": pl.Float64,
+                "share": pl.Float64,
+            }
+        )
+    return (
+        mix.lazy()
+        .with_columns(pl.col(SIGN_METHOD).cast(pl.String))
+        .group_by(*keys, SIGN_METHOD)
+        .agg(pl.col("trades").sum().cast(pl.UInt32), pl.col("volume").sum())
+        .with_columns((pl.col("trades") / pl.col("trades").sum().over(keys)).alias("share"))
+        .sort(
+            *keys,
+            "trades",
+            SIGN_METHOD,
+            descending=[*(False for _ in keys), True, False],
+            nulls_last=True,
+        )
+        .collect()
+    )
+
+
+def _checks(
+    checks: pl.DataFrame,
+    keys: list[str],
+    quote_counts: pl.DataFrame,
+) -> pl.DataFrame:
+    counts = ["trades", "stale_quote", "after_last_quote", "stale_future_quote"]
+    summed = checks.group_by(keys).agg(pl.col(counts).sum())
+    out = summed.join(quote_counts, on=keys, how="full", coalesce=True, nulls_equal=True)
+    return (
+        out.with_columns(pl.col(list(CHECK_COLUMNS)).fill_null(0).cast(pl.UInt32))
+        .select(*keys, *CHECK_COLUMNS)
+        .sort(keys, nulls_last=True)
+    )
+
+
+def finish_market(
+    results: Sequence[ChunkResult],
+    settings: EngineSettings,
+    *,
+    quote_counts: pl.DataFrame | None = None,
+) -> Finished:
+    """Concatenate chunk results in time order and add the columns that cross bars.
+
+    Parameters
+    ----------
+    results
+        The chunk results (any order: they are sorted by instrument and chunk start).
+    settings
+        The run's settings.
+    quote_counts
+        ``keys…, quotes`` per instrument over the whole run (census; instruments with only
+        quotes included), for the quote checks.
+    """
+    options = settings.options
+    keys = settings.bar_keys
+    instrument = list(settings.keys)
+    ordered = sorted(
+        results,
+        key=lambda r: (r.chunk.symbol, r.chunk.venue is None, r.chunk.venue or "", r.chunk.start),
+    )
+    bars = _concat([r.bars for r in ordered])
+    levels = _concat([r.levels for r in ordered])
+    pieces = _concat([r.buckets for r in ordered])
+    mix = _concat([r.mix for r in ordered])
+    checks = _concat([r.checks for r in ordered])
+    buckets = merge_buckets(pieces, instrument, options.vpin_window)
+    roll = bars.select(*keys, TS, "roll_spread")
+    base = bars.select(*keys, TS, *FLOW_COLUMNS, *QUOTE_BAR_COLUMNS, *COST_COLUMNS).sort(
+        *keys, TS, nulls_last=True
+    )
+    flows = base.lazy()
+    if settings.signing.method == "bvc":
+        # BVC splits each bar's volume by its close change over σ of all the instrument's bars
+        # (Easley, López de Prado & O'Hara 2012): a per-bar rule across chunks, so here.
+        flows = apply_bvc(
+            flows,
+            distribution=settings.signing.bvc_distribution,
+            dof=settings.signing.bvc_dof,
+        ).select(base.columns)
+    lazy = vpin_at(flows, buckets.lazy(), every=options.every).sort(*keys, TS)
+    lazy = amihud(kyle_lambda(lazy, window=options.lookback), window=options.lookback)
+    lazy = lazy.join(
+        roll.lazy(), on=[*keys, TS], how="left", maintain_order="left", nulls_equal=True
+    )
+    lazy = inventory_bars(
+        lazy,
+        lookback=options.lookback,
+        spread_factor=options.spread_factor,
+        depth_factor=options.depth_factor,
+    ).sort(*keys, TS, nulls_last=True)
+    finished_bars = lazy.collect()
+    check_table = (
+        _checks(checks, instrument, quote_counts)
+        if settings.has_quotes and quote_counts is not None
+        else None
+    )
+    return Finished(finished_bars, levels, _mix(mix, instrument), check_table, buckets)
+
+
+def flow_summary_from_bars(
+    bars: pl.DataFrame, keys: list[str], spans: pl.DataFrame
+) -> pl.DataFrame:
+    """Today's :func:`mmflow.metrics.flow.flow_summary` from the bar table.
+
+    Σ over bars of the per-bar sums (Σ P·V from ``vwap · volume``), and ``start``, ``end`` the
+    first and last trade of the instrument (``spans``: ``keys…, start, end``).
+    """
+    volume = pl.col("volume").sum()
+    dollars = (pl.col("vwap") * pl.col("volume")).sum()
+    totals = bars.group_by(keys).agg(
+        pl.col("trades").sum().cast(pl.UInt32),
+        volume.alias("volume"),
+        pl.col("buy_volume").sum(),
+        pl.col("sell_volume").sum(),
+        pl.col("unknown_volume").sum(),
+        pl.when(volume > 0).then(dollars / volume).alias("vwap"),
+        pl.col("net_flow").sum(),
+    )
+    return totals.join(spans, on=keys, how="left", nulls_equal=True).sort(keys, nulls_last=True)
+
+
+SUMMARY_COLUMNS = (
+    "venue",
+    "symbol",
+    "trades",
+    "volume",
+    "buy_volume",
+    "sell_volume",
+    "unknown_volume",
+    "vwap",
+    "net_flow",
+    "ofi",
+    "mm_inventory",
+    "inventory_max",
+    "inventory_min",
+    "inventory_half_life",
+    "price_pressure",
+    "quote_skew",
+    "withdrawing_share",
+    "liquidity_state",
+    "start",
+    "end",
+)
+
+
+@dataclass(frozen=True)
+class FinishedAnalysis:
+    """What :func:`mmflow.analysis.summary.analyze` returns, computed from the engine's tables."""
+
+    summary: pl.DataFrame
+    bars: pl.DataFrame
+    paths: pl.DataFrame
+    parameters: dict[str, Any]
+
+
+def finish_analysis(
+    finished: Finished,
+    settings: EngineSettings,
+    spans: pl.DataFrame,
+    phase_parameters: PhaseParameters,
+) -> FinishedAnalysis:
+    """Run the analysis' summaries on the finished tables (each table computed once).
+
+    Same steps as :func:`mmflow.analysis.summary.analyze`: flow summary, OFI totals, inventory
+    summary,
+    phases and episodes (levels as pseudo-trades), the current phase, the last episode, and the
+    POC and value area per instrument.
+    """
+    options = settings.options
+    instrument = list(settings.keys)
+    keys = settings.bar_keys
+    bars = finished.bars.lazy()
+    trades = pseudo_trades(finished.levels)
+    flow = flow_summary_from_bars(finished.bars, instrument, spans).lazy()
+    areas = value_area(volume_profile(trades, by=instrument), by=instrument).select(
+        *instrument, "poc", "value_area_low", "value_area_high"
+    )
+    totals = bars.group_by(instrument).agg(
+        (
+            pl.when(pl.col("ofi").is_not_null().any()).then(pl.col("ofi").sum())
+            if settings.has_quotes
+            else pl.lit(None, pl.Float64)
+        ).alias("ofi")
+    )
+    inventory = inventory_summary(bars, every=options.every, horizon=options.pressure_horizon)
+    phased = phase_bars(bars, trades, parameters=phase_parameters).collect()
+    episodes = phase_episodes(
+        phased.lazy(), every=options.every, trades=trades, parameters=phase_parameters
+    )
+    current = (
+        phased.lazy()
+        .group_by(instrument)
+        .agg(
+            pl.col("phase").drop_nulls().last().alias("phase"),
+            pl.col("inventory_side").filter(pl.col("phase").is_not_null()).last(),
+            pl.col("distribution_score").drop_nulls().last().alias("distribution_score"),
+        )
+    )
+    last_episode = (
+        episodes.sort("end")
+        .group_by(instrument)
+        .agg(
+            pl.col("phase").last().alias("last_episode"),
+            pl.col("inventory_side").last().alias("last_episode_side"),
+            pl.col("start").last().alias("last_episode_start"),
+            pl.col("end").last().alias("last_episode_end"),
+        )
+    )
+    summary = flow
+    for part in (totals, inventory):
+        summary = summary.join(part, on=instrument, how="left", nulls_equal=True)
+    present = summary.collect_schema().names()
+    summary = summary.select(*(c for c in SUMMARY_COLUMNS if c in present))
+    for part in (current, last_episode, areas):
+        summary = summary.join(part, on=instrument, how="left", nulls_equal=True)
+    summary = summary.sort(instrument, nulls_last=True)
+    paths = bars.group_by(instrument).agg(pl.col("mm_inventory").alias("inventory_path"))
+    out_summary, out_paths = pl.collect_all([summary, paths])
+    parameters = {f"phase_{k}": v for k, v in asdict(phase_parameters).items()}
+    return FinishedAnalysis(
+        out_summary, phased.sort(*keys, TS, nulls_last=True), out_paths, parameters
+    )

@@ -1,0 +1,479 @@
+"""Pass 2 and the local executor: ``run_chunk(task) -> ChunkResult`` and ``run_engine``.
+
+``run_chunk`` is a pure function of its picklable :class:`~mmflow.engine.state.ChunkTask`: it
+reads the chunk's trades (and quotes: the chunk's own, those up to ``horizon`` after its end for
+the future mid, the inbound last quote prepended), checks their time order (sorting only when
+it is broken), makes the chunk's bar grid, and returns the small tables of
+:class:`~mmflow.engine.state.ChunkResult` from :func:`mmflow.engine.trades.trade_partials` and
+:func:`mmflow.engine.quotes.quote_partials`.
+
+:func:`run_engine` runs the census, plans the chunks, runs the tasks one after another (each
+task's polars plan uses every thread; peak memory is set by the largest chunk) and finishes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import polars as pl
+
+from mmflow.engine.census import Census, take_census
+from mmflow.engine.chunks import BYTES_PER_QUOTE, BYTES_PER_TRADE, Plan, plan_chunks
+from mmflow.engine.executors import run_tasks
+from mmflow.engine.finish import (
+    COST_COLUMNS,
+    FLOW_COLUMNS,
+    QUOTE_BAR_COLUMNS,
+    Finished,
+    finish_market,
+)
+from mmflow.engine.quotes import QuoteCarry, quote_partials
+from mmflow.engine.state import (
+    Chunk,
+    ChunkResult,
+    ChunkTask,
+    EngineSettings,
+    QuoteState,
+    TableSource,
+    TradePartials,
+)
+from mmflow.engine.trades import quote_window, trade_partials
+from mmflow.metrics.flow import event_grid
+from mmflow.schema import ASK_PRICE, ASK_SIZE, BID_PRICE, BID_SIZE, SYMBOL, TS, TS_EVENT, VENUE
+from mmflow.scratch import make_directory, remove
+
+if TYPE_CHECKING:
+    from mmflow.analysis.options import BarOptions, Signing
+
+__all__ = [
+    "EngineRun",
+    "Executor",
+    "local_executor",
+    "make_settings",
+    "run_chunk",
+    "run_engine",
+]
+
+
+class _TradePartialsFunction(Protocol):
+    def __call__(
+        self,
+        trades: pl.DataFrame,
+        quotes: pl.DataFrame | None,
+        chunk: Chunk,
+        settings: EngineSettings,
+        *,
+        last_quote_ts: int | None = None,
+    ) -> TradePartials: ...
+
+
+class _QuotePartialsFunction(Protocol):
+    def __call__(
+        self,
+        quotes: pl.DataFrame,
+        chunk: Chunk,
+        bar_starts: pl.Series | None,
+        settings: EngineSettings,
+        *,
+        carry: QuoteCarry | None = None,
+        quotes_after: bool = False,
+    ) -> pl.DataFrame: ...
+
+
+def _trade_partials() -> _TradePartialsFunction:
+    """Return the trade pass (a seam: tests put an oracle here)."""
+    return trade_partials
+
+
+def _quote_partials() -> _QuotePartialsFunction:
+    """Return the quote pass (a seam: tests put an oracle here)."""
+    return quote_partials
+
+
+TIMESTAMP = pl.Datetime("ns", "UTC")
+
+
+def _ordered(frame: pl.DataFrame) -> pl.DataFrame:
+    """Sort by ``ts`` (stable) only when the rows are not already in time order."""
+    if frame.height < 2 or frame[TS].is_sorted():
+        return frame
+    return frame.sort(TS, maintain_order=True)
+
+
+def _state_row(state: QuoteState, quotes: pl.DataFrame, chunk: Chunk) -> pl.DataFrame:
+    """Return the inbound last quote as a row of ``quotes``' schema (instrument columns filled)."""
+    row = state.frame(dict(quotes.schema))
+    if row.height == 0:
+        return row
+    fills = [pl.lit(chunk.symbol, quotes.schema[SYMBOL]).alias(SYMBOL)]
+    if VENUE in quotes.columns:
+        fills.append(pl.lit(chunk.venue, quotes.schema[VENUE]).alias(VENUE))
+    return row.with_columns(fills).select(quotes.columns)
+
+
+def _last_quote(quotes: pl.DataFrame, inbound: QuoteState) -> QuoteState:
+    """Return the outbound quote state: the chunk's last quote, else the inbound one."""
+    if quotes.height == 0:
+        return inbound
+    row = quotes.row(quotes.height - 1, named=True)
+    ts = quotes[TS].dt.cast_time_unit("ns").dt.epoch("ns")[-1]
+    event = None
+    if TS_EVENT in quotes.columns and row[TS_EVENT] is not None:
+        event = quotes[TS_EVENT].dt.cast_time_unit("ns").dt.epoch("ns")[-1]
+    return QuoteState(
+        ts=int(ts),
+        bid_price=row[BID_PRICE],
+        bid_size=row[BID_SIZE],
+        ask_price=row[ASK_PRICE],
+        ask_size=row[ASK_SIZE],
+        ts_event=None if event is None else int(event),
+    )
+
+
+def chunk_grid(
+    trades: pl.DataFrame, quotes: pl.DataFrame | None, chunk: Chunk, settings: EngineSettings
+) -> pl.DataFrame:
+    """Return the chunk's bars: today's ``event_grid`` inside ``[start, end)``.
+
+    Per UTC day the bars from the first to the last event's bar (trades and quotes); the
+    day-based spans of the whole run restricted to a chunk are the chunk's own spans, since
+    chunk edges are bar edges at or after midnight. With ``fill``: every bar between the
+    instrument's first and last bar inside the chunk.
+    """
+    keys = settings.bar_keys
+    every = settings.options.every
+    if settings.options.fill and not settings.session:
+        assert chunk.first_bar is not None
+        assert chunk.last_bar is not None
+        first = max(chunk.first_bar, chunk.start)
+        last = min(chunk.last_bar, chunk.end - settings.every_ns)
+        if last < first:
+            return pl.DataFrame(schema={**{k: trades.schema[k] for k in keys}, TS: TIMESTAMP})
+        starts = pl.int_range(first, last + 1, settings.every_ns, eager=True).cast(TIMESTAMP)
+        frame = pl.DataFrame({TS: starts}).with_columns(
+            pl.lit(chunk.symbol, pl.String).alias(SYMBOL),
+            *([pl.lit(chunk.venue, pl.String).alias(VENUE)] if VENUE in keys else []),
+        )
+        return frame.select(*keys, pl.col(TS).cast(trades.schema[TS]))
+    events = [trades.select(*keys, TS)]
+    if quotes is not None and quotes.height:
+        events.append(quotes.select(*keys, pl.col(TS).cast(trades.schema[TS])))
+    return event_grid(
+        pl.concat(events, how="vertical_relaxed").lazy(), every=every, keys=keys
+    ).collect()
+
+
+def run_chunk(task: ChunkTask) -> ChunkResult:
+    """Compute one chunk's small tables (pure: a function of ``task`` alone).
+
+    Parameters
+    ----------
+    task
+        The chunk, the run's settings and where its rows are.
+
+    Returns
+    -------
+    ChunkResult
+        One row per bar of the chunk (flow, quote, cost columns and Roll), the level table,
+        the VPIN bucket pieces, the method mix, the quote checks and the outbound state.
+    """
+    chunk, settings = task.chunk, task.settings
+    keys = settings.keys
+    trades = _ordered(task.trades.scan().filter(chunk.row_filter(keys)).collect())
+    own_quotes: pl.DataFrame | None = None
+    context: pl.DataFrame | None = None
+    if task.quotes is not None:
+        scan = task.quotes.scan().filter(chunk.instrument_filter(keys))
+        if settings.lag_ns > 0:
+            # The quote prevailing a lag before the chunk comes from before start - lag.
+            window, _ = quote_window(scan, chunk, settings)
+            context = _ordered(window.collect())
+            own_quotes = context.filter(chunk.row_filter(keys))
+        else:
+            around = _ordered(scan.filter(chunk.time_filter(after=settings.horizon_ns)).collect())
+            own_quotes = around.filter(chunk.row_filter(keys))
+            before = [
+                _state_row(state, around, chunk)
+                for state in sorted(
+                    {chunk.usable_quote_state, chunk.quote_state} - {QuoteState()},
+                    key=lambda state: state.ts or 0,
+                )
+            ]
+            context = pl.concat([*before, around], how="vertical_relaxed")
+    grid = chunk_grid(trades, own_quotes, chunk, settings)
+    partials = _trade_partials()(
+        trades, context, chunk, settings, last_quote_ts=chunk.last_quote_ts
+    )
+    bar_keys = settings.bar_keys
+    counts = ("volume", "buy_volume", "sell_volume", "unknown_volume", "net_flow")
+    trade_bars = partials.bars.select(
+        *bar_keys,
+        TS,
+        *FLOW_COLUMNS,
+        *(c for c in (*COST_COLUMNS, "roll_spread") if c in partials.bars.columns),
+    )
+    bars = grid.join(trade_bars, on=[*bar_keys, TS], how="left", nulls_equal=True).with_columns(
+        pl.col(list(counts)).fill_null(0.0), pl.col("trades").fill_null(0)
+    )
+    quote_state = chunk.quote_state
+    if own_quotes is not None:
+        carry = QuoteCarry(
+            last=chunk.quote_state,
+            valid=chunk.valid_quote_state,
+            standing=chunk.standing_quote_state,
+        )
+        quotes_after = chunk.last_quote_ts is not None and chunk.last_quote_ts >= chunk.end
+        quoted = _quote_partials()(
+            own_quotes,
+            chunk,
+            grid[TS].unique().sort(),
+            settings,
+            carry=carry,
+            quotes_after=quotes_after,
+        )
+        present = [c for c in QUOTE_BAR_COLUMNS if c in quoted.columns]
+        # Quote bars are per instrument and bar start (sessions share them), as the whole
+        # run joins quote_bars on the instrument and ts.
+        bars = bars.join(
+            quoted.select(*keys, TS, *present).unique(subset=[*keys, TS], keep="last"),
+            on=[*keys, TS],
+            how="left",
+            nulls_equal=True,
+        )
+        quote_state = _last_quote(own_quotes, chunk.quote_state)
+    for name in (*QUOTE_BAR_COLUMNS, *COST_COLUMNS, "roll_spread"):
+        if name not in bars.columns:
+            dtype = pl.UInt32 if name == "crossed_quotes" else pl.Float64
+            bars = bars.with_columns(pl.lit(None, dtype).alias(name))
+    bars = bars.select(
+        *bar_keys, TS, *FLOW_COLUMNS, *QUOTE_BAR_COLUMNS, *COST_COLUMNS, "roll_spread"
+    ).sort(*bar_keys, TS, nulls_last=True)
+    checks = partials.checks.with_columns(
+        pl.lit(own_quotes.height if own_quotes is not None else 0, pl.UInt32).alias("quotes")
+    )
+    return ChunkResult(
+        chunk=chunk,
+        bars=bars,
+        levels=partials.levels,
+        buckets=partials.buckets,
+        mix=partials.mix,
+        checks=checks,
+        trade_state=partials.state,
+        quote_state=quote_state,
+    )
+
+
+Executor = Callable[
+    [Callable[[ChunkTask], ChunkResult], Sequence[ChunkTask]], Iterable[ChunkResult]
+]
+"""``executor(run_chunk, tasks)`` yields the results (any order): the local executor runs them
+one after another; issue 14's Dask executor distributes them."""
+
+
+def local_executor(
+    function: Callable[[ChunkTask], ChunkResult], tasks: Sequence[ChunkTask]
+) -> Iterable[ChunkResult]:
+    """Run the tasks one after another in this process (each may use every thread)."""
+    for task in tasks:
+        yield function(task)
+
+
+def make_settings(
+    options: BarOptions,
+    signing: Signing,
+    *,
+    keys: Sequence[str],
+    session: bool,
+    has_quotes: bool,
+    memory_limit: int,
+) -> EngineSettings:
+    """Build the run's :class:`EngineSettings` (durations validated and in nanoseconds)."""
+    from mmflow.durations import duration_nanoseconds
+
+    age = signing.max_quote_age
+    return EngineSettings(
+        options=options,
+        signing=signing,
+        keys=tuple(keys),
+        session=session,
+        has_quotes=has_quotes,
+        every_ns=duration_nanoseconds(options.every, what="bar length"),
+        horizon_ns=duration_nanoseconds(options.horizon, what="horizon"),
+        lag_ns=duration_nanoseconds(signing.lag, what="quote lag"),
+        max_quote_age_ns=None if age is None else duration_nanoseconds(age, what="max_quote_age"),
+        memory_limit=memory_limit,
+    )
+
+
+@dataclass(frozen=True)
+class EngineRun:
+    """A finished engine run: the tables, the plan and the census they came from.
+
+    ``finished`` is ``None`` when the run has no chunk (no trades).
+    """
+
+    finished: Finished | None
+    plan: Plan
+    census: Census
+    spans: pl.DataFrame
+    results: tuple[ChunkResult, ...]
+    settings: EngineSettings
+
+
+def _spans(census: Census) -> pl.DataFrame:
+    """Per instrument the first and last trade (``start``, ``end``) in the canonical dtype."""
+    keys = list(census.keys)
+    return (
+        census.trades.group_by(keys)
+        .agg(pl.col("first_ts").min().alias("start"), pl.col("last_ts").max().alias("end"))
+        .with_columns(pl.col("start", "end").cast(TIMESTAMP))
+    )
+
+
+def _quote_counts(census: Census) -> pl.DataFrame | None:
+    if census.quotes is None:
+        return None
+    keys = list(census.keys)
+    return census.quotes.group_by(keys).agg(pl.col("quotes").sum().cast(pl.UInt32))
+
+
+def run_engine(
+    trades: pl.LazyFrame | pl.DataFrame,
+    quotes: pl.LazyFrame | pl.DataFrame | None,
+    settings: EngineSettings,
+    *,
+    executor: Executor | None = None,
+    in_memory: bool | None = None,
+) -> EngineRun:
+    """Run the census, plan the chunks, run them and finish (prepared canonical inputs).
+
+    Parameters
+    ----------
+    trades, quotes
+        Prepared canonical trades and quotes (:func:`mmflow.analysis.prepare.prepare_market`).
+    settings
+        The run's settings (:func:`make_settings`); ``memory_limit`` sizes the chunks.
+    executor
+        How tasks run (default :func:`mmflow.engine.executors.run_tasks`: the executor the
+        command line activated, else one after another in this process).
+    in_memory
+        Read the inputs once into memory and split them by instrument (default: when the
+        whole input's estimated memory fits ``memory_limit``); otherwise every chunk scans its
+        own rows from the inputs (filter pushdown into the scans). Text inputs (CSV) are
+        first parsed once into scratch parquet files (streamed).
+    """
+    scratch: Path | None = None
+    if any(_parses_text(frame) for frame in (trades, quotes) if frame is not None):
+        # Text inputs are parsed once, streamed into a scratch parquet file each; the census,
+        # the row count and the chunks then read parquet instead of parsing the text again.
+        scratch = make_directory(".mmflow-engine-")
+        trades = _spill(trades.lazy(), scratch / "trades.parquet")
+        quotes = _spill(quotes.lazy(), scratch / "quotes.parquet") if quotes is not None else None
+    try:
+        if in_memory is None:
+            counts = pl.collect_all(
+                [frame.lazy().select(pl.len()) for frame in (trades, quotes) if frame is not None]
+            )
+            estimate = counts[0].item() * BYTES_PER_TRADE
+            if quotes is not None:
+                estimate += counts[1].item() * BYTES_PER_QUOTE
+            in_memory = estimate <= settings.memory_limit
+        return _run(trades, quotes, settings, executor, in_memory=bool(in_memory))
+    finally:
+        if scratch is not None:
+            remove(scratch)
+
+
+def _parses_text(frame: pl.LazyFrame | pl.DataFrame) -> bool:
+    """Whether reading ``frame`` parses text (a CSV or NDJSON scan in its plan)."""
+    if isinstance(frame, pl.DataFrame):
+        return False
+    plan = frame.explain(optimized=False).lower()
+    return "csv scan" in plan or "ndjson scan" in plan or "json scan" in plan
+
+
+def _spill(frame: pl.LazyFrame, path: Path) -> pl.LazyFrame:
+    """Write ``frame`` to ``path`` (streaming) and return a scan of it."""
+    frame.sink_parquet(path)
+    return pl.scan_parquet(path)
+
+
+def _run(
+    trades: pl.LazyFrame | pl.DataFrame,
+    quotes: pl.LazyFrame | pl.DataFrame | None,
+    settings: EngineSettings,
+    executor: Executor | None,
+    *,
+    in_memory: bool,
+) -> EngineRun:
+    options = settings.options
+    keys = settings.keys
+    trade_frame: pl.DataFrame | None = None
+    quote_frame: pl.DataFrame | None = None
+    if in_memory:
+        plans = [trades.lazy()] + ([quotes.lazy()] if quotes is not None else [])
+        frames = pl.collect_all(plans)
+        trade_frame = frames[0]
+        quote_frame = frames[1] if quotes is not None else None
+    census = take_census(
+        trade_frame.lazy() if trade_frame is not None else trades.lazy(),
+        (quote_frame.lazy() if quote_frame is not None else quotes.lazy())
+        if quotes is not None
+        else None,
+        keys=keys,
+        every_ns=settings.every_ns,
+        session=settings.session,
+    )
+    plan = plan_chunks(
+        census,
+        every_ns=settings.every_ns,
+        memory_limit=settings.memory_limit,
+        buckets_per_day=options.buckets_per_day,
+        fill=options.fill,
+        max_bars=options.max_bars,
+        every=options.every,
+    )
+    if not plan.chunks:
+        return EngineRun(None, plan, census, _spans(census), (), settings)
+    tasks = _tasks(plan, settings, trades, quotes, trade_frame, quote_frame)
+    results = tuple((executor or run_tasks)(run_chunk, tasks))
+    finished = finish_market(results, settings, quote_counts=_quote_counts(census))
+    return EngineRun(finished, plan, census, _spans(census), results, settings)
+
+
+def _split(frame: pl.DataFrame, keys: Sequence[str]) -> dict[tuple[Any, ...], pl.DataFrame]:
+    return {
+        tuple(key): part
+        for key, part in frame.partition_by(list(keys), as_dict=True, maintain_order=True).items()
+    }
+
+
+def _tasks(
+    plan: Plan,
+    settings: EngineSettings,
+    trades: pl.LazyFrame | pl.DataFrame,
+    quotes: pl.LazyFrame | pl.DataFrame | None,
+    trade_frame: pl.DataFrame | None,
+    quote_frame: pl.DataFrame | None,
+) -> list[ChunkTask]:
+    keys = settings.keys
+    tasks: list[ChunkTask] = []
+    if trade_frame is not None:
+        trade_parts = _split(trade_frame, keys)
+        quote_parts = _split(quote_frame, keys) if quote_frame is not None else {}
+        for chunk in plan.chunks:
+            key = (chunk.venue, chunk.symbol) if len(keys) == 2 else (chunk.symbol,)
+            own = trade_parts.get(key, trade_frame.clear())
+            quoted = (
+                TableSource(frame=quote_parts.get(key, quote_frame.clear()))
+                if quote_frame is not None
+                else None
+            )
+            tasks.append(ChunkTask(chunk, settings, TableSource(frame=own), quoted))
+        return tasks
+    trade_source = TableSource(plan=trades.lazy())
+    quote_source = TableSource(plan=quotes.lazy()) if quotes is not None else None
+    return [ChunkTask(chunk, settings, trade_source, quote_source) for chunk in plan.chunks]
