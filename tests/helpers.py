@@ -8,7 +8,7 @@ import importlib.util
 import io
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 
@@ -21,6 +21,7 @@ from mmflow.cli import cli
 from mmflow.errors import MmflowError
 from mmflow.io import FORMATS, ReadOptions, Source
 from mmflow.io.formats import Frames
+from mmflow.metrics.ofi import order_flow_imbalance
 
 
 def run(
@@ -124,8 +125,15 @@ COLUMN_TYPES: dict[str, pl.DataType] = {
     "session": pl.Int64(),
     "effective_spread": pl.Float64(),
     "realized_spread": pl.Float64(),
+    "close": pl.Float64(),
+    "vwap": pl.Float64(),
+    "volume": pl.Float64(),
+    "net_flow": pl.Float64(),
+    "mid_close": pl.Float64(),
+    "spread": pl.Float64(),
+    "depth": pl.Float64(),
 }
-"""The type of each column the frame factories of the tests make."""
+"""The type of each column the frame factories of the tests make (trades, quotes, bars)."""
 
 
 def typed_frame(columns: Mapping[str, Sequence[object]]) -> pl.LazyFrame:
@@ -172,3 +180,47 @@ def read_error(
     assert str(path) in message
     assert "\n" not in message
     return message
+
+
+def quote_ofi_totals(quotes: pl.LazyFrame) -> pl.DataFrame:
+    """Per instrument: Σ ``ofi_event`` over every quote, the quote count and the crossed count.
+
+    The oracle for bar totals: it sums the per-event contributions of
+    :func:`mmflow.metrics.ofi.order_flow_imbalance` with no bars in between. Columns
+    ``[venue,] symbol, ofi, quote_events, crossed_quotes``, sorted by instrument.
+    """
+    keys = [k for k in ("venue", "symbol") if k in quotes.collect_schema().names()]
+    return (
+        order_flow_imbalance(quotes)
+        .group_by(keys)
+        .agg(
+            pl.col("ofi_event").sum().alias("ofi"),
+            pl.len().alias("quote_events"),
+            pl.col("crossed").sum().cast(pl.UInt32).alias("crossed_quotes"),
+        )
+        .sort(keys, nulls_last=True)
+        .collect()
+    )
+
+
+def trades_frame(
+    rows: Sequence[tuple[str, float, float, float, int | None]],
+    *,
+    start: datetime,
+    side: str = "trade_sign",
+    **extra: Sequence[object] | None,
+) -> pl.LazyFrame:
+    """Trades from rows of ``(symbol, seconds after start, price, size, side)``.
+
+    ``side`` names the side column (``trade_sign`` or ``aggressor_side``); each of ``extra``
+    that is not None is one more column (``mid_price=[…]``, ``session=[…]``).
+    """
+    columns: dict[str, Sequence[object]] = {
+        "ts": [start + timedelta(seconds=r[1]) for r in rows],
+        "symbol": [r[0] for r in rows],
+        "price": [r[2] for r in rows],
+        "size": [r[3] for r in rows],
+        side: [r[4] for r in rows],
+    }
+    columns |= {name: values for name, values in extra.items() if values is not None}
+    return typed_frame(columns)

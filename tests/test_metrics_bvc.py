@@ -19,6 +19,7 @@ from mmflow.metrics.bvc import (
     normal_cdf,
     student_t_cdf,
 )
+from tests.helpers import typed_frame
 
 
 def phi_reference(x: float) -> float:
@@ -107,13 +108,8 @@ def make_bars(
     prices: list[float], volumes: list[float] | None = None, symbols: list[str] | None = None
 ) -> pl.LazyFrame:
     n = len(prices)
-    return pl.LazyFrame(
-        {
-            "symbol": symbols or ["X"] * n,
-            "close": prices,
-            "volume": volumes or [1000.0] * n,
-        },
-        schema={"symbol": pl.String, "close": pl.Float64, "volume": pl.Float64},
+    return typed_frame(
+        {"symbol": symbols or ["X"] * n, "close": prices, "volume": volumes or [1000.0] * n}
     )
 
 

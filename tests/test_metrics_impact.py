@@ -19,12 +19,11 @@ from mmflow.metrics.impact import (
     amihud,
     cost_bars,
     kyle_lambda,
-    kyle_lambda_trades,
     roll_spread,
     trade_costs,
 )
 from mmflow.metrics.quotes import attach_quotes
-from tests.helpers import bbo_quotes, typed_frame
+from tests.helpers import bbo_quotes, trades_frame, typed_frame
 
 T0 = datetime(2024, 7, 1, 14, tzinfo=UTC)
 UTC_NS = pl.Datetime("ns", "UTC")
@@ -40,16 +39,7 @@ def at(seconds: float) -> datetime:
 
 
 def make_trades(rows: Sequence[Trade], mid: list[float | None] | None = None) -> pl.LazyFrame:
-    data: dict[str, list[object]] = {
-        "ts": [at(r[1]) for r in rows],
-        "symbol": [r[0] for r in rows],
-        "price": [r[2] for r in rows],
-        "size": [r[3] for r in rows],
-        "trade_sign": [r[4] for r in rows],
-    }
-    if mid is not None:
-        data["mid_price"] = list(mid)
-    return typed_frame(data)
+    return trades_frame(rows, start=T0, mid_price=mid)
 
 
 def make_quotes(rows: Sequence[Quote]) -> pl.LazyFrame:
@@ -64,25 +54,15 @@ def make_bars(
     volume: list[float] | None = None,
 ) -> pl.LazyFrame:
     """Bars of (symbol, close, net_flow), in time order within each symbol."""
-    n = len(rows)
-    return pl.LazyFrame(
+    return typed_frame(
         {
             "symbol": [r[0] for r in rows],
             "close": [r[1] for r in rows],
             "net_flow": [r[2] for r in rows],
             "vwap": vwap if vwap is not None else [r[1] for r in rows],
-            "volume": volume
-            if volume is not None
-            else [0.0 if r[1] is None else 1.0 for r in rows],
-        },
-        schema={
-            "symbol": pl.String,
-            "close": pl.Float64,
-            "net_flow": pl.Float64,
-            "vwap": pl.Float64,
-            "volume": pl.Float64,
-        },
-    ).with_columns(pl.int_range(n).alias("row"))
+            "volume": volume if volume is not None else [float(r[1] is not None) for r in rows],
+        }
+    ).with_columns(pl.int_range(len(rows)).alias("row"))
 
 
 COSTS = ["effective_spread", "realized_spread", "price_impact"]
@@ -549,66 +529,6 @@ def test_kyle_lambda_matches_reference_ols_on_interleaved_symbols(
             assert got == pytest.approx(want, rel=1e-9, abs=1e-12)
 
 
-# --- kyle_lambda_trades ------------------------------------------------------------------------
-
-
-def test_kyle_lambda_trades_metrics_vector_gives_1_619e_4() -> None:
-    # metrics.md b.6: (D, V, Δp) = (+1, 100, +0.02), (−1, 50, −0.01), (+1, 200, +0.03).
-    trades = make_trades(
-        [
-            ("X", 0, 10.00, 10.0, -1),
-            ("X", 1, 10.02, 100.0, 1),
-            ("X", 2, 10.01, 50.0, -1),
-            ("X", 3, 10.04, 200.0, 1),
-            ("Y", 0, 5.00, 1.0, 0),
-            ("Y", 1, 5.01, 1.0, 0),
-        ]
-    )
-    out = kyle_lambda_trades(trades).collect()
-    assert out["symbol"].to_list() == ["X", "Y"]
-    assert out["kyle_lambda"][0] == pytest.approx(8.5 / 52500, rel=1e-9)
-    assert round(out["kyle_lambda"][0], 7) == 1.619e-4
-    assert out["kyle_lambda"][1] is None  # no signed volume: Σ x² = 0
-
-
-def test_kyle_lambda_trades_one_trade_is_null_and_streaming_agrees() -> None:
-    trades = make_trades([("X", 0, 10.0, 5.0, 1), ("Y", 0, 3.0, 1.0, 1), ("Y", 1, 3.5, 2.0, 1)])
-    lazy = kyle_lambda_trades(trades)
-    assert lazy.collect()["kyle_lambda"].to_list() == [None, 0.25]
-    assert_frame_equal(lazy.collect(), kyle_lambda_trades(trades.collect().lazy()).collect())
-    assert_frame_equal(lazy.collect(), lazy.collect(engine="streaming"))
-
-
-@settings(max_examples=60, deadline=None)
-@given(
-    rows=st.lists(
-        st.tuples(
-            st.sampled_from(["A", "B", "C"]),
-            st.sampled_from([9.5, 9.75, 10.0, 10.5]),
-            st.sampled_from([0.0, 1.0, 3.0, 100.0]),
-            st.sampled_from([-1, 0, 1]),
-        ),
-        max_size=30,
-    )
-)
-def test_kyle_lambda_trades_matches_reference_loop(
-    rows: list[tuple[str, float, float, int]],
-) -> None:
-    trades = [(s, float(i), p, v, d) for i, (s, p, v, d) in enumerate(rows)]
-    out = dict(kyle_lambda_trades(make_trades(trades)).collect().rows())
-    for symbol in {r[0] for r in rows}:
-        own = [r for r in trades if r[0] == symbol]
-        sxy = sxx = 0.0
-        for prev, cur in itertools.pairwise(own):
-            x = cur[4] * cur[3]
-            sxy += x * (cur[2] - prev[2])
-            sxx += x * x
-        if sxx == 0:
-            assert out[symbol] is None
-        else:
-            assert out[symbol] == pytest.approx(sxy / sxx, rel=1e-9)
-
-
 # --- amihud ------------------------------------------------------------------------------------
 
 
@@ -784,8 +704,6 @@ def test_every_function_gives_nulls_not_errors_on_empty_and_single_trade_input()
         bars = cost_bars(costs.lazy(), every="1m").collect()
         assert bars.select(COSTS).null_count().row(0) == (len(rows),) * 3
         assert roll_spread(trades, every="1m").collect()["roll_spread"].null_count() == len(rows)
-        lam = kyle_lambda_trades(trades).collect()
-        assert lam["kyle_lambda"].null_count() == len(rows)
     flat = make_bars([("X", 10.0, 0.0)] * 5, volume=[0.0] * 5)
     assert kyle_lambda(flat).collect()["kyle_lambda"].null_count() == 5
     assert amihud(flat).collect()["amihud"].null_count() == 5
@@ -799,7 +717,5 @@ def test_bar_functions_name_a_missing_column() -> None:
         kyle_lambda(bars, flow="signed_volume")
     with pytest.raises(SchemaError, match="vwap"):
         amihud(bars.drop("vwap"))
-    with pytest.raises(SchemaError, match="trade_sign"):
-        kyle_lambda_trades(make_trades([]).drop("trade_sign"))
     with pytest.raises(SchemaError, match="price"):
         roll_spread(make_trades([]).drop("price"), every="1m")

@@ -22,6 +22,7 @@ from mmflow.metrics.inventory import (
     inventory_summary,
     withdrawal_episodes,
 )
+from tests.helpers import typed_frame
 
 T0 = datetime(2024, 7, 19, 13, 30, tzinfo=UTC)
 NS_UTC = pl.Datetime("ns", "UTC")
@@ -44,23 +45,11 @@ def make_bars(
     bars: Sequence[Bar], *, session: bool = False, quotes: bool = True, close: bool = True
 ) -> pl.LazyFrame:
     """Bars in the given row order; optional session and quote columns."""
-    data: dict[str, list[Any]] = {
-        "symbol": [b.symbol for b in bars],
-        "ts": [T0 + timedelta(minutes=b.minute) for b in bars],
-        "net_flow": [b.net_flow for b in bars],
-    }
-    schema: dict[str, pl.DataType] = {"symbol": pl.String(), "ts": NS_UTC, "net_flow": pl.Float64()}
-    if close:
-        data["close"] = [b.close for b in bars]
-        schema["close"] = pl.Float64()
-    if quotes:
-        for name in ("mid_close", "spread", "depth"):
-            data[name] = [getattr(b, name) for b in bars]
-            schema[name] = pl.Float64()
-    if session:
-        data["session"] = [b.session for b in bars]
-        schema["session"] = pl.Int64()
-    return pl.LazyFrame(data, schema=schema)
+    names = ["symbol", "net_flow"] + ["close"] * close
+    names += ["mid_close", "spread", "depth"] * quotes + ["session"] * session
+    columns: dict[str, list[Any]] = {"ts": [T0 + timedelta(minutes=b.minute) for b in bars]}
+    columns |= {name: [getattr(b, name) for b in bars] for name in names}
+    return typed_frame({name: columns[name] for name in ["symbol", "ts", *names[1:]]})
 
 
 def series(

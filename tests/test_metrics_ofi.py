@@ -14,8 +14,9 @@ from polars.testing import assert_frame_equal
 
 from mmflow.errors import ParameterError, SchemaError
 from mmflow.io import load
-from mmflow.metrics.ofi import BAR_COLUMNS, ofi_total, order_flow_imbalance, quote_bars
+from mmflow.metrics.ofi import BAR_COLUMNS, order_flow_imbalance, quote_bars
 from tests.conftest import data_path
+from tests.helpers import quote_ofi_totals
 
 T0 = datetime(2024, 7, 1, tzinfo=UTC)
 UTC_NS = pl.Datetime("ns", "UTC")
@@ -200,7 +201,7 @@ def test_ofi_metrics_md_b3_vector_gives_each_event_and_total_plus_8() -> None:
     assert out.columns == [*QUOTE_SCHEMA, "valid_quote", "crossed", "ofi_event"]
     assert out.schema["ofi_event"] == pl.Float64
     assert_frame_equal(
-        ofi_total(make_quotes(B3_ROWS)).collect(),
+        quote_ofi_totals(make_quotes(B3_ROWS)),
         pl.DataFrame(
             {"symbol": ["X"], "ofi": [8.0], "quote_events": [7], "crossed_quotes": [0]},
             schema={
@@ -265,7 +266,7 @@ def test_ofi_crossed_quotes_are_skipped_flagged_and_counted() -> None:
     # [100, 400) is 0.2, over [400, 1000) 0.0, weighted by 300 and 600 ms.
     assert bars["spread"][0] == pytest.approx((0.3 * 0.2 + 0.6 * 0.0) / 0.9, abs=1e-12)
     assert bars["mid_close"][0] == 10.1
-    assert ofi_total(make_quotes(rows)).collect()["crossed_quotes"].to_list() == [2]
+    assert quote_ofi_totals(make_quotes(rows))["crossed_quotes"].to_list() == [2]
 
 
 def test_ofi_unchanged_quotes_and_repeated_timestamps_give_zero() -> None:
@@ -293,7 +294,7 @@ def test_ofi_takes_integer_and_nan_inputs() -> None:
 def test_ofi_without_quotes_is_empty() -> None:
     empty = make_quotes([])
     assert order_flow_imbalance(empty).collect().height == 0
-    assert ofi_total(empty).collect().height == 0
+    assert quote_ofi_totals(empty).height == 0
     bars = quote_bars(empty, every="1m").collect()
     assert bars.height == 0
     assert bars.columns == list(BAR_COLUMNS)
@@ -364,7 +365,7 @@ def test_quote_bars_one_quote_only_gives_one_bar_weighted_by_its_own_time() -> N
     out = quote_bars(make_quotes([(45_000, "X", 99.0, 2.0, 101.0, 6.0)]), every="1m").collect()
     expected = bars_table([("X", at(0), 0.0, 0.0, 100.0, 2.0, 8.0, -0.5, 1, 0)])
     assert_frame_equal(out, expected)
-    assert ofi_total(make_quotes([(45_000, "X", 99.0, 2.0, 101.0, 6.0)])).collect()["ofi"][0] == 0
+    assert quote_ofi_totals(make_quotes([(45_000, "X", 99.0, 2.0, 101.0, 6.0)]))["ofi"][0] == 0
 
 
 def test_quote_bars_one_empty_quote_only_has_no_values() -> None:
@@ -538,7 +539,7 @@ def test_quote_bars_ofi_sums_to_total_ofi_for_every_symbol(case: tuple[str, list
     sums = (
         quote_bars(quotes, every=every).group_by("symbol").agg(pl.col("ofi", "quote_events").sum())
     )
-    total, bars = pl.collect_all([ofi_total(quotes), sums])
+    total, bars = quote_ofi_totals(quotes), sums.collect()
     joined = total.join(bars, on="symbol", suffix="_bars")
     assert joined.height == total.height == len({r[1] for r in rows})
     for ofi, ofi_bars in joined.select("ofi", "ofi_bars").rows():

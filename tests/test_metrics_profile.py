@@ -16,7 +16,7 @@ from polars.testing import assert_frame_equal
 from mmflow.errors import ParameterError, SchemaError
 from mmflow.metrics.flow import flow_bars
 from mmflow.metrics.profile import ValueAreaMethod, footprint, value_area, volume_profile
-from tests.helpers import typed_frame
+from tests.helpers import trades_frame
 
 T0 = datetime(2024, 7, 19, tzinfo=UTC)
 
@@ -25,16 +25,7 @@ Row = tuple[str, float, float, float, int]
 
 
 def make_trades(rows: Sequence[Row], *, session: Sequence[int] | None = None) -> pl.LazyFrame:
-    data: dict[str, list[object]] = {
-        "ts": [T0 + timedelta(seconds=r[1]) for r in rows],
-        "symbol": [r[0] for r in rows],
-        "price": [r[2] for r in rows],
-        "size": [r[3] for r in rows],
-        "trade_sign": [r[4] for r in rows],
-    }
-    if session is not None:
-        data["session"] = list(session)
-    return typed_frame(data).sort("ts", maintain_order=True)
+    return trades_frame(rows, start=T0, session=session).sort("ts", maintain_order=True)
 
 
 def at_prices(prices: Sequence[float], sizes: Sequence[float] | None = None) -> pl.LazyFrame:

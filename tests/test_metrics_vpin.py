@@ -13,7 +13,7 @@ from polars.testing import assert_frame_equal
 
 from mmflow.errors import ParameterError, SchemaError
 from mmflow.metrics.vpin import vpin_at, vpin_buckets
-from tests.helpers import typed_frame
+from tests.helpers import trades_frame, typed_frame
 
 T0 = datetime(2024, 7, 19, tzinfo=UTC)
 UTC_NS = pl.Datetime("ns", "UTC")
@@ -23,22 +23,14 @@ Trade = tuple[str, float, float, int | None]
 
 
 def make_trades(rows: Sequence[Trade]) -> pl.LazyFrame:
-    return typed_frame(
-        {
-            "ts": [T0 + timedelta(seconds=r[1]) for r in rows],
-            "symbol": [r[0] for r in rows],
-            "price": [100.0] * len(rows),
-            "size": [r[2] for r in rows],
-            "trade_sign": [r[3] for r in rows],
-        }
-    )
+    """Rows of (symbol, seconds after T0, size, trade_sign), all at price 100."""
+    return trades_frame([(s, t, 100.0, v, d) for s, t, v, d in rows], start=T0)
 
 
 def make_bars(rows: list[tuple[str, float]]) -> pl.LazyFrame:
     """Rows of (symbol, seconds after T0 of the bar start)."""
-    return pl.LazyFrame(
-        {"symbol": [r[0] for r in rows], "ts": [T0 + timedelta(seconds=r[1]) for r in rows]},
-        schema={"symbol": pl.String, "ts": UTC_NS},
+    return typed_frame(
+        {"symbol": [r[0] for r in rows], "ts": [T0 + timedelta(seconds=r[1]) for r in rows]}
     )
 
 

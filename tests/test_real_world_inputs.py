@@ -25,12 +25,12 @@ from mmflow.durations import check_duration, duration_nanoseconds
 from mmflow.errors import ParameterError, SizeLimitError
 from mmflow.metrics.flow import event_grid, flow_bars
 from mmflow.metrics.impact import FUTURE_MID_MISSING, trade_costs
-from mmflow.metrics.ofi import ofi_total, quote_bars
+from mmflow.metrics.ofi import quote_bars
 from mmflow.metrics.profile import volume_profile
 from mmflow.metrics.quotes import QUOTE_STALE, attach_quotes
 from mmflow.render.messages import quote_warnings
 from tests.conftest import SHARED
-from tests.helpers import typed_frame
+from tests.helpers import quote_ofi_totals, trades_frame, typed_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "data" / "binance"
@@ -81,14 +81,8 @@ def quotes_csv(path: Path, rows: list[tuple[datetime, str, float, float]]) -> Pa
 
 def make_trades(rows: list[tuple[float, str, float, float, int]]) -> pl.LazyFrame:
     """Rows of (seconds after T0, symbol, price, size, aggressor_side)."""
-    return typed_frame(
-        {
-            "ts": [at(r[0]) for r in rows],
-            "symbol": [r[1] for r in rows],
-            "price": [r[2] for r in rows],
-            "size": [r[3] for r in rows],
-            "aggressor_side": [r[4] for r in rows],
-        }
+    return trades_frame(
+        [(s, t, p, v, d) for t, s, p, v, d in rows], start=T0, side="aggressor_side"
     )
 
 
@@ -288,7 +282,7 @@ def test_profile_levels_guard_counts_rows_and_overflow() -> None:
         ("analyze", "--lookback"),
         ("analyze", "--buckets-per-day"),
         ("analyze", "--vpin-window"),
-        ("flow", "--pressure-horizon"),
+        ("inventory", "--pressure-horizon"),
         ("phases", "--window"),
         ("phases", "--min-bars"),
     ],
@@ -335,7 +329,7 @@ def test_spot_and_futures_of_one_symbol_are_two_instruments() -> None:
     assert rows["binance-um", "BTCUSDT"]["trades"] == 600
     # The spot trades have no quotes of their own venue: the futures quotes never sign them.
     assert rows["binance-spot", "BTCUSDT"]["ofi"] is None
-    assert "BTCUSDT (binance-spot): no quotes of this venue" in err
+    assert "BTCUSDT@binance-spot: no quotes of this venue" in err
     # On screen the venue is shown because there are two.
     code, screen, _ = run_capped("analyze", *folders)
     assert code == 0
@@ -449,7 +443,7 @@ def test_bar_ofi_sums_to_the_ofi_of_the_quotes_alone(
     trade_frame = make_trades(sorted((float(t[0]), *t[1:]) for t in trades))
     bars = market_bars(trade_frame, quote_frame, options=BarOptions(every=bar)).bars.collect()
     traded = {t[1] for t in trades}
-    totals = ofi_total(quote_frame).collect().filter(pl.col("symbol").is_in(list(traded)))
+    totals = quote_ofi_totals(quote_frame).filter(pl.col("symbol").is_in(list(traded)))
     per_bar = bars.group_by("symbol").agg(pl.col("ofi").sum())
     for symbol, total in totals.select("symbol", "ofi").iter_rows():
         assert per_bar.filter(pl.col("symbol") == symbol)["ofi"].item() == pytest.approx(total)
@@ -461,7 +455,7 @@ def test_analyze_ofi_equals_the_ofi_of_the_quotes_alone() -> None:
         [(0, "X", 10, 2, 11, 2), (30, "X", 10, 5, 11, 2), (200, "X", 10.2, 1, 11, 2)]
     )
     summary = analyze(trades, quotes).summary.collect()
-    assert summary["ofi"].item() == ofi_total(quotes).collect()["ofi"].item() == 4.0
+    assert summary["ofi"].item() == quote_ofi_totals(quotes)["ofi"].item() == 4.0
 
 
 # --- quote age ------------------------------------------------------------------------------
@@ -570,7 +564,7 @@ def test_real_binance_spot_and_futures_folder_is_one_row_per_venue(tmp_path: Pat
         [str(folder / "futures" / "um" / "BTCUSDT-bookTicker-2024-07-19.csv")]
     )
     assert loaded.frames.quotes is not None
-    quotes_alone = ofi_total(loaded.frames.quotes.sort("ts", maintain_order=True)).collect()
+    quotes_alone = quote_ofi_totals(loaded.frames.quotes.sort("ts", maintain_order=True))
     ofi = quotes_alone["ofi"].item()
     assert rows["binance-um", "BTCUSDT"]["ofi"] == pytest.approx(ofi, abs=1e-6)
     assert rows["binance-spot", "BTCUSDT"]["ofi"] is None

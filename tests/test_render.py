@@ -16,6 +16,7 @@ from polars.testing import assert_frame_equal
 from rich.console import Console, RenderableType
 
 from mmflow.cli import cli
+from mmflow.render import chart_base, messages
 from mmflow.render.cells import MISSING, decimals_of, format_cell, middle_ellipsis
 from mmflow.render.table import (
     InspectScreen,
@@ -294,3 +295,15 @@ def test_second_bars_show_their_seconds() -> None:
     text = "\n".join(render(flow_table(frame)))
     assert "2024-01-02 14:30:00 " in text
     assert "2024-01-02 14:31:01" in text
+
+
+def test_messages_name_an_instrument_one_way_symbol_at_venue() -> None:
+    assert chart_base.instrument_name is messages.instrument_name  # one definition
+    counts = {"stale_quote": [0, 0], "after_last_quote": [0, 0], "stale_future_quote": [0, 0]}
+    checks = pl.DataFrame(
+        {"venue": ["binance-um"] * 2, "symbol": ["X", "Y"], "trades": [5, 0], "quotes": [3, 7]}
+        | counts
+    )
+    warnings = messages.quote_warnings(checks, max_quote_age="1m")
+    assert "Y@binance-um: 7 quotes but no trades (not analysed)" in warnings
+    assert not any("(binance-um)" in line for line in warnings)

@@ -12,6 +12,7 @@ from mmflow.analysis.market import market_bars
 from mmflow.analysis.options import BarOptions, Selection, Signing, check_windows
 from mmflow.analysis.prepare import instrument_columns
 from mmflow.metrics.flow import bar_keys
+from mmflow.metrics.impact import KYLE_LAMBDA
 from mmflow.metrics.phase_episodes import phase_episodes
 from mmflow.metrics.phase_evaluation import event_study, truth_scores
 from mmflow.metrics.phases import PHASE_COLUMNS, PhaseParameters, phase_bars
@@ -72,7 +73,9 @@ def phases(
     parameters = parameters or PhaseParameters()
     check_windows(options, parameters)
     market = market_bars(trades, quotes, options=options, signing=signing, selection=selection)
-    bars, signed = market.bars, market.signed
+    # phase_bars fits its own λ̂ (absorption_lambda, on the mid); the bars' kyle_lambda is not
+    # in the output, so it is dropped here and Kyle's λ is computed once per run.
+    bars, signed = market.bars.drop(KYLE_LAMBDA, strict=False), market.signed
     if materialize is not None:  # bars and trades are read several times below
         bars, signed = (frame.lazy() for frame in materialize([bars, signed]))
     phased = phase_bars(bars, signed, parameters=parameters, offline=offline)

@@ -28,7 +28,7 @@ from mmflow.cli.app import cli
 from mmflow.cli.command import option_group
 from mmflow.cli.execution import execution_options
 from mmflow.cli.incremental import incremental_option
-from mmflow.cli.model_options import Bars, bar_options
+from mmflow.cli.model_options import Bars, bar_options, bar_options_without
 from mmflow.cli.options import (
     AlertOptions,
     Inputs,
@@ -148,7 +148,7 @@ def analyze_command(
 @cli.command(name="flow")
 @click.argument("files", nargs=-1, required=True)
 @quote_options
-@bar_options
+@bar_options_without("pressure_horizon", "spread_factor", "depth_factor")
 @signing_options
 @execution_options
 @input_options
@@ -250,7 +250,7 @@ inventory_study_options = option_group(
 @cli.command(name="inventory")
 @click.argument("files", nargs=-1, required=True)
 @quote_options
-@bar_options
+@bar_options_without("horizon", "vpin_window", "buckets_per_day")
 @signing_options
 @click.option(
     "--table",

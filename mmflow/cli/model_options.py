@@ -22,6 +22,7 @@ __all__ = [
     "SIMULATION_OPTIONS",
     "Bars",
     "bar_options",
+    "bar_options_without",
     "max_bars_option",
     "phase_options",
     "simulation_options",
@@ -30,6 +31,15 @@ __all__ = [
 
 def bar_options(func: F) -> F:
     """Options for bars and the per-bar metrics (``analyze``, ``flow``, ``inventory``)."""
+    return bar_options_without()(func)
+
+
+def bar_options_without(*unused: str) -> Callable[[F], F]:
+    """Return the Bars group without the options (parameter names) a command does not use.
+
+    A left-out option keeps its :class:`BarOptions` default, so ``--help`` lists only the
+    options that change what the command shows.
+    """
     decorators = [
         click.option("--bar", type=Duration(), help="Bar length (default 1m)."),
         click.option(
@@ -96,7 +106,17 @@ def bar_options(func: F) -> F:
             "(instrument × whole days). Default: half the available memory, at most 4G.",
         ),
     ]
-    return option_group("Bars", decorators, "bars", _bars)(func)
+    kept = [d for d in decorators if _parameter_name(d) not in unused]
+    if len(kept) != len(decorators) - len(set(unused)):
+        msg = f"unknown bar option in {unused}"
+        raise ValueError(msg)
+    return option_group("Bars", kept, "bars", _bars)
+
+
+def _parameter_name(decorator: Callable[[Any], Any]) -> str | None:
+    """Return the parameter name of one ``click.option`` decorator (tried on a dummy)."""
+    params: list[click.Parameter] = getattr(decorator(lambda: None), "__click_params__", [])
+    return params[0].name if params else None
 
 
 def _memory_limit(_context: click.Context, _parameter: click.Parameter, value: Any) -> int | None:
@@ -140,15 +160,16 @@ class Bars:
 
 def _bars(values: Mapping[str, Any]) -> Bars:
     limit = values.get("max_bars")
+    defaults = BarOptions()
     options = BarOptions(
         every=values["bar"] or "1m",
-        horizon=values["horizon"],
-        lookback=values["lookback"],
-        pressure_horizon=values["pressure_horizon"],
-        vpin_window=values["vpin_window"],
-        buckets_per_day=values["buckets_per_day"],
-        spread_factor=values["spread_factor"],
-        depth_factor=values["depth_factor"],
+        horizon=values.get("horizon", defaults.horizon),
+        lookback=values.get("lookback", defaults.lookback),
+        pressure_horizon=values.get("pressure_horizon", defaults.pressure_horizon),
+        vpin_window=values.get("vpin_window", defaults.vpin_window),
+        buckets_per_day=values.get("buckets_per_day", defaults.buckets_per_day),
+        spread_factor=values.get("spread_factor", defaults.spread_factor),
+        depth_factor=values.get("depth_factor", defaults.depth_factor),
         fill=values["fill"],
         max_bars=default_max_rows() if limit is None else limit,
         memory_limit=values.get("memory_limit"),

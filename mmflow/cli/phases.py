@@ -16,7 +16,7 @@ from mmflow.cli import run
 from mmflow.cli.app import cli
 from mmflow.cli.command import option_group
 from mmflow.cli.execution import execution_options
-from mmflow.cli.model_options import Bars, bar_options, phase_options
+from mmflow.cli.model_options import Bars, bar_options, bar_options_without, phase_options
 from mmflow.cli.options import (
     AlertOptions,
     Inputs,
@@ -116,7 +116,7 @@ phase_run_options = option_group(
 @cli.command(name="phases")
 @click.argument("files", nargs=-1, required=True)
 @quote_options
-@bar_options
+@bar_options_without("horizon", "vpin_window", "buckets_per_day", "spread_factor", "depth_factor")
 @phase_options
 @phase_run_options
 @alert_options

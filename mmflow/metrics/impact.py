@@ -55,7 +55,6 @@ __all__ = [
     "amihud",
     "cost_bars",
     "kyle_lambda",
-    "kyle_lambda_trades",
     "roll_spread",
     "trade_costs",
 ]
@@ -425,66 +424,3 @@ def kyle_lambda(
     slope = (n * sxy - sx * sy) / variance
     enough = (n >= 3) & (variance > VARIANCE_TOLERANCE * n * sxx)
     return bars.with_columns(pl.when(enough).then(slope).alias(KYLE_LAMBDA))
-
-
-def kyle_lambda_trades(trades: pl.LazyFrame) -> pl.LazyFrame:
-    """Estimate Kyle's λ per symbol from trades: no-intercept OLS of Δp_t on D_t V_t.
-
-    λ̂ = Σ x_t Δp_t / Σ x_t² with x_t = D_t V_t and Δp_t = P_t − P_{t−1}, the change from the
-    symbol's previous trade (López de Prado 2018, *Advances in Financial Machine Learning*,
-    Wiley, pp. 286-288; Kyle 1985, *Econometrica* 53(6):1315-1335; metrics.md §b.6). A
-    symbol's first trade has no Δp and is left out; unsigned trades (D = 0) add nothing. Null
-    when Σ x² = 0.
-
-    Parameters
-    ----------
-    trades
-        Signed trades with ``ts, symbol, price, size, trade_sign``, sorted by ``ts``.
-
-    Returns
-    -------
-    pl.LazyFrame
-        ``symbol, kyle_lambda``, one row per symbol, sorted by symbol.
-
-    Raises
-    ------
-    SchemaError
-        If a required column is missing.
-
-    Examples
-    --------
-    metrics.md §b.6: (D, V, Δp) = (+1, 100, +0.02), (−1, 50, −0.01), (+1, 200, +0.03).
-
-    >>> import polars as pl
-    >>> trades = pl.LazyFrame(
-    ...     {
-    ...         "symbol": ["X"] * 4,
-    ...         "price": [10.00, 10.02, 10.01, 10.04],
-    ...         "size": [10.0, 100.0, 50.0, 200.0],
-    ...         "trade_sign": [1, 1, -1, 1],
-    ...     }
-    ... )
-    >>> kyle_lambda_trades(trades).with_columns(pl.col("kyle_lambda").round(8)).collect()
-    shape: (1, 2)
-    ┌────────┬─────────────┐
-    │ symbol ┆ kyle_lambda │
-    │ ---    ┆ ---         │
-    │ str    ┆ f64         │
-    ╞════════╪═════════════╡
-    │ X      ┆ 0.0001619   │
-    └────────┴─────────────┘
-    """
-    instrument = instrument_keys(
-        require_columns(trades, (SYMBOL, PRICE, SIZE, TRADE_SIGN), "trades")
-    )
-    dp = pl.col(PRICE).cast(pl.Float64).diff().over(instrument).alias("_dp")
-    x = (pl.col(TRADE_SIGN).cast(pl.Float64) * pl.col(SIZE).cast(pl.Float64)).alias("_x")
-    usable = pl.col("_dp").is_finite() & pl.col("_x").is_finite()
-    sxx = (pl.col("_x") ** 2).filter(usable).sum()
-    sxy = (pl.col("_x") * pl.col("_dp")).filter(usable).sum()
-    return (
-        trades.select(*instrument, dp, x)
-        .group_by(instrument)
-        .agg(pl.when(sxx > 0).then(sxy / sxx).alias(KYLE_LAMBDA))
-        .sort(instrument, nulls_last=True)
-    )

@@ -69,7 +69,6 @@ __all__ = [
     "QUOTE_EVENTS",
     "QUOTE_IMBALANCE",
     "VALID_QUOTE",
-    "ofi_total",
     "order_flow_imbalance",
     "quote_bars",
 ]
@@ -564,54 +563,3 @@ def _mean(name: str, weight: pl.Expr, age: int | None) -> pl.Expr:
 def _count(name: str) -> pl.Expr:
     """Events of a running count within a bar (its value at the end minus at the start)."""
     return (pl.col(f"_e{name}").fill_null(0) - pl.col(f"_s{name}").fill_null(0)).cast(pl.UInt32)
-
-
-def ofi_total(quotes: pl.LazyFrame) -> pl.LazyFrame:
-    """Total order-flow imbalance per symbol over all its quotes.
-
-    OFI = Σ_n e_n over every quote event of the symbol (Cont, Kukanov & Stoikov 2014,
-    *J. Financial Econometrics* 12(1):47-88; see :func:`order_flow_imbalance`). It equals the
-    sum of ``ofi`` over the bars of :func:`quote_bars`, whatever the bar length.
-
-    Parameters
-    ----------
-    quotes
-        Canonical quotes in time order within each symbol.
-
-    Returns
-    -------
-    pl.LazyFrame
-        One row per symbol, sorted by symbol: ``symbol, ofi, quote_events, crossed_quotes``.
-
-    Raises
-    ------
-    SchemaError
-        When a quote column is missing.
-
-    Examples
-    --------
-    >>> import polars as pl
-    >>> quotes = pl.LazyFrame(
-    ...     {
-    ...         "ts": [0, 1, 2, 0],
-    ...         "symbol": ["X", "X", "X", "Y"],
-    ...         "bid_price": [10.0, 10.0, 9.0, 5.0],
-    ...         "bid_size": [1.0, 3.0, 1.0, 1.0],
-    ...         "ask_price": [11.0, 11.0, 8.0, 6.0],
-    ...         "ask_size": [1.0, 1.0, 1.0, 1.0],
-    ...     }
-    ... )
-    >>> ofi_total(quotes).collect().rows()
-    [('X', 2.0, 3, 1), ('Y', 0.0, 1, 0)]
-    """
-    keys = instrument_keys(_require_quotes(quotes).names())
-    return (
-        _order_flow_imbalance(_by_instrument(quotes, keys))
-        .group_by(keys)
-        .agg(
-            pl.col(OFI_EVENT).sum().alias(OFI),
-            pl.len().alias(QUOTE_EVENTS),
-            pl.col(CROSSED).sum().cast(pl.UInt32).alias(CROSSED_QUOTES),
-        )
-        .sort(keys, nulls_last=True)
-    )

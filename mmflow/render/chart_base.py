@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from mmflow.errors import MissingDependencyError
+from mmflow.render.messages import instrument_name
 from mmflow.schema import SYMBOL, VENUE
 
 __all__ = [
@@ -144,13 +145,6 @@ def _new_figure(height: float) -> Figure:
 def instrument_keys(bars: pl.DataFrame) -> list[str]:
     """Return the columns that name an instrument: ``venue`` (when present) and ``symbol``."""
     return [k for k in (VENUE, SYMBOL) if k in bars.columns]
-
-
-def instrument_name(instrument: dict[str, Any]) -> str:
-    """Name an instrument for people: ``BTCUSDT@binance-um``, or the symbol without a venue."""
-    symbol = str(instrument.get(SYMBOL) or "?")
-    venue = instrument.get(VENUE)
-    return f"{symbol}@{venue}" if venue else symbol
 
 
 def file_stem(instrument: dict[str, Any]) -> str:

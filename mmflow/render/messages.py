@@ -7,7 +7,7 @@ sentences the command line prints on stderr.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "cleaning_notes",
+    "instrument_name",
     "quote_warnings",
     "signing_warnings",
     "skipped_note",
@@ -61,7 +62,7 @@ def signing_warnings(diagnostics: pl.DataFrame, scores: pl.DataFrame | None = No
     """
     out: list[str] = []
     for row in diagnostics.sort(SYMBOL).iter_rows(named=True):
-        symbol, trades = _instrument_name(row), row["trades"]
+        symbol, trades = instrument_name(row), row["trades"]
         if row["nan_price"]:
             out.append(f"{symbol}: {row['nan_price']:,} trades with a NaN price left unsigned")
         missing, unsigned = row["no_quote"], row["no_quote_unsigned"]
@@ -90,7 +91,7 @@ def signing_warnings(diagnostics: pl.DataFrame, scores: pl.DataFrame | None = No
     if scores is not None:
         tick = scores.filter((pl.col("method") == "tick") & (pl.col("classified") > 0))
         out.extend(
-            f"{_instrument_name(row)}: the vendor side agrees with the tick rule on only "
+            f"{instrument_name(row)}: the vendor side agrees with the tick rule on only "
             f"{100 * row['accuracy']:.1f} % of trades; the side mapping looks inverted"
             for row in tick.iter_rows(named=True)
             if row["accuracy"] is not None and row["accuracy"] < 0.3
@@ -111,9 +112,22 @@ def cleaning_notes(dropped: pl.DataFrame) -> list[str]:
     return notes
 
 
-def _instrument_name(row: dict[str, Any]) -> str:
-    venue = row.get(VENUE)
-    return f"{row[SYMBOL]} ({venue})" if venue else str(row[SYMBOL])
+def instrument_name(instrument: Mapping[str, Any]) -> str:
+    """Name an instrument for people: ``SYMBOL@venue``, or the symbol without a venue.
+
+    The one spelling of an instrument in messages, notes and chart titles; the same as the
+    ``instrument`` column of ``--alert`` rows (README, *Alerts*).
+
+    Examples
+    --------
+    >>> instrument_name({"venue": "binance-um", "symbol": "BTCUSDT"})
+    'BTCUSDT@binance-um'
+    >>> instrument_name({"venue": None, "symbol": "AAPL"})
+    'AAPL'
+    """
+    symbol = str(instrument.get(SYMBOL) or "?")
+    venue = instrument.get(VENUE)
+    return f"{symbol}@{venue}" if venue else symbol
 
 
 def quote_warnings(checks: pl.DataFrame, *, max_quote_age: str | None) -> list[str]:
@@ -144,11 +158,11 @@ def quote_warnings(checks: pl.DataFrame, *, max_quote_age: str | None) -> list[s
                 if others.height:
                     venues = ", ".join(v or "(none)" for v in others[VENUE].to_list())
                     out.append(
-                        f"{_instrument_name(row)}: no quotes of this venue; quotes of {venues} "
+                        f"{instrument_name(row)}: no quotes of this venue; quotes of {venues} "
                         "are not used for its trades"
                     )
     for row in checks.sort(SYMBOL).iter_rows(named=True):
-        name = _instrument_name(row)
+        name = instrument_name(row)
         if row["trades"] == 0:
             out.append(f"{name}: {row['quotes']:,} quotes but no trades (not analysed)")
             continue

@@ -362,10 +362,7 @@ def _hawkes_flow(
     hedge_bar, hedge_size = _split_lots(rng, np.abs(hedge).astype(np.int64), p.trade_size_mean)
     hedge_side = np.sign(hedge[hedge_bar]).astype(np.int8)
     other_bar, other_side, other_size = _other_flow(p, rng, n_bars, 2 * per_side)
-    mean_intensity = max(2 * per_side, 1e-12)
-    spread = p.spread * _ar_factor(rng, p.spread_variability, 0.9, n_bars)
-    spread *= np.sqrt(np.maximum(intensity / np.maximum(bar_share, 1e-12), 1e-9) / mean_intensity)
-    spread *= np.where(script.phase == distribution, 1 + p.distribution_spread, 1)
+    spread = _hawkes_spread(p, rng, intensity / np.maximum(bar_share, 1e-12), script, per_side)
     unloading = script.phase[episode_bar] == distribution
     return _assembled_flow(
         [
@@ -379,6 +376,21 @@ def _hawkes_flow(
         inventory,
         np.maximum(spread, p.tick_size),
     )
+
+
+def _hawkes_spread(
+    p: SimulationParameters,
+    rng: np.random.Generator,
+    intensity: FloatArray,
+    script: _Schedule,
+    per_side: float,
+) -> FloatArray:
+    """Spread per bar: the AR base times √(intensity / mean), wider in distributions."""
+    mean_intensity = max(2 * per_side, 1e-12)
+    spread = p.spread * _ar_factor(rng, p.spread_variability, 0.9, intensity.size)
+    spread *= np.sqrt(np.maximum(intensity, 1e-9) / mean_intensity)
+    distribution = PHASES.index(DISTRIBUTION)
+    return np.where(script.phase == distribution, spread * (1 + p.distribution_spread), spread)
 
 
 def _noise_trades(

@@ -366,6 +366,11 @@ def _validate(p: SimulationParameters) -> None:
     if p.excitation > 0.9:
         msg = f"excitation must be between 0 and 0.9, was {p.excitation!r}"
         raise ParameterError(msg)
+    _validate_counts(p)
+
+
+def _validate_counts(p: SimulationParameters) -> None:
+    """Check the market-maker count, the gap and that the episodes fit in the bars."""
     if isinstance(p.market_makers, bool) or not isinstance(p.market_makers, int):
         msg = f"market_makers must be a whole number ≥ 1, was {p.market_makers!r}"
         raise ParameterError(msg)
