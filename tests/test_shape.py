@@ -26,12 +26,7 @@ VENDOR_READERS = frozenset(
 EXEMPT_FOLDERS = ("engine/",)
 
 #: Functions allowed above FUNCTION_LINES (``module::function``), with the reason.
-LONG_FUNCTIONS: dict[str, str] = {
-    "analysis/summary.py::analyze": "the engine wiring (another branch) is landing in it this "
-    "round; split once it settles",
-    "cli/incremental.py::analyze_incremental": "new with the engine's incremental runs (another "
-    "branch this round); split once it settles",
-}
+LONG_FUNCTIONS: dict[str, str] = {}
 
 
 def modules() -> list[Path]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 
-from mmflow.analysis.market import market_bars
+from mmflow.analysis.market import Market, market_bars
 from mmflow.analysis.options import BarOptions, Selection, Signing, check_windows
 from mmflow.analysis.prepare import instrument_columns
 from mmflow.metrics.flow import bar_keys, flow_summary, summary_from_bars
@@ -108,19 +108,40 @@ def analyze(
         trades, quotes, options=options, signing=signing, selection=selection, chunked=chunked
     )
     if market.engine is not None:  # every table already computed once, by the engine
-        from mmflow.engine.market import engine_analysis
+        return _engine_analysis(market, market.engine, phase_parameters, materialize)
+    return _single_plan_analysis(market, options, signing, phase_parameters, materialize)
 
-        analysis = engine_analysis(market, market.engine, phase_parameters)
-        if materialize is not None and analysis.paths is not None:
-            # The tables are computed; the caller's collector still reports its stage.
-            tables = materialize([analysis.summary, analysis.bars, analysis.paths])
-            analysis = replace(
-                analysis,
-                summary=tables[0].lazy(),
-                bars=tables[1].lazy(),
-                paths=tables[2].lazy(),
-            )
-        return analysis
+
+def _engine_analysis(
+    market: Market,
+    engine: Any,
+    phase_parameters: PhaseParameters,
+    materialize: Callable[[list[pl.LazyFrame]], list[pl.DataFrame]] | None,
+) -> Analysis:
+    """Build the analysis from the chunked engine's tables (each computed once)."""
+    from mmflow.engine.market import engine_analysis
+
+    analysis = engine_analysis(market, engine, phase_parameters)
+    if materialize is not None and analysis.paths is not None:
+        # The tables are computed; the caller's collector still reports its stage.
+        tables = materialize([analysis.summary, analysis.bars, analysis.paths])
+        analysis = replace(
+            analysis,
+            summary=tables[0].lazy(),
+            bars=tables[1].lazy(),
+            paths=tables[2].lazy(),
+        )
+    return analysis
+
+
+def _single_plan_analysis(
+    market: Market,
+    options: BarOptions,
+    signing: Signing | None,
+    phase_parameters: PhaseParameters,
+    materialize: Callable[[list[pl.LazyFrame]], list[pl.DataFrame]] | None,
+) -> Analysis:
+    """Build the analysis as one lazy plan over the signed trades (the reference path)."""
     signing = signing or Signing()
     if signing.method == "bvc":
         flow = summary_from_bars(market.bars, market.signed)

@@ -17,7 +17,7 @@ from typing import Any, cast
 import click
 import polars as pl
 
-from mmflow.analysis import Selection, Signing, check_windows, parameters_of
+from mmflow.analysis import BarOptions, Selection, Signing, check_windows, parameters_of
 from mmflow.cli.command import F
 from mmflow.cli.model_options import Bars
 from mmflow.cli.options import AlertOptions, Inputs, Output, QuoteFiles
@@ -31,6 +31,7 @@ from mmflow.engine.incremental import (
     run_incremental,
 )
 from mmflow.engine.run import make_settings
+from mmflow.engine.state import EngineSettings
 from mmflow.errors import ParameterError
 from mmflow.io.assemble import gather, read_many
 from mmflow.metrics.phases import PhaseParameters
@@ -116,40 +117,9 @@ def analyze_incremental(
     Takes ``analyze``'s typed options (the active ``--executor`` runs the chunk tasks).
     """
     options = bars.options
-    if len(files) != 1:
-        _refuse("more than one input", "give the one dataset folder mmflow convert wrote")
-    for flag, used in (
-        ("--quotes", bool(quotes.files)),
-        ("--to", output.to_format is not None),
-        ("--table", which is not None),
-        ("--alert", bool(alerts.conditions)),
-    ):
-        if used:
-            _refuse(flag, "the results are the files in the -o folder")
-    if output.path is None:
-        msg = "--incremental needs -o RESULTS/ (the folder that keeps the results)"
-        raise click.UsageError(msg)
-    dataset, results = Path(files[0]), output.path
-    partitions = list_partitions(dataset)
-    first = next(iter(partitions.values()))
-    names = set()
-    for name in first.files:
-        names |= set(pl.read_parquet_schema(dataset / first.key / name))
-    has_quotes = any(
-        name.startswith("quotes") for partition in partitions.values() for name in partition.files
-    )
-    settings = make_settings(
-        options,
-        signing,
-        keys=[VENUE, "symbol"] if VENUE in names else ["symbol"],
-        session=selection.session is not None,
-        has_quotes=has_quotes,
-        memory_limit=default_memory_limit(),
-    )
-    try:
-        check_incremental(settings, clean=selection.clean)
-    except ParameterError as exc:
-        raise click.UsageError(str(exc)) from None
+    results = _results_folder(files, quotes, alerts, output, which)
+    dataset = Path(files[0])
+    settings = _dataset_settings(dataset, options, signing, selection)
     phase_parameters = PhaseParameters(lookback=options.lookback)
     check_windows(options, phase_parameters)
     parameters = parameters_of(
@@ -184,3 +154,54 @@ def analyze_incremental(
         f"wrote {outcome.analysis.bars.height:,} rows to {results / 'bars.parquet'} and "
         f"{outcome.analysis.summary.height:,} to {results / 'summary.parquet'}"
     )
+
+
+def _results_folder(
+    files: tuple[str, ...],
+    quotes: QuoteFiles,
+    alerts: AlertOptions,
+    output: Output,
+    which: str | None,
+) -> Path:
+    """Refuse what ``--incremental`` cannot do (exit 2); return the RESULTS folder (``-o``)."""
+    if len(files) != 1:
+        _refuse("more than one input", "give the one dataset folder mmflow convert wrote")
+    for flag, used in (
+        ("--quotes", bool(quotes.files)),
+        ("--to", output.to_format is not None),
+        ("--table", which is not None),
+        ("--alert", bool(alerts.conditions)),
+    ):
+        if used:
+            _refuse(flag, "the results are the files in the -o folder")
+    if output.path is None:
+        msg = "--incremental needs -o RESULTS/ (the folder that keeps the results)"
+        raise click.UsageError(msg)
+    return output.path
+
+
+def _dataset_settings(
+    dataset: Path, options: BarOptions, signing: Signing, selection: Selection
+) -> EngineSettings:
+    """Engine settings for a converted dataset (its keys and whether it holds quotes)."""
+    partitions = list_partitions(dataset)
+    first = next(iter(partitions.values()))
+    names = set()
+    for name in first.files:
+        names |= set(pl.read_parquet_schema(dataset / first.key / name))
+    has_quotes = any(
+        name.startswith("quotes") for partition in partitions.values() for name in partition.files
+    )
+    settings = make_settings(
+        options,
+        signing,
+        keys=[VENUE, "symbol"] if VENUE in names else ["symbol"],
+        session=selection.session is not None,
+        has_quotes=has_quotes,
+        memory_limit=default_memory_limit(),
+    )
+    try:
+        check_incremental(settings, clean=selection.clean)
+    except ParameterError as exc:
+        raise click.UsageError(str(exc)) from None
+    return settings
