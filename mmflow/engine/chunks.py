@@ -128,6 +128,131 @@ def _bars_of(first: int, last: int, every_ns: int) -> int:
     return (last // every_ns) - (first // every_ns) + 1
 
 
+_Instrument = tuple[str | None, str]
+_QuoteOnly = tuple[str | None, str, int]
+
+
+def _units(
+    census: Census,
+) -> tuple[
+    dict[_Instrument, dict[Any, dict[str, Any]]],
+    set[_Instrument],
+    list[tuple[str | None, str, int]],
+]:
+    """Sum the census rows per instrument and unit; list the instruments with quotes only.
+
+    Returns the per-unit sums (trades, quotes, first and last time, days, time span per day),
+    the traded instruments and ``(venue, symbol, quotes)`` of each quote-only instrument.
+    """
+    keys = census.keys
+    trade_rows = census.trades
+    quote_rows = census.quotes
+    per_unit: dict[_Instrument, dict[Any, dict[str, Any]]] = {}
+
+    def add(frame: pl.DataFrame, kind: str) -> None:
+        for row in frame.iter_rows(named=True):
+            units = per_unit.setdefault(instrument_of(row, keys), {})
+            unit = units.setdefault(
+                row[UNIT],
+                {"trades": 0, "quotes": 0, "first": None, "last": None, "days": set(), "spans": {}},
+            )
+            unit[kind] += int(row[kind])
+            unit["days"].add(row[DATE])
+            first, last = int(row["first_ts"]), int(row["last_ts"])
+            unit["first"] = first if unit["first"] is None else min(unit["first"], first)
+            unit["last"] = last if unit["last"] is None else max(unit["last"], last)
+            span = unit["spans"].get(row[DATE])
+            unit["spans"][row[DATE]] = (
+                (first, last) if span is None else (min(span[0], first), max(span[1], last))
+            )
+
+    add(trade_rows, "trades")
+    traded = set(per_unit)
+    quote_only: list[_QuoteOnly] = []
+    if quote_rows is not None:
+        instruments = trade_rows.select(list(keys)).unique()
+        only = quote_rows.join(instruments, on=list(keys), how="anti", nulls_equal=True)
+        for row in only.group_by(list(keys)).agg(pl.col("quotes").sum()).iter_rows(named=True):
+            venue, symbol = instrument_of(row, keys)
+            quote_only.append((venue, symbol, int(row["quotes"])))
+        add(quote_rows.join(instruments, on=list(keys), how="semi", nulls_equal=True), "quotes")
+    return per_unit, traded, quote_only
+
+
+def _volumes(
+    trade_rows: pl.DataFrame, keys: tuple[str, ...]
+) -> dict[_Instrument, tuple[float, int]]:
+    """Return each instrument's bucketed volume and its number of days (for the bucket volume)."""
+    return {
+        instrument_of(row, keys): (float(row["volume"] or 0.0), int(row["days"]))
+        for row in trade_rows.filter(pl.col("bucket_trades") > 0)
+        .group_by(list(keys))
+        .agg(pl.col("volume").sum(), pl.col(DATE).n_unique().alias("days"))
+        .iter_rows(named=True)
+    }
+
+
+def _last_quotes(quote_rows: pl.DataFrame | None, keys: tuple[str, ...]) -> dict[_Instrument, int]:
+    """Return each instrument's last quote time (ns)."""
+    last_quotes: dict[_Instrument, int] = {}
+    if quote_rows is not None:
+        for row in (
+            quote_rows.group_by(list(keys)).agg(pl.col("last_ts").max()).iter_rows(named=True)
+        ):
+            last_quotes[instrument_of(row, keys)] = int(row["last_ts"])
+    return last_quotes
+
+
+def _group_units(
+    units: dict[Any, dict[str, Any]], order: list[Any], memory_limit: int
+) -> tuple[list[list[Any]], int, int]:
+    """Group consecutive units while their estimated bytes fit ``memory_limit``.
+
+    Returns the groups, the largest group's estimated bytes and the rows of all units.
+    """
+    groups: list[list[Any]] = []
+    budget = 0
+    largest = 0
+    rows = 0
+    for unit in order:
+        cost = units[unit]["trades"] * BYTES_PER_TRADE + units[unit]["quotes"] * BYTES_PER_QUOTE
+        rows += units[unit]["trades"] + units[unit]["quotes"]
+        if groups and budget + cost <= memory_limit:
+            groups[-1].append(unit)
+            budget += cost
+        else:
+            groups.append([unit])
+            budget = cost
+        largest = max(largest, budget)
+    return groups, largest, rows
+
+
+def _check_sizes(
+    total_bars: int, total_buckets: int, max_bars: int, every: str, buckets_per_day: int
+) -> None:
+    """Raise :class:`SizeLimitError` when the bars or the VPIN buckets exceed ``max_bars``."""
+    if total_bars > max_bars:
+        parameter = "every"
+        raise SizeLimitError(
+            parameter,
+            every,
+            total_bars,
+            max_bars,
+            "bars",
+            "use a longer bar or narrow the time window",
+        )
+    if total_buckets > max_bars:
+        parameter = "buckets_per_day"
+        raise SizeLimitError(
+            parameter,
+            buckets_per_day,
+            total_buckets,
+            max_bars,
+            "VPIN buckets",
+            "use fewer buckets per day",
+        )
+
+
 def plan_chunks(
     census: Census,
     *,
@@ -162,50 +287,9 @@ def plan_chunks(
     """
     keys = census.keys
     states = chain(census)
-    trade_rows = census.trades
-    quote_rows = census.quotes
-    per_unit: dict[tuple[str | None, str], dict[Any, dict[str, Any]]] = {}
-
-    def add(frame: pl.DataFrame, kind: str) -> None:
-        for row in frame.iter_rows(named=True):
-            units = per_unit.setdefault(instrument_of(row, keys), {})
-            unit = units.setdefault(
-                row[UNIT],
-                {"trades": 0, "quotes": 0, "first": None, "last": None, "days": set(), "spans": {}},
-            )
-            unit[kind] += int(row[kind])
-            unit["days"].add(row[DATE])
-            first, last = int(row["first_ts"]), int(row["last_ts"])
-            unit["first"] = first if unit["first"] is None else min(unit["first"], first)
-            unit["last"] = last if unit["last"] is None else max(unit["last"], last)
-            span = unit["spans"].get(row[DATE])
-            unit["spans"][row[DATE]] = (
-                (first, last) if span is None else (min(span[0], first), max(span[1], last))
-            )
-
-    add(trade_rows, "trades")
-    traded = set(per_unit)
-    quote_only: list[tuple[str | None, str, int]] = []
-    if quote_rows is not None:
-        instruments = trade_rows.select(list(keys)).unique()
-        only = quote_rows.join(instruments, on=list(keys), how="anti", nulls_equal=True)
-        for row in only.group_by(list(keys)).agg(pl.col("quotes").sum()).iter_rows(named=True):
-            venue, symbol = instrument_of(row, keys)
-            quote_only.append((venue, symbol, int(row["quotes"])))
-        add(quote_rows.join(instruments, on=list(keys), how="semi", nulls_equal=True), "quotes")
-    volumes = {
-        instrument_of(row, keys): (float(row["volume"] or 0.0), int(row["days"]))
-        for row in trade_rows.filter(pl.col("bucket_trades") > 0)
-        .group_by(list(keys))
-        .agg(pl.col("volume").sum(), pl.col(DATE).n_unique().alias("days"))
-        .iter_rows(named=True)
-    }
-    last_quotes: dict[tuple[str | None, str], int] = {}
-    if quote_rows is not None:
-        for row in (
-            quote_rows.group_by(list(keys)).agg(pl.col("last_ts").max()).iter_rows(named=True)
-        ):
-            last_quotes[instrument_of(row, keys)] = int(row["last_ts"])
+    per_unit, traded, quote_only = _units(census)
+    volumes = _volumes(census.trades, keys)
+    last_quotes = _last_quotes(census.quotes, keys)
     chunks: list[Chunk] = []
     total_bars = 0
     total_buckets = 0
@@ -226,18 +310,9 @@ def plan_chunks(
             total_bars += sum(
                 _bars_of(a, b, every_ns) for u in order for a, b in units[u]["spans"].values()
             )
-        groups: list[list[Any]] = []
-        budget = 0
-        for unit in order:
-            cost = units[unit]["trades"] * BYTES_PER_TRADE + units[unit]["quotes"] * BYTES_PER_QUOTE
-            rows += units[unit]["trades"] + units[unit]["quotes"]
-            if groups and budget + cost <= memory_limit:
-                groups[-1].append(unit)
-                budget += cost
-            else:
-                groups.append([unit])
-                budget = cost
-            largest = max(largest, budget)
+        groups, group_largest, group_rows = _group_units(units, order, memory_limit)
+        largest = max(largest, group_largest)
+        rows += group_rows
         inbound = states[instrument]
         for index, group in enumerate(groups):
             chunks.append(
@@ -257,26 +332,7 @@ def plan_chunks(
                 )
             )
     if max_bars is not None:
-        if total_bars > max_bars:
-            parameter = "every"
-            raise SizeLimitError(
-                parameter,
-                every or f"{every_ns}ns",
-                total_bars,
-                max_bars,
-                "bars",
-                "use a longer bar or narrow the time window",
-            )
-        if total_buckets > max_bars:
-            parameter = "buckets_per_day"
-            raise SizeLimitError(
-                parameter,
-                buckets_per_day,
-                total_buckets,
-                max_bars,
-                "VPIN buckets",
-                "use fewer buckets per day",
-            )
+        _check_sizes(total_bars, total_buckets, max_bars, every or f"{every_ns}ns", buckets_per_day)
     return Plan(tuple(chunks), total_bars, total_buckets, largest, rows, tuple(quote_only))
 
 

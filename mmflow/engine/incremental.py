@@ -36,40 +36,60 @@ look across days).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import json
 import os
-import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import quote, unquote
 
 import polars as pl
 
 from mmflow.analysis import Selection, prepare_market
 from mmflow.engine.census import (
     DATE,
-    QUOTE_KINDS,
     UNIT,
     Census,
     instrument_of,
     take_census,
-    unit_edge,
 )
 from mmflow.engine.chunks import plan_chunks
 from mmflow.engine.executors import run_tasks
 from mmflow.engine.finish import Finished, FinishedAnalysis, finish_analysis, finish_market
+from mmflow.engine.manifest import (
+    MANIFEST,
+    OUTPUTS,
+    TABLES,
+    VERSION,
+    Partition,
+    _check_results,
+    _chunk_id,
+    _chunk_json,
+    _collect_garbage,
+    _instrument_id,
+    _link,
+    _load_manifest,
+    _locked,
+    _quotes_out,
+    _same_files,
+    _stored_results,
+    _write_store,
+    fingerprint,
+    list_partitions,
+    settings_digest,
+)
+from mmflow.engine.restart import (
+    _day_of,
+    _kept_chunks,
+    _synthetic_census,
+    _unit_of,
+    _window_paths,
+)
 from mmflow.engine.run import run_chunk
 from mmflow.engine.state import (
-    NS_PER_DAY,
-    Chunk,
     ChunkResult,
     ChunkTask,
     EngineSettings,
@@ -77,15 +97,11 @@ from mmflow.engine.state import (
     TableSource,
     TradeState,
 )
-from mmflow.errors import MmflowError, ParameterError
+from mmflow.errors import ParameterError
 from mmflow.io import ReadOptions, load_inputs
 from mmflow.io.assemble import gather, read_many
 from mmflow.metrics.phases import PhaseParameters
 from mmflow.schema import (
-    ASK_PRICE,
-    ASK_SIZE,
-    BID_PRICE,
-    BID_SIZE,
     QUOTES,
     SYMBOL,
     TRADES,
@@ -105,41 +121,12 @@ __all__ = [
     "run_incremental",
 ]
 
-MANIFEST: Final = "manifest.json"
-VERSION: Final = 1
-TABLES: Final = ("bars", "levels", "buckets", "mix", "checks")
-"""The chunk tables stored per run (with a ``_chunk`` column naming the chunk)."""
-OUTPUTS: Final = ("bars", "summary")
-"""The finished tables in ``RESULTS`` (``bars.parquet``, ``summary.parquet``)."""
-CHUNK_ID: Final = "_chunk"
-RUN_ID: Final = "_run"
 COMPACT_AFTER: Final = 32
 """Stored runs after which a run rewrites every kept table into its own (compaction)."""
-_SUFFIXES: Final = (".parquet", ".arrow", ".ipc", ".feather")
 
 ReadPartitions = Callable[[Sequence[Path]], tuple[pl.LazyFrame, pl.LazyFrame | None]]
 """Return prepared, canonical, time-ordered ``(trades, quotes)`` plans of the given partition
 files (the command line reads them like any input and applies the selection)."""
-
-
-@dataclass(frozen=True)
-class Partition:
-    """One ``symbol=…/date=…`` folder of a converted dataset.
-
-    Attributes
-    ----------
-    key
-        Its path relative to the dataset (``symbol=AAA/date=2024-06-01``).
-    symbol, day
-        The symbol and the UTC date it holds.
-    files
-        ``{file name: [size, mtime_ns, digest]}`` (digest ``""`` until hashed).
-    """
-
-    key: str
-    symbol: str
-    day: date
-    files: dict[str, list[Any]]
 
 
 @dataclass
@@ -219,341 +206,7 @@ def partition_reader(selection: Selection, options: ReadOptions | None = None) -
     return read
 
 
-# --- the dataset's partitions and their fingerprints ---------------------------------------------
-
-
-def list_partitions(dataset: Path) -> dict[str, Partition]:
-    """List ``DATASET/symbol=…/date=…/`` and ``stat`` their table files (no file is read).
-
-    Raises
-    ------
-    MmflowError
-        When ``dataset`` is not a converted dataset (no ``symbol=…/date=…`` folder).
-    """
-    found: dict[str, Partition] = {}
-    if not dataset.is_dir():
-        msg = f"{dataset}: not a folder (--incremental reads a dataset made by mmflow convert)"
-        raise MmflowError(msg)
-    with os.scandir(dataset) as symbols:
-        for symbol_entry in symbols:
-            if not (symbol_entry.is_dir() and symbol_entry.name.startswith(f"{SYMBOL}=")):
-                continue
-            symbol = unquote(symbol_entry.name[len(SYMBOL) + 1 :])
-            with os.scandir(symbol_entry.path) as days:
-                for day_entry in days:
-                    if not (day_entry.is_dir() and day_entry.name.startswith("date=")):
-                        continue
-                    try:
-                        day = date.fromisoformat(day_entry.name[len("date=") :])
-                    except ValueError:
-                        continue
-                    files: dict[str, list[Any]] = {}
-                    with os.scandir(day_entry.path) as entries:
-                        for entry in entries:
-                            if entry.is_file() and entry.name.endswith(_SUFFIXES):
-                                stat = entry.stat()
-                                files[entry.name] = [stat.st_size, stat.st_mtime_ns, ""]
-                    if files:
-                        key = f"{symbol_entry.name}/{day_entry.name}"
-                        found[key] = Partition(key, symbol, day, files)
-    if not found:
-        msg = (
-            f"{dataset}: no symbol=…/date=… partitions (--incremental reads a dataset made by "
-            "mmflow convert)"
-        )
-        raise MmflowError(msg)
-    return found
-
-
-def _digest(path: Path) -> str:
-    with path.open("rb") as file:
-        return hashlib.file_digest(file, "blake2b").hexdigest()[:32]
-
-
-def fingerprint(dataset: Path, partitions: dict[str, Partition], known: dict[str, Any]) -> None:
-    """Fill each file's digest: the known one when size and time match, else hash the bytes."""
-    for key, partition in partitions.items():
-        before = known.get(key, {}).get("files", {})
-        for name, (size, mtime, _) in partition.files.items():
-            old = before.get(name)
-            if old is not None and old[0] == size and old[1] == mtime:
-                partition.files[name][2] = old[2]
-            else:
-                partition.files[name][2] = _digest(dataset / key / name)
-
-
-def _same_files(partition: Partition, known: dict[str, Any] | None) -> bool:
-    if known is None:
-        return False
-    return {n: f[2] for n, f in partition.files.items()} == {
-        n: f[2] for n, f in known["files"].items()
-    }
-
-
-# --- JSON of chunks and states ------------------------------------------------------------
-
-
-def _chunk_json(chunk: Chunk) -> dict[str, Any]:
-    data = asdict(chunk)
-    data["days"] = [d.isoformat() for d in chunk.days]
-    data["sessions"] = []
-    return data
-
-
-def _chunk_from(data: dict[str, Any]) -> Chunk:
-    values = dict(data)
-    values["days"] = tuple(date.fromisoformat(d) for d in data["days"])
-    values["sessions"] = ()
-    values["trade_state"] = TradeState(**data["trade_state"])
-    for name in _QUOTE_FIELDS.values():
-        values[name] = QuoteState(**data[name])
-    return Chunk(**values)
-
-
-_QUOTE_FIELDS: Final = {
-    "last": "quote_state",
-    "valid": "valid_quote_state",
-    "standing": "standing_quote_state",
-    "usable": "usable_quote_state",
-}
-"""The chunk's inbound quote state of each kind of :data:`mmflow.engine.census.QUOTE_KINDS`."""
-
-
-def _quotes_out(chunk: Chunk, rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Return the chunk's outbound last quote of each kind: its census rows over its inbound.
-
-    The same step as the census chain (:func:`mmflow.engine.census.chain`) takes per unit.
-    """
-    quotes = {kind: getattr(chunk, name) for kind, name in _QUOTE_FIELDS.items()}
-    for row in rows:  # in date order
-        for kind in QUOTE_KINDS:
-            if row.get(f"q_{kind}_ts") is not None:
-                quotes[kind] = QuoteState(
-                    ts=int(row[f"q_{kind}_ts"]),
-                    bid_price=row[f"q_{kind}_{BID_PRICE}"],
-                    bid_size=row[f"q_{kind}_{BID_SIZE}"],
-                    ask_price=row[f"q_{kind}_{ASK_PRICE}"],
-                    ask_size=row[f"q_{kind}_{ASK_SIZE}"],
-                    ts_event=row.get(f"q_{kind}_ts_event"),
-                )
-    return {kind: asdict(state) for kind, state in quotes.items()}
-
-
-def _chunk_id(chunk: Chunk) -> str:
-    return f"{quote(chunk.venue or '', safe='')}|{quote(chunk.symbol, safe='')}|{chunk.start}"
-
-
-def _instrument_id(venue: str | None, symbol: str) -> str:
-    return f"{quote(venue or '', safe='')}|{quote(symbol, safe='')}"
-
-
-def settings_digest(parameters: dict[str, Any]) -> str:
-    """Return a digest of the run's parameters (any change recomputes everything)."""
-    text = json.dumps(parameters, sort_keys=True, default=str)
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
-
-
-# --- the results folder -------------------------------------------------------------------
-
-
-def _load_manifest(results: Path) -> dict[str, Any] | None:
-    path = results / "current" / MANIFEST
-    try:
-        data: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if data.get("version") == VERSION else None
-
-
-def _check_results(results: Path) -> None:
-    if results.exists() and not results.is_dir():
-        msg = f"{results}: exists and is not a folder (give -o a folder for --incremental)"
-        raise ParameterError(msg)
-    if results.is_dir() and not (results / "current").exists():
-        ours = {"runs", "store", ".lock", *(f"{name}.parquet" for name in OUTPUTS), MANIFEST}
-        strangers = [p.name for p in results.iterdir() if p.name not in ours]
-        if strangers:
-            msg = (
-                f"{results}: not an mmflow results folder (it holds {strangers[0]}); give "
-                "--incremental an empty or new folder"
-            )
-            raise ParameterError(msg)
-
-
-@contextlib.contextmanager
-def _locked(results: Path) -> Iterator[None]:
-    results.mkdir(parents=True, exist_ok=True)
-    with (results / ".lock").open("a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            msg = f"{results}: another incremental run is writing here (wait for it to end)"
-            raise MmflowError(msg) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _link(target: str, link: Path) -> None:
-    """Point ``link`` at ``target`` atomically (a new link renamed over the old one)."""
-    temporary = link.with_name(f".{link.name}.{uuid.uuid4().hex}")
-    temporary.symlink_to(target)
-    temporary.replace(link)
-
-
-def _collect_garbage(results: Path, manifest: dict[str, Any]) -> None:
-    live_runs = {manifest["run"]}
-    live_store = set(manifest["store_runs"])
-    for folder, live in (("runs", live_runs), ("store", live_store)):
-        root = results / folder
-        if root.is_dir():
-            for entry in root.iterdir():
-                if entry.name not in live:
-                    shutil.rmtree(entry, ignore_errors=True)
-
-
 # --- the run --------------------------------------------------------------------------------------
-
-
-def _window_paths(
-    partitions: dict[str, Partition], dataset: Path, symbol: str, first: date, last: date
-) -> list[Path]:
-    paths: list[Path] = []
-    day = first
-    prefix = f"{SYMBOL}={quote(symbol, safe='')}"
-    while day <= last:
-        key = f"{prefix}/date={day.isoformat()}"
-        partition = partitions.get(key)
-        if partition is None:  # the symbol folder may be encoded differently: look it up
-            partition = next(
-                (p for p in partitions.values() if p.symbol == symbol and p.day == day), None
-            )
-        if partition is not None:
-            paths += [dataset / partition.key / name for name in sorted(partition.files)]
-        day += timedelta(days=1)
-    return paths
-
-
-def _day_of(ns: int) -> date:
-    return date(1970, 1, 1) + timedelta(days=ns // NS_PER_DAY)
-
-
-def _synthetic_census(
-    census: Census, kept: dict[tuple[str | None, str], dict[str, Any]], every_ns: int
-) -> Census:
-    """Prepend one census row per instrument that carries its kept history's state.
-
-    The engine's own chain then restarts each instrument from the stored outbound state
-    exactly (tick state, last quote, cumulative VPIN volume and trade count); the row's chunk
-    (before the recomputed range) is dropped after planning.
-    """
-    keys = census.keys
-    trade_rows, quote_rows = [], []
-    for (venue, symbol), stored in kept.items():
-        trade: TradeState = stored["trade_state"]
-        unit = int(stored["unit"])
-        ts = unit_edge(unit + 1, every_ns) - 1
-        base: dict[str, Any] = {SYMBOL: symbol}
-        if VENUE in keys:
-            base[VENUE] = venue
-        trade_rows.append(
-            {
-                **base,
-                UNIT: unit,
-                DATE: _day_of(ts),
-                "trades": trade.trades,
-                "volume": trade.cumulative_volume,
-                "bucket_trades": 0,
-                "first_ts": ts,
-                "last_ts": ts,
-                "first_price": trade.last_price,
-                "last_price": trade.last_price,
-                "last_direction": trade.last_direction or None,
-            }
-        )
-        present = {k: q for k, q in stored["quotes"].items() if q.present}
-        if census.quotes is not None and present:
-            last = max(q.ts for q in present.values() if q.ts is not None)
-            row: dict[str, Any] = {
-                **base,
-                UNIT: unit,
-                DATE: _day_of(ts),
-                "quotes": 0,
-                "first_ts": last,
-                "last_ts": last,
-            }
-            for kind, state in present.items():
-                row[f"q_{kind}_ts"] = state.ts
-                for column in (BID_PRICE, BID_SIZE, ASK_PRICE, ASK_SIZE):
-                    row[f"q_{kind}_{column}"] = getattr(state, column)
-                if f"q_{kind}_ts_event" in census.quotes.columns:
-                    row[f"q_{kind}_ts_event"] = state.ts_event
-            quote_rows.append(row)
-    if not trade_rows:
-        return census
-
-    def prepend(rows: list[dict[str, Any]], frame: pl.DataFrame) -> pl.DataFrame:
-        if not rows:
-            return frame
-        extra = pl.DataFrame(rows, schema=frame.schema)
-        return pl.concat([extra, frame]).sort(*keys, UNIT, DATE, nulls_last=True)
-
-    return Census(
-        prepend(trade_rows, census.trades),
-        prepend(quote_rows, census.quotes) if census.quotes is not None else None,
-        keys,
-        census.session,
-    )
-
-
-def _stored_results(results: Path, manifest: dict[str, Any]) -> dict[str, ChunkResult]:
-    """Load every stored chunk's tables, by chunk id (a chunk without rows gets none)."""
-    chunks = {cid: _chunk_from(entry["chunk"]) for cid, entry in manifest["chunks"].items()}
-    live_keys = [f"{cid}@{entry['run']}" for cid, entry in manifest["chunks"].items()]
-    by_table: dict[str, dict[str, pl.DataFrame]] = {}
-    empty: dict[str, pl.DataFrame] = {}
-    for table in TABLES:
-        files = [results / "store" / run / f"{table}.parquet" for run in manifest["store_runs"]]
-        frame = pl.concat([pl.read_parquet(f) for f in files if f.exists()], how="diagonal_relaxed")
-        live = frame.filter(
-            pl.concat_str(pl.col(CHUNK_ID), pl.lit("@"), pl.col(RUN_ID)).is_in(live_keys)
-        ).drop(RUN_ID)
-        empty[table] = live.clear().drop(CHUNK_ID)
-        by_table[table] = {
-            str(key[0]): part.drop(CHUNK_ID)
-            for key, part in live.partition_by(CHUNK_ID, as_dict=True, maintain_order=True).items()
-        }
-    out: dict[str, ChunkResult] = {}
-    for cid, chunk in chunks.items():
-        entry = manifest["chunks"][cid]
-        tables = {t: by_table[t].get(cid, empty[t]) for t in TABLES}
-        out[cid] = ChunkResult(
-            chunk=chunk,
-            bars=tables["bars"],
-            levels=tables["levels"],
-            buckets=tables["buckets"],
-            mix=tables["mix"],
-            checks=tables["checks"],
-            trade_state=TradeState(**entry["trade_out"]),
-            quote_state=QuoteState(**entry["quote_out"]),
-        )
-    return out
-
-
-def _write_store(folder: Path, run: str, results: Iterable[ChunkResult]) -> None:
-    """Write the chunk tables of ``results``: one file per table, chunk and run named."""
-    listed = list(results)
-    folder.mkdir(parents=True, exist_ok=True)
-    for table in TABLES:
-        frames = [
-            getattr(r, table).with_columns(
-                pl.lit(_chunk_id(r.chunk)).alias(CHUNK_ID), pl.lit(run).alias(RUN_ID)
-            )
-            for r in listed
-        ]
-        if frames:
-            pl.concat(frames, how="diagonal_relaxed").write_parquet(folder / f"{table}.parquet")
 
 
 def run_incremental(
@@ -602,18 +255,7 @@ def run_incremental(
         known: dict[str, Any] = manifest["partitions"] if manifest is not None else {}
         partitions = list_partitions(dataset)
         fingerprint(dataset, partitions, known)
-        changed: dict[str, date] = {}  # symbol → earliest changed day
-        for key, partition in partitions.items():
-            if _same_files(partition, known.get(key)):
-                continue
-            first = changed.get(partition.symbol)
-            changed[partition.symbol] = min(first, partition.day) if first else partition.day
-        for key, entry in known.items():
-            if key not in partitions:
-                outcome.removed.append(key)
-                day = date.fromisoformat(entry["day"])
-                first = changed.get(entry["symbol"])
-                changed[entry["symbol"]] = min(first, day) if first else day
+        changed = _changed_days(partitions, known, outcome.removed)
         if manifest is not None and not changed:
             outcome.unchanged = sorted(partitions)
             outcome.outputs = {name: results / f"{name}.parquet" for name in OUTPUTS}
@@ -639,28 +281,9 @@ def run_incremental(
         to_write = computed + ([previous[c] for c in keep_ids] if compact else [])
         _write_store(results / "store" / run, run, to_write)
         all_results = [previous[c] for c in keep_ids] + computed
-        new_chunks: dict[str, Any] = {}
-        for cid in keep_ids:
-            new_chunks[cid] = {**stored[cid], **({"run": run} if compact else {})}
-        for result, (_, extra) in zip(computed, tasks, strict=True):
-            new_chunks[_chunk_id(result.chunk)] = {
-                "chunk": _chunk_json(result.chunk),
-                "run": run,
-                "unit": extra["unit"],
-                "first_trade": extra["first_trade"],
-                "last_trade": extra["last_trade"],
-                "trade_out": asdict(result.trade_state),
-                "quote_out": asdict(result.quote_state),
-                "quotes_out": extra["quotes_out"],
-            }
-        store_runs = sorted({entry["run"] for entry in new_chunks.values()})
+        new_chunks = _chunk_entries(stored, keep_ids, computed, tasks, run, compact=compact)
         analysis = _finish(all_results, new_chunks, settings, phase_parameters)
         outcome.analysis = analysis
-        folder = results / "runs" / run
-        folder.mkdir(parents=True)
-        meta = metadata or {}
-        analysis.bars.write_parquet(folder / "bars.parquet", metadata=meta)
-        analysis.summary.write_parquet(folder / "summary.parquet", metadata=meta)
         new_manifest = {
             "version": VERSION,
             "run": run,
@@ -672,22 +295,83 @@ def run_incremental(
                 for key, p in sorted(partitions.items())
             },
             "chunks": new_chunks,
-            "store_runs": store_runs,
+            "store_runs": sorted({entry["run"] for entry in new_chunks.values()}),
             "bucket_volumes": {
                 _instrument_id(r.chunk.venue, r.chunk.symbol): r.chunk.bucket_volume
                 for r in all_results
             },
         }
-        (folder / MANIFEST).write_text(json.dumps(new_manifest, indent=1, sort_keys=True))
-        _sync(folder)
-        _link(f"runs/{run}", results / "current")  # the commit
-        for name in (*(f"{o}.parquet" for o in OUTPUTS), MANIFEST):
-            if not (results / name).is_symlink():
-                _link(f"current/{name}", results / name)
-        _collect_garbage(results, new_manifest)
+        _commit(results, run, analysis, new_manifest, metadata or {})
     outcome.outputs = {name: results / f"{name}.parquet" for name in OUTPUTS}
     outcome.seconds = time.monotonic() - started
     return outcome
+
+
+def _changed_days(
+    partitions: dict[str, Partition], known: dict[str, Any], removed: list[str]
+) -> dict[str, date]:
+    """Return, per symbol, the earliest new, changed or removed day; append removed keys."""
+    changed: dict[str, date] = {}  # symbol → earliest changed day
+    for key, partition in partitions.items():
+        if _same_files(partition, known.get(key)):
+            continue
+        first = changed.get(partition.symbol)
+        changed[partition.symbol] = min(first, partition.day) if first else partition.day
+    for key, entry in known.items():
+        if key not in partitions:
+            removed.append(key)
+            day = date.fromisoformat(entry["day"])
+            first = changed.get(entry["symbol"])
+            changed[entry["symbol"]] = min(first, day) if first else day
+    return changed
+
+
+def _chunk_entries(
+    stored: dict[str, Any],
+    keep_ids: list[str],
+    computed: list[ChunkResult],
+    tasks: list[tuple[ChunkTask, dict[str, Any]]],
+    run: str,
+    *,
+    compact: bool,
+) -> dict[str, Any]:
+    """Return the new manifest's chunk entries: the kept ones, then the computed ones."""
+    new_chunks: dict[str, Any] = {}
+    for cid in keep_ids:
+        new_chunks[cid] = {**stored[cid], **({"run": run} if compact else {})}
+    for result, (_, extra) in zip(computed, tasks, strict=True):
+        new_chunks[_chunk_id(result.chunk)] = {
+            "chunk": _chunk_json(result.chunk),
+            "run": run,
+            "unit": extra["unit"],
+            "first_trade": extra["first_trade"],
+            "last_trade": extra["last_trade"],
+            "trade_out": asdict(result.trade_state),
+            "quote_out": asdict(result.quote_state),
+            "quotes_out": extra["quotes_out"],
+        }
+    return new_chunks
+
+
+def _commit(
+    results: Path,
+    run: str,
+    analysis: FinishedAnalysis,
+    manifest: dict[str, Any],
+    metadata: dict[str, str],
+) -> None:
+    """Write ``runs/RUN`` (tables, manifest), then make it current by one link rename."""
+    folder = results / "runs" / run
+    folder.mkdir(parents=True)
+    analysis.bars.write_parquet(folder / "bars.parquet", metadata=metadata)
+    analysis.summary.write_parquet(folder / "summary.parquet", metadata=metadata)
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    _sync(folder)
+    _link(f"runs/{run}", results / "current")  # the commit
+    for name in (*(f"{o}.parquet" for o in OUTPUTS), MANIFEST):
+        if not (results / name).is_symlink():
+            _link(f"current/{name}", results / name)
+    _collect_garbage(results, manifest)
 
 
 def _sync(folder: Path) -> None:
@@ -695,42 +379,6 @@ def _sync(folder: Path) -> None:
     for path in folder.iterdir():
         with path.open("rb") as file:
             os.fsync(file.fileno())
-
-
-def _kept_chunks(
-    stored: dict[str, Any], changed: dict[str, date], settings: EngineSettings
-) -> tuple[dict[str, Any], dict[str, int]]:
-    """Split the stored chunks into kept ones and, per changed symbol, the restart time (ns).
-
-    A stored chunk is recomputed when its rows, its future-mid overlap (``end + horizon``) or
-    its trades' use of the instrument's last quote reach the earliest changed day.
-    """
-    restart: dict[str, int] = {}
-    for symbol, day in changed.items():
-        threshold = (day - date(1970, 1, 1)).days * NS_PER_DAY
-        last_quotes = [
-            entry["chunk"]["last_quote_ts"]
-            for entry in stored.values()
-            if entry["chunk"]["symbol"] == symbol and entry["chunk"]["last_quote_ts"] is not None
-        ]
-        if last_quotes:
-            threshold = min(threshold, max(last_quotes))
-        day_number = threshold // NS_PER_DAY
-        start = unit_edge(day_number, settings.every_ns)
-        if start > threshold:  # the threshold lies in the previous chunk-day
-            start = unit_edge(day_number - 1, settings.every_ns)
-        for entry in stored.values():
-            chunk = entry["chunk"]
-            if chunk["symbol"] == symbol and chunk["end"] + settings.horizon_ns > threshold:
-                start = min(start, chunk["start"])
-        restart[symbol] = start
-    kept = {
-        cid: entry
-        for cid, entry in stored.items()
-        if entry["chunk"]["symbol"] not in restart
-        or entry["chunk"]["start"] < restart[entry["chunk"]["symbol"]]
-    }
-    return kept, restart
 
 
 def _plan_tasks(
@@ -851,12 +499,6 @@ def _census(
         else None
     )
     return Census(trades_census, quotes_census, settings.keys, False)
-
-
-def _unit_of(chunk: Chunk, every_ns: int) -> int:
-    """Return the census unit (chunk-day) of a one-day chunk."""
-    day = chunk.start // NS_PER_DAY
-    return day if unit_edge(day, every_ns) == chunk.start else day + 1
 
 
 def _finish(
