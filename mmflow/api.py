@@ -344,10 +344,12 @@ def analyze(trades: Input, quotes: Input | None = None, **arguments: Any) -> Ana
     >>> result = mmflow.analyze(
     ...     "sample_data/simulated/trades.parquet",
     ...     quotes="sample_data/simulated/quotes.parquet",
-    ...     bar="5m",
+    ...     bar="1m",
     ... )
     >>> result.bars.height, result.summary["phase"].to_list()
-    (72, ['neutral'])
+    (360, ['neutral'])
+    >>> result.summary["last_episode"].to_list()
+    ['distribution']
     """
     selection, signing, options, inputs, account, frame = _start(trades, quotes, arguments)
 

@@ -333,13 +333,14 @@ def phase_bars(
     A quiet book, then a market maker takes 40 lots a bar from sellers while the mid falls with
     the selling (accumulation), then unloads 45 lots a bar to buyers while the mid keeps
     slipping against the buying (absorbed: distribution, entered once the evidence of the
-    first unload bars has added up to ``evidence``).
+    first unload bars has added up to ``evidence``). The quiet stretch is 72 bars long: the
+    drift ratio that discounts persistent flow needs that much history before it settles.
 
     >>> import polars as pl
-    >>> flow = [-3.0, 2, -1, 3, -2, 1] * 4 + [-40.0] * 8 + [45.0] * 5
-    >>> mid = [100.0, 100.01, 100.0, 100.02, 100.01, 100.0] * 4
+    >>> flow = [-3.0, 2, -1, 3, -2, 1] * 12 + [-40.0] * 8 + [45.0] * 5
+    >>> mid = [100.0, 100.01, 100.0, 100.02, 100.01, 100.0] * 12
     >>> mid += [round(100 - 0.05 * i, 2) for i in range(1, 9)] + [99.59, 99.58, 99.57, 99.56, 99.55]
-    >>> bars = pl.LazyFrame({"symbol": "X", "ts": range(37), "net_flow": flow, "mid_close": mid})
+    >>> bars = pl.LazyFrame({"symbol": "X", "ts": range(85), "net_flow": flow, "mid_close": mid})
     >>> small = PhaseParameters(lookback=40, window=4, recent_bars=2)
     >>> phase_bars(bars, parameters=small).select(
     ...     "mm_inventory",
@@ -356,11 +357,11 @@ def phase_bars(
     ╞══════════════╪══════════╪══════════════╪════════════════╪════════════════════╡
     │ 280.0        ┆ 0.0      ┆ accumulation ┆ long           ┆ 0.0                │
     │ 320.0        ┆ 0.0      ┆ accumulation ┆ long           ┆ 0.0                │
-    │ 275.0        ┆ 4.0      ┆ neutral      ┆ long           ┆ 0.914              │
+    │ 275.0        ┆ 4.0      ┆ neutral      ┆ long           ┆ 0.882              │
     │ 230.0        ┆ 5.66     ┆ neutral      ┆ long           ┆ 1.0                │
     │ 185.0        ┆ 6.93     ┆ distribution ┆ long           ┆ 1.0                │
-    │ 140.0        ┆ 8.0      ┆ distribution ┆ long           ┆ 0.999              │
-    │ 95.0         ┆ 8.94     ┆ distribution ┆ long           ┆ 0.998              │
+    │ 140.0        ┆ 8.0      ┆ distribution ┆ long           ┆ 1.0                │
+    │ 95.0         ┆ 8.94     ┆ distribution ┆ long           ┆ 0.999              │
     └──────────────┴──────────┴──────────────┴────────────────┴────────────────────┘
     """
     p = parameters
