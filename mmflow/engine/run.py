@@ -426,6 +426,8 @@ def _run(
         keys=keys,
         every_ns=settings.every_ns,
         session=settings.session,
+        # scans are counted in batches of days that fit the limit (rows in memory: at once)
+        memory_limit=None if in_memory else settings.memory_limit,
     )
     plan = plan_chunks(
         census,
