@@ -100,12 +100,14 @@ def test_cli_parses_each_csv_once_with_the_same_output_and_account(
 
     def counted_all(plans: Sequence[pl.LazyFrame], *a: Any, **k: Any) -> list[pl.DataFrame]:
         parses.extend("all" for plan in plans[:1] if any(parses_text(p) for p in plans))
-        return collect_all(plans, *a, **k)
+        frames: list[pl.DataFrame] = collect_all(plans, *a, **k)
+        return frames
 
     def counted(self: pl.LazyFrame, *a: Any, **k: Any) -> pl.DataFrame:
         if parses_text(self):
             parses.append("one")
-        return collect(self, *a, **k)
+        frame: pl.DataFrame = collect(self, *a, **k)
+        return frame
 
     def no_second_spill(*_: Any) -> pl.LazyFrame:
         msg = "the engine parsed a text input again"
