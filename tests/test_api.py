@@ -26,7 +26,17 @@ def analysis() -> Analysis:
 
 
 def test_analyze_matches_the_command_line_summary(analysis: Analysis) -> None:
-    args = ["analyze", str(TRADES), str(QUOTES), "--table", "summary", "--to", "json"]
+    args = [
+        "analyze",
+        str(TRADES),
+        str(QUOTES),
+        "--bar",
+        "5m",
+        "--table",
+        "summary",
+        "--to",
+        "json",
+    ]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.stderr
     printed = json.loads(result.stdout)

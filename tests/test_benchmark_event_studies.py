@@ -24,8 +24,8 @@ def test_missing_files_are_skipped_and_present_ones_reported(
     assert script.main(["--shared", str(tmp_path), "--only", "simulated", "--csv", str(csv)]) == 0
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("| sample_data simulated"))
-    # The simulated sample has two distribution episodes (README) and constant spreads.
-    assert "| 1m | 360 | 2 |" in row
+    # The simulated sample has one labelled distribution episode (README) and constant spreads.
+    assert "| 1m | 360 | 1 |" in row  # one labelled episode: the first is inside the warm-up
     assert "no episodes" in out
     assert csv.read_text().startswith("dataset,bar,study")
     assert script.main(["--shared", str(tmp_path), "--only", "Binance USD-M"]) == 0

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from mmflow.cli import cli
 from tests.helpers import run as cli_run
@@ -16,10 +17,11 @@ from tests.helpers import run as cli_run
 ROOT = Path(__file__).resolve().parents[1]
 SIMULATED = ROOT / "sample_data" / "simulated"
 MARKET = [str(SIMULATED / "trades.parquet"), str(SIMULATED / "quotes.parquet")]
-# Fifteen minutes into the first distribution episode of the simulated sample (README): the
-# latest bar (01:59) is distribution since 01:45; its normalized OFI is -4.48 and its inventory
-# z-score 0.30; liquidity is provided throughout.
-AT_TWO = "2024-01-02T02:00:00Z"
+# Eighteen bars into the second distribution episode of the simulated sample (README; the first
+# falls inside the detector's warm-up): the latest bar (04:44) is distribution (short) since
+# 04:27; its normalized OFI is 0.176 and its inventory z-score -0.01; liquidity is provided
+# throughout.
+AT_TWO = "2024-01-02T04:45:00Z"
 
 
 def run(*args: str | Path) -> tuple[int, str, str]:
@@ -33,11 +35,11 @@ def alert_lines(stderr: str) -> list[str]:
 def test_analyze_alerts_fire_and_do_not_fire_on_the_latest_bar(tmp_path: Path) -> None:
     conditions = [
         "phase=distribution",
-        "ofi_normalized<-4",
-        "ofi_normalized<-5",
+        "ofi_normalized>0.1",
+        "ofi_normalized>0.2",
         "liquidity_state=withdrawing",
         "abs(inventory_z)>3",
-        "phase=distribution and not inventory_side=long",
+        "phase=distribution and not inventory_side=short",
     ]
     flags = [part for text in conditions for part in ("--alert", text)]
     code, _, stderr = run(
@@ -45,8 +47,8 @@ def test_analyze_alerts_fire_and_do_not_fire_on_the_latest_bar(tmp_path: Path) -
     )
     assert code == 3, stderr
     assert alert_lines(stderr) == [
-        "ALERT SIMA phase=distribution since 2024-01-02 01:43 UTC (17 bars to 01:59)",
-        "ALERT SIMA ofi_normalized<-4 since 2024-01-02 01:59 UTC (ofi_normalized=-4.482)",
+        "ALERT SIMA phase=distribution since 2024-01-02 04:27 UTC (18 bars to 04:44)",
+        "ALERT SIMA ofi_normalized>0.1 since 2024-01-02 04:44 UTC (ofi_normalized=0.1758)",
     ]
 
 
@@ -75,21 +77,21 @@ def test_alert_window_looks_back_and_since_starts_the_run(tmp_path: Path) -> Non
         "analyze",
         *MARKET,
         "--end",
-        "2024-01-02T02:30:00Z",
+        "2024-01-02T05:30:00Z",
         "--bar",
         "1m",
         "-o",
         str(tmp_path / "b.csv"),
     ]
     code, _, stderr = run(*later, "--alert", "phase=distribution")
-    assert (code, alert_lines(stderr)) == (0, [])  # the episode ended at 02:15
+    assert (code, alert_lines(stderr)) == (0, [])  # the episode ended at 05:12
     code, _, stderr = run(*later, "--alert", "phase=distribution", "--alert-window", "30m")
     assert code == 3
     assert alert_lines(stderr) == [
-        "ALERT SIMA phase=distribution since 2024-01-02 01:43 UTC (33 bars to 02:15)"
+        "ALERT SIMA phase=distribution since 2024-01-02 05:05 UTC (8 bars to 05:12)"
     ]
     code, _, _ = run(*later, "--alert", "phase=distribution", "--alert-window", "13m")
-    assert code == 0  # 02:16 onwards: no distribution bar
+    assert code == 0  # 05:16 onwards: no distribution bar
 
 
 def test_inventory_alert_on_its_bar_table() -> None:
@@ -121,23 +123,23 @@ def test_phases_alert_with_episodes_output(tmp_path: Path) -> None:
         "--alert",
         "distribution_score>0.5",
         "--alert",
-        "distribution_score>0.98",  # 0.9751 on the latest bar: does not fire
+        "distribution_score>0.98",  # 0.9067 on the latest bar: does not fire
         "--alert-to",
         tmp_path / "alerts.ndjson",
     )
     assert code == 3
     assert alert_lines(stderr) == [
-        "ALERT SIMA distribution_score>0.5 since 2024-01-02 01:38 UTC "
-        "(22 bars to 01:59; distribution_score=0.9751)"
+        "ALERT SIMA distribution_score>0.5 since 2024-01-02 04:21 UTC "
+        "(24 bars to 04:44; distribution_score=0.9067)"
     ]
     assert pl.read_csv(stdout.encode())["phase"].to_list() == ["accumulation", "distribution"]
     [record] = [json.loads(line) for line in (tmp_path / "alerts.ndjson").read_text().splitlines()]
     assert record["instrument"] == "SIMA"
     assert record["condition"] == "distribution_score>0.5"
-    assert record["since"] == "2024-01-02T01:38:00.000000000Z"
-    assert record["ts"] == "2024-01-02T01:59:00.000000000Z"
-    assert record["bars"] == 22
-    assert record["distribution_score"] == pytest.approx(0.9750802, abs=1e-6)
+    assert record["since"] == "2024-01-02T04:21:00.000000000Z"
+    assert record["ts"] == "2024-01-02T04:44:00.000000000Z"
+    assert record["bars"] == 24
+    assert record["distribution_score"] == pytest.approx(0.9067058, abs=1e-6)
 
 
 def test_exit_3_comes_after_every_output_is_complete(tmp_path: Path) -> None:
@@ -152,10 +154,12 @@ def test_exit_3_comes_after_every_output_is_complete(tmp_path: Path) -> None:
         [*command, "-o", str(output), *alert], capture_output=True, text=True, check=False
     )
     assert proc.returncode == 3, proc.stderr
-    assert pl.read_parquet(output).equals(pl.read_parquet(reference))
+    # Same rows and values; with --alert the plan differs and roll_spread may differ in the
+    # last bit (seen at 04:44: 0.04355956723195928 vs ...27), hence the 1e-12 tolerance.
+    assert_frame_equal(pl.read_parquet(output), pl.read_parquet(reference), rel_tol=1e-12)
     lines = proc.stderr.splitlines()
-    assert lines[-2].startswith("wrote 120 rows to")  # the table first, then the alert
-    assert lines[-1].startswith("ALERT SIMA phase=distribution since 2024-01-02 01:43 UTC")
+    assert lines[-2].startswith("wrote 285 rows to")  # the table first, then the alert
+    assert lines[-1].startswith("ALERT SIMA phase=distribution since 2024-01-02 04:27 UTC")
     assert json.loads(alerts.read_text())["condition"] == "phase=distribution"
     assert not list(tmp_path.glob(".*.tmp"))
     # stdout too: the whole CSV is written before the exit status says "alert"
@@ -166,7 +170,7 @@ def test_exit_3_comes_after_every_output_is_complete(tmp_path: Path) -> None:
         check=False,
     )
     assert piped.returncode == 3
-    assert pl.read_csv(piped.stdout.encode(), try_parse_dates=True).height == 120
+    assert pl.read_csv(piped.stdout.encode(), try_parse_dates=True).height == 285
 
 
 @pytest.mark.parametrize(
@@ -244,16 +248,16 @@ def test_quiet_silences_notes_not_alerts(where: str, tmp_path: Path) -> None:
     # issue 9: trades whose cost horizon passes the last quote get null costs, with a warning
     assert (code, stderr) == (
         0,
-        "Warning: SIMA: 355 of 8,353 trades have their cost horizon after the last quote "
+        "Warning: SIMA: 472 of 20,324 trades have their cost horizon after the last quote "
         "(realized spread and price impact null)\n"
-        f"wrote 120 rows to {tmp_path / 'b.parquet'}\n",
+        f"wrote 285 rows to {tmp_path / 'b.parquet'}\n",
     )
     quiet = [*args, "-q"] if where == "command" else ["-q", *args]
     code, _, stderr = run(*quiet)
     assert (code, stderr) == (0, "")
     code, _, stderr = run(*quiet, "--alert", "phase=distribution")
     assert code == 3
-    assert stderr == "ALERT SIMA phase=distribution since 2024-01-02 01:43 UTC (17 bars to 01:59)\n"
+    assert stderr == "ALERT SIMA phase=distribution since 2024-01-02 04:27 UTC (18 bars to 04:44)\n"
 
 
 def test_quiet_silences_warnings_but_not_errors(tmp_path: Path) -> None:

@@ -319,7 +319,9 @@ def test_every_new_command_reads_stdin_quietly() -> None:
 
 def test_phases_command_bars_episodes_and_truth(tmp_path: Path) -> None:
     folder = tmp_path / "sim"
-    assert run("simulate", "-o", folder, "--seed", "101", "--hours", "6", "--symbols", "1")[0] == 0
+    # 24 hours: the detector labels nothing in its first ~130 bars (flow scale and drift ratio
+    # warm-up), which would hold a third of the episodes of a 6-hour market.
+    assert run("simulate", "-o", folder, "--seed", "101", "--hours", "24", "--symbols", "1")[0] == 0
     trades, quotes = folder / "trades.parquet", folder / "quotes.parquet"
     code, out, err = run("phases", trades, quotes, "--to", "csv")
     assert code == 0, err

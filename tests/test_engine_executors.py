@@ -230,6 +230,19 @@ def test_dask_missing_is_exit_1_with_the_hint(
     assert "pip install 'mmflow[dask]'" in result.output
 
 
+def test_a_command_leaves_no_active_execution_behind() -> None:
+    """After a command, library runs in the same process are local again (no leaked executor)."""
+    from click.testing import CliRunner
+
+    from mmflow.cli import cli
+    from mmflow.engine.executors import active_execution
+
+    sample = Path(__file__).resolve().parent.parent / "sample_data" / "simulated"
+    result = CliRunner().invoke(cli, ["flow", str(sample), "--executor", "local"])
+    assert result.exit_code == 0, result.output
+    assert active_execution() is None
+
+
 def test_run_tasks_uses_the_active_execution_and_reports_tasks() -> None:
     from mmflow.engine.executors import Execution, activate, run_tasks
     from mmflow.progress import Stage

@@ -430,13 +430,13 @@ def test_phase_bars_on_evaluation_seed_meet_the_targets() -> None:
     market = evaluation_market()
     phased = phase_bars(market_frames(market)[0], market.trades.lazy())
     row = truth_scores(phased, market.truth.lazy()).collect().row(0, named=True)
-    # Targets (metrics.md §12.6) and the measured values of the issue-10 detector (seed 100,
-    # SIMA: 158 of 172 detected bars true, 158 of 192 true bars found, 6 of 6 episodes, no
-    # neutral bar labelled); the old rule's exact values are no longer pinned.
+    # Targets (metrics.md §12.6) and the measured values of the drift-robust detector (seed
+    # 100, SIMA: 155 of 177 detected bars true, 155 of 192 true bars found, 6 of 6 episodes, no
+    # neutral bar labelled; the detector before the drift ratio had 158 of 172 and 158 of 192).
     assert row["precision"] >= 0.7
     assert row["recall"] >= 0.7
     assert row["episode_recall"] >= 0.8
-    assert row["precision"] >= 0.90
+    assert row["precision"] >= 0.87
     assert row["recall"] >= 0.80
     assert row["episode_recall"] >= 1.0
     assert row["false_positive_rate"] <= 0.001

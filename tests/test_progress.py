@@ -21,7 +21,7 @@ from mmflow.render.progress import StageDisplay, describe
 ROOT = Path(__file__).resolve().parents[1]
 SIMULATED = ROOT / "sample_data" / "simulated"
 MARKET = [str(SIMULATED / "trades.parquet"), str(SIMULATED / "quotes.parquet")]
-ANALYZE = ["analyze", *MARKET, "--end", "2024-01-02T02:00:00Z"]
+ANALYZE = ["analyze", *MARKET, "--end", "2024-01-02T04:45:00Z"]
 ESCAPE = b"\x1b"
 
 needs_pty = pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminals are POSIX")
@@ -120,9 +120,9 @@ def test_progress_appears_when_stderr_is_a_terminal(tmp_path: Path) -> None:
     assert b"phases and summary" in terminal
     assert b"0:00:0" in terminal  # elapsed time
     assert b"\x1b[2K" in terminal  # rich erases its line: the progress is transient
-    assert terminal.rstrip().endswith(f"wrote 120 rows to {output}".encode())
+    assert terminal.rstrip().endswith(f"wrote 285 rows to {output}".encode())
     assert stdout == b""
-    assert pl.read_parquet(output).height == 120
+    assert pl.read_parquet(output).height == 285
 
 
 @needs_pty
@@ -144,9 +144,9 @@ def test_no_progress_when_stderr_is_a_pipe(tmp_path: Path) -> None:
     assert proc.returncode == 0
     # the only lines are the warning about the cut-off cost horizon (issue 9) and the file note
     assert proc.stderr.decode().splitlines() == [
-        "Warning: SIMA: 355 of 8,353 trades have their cost horizon after the last quote "
+        "Warning: SIMA: 472 of 20,324 trades have their cost horizon after the last quote "
         "(realized spread and price impact null)",
-        f"wrote 120 rows to {output}",
+        f"wrote 285 rows to {output}",
     ]
     assert proc.stdout == b""
 
@@ -164,7 +164,7 @@ def test_no_color_means_no_escape_sequence_anywhere(tmp_path: Path) -> None:
     assert b"reading inputs" in plain
     assert b"phases and summary" in plain
     assert b"mmflow analyze" in plain
-    assert b"distrib. long" in plain
+    assert b"distrib. short" in plain
 
 
 def test_inspect_reports_each_file() -> None:

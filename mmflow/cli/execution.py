@@ -41,6 +41,7 @@ def _execution(values: Mapping[str, Any]) -> Execution:
 
 
 def _close(execution: Execution) -> None:
+    activate(None)  # a later run in this process (tests, the Python API) is local again
     execution.close()
     if execution.executor == "dask" and not execution.used:
         say(

@@ -7,12 +7,14 @@ bars with explicit entries and exits. Everything of bar k uses bars ≤ k only.
 
 Notation: u_k = clip(ΔI_k / σ₁_k, −c, c), the bar's inventory change in units of the trailing
 flow noise σ₁ (clipped at c = :data:`CLIP` for heavy tails; normalising by the trailing σ₁ makes
-it scale-free and follows the activity); X_k = Σ_{i≤k} u_i, the normalised inventory
-path. For an orientation s = +1 (long) or −1 (short), x = s·X and, over the last M bars
-(``baseline``): k* the latest bar at the maximum of x (the **peak**), t* the earlier bar of
-the window that makes the rise most significant, argmax_t (x_{k*} − x_t)/√(k* − t) (the
-**trough**: the rolling baseline), n = k* − t*,
-j = k − k*. Features (each clipped to a fixed range):
+it scale-free and follows the activity); X_k = Σ_{i≤k} u_i / r_i, the normalised inventory
+path, with r the drift ratio of :func:`drift_ratio` (≥ 1: how much faster than a random walk
+the proxy spreads persistently, so that a proxy random-walking under other participants' flow
+does not look like accumulation or an unload; bars before r exists are not warm). For an
+orientation s = +1 (long) or −1 (short), x = s·X and, over the last M bars (``baseline``): k*
+the latest bar at the maximum of x (the **peak**), t* the earlier bar of the window that makes
+the rise most significant, argmax_t (x_{k*} − x_t)/√(k* − t) (the **trough**: the rolling
+baseline), n = k* − t*, j = k − k*. Features (each clipped to a fixed range):
 
 * ``rise_z`` = (x_{k*} − x_{t*}) / √max(n, 1): how significantly inventory rose trough → peak;
 * ``draw_z`` = (x_{k*} − x_k) / √max(j, 1): drawdown since the peak, the generalised likelihood
@@ -29,7 +31,7 @@ p_s = 1 / (1 + exp(−(β₀ + Σ β_i·t_i))) over the terms t of :func:`design
 features and their pairwise products: "rise *and* drawdown" needs interactions) with
 coefficients :func:`model` (logistic regression: Cox 1958, *J. Royal Statistical Society B*
 20(2):215-242; package data ``phase_model.json``, fitted by ``benchmarks/phase_robustness.py
---train`` on both simulator families and six regimes, tuning seeds only). The state machine
+--train`` on both simulator families and eight regimes, tuning seeds only). The state machine
 and its thresholds are documented in :func:`detect`; ``docs/phases.md`` records how they were
 set.
 """
@@ -45,9 +47,13 @@ from typing import Final
 
 import numpy as np
 import numpy.typing as npt
+import polars as pl
 
 __all__ = [
     "CLIP",
+    "DRIFT_HORIZON",
+    "DRIFT_MEMORY",
+    "DRIFT_QUANTILE",
     "FEATURES",
     "Detection",
     "FloatArray",
@@ -58,6 +64,8 @@ __all__ = [
     "cusum",
     "design",
     "detect",
+    "drift_adjusted_path",
+    "drift_ratio",
     "model",
     "normalised_path",
     "oriented",
@@ -161,6 +169,61 @@ def normalised_path(change: FloatArray, sigma: FloatArray) -> FloatArray:
     scaled = np.where(sigma > 0, change / np.where(sigma > 0, sigma, 1.0), 0.0)
     scaled = np.where(np.isfinite(scaled), np.clip(scaled, -CLIP, CLIP), 0.0)
     return np.asarray(np.cumsum(scaled), dtype=np.float64)
+
+
+DRIFT_HORIZON: Final = 10
+"""h, bars over which the drift ratio compares the path's spread with a random walk's."""
+DRIFT_MEMORY: Final = 3
+"""The drift ratio is a low quantile of the local ratio over this many ``lookback`` spans."""
+DRIFT_QUANTILE: Final = 0.2
+"""Quantile of the local ratio over the drift memory (low: episodes do not count as drift)."""
+
+
+def drift_ratio(
+    path: FloatArray,
+    warm: npt.NDArray[np.bool_],
+    lookback: int,
+    horizon: int = DRIFT_HORIZON,
+) -> FloatArray:
+    """r_k ≥ 1: how much faster than a random walk the normalised path spreads, persistently.
+
+    The local ratio ρ_k = σ_h,k / √h, with σ_h,k the robust spread (interquartile range ÷
+    1.349) of the h-bar changes X_i − X_{i−h} over the trailing L = ``lookback`` bars i ≤ k
+    whose bar i − h was ``warm`` (had a flow scale); null until ⌈L/4⌉ such changes exist.
+    Increments of X have unit noise by construction, so on uncorrelated flow ρ ≈ 1; when other
+    participants' persistent flow makes the −CVD proxy drift, the h-bar changes spread like
+    √(h·VR) (VR the variance ratio of Lo & MacKinlay 1988, *Review of Financial Studies*
+    1(1):41-66) and ρ ≈ √VR. An episode's own build-up and unload raise ρ for a while too, so
+    r_k = max(1, the :data:`DRIFT_QUANTILE` quantile of ρ over the last :data:`DRIFT_MEMORY`·L
+    bars): drift that is there most of the time counts, an episode does not. Until L values
+    of ρ exist, r = max(1, ρ) (cautious: an early episode counts as drift); NaN while ρ is
+    null (the detector is not warm there: without a drift estimate it does not label). Never
+    below 1: mean-reverting flow does not make a move look more significant.
+    Causal: bar k uses bars ≤ k.
+    """
+    if path.size == 0:
+        return np.ones(0)
+    least = max(2, math.ceil(lookback / 4))
+    raw = path - _lagged(path, horizon)
+    raw[~_lagged(warm.astype(np.float64), horizon).astype(bool)] = np.nan  # h bars of warm flow
+    raw[: min(horizon, path.size)] = np.nan
+    changes = pl.Series(raw).fill_nan(None)
+    upper = changes.rolling_quantile(0.75, "linear", window_size=lookback, min_samples=least)
+    lower = changes.rolling_quantile(0.25, "linear", window_size=lookback, min_samples=least)
+    local = ((upper - lower) / (1.349 * math.sqrt(horizon))).fill_nan(None)
+    persistent = local.rolling_quantile(
+        DRIFT_QUANTILE, "linear", window_size=DRIFT_MEMORY * lookback, min_samples=lookback
+    ).fill_null(local)
+    values = persistent.cast(pl.Float64).fill_null(float("nan")).to_numpy()
+    return np.asarray(np.where(np.isnan(values), np.nan, np.maximum(values, 1.0)), np.float64)
+
+
+def drift_adjusted_path(path: FloatArray, ratio: FloatArray) -> FloatArray:
+    """X'_k = Σ_{i≤k} (X_i − X_{i−1}) / r_i, r = :func:`drift_ratio` (bars without r add 0)."""
+    if path.size == 0:
+        return path
+    steps = np.diff(path, prepend=0.0) / ratio
+    return np.asarray(np.cumsum(np.where(np.isfinite(steps), steps, 0.0)), dtype=np.float64)
 
 
 def _lagged(values: FloatArray, lag: int) -> FloatArray:

@@ -18,7 +18,10 @@ The shipped rule (causal; issue 10)
 -----------------------------------
 Per series, the inventory changes are normalised by the trailing flow scale σ₁ (``flow_scale``:
 the interquartile range of ΔI over L bars ÷ 1.349, else its standard deviation; null until
-⌈L/4⌉ bars exist, and then ``phase`` is null) and clipped at ±4 (heavy tails). On that path the
+⌈L/4⌉ bars exist, and then ``phase`` is null) and clipped at ±4 (heavy tails), then divided
+by the drift ratio r ≥ 1 (:func:`mmflow.metrics.phase_model.drift_ratio`: the persistent
+variance ratio of the path, so a −CVD proxy that random-walks under other participants' flow
+does not look like accumulation; ``phase`` is also null until r exists). On that path the
 detector (:mod:`mmflow.metrics.phase_model`) measures, for each side, the rise from the rolling
 trough to the peak within the last M bars (``baseline``) and the drawdown since the peak, the
 recent unload over w bars and whether price followed the flow since the peak and over the last
@@ -207,7 +210,10 @@ def _label_series(
     inventory = series[MM_INVENTORY].cast(pl.Float64).fill_null(0.0).to_numpy()
     lam = series[ABSORPTION_LAMBDA].cast(pl.Float64).fill_null(float("nan")).to_numpy()
     warm = np.isfinite(sigma) & (sigma > 0)
-    path = phase_model.normalised_path(change, sigma)
+    normalised = phase_model.normalised_path(change, sigma)
+    ratio = phase_model.drift_ratio(normalised, warm, p.lookback)
+    warm &= np.isfinite(ratio)
+    path = phase_model.drift_adjusted_path(normalised, ratio)
     found = phase_model.detect(
         path,
         price,
@@ -308,7 +314,7 @@ def phase_bars(
         ``bars`` with :data:`PHASE_COLUMNS`: ``flow_scale``, ``inventory_peak``, ``unloaded``,
         ``buildup_z``, ``unload_z``, ``recent_z``, ``absorption_lambda`` (λ̂ over L bars),
         ``absorption_ratio``, ``unload_absorption`` (Float64), ``price_levels`` (UInt32),
-        ``level_dispersion`` (Float64), ``phase`` (String; null until σ₁ exists),
+        ``level_dispersion`` (Float64), ``phase`` (String; null until σ₁ and the drift ratio exist),
         ``inventory_side`` (the side of the more probable distribution, or of the state's
         episode; before σ₁ exists the sign of I, null when I = 0), ``distribution_score``
         (Float64: the calibrated probability that the bar is a distribution bar of that side, on

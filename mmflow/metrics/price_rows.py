@@ -119,11 +119,14 @@ def level_table(
     *,
     max_levels: int | None = None,
     bin_size: float | None = None,
+    trade_counts: str | None = None,
 ) -> pl.LazyFrame:
     """Aggregate binned trades per (keys, row) and fill the rows between each group's extremes.
 
     With ``max_levels``, the number of rows is estimated from each group's lowest and highest
-    row (a small aggregate) and checked before any row is made.
+    row (a small aggregate) and checked before any row is made. ``trade_counts`` names a
+    column holding how many trades each input row stands for (pre-aggregated rows, such as the
+    engine's level table); ``None``: every row is one trade.
     """
     size = pl.col(SIZE).cast(pl.Float64)
     sign = pl.col(TRADE_SIGN)
@@ -131,7 +134,9 @@ def level_table(
         size.sum().alias("volume"),
         size.filter(sign == 1).sum().alias("buy_volume"),
         size.filter(sign == -1).sum().alias("sell_volume"),
-        pl.len().cast(pl.UInt32).alias("trades"),
+        (pl.len() if trade_counts is None else pl.col(trade_counts).cast(pl.Int64).sum())
+        .cast(pl.UInt32)
+        .alias("trades"),
     )
     spans = binned.group_by(keys).agg(
         pl.col(ROW).min().alias("_first"),

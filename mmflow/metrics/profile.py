@@ -91,6 +91,7 @@ def volume_profile(
     bin_size: float | None = None,
     by: str | Sequence[str] = (SYMBOL,),
     max_levels: int | None = None,
+    trade_counts: str | None = None,
 ) -> pl.LazyFrame:
     """Return the volume at each price row, split into buy and sell volume, per group.
 
@@ -116,6 +117,10 @@ def volume_profile(
     max_levels
         The most rows allowed (``None``: no limit); checked from each group's price range
         before the rows are made.
+    trade_counts
+        A column holding how many trades each row stands for, when the rows are already
+        aggregated (the chunked engine's level table: one row per bar, price and side);
+        ``None``: every row is one trade.
 
     Returns
     -------
@@ -159,12 +164,15 @@ def volume_profile(
     """
     check_positive("bin_size", bin_size)
     keys = _keys(by)
-    require_columns(trades, [*keys, PRICE, SIZE, TRADE_SIGN], "trades")
+    counted = [trade_counts] if trade_counts is not None else []
+    require_columns(trades, [*keys, PRICE, SIZE, TRADE_SIGN, *counted], "trades")
     frame = trades if keys else trades.with_columns(pl.lit(0, pl.Int8).alias(_ALL))
     group = keys or [_ALL]
     binned = with_rows(frame, tick_keys=group, bin_size=bin_size)
     return (
-        level_table(binned, group, max_levels=max_levels, bin_size=bin_size)
+        level_table(
+            binned, group, max_levels=max_levels, bin_size=bin_size, trade_counts=trade_counts
+        )
         .select(
             *keys,
             PRICE_LEVEL,
@@ -374,6 +382,7 @@ def footprint(
     imbalance_volume: float = 0.0,
     stacked: int = 3,
     max_levels: int | None = None,
+    trade_counts: str | None = None,
 ) -> pl.LazyFrame:
     """Return the footprint: bid and ask volume per time bar and price row, with imbalances.
 
@@ -420,6 +429,9 @@ def footprint(
     max_levels
         The most rows (bars × price rows) allowed (``None``: no limit), checked before any row
         is made.
+    trade_counts
+        A column holding how many trades each row stands for (pre-aggregated rows, as in
+        :func:`volume_profile`); ``None``: every row is one trade.
 
     Returns
     -------
@@ -477,14 +489,15 @@ def footprint(
     if isinstance(stacked, bool) or not isinstance(stacked, int) or stacked < 1:
         msg = f"stacked must be a whole number ≥ 1, was {stacked!r}"
         raise ParameterError(msg)
-    require_columns(trades, [TS, SYMBOL, PRICE, SIZE, TRADE_SIGN], "trades")
+    counted = [trade_counts] if trade_counts is not None else []
+    require_columns(trades, [TS, SYMBOL, PRICE, SIZE, TRADE_SIGN, *counted], "trades")
     keys = bar_keys(trades)
     bars = trades.with_columns(pl.col(TS).dt.truncate(every))
     binned = with_rows(bars, tick_keys=instrument_keys(trades), bin_size=bin_size)
     cell = [*keys, TS]
-    levels = level_table(binned, cell, max_levels=max_levels, bin_size=bin_size).rename(
-        {"buy_volume": "ask_volume", "sell_volume": "bid_volume"}
-    )
+    levels = level_table(
+        binned, cell, max_levels=max_levels, bin_size=bin_size, trade_counts=trade_counts
+    ).rename({"buy_volume": "ask_volume", "sell_volume": "bid_volume"})
 
     ask = pl.col("ask_volume")
     bid = pl.col("bid_volume")
