@@ -23,6 +23,7 @@ from mmflow.cli.options import AlertOptions, Inputs, Output, QuoteFiles
 from mmflow.errors import MmflowError, NoDataError, ParameterError
 from mmflow.io import Loaded, RowAccount, load_inputs
 from mmflow.io.assemble import account_of, collect, collect_accounts, gather, read_many
+from mmflow.io.spill import parses_text, spill_text_inputs
 from mmflow.progress import OnStage
 from mmflow.render.messages import cleaning_notes, quote_warnings
 from mmflow.render.progress import StageDisplay, no_color
@@ -36,6 +37,7 @@ from mmflow.render.write import (
     write_to,
 )
 from mmflow.schema import QUOTES, TRADES
+from mmflow.scratch import make_directory, remove
 
 __all__ = [
     "MAX_CHART_FILES",
@@ -154,6 +156,18 @@ def market(
     loaded = read_all(files, quotes, inputs)
     warn([note for item in loaded for note in item.frames.notes])
     loaded = read_many(loaded)
+    if any(
+        parses_text(f)
+        for i in loaded
+        if not i.in_memory
+        for f in (i.frames.trades, i.frames.quotes)
+    ):
+        # text inputs are parsed once: into scratch parquet, their account counted meanwhile
+        scratch = make_directory(".mmflow-text-")
+        context = click.get_current_context(silent=True)
+        if context is not None:
+            context.call_on_close(lambda: remove(scratch))
+        loaded = spill_text_inputs(loaded, scratch)
     trades = gather(loaded, TRADES)
     if trades is None:
         msg = "no trades in the inputs (they hold only quotes); pass trade files too"

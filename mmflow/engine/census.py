@@ -16,7 +16,9 @@ so chunks are independent given their inbound state.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
 import polars as pl
@@ -30,6 +32,7 @@ from mmflow.schema import (
     PRICE,
     SIZE,
     SYMBOL,
+    TIMESTAMP,
     TS,
     TS_EVENT,
     VENUE,
@@ -38,10 +41,12 @@ from mmflow.schema import (
 _BBO: Final = (BID_PRICE, BID_SIZE, ASK_PRICE, ASK_SIZE)
 
 __all__ = [
+    "CENSUS_BYTES_PER_ROW",
     "QUOTE_KINDS",
     "UNIT",
     "Census",
     "InboundState",
+    "census_batches",
     "chain",
     "take_census",
     "unit_expression",
@@ -216,6 +221,15 @@ def _with_quote_rows(census: pl.DataFrame, quotes: pl.LazyFrame) -> pl.DataFrame
     return out.drop(f"{_ROW}_{kind}" for kind in QUOTE_KINDS)
 
 
+CENSUS_BYTES_PER_ROW: Final = 100
+"""Estimated peak bytes of the census per input row (key columns read plus the group-by's
+share; measured ~0.16 GiB per million trades + quotes at 10 M + 10 M)."""
+
+
+DateRange = tuple[date | None, date | None]
+"""UTC dates ``[first, after)`` of one census batch; ``(None, None)``: rows without a ``ts``."""
+
+
 def take_census(
     trades: pl.LazyFrame,
     quotes: pl.LazyFrame | None,
@@ -223,14 +237,122 @@ def take_census(
     keys: tuple[str, ...],
     every_ns: int,
     session: bool,
+    memory_limit: int | None = None,
+    batches: Sequence[DateRange] | None = None,
 ) -> Census:
-    """Run pass 1 over prepared trades and quotes (both plans in one collect).
+    """Run pass 1 over prepared trades and quotes.
 
     The rows may come in any order: the census runs in input order and checks, per group,
     that the order is time order; a table with a group out of order is counted again from
     its key columns sorted by ``ts`` (stable, as :func:`mmflow.analysis.prepare.prepare` sorts), so
     the last quote and the tick state are those of time order.
+
+    Every census group (instrument, unit, UTC date) lies inside one UTC date, so the census
+    of whole UTC days is exact on its own: a big input is counted in **batches of days**
+    (``ts`` filters that parquet statistics and converted datasets' day files prune), whose
+    tables are concatenated. The peak is then set by the largest batch, not the input.
+
+    Parameters
+    ----------
+    memory_limit
+        When the input's estimated census memory (rows × :data:`CENSUS_BYTES_PER_ROW`) exceeds
+        it, the days are counted first (a streaming pass over ``ts``) and packed into batches
+        that fit it (a day over it is a batch of its own). ``None``: one batch.
+    batches
+        Explicit batches (ascending, disjoint date ranges covering every row; tests). Wins over
+        ``memory_limit``.
     """
+    if batches is None and memory_limit is not None:
+        batches = census_batches(trades, quotes, memory_limit)
+    if batches is None or len(batches) <= 1:
+        return _census_batch(trades, quotes, keys=keys, every_ns=every_ns, session=session)
+    parts = [
+        _census_batch(
+            trades.filter(_in_range(batch)),
+            quotes.filter(_in_range(batch)) if quotes is not None else None,
+            keys=keys,
+            every_ns=every_ns,
+            session=session,
+        )
+        for batch in batches
+    ]
+    order = [*keys, UNIT, DATE]
+    trade_frame = pl.concat([part.trades for part in parts]).sort(order, nulls_last=True)
+    quote_frame = None
+    if quotes is not None:
+        quote_parts = [part.quotes for part in parts if part.quotes is not None]
+        quote_frame = pl.concat(quote_parts).sort(order, nulls_last=True)
+    return Census(trade_frame, quote_frame, keys, session)
+
+
+def _in_range(batch: DateRange) -> pl.Expr:
+    """Rows of a batch: ``first <= ts < after`` at UTC midnights, or ``ts`` null."""
+    first, after = batch
+    ts = pl.col(TS)
+    if first is None and after is None:
+        return ts.is_null()
+    condition = ts.is_not_null()
+    if first is not None:
+        condition &= ts >= _midnight(first)
+    if after is not None:
+        condition &= ts < _midnight(after)
+    return condition
+
+
+def _midnight(day: date) -> pl.Expr:
+    return pl.lit(datetime(day.year, day.month, day.day, tzinfo=UTC)).cast(TIMESTAMP)
+
+
+def census_batches(
+    trades: pl.LazyFrame, quotes: pl.LazyFrame | None, memory_limit: int
+) -> list[DateRange] | None:
+    """Pack the input's UTC days into census batches that fit ``memory_limit``.
+
+    Returns ``None`` when the whole census fits (one batch; only row counts are read, cheap
+    for parquet). Otherwise one streaming pass counts rows per UTC day over ``ts`` and whole
+    days are packed greedily in date order (a day over the limit is a batch alone); rows
+    without a ``ts`` form a batch of their own.
+    """
+    frames = [trades] + ([quotes] if quotes is not None else [])
+    rows = sum(int(count.item()) for count in pl.collect_all([f.select(pl.len()) for f in frames]))
+    if rows * CENSUS_BYTES_PER_ROW <= memory_limit:
+        return None
+    per_day = pl.collect_all(
+        [f.select(pl.col(TS).dt.date().alias(DATE)).group_by(DATE).len() for f in frames],
+        engine="streaming",
+    )
+    days = pl.concat(per_day).group_by(DATE).agg(pl.col("len").sum()).sort(DATE, nulls_last=True)
+    batches: list[DateRange] = []
+    first: date | None = None
+    held = 0
+    previous: date | None = None
+    for day, count in days.iter_rows():
+        if day is None:
+            continue
+        cost = int(count) * CENSUS_BYTES_PER_ROW
+        if first is not None and held + cost > memory_limit:
+            batches.append((first, day))
+            first, held = None, 0
+        if first is None:
+            first = day
+        held += cost
+        previous = day
+    if first is not None and previous is not None:
+        batches.append((first, previous + timedelta(days=1)))
+    if days[DATE].null_count():
+        batches.append((None, None))
+    return batches
+
+
+def _census_batch(
+    trades: pl.LazyFrame,
+    quotes: pl.LazyFrame | None,
+    *,
+    keys: tuple[str, ...],
+    every_ns: int,
+    session: bool,
+) -> Census:
+    """Count one batch (both plans in one collect)."""
     plans = [trade_census(trades, keys, every_ns, session=session)]
     if quotes is not None:
         plans.append(quote_census(quotes, keys, every_ns, session=session))

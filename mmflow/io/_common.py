@@ -246,6 +246,9 @@ def _repeated_header(header: str, names: Sequence[str], separator: str) -> pl.Ex
     return pl.all_horizontal(pl.col(name) == cell for name, cell in pairs).fill_null(value=False)
 
 
+_ROW = "__mmflow_row"
+
+
 def _parse_checks(
     converted: pl.LazyFrame,
     repeat: pl.Expr,
@@ -255,13 +258,13 @@ def _parse_checks(
     header_lines: int,
 ) -> pl.LazyFrame:
     """Count repeated header lines and unparseable rows; give the first bad line and its text."""
-    row = pl.int_range(pl.len(), dtype=pl.Int64)
+    row = pl.col(_ROW).cast(pl.Int64)
     # the first bad row's cells, taken before joining them (joining every row is costly)
     text = pl.concat_str(
         [pl.col(n).filter(bad).first().fill_null("") for n in names], separator=separator
     )
     line = row + 1 + header_lines
-    counts = converted.select(
+    counts = converted.with_row_index(_ROW).select(
         repeat.sum().cast(pl.Int64).alias("repeated"),
         line.filter(repeat).first().alias("repeated_line"),
         bad.sum().cast(pl.Int64).alias("bad"),
