@@ -60,7 +60,8 @@ def market() -> tuple[pl.LazyFrame, pl.LazyFrame]:
     trades, quotes = gather(inputs, TRADES), gather(inputs, QUOTES)
     assert trades is not None
     assert quotes is not None
-    end = trades.select(pl.col("ts").min()).collect().item() + timedelta(hours=3)
+    # six hours: the phase rule's warm-up (~130 one-minute bars) leaves episodes to study
+    end = trades.select(pl.col("ts").min()).collect().item() + timedelta(hours=6)
     return (
         trades.filter(pl.col("ts") < end).collect().lazy(),
         quotes.filter(pl.col("ts") < end).collect().lazy(),

@@ -31,10 +31,28 @@ from mmflow.cli.config import (
 from mmflow.cli.model_options import PHASE_OPTIONS
 from mmflow.cli.options import quiet_option
 from mmflow.errors import MmflowError, ParameterError, SizeLimitError
+from mmflow.io.assemble import unreadable_input
 
 __all__ = ["PHASE_OPTIONS", "cli", "main"]
 
 USER_ERRORS = (MmflowError, pl.exceptions.PolarsError, OSError)
+
+
+def _traced(ctx: click.Context, exc: BaseException) -> BaseException:
+    """Return the error naming the unreadable input file when a polars failure comes from one.
+
+    Errors the library already attributes (:class:`MmflowError`) are kept; a polars error or
+    panic raised while the run computed (e.g. inside the chunked engine) is traced to its file
+    by reading each input on its own (the inputs are in ``ctx.meta["mmflow.inputs"]``).
+    """
+    inputs = ctx.meta.get("mmflow.inputs")
+    if isinstance(exc, MmflowError) or not inputs:
+        return exc
+    try:
+        culprit = unreadable_input(inputs)
+    except BaseException:
+        return exc
+    return culprit if culprit is not None else exc
 
 
 def _is_broken_pipe(exc: BaseException) -> bool:
@@ -72,11 +90,14 @@ class MmflowGroup(click.Group):
                 raise click.UsageError(exc.describe(flag, limit)) from exc
             if isinstance(exc, ParameterError):
                 raise click.UsageError(one_line(exc)) from exc
-            raise click.ClickException(one_line(exc)) from exc
+            raise click.ClickException(one_line(_traced(ctx, exc))) from exc
         except BaseException as exc:
-            # A panic inside polars (a Rust bug, not the user's) still ends in one line.
+            # A panic inside polars (a Rust bug, or a corrupt file) still ends in one line.
             if type(exc).__name__ != "PanicException" or ctx.meta.get("mmflow.verbose"):
                 raise
+            culprit = _traced(ctx, exc)
+            if culprit is not exc:
+                raise click.ClickException(one_line(culprit)) from exc
             msg = f"internal error in polars ({one_line(exc)}); rerun with --verbose and report it"
             raise click.ClickException(msg) from exc
 

@@ -156,6 +156,9 @@ def market(
     loaded = read_all(files, quotes, inputs)
     warn([note for item in loaded for note in item.frames.notes])
     loaded = read_many(loaded)
+    context = click.get_current_context(silent=True)
+    if context is not None:  # a failure later in the run is traced back to its file
+        context.meta["mmflow.inputs"] = loaded
     if any(
         parses_text(f)
         for i in loaded

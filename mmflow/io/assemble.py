@@ -26,6 +26,7 @@ __all__ = [
     "read_many",
     "require_count",
     "require_rows",
+    "unreadable_input",
 ]
 
 
@@ -159,20 +160,35 @@ def collect(
     except MmflowError:
         raise
     except (pl.exceptions.PolarsError, OSError) as exc:
-        for item in inputs:
-            for frame in (item.frames.trades, item.frames.quotes):
-                if frame is None:
-                    continue
-                try:
-                    # every column, every row: a count alone would skip parsing the bad cell
-                    frame.select(pl.all().null_count()).collect()
-                except (pl.exceptions.PolarsError, OSError) as inner:
-                    msg = (
-                        f"cannot read the file to the end ({_first_line(inner)}); "
-                        "is it truncated, corrupt, or not in the format detected "
-                        f"({item.format.name})?"
-                    )
-                    raise ReaderError(msg, path=item.source.display) from exc
+        culprit = unreadable_input(inputs)
+        if culprit is not None:
+            raise culprit from exc
         raise MmflowError(_first_line(exc)) from exc
     finally:
         report(on_stage, Stage(stage, finished=True))
+
+
+def unreadable_input(inputs: Sequence[Loaded]) -> ReaderError | None:
+    """Read each input on its own, every column and row; the error naming the first that fails.
+
+    A run's failure (a truncated gzip, a value that does not parse, a corrupt parquet page that
+    makes polars panic) is only a symptom; this names the file. ``None`` when every input reads.
+    """
+    for item in inputs:
+        for frame in (item.frames.trades, item.frames.quotes):
+            if frame is None:
+                continue
+            try:
+                # every column, every row: a count alone would skip parsing the bad cell
+                frame.select(pl.all().null_count()).collect()
+            except BaseException as inner:
+                readable = (pl.exceptions.PolarsError, OSError)
+                if not isinstance(inner, readable) and type(inner).__name__ != "PanicException":
+                    raise
+                msg = (
+                    f"cannot read the file to the end ({_first_line(inner)}); "
+                    "is it truncated, corrupt, or not in the format detected "
+                    f"({item.format.name})?"
+                )
+                return ReaderError(msg, path=item.source.display)
+    return None
