@@ -166,6 +166,34 @@ def chunk_grid(
     ).collect()
 
 
+def _chunk_quotes(task: ChunkTask) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
+    """Read a chunk's quotes: its own rows, and the context the trade pass matches against.
+
+    The context adds the quotes up to the cost horizon after the chunk and, before it, the
+    carried last and last usable quotes (or, with a quote lag, the window before start − lag).
+    ``(None, None)`` without quotes.
+    """
+    if task.quotes is None:
+        return None, None
+    chunk, settings, keys = task.chunk, task.settings, task.settings.keys
+    scan = task.quotes.scan().filter(chunk.instrument_filter(keys))
+    if settings.lag_ns > 0:
+        # The quote prevailing a lag before the chunk comes from before start - lag.
+        window, _ = quote_window(scan, chunk, settings)
+        context = _ordered(window.collect())
+        return context.filter(chunk.row_filter(keys)), context
+    around = _ordered(scan.filter(chunk.time_filter(after=settings.horizon_ns)).collect())
+    before = [
+        _state_row(state, around, chunk)
+        for state in sorted(
+            {chunk.usable_quote_state, chunk.quote_state} - {QuoteState()},
+            key=lambda state: state.ts or 0,
+        )
+    ]
+    context = pl.concat([*before, around], how="vertical_relaxed")
+    return around.filter(chunk.row_filter(keys)), context
+
+
 def run_chunk(task: ChunkTask) -> ChunkResult:
     """Compute one chunk's small tables (pure: a function of ``task`` alone).
 
@@ -183,26 +211,7 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
     chunk, settings = task.chunk, task.settings
     keys = settings.keys
     trades = _ordered(task.trades.scan().filter(chunk.row_filter(keys)).collect())
-    own_quotes: pl.DataFrame | None = None
-    context: pl.DataFrame | None = None
-    if task.quotes is not None:
-        scan = task.quotes.scan().filter(chunk.instrument_filter(keys))
-        if settings.lag_ns > 0:
-            # The quote prevailing a lag before the chunk comes from before start - lag.
-            window, _ = quote_window(scan, chunk, settings)
-            context = _ordered(window.collect())
-            own_quotes = context.filter(chunk.row_filter(keys))
-        else:
-            around = _ordered(scan.filter(chunk.time_filter(after=settings.horizon_ns)).collect())
-            own_quotes = around.filter(chunk.row_filter(keys))
-            before = [
-                _state_row(state, around, chunk)
-                for state in sorted(
-                    {chunk.usable_quote_state, chunk.quote_state} - {QuoteState()},
-                    key=lambda state: state.ts or 0,
-                )
-            ]
-            context = pl.concat([*before, around], how="vertical_relaxed")
+    own_quotes, context = _chunk_quotes(task)
     grid = chunk_grid(trades, own_quotes, chunk, settings)
     partials = _trade_partials()(
         trades, context, chunk, settings, last_quote_ts=chunk.last_quote_ts
