@@ -13,7 +13,7 @@ import pytest
 
 import mmflow.io
 from mmflow.cli import run as cli_run
-from mmflow.engine import run as engine_run
+from mmflow.engine import inputs as engine_inputs
 from mmflow.io.spill import parses_text, spill_text_inputs
 from tests.helpers import run
 
@@ -115,7 +115,7 @@ def test_cli_parses_each_csv_once_with_the_same_output_and_account(
 
     monkeypatch.setattr(pl, "collect_all", counted_all)
     monkeypatch.setattr(pl.LazyFrame, "collect", counted)
-    monkeypatch.setattr(engine_run, "_spill", no_second_spill)
+    monkeypatch.setattr(engine_inputs, "_spill", no_second_spill)
     (tmp_path / "b").mkdir()
     code, _, err = run("analyze", trades, quotes, *args, "-o", "b/out.parquet")
     assert code == 0, err

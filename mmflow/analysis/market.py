@@ -21,7 +21,7 @@ from mmflow.analysis.options import (
     parameters_of,
 )
 from mmflow.analysis.prepare import instrument_columns, prepare_market
-from mmflow.metrics.flow import bar_keys, bvc_flow_bars, event_grid, flow_bars
+from mmflow.metrics.flow import BAR_FLOW_COLUMNS, bar_keys, bvc_flow_bars, event_grid, flow_bars
 from mmflow.metrics.impact import (
     FUTURE_MID_MISSING,
     amihud,
@@ -355,18 +355,7 @@ def quote_checks(
 
 
 FLOW_COLUMNS = (
-    "open",
-    "high",
-    "low",
-    "close",
-    "vwap",
-    "volume",
-    "trades",
-    "buy_volume",
-    "sell_volume",
-    "unknown_volume",
-    "net_flow",
-    "trade_imbalance",
+    *BAR_FLOW_COLUMNS,
     "cvd",
     *QUOTE_BAR_COLUMNS,
     "vpin",

@@ -24,6 +24,7 @@ import polars as pl
 
 from mmflow.engine.state import ChunkResult, EngineSettings
 from mmflow.engine.trades import apply_bvc
+from mmflow.metrics.flow import BAR_FLOW_COLUMNS
 from mmflow.metrics.impact import amihud, kyle_lambda
 from mmflow.metrics.inventory import inventory_bars, inventory_summary
 from mmflow.metrics.phase_episodes import phase_episodes
@@ -43,20 +44,7 @@ __all__ = [
     "pseudo_trades",
 ]
 
-FLOW_COLUMNS = (
-    "open",
-    "high",
-    "low",
-    "close",
-    "vwap",
-    "volume",
-    "trades",
-    "buy_volume",
-    "sell_volume",
-    "unknown_volume",
-    "net_flow",
-    "trade_imbalance",
-)
+FLOW_COLUMNS = BAR_FLOW_COLUMNS
 """The flow columns of :func:`mmflow.metrics.flow.flow_bars`, in its order."""
 QUOTE_BAR_COLUMNS = (
     "ofi",

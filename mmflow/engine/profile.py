@@ -28,27 +28,23 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import polars as pl
 
 from mmflow.analysis.options import BarOptions, Signing
 from mmflow.engine.census import take_census
-from mmflow.engine.chunks import BYTES_PER_QUOTE, BYTES_PER_TRADE, plan_chunks
+from mmflow.engine.chunks import plan_chunks
 from mmflow.engine.executors import run_tasks, ships_tasks
 from mmflow.engine.run import (
-    _holds_rows,
     _ordered,
-    _parses_text,
-    _spill,
     _state_row,
     _tasks,
     make_settings,
+    prepared_inputs,
 )
 from mmflow.engine.state import ChunkTask, EngineSettings, QuoteState
 from mmflow.engine.trades import quote_window, sign_chunk
 from mmflow.schema import PRICE, SESSION, SIZE, TRADE_SIGN, TS
-from mmflow.scratch import make_directory, remove
 
 __all__ = [
     "DATE",
@@ -254,34 +250,10 @@ def planned_tasks(
     read once and split by instrument (``in_memory``, default: by the estimate), otherwise
     every task scans its own rows. No bar or bucket limit is applied.
     """
-    scratch = None
-    if any(_parses_text(frame) for frame in (trades, quotes) if frame is not None):
-        scratch = make_directory(".mmflow-engine-")
-        trades = _spill(trades.lazy(), scratch / "trades.parquet")
-        quotes = _spill(quotes.lazy(), scratch / "quotes.parquet") if quotes is not None else None
     files = ships_tasks()  # tasks go to other processes: they carry paths or scans, not rows
-    spill_to: Path | None = None
-    try:
-        holds_rows = files and any(_holds_rows(f) for f in (trades, quotes) if f is not None)
-        if files and not holds_rows:
-            in_memory = False  # the tasks carry the scans' plans: workers read their rows
-        if in_memory is None:
-            counts = pl.collect_all(
-                [frame.lazy().select(pl.len()) for frame in (trades, quotes) if frame is not None]
-            )
-            estimate = counts[0].item() * BYTES_PER_TRADE
-            if quotes is not None:
-                estimate += counts[1].item() * BYTES_PER_QUOTE
-            in_memory = estimate <= settings.memory_limit
-        if holds_rows:
-            if scratch is None:
-                scratch = make_directory(".mmflow-engine-")
-            if in_memory:
-                spill_to = scratch  # written per instrument once the rows are collected
-            else:
-                trades = _spill(trades.lazy(), scratch / "trades.parquet")
-                if quotes is not None:
-                    quotes = _spill(quotes.lazy(), scratch / "quotes.parquet")
+    with prepared_inputs(trades, quotes, settings, files=files, in_memory=in_memory) as ready:
+        trades, quotes, in_memory = ready.trades, ready.quotes, ready.in_memory
+        spill_to = ready.spill_to
         trade_frame: pl.DataFrame | None = None
         quote_frame: pl.DataFrame | None = None
         if in_memory:
@@ -306,6 +278,3 @@ def planned_tasks(
             every=settings.options.every,
         )
         yield _tasks(plan, settings, trades, quotes, trade_frame, quote_frame, spill_to)
-    finally:
-        if scratch is not None:
-            remove(scratch)

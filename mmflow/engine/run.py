@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import polars as pl
 
 from mmflow.engine.census import Census, take_census
-from mmflow.engine.chunks import BYTES_PER_QUOTE, BYTES_PER_TRADE, Plan, plan_chunks
+from mmflow.engine.chunks import Plan, plan_chunks
 from mmflow.engine.executors import run_tasks, ships_tasks
 from mmflow.engine.finish import (
     COST_COLUMNS,
@@ -30,6 +30,7 @@ from mmflow.engine.finish import (
     Finished,
     finish_market,
 )
+from mmflow.engine.inputs import PreparedInputs, prepared_inputs
 from mmflow.engine.quotes import QuoteCarry, quote_partials
 from mmflow.engine.state import (
     Chunk,
@@ -43,7 +44,6 @@ from mmflow.engine.state import (
 from mmflow.engine.trades import quote_window, trade_partials
 from mmflow.metrics.flow import event_grid
 from mmflow.schema import ASK_PRICE, ASK_SIZE, BID_PRICE, BID_SIZE, SYMBOL, TS, TS_EVENT, VENUE
-from mmflow.scratch import make_directory, remove
 
 if TYPE_CHECKING:
     from mmflow.analysis.options import BarOptions, Signing
@@ -51,8 +51,10 @@ if TYPE_CHECKING:
 __all__ = [
     "EngineRun",
     "Executor",
+    "PreparedInputs",
     "local_executor",
     "make_settings",
+    "prepared_inputs",
     "run_chunk",
     "run_engine",
 ]
@@ -385,73 +387,22 @@ def run_engine(
         The scratch folder (``TMPDIR``) must be visible to the workers: true for a local
         cluster; for a remote one point ``TMPDIR`` at a shared file system.
     """
-    scratch: Path | None = None
-    if any(_parses_text(frame) for frame in (trades, quotes) if frame is not None):
-        # Text inputs are parsed once, streamed into a scratch parquet file each; the census,
-        # the row count and the chunks then read parquet instead of parsing the text again.
-        scratch = make_directory(".mmflow-engine-")
-        trades = _spill(trades.lazy(), scratch / "trades.parquet")
-        quotes = _spill(quotes.lazy(), scratch / "quotes.parquet") if quotes is not None else None
     if files is None:
         files = executor is None and ships_tasks()
-    spill_to: Path | None = None
-    try:
-        holds_rows = files and any(_holds_rows(f) for f in (trades, quotes) if f is not None)
-        if files and not holds_rows:
-            in_memory = False  # the tasks carry the scans' plans: workers read their rows
-        if in_memory is None:
-            counts = pl.collect_all(
-                [frame.lazy().select(pl.len()) for frame in (trades, quotes) if frame is not None]
-            )
-            estimate = counts[0].item() * BYTES_PER_TRADE
-            if quotes is not None:
-                estimate += counts[1].item() * BYTES_PER_QUOTE
-            in_memory = estimate <= settings.memory_limit
-        if holds_rows:
-            if scratch is None:
-                scratch = make_directory(".mmflow-engine-")
-            if in_memory:
-                spill_to = scratch  # written per instrument once the rows are collected
-            else:
-                trades = _spill(trades.lazy(), scratch / "trades.parquet")
-                if quotes is not None:
-                    quotes = _spill(quotes.lazy(), scratch / "quotes.parquet")
+    with prepared_inputs(trades, quotes, settings, files=files, in_memory=in_memory) as ready:
         return _run(
-            trades, quotes, settings, executor, in_memory=bool(in_memory), spill_to=spill_to
+            ready.trades,
+            ready.quotes,
+            settings,
+            executor,
+            in_memory=ready.in_memory,
+            spill_to=ready.spill_to,
         )
-    finally:
-        if scratch is not None:
-            remove(scratch)
-
-
-def _parses_text(frame: pl.LazyFrame | pl.DataFrame) -> bool:
-    """Whether reading ``frame`` parses text (a CSV or NDJSON scan in its plan)."""
-    if isinstance(frame, pl.DataFrame):
-        return False
-    plan = frame.explain(optimized=False).lower()
-    return "csv scan" in plan or "ndjson scan" in plan or "json scan" in plan
-
-
-def _holds_rows(frame: pl.LazyFrame | pl.DataFrame) -> bool:
-    """Whether ``frame``'s rows live in this process (a task carrying it carries the rows).
-
-    True for a frame, or a plan over one (``DF``) or over a Python scan.
-    """
-    if isinstance(frame, pl.DataFrame):
-        return True
-    plan = frame.explain(optimized=False)
-    return "DF [" in plan or "python scan" in plan.lower()
 
 
 SPILL_ROW_GROUP = 65_536
 """Rows per row group of the per-instrument scratch files: a task's time filter skips the row
 groups outside its chunk (the rows are in time order)."""
-
-
-def _spill(frame: pl.LazyFrame, path: Path) -> pl.LazyFrame:
-    """Write ``frame`` to ``path`` (streaming) and return a scan of it."""
-    frame.sink_parquet(path)
-    return pl.scan_parquet(path)
 
 
 def _run(

@@ -71,6 +71,7 @@ from mmflow.engine.signing import (
 )
 from mmflow.engine.state import Chunk, EngineSettings, TradePartials, TradeState
 from mmflow.metrics.bvc import Distribution, bulk_volume_classification
+from mmflow.metrics.flow import BAR_FLOW_COLUMNS
 from mmflow.metrics.impact import (
     COSTS,
     FUTURE_MID_MISSING,
@@ -96,20 +97,7 @@ __all__ = [
 ]
 
 
-FLOW_COLUMNS = (
-    "open",
-    "high",
-    "low",
-    "close",
-    "vwap",
-    "volume",
-    "trades",
-    "buy_volume",
-    "sell_volume",
-    "unknown_volume",
-    "net_flow",
-    "trade_imbalance",
-)
+FLOW_COLUMNS = BAR_FLOW_COLUMNS
 """The columns of :func:`mmflow.metrics.flow.flow_bars` after the keys and ``ts``."""
 COST_COLUMNS = COSTS
 """The cost columns today's bars carry (size-weighted means per bar)."""

@@ -19,6 +19,7 @@ from mmflow.errors import SizeLimitError
 from mmflow.schema import PRICE, SESSION, SIZE, TRADE_SIGN, TS, instrument_keys
 
 __all__ = [
+    "BAR_FLOW_COLUMNS",
     "bar_keys",
     "bvc_flow_bars",
     "estimated_bars",
@@ -29,6 +30,22 @@ __all__ = [
     "signed_volume",
     "summary_from_bars",
 ]
+
+BAR_FLOW_COLUMNS: tuple[str, ...] = (
+    "open",
+    "high",
+    "low",
+    "close",
+    "vwap",
+    "volume",
+    "trades",
+    "buy_volume",
+    "sell_volume",
+    "unknown_volume",
+    "net_flow",
+    "trade_imbalance",
+)
+"""The flow columns :func:`flow_bars` gives per bar, in its order (after the keys and ``ts``)."""
 
 
 def signed_volume(sign: str | pl.Expr = TRADE_SIGN, size: str | pl.Expr = SIZE) -> pl.Expr:

@@ -1,0 +1,105 @@
+"""A run's inputs made ready for the chunked engine: text parsed once, rows tasks can carry.
+
+:func:`prepared_inputs` is shared by every engine command (:func:`mmflow.engine.run.run_engine`,
+:func:`mmflow.engine.profile.planned_tasks`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from mmflow.engine.chunks import BYTES_PER_QUOTE, BYTES_PER_TRADE
+from mmflow.engine.state import EngineSettings
+from mmflow.scratch import make_directory, remove
+
+__all__ = ["PreparedInputs", "prepared_inputs"]
+
+
+@dataclass(frozen=True)
+class PreparedInputs:
+    """A run's inputs ready for the census and the chunk tasks (:func:`prepared_inputs`)."""
+
+    trades: pl.LazyFrame | pl.DataFrame
+    quotes: pl.LazyFrame | pl.DataFrame | None
+    in_memory: bool
+    spill_to: Path | None
+
+
+@contextmanager
+def prepared_inputs(
+    trades: pl.LazyFrame | pl.DataFrame,
+    quotes: pl.LazyFrame | pl.DataFrame | None,
+    settings: EngineSettings,
+    *,
+    files: bool,
+    in_memory: bool | None,
+) -> Iterator[PreparedInputs]:
+    """Parse text inputs once, decide whether to read into memory, spill rows tasks must carry.
+
+    Text inputs are streamed into scratch parquet files (the census, the row count and the
+    chunks then read parquet). ``in_memory`` defaults to whether the inputs' estimated size fits
+    ``settings.memory_limit``. With ``files`` (tasks go to other processes), file scans travel
+    as plans and rows held in this process are written to scratch parquet (one file per
+    instrument when in memory, else one per table). The scratch folder is removed at the end.
+    """
+    scratch: Path | None = None
+    if any(_parses_text(frame) for frame in (trades, quotes) if frame is not None):
+        scratch = make_directory(".mmflow-engine-")
+        trades = _spill(trades.lazy(), scratch / "trades.parquet")
+        quotes = _spill(quotes.lazy(), scratch / "quotes.parquet") if quotes is not None else None
+    spill_to: Path | None = None
+    try:
+        holds_rows = files and any(_holds_rows(f) for f in (trades, quotes) if f is not None)
+        if files and not holds_rows:
+            in_memory = False  # the tasks carry the scans' plans: workers read their rows
+        if in_memory is None:
+            counts = pl.collect_all(
+                [frame.lazy().select(pl.len()) for frame in (trades, quotes) if frame is not None]
+            )
+            estimate = counts[0].item() * BYTES_PER_TRADE
+            if quotes is not None:
+                estimate += counts[1].item() * BYTES_PER_QUOTE
+            in_memory = estimate <= settings.memory_limit
+        if holds_rows:
+            if scratch is None:
+                scratch = make_directory(".mmflow-engine-")
+            if in_memory:
+                spill_to = scratch  # written per instrument once the rows are collected
+            else:
+                trades = _spill(trades.lazy(), scratch / "trades.parquet")
+                if quotes is not None:
+                    quotes = _spill(quotes.lazy(), scratch / "quotes.parquet")
+        yield PreparedInputs(trades, quotes, bool(in_memory), spill_to)
+    finally:
+        if scratch is not None:
+            remove(scratch)
+
+
+def _parses_text(frame: pl.LazyFrame | pl.DataFrame) -> bool:
+    """Whether reading ``frame`` parses text (a CSV or NDJSON scan in its plan)."""
+    if isinstance(frame, pl.DataFrame):
+        return False
+    plan = frame.explain(optimized=False).lower()
+    return "csv scan" in plan or "ndjson scan" in plan or "json scan" in plan
+
+
+def _holds_rows(frame: pl.LazyFrame | pl.DataFrame) -> bool:
+    """Whether ``frame``'s rows live in this process (a task carrying it carries the rows).
+
+    True for a frame, or a plan over one (``DF``) or over a Python scan.
+    """
+    if isinstance(frame, pl.DataFrame):
+        return True
+    plan = frame.explain(optimized=False)
+    return "DF [" in plan or "python scan" in plan.lower()
+
+
+def _spill(frame: pl.LazyFrame, path: Path) -> pl.LazyFrame:
+    """Write ``frame`` to ``path`` (streaming) and return a scan of it."""
+    frame.sink_parquet(path)
+    return pl.scan_parquet(path)
