@@ -15,13 +15,14 @@ import math
 import pickle
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
 
 from mmflow.analysis import (
     BarOptions,
@@ -619,3 +620,22 @@ def test_instruments_without_quotes_and_quote_only_ones(
     checks = runs[0].checks.collect()
     _equal(checks, runs[1].checks.collect(), ["symbol"])
     assert checks.filter(pl.col(SYMBOL) == "Q")["trades"].to_list() == [0]
+
+
+def test_untimed_rows_take_the_single_plan() -> None:
+    """A library caller's trade without a time fits no chunk: the single plan's result, no crash."""
+    times = [datetime(2024, 1, 1, tzinfo=UTC), None, datetime(2024, 1, 1, 0, 1, tzinfo=UTC)]
+    trades = pl.LazyFrame(
+        {
+            "ts": pl.Series(times, dtype=pl.Datetime("ns", "UTC")),
+            "symbol": ["X"] * 3,
+            "price": [100.0, 101.0, 102.0],
+            "size": [1.0, 2.0, 1.0],
+            "aggressor_side": pl.Series([1, -1, 1], dtype=pl.Int8),
+        }
+    )
+    chunked = market_bars(trades)
+    single = market_bars(trades, chunked=False)
+    assert chunked.engine is None
+    assert_frame_equal(chunked.bars.collect(), single.bars.collect())
+    assert chunked.bars.collect()["trades"].sum() == 3

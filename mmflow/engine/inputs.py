@@ -17,7 +17,7 @@ from mmflow.engine.chunks import BYTES_PER_QUOTE, BYTES_PER_TRADE
 from mmflow.engine.state import EngineSettings
 from mmflow.scratch import make_directory, remove
 
-__all__ = ["PreparedInputs", "prepared_inputs"]
+__all__ = ["PreparedInputs", "parses_text", "prepared_inputs"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def prepared_inputs(
     instrument when in memory, else one per table). The scratch folder is removed at the end.
     """
     scratch: Path | None = None
-    if any(_parses_text(frame) for frame in (trades, quotes) if frame is not None):
+    if any(parses_text(frame) for frame in (trades, quotes) if frame is not None):
         scratch = make_directory(".mmflow-engine-")
         trades = _spill(trades.lazy(), scratch / "trades.parquet")
         quotes = _spill(quotes.lazy(), scratch / "quotes.parquet") if quotes is not None else None
@@ -80,7 +80,7 @@ def prepared_inputs(
             remove(scratch)
 
 
-def _parses_text(frame: pl.LazyFrame | pl.DataFrame) -> bool:
+def parses_text(frame: pl.LazyFrame | pl.DataFrame) -> bool:
     """Whether reading ``frame`` parses text (a CSV or NDJSON scan in its plan)."""
     if isinstance(frame, pl.DataFrame):
         return False
