@@ -11,12 +11,13 @@ import polars as pl
 from mmflow.analysis.market import Market, market_bars
 from mmflow.analysis.options import BarOptions, Selection, Signing, check_windows
 from mmflow.analysis.prepare import instrument_columns
+from mmflow.analysis.summary_table import SUMMARY_COLUMNS, summary_table
 from mmflow.metrics.flow import bar_keys, flow_summary, summary_from_bars
 from mmflow.metrics.inventory import inventory_summary
 from mmflow.metrics.phase_episodes import phase_episodes
 from mmflow.metrics.phases import PhaseParameters, phase_bars
 from mmflow.metrics.profile import value_area, volume_profile
-from mmflow.schema import SYMBOL, TS, VENUE, instrument_keys
+from mmflow.schema import TS, instrument_keys
 
 __all__ = [
     "SUMMARY_COLUMNS",
@@ -157,42 +158,14 @@ def _single_plan_analysis(
         # and the trade-level summaries in one pass over the inputs, then reuse the results.
         frames = materialize([bars, flow, areas, signed])
         bars, flow, areas, signed = (frame.lazy() for frame in frames)
-    totals = bars.group_by(instrument).agg(
-        (
-            pl.when(pl.col("ofi").is_not_null().any()).then(pl.col("ofi").sum())
-            if market.has_quotes
-            else pl.lit(None, pl.Float64)
-        ).alias("ofi")
-    )
     inventory = inventory_summary(bars, every=options.every, horizon=options.pressure_horizon)
     phased = phase_bars(bars, signed, parameters=phase_parameters)
     episodes = phase_episodes(
         phased, every=options.every, trades=signed, parameters=phase_parameters
     )
-    current = phased.group_by(instrument).agg(
-        pl.col("phase").drop_nulls().last().alias("phase"),
-        pl.col("inventory_side").filter(pl.col("phase").is_not_null()).last(),
-        pl.col("distribution_score").drop_nulls().last().alias("distribution_score"),
+    summary, paths = summary_table(
+        flow, bars, inventory, phased, episodes, areas, instrument, market.has_quotes
     )
-    last_episode = (
-        episodes.sort("end")
-        .group_by(instrument)
-        .agg(
-            pl.col("phase").last().alias("last_episode"),
-            pl.col("inventory_side").last().alias("last_episode_side"),
-            pl.col("start").last().alias("last_episode_start"),
-            pl.col("end").last().alias("last_episode_end"),
-        )
-    )
-    summary = flow
-    for part in (totals, inventory):
-        summary = summary.join(part, on=instrument, how="left", nulls_equal=True)
-    present = summary.collect_schema().names()
-    summary = summary.select(*(c for c in SUMMARY_COLUMNS if c in present))
-    for part in (current, last_episode, areas):
-        summary = summary.join(part, on=instrument, how="left", nulls_equal=True)
-    summary = summary.sort(instrument, nulls_last=True)
-    paths = bars.group_by(instrument).agg(pl.col("mm_inventory").alias("inventory_path"))
     parameters = {
         **market.parameters,
         **{f"phase_{k}": v for k, v in asdict(phase_parameters).items()},
@@ -207,27 +180,3 @@ def _single_plan_analysis(
         instrument_columns(paths),
         market.checks,
     )
-
-
-SUMMARY_COLUMNS = (
-    VENUE,
-    SYMBOL,
-    "trades",
-    "volume",
-    "buy_volume",
-    "sell_volume",
-    "unknown_volume",
-    "vwap",
-    "net_flow",
-    "ofi",
-    "mm_inventory",
-    "inventory_max",
-    "inventory_min",
-    "inventory_half_life",
-    "price_pressure",
-    "quote_skew",
-    "withdrawing_share",
-    "liquidity_state",
-    "start",
-    "end",
-)

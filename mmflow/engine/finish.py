@@ -22,6 +22,7 @@ from typing import Any
 
 import polars as pl
 
+from mmflow.analysis.summary_table import summary_table
 from mmflow.engine.state import ChunkResult, EngineSettings
 from mmflow.engine.trades import apply_bvc
 from mmflow.metrics.flow import BAR_FLOW_COLUMNS
@@ -282,30 +283,6 @@ def flow_summary_from_bars(
     return totals.join(spans, on=keys, how="left", nulls_equal=True).sort(keys, nulls_last=True)
 
 
-SUMMARY_COLUMNS = (
-    "venue",
-    "symbol",
-    "trades",
-    "volume",
-    "buy_volume",
-    "sell_volume",
-    "unknown_volume",
-    "vwap",
-    "net_flow",
-    "ofi",
-    "mm_inventory",
-    "inventory_max",
-    "inventory_min",
-    "inventory_half_life",
-    "price_pressure",
-    "quote_skew",
-    "withdrawing_share",
-    "liquidity_state",
-    "start",
-    "end",
-)
-
-
 @dataclass(frozen=True)
 class FinishedAnalysis:
     """What :func:`mmflow.analysis.summary.analyze` returns, computed from the engine's tables."""
@@ -338,46 +315,14 @@ def finish_analysis(
     areas = value_area(volume_profile(trades, by=instrument), by=instrument).select(
         *instrument, "poc", "value_area_low", "value_area_high"
     )
-    totals = bars.group_by(instrument).agg(
-        (
-            pl.when(pl.col("ofi").is_not_null().any()).then(pl.col("ofi").sum())
-            if settings.has_quotes
-            else pl.lit(None, pl.Float64)
-        ).alias("ofi")
-    )
     inventory = inventory_summary(bars, every=options.every, horizon=options.pressure_horizon)
     phased = phase_bars(bars, trades, parameters=phase_parameters).collect()
     episodes = phase_episodes(
         phased.lazy(), every=options.every, trades=trades, parameters=phase_parameters
     )
-    current = (
-        phased.lazy()
-        .group_by(instrument)
-        .agg(
-            pl.col("phase").drop_nulls().last().alias("phase"),
-            pl.col("inventory_side").filter(pl.col("phase").is_not_null()).last(),
-            pl.col("distribution_score").drop_nulls().last().alias("distribution_score"),
-        )
+    summary, paths = summary_table(
+        flow, bars, inventory, phased.lazy(), episodes, areas, instrument, settings.has_quotes
     )
-    last_episode = (
-        episodes.sort("end")
-        .group_by(instrument)
-        .agg(
-            pl.col("phase").last().alias("last_episode"),
-            pl.col("inventory_side").last().alias("last_episode_side"),
-            pl.col("start").last().alias("last_episode_start"),
-            pl.col("end").last().alias("last_episode_end"),
-        )
-    )
-    summary = flow
-    for part in (totals, inventory):
-        summary = summary.join(part, on=instrument, how="left", nulls_equal=True)
-    present = summary.collect_schema().names()
-    summary = summary.select(*(c for c in SUMMARY_COLUMNS if c in present))
-    for part in (current, last_episode, areas):
-        summary = summary.join(part, on=instrument, how="left", nulls_equal=True)
-    summary = summary.sort(instrument, nulls_last=True)
-    paths = bars.group_by(instrument).agg(pl.col("mm_inventory").alias("inventory_path"))
     out_summary, out_paths = pl.collect_all([summary, paths])
     parameters = {f"phase_{k}": v for k, v in asdict(phase_parameters).items()}
     return FinishedAnalysis(
