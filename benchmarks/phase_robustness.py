@@ -235,12 +235,10 @@ def training_rows(sim: Any, parameters: PhaseParameters) -> tuple[np.ndarray, np
     for _, series in prepared.group_by("symbol"):
         series = series.sort("_ph_idx")
         sigma = series["flow_scale"].fill_null(float("nan")).to_numpy()
-        warm = np.isfinite(sigma) & (sigma > 0)
-        normalised = phase_model.normalised_path(-series["_ph_flow"].to_numpy(), sigma)
-        ratio = phase_model.drift_ratio(normalised, warm, parameters.lookback)
-        warm &= np.isfinite(ratio)
-        path = phase_model.drift_adjusted_path(normalised, ratio)
         price = series["_ph_price"].fill_null(float("nan")).to_numpy()
+        path, _, warm = phase_model.detector_path(
+            -series["_ph_flow"].to_numpy(), sigma, parameters.lookback
+        )
         price_sd = series["_ph_price_sd"].fill_null(float("nan")).to_numpy()
         distribution = (series["phase"] == "distribution").fill_null(value=False).to_numpy()
         side = series["inventory_side"].fill_null("").to_numpy()
