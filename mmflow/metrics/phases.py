@@ -353,11 +353,11 @@ def phase_bars(
     ╞══════════════╪══════════╪══════════════╪════════════════╪════════════════════╡
     │ 280.0        ┆ 0.0      ┆ accumulation ┆ long           ┆ 0.0                │
     │ 320.0        ┆ 0.0      ┆ accumulation ┆ long           ┆ 0.0                │
-    │ 275.0        ┆ 4.0      ┆ neutral      ┆ long           ┆ 0.882              │
-    │ 230.0        ┆ 5.66     ┆ neutral      ┆ long           ┆ 1.0                │
+    │ 275.0        ┆ 4.0      ┆ neutral      ┆ long           ┆ 0.864              │
+    │ 230.0        ┆ 5.66     ┆ distribution ┆ long           ┆ 1.0                │
     │ 185.0        ┆ 6.93     ┆ distribution ┆ long           ┆ 1.0                │
     │ 140.0        ┆ 8.0      ┆ distribution ┆ long           ┆ 1.0                │
-    │ 95.0         ┆ 8.94     ┆ distribution ┆ long           ┆ 0.999              │
+    │ 95.0         ┆ 8.94     ┆ distribution ┆ long           ┆ 1.0                │
     └──────────────┴──────────┴──────────────┴────────────────┴────────────────────┘
     """
     p = parameters
