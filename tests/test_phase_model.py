@@ -300,9 +300,19 @@ HELD_OUT_CELLS: dict[str, tuple[dict[str, Any], int]] = {
         {"proxy_drift": 0.8, "hold_bars": (3, 12), "accumulation_intensity": 0.3},
         5000,
     ),
+    "mild-drift-spreads": (
+        {
+            "proxy_drift": 0.4,
+            "spread_variability": 0.4,
+            "distribution_spread": 0.7,
+            "hold_bars": (1, 5),
+        },
+        7000,
+    ),
 }
 """Held-out cells of benchmarks/phase_robustness.py and a seed of each: ``moderate-hold`` of the
-first held-out set, ``drift-hold`` of the fourth (the drift-robust revision's)."""
+first held-out set, ``drift-hold`` of the fourth (the drift-robust revision's),
+``mild-drift-spreads`` of the fifth (the build-speed revision's)."""
 
 
 @pytest.mark.parametrize(
@@ -312,6 +322,8 @@ first held-out set, ``drift-hold`` of the fourth (the drift-robust revision's)."
         ("moderate-hold", "hawkes", 0.794, 0.701, 0.75, 0.0118),
         ("drift-hold", "inventory", 0.781, 0.371, 0.417, 0.0072),
         ("drift-hold", "hawkes", 0.602, 0.424, 0.667, 0.0),
+        ("mild-drift-spreads", "inventory", 0.930, 0.874, 0.917, 0.0164),
+        ("mild-drift-spreads", "hawkes", 0.854, 0.838, 0.917, 0.0),
     ],
 )
 def test_held_out_cell_scores_are_pinned(
