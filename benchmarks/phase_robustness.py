@@ -19,7 +19,7 @@ Two steps, with the split between them written down here before any held-out cel
   the detector's drift ratio r). ``--tuning`` scores the tuning cells instead; ``--second``,
   ``--third``, ``--fourth`` and ``--fifth`` score the later held-out sets (each written into
   this file before it was first run; the fourth one before the drift-robust revision was
-  designed, the fifth before the price-response revision's first experiment).
+  designed, the fifth before the build-speed revision's first experiment).
 
 Usage::
 
@@ -189,10 +189,10 @@ FIFTH_HELD_OUT_REGIMES: dict[str, dict[str, Any]] = {
     },
     "busy-drift-tails": {"trades_per_hour": 7200.0, "proxy_drift": 1.1, "size_tail": 3.0},
 }
-"""The held-out set of the price-response revision (issue 10, detector recall on drifting,
-thin and weak markets): new seeds and regime settings spanning drift, thin flow, weak
-episodes, tails, holds and spreads, written down here before any experiment of that revision
-and not run until its final model was fixed."""
+"""The held-out set of the build-speed revision (issue 10, detector recall on drifting, thin
+and weak markets; opened as the price-response revision): new seeds and regime settings
+spanning drift, thin flow, weak episodes, tails, holds and spreads, written down here before
+any experiment of that revision and run once, after its final model was fixed."""
 
 MODEL_PATH = Path(__file__).resolve().parent.parent / "mmflow" / "metrics" / "phase_model.json"
 
@@ -522,7 +522,7 @@ def main() -> None:
     parser.add_argument(
         "--fifth",
         action="store_true",
-        help="score the fifth held-out set (price-response revision)",
+        help="score the fifth held-out set (build-speed revision)",
     )
     parser.add_argument(
         "--set",
