@@ -45,6 +45,7 @@ __all__ = [
     "SIGNING_AND_BARS",
     "ImageTarget",
     "alert_conditions",
+    "checked_account",
     "collect_checked",
     "collect_plans",
     "collect_with_cleaning",
@@ -131,7 +132,17 @@ def account(
     (with --clean, again after TAQ cleaning by the commands that report it).
     """
     selected = selection_account(*frames, selection)
-    counted = account_of(collect_accounts(loaded, selected))
+    return checked_account(inputs, selection, collect_accounts(loaded, selected))
+
+
+def checked_account(
+    inputs: Inputs, selection: Selection, frames: Sequence[pl.DataFrame]
+) -> RowAccount:
+    """Build the run's account from collected account tables; stop, warn and report it.
+
+    As :func:`account` does, for tables counted elsewhere (e.g. on Dask workers).
+    """
+    counted = account_of(frames)
     counted.raise_for_bad_rows(skip=inputs.skip_bad_rows)
     warn(counted.warnings())
     context = click.get_current_context(silent=True)
