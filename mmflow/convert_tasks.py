@@ -139,7 +139,10 @@ def _check_alive(staging: Path) -> None:
     """Stop (and remove what this task wrote) when the run that owns ``staging`` has ended."""
     if not (staging / ALIVE).exists():
         shutil.rmtree(staging, ignore_errors=True)  # only this run's private folder
-        msg = f"{staging}: the conversion this task belongs to has ended; its output is removed"
+        msg = (
+            f"{staging}: the conversion this task belongs to has ended, or its staging folder "
+            "is not visible on this worker (-o must be on storage every worker shares)"
+        )
         raise MmflowError(msg)
 
 

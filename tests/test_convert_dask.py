@@ -32,6 +32,7 @@ from mmflow.engine.executors import DaskExecutor, LocalExecutor
 from mmflow.errors import MmflowError, ReaderError, SizeLimitError
 from mmflow.io import ReadOptions, RowAccount
 from mmflow.io.assemble import account_of, collect_accounts, gather, read_many
+from mmflow.io.many import MANY
 from mmflow.schema import QUOTES, TRADES
 from tests.market_days import market_days
 from tests.test_engine_executors import (
@@ -182,6 +183,24 @@ def test_several_files_feed_one_partition_and_ties_keep_input_order(tmp_path: Pa
     assert day["venue"].null_count() > 0  # the file without a venue column: null there
 
 
+def test_many_files_read_in_groups_locally_equal_one_task_per_file(tmp_path: Path) -> None:
+    # beyond mmflow.io.many.MANY files a local run reads same-layout files together (in
+    # memory); the tasks read each file on its own: the dataset is the same
+    trades, quotes = market_days(9, days=2, symbols=("AAA", "BBB"), rows=200)
+    folder = tmp_path / "many"
+    folder.mkdir()
+    index = pl.int_range(pl.len())
+    for number in range(MANY + 4):
+        part = trades.filter(index % (MANY + 4) == number)
+        (part.drop("venue") if number % 5 == 0 else part).write_csv(folder / f"t{number:02}.csv")
+    quotes.write_csv(folder / "quotes.csv")
+    local, local_account = local_convert([folder], tmp_path / "local", Selection())
+    here, here_account = dask_convert(LocalExecutor().map, [folder], tmp_path / "here", Selection())
+    assert here == local
+    assert_same_dataset(tmp_path / "local", tmp_path / "here")
+    assert_same_account(local_account, here_account)
+
+
 def slow_convert_part(task: ConvertTask, log: str) -> Part:
     """The convert task, logged and slowed so that a worker is killed in the middle of one."""
     return logged_slowly(convert_part, str(task.number), log, task, delay=0.5)
@@ -280,7 +299,7 @@ def test_a_straggler_task_of_an_ended_run_removes_what_it_wrote(tmp_path: Path) 
     task = ConvertTask(
         0, str(source), str(source), False, "parquet", ReadOptions(), Selection(), {}, str(staging)
     )
-    with pytest.raises(MmflowError, match="has ended"):
+    with pytest.raises(MmflowError, match="has ended, or its staging folder is not visible"):
         convert_part(task)  # no marker: the client gave up
     assert not staging.exists()
     staging.mkdir()
