@@ -32,6 +32,8 @@ __all__ = [
     "Builder",
     "MmflowCommand",
     "choice_of",
+    "defaulted",
+    "field_option",
     "help_group",
     "one_line",
     "option_group",
@@ -195,6 +197,27 @@ def option_group(
         return func
 
     return decorator
+
+
+def defaulted(*names: str, kind: Any, default: Any, text: str, **extra: Any) -> Callable[[F], F]:
+    """Return a ``click.option`` of type ``kind`` whose ``--help`` shows its ``default``.
+
+    ``names`` are click's declarations (``"--format", "fmt"``), ``text`` the help text;
+    ``extra`` goes to ``click.option`` unchanged (``metavar``, ``callback``, …).
+    """
+    return click.option(*names, type=kind, default=default, show_default=True, help=text, **extra)
+
+
+def field_option(
+    defaults: object, name: str, kind: Any, text: str, **extra: Any
+) -> Callable[[F], F]:
+    """Return the option ``--NAME`` (``_`` as ``-``) of field ``name``, default ``defaults``'.
+
+    The default shown in ``--help`` is the library's (the field's value on ``defaults``, a
+    dataclass with every field at its default), so the two cannot disagree.
+    """
+    flag = "--" + name.replace("_", "-")
+    return defaulted(flag, name, kind=kind, default=getattr(defaults, name), text=text, **extra)
 
 
 def choice_of(value: Any, allowed: tuple[T, ...], default: T) -> T:

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 
 from mmflow.analysis import MAX_QUOTE_AGE, Clock, Selection, Session, Signing
-from mmflow.cli.command import F, choice_of, one_line, option_group
+from mmflow.cli.command import F, choice_of, defaulted, one_line, option_group
 from mmflow.cli.types import (
     Duration,
     OptionalDuration,
@@ -145,16 +145,15 @@ def _inputs(values: Mapping[str, Any]) -> Inputs:
 
 
 INPUT_OPTIONS: list[Callable[[Any], Any]] = [
-    click.option(
+    defaulted(
         "--format",
         "fmt",
-        type=click.Choice(["auto", *format_names()]),
+        kind=click.Choice(["auto", *format_names()]),
         default="auto",
-        show_default=True,
-        metavar="NAME",
-        help="Input format, auto-detected from magic bytes, file name and header; one of "
+        text="Input format, auto-detected from magic bytes, file name and header; one of "
         + ", ".join(format_names())
         + ".",
+        metavar="NAME",
     ),
     click.option(
         "--map",
@@ -215,12 +214,11 @@ INPUT_OPTIONS: list[Callable[[Any], Any]] = [
         is_flag=True,
         help="Drop and count rows that do not parse instead of stopping at the first one.",
     ),
-    click.option(
+    defaulted(
         "--valid-from",
-        type=Timestamp(),
+        kind=Timestamp(),
         default="1990-01-01",
-        show_default=True,
-        help="Earliest plausible timestamp; earlier rows are dropped and counted.",
+        text="Earliest plausible timestamp; earlier rows are dropped and counted.",
     ),
     click.option(
         "--valid-until",
@@ -281,12 +279,11 @@ def selection_options(func: F) -> F:
             help="Keep rows before this ISO-8601 time (UTC unless it has a zone; default: to "
             "the last row).",
         ),
-        click.option(
+        defaulted(
             "--clock",
-            type=click.Choice(["recv", "event"]),
+            kind=click.Choice(["recv", "event"]),
             default="recv",
-            show_default=True,
-            help="Align on receive/capture time (recv) or exchange time (event).",
+            text="Align on receive/capture time (recv) or exchange time (event).",
         ),
     ]
     return option_group("Selection", decorators, "selection", _selection)(func)
@@ -401,13 +398,12 @@ def quote_options(func: F) -> F:
             help="Quote files (repeatable; quote a glob to let mmflow expand it). Quote files "
             "among the positional inputs are recognised too (default: none).",
         ),
-        click.option(
+        defaulted(
             "--quotes-format",
-            type=click.Choice(["auto", *format_names()]),
+            kind=click.Choice(["auto", *format_names()]),
             default="auto",
-            show_default=True,
+            text="Format of the --quotes files (a --format name).",
             metavar="NAME",
-            help="Format of the --quotes files (a --format name).",
         ),
     ]
     return option_group("Input", decorators, "quotes", _quote_files)(func)
@@ -416,42 +412,37 @@ def quote_options(func: F) -> F:
 def signing_options(func: F) -> F:
     """Options that choose how trades are signed."""
     decorators = [
-        click.option(
+        defaulted(
             "--method",
-            type=click.Choice(METHODS),
+            kind=click.Choice(METHODS),
             default="auto",
-            show_default=True,
-            help="Trade signing: auto = vendor side where known, else Lee-Ready with quotes, "
+            text="Trade signing: auto = vendor side where known, else Lee-Ready with quotes, "
             "else the tick rule.",
         ),
-        click.option(
+        defaulted(
             "--quote-match",
-            type=click.Choice(["strict", "at-or-before"]),
+            kind=click.Choice(["strict", "at-or-before"]),
             default="strict",
-            show_default=True,
-            help="Match each trade to the latest quote strictly before it, or at or before it.",
+            text="Match each trade to the latest quote strictly before it, or at or before it.",
         ),
-        click.option(
+        defaulted(
             "--quote-lag",
-            type=Duration(minimum=0, maximum=NANOSECONDS["d"]),
+            kind=Duration(minimum=0, maximum=NANOSECONDS["d"]),
             default="0s",
-            show_default=True,
-            help="Use quotes at least this much older than the trade (e.g. 100ms).",
+            text="Use quotes at least this much older than the trade (e.g. 100ms).",
         ),
-        click.option(
+        defaulted(
             "--max-quote-age",
-            type=OptionalDuration(),
+            kind=OptionalDuration(),
             default=MAX_QUOTE_AGE,
-            show_default=True,
-            help="A quote older than this counts as missing for signing, spreads, depth and "
+            text="A quote older than this counts as missing for signing, spreads, depth and "
             "trade costs ('none': no limit).",
         ),
-        click.option(
+        defaulted(
             "--bvc-distribution",
-            type=click.Choice(["normal", "student-t"]),
+            kind=click.Choice(["normal", "student-t"]),
             default="normal",
-            show_default=True,
-            help="Bulk volume classification: distribution of standardised price changes.",
+            text="Bulk volume classification: distribution of standardised price changes.",
         ),
         click.option(
             "--bvc-dof",

@@ -14,7 +14,7 @@ import polars as pl
 from mmflow.analysis import Phases, Selection, Signing, chart, phases
 from mmflow.cli import run
 from mmflow.cli.app import cli
-from mmflow.cli.command import option_group
+from mmflow.cli.command import defaulted, option_group
 from mmflow.cli.execution import execution_options
 from mmflow.cli.model_options import Bars, bar_options, bar_options_without, phase_options
 from mmflow.cli.options import (
@@ -100,12 +100,11 @@ phase_run_options = option_group(
             is_flag=True,
             help="Let a bar's phase use later bars (better labels, not for live use).",
         ),
-        click.option(
+        defaulted(
             "--placebo-seed",
-            type=int,
+            kind=int,
             default=0,
-            show_default=True,
-            help="Seed of the --evaluate placebo draw of random bars (same seed, same bars).",
+            text="Seed of the --evaluate placebo draw of random bars (same seed, same bars).",
         ),
     ],
     "choices",
