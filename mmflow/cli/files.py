@@ -18,6 +18,7 @@ from mmflow.cli.options import (
     QuoteFiles,
     checked,
     input_options,
+    input_options_without,
     output_options,
     quote_options,
     selection_options,
@@ -42,7 +43,7 @@ __all__ = [
 
 @cli.command()
 @click.argument("files", nargs=-1, required=True)
-@input_options
+@input_options_without("venues", "skip_bad_rows")  # it reports bad rows; it selects nothing
 @output_options
 def inspect(files: tuple[str, ...], inputs: Inputs, output: Output) -> None:
     """Say what each file is: format, kind, rows, symbols, time span, side encoding, issues.

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from mmflow.analysis import BYTES_PER_BAR, BarOptions, default_max_rows
-from mmflow.cli.command import F, defaulted, field_option, option_group
+from mmflow.cli.command import F, defaulted, field_option, option_group, without
 from mmflow.cli.types import Duration
 from mmflow.metrics.phase_model import model as phase_model
 from mmflow.metrics.phases import PARAMETER_RANGES as PHASE_RANGES
@@ -102,17 +102,7 @@ def bar_options_without(*unused: str, helps: Mapping[str, str] | None = None) ->
             "(instrument × whole days). Default: half the available memory, at most 4G.",
         ),
     ]
-    kept = [d for d in decorators if _parameter_name(d) not in unused]
-    if len(kept) != len(decorators) - len(set(unused)):
-        msg = f"unknown bar option in {unused}"
-        raise ValueError(msg)
-    return option_group("Bars", kept, "bars", _bars)
-
-
-def _parameter_name(decorator: Callable[[Any], Any]) -> str | None:
-    """Return the parameter name of one ``click.option`` decorator (tried on a dummy)."""
-    params: list[click.Parameter] = getattr(decorator(lambda: None), "__click_params__", [])
-    return params[0].name if params else None
+    return option_group("Bars", without(decorators, unused), "bars", _bars)
 
 
 def _memory_limit(_context: click.Context, _parameter: click.Parameter, value: Any) -> int | None:

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 
 from mmflow.analysis import MAX_QUOTE_AGE, Clock, Selection, Session, Signing
-from mmflow.cli.command import F, choice_of, defaulted, one_line, option_group
+from mmflow.cli.command import F, choice_of, defaulted, one_line, option_group, without
 from mmflow.cli.types import (
     Duration,
     OptionalDuration,
@@ -47,12 +47,14 @@ __all__ = [
     "alert_options",
     "checked",
     "input_options",
+    "input_options_without",
     "output_options",
     "quiet_option",
     "quote_options",
     "selection_options",
     "set_verbose",
     "signing_options",
+    "signing_options_without",
 ]
 
 
@@ -139,7 +141,7 @@ def _inputs(values: Mapping[str, Any]) -> Inputs:
         read,
         tuple(values["exclude"]),
         values["strict"],
-        values["skip_bad_rows"],
+        values.get("skip_bad_rows", False),
         values.get("tz"),
     )
 
@@ -240,7 +242,12 @@ INPUT_OPTIONS: list[Callable[[Any], Any]] = [
 
 def input_options(func: F) -> F:
     """Options every command that reads market data shares; the command gets ``inputs``."""
-    return option_group("Input", INPUT_OPTIONS, "inputs", _inputs)(func)
+    return input_options_without()(func)
+
+
+def input_options_without(*unused: str) -> Callable[[F], F]:
+    """Return the Input group without the options (parameter names) a command does not use."""
+    return option_group("Input", without(INPUT_OPTIONS, unused), "inputs", _inputs)
 
 
 def selection_options(func: F) -> F:
@@ -410,7 +417,12 @@ def quote_options(func: F) -> F:
 
 
 def signing_options(func: F) -> F:
-    """Options that choose how trades are signed."""
+    """Options that choose how trades are signed; the command gets ``signing``."""
+    return signing_options_without()(func)
+
+
+def signing_options_without(*unused: str) -> Callable[[F], F]:
+    """Return the Signing group without the options (parameter names) a command does not use."""
     decorators = [
         defaulted(
             "--method",
@@ -450,7 +462,7 @@ def signing_options(func: F) -> F:
             help="Student-t degrees of freedom for bvc (default: estimated from the data).",
         ),
     ]
-    return option_group("Signing", decorators, "signing", _signing)(func)
+    return option_group("Signing", without(decorators, unused), "signing", _signing)
 
 
 def _selection(values: Mapping[str, Any]) -> Selection:

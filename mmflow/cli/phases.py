@@ -52,11 +52,21 @@ from mmflow.render.table import (
 )
 
 __all__ = [
+    "PHASE_BAR_HELP",
     "ChartTarget",
     "PhaseRun",
     "phases_command",
     "plot_command",
 ]
+
+
+PHASE_BAR_HELP = {
+    "lookback": "L: trailing bars of the phase rule's flow scale, price noise, drift ratio "
+    "and absorption lambda (longer: a longer warm-up before the first label).",
+    "pressure_horizon": "h: bars after an episode's end over which its forward_return (the "
+    "reversal) is measured (--episodes).",
+}
+"""What --lookback and --pressure-horizon mean in ``phases`` (the phase rule's L and h)."""
 
 
 @dataclass(frozen=True)
@@ -115,7 +125,14 @@ phase_run_options = option_group(
 @cli.command(name="phases")
 @click.argument("files", nargs=-1, required=True)
 @quote_options
-@bar_options_without("horizon", "vpin_window", "buckets_per_day", "spread_factor", "depth_factor")
+@bar_options_without(
+    "horizon",
+    "vpin_window",
+    "buckets_per_day",
+    "spread_factor",
+    "depth_factor",
+    helps=PHASE_BAR_HELP,
+)
 @phase_options
 @phase_run_options
 @alert_options

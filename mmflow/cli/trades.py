@@ -23,6 +23,7 @@ from mmflow.cli.options import (
     quote_options,
     selection_options,
     signing_options,
+    signing_options_without,
 )
 from mmflow.cli.types import Duration
 from mmflow.engine.executors import Execution
@@ -304,7 +305,7 @@ profile_options = option_group(
 @click.argument("files", nargs=-1, required=True)
 @quote_options
 @profile_options
-@signing_options
+@signing_options_without("bvc_distribution", "bvc_dof")  # bvc signs bars, not trades
 @execution_options
 @input_options
 @selection_options
