@@ -166,14 +166,7 @@ def analyze(trades: Input, quotes: Input | None = None, **arguments: Any) -> Ana
 
 
 def _analysis(run: Started) -> Plan:
-    plan = analyze_plan(
-        run.trades,
-        run.inputs.quotes,
-        options=run.options,
-        signing=run.signing,
-        selection=run.selection,
-        materialize=run.collect,
-    )
+    plan = analyze_plan(run.trades, run.inputs.quotes, **run.planned(), materialize=run.collect)
     tables = {"summary": plan.summary, "bars": plan.bars, "mix": plan.mix}
     return Plan(tables, plan.parameters, plan.dropped, plan.checks)
 
@@ -276,14 +269,7 @@ def phases(trades: Input, quotes: Input | None = None, **arguments: Any) -> Phas
 
 
 def _phases(run: Started) -> Plan:
-    plan = phases_plan(
-        run.trades,
-        run.inputs.quotes,
-        options=run.options,
-        signing=run.signing,
-        selection=run.selection,
-        materialize=run.collect,
-    )
+    plan = phases_plan(run.trades, run.inputs.quotes, **run.planned(), materialize=run.collect)
     tables = {"bars": plan.bars, "episodes": plan.episodes, "study": plan.study}
     return Plan(tables, plan.parameters)
 

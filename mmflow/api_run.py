@@ -214,15 +214,13 @@ class Started:
         """Collect ``plans`` (errors name the input files)."""
         return collect(plans, self.inputs.loaded)
 
+    def planned(self) -> dict[str, Any]:
+        """Return the option keywords of the bar analyses (``options, signing, selection``)."""
+        return {"options": self.options, "signing": self.signing, "selection": self.selection}
+
     def market(self) -> Market:
         """Return the bar table of the inputs (``mmflow flow`` and ``inventory``)."""
-        return market_bars(
-            self.trades,
-            self.inputs.quotes,
-            options=self.options,
-            signing=self.signing,
-            selection=self.selection,
-        )
+        return market_bars(self.trades, self.inputs.quotes, **self.planned())
 
 
 @dataclass(frozen=True)
