@@ -107,6 +107,52 @@ def vendor_rows(path: Path) -> list[dict[str, str]]:
 
 
 UTC_NS = pl.Datetime("ns", "UTC")
+
+#: The type of every canonical column (product.md "Canonical schema"), written out here as the
+#: readers' tests' oracle (not taken from mmflow.schema).
+CANONICAL_TYPES: Mapping[str, pl.DataType] = {
+    "ts": UTC_NS,
+    "ts_event": UTC_NS,
+    "symbol": pl.String(),
+    "venue": pl.String(),
+    "exchange": pl.String(),
+    "price": pl.Float64(),
+    "size": pl.Float64(),
+    "aggressor_side": pl.Int8(),
+    "trade_id": pl.String(),
+    "bid_price": pl.Float64(),
+    "bid_size": pl.Float64(),
+    "ask_price": pl.Float64(),
+    "ask_size": pl.Float64(),
+    "conditions": pl.String(),
+    "correction": pl.String(),
+}
+TRADE_COLUMNS = ("ts", "ts_event", "symbol", "venue", "price", "size", "aggressor_side", "trade_id")
+"""The columns every trades reader gives, in order (a venue-less reader has no ``venue``)."""
+QUOTE_COLUMNS = (
+    "ts",
+    "ts_event",
+    "symbol",
+    "venue",
+    "bid_price",
+    "bid_size",
+    "ask_price",
+    "ask_size",
+)
+"""The columns every quotes reader gives, in order (a venue-less reader has no ``venue``)."""
+
+
+def renamed(columns: Sequence[str], **changes: str | None) -> tuple[str, ...]:
+    """Return ``columns`` with some renamed (``venue="exchange"``) or left out (``venue=None``)."""
+    named = (changes.get(name, name) for name in columns)
+    return tuple(name for name in named if name is not None)
+
+
+def canonical_schema(*names: str) -> pl.Schema:
+    """Return the schema a reader's frame must have: these canonical columns, in this order."""
+    return pl.Schema({name: CANONICAL_TYPES[name] for name in names})
+
+
 """The canonical timestamp type."""
 
 COLUMN_TYPES: dict[str, pl.DataType] = {

@@ -14,7 +14,20 @@ from mmflow.io.formats import Sniff
 from mmflow.io.polygon import FORMATS as POLYGON_FORMATS
 from mmflow.io.polygon import ROUND_LOT, crypto_side, read_quotes
 from tests.conftest import data_path
-from tests.helpers import quotes_of, read, read_error, source_of, trades_of, utc, vendor_rows, write
+from tests.helpers import (
+    QUOTE_COLUMNS,
+    TRADE_COLUMNS,
+    canonical_schema,
+    quotes_of,
+    read,
+    read_error,
+    renamed,
+    source_of,
+    trades_of,
+    utc,
+    vendor_rows,
+    write,
+)
 
 TRADES_FEB = ("us_stocks_sip", "trades_v1", "2026", "02", "2026-02-11.csv.gz")
 TRADES_MAY = ("us_stocks_sip", "trades_v1", "2026", "05", "2026-05-22.csv.gz")
@@ -33,33 +46,11 @@ QUOTES_HEADER = (
 CRYPTO_HEADER = "ticker,conditions,exchange,id,participant_timestamp,price,size"
 
 UTC_NS = pl.Datetime("ns", "UTC")
-TRADES_SCHEMA = pl.Schema(
-    {
-        "ts": UTC_NS,
-        "ts_event": UTC_NS,
-        "symbol": pl.String(),
-        "exchange": pl.String(),
-        "price": pl.Float64(),
-        "size": pl.Float64(),
-        "aggressor_side": pl.Int8(),
-        "trade_id": pl.String(),
-        "conditions": pl.String(),
-        "correction": pl.String(),
-    }
+TRADES_SCHEMA = canonical_schema(
+    *renamed(TRADE_COLUMNS, venue="exchange"), "conditions", "correction"
 )
 CRYPTO_SCHEMA = pl.Schema({k: v for k, v in TRADES_SCHEMA.items() if k != "correction"})
-QUOTES_SCHEMA = pl.Schema(
-    {
-        "ts": UTC_NS,
-        "ts_event": UTC_NS,
-        "symbol": pl.String(),
-        "bid_price": pl.Float64(),
-        "bid_size": pl.Float64(),
-        "ask_price": pl.Float64(),
-        "ask_size": pl.Float64(),
-        "conditions": pl.String(),
-    }
-)
+QUOTES_SCHEMA = canonical_schema(*renamed(QUOTE_COLUMNS, venue=None), "conditions")
 
 
 def fixture(parts: tuple[str, ...]) -> Path:

@@ -18,7 +18,15 @@ from mmflow.io import FORMATS, ReadOptions, detect
 from mmflow.io.formats import Sniff, frames_kind
 from mmflow.io.sierra import DEFAULT_SYMBOL, DEFAULT_TZ, read_trades, sierra_time, symbol_from_name
 from tests.conftest import data_path, shared_path
-from tests.helpers import read_error, source_of, trades_of, utc
+from tests.helpers import (
+    TRADE_COLUMNS,
+    canonical_schema,
+    read_error,
+    renamed,
+    source_of,
+    trades_of,
+    utc,
+)
 
 FILE_2022 = "ES_2022-01-24_tbt.txt"
 FILE_2023 = "ES_2023-06-29_tbt.txt"
@@ -27,20 +35,8 @@ FILES = (FILE_2022, FILE_2023)
 HEADER = "Date;Time;Sequence;DepthSequence;Price;Volume;TradeType;AskPrice;BidPrice;AskSize;BidSize"
 
 UTC_NS = pl.Datetime("ns", "UTC")
-TRADES_SCHEMA = pl.Schema(
-    {
-        "ts": UTC_NS,
-        "ts_event": UTC_NS,
-        "symbol": pl.String(),
-        "price": pl.Float64(),
-        "size": pl.Float64(),
-        "aggressor_side": pl.Int8(),
-        "trade_id": pl.String(),
-        "bid_price": pl.Float64(),
-        "bid_size": pl.Float64(),
-        "ask_price": pl.Float64(),
-        "ask_size": pl.Float64(),
-    }
+TRADES_SCHEMA = canonical_schema(
+    *renamed(TRADE_COLUMNS, venue=None), "bid_price", "bid_size", "ask_price", "ask_size"
 )
 
 

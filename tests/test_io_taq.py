@@ -11,7 +11,20 @@ from mmflow.io import FORMATS, ReadOptions, detect
 from mmflow.io.taq import FORMATS as TAQ_FORMATS
 from mmflow.io.taq import ROUND_LOT, read_daily_nbbo, read_daily_quotes, read_wrds_quotes
 from tests.conftest import data_path
-from tests.helpers import gzip_copy, quotes_of, read, read_error, source_of, trades_of, utc, write
+from tests.helpers import (
+    QUOTE_COLUMNS,
+    TRADE_COLUMNS,
+    canonical_schema,
+    gzip_copy,
+    quotes_of,
+    read,
+    read_error,
+    renamed,
+    source_of,
+    trades_of,
+    utc,
+    write,
+)
 
 DAILY_TRADES = "EQY_US_ALL_TRADE_20161024"
 DAILY_BBO = "EQY_US_ALL_BBO_20161024"
@@ -47,33 +60,10 @@ WRDS_TRADE_HEADER = "DATE,TIME_M,EX,SYM_ROOT,SYM_SUFFIX,TR_SCOND,SIZE,PRICE,TR_C
 WRDS_QUOTE_HEADER = "DATE,TIME_M,EX,SYM_ROOT,SYM_SUFFIX,BID,BIDSIZ,ASK,ASKSIZ,QU_COND"
 
 UTC_NS = pl.Datetime("ns", "UTC")
-TRADES_SCHEMA = pl.Schema(
-    {
-        "ts": UTC_NS,
-        "ts_event": UTC_NS,
-        "symbol": pl.String(),
-        "exchange": pl.String(),
-        "price": pl.Float64(),
-        "size": pl.Float64(),
-        "aggressor_side": pl.Int8(),
-        "trade_id": pl.String(),
-        "conditions": pl.String(),
-        "correction": pl.String(),
-    }
+TRADES_SCHEMA = canonical_schema(
+    *renamed(TRADE_COLUMNS, venue="exchange"), "conditions", "correction"
 )
-QUOTES_SCHEMA = pl.Schema(
-    {
-        "ts": UTC_NS,
-        "ts_event": UTC_NS,
-        "symbol": pl.String(),
-        "exchange": pl.String(),
-        "bid_price": pl.Float64(),
-        "bid_size": pl.Float64(),
-        "ask_price": pl.Float64(),
-        "ask_size": pl.Float64(),
-        "conditions": pl.String(),
-    }
-)
+QUOTES_SCHEMA = canonical_schema(*renamed(QUOTE_COLUMNS, venue="exchange"), "conditions")
 
 
 def findings_of(path: Path, fmt: str | None = None) -> list[str]:

@@ -15,6 +15,9 @@ from mmflow.io.formats import Sniff
 from mmflow.io.tardis import FORMATS as TARDIS_FORMATS
 from tests.conftest import data_path, shared_path
 from tests.helpers import (
+    QUOTE_COLUMNS,
+    TRADE_COLUMNS,
+    canonical_schema,
     gzip_copy,
     quotes_of,
     read,
@@ -43,30 +46,8 @@ SNAPSHOT_HEADER = (
 )
 
 UTC_NS = pl.Datetime("ns", "UTC")
-TRADES_SCHEMA = pl.Schema(
-    {
-        "ts": UTC_NS,
-        "ts_event": UTC_NS,
-        "symbol": pl.String(),
-        "venue": pl.String(),
-        "price": pl.Float64(),
-        "size": pl.Float64(),
-        "aggressor_side": pl.Int8(),
-        "trade_id": pl.String(),
-    }
-)
-QUOTES_SCHEMA = pl.Schema(
-    {
-        "ts": UTC_NS,
-        "ts_event": UTC_NS,
-        "symbol": pl.String(),
-        "venue": pl.String(),
-        "bid_price": pl.Float64(),
-        "bid_size": pl.Float64(),
-        "ask_price": pl.Float64(),
-        "ask_size": pl.Float64(),
-    }
-)
+TRADES_SCHEMA = canonical_schema(*TRADE_COLUMNS)
+QUOTES_SCHEMA = canonical_schema(*QUOTE_COLUMNS)
 
 
 def zstd_copy(src: Path, dest: Path) -> Path:
