@@ -141,6 +141,9 @@ QUOTE_COLUMNS = (
 )
 """The columns every quotes reader gives, in order (a venue-less reader has no ``venue``)."""
 
+BOOK_COLUMNS = ("ts", "symbol", "bid_price", "bid_size", "ask_price", "ask_size")
+"""The columns of a minimal canonical quotes frame (the metrics' input; no venue, no ts_event)."""
+
 
 def renamed(columns: Sequence[str], **changes: str | None) -> tuple[str, ...]:
     """Return ``columns`` with some renamed (``venue="exchange"``) or left out (``venue=None``)."""
