@@ -34,7 +34,13 @@ from mmflow.io import Limits, ReadOptions, format_names
 from mmflow.metrics.bvc import Distribution
 from mmflow.metrics.quotes import QuoteMatch
 from mmflow.metrics.signing import METHODS
-from mmflow.render.write import OUTPUT_FORMATS, OutputFormat, check_output_file, check_stream
+from mmflow.render.write import (
+    OUTPUT_FORMATS,
+    OutputFormat,
+    check_output_directory,
+    check_output_file,
+    check_stream,
+)
 
 __all__ = [
     "INPUT_OPTIONS",
@@ -48,6 +54,7 @@ __all__ = [
     "checked",
     "input_options",
     "input_options_without",
+    "output_folder_option",
     "output_options",
     "quiet_option",
     "quote_options",
@@ -343,6 +350,20 @@ class Output:
 
 def _output(values: Mapping[str, Any]) -> Output:
     return Output(values.get("output"), values.get("to_format"))
+
+
+def output_folder_option(text: str) -> Callable[[F], F]:
+    """Return ``-o/--output DIR``, a folder to write (checked while the options are parsed)."""
+    return click.option(
+        "-o",
+        "--output",
+        "directory",
+        required=True,
+        type=click.Path(path_type=Path),
+        callback=checked(check_output_directory),
+        metavar="DIR",
+        help=text,
+    )
 
 
 def output_options(func: F) -> F:
