@@ -15,9 +15,11 @@ from types import ModuleType
 import polars as pl
 import pytest
 from click.testing import CliRunner
+from polars.testing import assert_frame_equal
 
 import mmflow.io
 from mmflow.cli import cli
+from mmflow.engine.run import EngineRun
 from mmflow.errors import MmflowError
 from mmflow.io import FORMATS, ReadOptions, Source
 from mmflow.io.formats import Frames
@@ -273,3 +275,29 @@ def trades_frame(
     }
     columns |= {name: values for name, values in extra.items() if values is not None}
     return typed_frame(columns)
+
+
+def tick_rule_reference(prices: list[float]) -> list[int]:
+    """Slow, obviously correct tick rule: carry the last non-zero change, 0 before any."""
+    signs: list[int] = []
+    last = 0
+    previous: float | None = None
+    for price in prices:
+        if previous is not None and price != previous:
+            last = 1 if price > previous else -1
+        signs.append(last)
+        previous = price
+    return signs
+
+
+def assert_same_engine_run(expected: EngineRun, got: EngineRun) -> None:
+    """Assert two engine runs finished the same tables (to float rounding) from the same chunks."""
+    assert expected.finished is not None
+    assert got.finished is not None
+    for name in ("bars", "levels", "mix", "buckets", "checks"):
+        left, right = getattr(expected.finished, name), getattr(got.finished, name)
+        if left is None:
+            assert right is None
+            continue
+        assert_frame_equal(right, left, check_exact=False, rel_tol=1e-9, abs_tol=0.0)
+    assert [r.chunk for r in got.results] == [r.chunk for r in expected.results]

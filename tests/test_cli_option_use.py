@@ -257,6 +257,10 @@ FIELDS: dict[str, tuple[str, ...]] = {
 #: Listed options that are not read on purpose, and why.
 NOT_READ: dict[tuple[str, str], str] = {
     ("convert", "executor"): "refuses --executor dask with the reason (test_engine_files)",
+    # convert runs here, but a bad combination with --executor is still a usage error before
+    # anything is read, like in every command (test_engine_executors)
+    ("convert", "scheduler"): "checked with --executor (exit 2 before reading)",
+    ("convert", "workers"): "checked with --executor (exit 2 before reading)",
 }
 
 #: Reads in these functions copy every field (parameter records, metadata, dataclass copies).

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from mmflow.cli.command import F, defaulted, option_group, without
+from mmflow.cli.command import F, defaulted, option_group
 from mmflow.cli.run import say, stages
 from mmflow.engine.executors import EXECUTORS, MAX_WORKERS, Execution, activate
 from mmflow.errors import ParameterError
@@ -68,8 +68,7 @@ def local_execution_options(refusal: str) -> Callable[[F], F]:
     ``--executor dask`` on the command line is then a usage error (exit 2, before anything
     is read) saying ``refusal``, instead of being accepted and ignored. From the environment
     or the config file (a default for every command) it is kept, the command runs here and
-    the closing note says that Dask ran nothing. ``--scheduler`` and ``--workers`` (which
-    need Dask) are not listed.
+    the closing note says that Dask ran nothing.
     """
     return lambda func: _execution_options(func, refusal)
 
@@ -98,5 +97,4 @@ def _execution_options(func: F, refusal: str | None) -> F:
         ),
     ]
     build = partial(_execution, refusal=refusal)
-    kept = decorators if refusal is None else without(decorators, ("scheduler", "workers"))
-    return option_group("Execution", kept, "execution", build)(func)
+    return option_group("Execution", decorators, "execution", build)(func)
