@@ -20,7 +20,7 @@ from polars.testing import assert_frame_equal
 import mmflow.io
 from mmflow.cli import cli
 from mmflow.engine.run import EngineRun
-from mmflow.errors import MmflowError
+from mmflow.errors import MmflowError, ReaderError
 from mmflow.io import FORMATS, ReadOptions, Source
 from mmflow.io.formats import Frames
 from mmflow.metrics.ofi import order_flow_imbalance
@@ -231,6 +231,30 @@ def read_error(
     assert str(path) in message
     assert "\n" not in message
     return message
+
+
+def empty_file_error(fmt: str, path: Path) -> str:
+    """Write an empty ``path``, read it as ``fmt``; return the one-line error (it says empty)."""
+    path.write_bytes(b"")
+    message = read_error(fmt, path, ReaderError)
+    assert "empty" in message
+    return message
+
+
+def empty_gzip_error(fmt: str, path: Path) -> str:
+    """Write ``path`` as a gzip of nothing, read it as ``fmt``; return the one-line error."""
+    path.write_bytes(gzip.compress(b""))
+    return read_error(fmt, path, MmflowError)
+
+
+def one_row_error(fmt: str, path: Path, header: str, error: type[MmflowError] = ReaderError) -> str:
+    """Write ``header`` and one row of 1s to ``path``, read it as ``fmt``; return the error.
+
+    The separator is the header's own (``|``, ``;`` or ``,``).
+    """
+    separator = next((s for s in ("|", ";") if s in header), ",")
+    row = separator.join(["1"] * len(header.split(separator)))
+    return read_error(fmt, write(path, f"{header}\n{row}\n"), error)
 
 
 def quote_ofi_totals(quotes: pl.LazyFrame) -> pl.DataFrame:

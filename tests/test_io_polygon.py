@@ -8,7 +8,6 @@ import pyarrow as pa
 import pytest
 from polars.testing import assert_frame_equal
 
-from mmflow.errors import MmflowError, ReaderError
 from mmflow.io import FORMATS, ReadOptions, detect
 from mmflow.io.formats import Sniff
 from mmflow.io.polygon import FORMATS as POLYGON_FORMATS
@@ -18,9 +17,11 @@ from tests.helpers import (
     QUOTE_COLUMNS,
     TRADE_COLUMNS,
     canonical_schema,
+    empty_file_error,
+    empty_gzip_error,
+    one_row_error,
     quotes_of,
     read,
-    read_error,
     renamed,
     source_of,
     trades_of,
@@ -462,16 +463,11 @@ def test_sniff_empty_file_matches_nothing() -> None:
 
 @pytest.mark.parametrize("fmt", ["polygon-trades", "polygon-quotes", "polygon-crypto-trades"])
 def test_empty_file_raises_one_line_error(fmt: str, tmp_path: Path) -> None:
-    path = tmp_path / "2024-01-02.csv"
-    path.write_bytes(b"")
-    message = read_error(fmt, path, ReaderError)
-    assert "empty" in message
+    empty_file_error(fmt, tmp_path / "2024-01-02.csv")
 
 
 def test_empty_gzip_raises_one_line_error(tmp_path: Path) -> None:
-    path = tmp_path / "2024-01-02.csv.gz"
-    path.write_bytes(gzip.compress(b""))
-    read_error("polygon-trades", path, MmflowError)
+    empty_gzip_error("polygon-trades", tmp_path / "2024-01-02.csv.gz")
 
 
 @pytest.mark.parametrize(
@@ -486,7 +482,5 @@ def test_empty_gzip_raises_one_line_error(tmp_path: Path) -> None:
 def test_missing_column_raises_one_line_error(
     fmt: str, header: str, missing: str, tmp_path: Path
 ) -> None:
-    cells = ",".join(["1"] * len(header.split(",")))
-    path = write(tmp_path / "broken.csv", f"{header}\n{cells}\n")
-    message = read_error(fmt, path, ReaderError)
+    message = one_row_error(fmt, tmp_path / "broken.csv", header)
     assert f"missing column(s) {missing} " in message

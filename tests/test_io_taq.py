@@ -15,10 +15,11 @@ from tests.helpers import (
     QUOTE_COLUMNS,
     TRADE_COLUMNS,
     canonical_schema,
+    empty_file_error,
     gzip_copy,
+    one_row_error,
     quotes_of,
     read,
-    read_error,
     renamed,
     source_of,
     trades_of,
@@ -500,10 +501,7 @@ def test_wrds_part_time_becomes_ts_event(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("fmt", [f.name for f in TAQ_FORMATS])
 def test_empty_file_raises_one_line_error(fmt: str, tmp_path: Path) -> None:
-    path = tmp_path / "EQY_US_ALL_TRADE_20161024"
-    path.write_bytes(b"")
-    message = read_error(fmt, path, ReaderError)
-    assert "empty" in message
+    empty_file_error(fmt, tmp_path / "EQY_US_ALL_TRADE_20161024")
 
 
 @pytest.mark.parametrize(
@@ -534,11 +532,7 @@ def test_empty_file_raises_one_line_error(fmt: str, tmp_path: Path) -> None:
 def test_missing_column_raises_one_line_error(
     fmt: str, name: str, header: str, missing: str, tmp_path: Path
 ) -> None:
-    separator = "|" if "|" in header else ","
-    row = separator.join(["1"] * len(header.split(separator)))
-    path = write(tmp_path / name, f"{header}\n{row}\n")
-    message = read_error(fmt, path, MmflowError)
-    assert missing in message
+    assert missing in one_row_error(fmt, tmp_path / name, header, MmflowError)
 
 
 def test_bad_price_fails_loudly_at_collection(tmp_path: Path) -> None:
