@@ -25,6 +25,7 @@ from polars.testing import assert_frame_equal
 
 from mmflow.analysis import BarOptions, Signing, quote_checks
 from mmflow.durations import duration_nanoseconds
+from mmflow.engine.run import make_settings
 from mmflow.engine.state import Chunk, EngineSettings, TradePartials, TradeState
 from mmflow.engine.trades import (
     BAR_COLUMNS,
@@ -144,22 +145,9 @@ def generated(
 def engine_settings(
     options: BarOptions, signing: Signing, keys: Sequence[str], *, quotes: bool, session: bool
 ) -> EngineSettings:
-    age = signing.max_quote_age
-    return EngineSettings(
-        options=options,
-        signing=signing,
-        keys=tuple(keys),
-        session=session,
-        has_quotes=quotes,
-        every_ns=duration_nanoseconds(options.every, what="bar"),
-        horizon_ns=duration_nanoseconds(options.horizon, what="horizon")
-        if options.horizon not in ("0", "0s")
-        else 0,
-        lag_ns=0
-        if signing.lag in ("0", "0s", "")
-        else duration_nanoseconds(signing.lag, what="lag"),
-        max_quote_age_ns=None if age is None else duration_nanoseconds(age, what="age"),
-        memory_limit=1 << 30,
+    """The settings a run makes (:func:`mmflow.engine.run.make_settings`), 1 GiB chunks."""
+    return make_settings(
+        options, signing, keys=keys, session=session, has_quotes=quotes, memory_limit=1 << 30
     )
 
 
