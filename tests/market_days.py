@@ -55,6 +55,11 @@ def random_book(rng: np.random.Generator, quote_ts: np.ndarray, *, base: float) 
     return Book(quote_ts, bid, ask, quoted)
 
 
+def in_time_order(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """Concatenate generated parts, ``ts`` as UTC nanoseconds, in time order (stable)."""
+    return pl.concat(parts).with_columns(pl.col("ts").cast(UTC_NS)).sort("ts", maintain_order=True)
+
+
 def market_days(
     seed: int,
     *,
@@ -100,14 +105,5 @@ def market_days(
                         }
                     )
                 )
-    trades = (
-        pl.concat(trade_parts)
-        .with_columns(pl.col("ts").cast(UTC_NS))
-        .sort("ts", maintain_order=True)
-    )
-    quotes = (
-        pl.concat(quote_parts)
-        .with_columns(pl.col("ts").cast(UTC_NS))
-        .sort("ts", maintain_order=True)
-    )
+    trades, quotes = in_time_order(trade_parts), in_time_order(quote_parts)
     return trades, quotes

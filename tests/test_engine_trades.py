@@ -41,7 +41,7 @@ from mmflow.metrics.quotes import attach_quotes
 from mmflow.metrics.signing import Method, method_mix, sign_trades
 from mmflow.metrics.vpin import vpin_buckets
 from mmflow.schema import MID_PRICE, instrument_keys
-from tests.market_days import random_book
+from tests.market_days import in_time_order, random_book
 
 NS = 1_000_000_000
 DAY = 86_400 * NS
@@ -108,16 +108,7 @@ def generated(
                     .alias("price")
                 )
             )
-    trades = (
-        pl.concat(trade_parts)
-        .with_columns(pl.col("ts").cast(UTC_NS))
-        .sort("ts", maintain_order=True)
-    )
-    quotes = (
-        pl.concat(quote_parts)
-        .with_columns(pl.col("ts").cast(UTC_NS))
-        .sort("ts", maintain_order=True)
-    )
+    trades, quotes = in_time_order(trade_parts), in_time_order(quote_parts)
     if venue:
         trades = trades.with_columns(pl.lit("XNAS").alias("venue"))
         quotes = quotes.with_columns(pl.lit("XNAS").alias("venue"))
