@@ -17,6 +17,7 @@ from mmflow.metrics.phases import PhaseParameters
 from mmflow.simulate import FAMILIES, SimulationParameters
 
 __all__ = [
+    "LOOKBACK_HELP",
     "PHASE_OPTIONS",
     "SIMULATION_KNOBS",
     "SIMULATION_OPTIONS",
@@ -29,9 +30,17 @@ __all__ = [
 ]
 
 
+LOOKBACK_HELP = "Trailing window in bars: Kyle's lambda, Amihud, inventory z, liquidity."
+"""What --lookback does in the bar tables (``flow``, ``inventory``)."""
+
+
 def bar_options(func: F) -> F:
-    """Options for bars and the per-bar metrics (``analyze``, ``flow``, ``inventory``)."""
-    return bar_options_without()(func)
+    """Every Bars option, for commands that also label phases (``analyze``, ``plot``).
+
+    --lookback is then also the phase rule's L (:class:`~mmflow.metrics.phases.PhaseParameters`).
+    """
+    lookback = LOOKBACK_HELP.removesuffix(".") + ", and the phase rule's L (phase labels)."
+    return bar_options_without(helps={"lookback": lookback})(func)
 
 
 def bar_options_without(*unused: str, helps: Mapping[str, str] | None = None) -> Callable[[F], F]:
@@ -55,10 +64,7 @@ def bar_options_without(*unused: str, helps: Mapping[str, str] | None = None) ->
             defaults,
             "lookback",
             click.IntRange(min=2),
-            helps.get(
-                "lookback",
-                "Trailing window in bars: Kyle's lambda, Amihud, inventory z, liquidity.",
-            ),
+            helps.get("lookback", LOOKBACK_HELP),
         ),
         field_option(
             defaults,
