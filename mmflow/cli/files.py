@@ -16,8 +16,9 @@ from mmflow.cli.options import (
     Inputs,
     Output,
     QuoteFiles,
-    checked,
     input_options,
+    input_options_without,
+    output_folder_option,
     output_options,
     quote_options,
     selection_options,
@@ -33,7 +34,7 @@ from mmflow.render.progress import plain_console as Console
 from mmflow.render.table import (
     InspectScreen,
 )
-from mmflow.render.write import build_metadata, check_output_directory
+from mmflow.render.write import build_metadata
 from mmflow.schema import QUOTES, TRADES
 
 __all__ = [
@@ -44,7 +45,7 @@ __all__ = [
 
 @cli.command()
 @click.argument("files", nargs=-1, required=True)
-@input_options
+@input_options_without("venues", "skip_bad_rows")  # it reports bad rows; it selects nothing
 @output_options
 def inspect(files: tuple[str, ...], inputs: Inputs, output: Output) -> None:
     """Say what each file is: format, kind, rows, symbols, time span, side encoding, issues.
@@ -108,15 +109,8 @@ _INSPECT_SCHEMA: dict[str, pl.DataType] = {
 @option_group(
     "Output",
     [
-        click.option(
-            "-o",
-            "--output",
-            "directory",
-            required=True,
-            type=click.Path(path_type=Path),
-            callback=checked(check_output_directory),
-            metavar="DIR",
-            help="Dataset folder to write (symbol=…/date=…/trades.parquet, quotes.parquet).",
+        output_folder_option(
+            "Dataset folder to write (symbol=…/date=…/trades.parquet, quotes.parquet)."
         ),
         click.option(
             "--overwrite", is_flag=True, help="Replace partition files that already exist."
