@@ -21,11 +21,8 @@ from mmflow.metrics.classify import (
 )
 from mmflow.metrics.impact import (
     COSTS,
-    EFFECTIVE_SPREAD,
-    FUTURE_MID_MISSING,
     FUTURE_MID_PRICE,
-    PRICE_IMPACT,
-    REALIZED_SPREAD,
+    future_mid_costs,
 )
 from mmflow.metrics.quotes import QUOTE_SOURCE, QUOTE_STALE, QUOTE_USABLE, attach_quotes
 from mmflow.metrics.signing import QUOTE_METHODS, with_signs
@@ -337,38 +334,7 @@ def _costs(
         else pl.col(_FUTURE_TS)
         < _offset(_HORIZON, -_age_ns(settings), f"-{age.strip()}", joined.collect_schema())
     )
-    missing = (
-        pl.when(pl.col(FUTURE_MID_PRICE).is_null())
-        .then(None)
-        .when(after_last)
-        .then(pl.lit("after_last_quote"))
-        .when(stale)
-        .then(pl.lit("stale"))
-    )
-    joined = (
-        joined.with_columns(missing.alias(FUTURE_MID_MISSING))
-        .with_columns(
-            pl.when(pl.col(FUTURE_MID_MISSING).is_null())
-            .then(pl.col(FUTURE_MID_PRICE))
-            .alias(FUTURE_MID_PRICE)
-        )
-        .drop(_HORIZON, _FUTURE_TS)
-    )
-    d = pl.col(TRADE_SIGN).cast(pl.Float64)
-    p = pl.col(PRICE).cast(pl.Float64)
-    m = pl.col(MID_PRICE).cast(pl.Float64)
-    later_mid = pl.col(FUTURE_MID_PRICE)
-    signed_trade = (d == 1) | (d == -1)
-    costs = {
-        EFFECTIVE_SPREAD: 2 * d * (p - m),
-        REALIZED_SPREAD: 2 * d * (p - later_mid),
-        PRICE_IMPACT: 2 * d * (later_mid - m),
-    }
-    known = {EFFECTIVE_SPREAD: signed_trade, REALIZED_SPREAD: signed_trade & m.is_not_null()}
-    return joined.with_columns(
-        pl.when(known.get(name, signed_trade)).then(value).alias(name)
-        for name, value in costs.items()
-    )
+    return future_mid_costs(joined, after_last=after_last, stale=stale).drop(_HORIZON, _FUTURE_TS)
 
 
 # --------------------------------------------------------------------------------------------
