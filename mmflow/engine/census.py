@@ -18,11 +18,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
 import polars as pl
 
+from mmflow.engine.census_days import (
+    CENSUS_BYTES_PER_ROW,
+    DATE,
+    DateRange,
+    census_batches,
+    in_range,
+    pack_days,
+)
 from mmflow.engine.state import NS_PER_DAY, QuoteState, TradeState
 from mmflow.schema import (
     ASK_PRICE,
@@ -42,9 +49,11 @@ _BBO: Final = (BID_PRICE, BID_SIZE, ASK_PRICE, ASK_SIZE)
 
 __all__ = [
     "CENSUS_BYTES_PER_ROW",
+    "DATE",
     "QUOTE_KINDS",
     "UNIT",
     "Census",
+    "DateRange",
     "InboundState",
     "UntimedRowsError",
     "census_batches",
@@ -57,8 +66,6 @@ UNIT: Final = "_unit"
 """The census unit column: the chunk-day number (Int64) or the session date."""
 ORDERED: Final = "_ordered"
 """Whether a census group's rows came in time order."""
-DATE: Final = "_date"
-"""The UTC date of the rows (VPIN counts distinct UTC dates per instrument)."""
 
 
 def _ns(column: str = TS) -> pl.Expr:
@@ -239,15 +246,6 @@ def _with_quote_rows(census: pl.DataFrame, quotes: pl.LazyFrame) -> pl.DataFrame
     return out.drop(f"{_ROW}_{kind}" for kind in QUOTE_KINDS)
 
 
-CENSUS_BYTES_PER_ROW: Final = 100
-"""Estimated peak bytes of the census per input row (key columns read plus the group-by's
-share; measured ~0.16 GiB per million trades + quotes at 10 M + 10 M)."""
-
-
-DateRange = tuple[date | None, date | None]
-"""UTC dates ``[first, after)`` of one census batch; ``(None, None)``: rows without a ``ts``."""
-
-
 def take_census(
     trades: pl.LazyFrame,
     quotes: pl.LazyFrame | None,
@@ -313,7 +311,7 @@ def take_census(
     before_trades = trades.filter(before)
     before_quotes = quotes.filter(before) if quotes is not None else None
     if batches is None and memory_limit is not None:
-        batches = _pack_days(_days_before(counted, int(last)), memory_limit)
+        batches = pack_days(_days_before(counted, int(last)), memory_limit)
     state = _state_census(
         before_trades, before_quotes, keys, every_ns, session=False, batches=batches
     )
@@ -425,8 +423,8 @@ def _state_census(
         return _census_batch(trades, quotes, keys=keys, every_ns=every_ns, session=session)
     parts = [
         _census_batch(
-            trades.filter(_in_range(batch)),
-            quotes.filter(_in_range(batch)) if quotes is not None else None,
+            trades.filter(in_range(batch)),
+            quotes.filter(in_range(batch)) if quotes is not None else None,
             keys=keys,
             every_ns=every_ns,
             session=session,
@@ -440,76 +438,6 @@ def _state_census(
         quote_parts = [part.quotes for part in parts if part.quotes is not None]
         quote_frame = pl.concat(quote_parts).sort(order, nulls_last=True)
     return Census(trade_frame, quote_frame, keys, session)
-
-
-def _in_range(batch: DateRange) -> pl.Expr:
-    """Rows of a batch: ``first <= ts < after`` at UTC midnights, or ``ts`` null."""
-    first, after = batch
-    ts = pl.col(TS)
-    if first is None and after is None:
-        return ts.is_null()
-    condition = ts.is_not_null()
-    if first is not None:
-        condition &= ts >= _midnight(first)
-    if after is not None:
-        condition &= ts < _midnight(after)
-    return condition
-
-
-def _midnight(day: date) -> pl.Expr:
-    return pl.lit(datetime(day.year, day.month, day.day, tzinfo=UTC)).cast(TIMESTAMP)
-
-
-def census_batches(
-    trades: pl.LazyFrame, quotes: pl.LazyFrame | None, memory_limit: int
-) -> list[DateRange] | None:
-    """Pack the input's UTC days into census batches that fit ``memory_limit``.
-
-    Returns ``None`` when the whole census fits (one batch; only row counts are read, cheap
-    for parquet). Otherwise one streaming pass counts rows per UTC day over ``ts`` and whole
-    days are packed greedily in date order (a day over the limit is a batch alone); rows
-    without a ``ts`` form a batch of their own.
-    """
-    frames = [trades] + ([quotes] if quotes is not None else [])
-    rows = sum(int(count.item()) for count in pl.collect_all([f.select(pl.len()) for f in frames]))
-    if rows * CENSUS_BYTES_PER_ROW <= memory_limit:
-        return None
-    per_day = pl.collect_all(
-        [f.select(pl.col(TS).dt.date().alias(DATE)).group_by(DATE).len() for f in frames],
-        engine="streaming",
-    )
-    return _pack_days(pl.concat(per_day).group_by(DATE).agg(pl.col("len").sum()), memory_limit)
-
-
-def _pack_days(days: pl.DataFrame, memory_limit: int) -> list[DateRange] | None:
-    """Pack UTC days (``DATE, len``: rows per day) greedily in date order into batches.
-
-    ``None`` when all rows fit ``memory_limit`` (one batch). A day over the limit is a batch
-    alone; rows without a date (no ``ts``) form a batch of their own.
-    """
-    if int(days["len"].sum()) * CENSUS_BYTES_PER_ROW <= memory_limit:
-        return None
-    days = days.sort(DATE, nulls_last=True)
-    batches: list[DateRange] = []
-    first: date | None = None
-    held = 0
-    previous: date | None = None
-    for day, count in days.select(DATE, "len").iter_rows():
-        if day is None:
-            continue
-        cost = int(count) * CENSUS_BYTES_PER_ROW
-        if first is not None and held + cost > memory_limit:
-            batches.append((first, day))
-            first, held = None, 0
-        if first is None:
-            first = day
-        held += cost
-        previous = day
-    if first is not None and previous is not None:
-        batches.append((first, previous + timedelta(days=1)))
-    if days[DATE].null_count():
-        batches.append((None, None))
-    return batches
 
 
 def _census_batch(
