@@ -9,10 +9,10 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 import pytest
@@ -34,6 +34,9 @@ from mmflow.io import ReadOptions, load_inputs
 from mmflow.io.assemble import gather, read_many
 from mmflow.schema import QUOTES, TRADES, instrument_keys
 from tests.market_days import market_days
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def square(task: tuple[int, float, str]) -> tuple[int, int, str | None]:
@@ -318,16 +321,30 @@ def test_engine_on_dask_equals_local_on_generated_days(
     assert_same_run(local, remote)
 
 
-def slow_run_chunk(task: ChunkTask, log: str) -> ChunkResult:
-    """The engine's task, logged and slowed so that a worker is killed in the middle of one."""
-    name = f"{task.chunk.symbol}@{task.chunk.start}"
+def logged_slowly(fn: Callable[[T], R], name: str, log: str, task: T, delay: float = 0.3) -> R:
+    """Run ``fn(task)`` slowed, logging its start and end (pid): a kill can land inside it."""
     with Path(log).open("a") as file:
         file.write(f"start {name} {os.getpid()}\n")
-    time.sleep(0.3)
-    result = run_chunk(task)
+    time.sleep(delay)
+    result = fn(task)
     with Path(log).open("a") as file:
         file.write(f"end {name} {os.getpid()}\n")
     return result
+
+
+def assert_ran_again(log: Path, killed: int) -> None:
+    """A task was cut short by the kill of worker ``killed`` and ran to its end elsewhere."""
+    runs = [line.split() for line in log.read_text().splitlines()]
+    cut_short = {v for what, v, pid in runs if what == "start" and int(pid) == killed} - {
+        v for what, v, pid in runs if what == "end" and int(pid) == killed
+    }
+    assert cut_short
+    assert all(any(w == "end" and v == c for w, v, _ in runs) for c in cut_short)
+
+
+def slow_run_chunk(task: ChunkTask, log: str) -> ChunkResult:
+    """The engine's task, logged and slowed so that a worker is killed in the middle of one."""
+    return logged_slowly(run_chunk, f"{task.chunk.symbol}@{task.chunk.start}", log, task)
 
 
 def test_engine_killed_worker_loses_and_doubles_nothing(
@@ -349,10 +366,5 @@ def test_engine_killed_worker_loses_and_doubles_nothing(
 
     remote = run_engine(trades, quotes, settings, executor=executor)
     assert len(killed) == 1
-    runs = [line.split() for line in log.read_text().splitlines()]
-    cut_short = {v for what, v, pid in runs if what == "start" and int(pid) == killed[0]} - {
-        v for what, v, pid in runs if what == "end" and int(pid) == killed[0]
-    }
-    assert cut_short  # a chunk was cut short by the kill, and ran again elsewhere:
-    assert all(any(w == "end" and v == c for w, v, _ in runs) for c in cut_short)
+    assert_ran_again(log, killed[0])
     assert_same_run(local, remote)  # every chunk once: volumes, counts and buckets equal
