@@ -269,6 +269,7 @@ def planned_tasks(
             keys=settings.keys,
             every_ns=settings.every_ns,
             session=settings.session,
+            last_unit_state=False,  # chained nowhere: not read
         )
         plan = plan_chunks(
             census,
