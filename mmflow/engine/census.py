@@ -116,6 +116,24 @@ def _ordered() -> pl.Expr:
     return (_ns().diff().min().fill_null(0) >= 0).alias(ORDERED)
 
 
+def _trade_counts() -> list[pl.Expr]:
+    """Return the trade census' order-free aggregations (sums, counts, extremes: streamable)."""
+    size = pl.col(SIZE).cast(pl.Float64)
+    valid = size.is_finite() & (size > 0)
+    return [
+        pl.len().alias("trades"),
+        size.filter(valid).sum().alias("volume"),
+        valid.sum().alias("bucket_trades"),
+        _ns().min().alias("first_ts"),
+        _ns().max().alias("last_ts"),
+    ]
+
+
+def _quote_counts() -> list[pl.Expr]:
+    """Return the quote census' order-free aggregations."""
+    return [pl.len().alias("quotes"), _ns().min().alias("first_ts"), _ns().max().alias("last_ts")]
+
+
 def trade_census(
     trades: pl.LazyFrame, keys: tuple[str, ...], every_ns: int, *, session: bool
 ) -> pl.LazyFrame:
@@ -126,8 +144,6 @@ def trade_census(
     recomputes otherwise).
     """
     price = pl.col(PRICE).fill_nan(None)
-    size = pl.col(SIZE).cast(pl.Float64)
-    valid = size.is_finite() & (size > 0)
     prices = price.drop_nulls()
     change = prices.diff().sign()
     return (
@@ -135,11 +151,7 @@ def trade_census(
         .with_columns(_unit(every_ns, session), pl.col(TS).dt.date().alias(DATE))
         .group_by(*keys, UNIT, DATE)
         .agg(
-            pl.len().alias("trades"),
-            size.filter(valid).sum().alias("volume"),
-            valid.sum().alias("bucket_trades"),
-            _ns().min().alias("first_ts"),
-            _ns().max().alias("last_ts"),
+            *_trade_counts(),
             prices.first().alias("first_price"),
             prices.last().alias("last_price"),
             change.filter(change != 0).last().cast(pl.Int8).alias("last_direction"),
@@ -191,9 +203,7 @@ def quote_census(
         )
         .group_by(*keys, UNIT, DATE)
         .agg(
-            pl.len().alias("quotes"),
-            _ns().min().alias("first_ts"),
-            _ns().max().alias("last_ts"),
+            *_quote_counts(),
             *(pl.col(f"{_ROW}_{kind}").max() for kind in QUOTE_KINDS),
             _ordered(),
         )
@@ -239,31 +249,154 @@ def take_census(
     session: bool,
     memory_limit: int | None = None,
     batches: Sequence[DateRange] | None = None,
+    last_unit_state: bool = True,
 ) -> Census:
     """Run pass 1 over prepared trades and quotes.
 
-    The rows may come in any order: the census runs in input order and checks, per group,
-    that the order is time order; a table with a group out of order is counted again from
-    its key columns sorted by ``ts`` (stable, as :func:`mmflow.analysis.prepare.prepare` sorts), so
-    the last quote and the tick state are those of time order.
+    Two steps. **Counts** (every row): per group (instrument, unit, UTC date) the row counts,
+    volumes and first and last times — order-free sums and extremes, one streaming pass over
+    the key columns. **State** (only the rows before the run's last unit): the first and last
+    price, the last tick direction and the last quote of each kind, which only a *later* unit
+    reads (:func:`chain`), so with ``last_unit_state=False`` the run's last unit gets no state
+    (null state columns) and a run of one day per instrument (one unit) reads no state at
+    all. (With ``--session`` units are sessions, not time ranges: all rows get state.)
 
-    Every census group (instrument, unit, UTC date) lies inside one UTC date, so the census
-    of whole UTC days is exact on its own: a big input is counted in **batches of days**
-    (``ts`` filters that parquet statistics and converted datasets' day files prune), whose
-    tables are concatenated. The peak is then set by the largest batch, not the input.
+    The state rows may come in any order: they are counted in input order with a check, per
+    group, that the order is time order; a table with a group out of order is counted again
+    from its key columns sorted by ``ts`` (stable, as :func:`mmflow.analysis.prepare.prepare`
+    sorts), so the last quote and the tick state are those of time order.
+
+    Every census group lies inside one UTC date, so the state of whole UTC days is exact on
+    its own: a big input is counted in **batches of days** (``ts`` filters that parquet
+    statistics and converted datasets' day files prune), whose tables are concatenated. The
+    peak is then set by the largest batch, not the input.
 
     Parameters
     ----------
     memory_limit
-        When the input's estimated census memory (rows × :data:`CENSUS_BYTES_PER_ROW`) exceeds
-        it, the days are counted first (a streaming pass over ``ts``) and packed into batches
-        that fit it (a day over it is a batch of its own). ``None``: one batch.
+        When the state rows' estimated census memory (rows × :data:`CENSUS_BYTES_PER_ROW`)
+        exceeds it, their days (counted in the first step) are packed into batches that fit it
+        (a day over it is a batch of its own). ``None``: one batch.
     batches
         Explicit batches (ascending, disjoint date ranges covering every row; tests). Wins over
         ``memory_limit``.
+    last_unit_state
+        Whether the last unit's groups get their state too (the incremental runs store every
+        chunk's outbound state from the census; a plain run only chains it forward).
     """
+    if session or last_unit_state:
+        if batches is None and memory_limit is not None:
+            batches = census_batches(trades, quotes, memory_limit)
+        return _state_census(trades, quotes, keys, every_ns, session=session, batches=batches)
+    counted = _count_census(trades, quotes, keys, every_ns)
+    units = pl.concat([frame.select(UNIT) for frame in counted if frame is not None])[UNIT]
+    last: Any = units.max()
+    if last is None or units.min() == last:  # no row before the last unit: no state to read
+        return _with_state(counted, None, keys, every_ns, trades, quotes, last)
+    before = pl.col(TS) < pl.lit(unit_edge(int(last), every_ns)).cast(pl.Int64).cast(TIMESTAMP)
+    before_trades = trades.filter(before)
+    before_quotes = quotes.filter(before) if quotes is not None else None
     if batches is None and memory_limit is not None:
-        batches = census_batches(trades, quotes, memory_limit)
+        batches = _pack_days(_days_before(counted, int(last)), memory_limit)
+    state = _state_census(
+        before_trades, before_quotes, keys, every_ns, session=False, batches=batches
+    )
+    return _with_state(counted, state, keys, every_ns, trades, quotes, last)
+
+
+def _count_census(
+    trades: pl.LazyFrame, quotes: pl.LazyFrame | None, keys: tuple[str, ...], every_ns: int
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """Return the census' order-free columns of every row (one streaming pass per table)."""
+    group = [*keys, UNIT, DATE]
+    order = pl.col(group)
+    plans = [
+        trades.select(*keys, TS, SIZE)
+        .with_columns(unit_expression(every_ns), pl.col(TS).dt.date().alias(DATE))
+        .group_by(group)
+        .agg(_trade_counts())
+    ]
+    if quotes is not None:
+        plans.append(
+            quotes.select(*keys, TS)
+            .with_columns(unit_expression(every_ns), pl.col(TS).dt.date().alias(DATE))
+            .group_by(group)
+            .agg(_quote_counts())
+        )
+    frames = [f.sort(order, nulls_last=True) for f in pl.collect_all(plans, engine="streaming")]
+    return frames[0], frames[1] if quotes is not None else None
+
+
+def _days_before(counted: tuple[pl.DataFrame, pl.DataFrame | None], last: int) -> pl.DataFrame:
+    """Rows per UTC date of the groups before unit ``last`` (``DATE, len``)."""
+    parts = [
+        frame.filter(pl.col(UNIT) < last).select(
+            DATE, pl.col("trades" if "trades" in frame.columns else "quotes").alias("len")
+        )
+        for frame in counted
+        if frame is not None
+    ]
+    return pl.concat(parts, how="vertical_relaxed").group_by(DATE).agg(pl.col("len").sum())
+
+
+def _with_state(
+    counted: tuple[pl.DataFrame, pl.DataFrame | None],
+    state: Census | None,
+    keys: tuple[str, ...],
+    every_ns: int,
+    trades: pl.LazyFrame,
+    quotes: pl.LazyFrame | None,
+    last: Any,
+) -> Census:
+    """Join the counts of the last unit (state columns null) to the state census before it."""
+    order = [*keys, UNIT, DATE]
+    trade_schema = trade_census(trades, keys, every_ns, session=False).collect_schema()
+    tables: list[pl.DataFrame | None] = []
+    for index, counts in enumerate(counted):
+        if counts is None:
+            tables.append(None)
+            continue
+        if index == 0:
+            schema = trade_schema
+        else:
+            assert quotes is not None
+            schema = _quote_state_schema(quotes, keys, every_ns)
+        later = counts if last is None else counts.filter(pl.col(UNIT).ge(last).fill_null(True))
+        earlier = None if state is None else (state.trades if index == 0 else state.quotes)
+        empty = pl.DataFrame(schema=schema)
+        parts = [empty] + ([earlier] if earlier is not None else []) + [later]
+        table = pl.concat(parts, how="diagonal_relaxed").select(list(schema))
+        tables.append(table.sort(order, nulls_last=True))
+    assert tables[0] is not None
+    return Census(tables[0], tables[1], keys, session=False)
+
+
+def _quote_state_schema(quotes: pl.LazyFrame, keys: tuple[str, ...], every_ns: int) -> pl.Schema:
+    """Return the quote census' schema (with the last quote of each kind, as stored)."""
+    schema: dict[str, Any] = dict(
+        quote_census(quotes, keys, every_ns, session=False).collect_schema()
+    )
+    has_event = TS_EVENT in quotes.collect_schema().names()
+    for kind in QUOTE_KINDS:
+        del schema[f"{_ROW}_{kind}"]
+    for kind in QUOTE_KINDS:
+        schema[f"q_{kind}_ts"] = pl.Int64
+        schema.update({f"q_{kind}_{c}": pl.Float64 for c in _BBO})
+        if has_event:
+            schema[f"q_{kind}_ts_event"] = pl.Int64
+    return pl.Schema(schema)
+
+
+def _state_census(
+    trades: pl.LazyFrame,
+    quotes: pl.LazyFrame | None,
+    keys: tuple[str, ...],
+    every_ns: int,
+    *,
+    session: bool,
+    batches: Sequence[DateRange] | None,
+) -> Census:
+    """Return the full census (counts and state) of the given rows, in batches of days."""
     if batches is None or len(batches) <= 1:
         return _census_batch(trades, quotes, keys=keys, every_ns=every_ns, session=session)
     parts = [
@@ -321,12 +454,23 @@ def census_batches(
         [f.select(pl.col(TS).dt.date().alias(DATE)).group_by(DATE).len() for f in frames],
         engine="streaming",
     )
-    days = pl.concat(per_day).group_by(DATE).agg(pl.col("len").sum()).sort(DATE, nulls_last=True)
+    return _pack_days(pl.concat(per_day).group_by(DATE).agg(pl.col("len").sum()), memory_limit)
+
+
+def _pack_days(days: pl.DataFrame, memory_limit: int) -> list[DateRange] | None:
+    """Pack UTC days (``DATE, len``: rows per day) greedily in date order into batches.
+
+    ``None`` when all rows fit ``memory_limit`` (one batch). A day over the limit is a batch
+    alone; rows without a date (no ``ts``) form a batch of their own.
+    """
+    if int(days["len"].sum()) * CENSUS_BYTES_PER_ROW <= memory_limit:
+        return None
+    days = days.sort(DATE, nulls_last=True)
     batches: list[DateRange] = []
     first: date | None = None
     held = 0
     previous: date | None = None
-    for day, count in days.iter_rows():
+    for day, count in days.select(DATE, "len").iter_rows():
         if day is None:
             continue
         cost = int(count) * CENSUS_BYTES_PER_ROW

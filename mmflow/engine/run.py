@@ -499,6 +499,7 @@ def plan_tasks(
         # scans are counted in batches of days within half the limit (so the census is not the
         # run's peak; 30 M + 30 M: 3.99 GiB at once, 1.72 GiB by days); rows in memory: at once
         memory_limit=None if in_memory else settings.memory_limit // 2,
+        last_unit_state=False,  # the last unit's state is chained nowhere: not read
     )
     plan = plan_chunks(
         census,
