@@ -46,6 +46,7 @@ __all__ = [
     "UNIT",
     "Census",
     "InboundState",
+    "UntimedRowsError",
     "census_batches",
     "chain",
     "take_census",
@@ -80,6 +81,13 @@ def unit_edge(unit: int, every_ns: int) -> int:
     """Return ``edge(unit)``: the first bar edge at or after the unit's UTC midnight (ns)."""
     midnight = unit * NS_PER_DAY
     return -(-midnight // every_ns) * every_ns
+
+
+class UntimedRowsError(ValueError):
+    """A trade or quote without a ``ts``: it belongs to no unit (the engine cannot run)."""
+
+    def __init__(self) -> None:
+        super().__init__("a trade or quote has no time (ts); it fits no chunk")
 
 
 @dataclass(frozen=True)
@@ -283,13 +291,21 @@ def take_census(
     last_unit_state
         Whether the last unit's groups get their state too (the incremental runs store every
         chunk's outbound state from the census; a plain run only chains it forward).
+
+    Raises
+    ------
+    UntimedRowsError
+        Without ``last_unit_state``, when a row has no ``ts`` (found by the counts, so the
+        caller needs no pass of its own to check).
     """
     if session or last_unit_state:
+        if not last_unit_state:  # sessions: the counts only check for rows without a time
+            _check_timed(_count_census(trades, quotes, keys, every_ns))
         if batches is None and memory_limit is not None:
             batches = census_batches(trades, quotes, memory_limit)
         return _state_census(trades, quotes, keys, every_ns, session=session, batches=batches)
     counted = _count_census(trades, quotes, keys, every_ns)
-    units = pl.concat([frame.select(UNIT) for frame in counted if frame is not None])[UNIT]
+    units = _check_timed(counted)
     last: Any = units.max()
     if last is None or units.min() == last:  # no row before the last unit: no state to read
         return _with_state(counted, None, keys, every_ns, trades, quotes, last)
@@ -302,6 +318,14 @@ def take_census(
         before_trades, before_quotes, keys, every_ns, session=False, batches=batches
     )
     return _with_state(counted, state, keys, every_ns, trades, quotes, last)
+
+
+def _check_timed(counted: tuple[pl.DataFrame, pl.DataFrame | None]) -> pl.Series:
+    """Return the counted units; raise :class:`UntimedRowsError` if a row has no ``ts``."""
+    units = pl.concat([frame.select(UNIT) for frame in counted if frame is not None])[UNIT]
+    if units.null_count():
+        raise UntimedRowsError
+    return units
 
 
 def _count_census(
