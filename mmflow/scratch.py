@@ -10,13 +10,21 @@ interrupt watchdog calls it before forcing an exit while the main thread is busy
 
 Temporary copies go to the system temporary folder, which honours ``TMPDIR``
 (:func:`tempfile.gettempdir`).
+
+A process killed outright (``SIGKILL``, the out-of-memory killer, a power cut) runs none of the
+above. So a scratch folder made in the temporary folder carries its owner in its name
+(``mmflow-<host>.<pid>.…``), and making one first removes the folders of the same kind whose
+owner on this host is no longer running (:func:`sweep_stale`). Folders of a live process, of
+another host sharing the folder, or without an owner in their name are never touched.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
+import socket
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -31,6 +39,7 @@ __all__ = [
     "remove",
     "remove_all",
     "scratch_root",
+    "sweep_stale",
     "temporary_file",
     "track",
     "tracked",
@@ -130,9 +139,95 @@ def scratch_root() -> Path:
     return Path(configured) if configured else Path(tempfile.gettempdir())
 
 
-def make_directory(prefix: str, parent: Path | None = None) -> Path:
-    """Create a private temporary folder (tracked as a tree) and return it."""
+def _host() -> str:
+    """Return the host name as it may stand in a folder name (no dots, no separators)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "host"
+
+
+def _owner_tag() -> str:
+    return f"{_host()}.{os.getpid()}."
+
+
+def _running(pid: int) -> bool:
+    """Whether a process with this id exists (one we may not signal counts as running)."""
+    if pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def sweep_stale(root: Path, prefix: str) -> list[Path]:
+    """Remove the folders ``<prefix><host>.<pid>.…`` in ``root`` left by dead processes.
+
+    Only folders named for this host whose process is no longer running are removed; anything
+    that cannot be read or removed is left alone (another user's folder, a race with a second
+    sweep).
+
+    Parameters
+    ----------
+    root
+        The temporary folder.
+    prefix
+        The kind of folder, e.g. ``"mmflow-"``.
+
+    Returns
+    -------
+    list[Path]
+        The folders removed.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     mine = make_directory("mmflow-x-", Path(folder), owned=True)
+    ...     stale = Path(folder) / f"mmflow-x-{_host()}.999999999.abc"
+    ...     stale.mkdir()
+    ...     removed = sweep_stale(Path(folder), "mmflow-x-")
+    ...     [p.name == stale.name for p in removed], mine.exists()
+    ([True], True)
+    """
+    pattern = re.compile(re.escape(prefix + _host() + ".") + r"(\d+)\.")
+    removed: list[Path] = []
+    try:
+        entries = list(root.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = pattern.match(entry.name)
+        if match is None or _running(int(match.group(1))):
+            continue
+        with suppress(OSError):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+                removed.append(entry)
+    return removed
+
+
+def make_directory(prefix: str, parent: Path | None = None, *, owned: bool | None = None) -> Path:
+    """Create a private temporary folder (tracked as a tree) and return it.
+
+    Parameters
+    ----------
+    prefix
+        Start of the folder's name.
+    parent
+        Where to create it; the temporary folder when not given.
+    owned
+        Put this process's host and id in the name and first sweep the same kind's folders of
+        dead processes (:func:`sweep_stale`). Default: only in the temporary folder (a folder
+        inside a user's output is never swept).
+    """
     root = parent if parent is not None else scratch_root()
+    if owned is None:
+        owned = parent is None
+    if owned:
+        sweep_stale(root, prefix)
+        prefix += _owner_tag()
     return track(Path(tempfile.mkdtemp(prefix=prefix, dir=root)), "tree")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import io
+import os
 import re
 import zipfile
 from collections.abc import Iterator
@@ -236,3 +237,51 @@ def test_copy_is_complete_within_the_limit_and_absent_past_it(
                 copy_bounded(io.BytesIO(data), target, what="<stdin>", limit=limit)
     assert list(folder.iterdir()) == []
     assert target not in scratch.tracked()
+
+
+def _dead_pid() -> int:
+    """The id of a process that has just ended (reaped, so nothing runs under it now)."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_killed_run_s_scratch_folder_is_swept_by_the_next_run(tmp_path: Path) -> None:
+    """SIGKILL runs no clean-up; the next run removes the dead owner's folder and only that."""
+    host = scratch._host()
+    dead = tmp_path / f"mmflow-{host}.{_dead_pid()}.k1"
+    live = tmp_path / f"mmflow-{host}.{os.getppid()}.k2"
+    other_host = tmp_path / f"mmflow-{host}x.{_dead_pid()}.k3"
+    other_kind = tmp_path / f".mmflow-engine-{host}.{_dead_pid()}.k4"
+    unowned = tmp_path / "mmflow-abc123"
+    for folder in (dead, live, other_host, other_kind, unowned):
+        folder.mkdir()
+        (folder / "rows.parquet").write_bytes(b"x")
+    made = scratch.make_directory("mmflow-", tmp_path, owned=True)
+    try:
+        assert not dead.exists()
+        for kept in (live, other_host, other_kind, unowned):
+            assert kept.exists(), kept.name
+        assert made.name.startswith(f"mmflow-{host}.{os.getpid()}.")
+        removed = scratch.sweep_stale(tmp_path, ".mmflow-engine-")
+        assert removed == [other_kind]
+        assert not other_kind.exists()
+        assert made.exists(), "a live run's own folder is never swept"
+    finally:
+        scratch.remove(made)
+
+
+def test_scratch_folders_inside_a_user_folder_carry_no_owner_and_are_never_swept(
+    tmp_path: Path,
+) -> None:
+    kept = tmp_path / f".mmflow-convert-{scratch._host()}.{_dead_pid()}.x"
+    kept.mkdir()
+    made = scratch.make_directory(".mmflow-convert-", tmp_path)
+    try:
+        assert kept.exists()
+        assert scratch._host() not in made.name
+    finally:
+        scratch.remove(made)

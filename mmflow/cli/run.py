@@ -45,6 +45,7 @@ __all__ = [
     "SIGNING_AND_BARS",
     "ImageTarget",
     "alert_conditions",
+    "check_alert_flags",
     "collect_checked",
     "collect_plans",
     "collect_with_cleaning",
@@ -260,21 +261,28 @@ def streams(output: Output) -> bool:
     return format_from_suffix(output.path) in STREAMED_FORMATS
 
 
-def alert_conditions(alerts: AlertOptions, schema: Callable[[], pl.Schema]) -> list[Condition]:
-    """Bind every --alert to the columns of the bar table it will see (exit 2 when one fails).
-
-    ``schema`` returns that table's schema (from its lazy plan; called only with --alert).
-    """
+def check_alert_flags(alerts: AlertOptions) -> bool:
+    """Check the alert flags that need no bar table (exit 2); return whether --alert is given."""
     if not alerts.conditions:
         for flag, value in (("--alert-window", alerts.window), ("--alert-to", alerts.target)):
             if value is not None:
                 msg = f"{flag} needs --alert CONDITION"
                 raise click.UsageError(msg)
-        return []
+        return False
     target = alerts.target
     if target is not None and not (target.parent if str(target.parent) else Path()).is_dir():
         msg = f"{target}: directory {target.parent} does not exist (create it first)"
         raise click.BadParameter(msg, param_hint="'--alert-to'")
+    return True
+
+
+def alert_conditions(alerts: AlertOptions, schema: Callable[[], pl.Schema]) -> list[Condition]:
+    """Bind every --alert to the columns of the bar table it will see (exit 2 when one fails).
+
+    ``schema`` returns that table's schema (from its lazy plan; called only with --alert).
+    """
+    if not check_alert_flags(alerts):
+        return []
     conditions, columns = [], schema()
     for text in alerts.conditions:
         try:
