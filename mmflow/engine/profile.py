@@ -32,18 +32,16 @@ from dataclasses import dataclass
 import polars as pl
 
 from mmflow.analysis.options import BarOptions, Signing
-from mmflow.engine.census import take_census
-from mmflow.engine.chunks import plan_chunks
 from mmflow.engine.executors import run_tasks, ships_tasks
 from mmflow.engine.run import (
-    _ordered,
-    _state_row,
-    _tasks,
+    chunk_quotes,
+    chunk_trades,
     make_settings,
+    plan_tasks,
     prepared_inputs,
 )
-from mmflow.engine.state import ChunkTask, EngineSettings, QuoteState
-from mmflow.engine.trades import quote_window, sign_chunk
+from mmflow.engine.state import ChunkTask, EngineSettings
+from mmflow.engine.trades import sign_chunk
 from mmflow.schema import PRICE, SESSION, SIZE, TRADE_SIGN, TS
 
 __all__ = [
@@ -83,27 +81,10 @@ class ProfileTask:
 def chunk_rows(task: ChunkTask) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     """Read a chunk's trades and the quotes signing needs, as :func:`run_chunk` reads them.
 
-    Quotes: from ``lag`` before the chunk to its end (no horizon: no trade costs here), after
-    the inbound last quote and last usable quote from the census.
+    Quotes: from ``lag`` before the chunk to its end (the profile's settings have no cost
+    horizon), after the inbound last quote and last usable quote from the census.
     """
-    chunk, settings = task.chunk, task.settings
-    keys = settings.keys
-    trades = _ordered(task.trades.scan().filter(chunk.row_filter(keys)).collect())
-    if task.quotes is None:
-        return trades, None
-    scan = task.quotes.scan().filter(chunk.instrument_filter(keys))
-    if settings.lag_ns > 0:
-        window, _ = quote_window(scan, chunk, settings)
-        return trades, _ordered(window.collect())
-    around = _ordered(scan.filter(chunk.time_filter()).collect())
-    before = [
-        _state_row(state, around, chunk)
-        for state in sorted(
-            {chunk.usable_quote_state, chunk.quote_state} - {QuoteState()},
-            key=lambda state: state.ts or 0,
-        )
-    ]
-    return trades, pl.concat([*before, around], how="vertical_relaxed")
+    return chunk_trades(task), chunk_quotes(task)[1]
 
 
 def profile_chunk(job: ProfileTask) -> pl.DataFrame:
@@ -252,30 +233,11 @@ def planned_tasks(
     """
     files = ships_tasks()  # tasks go to other processes: they carry paths or scans, not rows
     with prepared_inputs(trades, quotes, settings, files=files, in_memory=in_memory) as ready:
-        trades, quotes, in_memory = ready.trades, ready.quotes, ready.in_memory
-        spill_to = ready.spill_to
-        trade_frame: pl.DataFrame | None = None
-        quote_frame: pl.DataFrame | None = None
-        if in_memory:
-            plans = [trades.lazy()] + ([quotes.lazy()] if quotes is not None else [])
-            frames = pl.collect_all(plans)
-            trade_frame = frames[0]
-            quote_frame = frames[1] if quotes is not None else None
-        census = take_census(
-            trade_frame.lazy() if trade_frame is not None else trades.lazy(),
-            (quote_frame.lazy() if quote_frame is not None else quotes.lazy())
-            if quotes is not None
-            else None,
-            keys=settings.keys,
-            every_ns=settings.every_ns,
-            session=settings.session,
-            last_unit_state=False,  # chained nowhere: not read
+        planned = plan_tasks(
+            ready.trades,
+            ready.quotes,
+            settings,
+            in_memory=ready.in_memory,
+            spill_to=ready.spill_to,
         )
-        plan = plan_chunks(
-            census,
-            every_ns=settings.every_ns,
-            memory_limit=settings.memory_limit,
-            buckets_per_day=settings.options.buckets_per_day,
-            every=settings.options.every,
-        )
-        yield _tasks(plan, settings, trades, quotes, trade_frame, quote_frame, spill_to)
+        yield planned.tasks
