@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from mmflow.analysis.options import BarOptions, Signing
-from mmflow.engine.census import take_census
+from mmflow.engine.census import Census, take_census
 from mmflow.engine.chunks import plan_chunks
 from mmflow.engine.executors import run_tasks, ships_tasks
 from mmflow.engine.run import (
@@ -49,8 +49,10 @@ from mmflow.schema import PRICE, SESSION, SIZE, TRADE_SIGN, TS
 __all__ = [
     "DATE",
     "LEVEL_BAR",
+    "PlannedRun",
     "ProfileTask",
     "chunk_rows",
+    "planned_run",
     "planned_tasks",
     "profile_chunk",
     "profile_levels",
@@ -235,6 +237,14 @@ def profile_levels(
     return levels, len(tasks)
 
 
+@dataclass(frozen=True)
+class PlannedRun:
+    """The chunk tasks of a run (instrument, time order) and the census they were planned from."""
+
+    tasks: list[ChunkTask]
+    census: Census
+
+
 @contextmanager
 def planned_tasks(
     trades: pl.LazyFrame | pl.DataFrame,
@@ -243,12 +253,26 @@ def planned_tasks(
     *,
     in_memory: bool | None = None,
 ) -> Iterator[list[ChunkTask]]:
+    """Run the census and plan the chunks; yield the chunk tasks (see :func:`planned_run`)."""
+    with planned_run(trades, quotes, settings, in_memory=in_memory) as planned:
+        yield planned.tasks
+
+
+@contextmanager
+def planned_run(
+    trades: pl.LazyFrame | pl.DataFrame,
+    quotes: pl.LazyFrame | pl.DataFrame | None,
+    settings: EngineSettings,
+    *,
+    in_memory: bool | None = None,
+) -> Iterator[PlannedRun]:
     """Run the census and plan the chunks; yield the chunk tasks (in instrument, time order).
 
     As :func:`mmflow.engine.run.run_engine` does: text inputs are parsed once into scratch
     parquet files (removed when the block ends); inputs that fit ``settings.memory_limit`` are
     read once and split by instrument (``in_memory``, default: by the estimate), otherwise
-    every task scans its own rows. No bar or bucket limit is applied.
+    every task scans its own rows and the census counts them in batches of days within half
+    the limit. No bar or bucket limit is applied.
     """
     files = ships_tasks()  # tasks go to other processes: they carry paths or scans, not rows
     with prepared_inputs(trades, quotes, settings, files=files, in_memory=in_memory) as ready:
@@ -269,6 +293,7 @@ def planned_tasks(
             keys=settings.keys,
             every_ns=settings.every_ns,
             session=settings.session,
+            memory_limit=None if in_memory else settings.memory_limit // 2,
         )
         plan = plan_chunks(
             census,
@@ -277,4 +302,5 @@ def planned_tasks(
             buckets_per_day=settings.options.buckets_per_day,
             every=settings.options.every,
         )
-        yield _tasks(plan, settings, trades, quotes, trade_frame, quote_frame, spill_to)
+        tasks = _tasks(plan, settings, trades, quotes, trade_frame, quote_frame, spill_to)
+        yield PlannedRun(tasks, census)
