@@ -9,7 +9,7 @@ summed over the chunks.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -215,7 +215,7 @@ class ChunkedClassification:
     parameters: dict[str, Any] = field(default_factory=dict)
     dropped: pl.LazyFrame | None = None
 
-    def frames(self) -> Iterator[pl.DataFrame]:
+    def frames(self) -> Generator[pl.DataFrame]:
         """Yield the signed trades chunk by chunk, in :func:`classify`'s order."""
         for frame in self.run.frames():
             yield instrument_columns(frame.lazy()).collect()

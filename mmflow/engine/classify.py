@@ -29,7 +29,7 @@ Not on the engine: ``bvc``, whose output is per bar (σ over every bar), keeps t
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -334,7 +334,7 @@ def _sums(parts: list[pl.DataFrame], keys: list[str], schema: pl.Schema) -> pl.D
         return pl.DataFrame(schema=schema)
     frame = pl.concat(parts, how="vertical_relaxed")
     counts = [c for c in frame.columns if c not in keys]
-    return frame.group_by(keys, maintain_order=True).agg(pl.col(counts).sum())
+    return frame.group_by(keys).agg(pl.col(counts).sum()).sort(keys, nulls_last=True)
 
 
 class ClassifyRun:
@@ -391,7 +391,7 @@ class ClassifyRun:
         self.in_memory = in_memory
         self._totals: ClassifyTotals | None = None
 
-    def frames(self) -> Iterator[pl.DataFrame]:
+    def frames(self) -> Generator[pl.DataFrame]:
         """Yield the signed trades in the single plan's order (output columns only)."""
         return self._run(keep=True)
 
@@ -435,7 +435,7 @@ class ClassifyRun:
         finally:
             remove(scratch)
 
-    def _run(self, *, keep: bool) -> Iterator[pl.DataFrame]:
+    def _run(self, *, keep: bool) -> Generator[pl.DataFrame]:
         settings = self.settings
         quotes = self.quotes
         mixes: list[pl.DataFrame] = []
