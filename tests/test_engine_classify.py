@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from mmflow.analysis.options import Selection, Session, Signing
-from mmflow.analysis.signing import classify, classify_chunked
+from mmflow.analysis.signing import classify, classify_chunked, evaluate, evaluate_chunked
 from mmflow.engine.chunks import BYTES_PER_TRADE
 from mmflow.engine.classify import ReverseState, merge_in_time, reverse_tick_sign
 from mmflow.metrics.classify import reverse_tick_rule
@@ -259,3 +259,75 @@ def test_merge_in_time_orders_by_time_then_input_row() -> None:
     parts = [part([0, 5, 12], [1, 4, 6], 0), part([5, 5, 9], [0, 3, 5], 0), part([20], [2], 20)]
     merged = pl.concat(list(merge_in_time(parts, [0, 0, 20])))
     assert merged[ROW].to_list() == [1, 0, 3, 4, 5, 6, 2]
+
+
+# --- --evaluate: counts per chunk, summed -----------------------------------------------------
+
+
+def _same_evaluation(
+    trades: pl.DataFrame,
+    quotes: pl.DataFrame | None,
+    signing: Signing,
+    memory_limit: int,
+    every: str = "1m",
+    selection: Selection | None = None,
+) -> None:
+    lazy_quotes = quotes.lazy() if quotes is not None else None
+    whole = evaluate(trades.lazy(), lazy_quotes, signing=signing, every=every, selection=selection)
+    chunked = evaluate_chunked(
+        trades.lazy(),
+        lazy_quotes,
+        signing=signing,
+        every=every,
+        selection=selection,
+        memory_limit=memory_limit,
+    )
+    assert chunked is not None
+    scores = whole.scores.collect()
+    assert scores.height > 0
+    assert_frame_equal(chunked.scores, scores, check_exact=False, rel_tol=1e-12)
+    exact = [c for c in scores.columns if c not in ("accuracy", "coverage") and "recall" not in c]
+    assert_frame_equal(chunked.scores.select(exact), scores.select(exact))
+    assert_frame_equal(chunked.lags, whole.lags.collect())
+    if quotes is not None:
+        assert chunked.lags.height > 0
+    keys = [c for c in KEYS if c in chunked.diagnostics.columns]
+    single = classify(trades.lazy(), lazy_quotes, signing=signing, selection=selection)
+    assert_frame_equal(
+        chunked.diagnostics, single.diagnostics.collect().sort(keys, nulls_last=True)
+    )
+
+
+@pytest.mark.parametrize(
+    "signing",
+    [
+        Signing(),
+        Signing(method="tick", lag="200ms"),
+        Signing(method="reverse-tick", match="at-or-before"),
+        Signing(method="quote", max_quote_age="30m", bvc_distribution="student-t", bvc_dof=3.0),
+    ],
+    ids=lambda s: s.method,
+)
+@pytest.mark.parametrize("memory_limit", [1, 2**40], ids=["chunk-per-day", "in-memory"])
+def test_engine_evaluate_equals_the_single_plan(
+    market: tuple[pl.DataFrame, pl.DataFrame], signing: Signing, memory_limit: int
+) -> None:
+    trades, quotes = market
+    _same_evaluation(trades, quotes, signing, memory_limit, every="7m")
+
+
+def test_engine_evaluate_without_quotes_and_with_sessions(
+    market: tuple[pl.DataFrame, pl.DataFrame],
+) -> None:
+    trades, quotes = market
+    _same_evaluation(trades, None, Signing(), 1)
+    selection = Selection(session=Session(time(9, 30), time(16, 0), "America/New_York"))
+    _same_evaluation(trades, quotes, Signing(), 1, "5m", selection)
+
+
+@pytest.mark.parametrize("sample", sorted(SAMPLES))
+def test_engine_evaluate_equals_the_single_plan_on_samples(sample: str) -> None:
+    trades, quotes = _read(SAMPLES[sample])
+    if not trades["aggressor_side"].ne(0).any():
+        pytest.skip("no vendor side to score against")
+    _same_evaluation(trades, quotes, Signing(), 1)

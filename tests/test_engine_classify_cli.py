@@ -116,3 +116,19 @@ def test_memory_limit_is_checked() -> None:
     code, _, err = run("classify", "nothing.csv", "--memory-limit", "1k")
     assert code == 2
     assert "--memory-limit" in err
+
+
+@pytest.mark.parametrize("fmt", ["json", None])
+def test_evaluate_is_the_single_plan(
+    files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, fmt: str | None
+) -> None:
+    args: list[str | Path] = ["classify", *files, "--evaluate", "--bar", "5m"]
+    args += ["--to", fmt] if fmt else []
+    engine = run(*args)
+    with monkeypatch.context() as patch:
+        patch.setattr(trades_command, "evaluate_chunked", lambda *a, **k: None)
+        single = run(*args)
+    assert engine[0] == single[0] == 0
+    assert engine[1] == single[1]
+    assert sorted(engine[2].splitlines()) == sorted(single[2].splitlines())
+    assert b"reverse_tick" in engine[1] or b"reverse-tick" in engine[1]

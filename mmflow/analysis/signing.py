@@ -43,6 +43,7 @@ from mmflow.schema import (
 
 if TYPE_CHECKING:
     from mmflow.engine.classify import ClassifyRun, ClassifyTotals
+    from mmflow.engine.evaluate import ChunkedEvaluation
 
 __all__ = [
     "ChunkedClassification",
@@ -50,6 +51,7 @@ __all__ = [
     "classify",
     "classify_chunked",
     "evaluate",
+    "evaluate_chunked",
 ]
 
 
@@ -371,3 +373,51 @@ def evaluate(
         max_quote_age=signing.max_quote_age,
     )
     return Evaluation(instrument_columns(scored.scores), instrument_columns(scored.lags))
+
+
+def evaluate_chunked(
+    trades: pl.LazyFrame,
+    quotes: pl.LazyFrame | None = None,
+    *,
+    signing: Signing | None = None,
+    every: str = "1m",
+    selection: Selection | None = None,
+    memory_limit: int | None = None,
+) -> ChunkedEvaluation | None:
+    """Score every signing method on the chunked engine (:mod:`mmflow.engine.evaluate`).
+
+    The same tables as :func:`evaluate` (collected), with the diagnostics and quote checks of
+    :func:`classify` by ``signing``'s method. ``None`` where the engine does not apply (no
+    trades, or trades or quotes without a time): use :func:`evaluate` and :func:`classify`.
+    """
+    from mmflow.engine.chunks import default_memory_limit
+    from mmflow.engine.evaluate import evaluate_run
+    from mmflow.engine.market import _has_untimed_rows, _same_venue_columns
+
+    selection = selection or Selection()
+    signing = signing or Signing()
+    check_durations(signing=signing)
+    check_duration(every, what="bar length (every)")
+    prepared, prepared_quotes, _ = prepare_market(trades, quotes, selection, ordered=False)
+    prepared, prepared_quotes = _same_venue_columns(prepared, prepared_quotes)
+    if _has_untimed_rows(prepared, prepared_quotes):
+        return None
+    evaluated = evaluate_run(
+        prepared,
+        prepared_quotes,
+        signing=signing,
+        every=every,
+        memory_limit=default_memory_limit() if memory_limit is None else memory_limit,
+    )
+    if evaluated is None:
+        return None
+
+    def shaped(frame: pl.DataFrame) -> pl.DataFrame:
+        return instrument_columns(frame.lazy()).collect()
+
+    return replace(
+        evaluated,
+        scores=shaped(evaluated.scores),
+        lags=shaped(evaluated.lags),
+        diagnostics=shaped(evaluated.diagnostics),
+    )

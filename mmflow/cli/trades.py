@@ -12,7 +12,7 @@ import click
 import polars as pl
 
 from mmflow.analysis import Classification, Selection, Signing, classify, evaluate, profile
-from mmflow.analysis.signing import ChunkedClassification, classify_chunked
+from mmflow.analysis.signing import ChunkedClassification, classify_chunked, evaluate_chunked
 from mmflow.cli import run
 from mmflow.cli.app import cli
 from mmflow.cli.command import option_group
@@ -112,7 +112,9 @@ def classify_command(
     """
     loaded, trades, quote_frame = run.market(files, quotes, inputs, selection)
     if evaluate:
-        _classify_evaluate(loaded, (trades, quote_frame), signing, selection, bar, output)
+        _classify_evaluate(
+            loaded, (trades, quote_frame), signing, selection, (bar, memory_limit), output
+        )
         return
     chunked = classify_chunked(
         trades, quote_frame, signing=signing, selection=selection, memory_limit=memory_limit
@@ -242,19 +244,35 @@ def _classify_evaluate(
     frames: tuple[pl.LazyFrame, pl.LazyFrame | None],
     signing: Signing,
     selection: Selection,
-    every: str,
+    sizes: tuple[str, int | None],
     output: Output,
 ) -> None:
-    """Run, write or print ``mmflow classify --evaluate``."""
+    """Run, write or print ``mmflow classify --evaluate`` (on the engine where it applies).
+
+    ``sizes``: the BVC bar and the engine's memory limit.
+    """
     trades, quotes = frames
-    scored = evaluate(trades, quotes, signing=signing, every=every, selection=selection)
-    classified = classify(trades, quotes, signing=signing, selection=selection)
-    venue_plans = [classified.checks] if classified.checks is not None else []
-    scores, lags, checks, *checked = run.collect_plans(
-        [scored.scores, scored.lags, classified.diagnostics, *venue_plans],
-        loaded,
-        "reading, scoring every method",
+    every, memory_limit = sizes
+    chunked = evaluate_chunked(
+        trades,
+        quotes,
+        signing=signing,
+        every=every,
+        selection=selection,
+        memory_limit=memory_limit,
     )
+    if chunked is not None:
+        scores, lags, checks = chunked.scores, chunked.lags, chunked.diagnostics
+        checked = [chunked.checks] if chunked.checks is not None else []
+    else:
+        scored = evaluate(trades, quotes, signing=signing, every=every, selection=selection)
+        classified = classify(trades, quotes, signing=signing, selection=selection)
+        venue_plans = [classified.checks] if classified.checks is not None else []
+        scores, lags, checks, *checked = run.collect_plans(
+            [scored.scores, scored.lags, classified.diagnostics, *venue_plans],
+            loaded,
+            "reading, scoring every method",
+        )
     run.quote_notes(checked, signing)
     require_rows(scores, "trades with a vendor side")
     run.warn(signing_warnings(checks, scores))

@@ -43,7 +43,7 @@ from mmflow.engine.chunks import BYTES_PER_QUOTE, BYTES_PER_TRADE
 from mmflow.engine.executors import run_tasks
 from mmflow.engine.profile import LEVEL_BAR, chunk_rows, planned_run
 from mmflow.engine.run import make_settings
-from mmflow.engine.state import Chunk, ChunkTask
+from mmflow.engine.state import Chunk, ChunkTask, EngineSettings
 from mmflow.engine.trades import sign_chunk
 from mmflow.metrics.signing import QUOTE_METHODS, SIGN_METHODS
 from mmflow.schema import (
@@ -67,11 +67,15 @@ __all__ = [
     "ClassifyTask",
     "ClassifyTotals",
     "ReverseState",
+    "chunk_diagnostics",
     "classified_chunks",
     "classify_chunk",
+    "quote_checks",
     "reverse_states",
     "reverse_tick_sign",
+    "sign_rows",
     "state_after",
+    "summed_counts",
 ]
 
 ROW = "_input_row"
@@ -247,7 +251,8 @@ def state_after(edges: ReverseEdges, end: int) -> ReverseState:
 # One chunk
 
 
-def _diagnostics(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+def chunk_diagnostics(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """Return the single plan's per-instrument diagnostics of signed rows (counts)."""
     from mmflow.analysis.signing import _quote_diagnostics
 
     return frame.group_by(keys).agg(
@@ -257,39 +262,46 @@ def _diagnostics(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
     )
 
 
+def sign_rows(
+    trades: pl.DataFrame,
+    quotes: pl.DataFrame | None,
+    chunk: Chunk,
+    settings: EngineSettings,
+    reverse: ReverseState,
+) -> pl.LazyFrame:
+    """Sign a chunk's rows by ``settings.signing.method`` with the carried states."""
+    if settings.signing.method != "reverse-tick":
+        return sign_chunk(
+            trades.lazy(), quotes.lazy() if quotes is not None else None, chunk, settings
+        )
+    sessions = [SESSION] if settings.session else []
+    sign = reverse_tick_sign(None if sessions else reverse, sessions)
+    return (
+        trades.lazy()
+        .with_columns(sign.alias(TRADE_SIGN))
+        .with_columns(
+            pl.when(pl.col(TRADE_SIGN) != 0)
+            .then(pl.lit("reverse_tick"))
+            .otherwise(pl.lit("none"))
+            .cast(SIGN_METHODS)
+            .alias(SIGN_METHOD)
+        )
+    )
+
+
 def classify_chunk(job: ClassifyTask) -> ClassifiedChunk:
     """Sign one chunk's trades and count them (pure: a function of ``job`` alone)."""
     task = job.task
-    chunk, settings = task.chunk, task.settings
     trades, quotes = chunk_rows(task)
-    method = settings.signing.method
-    if method == "reverse-tick":
-        sessions = [SESSION] if settings.session else []
-        sign = reverse_tick_sign(None if sessions else job.reverse, sessions)
-        signed = (
-            trades.lazy()
-            .with_columns(sign.alias(TRADE_SIGN))
-            .with_columns(
-                pl.when(pl.col(TRADE_SIGN) != 0)
-                .then(pl.lit("reverse_tick"))
-                .otherwise(pl.lit("none"))
-                .cast(SIGN_METHODS)
-                .alias(SIGN_METHOD)
-            )
-        )
-    else:
-        signed = sign_chunk(
-            trades.lazy(), quotes.lazy() if quotes is not None else None, chunk, settings
-        )
-    frame = signed.collect()
-    keys = list(settings.keys)
+    frame = sign_rows(trades, quotes, task.chunk, task.settings, job.reverse).collect()
+    keys = list(task.settings.keys)
     mix = (
         frame.group_by(*keys, SIGN_METHOD)
         .agg(pl.len().cast(pl.UInt32).alias("trades"), pl.col(SIZE).sum().alias("volume"))
         .with_columns(pl.col(SIGN_METHOD).cast(pl.String))
     )
     columns = [*job.columns, *([ROW] if ROW in frame.columns else [])]
-    return ClassifiedChunk(chunk, frame.select(columns), mix, _diagnostics(frame, keys))
+    return ClassifiedChunk(task.chunk, frame.select(columns), mix, chunk_diagnostics(frame, keys))
 
 
 # --------------------------------------------------------------------------------------------
@@ -329,7 +341,10 @@ def merge_in_time(
             yield pl.concat(ready).sort(order, maintain_order=True)
 
 
-def _sums(parts: list[pl.DataFrame], keys: list[str], schema: pl.Schema) -> pl.DataFrame:
+def summed_counts(
+    parts: Sequence[pl.DataFrame], keys: list[str], schema: pl.Schema | None = None
+) -> pl.DataFrame:
+    """Sum per-chunk count tables per instrument (sorted by instrument)."""
     if not parts:
         return pl.DataFrame(schema=schema)
     frame = pl.concat(parts, how="vertical_relaxed")
@@ -502,14 +517,14 @@ class ClassifyRun:
                 "nan_price": count,
             }
         )
-        summed = _sums(diagnostics, keys, schema)
+        summed = summed_counts(diagnostics, keys, schema)
         checks = None
         if self.quotes is not None:
-            checks = _checks(summed, census, keys)
+            checks = quote_checks(summed, census, keys)
         return ClassifyTotals(mix, summed, checks, rows, chunks)
 
 
-def _checks(diagnostics: pl.DataFrame, census: Census, keys: list[str]) -> pl.DataFrame:
+def quote_checks(diagnostics: pl.DataFrame, census: Census, keys: list[str]) -> pl.DataFrame:
     """Return the single plan's quote checks: trades and quotes per instrument, zero counts."""
     trades = diagnostics.select(*keys, pl.col("trades").cast(pl.UInt32))
     assert census.quotes is not None
