@@ -132,3 +132,12 @@ def test_evaluate_is_the_single_plan(
     assert engine[1] == single[1]
     assert sorted(engine[2].splitlines()) == sorted(single[2].splitlines())
     assert b"reverse_tick" in engine[1] or b"reverse-tick" in engine[1]
+
+
+def test_dask_executor_gives_the_same_rows(files: tuple[Path, Path]) -> None:
+    pytest.importorskip("distributed")
+    args: list[str | Path] = ["classify", *files, "--method", "reverse-tick", "--to", "csv"]
+    local = run(*args)
+    remote = run(*args, "--executor", "dask", "--workers", "1")
+    assert local[0] == remote[0] == 0
+    assert local[1] == remote[1]
