@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Generator, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -41,9 +41,10 @@ from mmflow.analysis.options import BarOptions, Signing
 from mmflow.engine.census import UNIT, Census, instrument_of, unit_edge
 from mmflow.engine.chunks import BYTES_PER_QUOTE, BYTES_PER_TRADE
 from mmflow.engine.executors import run_tasks
+from mmflow.engine.inputs import parses_text
 from mmflow.engine.profile import LEVEL_BAR, chunk_rows, planned_run
 from mmflow.engine.run import make_settings
-from mmflow.engine.state import Chunk, ChunkTask, EngineSettings
+from mmflow.engine.state import Chunk, ChunkTask, EngineSettings, TableSource
 from mmflow.engine.trades import sign_chunk
 from mmflow.metrics.signing import QUOTE_METHODS, SIGN_METHODS
 from mmflow.schema import (
@@ -80,6 +81,8 @@ __all__ = [
 
 ROW = "_input_row"
 """The input row number the run merges chunks by (ties in ``ts`` keep input order)."""
+FULL_READS = 4
+"""Most chunks that each read a whole numbered scan instead of a numbered scratch copy."""
 TIMESTAMP = pl.Datetime("ns", "UTC")
 
 
@@ -418,52 +421,58 @@ class ClassifyRun:
         assert self._totals is not None
         return self._totals
 
-    @contextmanager
-    def _numbered(self) -> Iterator[tuple[pl.LazyFrame | pl.DataFrame, bool | None]]:
-        """Yield the trades numbered in input order, and whether to read them into memory.
+    def _fits(self) -> bool:
+        """Whether the inputs' estimated memory fits the limit (then they are read at once)."""
+        if self.in_memory is not None:
+            return self.in_memory
+        if isinstance(self.trades, pl.DataFrame):
+            return True
+        frames = [self.trades] + ([self.quotes] if self.quotes is not None else [])
+        counts = pl.collect_all([frame.lazy().select(pl.len()) for frame in frames])
+        estimate = counts[0].item() * BYTES_PER_TRADE
+        if len(counts) > 1:
+            estimate += counts[1].item() * BYTES_PER_QUOTE
+        return bool(estimate <= self.settings.memory_limit)
 
-        A row number stops polars from pushing a chunk's filters into a scan, so a scan too big
-        for memory is written once, numbered, to a scratch parquet file (streamed) whose scans
-        take the filters again.
+    @contextmanager
+    def _numbered_source(self, chunks: int) -> Iterator[TableSource]:
+        """Yield where tasks read the numbered trades of a scan (not read into memory).
+
+        A row number stops polars from pushing a chunk's filters into a scan, so each task
+        would read every row: with at most :data:`FULL_READS` chunks (and no text to parse)
+        that is cheaper than a copy; otherwise the numbered rows are written once to a scratch
+        parquet file (streamed) whose scans take the filters again.
         """
-        trades = self.trades
-        if isinstance(trades, pl.DataFrame):
-            yield trades.with_row_index(ROW), self.in_memory
-            return
-        frames = [trades] + ([self.quotes.lazy()] if self.quotes is not None else [])
-        in_memory = self.in_memory
-        if in_memory is None:
-            counts = pl.collect_all([frame.lazy().select(pl.len()) for frame in frames])
-            estimate = counts[0].item() * BYTES_PER_TRADE
-            if len(counts) > 1:
-                estimate += counts[1].item() * BYTES_PER_QUOTE
-            in_memory = estimate <= self.settings.memory_limit
-        numbered = trades.lazy().with_row_index(ROW)
-        if in_memory:
-            yield numbered, True
+        numbered = self.trades.lazy().with_row_index(ROW)
+        if chunks <= FULL_READS and not parses_text(numbered):
+            yield TableSource(plan=numbered)
             return
         scratch = make_directory(".mmflow-classify-")
         try:
             path = Path(scratch) / "trades.parquet"
             numbered.sink_parquet(path)
-            yield pl.scan_parquet(path), False
+            yield TableSource(paths=(str(path),))
         finally:
             remove(scratch)
 
     def _run(self, *, keep: bool) -> Generator[pl.DataFrame]:
         settings = self.settings
-        quotes = self.quotes
+        fits = self._fits()
+        trades = self.trades
+        if keep and fits:  # rows read at once: numbered as they are read
+            trades = trades.lazy().with_row_index(ROW)
         mixes: list[pl.DataFrame] = []
         diagnostics: list[pl.DataFrame] = []
         rows = 0
-        with (
-            self._numbered() if keep else _as_is(self.trades, self.in_memory) as (
-                trades,
-                in_memory,
-            ),
-            planned_run(trades, quotes, settings, in_memory=in_memory) as planned,
-        ):
-            jobs = self.jobs(planned.tasks, planned.census)
+        with ExitStack() as stack:
+            planned = stack.enter_context(
+                planned_run(trades, self.quotes, settings, in_memory=fits)
+            )
+            tasks = planned.tasks
+            if keep and not fits:
+                source = stack.enter_context(self._numbered_source(len(tasks)))
+                tasks = [replace(task, trades=source) for task in tasks]
+            jobs = self.jobs(tasks, planned.census)
             starts = [job.task.chunk.start for job in jobs]
 
             def counted(results: Iterable[ClassifiedChunk]) -> Iterator[ClassifiedChunk]:
@@ -539,13 +548,6 @@ def quote_checks(diagnostics: pl.DataFrame, census: Census, keys: list[str]) -> 
         zero.alias("after_last_quote"),
         zero.alias("stale_future_quote"),
     )
-
-
-@contextmanager
-def _as_is(
-    trades: pl.LazyFrame | pl.DataFrame, in_memory: bool | None
-) -> Iterator[tuple[pl.LazyFrame | pl.DataFrame, bool | None]]:
-    yield trades, in_memory
 
 
 def classified_chunks(
