@@ -9,7 +9,7 @@ summed over the chunks.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -253,7 +253,6 @@ def classify_chunked(
     """
     from mmflow.engine.chunks import default_memory_limit
     from mmflow.engine.classify import ClassifyRun
-    from mmflow.engine.market import _has_untimed_rows, _same_venue_columns
 
     selection = selection or Selection()
     signing = signing or Signing()
@@ -261,10 +260,10 @@ def classify_chunked(
         return None
     single = classify(trades, quotes, signing=signing, selection=selection)
     schema = single.trades.collect_schema()
-    prepared, prepared_quotes, _ = prepare_market(trades, quotes, selection, ordered=False)
-    prepared, prepared_quotes = _same_venue_columns(prepared, prepared_quotes)
-    if _has_untimed_rows(prepared, prepared_quotes):
+    inputs = _engine_inputs(trades, quotes, selection)
+    if inputs is None:
         return None
+    prepared, prepared_quotes = inputs
     keys = instrument_keys(prepared)
     run = ClassifyRun(
         prepared,
@@ -277,7 +276,23 @@ def classify_chunked(
     return replace(result, trades=_lazy_source(result.frames, schema))
 
 
-def _lazy_source(frames: Any, schema: pl.Schema) -> pl.LazyFrame:
+def _engine_inputs(
+    trades: pl.LazyFrame, quotes: pl.LazyFrame | None, selection: Selection
+) -> tuple[pl.LazyFrame, pl.LazyFrame | None] | None:
+    """Prepare the inputs for the engine (input order, one instrument shape on both sides).
+
+    ``None`` when a trade or quote has no time: it fits no chunk (the single plan keeps it).
+    """
+    from mmflow.engine.market import _has_untimed_rows, _same_venue_columns
+
+    prepared, prepared_quotes, _ = prepare_market(trades, quotes, selection, ordered=False)
+    prepared, prepared_quotes = _same_venue_columns(prepared, prepared_quotes)
+    if _has_untimed_rows(prepared, prepared_quotes):
+        return None
+    return prepared, prepared_quotes
+
+
+def _lazy_source(frames: Callable[[], Iterator[pl.DataFrame]], schema: pl.Schema) -> pl.LazyFrame:
     """Return a lazy table whose rows come from ``frames()`` (run when it is collected)."""
     from polars.io.plugins import register_io_source
 
@@ -392,16 +407,15 @@ def evaluate_chunked(
     """
     from mmflow.engine.chunks import default_memory_limit
     from mmflow.engine.evaluate import evaluate_run
-    from mmflow.engine.market import _has_untimed_rows, _same_venue_columns
 
     selection = selection or Selection()
     signing = signing or Signing()
     check_durations(signing=signing)
     check_duration(every, what="bar length (every)")
-    prepared, prepared_quotes, _ = prepare_market(trades, quotes, selection, ordered=False)
-    prepared, prepared_quotes = _same_venue_columns(prepared, prepared_quotes)
-    if _has_untimed_rows(prepared, prepared_quotes):
+    inputs = _engine_inputs(trades, quotes, selection)
+    if inputs is None:
         return None
+    prepared, prepared_quotes = inputs
     evaluated = evaluate_run(
         prepared,
         prepared_quotes,
