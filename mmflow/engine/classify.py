@@ -466,7 +466,7 @@ class ClassifyRun:
         rows = 0
         with ExitStack() as stack:
             planned = stack.enter_context(
-                planned_run(trades, self.quotes, settings, in_memory=fits)
+                planned_run(trades, self.quotes, settings, in_memory=fits, shared=keep)
             )
             tasks = planned.tasks
             if keep and not fits:

@@ -265,6 +265,7 @@ def planned_run(
     settings: EngineSettings,
     *,
     in_memory: bool | None = None,
+    shared: bool = False,
 ) -> Iterator[PlannedRun]:
     """Run the census and plan the chunks; yield the chunk tasks (in instrument, time order).
 
@@ -272,7 +273,9 @@ def planned_run(
     parquet files (removed when the block ends); inputs that fit ``settings.memory_limit`` are
     read once and split by instrument (``in_memory``, default: by the estimate), otherwise
     every task scans its own rows and the census counts them in batches of days within half
-    the limit. No bar or bucket limit is applied.
+    the limit. No bar or bucket limit is applied. ``shared``: one chunk of every instrument is
+    held at once (``classify``'s time-ordered merge), so chunks are planned within the limit
+    divided by the number of instruments.
     """
     files = ships_tasks()  # tasks go to other processes: they carry paths or scans, not rows
     with prepared_inputs(trades, quotes, settings, files=files, in_memory=in_memory) as ready:
@@ -295,10 +298,13 @@ def planned_run(
             session=settings.session,
             memory_limit=None if in_memory else settings.memory_limit // 2,
         )
+        limit = settings.memory_limit
+        if shared:
+            limit //= max(1, census.trades.select(settings.keys).unique().height)
         plan = plan_chunks(
             census,
             every_ns=settings.every_ns,
-            memory_limit=settings.memory_limit,
+            memory_limit=limit,
             buckets_per_day=settings.options.buckets_per_day,
             every=settings.options.every,
         )
