@@ -440,18 +440,21 @@ class ClassifyRun:
 
         A row number stops polars from pushing a chunk's filters into a scan, so each task
         would read every row: with at most :data:`FULL_READS` chunks (and no text to parse)
-        that is cheaper than a copy; otherwise the numbered rows are written once to a scratch
-        parquet file (streamed) whose scans take the filters again.
+        that is cheaper than a copy; otherwise the numbered rows are written once (streamed) to
+        scratch parquet files, one per instrument, whose scans take the filters again (a
+        chunk's instrument filter skips the other instruments' files by their statistics).
         """
         numbered = self.trades.lazy().with_row_index(ROW)
         if chunks <= FULL_READS and not parses_text(numbered):
             yield TableSource(plan=numbered)
             return
-        scratch = make_directory(".mmflow-classify-")
+        scratch = Path(make_directory(".mmflow-classify-"))
         try:
-            path = Path(scratch) / "trades.parquet"
-            numbered.sink_parquet(path)
-            yield TableSource(paths=(str(path),))
+            numbered.sink_parquet(
+                pl.PartitionBy(scratch, key=list(self.keys), include_key=True), mkdir=True
+            )
+            files = sorted(str(path) for path in scratch.rglob("*.parquet"))
+            yield TableSource(plan=pl.scan_parquet(files, hive_partitioning=False))
         finally:
             remove(scratch)
 
