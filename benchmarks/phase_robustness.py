@@ -17,8 +17,9 @@ Two steps, with the split between them written down here before any held-out cel
   the same cell without episodes; then episode recall by detectability (unload strength
   U / (σ₁·√d), U the true unload, d its bars, σ₁ the flow noise per bar, and the same divided by
   the detector's drift ratio r). ``--tuning`` scores the tuning cells instead; ``--second``,
-  ``--third`` and ``--fourth`` score the later held-out sets (each written into this file
-  before it was first run; the fourth one before the drift-robust revision was designed).
+  ``--third``, ``--fourth`` and ``--fifth`` score the later held-out sets (each written into
+  this file before it was first run; the fourth one before the drift-robust revision was
+  designed, the fifth before the build-speed revision's first experiment).
 
 Usage::
 
@@ -163,6 +164,36 @@ settings, written down here before the revision was designed or any of these cel
 The first three held-out sets had been seen by then; the revision is tuned on the tuning cells
 only and scored on this set once."""
 
+FIFTH_HELD_OUT_SEEDS = (7000, 7001, 7002)
+FIFTH_HELD_OUT_REGIMES: dict[str, dict[str, Any]] = {
+    "drift-weak-hold": {"proxy_drift": 0.7, "accumulation_intensity": 0.3, "hold_bars": (2, 6)},
+    "thin-tails": {"trades_per_hour": 800.0, "size_tail": 4.0, "accumulation_intensity": 0.45},
+    "weak-clustered": {
+        "accumulation_intensity": 0.2,
+        "clustering": 0.5,
+        "accumulation_bars": (25, 50),
+        "distribution_bars": (25, 50),
+    },
+    "mild-drift-spreads": {
+        "proxy_drift": 0.4,
+        "spread_variability": 0.4,
+        "distribution_spread": 0.7,
+        "hold_bars": (1, 5),
+    },
+    "long-hold-overshoot": {
+        "hold_bars": (5, 15),
+        "overshoot": 0.3,
+        "inventory_reversion": 0.02,
+        "excitation": 0.6,
+        "market_makers": 4,
+    },
+    "busy-drift-tails": {"trades_per_hour": 7200.0, "proxy_drift": 1.1, "size_tail": 3.0},
+}
+"""The held-out set of the build-speed revision (issue 10, detector recall on drifting, thin
+and weak markets; opened as the price-response revision): new seeds and regime settings
+spanning drift, thin flow, weak episodes, tails, holds and spreads, written down here before
+any experiment of that revision and run once, after its final model was fixed."""
+
 MODEL_PATH = Path(__file__).resolve().parent.parent / "mmflow" / "metrics" / "phase_model.json"
 
 
@@ -204,12 +235,10 @@ def training_rows(sim: Any, parameters: PhaseParameters) -> tuple[np.ndarray, np
     for _, series in prepared.group_by("symbol"):
         series = series.sort("_ph_idx")
         sigma = series["flow_scale"].fill_null(float("nan")).to_numpy()
-        warm = np.isfinite(sigma) & (sigma > 0)
-        normalised = phase_model.normalised_path(-series["_ph_flow"].to_numpy(), sigma)
-        ratio = phase_model.drift_ratio(normalised, warm, parameters.lookback)
-        warm &= np.isfinite(ratio)
-        path = phase_model.drift_adjusted_path(normalised, ratio)
         price = series["_ph_price"].fill_null(float("nan")).to_numpy()
+        path, _, warm = phase_model.detector_path(
+            -series["_ph_flow"].to_numpy(), sigma, parameters.lookback
+        )
         price_sd = series["_ph_price_sd"].fill_null(float("nan")).to_numpy()
         distribution = (series["phase"] == "distribution").fill_null(value=False).to_numpy()
         side = series["inventory_side"].fill_null("").to_numpy()
@@ -491,6 +520,11 @@ def main() -> None:
         help="score the fourth held-out set (drift-robust revision)",
     )
     parser.add_argument(
+        "--fifth",
+        action="store_true",
+        help="score the fifth held-out set (build-speed revision)",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -504,6 +538,8 @@ def main() -> None:
     started = time.perf_counter()
     if args.train:
         train()
+    elif args.fifth:
+        table(FIFTH_HELD_OUT_REGIMES, FIFTH_HELD_OUT_SEEDS)
     elif args.fourth:
         table(FOURTH_HELD_OUT_REGIMES, FOURTH_HELD_OUT_SEEDS)
     elif args.third:

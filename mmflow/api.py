@@ -20,36 +20,20 @@ Examples
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Literal
+from dataclasses import replace
+from functools import partial
+from typing import Any
 
-import polars as pl
-
-from mmflow.analysis import (
-    FLOW_COLUMNS,
-    INVENTORY_COLUMNS,
-    BarOptions,
-    Clock,
-    Selection,
-    Signing,
-    bar_table,
-    inventory_report,
-    market_bars,
-    selection_account,
-)
+from mmflow.analysis import FLOW_COLUMNS, INVENTORY_COLUMNS, bar_table, inventory_report
 from mmflow.analysis import analyze as analyze_plan
 from mmflow.analysis import classify as classify_plan
 from mmflow.analysis import phases as phases_plan
 from mmflow.analysis import profile as profile_plan
-from mmflow.errors import NoDataError, ParameterError
-from mmflow.io import Limits, Loaded, ReadOptions, RowAccount, load_inputs
-from mmflow.io.assemble import account_of, collect, collect_accounts, gather, read_many
+from mmflow.api_run import Input, Plan, Started, read_inputs, run_call
+from mmflow.io import ReadOptions
+from mmflow.io.assemble import account_of, collect, collect_accounts
 from mmflow.metrics.profile import ValueAreaMethod
-from mmflow.metrics.signing import METHODS
-from mmflow.render.messages import cleaning_notes, quote_warnings, signing_warnings
+from mmflow.render.messages import signing_warnings
 from mmflow.results import (
     Analysis,
     Classification,
@@ -60,7 +44,6 @@ from mmflow.results import (
     Profile,
     Result,
 )
-from mmflow.schema import QUOTES, TRADES
 
 __all__ = [
     "Analysis",
@@ -80,142 +63,6 @@ __all__ = [
     "read",
 ]
 
-PathLike = str | os.PathLike[str]
-Input = PathLike | Sequence[PathLike] | pl.DataFrame | pl.LazyFrame
-"""Files, folders or globs (one or several), or a canonical trades/quotes frame."""
-
-
-@dataclass(frozen=True)
-class _Inputs:
-    """Read inputs: the loaded files, canonical lazy trades and quotes, and what was said."""
-
-    loaded: list[Loaded]
-    trades: pl.LazyFrame | None
-    quotes: pl.LazyFrame | None
-    notes: list[str]
-
-
-def _paths(value: PathLike | Sequence[PathLike]) -> list[str]:
-    if isinstance(value, str | os.PathLike):
-        return [os.fspath(value)]
-    return [os.fspath(item) for item in value]
-
-
-def _lazy(value: pl.DataFrame | pl.LazyFrame) -> pl.LazyFrame:
-    return value.lazy() if isinstance(value, pl.DataFrame) else value
-
-
-def _read(
-    trades: Input, quotes: Input | None, fmt: str, quotes_format: str, options: ReadOptions
-) -> _Inputs:
-    """Read the trade and quote inputs (files or frames) into canonical lazy frames."""
-    loaded: list[Loaded] = []
-    notes: list[str] = []
-    frames: dict[str, pl.LazyFrame | None] = {"trades": None, "quotes": None}
-    for kind, value, name in (("trades", trades, fmt), ("quotes", quotes, quotes_format)):
-        if value is None:
-            continue
-        if isinstance(value, pl.DataFrame | pl.LazyFrame):
-            frames[kind] = _lazy(value)
-            continue
-        inputs = load_inputs(_paths(value), name, options)
-        notes += [f"skipped: {inputs.note()}"] if inputs.note() else []
-        loaded += inputs.loaded
-    notes += [note for item in loaded for note in item.frames.notes]
-    loaded = read_many(loaded)
-    files_trades, files_quotes = gather(loaded, TRADES), gather(loaded, QUOTES)
-    parts = {"trades": files_trades, "quotes": files_quotes}
-    for kind, given in frames.items():
-        found = parts[kind]
-        parts[kind] = (
-            given if found is None else found if given is None else pl.concat([found, given])
-        )
-    return _Inputs(loaded, parts["trades"], parts["quotes"], notes)
-
-
-def _market(
-    trades: Input,
-    quotes: Input | None,
-    selection: Selection,
-    read: _Read,
-) -> tuple[_Inputs, RowAccount]:
-    """Read the inputs, count rows (stopping on unparseable ones unless skipped)."""
-    inputs = _read(trades, quotes, read.fmt, read.quotes_format, read.options)
-    if inputs.trades is None:
-        msg = "no trades in the inputs (they hold only quotes); pass trade files too"
-        raise NoDataError(msg)
-    selected = selection_account(inputs.trades, inputs.quotes, selection)
-    account = account_of(collect_accounts(inputs.loaded, selected))
-    account.raise_for_bad_rows(skip=read.skip_bad_rows)
-    inputs.notes.extend(account.warnings())
-    return inputs, account
-
-
-@dataclass(frozen=True)
-class _Read:
-    fmt: str
-    quotes_format: str
-    options: ReadOptions
-    skip_bad_rows: bool = False
-
-
-def _settings(
-    *,
-    bar: str,
-    method: str,
-    symbols: Sequence[str] | str | None,
-    venues: Sequence[str] | str | None,
-    start: datetime | None,
-    end: datetime | None,
-    clock: Clock,
-    clean: Literal["taq"] | None,
-    fmt: str,
-    quotes_format: str,
-    tz: str | None,
-    skip_bad_rows: bool,
-    max_bars: int | None,
-) -> tuple[Selection, Signing, BarOptions, _Read]:
-    """Build the library's option objects from the keyword arguments of the API."""
-    chosen = (symbols,) if isinstance(symbols, str) else tuple(symbols or ())
-    places = (venues,) if isinstance(venues, str) else tuple(venues or ())
-    selection = Selection(chosen, start, end, clock, clean, None, places)
-    if method not in METHODS:
-        msg = f"method {method!r} is not one of {', '.join(METHODS)}"
-        raise ParameterError(msg)
-    signing = Signing(method)
-    options = BarOptions(every=bar) if max_bars is None else BarOptions(bar, max_bars=max_bars)
-    read_options = ReadOptions(
-        symbol=chosen[0] if len(chosen) == 1 else None,
-        tz=tz,
-        limits=Limits(),
-    )
-    return selection, signing, options, _Read(fmt, quotes_format, read_options, skip_bad_rows)
-
-
-def _finish(
-    plans: list[pl.LazyFrame],
-    inputs: _Inputs,
-    dropped: pl.LazyFrame | None,
-    checks: pl.LazyFrame | None,
-    signing: Signing,
-) -> tuple[list[pl.DataFrame], list[str]]:
-    """Collect ``plans`` with the cleaning counts and quote checks; return frames and notes."""
-    extra = [plan for plan in (dropped, checks) if plan is not None]
-    frames = collect([*plans, *extra], inputs.loaded)
-    notes = list(inputs.notes)
-    if checks is not None:
-        notes += quote_warnings(frames.pop(), max_quote_age=signing.max_quote_age)
-    if dropped is not None:
-        notes += cleaning_notes(frames.pop())
-    return frames[: len(plans)], notes
-
-
-def _require(df: pl.DataFrame) -> None:
-    if df.height == 0:
-        msg = "no trades to analyse (check the inputs and the symbols/start/end arguments)"
-        raise NoDataError(msg)
-
-
 _MARKER = """    trades, quotes, bar, method, symbols, venues, start, end
         The common arguments (see :func:`analyze`)."""
 _COMMON_DOC = """
@@ -234,42 +81,6 @@ _COMMON_DOC = """
     start, end
         Keep trades and quotes in ``[start, end)`` (timezone-aware datetimes).
 """
-
-
-def _keywords(**given: Any) -> dict[str, Any]:
-    defaults: dict[str, Any] = {
-        "bar": "1m",
-        "method": "auto",
-        "symbols": None,
-        "venues": None,
-        "start": None,
-        "end": None,
-        "clock": "recv",
-        "clean": None,
-        "fmt": "auto",
-        "quotes_format": "auto",
-        "tz": None,
-        "skip_bad_rows": False,
-        "max_bars": None,
-    }
-    unknown = set(given) - set(defaults)
-    if unknown:
-        msg = f"unknown arguments: {', '.join(sorted(unknown))} (known: {', '.join(defaults)})"
-        raise TypeError(msg)
-    return defaults | given
-
-
-def _start(
-    trades: Input, quotes: Input | None, arguments: dict[str, Any]
-) -> tuple[Selection, Signing, BarOptions, _Inputs, RowAccount, pl.LazyFrame]:
-    """Check the keyword arguments, read the inputs and count their rows.
-
-    Returns the option objects, the read inputs, the row account and the canonical trades.
-    """
-    selection, signing, options, how = _settings(**_keywords(**_renamed(arguments)))
-    inputs, account = _market(trades, quotes, selection, how)
-    assert inputs.trades is not None  # _market raises NoDataError otherwise
-    return selection, signing, options, inputs, account, inputs.trades
 
 
 def read(
@@ -308,7 +119,7 @@ def read(
     >>> data.trades.columns[:4], data.quotes.height > 0
     (['ts', 'ts_event', 'symbol', 'venue'], True)
     """
-    inputs = _read(trades, quotes, format, quotes_format, ReadOptions(tz=tz))
+    inputs = read_inputs(trades, quotes, format, quotes_format, ReadOptions(tz=tz))
     account_of(collect_accounts(inputs.loaded)).raise_for_bad_rows(skip=skip_bad_rows)
     plans = [plan for plan in (inputs.trades, inputs.quotes) if plan is not None]
     frames = iter(collect(plans, inputs.loaded))
@@ -351,32 +162,13 @@ def analyze(trades: Input, quotes: Input | None = None, **arguments: Any) -> Ana
     >>> result.summary["last_episode"].to_list()
     ['distribution']
     """
-    selection, signing, options, inputs, account, frame = _start(trades, quotes, arguments)
-
-    def materialize(plans: list[pl.LazyFrame]) -> list[pl.DataFrame]:
-        return collect(plans, inputs.loaded)
-
-    plan = analyze_plan(
-        frame,
-        inputs.quotes,
-        options=options,
-        signing=signing,
-        selection=selection,
-        materialize=materialize,
-    )
-    (summary, bars, mix), notes = _finish(
-        [plan.summary, plan.bars, plan.mix], inputs, plan.dropped, plan.checks, signing
-    )
-    _require(summary)
-    return Analysis(plan.parameters, tuple(notes), account, summary, bars, mix)
+    return run_call(Analysis, trades, quotes, arguments, _analysis)
 
 
-def _renamed(arguments: dict[str, Any]) -> dict[str, Any]:
-    """Accept ``format`` (the command line's name) for the reader format."""
-    if "format" in arguments:
-        arguments = {**arguments, "fmt": arguments["format"]}
-        del arguments["format"]
-    return arguments
+def _analysis(run: Started) -> Plan:
+    plan = analyze_plan(run.trades, run.inputs.quotes, **run.planned(), materialize=run.collect)
+    tables = {"summary": plan.summary, "bars": plan.bars, "mix": plan.mix}
+    return Plan(tables, plan.parameters, plan.dropped, plan.checks)
 
 
 def flow(trades: Input, quotes: Input | None = None, **arguments: Any) -> Flow:
@@ -401,15 +193,13 @@ def flow(trades: Input, quotes: Input | None = None, **arguments: Any) -> Flow:
     >>> bars.select("ts", "volume").head(2).rows()[0][0].isoformat()
     '2024-01-02T00:00:00+00:00'
     """
-    selection, signing, options, inputs, account, frame = _start(trades, quotes, arguments)
-    market = market_bars(
-        frame, inputs.quotes, options=options, signing=signing, selection=selection
-    )
-    (bars,), notes = _finish(
-        [bar_table(market, FLOW_COLUMNS)], inputs, market.dropped, market.checks, signing
-    )
-    _require(bars)
-    return Flow(market.parameters, tuple(notes), account, bars)
+    return run_call(Flow, trades, quotes, arguments, _flow)
+
+
+def _flow(run: Started) -> Plan:
+    market = run.market()
+    bars = bar_table(market, FLOW_COLUMNS)
+    return Plan({"bars": bars}, market.parameters, market.dropped, market.checks)
 
 
 def inventory(trades: Input, quotes: Input | None = None, **arguments: Any) -> Inventory:
@@ -436,20 +226,18 @@ def inventory(trades: Input, quotes: Input | None = None, **arguments: Any) -> I
     >>> result.summary["liquidity_state"].to_list()
     ['providing']
     """
-    selection, signing, options, inputs, account, frame = _start(trades, quotes, arguments)
-    market = market_bars(
-        frame, inputs.quotes, options=options, signing=signing, selection=selection
-    )
-    summary, episodes = inventory_report(market, options)
-    (bars, summary_frame, episodes_frame), notes = _finish(
-        [bar_table(market, INVENTORY_COLUMNS), summary, episodes],
-        inputs,
-        market.dropped,
-        market.checks,
-        signing,
-    )
-    _require(bars)
-    return Inventory(market.parameters, tuple(notes), account, bars, summary_frame, episodes_frame)
+    return run_call(Inventory, trades, quotes, arguments, _inventory)
+
+
+def _inventory(run: Started) -> Plan:
+    market = run.market()
+    summary, episodes = inventory_report(market, run.options)
+    tables = {
+        "bars": bar_table(market, INVENTORY_COLUMNS),
+        "summary": summary,
+        "episodes": episodes,
+    }
+    return Plan(tables, market.parameters, market.dropped, market.checks)
 
 
 def phases(trades: Input, quotes: Input | None = None, **arguments: Any) -> Phases:
@@ -477,20 +265,13 @@ def phases(trades: Input, quotes: Input | None = None, **arguments: Any) -> Phas
     >>> sorted(result.episodes["phase"].unique().to_list())
     ['accumulation', 'distribution']
     """
-    selection, signing, options, inputs, account, frame = _start(trades, quotes, arguments)
-    plan = phases_plan(
-        frame,
-        inputs.quotes,
-        options=options,
-        signing=signing,
-        selection=selection,
-        materialize=lambda plans: collect(plans, inputs.loaded),
-    )
-    (bars, episodes, study), notes = _finish(
-        [plan.bars, plan.episodes, plan.study], inputs, None, None, signing
-    )
-    _require(bars)
-    return Phases(plan.parameters, tuple(notes), account, bars, episodes, study)
+    return run_call(Phases, trades, quotes, arguments, _phases)
+
+
+def _phases(run: Started) -> Plan:
+    plan = phases_plan(run.trades, run.inputs.quotes, **run.planned(), materialize=run.collect)
+    tables = {"bars": plan.bars, "episodes": plan.episodes, "study": plan.study}
+    return Plan(tables, plan.parameters)
 
 
 def profile(
@@ -534,24 +315,24 @@ def profile(
     >>> row["value_area_low"] <= row["poc"] <= row["value_area_high"]
     True
     """
-    selection, signing, options, inputs, account, frame = _start(trades, quotes, arguments)
+    chosen = {"bin_size": bin_size, "share": share, "method": value_area}
+    return run_call(Profile, trades, quotes, arguments, partial(_profile, footprint, chosen))
+
+
+def _profile(footprint: bool, chosen: dict[str, Any], run: Started) -> Plan:
     plan = profile_plan(
-        frame,
-        inputs.quotes,
-        bin_size=bin_size,
-        share=share,
-        method=value_area,
-        every=options.every if footprint else None,
-        signing=signing,
-        selection=selection,
-        max_levels=options.max_bars,
+        run.trades,
+        run.inputs.quotes,
+        **chosen,
+        every=run.options.every if footprint else None,
+        signing=run.signing,
+        selection=run.selection,
+        max_levels=run.options.max_bars,
     )
-    plans = [plan.levels, plan.value_areas]
-    plans += [plan.footprint] if plan.footprint is not None else []
-    frames, notes = _finish(plans, inputs, None, None, signing)
-    _require(frames[0])
-    prints = frames[2] if len(frames) > 2 else None
-    return Profile(plan.parameters, tuple(notes), account, frames[0], frames[1], prints)
+    tables = {"levels": plan.levels, "value_areas": plan.value_areas}
+    if plan.footprint is not None:
+        tables["footprint"] = plan.footprint
+    return Plan(tables, plan.parameters)
 
 
 def classify(trades: Input, quotes: Input | None = None, **arguments: Any) -> Classification:
@@ -577,21 +358,22 @@ def classify(trades: Input, quotes: Input | None = None, **arguments: Any) -> Cl
     >>> result.trades["trade_sign"].is_in([-1, 0, 1]).all()
     True
     """
-    selection, signing, options, inputs, account, frame = _start(trades, quotes, arguments)
+    result = run_call(Classification, trades, quotes, arguments, _classification)
+    notes = (*result.warnings, *signing_warnings(result.diagnostics))
+    return replace(result, warnings=notes)
+
+
+def _classification(run: Started) -> Plan:
     plan = classify_plan(
-        frame,
-        inputs.quotes,
-        signing=signing,
-        every=options.every,
-        selection=selection,
-        max_bars=options.max_bars,
+        run.trades,
+        run.inputs.quotes,
+        signing=run.signing,
+        every=run.options.every,
+        selection=run.selection,
+        max_bars=run.options.max_bars,
     )
-    (signed, mix, diagnostics), notes = _finish(
-        [plan.trades, plan.mix, plan.diagnostics], inputs, plan.dropped, plan.checks, signing
-    )
-    _require(signed)
-    notes += signing_warnings(diagnostics)
-    return Classification(plan.parameters, tuple(notes), account, signed, mix, diagnostics)
+    tables = {"trades": plan.trades, "mix": plan.mix, "diagnostics": plan.diagnostics}
+    return Plan(tables, plan.parameters, plan.dropped, plan.checks)
 
 
 for _function in (analyze, flow, inventory, phases, profile, classify):

@@ -16,6 +16,8 @@ Rows keep their time order, so converting the same inputs again gives the same r
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +33,12 @@ from mmflow.schema import QUOTES, SYMBOL, TRADES, TS, TableSchema
 __all__ = [
     "DATE",
     "Converted",
+    "commit",
     "convert",
+    "count_rows",
+    "partition_sink",
+    "partitioned",
+    "staged",
     "write_dataset",
 ]
 
@@ -46,22 +53,38 @@ class Converted:
     rows: dict[str, int] = field(default_factory=dict)
 
 
+def partitioned(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """Time-order canonical rows (stable) and add the ``date`` partition key (UTC date of ts)."""
+    return frame.sort(TS, maintain_order=True).with_columns(
+        pl.col(TS).dt.date().cast(pl.String).alias(DATE)
+    )
+
+
+def partition_sink(frame: pl.LazyFrame, root: Path, metadata: dict[str, str]) -> pl.LazyFrame:
+    """Return the plan writing ``frame``'s partitions under ``root`` (``symbol=…/date=…``).
+
+    The partition keys are left out of the files. Collect it (with other plans, in one run).
+    """
+    return partitioned(frame).sink_parquet(
+        pl.PartitionBy(root, key=[SYMBOL, DATE], include_key=False),
+        metadata=metadata,
+        mkdir=True,
+        lazy=True,
+    )
+
+
+def count_rows(path: Path) -> int:
+    """Rows in one parquet file (from its footer)."""
+    rows: int = pl.scan_parquet(path).select(pl.len()).collect().item()
+    return rows
+
+
 def _write_table(
     frame: pl.LazyFrame, table: TableSchema, staging: Path, metadata: dict[str, str]
 ) -> int:
     """Write one table's partitions under ``staging/<table>/``; return the number of rows."""
-    keyed = frame.sort(TS, maintain_order=True).with_columns(
-        pl.col(TS).dt.date().cast(pl.String).alias(DATE)
-    )
-    keyed.sink_parquet(
-        pl.PartitionBy(staging / table.name, key=[SYMBOL, DATE], include_key=False),
-        metadata=metadata,
-        mkdir=True,
-    )
-    return sum(
-        pl.scan_parquet(p).select(pl.len()).collect().item()
-        for p in (staging / table.name).rglob("*.parquet")
-    )
+    partition_sink(frame, staging / table.name, metadata).collect(engine="streaming")
+    return sum(count_rows(p) for p in (staging / table.name).rglob("*.parquet"))
 
 
 def convert(
@@ -95,13 +118,7 @@ def convert(
     MmflowError
         When partitions exist and ``overwrite`` is False.
     """
-    if directory.exists() and not directory.is_dir():
-        msg = f"{directory} exists and is not a directory (choose another -o)"
-        raise ParameterError(msg)
-    created = _create(directory)
-    staging = scratch.make_directory(".mmflow-convert-", directory)
-    finished = False
-    try:
+    with staged(directory) as staging:
         result = Converted()
         moves: list[tuple[Path, Path]] = []
         for table, frame in tables:
@@ -110,24 +127,26 @@ def convert(
             for written in sorted(root.rglob("*.parquet")):
                 partition = written.parent.relative_to(root)
                 moves.append((written, partition / f"{table.name}.parquet"))
-        existing = [target for _, target in moves if (directory / target).exists()]
-        if existing and not overwrite:
-            msg = (
-                f"{directory}: {len(existing)} partition file(s) already exist, e.g. "
-                f"{existing[0]} (pass --overwrite to replace them)"
-            )
-            raise MmflowError(msg)
-        root = directory.resolve()
-        for _, target in moves:
-            if not (directory / target).resolve().is_relative_to(root):  # never escape DIR
-                msg = f"{target}: a partition path would leave {directory}; refusing to write it"
-                raise MmflowError(msg)
-        for written, target in moves:
-            (directory / target).parent.mkdir(parents=True, exist_ok=True)
-            written.replace(directory / target)
-            result.files.append(target)
-        finished = True
+        result.files = commit(moves, directory, overwrite=overwrite)
         return result
+
+
+@contextmanager
+def staged(directory: Path) -> Iterator[Path]:
+    """Yield a private staging folder inside ``directory`` (created if missing), removed after.
+
+    ``directory`` and its parents this creates are removed again (while empty) when the block
+    fails or is stopped, and kept when it ends normally.
+    """
+    if directory.exists() and not directory.is_dir():
+        msg = f"{directory} exists and is not a directory (choose another -o)"
+        raise ParameterError(msg)
+    created = _create(directory)
+    staging = scratch.make_directory(".mmflow-convert-", directory)
+    finished = False
+    try:
+        yield staging
+        finished = True
     finally:
         scratch.remove(staging)
         for folder in reversed(created):  # innermost first
@@ -135,6 +154,35 @@ def convert(
                 scratch.forget(folder)
             else:
                 scratch.remove(folder)  # only while empty: a failed run leaves no empty folder
+
+
+def commit(moves: list[tuple[Path, Path]], directory: Path, *, overwrite: bool) -> list[Path]:
+    """Rename staged files into place (``(staged, target relative to directory)``).
+
+    Nothing is moved when a target exists and ``overwrite`` is False, or when a target would
+    leave ``directory``. Returns the targets, in order.
+
+    Raises
+    ------
+    MmflowError
+        When partitions exist and ``overwrite`` is False, or a path would leave ``directory``.
+    """
+    existing = [target for _, target in moves if (directory / target).exists()]
+    if existing and not overwrite:
+        msg = (
+            f"{directory}: {len(existing)} partition file(s) already exist, e.g. "
+            f"{existing[0]} (pass --overwrite to replace them)"
+        )
+        raise MmflowError(msg)
+    root = directory.resolve()
+    for _, target in moves:
+        if not (directory / target).resolve().is_relative_to(root):  # never escape DIR
+            msg = f"{target}: a partition path would leave {directory}; refusing to write it"
+            raise MmflowError(msg)
+    for written, target in moves:
+        (directory / target).parent.mkdir(parents=True, exist_ok=True)
+        written.replace(directory / target)
+    return [target for _, target in moves]
 
 
 def _create(directory: Path) -> list[Path]:

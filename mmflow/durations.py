@@ -73,13 +73,26 @@ def duration_nanoseconds(text: str, *, what: str = "duration") -> int:
     value = text.strip()
     if value == "0":
         return 0
+    like = "duration like 500ms, 1s, 5m, 1h or 1h30m"
+    return _fixed_length(value, f"{what} {text!r}", like=like, units="ms, s, m, h, d or w")
+
+
+def _fixed_length(value: str, named: str, *, like: str, units: str) -> int:
+    """Return the nanoseconds of the polars duration ``value`` (errors begin with ``named``).
+
+    Raises
+    ------
+    ParameterError
+        When ``value`` is not a duration (``… is not a LIKE``) or has a unit without a fixed
+        length (``… use UNITS units``).
+    """
     if not DURATION_TEXT.fullmatch(value):
-        msg = f"{what} {text!r} is not a duration like 500ms, 1s, 5m, 1h or 1h30m"
+        msg = f"{named} is not a {like}"
         raise ParameterError(msg)
     total = 0
     for count, unit in DURATION_PART.findall(value):
         if unit in CALENDAR_UNITS:
-            msg = f"{what} {text!r} has no fixed length; use ms, s, m, h, d or w units"
+            msg = f"{named} has no fixed length; use {units} units"
             raise ParameterError(msg)
         total += int(count) * NANOSECONDS[unit]
     return total
@@ -177,16 +190,9 @@ def duration_seconds(every: str) -> float:
     >>> duration_seconds("1m"), duration_seconds("1h30m"), duration_seconds("250ms")
     (60.0, 5400.0, 0.25)
     """
-    text = every.strip()
-    if not DURATION_TEXT.fullmatch(text):
-        msg = f"bar length {every!r} is not a polars duration such as 1s, 1m, 5m, 1h or 1h30m"
-        raise ParameterError(msg)
-    seconds = 0.0
-    for count, unit in DURATION_PART.findall(text):
-        if unit in CALENDAR_UNITS:
-            msg = f"bar length {every!r} has no fixed length; use s, m, h, d or w units"
-            raise ParameterError(msg)
-        seconds += int(count) * (NANOSECONDS[unit] / 1e9)
+    like = "polars duration such as 1s, 1m, 5m, 1h or 1h30m"
+    named = f"bar length {every!r}"
+    seconds = _fixed_length(every.strip(), named, like=like, units="s, m, h, d or w") / 1e9
     if seconds <= 0:
         msg = f"bar length {every!r} must be longer than zero"
         raise ParameterError(msg)

@@ -53,6 +53,10 @@ class MmflowError(Exception):
         self.message = self.describe_parameters(with_path=False)
         super().__init__(self.describe_parameters())
 
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickle by state (a Dask worker's error reaches the client whole: path, parameters)."""
+        return (_restored, (type(self), self.args, self.__dict__))
+
     def describe_parameters(
         self, names: Mapping[str, str] | None = None, *, with_path: bool = True
     ) -> str:
@@ -130,3 +134,13 @@ class SizeLimitError(ParameterError):
             f"{name} {self.value} would make about {self.estimate:,} {self.unit}, more than the "
             f"limit of {self.limit:,} ({self.fix}, or raise {limit_name})"
         )
+
+
+def _restored(
+    kind: type[MmflowError], args: tuple[object, ...], state: dict[str, object]
+) -> Exception:
+    """Rebuild a pickled :class:`MmflowError` (any subclass) from its arguments and state."""
+    error = kind.__new__(kind)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error

@@ -15,10 +15,12 @@ from types import ModuleType
 import polars as pl
 import pytest
 from click.testing import CliRunner
+from polars.testing import assert_frame_equal
 
 import mmflow.io
 from mmflow.cli import cli
-from mmflow.errors import MmflowError
+from mmflow.engine.run import EngineRun
+from mmflow.errors import MmflowError, ReaderError
 from mmflow.io import FORMATS, ReadOptions, Source
 from mmflow.io.formats import Frames
 from mmflow.metrics.ofi import order_flow_imbalance
@@ -107,6 +109,55 @@ def vendor_rows(path: Path) -> list[dict[str, str]]:
 
 
 UTC_NS = pl.Datetime("ns", "UTC")
+
+#: The type of every canonical column (product.md "Canonical schema"), written out here as the
+#: readers' tests' oracle (not taken from mmflow.schema).
+CANONICAL_TYPES: Mapping[str, pl.DataType] = {
+    "ts": UTC_NS,
+    "ts_event": UTC_NS,
+    "symbol": pl.String(),
+    "venue": pl.String(),
+    "exchange": pl.String(),
+    "price": pl.Float64(),
+    "size": pl.Float64(),
+    "aggressor_side": pl.Int8(),
+    "trade_id": pl.String(),
+    "bid_price": pl.Float64(),
+    "bid_size": pl.Float64(),
+    "ask_price": pl.Float64(),
+    "ask_size": pl.Float64(),
+    "conditions": pl.String(),
+    "correction": pl.String(),
+}
+TRADE_COLUMNS = ("ts", "ts_event", "symbol", "venue", "price", "size", "aggressor_side", "trade_id")
+"""The columns every trades reader gives, in order (a venue-less reader has no ``venue``)."""
+QUOTE_COLUMNS = (
+    "ts",
+    "ts_event",
+    "symbol",
+    "venue",
+    "bid_price",
+    "bid_size",
+    "ask_price",
+    "ask_size",
+)
+"""The columns every quotes reader gives, in order (a venue-less reader has no ``venue``)."""
+
+BOOK_COLUMNS = ("ts", "symbol", "bid_price", "bid_size", "ask_price", "ask_size")
+"""The columns of a minimal canonical quotes frame (the metrics' input; no venue, no ts_event)."""
+
+
+def renamed(columns: Sequence[str], **changes: str | None) -> tuple[str, ...]:
+    """Return ``columns`` with some renamed (``venue="exchange"``) or left out (``venue=None``)."""
+    named = (changes.get(name, name) for name in columns)
+    return tuple(name for name in named if name is not None)
+
+
+def canonical_schema(*names: str) -> pl.Schema:
+    """Return the schema a reader's frame must have: these canonical columns, in this order."""
+    return pl.Schema({name: CANONICAL_TYPES[name] for name in names})
+
+
 """The canonical timestamp type."""
 
 COLUMN_TYPES: dict[str, pl.DataType] = {
@@ -182,6 +233,30 @@ def read_error(
     return message
 
 
+def empty_file_error(fmt: str, path: Path) -> str:
+    """Write an empty ``path``, read it as ``fmt``; return the one-line error (it says empty)."""
+    path.write_bytes(b"")
+    message = read_error(fmt, path, ReaderError)
+    assert "empty" in message
+    return message
+
+
+def empty_gzip_error(fmt: str, path: Path) -> str:
+    """Write ``path`` as a gzip of nothing, read it as ``fmt``; return the one-line error."""
+    path.write_bytes(gzip.compress(b""))
+    return read_error(fmt, path, MmflowError)
+
+
+def one_row_error(fmt: str, path: Path, header: str, error: type[MmflowError] = ReaderError) -> str:
+    """Write ``header`` and one row of 1s to ``path``, read it as ``fmt``; return the error.
+
+    The separator is the header's own (``|``, ``;`` or ``,``).
+    """
+    separator = next((s for s in ("|", ";") if s in header), ",")
+    row = separator.join(["1"] * len(header.split(separator)))
+    return read_error(fmt, write(path, f"{header}\n{row}\n"), error)
+
+
 def quote_ofi_totals(quotes: pl.LazyFrame) -> pl.DataFrame:
     """Per instrument: Σ ``ofi_event`` over every quote, the quote count and the crossed count.
 
@@ -224,3 +299,29 @@ def trades_frame(
     }
     columns |= {name: values for name, values in extra.items() if values is not None}
     return typed_frame(columns)
+
+
+def tick_rule_reference(prices: list[float]) -> list[int]:
+    """Slow, obviously correct tick rule: carry the last non-zero change, 0 before any."""
+    signs: list[int] = []
+    last = 0
+    previous: float | None = None
+    for price in prices:
+        if previous is not None and price != previous:
+            last = 1 if price > previous else -1
+        signs.append(last)
+        previous = price
+    return signs
+
+
+def assert_same_engine_run(expected: EngineRun, got: EngineRun) -> None:
+    """Assert two engine runs finished the same tables (to float rounding) from the same chunks."""
+    assert expected.finished is not None
+    assert got.finished is not None
+    for name in ("bars", "levels", "mix", "buckets", "checks"):
+        left, right = getattr(expected.finished, name), getattr(got.finished, name)
+        if left is None:
+            assert right is None
+            continue
+        assert_frame_equal(right, left, check_exact=False, rel_tol=1e-9, abs_tol=0.0)
+    assert [r.chunk for r in got.results] == [r.chunk for r in expected.results]

@@ -7,6 +7,8 @@ crossed and one-sided quotes are mixed in) and partly filled VPIN buckets cross 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import polars as pl
 
@@ -14,6 +16,48 @@ NS = 1_000_000_000
 DAY = 86_400 * NS
 T0 = 1_717_200_000 * NS - (1_717_200_000 * NS) % DAY  # a UTC midnight (2024-06-01)
 UTC_NS = pl.Datetime("ns", "UTC")
+
+
+@dataclass(frozen=True)
+class Book:
+    """A random quote book: the true bid and ask, and the quotes as published."""
+
+    ts: np.ndarray
+    bid: np.ndarray
+    ask: np.ndarray
+    quoted: dict[str, np.ndarray]
+
+    def frame(self, **labels: str) -> pl.DataFrame:
+        """The quotes (``ts``, the ``labels`` columns, then the four sides; NaN as null)."""
+        return pl.DataFrame({"ts": self.ts, **labels, **self.quoted}).with_columns(
+            pl.col("ask_price").fill_nan(None)
+        )
+
+
+def random_book(rng: np.random.Generator, quote_ts: np.ndarray, *, base: float) -> Book:
+    """Draw a quote book at ``quote_ts``: a ±1-cent random walk of the mid around ``base``,
+    half spreads of 0.5 or 1.5 cents, 3 % crossed quotes (bid above the ask) and 2 % one-sided
+    ones (no ask), sizes 1-49.
+    """
+    n = len(quote_ts)
+    mid = base + np.cumsum(rng.choice([-0.01, 0.0, 0.01], n))
+    half = 0.005 + 0.01 * rng.integers(0, 2, n)
+    bid, ask = np.round(mid - half, 3), np.round(mid + half, 3)
+    crossed = rng.random(n) < 0.03  # crossed books …
+    quoted_bid = np.where(crossed, ask + 0.01, bid)
+    one_sided = rng.random(n) < 0.02  # … and one-sided ones, carried too
+    quoted = {
+        "bid_price": quoted_bid,
+        "bid_size": rng.integers(1, 50, n).astype(float),
+        "ask_price": np.where(one_sided, np.nan, ask),
+        "ask_size": rng.integers(1, 50, n).astype(float),
+    }
+    return Book(quote_ts, bid, ask, quoted)
+
+
+def in_time_order(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """Concatenate generated parts, ``ts`` as UTC nanoseconds, in time order (stable)."""
+    return pl.concat(parts).with_columns(pl.col("ts").cast(UTC_NS)).sort("ts", maintain_order=True)
 
 
 def market_days(
@@ -38,25 +82,9 @@ def market_days(
                 start = T0 + day * DAY
                 n_quotes = int(rows * rng.uniform(0.5, 1.0))
                 quote_ts = np.sort(start + rng.integers(0, DAY, n_quotes))
-                mid = 100.0 + s + np.cumsum(rng.choice([-0.01, 0.0, 0.01], n_quotes))
-                half = 0.005 + 0.01 * rng.integers(0, 2, n_quotes)
-                bid, ask = np.round(mid - half, 3), np.round(mid + half, 3)
-                crossed = rng.random(n_quotes) < 0.03  # crossed books …
-                quoted_bid = np.where(crossed, ask + 0.01, bid)
-                one_sided = rng.random(n_quotes) < 0.02  # … and one-sided ones, carried too
-                quote_parts.append(
-                    pl.DataFrame(
-                        {
-                            "ts": quote_ts,
-                            "symbol": symbol,
-                            "venue": venue,
-                            "bid_price": quoted_bid,
-                            "bid_size": rng.integers(1, 50, n_quotes).astype(float),
-                            "ask_price": np.where(one_sided, np.nan, ask),
-                            "ask_size": rng.integers(1, 50, n_quotes).astype(float),
-                        }
-                    ).with_columns(pl.col("ask_price").fill_nan(None))
-                )
+                book = random_book(rng, quote_ts, base=100.0 + s)
+                bid, ask = book.bid, book.ask
+                quote_parts.append(book.frame(symbol=symbol, venue=venue))
                 n_trades = int(rows * rng.uniform(0.5, 1.0))
                 trade_ts = np.sort(start + rng.integers(0, DAY, n_trades))
                 position = np.clip(np.searchsorted(quote_ts, trade_ts) - 1, 0, n_quotes - 1)
@@ -77,14 +105,5 @@ def market_days(
                         }
                     )
                 )
-    trades = (
-        pl.concat(trade_parts)
-        .with_columns(pl.col("ts").cast(UTC_NS))
-        .sort("ts", maintain_order=True)
-    )
-    quotes = (
-        pl.concat(quote_parts)
-        .with_columns(pl.col("ts").cast(UTC_NS))
-        .sort("ts", maintain_order=True)
-    )
+    trades, quotes = in_time_order(trade_parts), in_time_order(quote_parts)
     return trades, quotes

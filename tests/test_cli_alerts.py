@@ -17,9 +17,9 @@ from tests.helpers import run as cli_run
 ROOT = Path(__file__).resolve().parents[1]
 SIMULATED = ROOT / "sample_data" / "simulated"
 MARKET = [str(SIMULATED / "trades.parquet"), str(SIMULATED / "quotes.parquet")]
-# Eighteen bars into the second distribution episode of the simulated sample (README; the first
-# falls inside the detector's warm-up): the latest bar (04:44) is distribution (short) since
-# 04:27; its normalized OFI is 0.176 and its inventory z-score -0.01; liquidity is provided
+# Twenty-one bars into the second distribution episode of the simulated sample (README; the
+# first falls inside the detector's warm-up): the latest bar (04:44) is distribution (short) since
+# 04:24; its normalized OFI is 0.176 and its inventory z-score -0.01; liquidity is provided
 # throughout.
 AT_TWO = "2024-01-02T04:45:00Z"
 
@@ -47,7 +47,7 @@ def test_analyze_alerts_fire_and_do_not_fire_on_the_latest_bar(tmp_path: Path) -
     )
     assert code == 3, stderr
     assert alert_lines(stderr) == [
-        "ALERT SIMA phase=distribution since 2024-01-02 04:27 UTC (18 bars to 04:44)",
+        "ALERT SIMA phase=distribution since 2024-01-02 04:24 UTC (21 bars to 04:44)",
         "ALERT SIMA ofi_normalized>0.1 since 2024-01-02 04:44 UTC (ofi_normalized=0.1758)",
     ]
 
@@ -84,14 +84,14 @@ def test_alert_window_looks_back_and_since_starts_the_run(tmp_path: Path) -> Non
         str(tmp_path / "b.csv"),
     ]
     code, _, stderr = run(*later, "--alert", "phase=distribution")
-    assert (code, alert_lines(stderr)) == (0, [])  # the episode ended at 05:12
-    code, _, stderr = run(*later, "--alert", "phase=distribution", "--alert-window", "30m")
+    assert (code, alert_lines(stderr)) == (0, [])  # the episode ended at 04:58
+    code, _, stderr = run(*later, "--alert", "phase=distribution", "--alert-window", "40m")
     assert code == 3
     assert alert_lines(stderr) == [
-        "ALERT SIMA phase=distribution since 2024-01-02 05:05 UTC (8 bars to 05:12)"
+        "ALERT SIMA phase=distribution since 2024-01-02 04:24 UTC (35 bars to 04:58)"
     ]
-    code, _, _ = run(*later, "--alert", "phase=distribution", "--alert-window", "13m")
-    assert code == 0  # 05:16 onwards: no distribution bar
+    code, _, _ = run(*later, "--alert", "phase=distribution", "--alert-window", "30m")
+    assert code == 0  # 05:00 onwards: no distribution bar
 
 
 def test_inventory_alert_on_its_bar_table() -> None:
@@ -123,14 +123,14 @@ def test_phases_alert_with_episodes_output(tmp_path: Path) -> None:
         "--alert",
         "distribution_score>0.5",
         "--alert",
-        "distribution_score>0.98",  # 0.9067 on the latest bar: does not fire
+        "distribution_score>0.98",  # 0.8943 on the latest bar: does not fire
         "--alert-to",
         tmp_path / "alerts.ndjson",
     )
     assert code == 3
     assert alert_lines(stderr) == [
         "ALERT SIMA distribution_score>0.5 since 2024-01-02 04:21 UTC "
-        "(24 bars to 04:44; distribution_score=0.9067)"
+        "(24 bars to 04:44; distribution_score=0.8943)"
     ]
     assert pl.read_csv(stdout.encode())["phase"].to_list() == ["accumulation", "distribution"]
     [record] = [json.loads(line) for line in (tmp_path / "alerts.ndjson").read_text().splitlines()]
@@ -139,7 +139,7 @@ def test_phases_alert_with_episodes_output(tmp_path: Path) -> None:
     assert record["since"] == "2024-01-02T04:21:00.000000000Z"
     assert record["ts"] == "2024-01-02T04:44:00.000000000Z"
     assert record["bars"] == 24
-    assert record["distribution_score"] == pytest.approx(0.9067058, abs=1e-6)
+    assert record["distribution_score"] == pytest.approx(0.8943430, abs=1e-6)
 
 
 def test_exit_3_comes_after_every_output_is_complete(tmp_path: Path) -> None:
@@ -159,7 +159,7 @@ def test_exit_3_comes_after_every_output_is_complete(tmp_path: Path) -> None:
     assert_frame_equal(pl.read_parquet(output), pl.read_parquet(reference), rel_tol=1e-12)
     lines = proc.stderr.splitlines()
     assert lines[-2].startswith("wrote 285 rows to")  # the table first, then the alert
-    assert lines[-1].startswith("ALERT SIMA phase=distribution since 2024-01-02 04:27 UTC")
+    assert lines[-1].startswith("ALERT SIMA phase=distribution since 2024-01-02 04:24 UTC")
     assert json.loads(alerts.read_text())["condition"] == "phase=distribution"
     assert not list(tmp_path.glob(".*.tmp"))
     # stdout too: the whole CSV is written before the exit status says "alert"
@@ -257,7 +257,7 @@ def test_quiet_silences_notes_not_alerts(where: str, tmp_path: Path) -> None:
     assert (code, stderr) == (0, "")
     code, _, stderr = run(*quiet, "--alert", "phase=distribution")
     assert code == 3
-    assert stderr == "ALERT SIMA phase=distribution since 2024-01-02 04:27 UTC (18 bars to 04:44)\n"
+    assert stderr == "ALERT SIMA phase=distribution since 2024-01-02 04:24 UTC (21 bars to 04:44)\n"
 
 
 def test_quiet_silences_warnings_but_not_errors(tmp_path: Path) -> None:

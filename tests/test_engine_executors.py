@@ -9,14 +9,13 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 import pytest
-from polars.testing import assert_frame_equal
 
 from mmflow.analysis import BarOptions, Selection, Signing, prepare_market
 from mmflow.engine.executors import (
@@ -27,13 +26,17 @@ from mmflow.engine.executors import (
     import_distributed,
     threads_per_worker,
 )
-from mmflow.engine.run import EngineRun, make_settings, run_chunk, run_engine
+from mmflow.engine.run import make_settings, run_chunk, run_engine
 from mmflow.engine.state import ChunkResult, ChunkTask, EngineSettings
 from mmflow.errors import ParameterError
 from mmflow.io import ReadOptions, load_inputs
 from mmflow.io.assemble import gather, read_many
 from mmflow.schema import QUOTES, TRADES, instrument_keys
+from tests.helpers import assert_same_engine_run
 from tests.market_days import market_days
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def square(task: tuple[int, float, str]) -> tuple[int, int, str | None]:
@@ -280,16 +283,6 @@ def prepared_inputs(
     return prepared_trades, prepared_quotes, settings
 
 
-def assert_same_run(local: EngineRun, remote: EngineRun) -> None:
-    for name in ("bars", "levels", "mix", "buckets", "checks"):
-        expected, got = getattr(local.finished, name), getattr(remote.finished, name)
-        if expected is None:
-            assert got is None
-            continue
-        assert_frame_equal(got, expected, check_exact=False, rel_tol=1e-9, abs_tol=0.0)
-    assert [r.chunk for r in remote.results] == [r.chunk for r in local.results]
-
-
 def sample_inputs() -> tuple[pl.LazyFrame, pl.LazyFrame | None]:
     found = load_inputs([str(Path(__file__).parents[1] / "sample_data")], "auto", ReadOptions())
     loaded = read_many(found.loaded)
@@ -303,7 +296,7 @@ def test_engine_on_dask_equals_local_on_the_sample_data(dask_executor: DaskExecu
     local = run_engine(trades, quotes, settings, executor=LocalExecutor().map)
     remote = run_engine(trades, quotes, settings, executor=dask_executor.map)
     assert len(local.results) > 1
-    assert_same_run(local, remote)
+    assert_same_engine_run(local, remote)
 
 
 @pytest.mark.parametrize("in_memory", [True, False])
@@ -315,19 +308,33 @@ def test_engine_on_dask_equals_local_on_generated_days(
     local = run_engine(trades, quotes, settings, executor=LocalExecutor().map, in_memory=in_memory)
     remote = run_engine(trades, quotes, settings, executor=dask_executor.map, in_memory=in_memory)
     assert len(local.results) == 3 * 2 * 4  # instrument × day
-    assert_same_run(local, remote)
+    assert_same_engine_run(local, remote)
+
+
+def logged_slowly(fn: Callable[[T], R], name: str, log: str, task: T, delay: float = 0.3) -> R:
+    """Run ``fn(task)`` slowed, logging its start and end (pid): a kill can land inside it."""
+    with Path(log).open("a") as file:
+        file.write(f"start {name} {os.getpid()}\n")
+    time.sleep(delay)
+    result = fn(task)
+    with Path(log).open("a") as file:
+        file.write(f"end {name} {os.getpid()}\n")
+    return result
+
+
+def assert_ran_again(log: Path, killed: int) -> None:
+    """A task was cut short by the kill of worker ``killed`` and ran to its end elsewhere."""
+    runs = [line.split() for line in log.read_text().splitlines()]
+    cut_short = {v for what, v, pid in runs if what == "start" and int(pid) == killed} - {
+        v for what, v, pid in runs if what == "end" and int(pid) == killed
+    }
+    assert cut_short
+    assert all(any(w == "end" and v == c for w, v, _ in runs) for c in cut_short)
 
 
 def slow_run_chunk(task: ChunkTask, log: str) -> ChunkResult:
     """The engine's task, logged and slowed so that a worker is killed in the middle of one."""
-    name = f"{task.chunk.symbol}@{task.chunk.start}"
-    with Path(log).open("a") as file:
-        file.write(f"start {name} {os.getpid()}\n")
-    time.sleep(0.3)
-    result = run_chunk(task)
-    with Path(log).open("a") as file:
-        file.write(f"end {name} {os.getpid()}\n")
-    return result
+    return logged_slowly(run_chunk, f"{task.chunk.symbol}@{task.chunk.start}", log, task)
 
 
 def test_engine_killed_worker_loses_and_doubles_nothing(
@@ -349,10 +356,5 @@ def test_engine_killed_worker_loses_and_doubles_nothing(
 
     remote = run_engine(trades, quotes, settings, executor=executor)
     assert len(killed) == 1
-    runs = [line.split() for line in log.read_text().splitlines()]
-    cut_short = {v for what, v, pid in runs if what == "start" and int(pid) == killed[0]} - {
-        v for what, v, pid in runs if what == "end" and int(pid) == killed[0]
-    }
-    assert cut_short  # a chunk was cut short by the kill, and ran again elsewhere:
-    assert all(any(w == "end" and v == c for w, v, _ in runs) for c in cut_short)
-    assert_same_run(local, remote)  # every chunk once: volumes, counts and buckets equal
+    assert_ran_again(log, killed[0])
+    assert_same_engine_run(local, remote)  # every chunk once: volumes, counts and buckets equal

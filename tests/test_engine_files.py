@@ -17,17 +17,17 @@ from pathlib import Path
 import polars as pl
 import pytest
 from click.testing import CliRunner, Result
-from polars.testing import assert_frame_equal
 
 from mmflow.analysis import BarOptions, Selection, Signing, prepare_market
 from mmflow.cli import cli
 from mmflow.convert import convert
 from mmflow.engine.executors import Execution, activate, ships_tasks
-from mmflow.engine.run import EngineRun, make_settings, run_engine
+from mmflow.engine.run import make_settings, run_engine
 from mmflow.engine.state import ChunkResult, ChunkTask, EngineSettings
 from mmflow.io import ReadOptions, load_inputs
 from mmflow.io.assemble import gather, read_many
 from mmflow.schema import QUOTES, TRADES, instrument_keys
+from tests.helpers import assert_same_engine_run
 from tests.market_days import market_days
 
 SAMPLE = Path(__file__).parents[1] / "sample_data"
@@ -56,18 +56,6 @@ class Recording:
     ) -> Iterable[ChunkResult]:
         self.tasks = list(tasks)
         return [function(task) for task in self.tasks]
-
-
-def assert_same(expected: EngineRun, got: EngineRun) -> None:
-    assert expected.finished is not None
-    assert got.finished is not None
-    for name in ("bars", "levels", "mix", "buckets", "checks"):
-        left, right = getattr(expected.finished, name), getattr(got.finished, name)
-        if left is None:
-            assert right is None
-            continue
-        assert_frame_equal(right, left, check_exact=False, rel_tol=1e-9, abs_tol=0.0)
-    assert [r.chunk for r in got.results] == [r.chunk for r in expected.results]
 
 
 def assert_file_sources(tasks: Sequence[ChunkTask], *, largest: int) -> None:
@@ -108,7 +96,7 @@ def test_rows_in_memory_are_written_once_and_tasks_carry_paths(in_memory: bool) 
         assert len(by_instrument) == 3 * 2
         assert all(len(paths) == 1 for paths in by_instrument.values())
         assert len({p for paths in by_instrument.values() for p in paths}) == 3 * 2
-    assert_same(whole, files)
+    assert_same_engine_run(whole, files)
 
 
 def test_file_scans_travel_as_plans(tmp_path: Path) -> None:
@@ -125,7 +113,7 @@ def test_file_scans_travel_as_plans(tmp_path: Path) -> None:
     files = run_engine(prepared_trades, prepared_quotes, settings, executor=recording, files=True)
     assert_file_sources(recording.tasks, largest=200_000)  # ~6 KB of plan per file
     assert all(task.trades.plan is not None for task in recording.tasks)
-    assert_same(whole, files)
+    assert_same_engine_run(whole, files)
 
 
 def test_ships_tasks_follows_the_active_execution() -> None:
@@ -137,25 +125,29 @@ def test_ships_tasks_follows_the_active_execution() -> None:
         activate(None)
 
 
-def test_convert_refuses_dask_before_reading(tmp_path: Path) -> None:
+def test_convert_checks_dask_flags_before_reading(tmp_path: Path) -> None:
+    # issue 14: convert runs on Dask too (tests/test_convert_dask.py); a bad flag combination
+    # is still a usage error before anything is read
     missing = str(tmp_path / "no-such-file.csv")
     result = CliRunner().invoke(
-        cli, ["convert", missing, "-o", str(tmp_path / "out"), "--executor", "dask"]
+        cli, ["convert", missing, "-o", str(tmp_path / "out"), "--workers", "2"]
     )
     assert result.exit_code == 2, result.output
-    assert "--executor dask does not apply to convert" in result.output
+    assert "--workers needs --executor dask" in result.output
     assert "ran nothing" not in result.output
     assert not (tmp_path / "out").exists()
 
 
-def test_convert_keeps_a_shared_dask_default_and_says_it_ran_here(tmp_path: Path) -> None:
+def test_convert_follows_a_shared_dask_default(tmp_path: Path) -> None:
     pytest.importorskip("distributed")
     out = tmp_path / "out"
     result = CliRunner().invoke(
-        cli, ["convert", str(SAMPLE / "simulated"), "-o", str(out)], env={"MMFLOW_EXECUTOR": "dask"}
+        cli,
+        ["convert", str(SAMPLE / "simulated"), "-o", str(out), "--workers", "1"],
+        env={"MMFLOW_EXECUTOR": "dask"},
     )
     assert result.exit_code == 0, result.output
-    assert "Note: --executor dask ran nothing" in result.stderr
+    assert "ran nothing" not in result.stderr  # the files were converted on the cluster
     assert sorted(p.name for p in out.rglob("*.parquet")) == ["quotes.parquet", "trades.parquet"]
 
 

@@ -371,6 +371,7 @@ def test_cli_incremental_refuses_what_does_not_apply(tmp_path: Path) -> None:
         (["--fill"], "does not support --fill"),
         (["--session", "09:30-16:00"], "does not support --session"),
         (["--table", "summary"], "--table does not apply"),
+        (["--quotes", str(dataset)], "--quotes does not apply"),
     ):
         result = mmflow("analyze", str(dataset), "-o", results, "--incremental", *extra)
         assert result.exit_code == 2, (extra, result.output)
@@ -378,6 +379,40 @@ def test_cli_incremental_refuses_what_does_not_apply(tmp_path: Path) -> None:
     result = mmflow("analyze", str(dataset), "--incremental")
     assert result.exit_code == 2
     assert "needs -o RESULTS/" in result.output
+
+
+def test_cli_incremental_alerts_on_the_updated_bars_and_on_a_no_op_rerun(tmp_path: Path) -> None:
+    """A nightly cron job: --alert reads the whole updated bar table (exit 3 when it fires)."""
+    dataset, results = tmp_path / "dataset", tmp_path / "results"
+    write_days(dataset, 5, 0, 1)
+    fires, quiet = "trades>=0", "trades<0"
+    run = ("analyze", str(dataset), "-o", str(results), "--incremental", "--alert")
+    first = mmflow(*run, fires, "--alert-to", str(tmp_path / "alerts.ndjson"))
+    assert first.exit_code == 3, first.output
+    assert first.stderr.count("ALERT ") == 2  # one line per instrument (two symbols)
+    bars = pl.read_parquet(results / "bars.parquet")
+    latest = bars.group_by("symbol").agg(pl.col("ts").max()).sort("symbol")
+    found = pl.read_ndjson(tmp_path / "alerts.ndjson").sort("symbol")
+    assert found["symbol"].to_list() == latest["symbol"].to_list()
+    assert found["ts"].str.to_datetime(time_zone="UTC").to_list() == latest["ts"].to_list()
+    assert mmflow(*run, quiet).exit_code == 0  # nothing new, nothing holds: exit 0
+    again = mmflow(*run, fires)
+    assert again.exit_code == 3
+    assert "is up to date" in again.stderr
+    assert again.stderr.count("ALERT ") == 2
+    lonely = mmflow(
+        "analyze", str(dataset), "-o", str(tmp_path / "r2"), "--incremental", "--alert-window", "5m"
+    )
+    assert lonely.exit_code == 2
+    assert "--alert-window needs --alert" in lonely.output
+    assert not (tmp_path / "r2").exists(), "a bad flag stops before any work"
+    wrong = mmflow(*run, "trdes>0")
+    assert wrong.exit_code == 2
+    assert "unknown column 'trdes'" in wrong.output
+    write_days(dataset, 5, 1, 1)
+    later = mmflow(*run, quiet)
+    assert later.exit_code == 0, later.output
+    assert "computed" in later.stderr
 
 
 def test_cli_incremental_on_dask_equals_local(tmp_path: Path) -> None:

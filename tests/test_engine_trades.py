@@ -25,6 +25,7 @@ from polars.testing import assert_frame_equal
 
 from mmflow.analysis import BarOptions, Signing, quote_checks
 from mmflow.durations import duration_nanoseconds
+from mmflow.engine.run import make_settings
 from mmflow.engine.state import Chunk, EngineSettings, TradePartials, TradeState
 from mmflow.engine.trades import (
     BAR_COLUMNS,
@@ -40,6 +41,7 @@ from mmflow.metrics.quotes import attach_quotes
 from mmflow.metrics.signing import Method, method_mix, sign_trades
 from mmflow.metrics.vpin import vpin_buckets
 from mmflow.schema import MID_PRICE, instrument_keys
+from tests.market_days import in_time_order, random_book
 
 NS = 1_000_000_000
 DAY = 86_400 * NS
@@ -72,24 +74,9 @@ def generated(
             gap = start + int(rng.integers(0, span))
             quote_ts = quote_ts[(quote_ts < gap) | (quote_ts > gap + 2400 * NS)]
             n_quotes = len(quote_ts)
-            mid = 100.0 + np.cumsum(rng.choice([-0.01, 0.0, 0.01], n_quotes))
-            half = 0.005 + 0.01 * rng.integers(0, 2, n_quotes)
-            bid, ask = np.round(mid - half, 3), np.round(mid + half, 3)
-            crossed = rng.random(n_quotes) < 0.03
-            bid = np.where(crossed, ask + 0.01, bid)
-            one_sided = rng.random(n_quotes) < 0.02
-            quote_parts.append(
-                pl.DataFrame(
-                    {
-                        "ts": quote_ts,
-                        "symbol": symbol,
-                        "bid_price": bid,
-                        "bid_size": rng.integers(1, 50, n_quotes).astype(float),
-                        "ask_price": np.where(one_sided, np.nan, ask),
-                        "ask_size": rng.integers(1, 50, n_quotes).astype(float),
-                    }
-                ).with_columns(pl.col("ask_price").fill_nan(None))
-            )
+            book = random_book(rng, quote_ts, base=100.0)
+            bid, ask = book.quoted["bid_price"], book.ask  # trades see the crossed bids too
+            quote_parts.append(book.frame(symbol=symbol))
             n_trades = int(rows * rng.uniform(0.5, 1.0))
             trade_ts = np.sort(start + rng.integers(0, span + 1800 * NS, n_trades))
             # some trades exactly at a quote's time
@@ -121,16 +108,7 @@ def generated(
                     .alias("price")
                 )
             )
-    trades = (
-        pl.concat(trade_parts)
-        .with_columns(pl.col("ts").cast(UTC_NS))
-        .sort("ts", maintain_order=True)
-    )
-    quotes = (
-        pl.concat(quote_parts)
-        .with_columns(pl.col("ts").cast(UTC_NS))
-        .sort("ts", maintain_order=True)
-    )
+    trades, quotes = in_time_order(trade_parts), in_time_order(quote_parts)
     if venue:
         trades = trades.with_columns(pl.lit("XNAS").alias("venue"))
         quotes = quotes.with_columns(pl.lit("XNAS").alias("venue"))
@@ -144,22 +122,9 @@ def generated(
 def engine_settings(
     options: BarOptions, signing: Signing, keys: Sequence[str], *, quotes: bool, session: bool
 ) -> EngineSettings:
-    age = signing.max_quote_age
-    return EngineSettings(
-        options=options,
-        signing=signing,
-        keys=tuple(keys),
-        session=session,
-        has_quotes=quotes,
-        every_ns=duration_nanoseconds(options.every, what="bar"),
-        horizon_ns=duration_nanoseconds(options.horizon, what="horizon")
-        if options.horizon not in ("0", "0s")
-        else 0,
-        lag_ns=0
-        if signing.lag in ("0", "0s", "")
-        else duration_nanoseconds(signing.lag, what="lag"),
-        max_quote_age_ns=None if age is None else duration_nanoseconds(age, what="age"),
-        memory_limit=1 << 30,
+    """The settings a run makes (:func:`mmflow.engine.run.make_settings`), 1 GiB chunks."""
+    return make_settings(
+        options, signing, keys=keys, session=session, has_quotes=quotes, memory_limit=1 << 30
     )
 
 

@@ -17,28 +17,10 @@ from mmflow.io.binance import FORMATS as BINANCE_FORMATS
 from mmflow.io.formats import ReadOptions
 from mmflow.io.source import Source
 from tests.conftest import data_path, shared_path
-from tests.helpers import write
+from tests.helpers import QUOTE_COLUMNS, TRADE_COLUMNS, canonical_schema, write
 
-TRADES_SCHEMA = {
-    "ts": pl.Datetime("ns", "UTC"),
-    "ts_event": pl.Datetime("ns", "UTC"),
-    "symbol": pl.String(),
-    "venue": pl.String(),
-    "price": pl.Float64(),
-    "size": pl.Float64(),
-    "aggressor_side": pl.Int8(),
-    "trade_id": pl.String(),
-}
-QUOTES_SCHEMA = {
-    "ts": pl.Datetime("ns", "UTC"),
-    "ts_event": pl.Datetime("ns", "UTC"),
-    "symbol": pl.String(),
-    "venue": pl.String(),
-    "bid_price": pl.Float64(),
-    "bid_size": pl.Float64(),
-    "ask_price": pl.Float64(),
-    "ask_size": pl.Float64(),
-}
+TRADES_SCHEMA = dict(canonical_schema(*TRADE_COLUMNS))
+QUOTES_SCHEMA = dict(canonical_schema(*QUOTE_COLUMNS))
 
 SPOT = "spot/BTCUSDT-trades-2023-04-05.csv"
 UM_18 = "futures/um/BTCUSDT-trades-2024-07-18.csv"

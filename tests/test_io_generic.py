@@ -14,6 +14,7 @@ import mmflow.io
 from mmflow.errors import MmflowError, ReaderError, SchemaError, UnknownFormatError
 from mmflow.io import Limits, ReadOptions, Source, detect
 from mmflow.schema import QUOTES, TRADES
+from tests.helpers import TRADE_COLUMNS, canonical_schema
 
 UTC_NS = pl.Datetime("ns", "UTC")
 # 2024-07-19T00:00:00Z
@@ -92,18 +93,7 @@ def test_canonical_csv_trades_pins_every_value(tmp_path: Path) -> None:
     assert loaded.format.name == "generic"
     assert loaded.kind == "trades"
     df = _trades(path)
-    assert df.schema == pl.Schema(
-        {
-            "ts": UTC_NS,
-            "ts_event": UTC_NS,
-            "symbol": pl.String(),
-            "venue": pl.String(),
-            "price": pl.Float64(),
-            "size": pl.Float64(),
-            "aggressor_side": pl.Int8(),
-            "trade_id": pl.String(),
-        }
-    )
+    assert df.schema == canonical_schema(*TRADE_COLUMNS)
     assert _ns(df) == [
         MIDNIGHT_NS + 123_456_789,
         MIDNIGHT_NS + 1_500_000_000,

@@ -20,7 +20,16 @@ from mmflow.io.lobster import findings, lobster_price, lobster_time, missing_ord
 from mmflow.metrics.signing import Method, evaluate_signing, sign_trades
 from mmflow.schema import ISO_NS
 from tests.conftest import data_path, shared_path
-from tests.helpers import gzip_copy, quotes_of, read, source_of, write
+from tests.helpers import (
+    QUOTE_COLUMNS,
+    TRADE_COLUMNS,
+    canonical_schema,
+    gzip_copy,
+    quotes_of,
+    read,
+    source_of,
+    write,
+)
 
 DST_MESSAGE = "ZVZZT_2023-03-13_34200000_57600000_message_2.csv"
 DST_BOOK = "ZVZZT_2023-03-13_34200000_57600000_orderbook_2.csv"
@@ -33,42 +42,11 @@ NEW_YORK = ZoneInfo("America/New_York")
 EMPTY = 9_999_999_999
 
 UTC_NS = pl.Datetime("ns", "UTC")
-TRADES_SCHEMA = pl.Schema(
-    {
-        "ts": UTC_NS,
-        "ts_event": UTC_NS,
-        "symbol": pl.String(),
-        "venue": pl.String(),
-        "price": pl.Float64(),
-        "size": pl.Float64(),
-        "aggressor_side": pl.Int8(),
-        "trade_id": pl.String(),
-        "bid_price": pl.Float64(),
-        "bid_size": pl.Float64(),
-        "ask_price": pl.Float64(),
-        "ask_size": pl.Float64(),
-        "conditions": pl.String(),
-    }
+TRADES_SCHEMA = canonical_schema(
+    *TRADE_COLUMNS, "bid_price", "bid_size", "ask_price", "ask_size", "conditions"
 )
-TRADES_ONLY_SCHEMA = pl.Schema(
-    {
-        name: dtype
-        for name, dtype in TRADES_SCHEMA.items()
-        if name not in ("bid_price", "bid_size", "ask_price", "ask_size")
-    }
-)
-QUOTES_SCHEMA = pl.Schema(
-    {
-        "ts": UTC_NS,
-        "ts_event": UTC_NS,
-        "symbol": pl.String(),
-        "venue": pl.String(),
-        "bid_price": pl.Float64(),
-        "bid_size": pl.Float64(),
-        "ask_price": pl.Float64(),
-        "ask_size": pl.Float64(),
-    }
-)
+TRADES_ONLY_SCHEMA = canonical_schema(*TRADE_COLUMNS, "conditions")
+QUOTES_SCHEMA = canonical_schema(*QUOTE_COLUMNS)
 BBO = ["bid_price", "bid_size", "ask_price", "ask_size"]
 
 

@@ -8,13 +8,27 @@ import pyarrow as pa
 import pytest
 from polars.testing import assert_frame_equal
 
-from mmflow.errors import MmflowError, ReaderError
 from mmflow.io import FORMATS, ReadOptions, detect
 from mmflow.io.formats import Sniff
 from mmflow.io.polygon import FORMATS as POLYGON_FORMATS
 from mmflow.io.polygon import ROUND_LOT, crypto_side, read_quotes
 from tests.conftest import data_path
-from tests.helpers import quotes_of, read, read_error, source_of, trades_of, utc, vendor_rows, write
+from tests.helpers import (
+    QUOTE_COLUMNS,
+    TRADE_COLUMNS,
+    canonical_schema,
+    empty_file_error,
+    empty_gzip_error,
+    one_row_error,
+    quotes_of,
+    read,
+    renamed,
+    source_of,
+    trades_of,
+    utc,
+    vendor_rows,
+    write,
+)
 
 TRADES_FEB = ("us_stocks_sip", "trades_v1", "2026", "02", "2026-02-11.csv.gz")
 TRADES_MAY = ("us_stocks_sip", "trades_v1", "2026", "05", "2026-05-22.csv.gz")
@@ -33,33 +47,11 @@ QUOTES_HEADER = (
 CRYPTO_HEADER = "ticker,conditions,exchange,id,participant_timestamp,price,size"
 
 UTC_NS = pl.Datetime("ns", "UTC")
-TRADES_SCHEMA = pl.Schema(
-    {
-        "ts": UTC_NS,
-        "ts_event": UTC_NS,
-        "symbol": pl.String(),
-        "exchange": pl.String(),
-        "price": pl.Float64(),
-        "size": pl.Float64(),
-        "aggressor_side": pl.Int8(),
-        "trade_id": pl.String(),
-        "conditions": pl.String(),
-        "correction": pl.String(),
-    }
+TRADES_SCHEMA = canonical_schema(
+    *renamed(TRADE_COLUMNS, venue="exchange"), "conditions", "correction"
 )
 CRYPTO_SCHEMA = pl.Schema({k: v for k, v in TRADES_SCHEMA.items() if k != "correction"})
-QUOTES_SCHEMA = pl.Schema(
-    {
-        "ts": UTC_NS,
-        "ts_event": UTC_NS,
-        "symbol": pl.String(),
-        "bid_price": pl.Float64(),
-        "bid_size": pl.Float64(),
-        "ask_price": pl.Float64(),
-        "ask_size": pl.Float64(),
-        "conditions": pl.String(),
-    }
-)
+QUOTES_SCHEMA = canonical_schema(*renamed(QUOTE_COLUMNS, venue=None), "conditions")
 
 
 def fixture(parts: tuple[str, ...]) -> Path:
@@ -471,16 +463,11 @@ def test_sniff_empty_file_matches_nothing() -> None:
 
 @pytest.mark.parametrize("fmt", ["polygon-trades", "polygon-quotes", "polygon-crypto-trades"])
 def test_empty_file_raises_one_line_error(fmt: str, tmp_path: Path) -> None:
-    path = tmp_path / "2024-01-02.csv"
-    path.write_bytes(b"")
-    message = read_error(fmt, path, ReaderError)
-    assert "empty" in message
+    empty_file_error(fmt, tmp_path / "2024-01-02.csv")
 
 
 def test_empty_gzip_raises_one_line_error(tmp_path: Path) -> None:
-    path = tmp_path / "2024-01-02.csv.gz"
-    path.write_bytes(gzip.compress(b""))
-    read_error("polygon-trades", path, MmflowError)
+    empty_gzip_error("polygon-trades", tmp_path / "2024-01-02.csv.gz")
 
 
 @pytest.mark.parametrize(
@@ -495,7 +482,5 @@ def test_empty_gzip_raises_one_line_error(tmp_path: Path) -> None:
 def test_missing_column_raises_one_line_error(
     fmt: str, header: str, missing: str, tmp_path: Path
 ) -> None:
-    cells = ",".join(["1"] * len(header.split(",")))
-    path = write(tmp_path / "broken.csv", f"{header}\n{cells}\n")
-    message = read_error(fmt, path, ReaderError)
+    message = one_row_error(fmt, tmp_path / "broken.csv", header)
     assert f"missing column(s) {missing} " in message

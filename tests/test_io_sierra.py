@@ -13,12 +13,21 @@ import pytest
 from polars.testing import assert_frame_equal
 
 import mmflow.io
-from mmflow.errors import MmflowError, ReaderError
 from mmflow.io import FORMATS, ReadOptions, detect
 from mmflow.io.formats import Sniff, frames_kind
 from mmflow.io.sierra import DEFAULT_SYMBOL, DEFAULT_TZ, read_trades, sierra_time, symbol_from_name
 from tests.conftest import data_path, shared_path
-from tests.helpers import read_error, source_of, trades_of, utc
+from tests.helpers import (
+    TRADE_COLUMNS,
+    canonical_schema,
+    empty_file_error,
+    empty_gzip_error,
+    one_row_error,
+    renamed,
+    source_of,
+    trades_of,
+    utc,
+)
 
 FILE_2022 = "ES_2022-01-24_tbt.txt"
 FILE_2023 = "ES_2023-06-29_tbt.txt"
@@ -27,20 +36,8 @@ FILES = (FILE_2022, FILE_2023)
 HEADER = "Date;Time;Sequence;DepthSequence;Price;Volume;TradeType;AskPrice;BidPrice;AskSize;BidSize"
 
 UTC_NS = pl.Datetime("ns", "UTC")
-TRADES_SCHEMA = pl.Schema(
-    {
-        "ts": UTC_NS,
-        "ts_event": UTC_NS,
-        "symbol": pl.String(),
-        "price": pl.Float64(),
-        "size": pl.Float64(),
-        "aggressor_side": pl.Int8(),
-        "trade_id": pl.String(),
-        "bid_price": pl.Float64(),
-        "bid_size": pl.Float64(),
-        "ask_price": pl.Float64(),
-        "ask_size": pl.Float64(),
-    }
+TRADES_SCHEMA = canonical_schema(
+    *renamed(TRADE_COLUMNS, venue=None), "bid_price", "bid_size", "ask_price", "ask_size"
 )
 
 
@@ -393,25 +390,17 @@ def test_sniff_rejects_other_headers(header: str) -> None:
 
 
 def test_empty_file_raises_one_line_error(tmp_path: Path) -> None:
-    path = tmp_path / "ES_empty.txt"
-    path.write_bytes(b"")
-    message = read_error("sierra-es", path, ReaderError)
-    assert "empty" in message
+    empty_file_error("sierra-es", tmp_path / "ES_empty.txt")
 
 
 def test_empty_gzip_raises_one_line_error(tmp_path: Path) -> None:
-    path = tmp_path / "ES_empty.txt.gz"
-    path.write_bytes(gzip.compress(b""))
-    read_error("sierra-es", path, MmflowError)
+    empty_gzip_error("sierra-es", tmp_path / "ES_empty.txt.gz")
 
 
 @pytest.mark.parametrize("missing", ["BidSize", "AskPrice", "Sequence", "Time"])
 def test_missing_column_raises_one_line_error(missing: str, tmp_path: Path) -> None:
-    columns = [c for c in HEADER.split(";") if c != missing]
-    path = write(
-        tmp_path / "ES_broken.txt", ";".join(columns) + "\n" + ";".join(["1"] * len(columns)) + "\n"
-    )
-    message = read_error("sierra-es", path, ReaderError)
+    header = ";".join(c for c in HEADER.split(";") if c != missing)
+    message = one_row_error("sierra-es", tmp_path / "ES_broken.txt", header)
     assert f"missing column(s) {missing} " in message
 
 

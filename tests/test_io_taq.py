@@ -11,7 +11,21 @@ from mmflow.io import FORMATS, ReadOptions, detect
 from mmflow.io.taq import FORMATS as TAQ_FORMATS
 from mmflow.io.taq import ROUND_LOT, read_daily_nbbo, read_daily_quotes, read_wrds_quotes
 from tests.conftest import data_path
-from tests.helpers import gzip_copy, quotes_of, read, read_error, source_of, trades_of, utc, write
+from tests.helpers import (
+    QUOTE_COLUMNS,
+    TRADE_COLUMNS,
+    canonical_schema,
+    empty_file_error,
+    gzip_copy,
+    one_row_error,
+    quotes_of,
+    read,
+    renamed,
+    source_of,
+    trades_of,
+    utc,
+    write,
+)
 
 DAILY_TRADES = "EQY_US_ALL_TRADE_20161024"
 DAILY_BBO = "EQY_US_ALL_BBO_20161024"
@@ -47,33 +61,10 @@ WRDS_TRADE_HEADER = "DATE,TIME_M,EX,SYM_ROOT,SYM_SUFFIX,TR_SCOND,SIZE,PRICE,TR_C
 WRDS_QUOTE_HEADER = "DATE,TIME_M,EX,SYM_ROOT,SYM_SUFFIX,BID,BIDSIZ,ASK,ASKSIZ,QU_COND"
 
 UTC_NS = pl.Datetime("ns", "UTC")
-TRADES_SCHEMA = pl.Schema(
-    {
-        "ts": UTC_NS,
-        "ts_event": UTC_NS,
-        "symbol": pl.String(),
-        "exchange": pl.String(),
-        "price": pl.Float64(),
-        "size": pl.Float64(),
-        "aggressor_side": pl.Int8(),
-        "trade_id": pl.String(),
-        "conditions": pl.String(),
-        "correction": pl.String(),
-    }
+TRADES_SCHEMA = canonical_schema(
+    *renamed(TRADE_COLUMNS, venue="exchange"), "conditions", "correction"
 )
-QUOTES_SCHEMA = pl.Schema(
-    {
-        "ts": UTC_NS,
-        "ts_event": UTC_NS,
-        "symbol": pl.String(),
-        "exchange": pl.String(),
-        "bid_price": pl.Float64(),
-        "bid_size": pl.Float64(),
-        "ask_price": pl.Float64(),
-        "ask_size": pl.Float64(),
-        "conditions": pl.String(),
-    }
-)
+QUOTES_SCHEMA = canonical_schema(*renamed(QUOTE_COLUMNS, venue="exchange"), "conditions")
 
 
 def findings_of(path: Path, fmt: str | None = None) -> list[str]:
@@ -510,10 +501,7 @@ def test_wrds_part_time_becomes_ts_event(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("fmt", [f.name for f in TAQ_FORMATS])
 def test_empty_file_raises_one_line_error(fmt: str, tmp_path: Path) -> None:
-    path = tmp_path / "EQY_US_ALL_TRADE_20161024"
-    path.write_bytes(b"")
-    message = read_error(fmt, path, ReaderError)
-    assert "empty" in message
+    empty_file_error(fmt, tmp_path / "EQY_US_ALL_TRADE_20161024")
 
 
 @pytest.mark.parametrize(
@@ -544,11 +532,7 @@ def test_empty_file_raises_one_line_error(fmt: str, tmp_path: Path) -> None:
 def test_missing_column_raises_one_line_error(
     fmt: str, name: str, header: str, missing: str, tmp_path: Path
 ) -> None:
-    separator = "|" if "|" in header else ","
-    row = separator.join(["1"] * len(header.split(separator)))
-    path = write(tmp_path / name, f"{header}\n{row}\n")
-    message = read_error(fmt, path, MmflowError)
-    assert missing in message
+    assert missing in one_row_error(fmt, tmp_path / name, header, MmflowError)
 
 
 def test_bad_price_fails_loudly_at_collection(tmp_path: Path) -> None:

@@ -9,16 +9,20 @@ import pyarrow as pa
 import pytest
 from polars.testing import assert_frame_equal
 
-from mmflow.errors import MmflowError, ReaderError
 from mmflow.io import FORMATS, detect
 from mmflow.io.formats import Sniff
 from mmflow.io.tardis import FORMATS as TARDIS_FORMATS
 from tests.conftest import data_path, shared_path
 from tests.helpers import (
+    QUOTE_COLUMNS,
+    TRADE_COLUMNS,
+    canonical_schema,
+    empty_file_error,
+    empty_gzip_error,
     gzip_copy,
+    one_row_error,
     quotes_of,
     read,
-    read_error,
     source_of,
     trades_of,
     utc,
@@ -43,30 +47,8 @@ SNAPSHOT_HEADER = (
 )
 
 UTC_NS = pl.Datetime("ns", "UTC")
-TRADES_SCHEMA = pl.Schema(
-    {
-        "ts": UTC_NS,
-        "ts_event": UTC_NS,
-        "symbol": pl.String(),
-        "venue": pl.String(),
-        "price": pl.Float64(),
-        "size": pl.Float64(),
-        "aggressor_side": pl.Int8(),
-        "trade_id": pl.String(),
-    }
-)
-QUOTES_SCHEMA = pl.Schema(
-    {
-        "ts": UTC_NS,
-        "ts_event": UTC_NS,
-        "symbol": pl.String(),
-        "venue": pl.String(),
-        "bid_price": pl.Float64(),
-        "bid_size": pl.Float64(),
-        "ask_price": pl.Float64(),
-        "ask_size": pl.Float64(),
-    }
-)
+TRADES_SCHEMA = canonical_schema(*TRADE_COLUMNS)
+QUOTES_SCHEMA = canonical_schema(*QUOTE_COLUMNS)
 
 
 def zstd_copy(src: Path, dest: Path) -> Path:
@@ -488,16 +470,11 @@ def test_sniff_header_is_case_insensitive() -> None:
     ["tardis-trades", "tardis-quotes", "tardis-book-snapshot", "tardis-liquidations"],
 )
 def test_empty_file_raises_one_line_error(fmt: str, tmp_path: Path) -> None:
-    path = tmp_path / "empty.csv"
-    path.write_bytes(b"")
-    message = read_error(fmt, path, ReaderError)
-    assert "empty" in message
+    empty_file_error(fmt, tmp_path / "empty.csv")
 
 
 def test_empty_gzip_raises_one_line_error(tmp_path: Path) -> None:
-    path = tmp_path / "bitmex_trades_2020-03-01_XBTUSD.csv.gz"
-    path.write_bytes(gzip.compress(b""))
-    read_error("tardis-trades", path, MmflowError)
+    empty_gzip_error("tardis-trades", tmp_path / "bitmex_trades_2020-03-01_XBTUSD.csv.gz")
 
 
 @pytest.mark.parametrize(
@@ -524,10 +501,7 @@ def test_empty_gzip_raises_one_line_error(tmp_path: Path) -> None:
 def test_missing_column_raises_one_line_error(
     fmt: str, header: str, missing: str, tmp_path: Path
 ) -> None:
-    cells = ",".join(["1"] * len(header.split(",")))
-    path = write(tmp_path / "broken.csv", f"{header}\n{cells}\n")
-    message = read_error(fmt, path, ReaderError)
-    assert missing in message
+    assert missing in one_row_error(fmt, tmp_path / "broken.csv", header)
 
 
 # --- full files in ../shared (skipped when absent) ------------------------------------------

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from mmflow.metrics import impact, ofi, vpin
+from tests.helpers import BOOK_COLUMNS, canonical_schema
 from tests.reference import impact_before, ofi_before, vpin_before
 
 T0 = datetime(2024, 7, 1, tzinfo=UTC)
@@ -47,14 +48,7 @@ def quote_frames(draw: st.DrawFn) -> pl.DataFrame:
         if with_venue:
             row["venue"] = draw(st.sampled_from(["X", "Y", None]))
         rows.append(row)
-    schema: dict[str, pl.DataType] = {
-        "ts": UTC_NS,
-        "symbol": pl.String(),
-        "bid_price": pl.Float64(),
-        "bid_size": pl.Float64(),
-        "ask_price": pl.Float64(),
-        "ask_size": pl.Float64(),
-    }
+    schema: dict[str, pl.DataType] = dict(canonical_schema(*BOOK_COLUMNS))
     if with_venue:
         schema["venue"] = pl.String()
     return pl.DataFrame(rows, schema=schema, orient="row")

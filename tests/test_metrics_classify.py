@@ -21,19 +21,7 @@ from mmflow.metrics.classify import (
 )
 from mmflow.metrics.signing import sign_trades
 from mmflow.metrics.signing import sign_trades as sign_by_method
-
-
-def tick_rule_reference(prices: list[float]) -> list[int]:
-    """Slow, obviously correct tick rule: carry the last non-zero change, 0 before any."""
-    signs: list[int] = []
-    last = 0
-    previous: float | None = None
-    for price in prices:
-        if previous is not None and price != previous:
-            last = 1 if price > previous else -1
-        signs.append(last)
-        previous = price
-    return signs
+from tests.helpers import tick_rule_reference
 
 
 def make_trades(

@@ -16,7 +16,7 @@ from mmflow.errors import ParameterError, SchemaError
 from mmflow.io import load
 from mmflow.metrics.ofi import BAR_COLUMNS, order_flow_imbalance, quote_bars
 from tests.conftest import data_path
-from tests.helpers import quote_ofi_totals
+from tests.helpers import BOOK_COLUMNS, canonical_schema, quote_ofi_totals
 
 T0 = datetime(2024, 7, 1, tzinfo=UTC)
 UTC_NS = pl.Datetime("ns", "UTC")
@@ -25,14 +25,7 @@ EVERY_MS = {"1s": 1_000, "1m": 60_000}
 # (ts in ms after T0, symbol, bid_price, bid_size, ask_price, ask_size); None = empty.
 Row = tuple[int, str, float | None, float | None, float | None, float | None]
 
-QUOTE_SCHEMA: dict[str, pl.DataType] = {
-    "ts": UTC_NS,
-    "symbol": pl.String(),
-    "bid_price": pl.Float64(),
-    "bid_size": pl.Float64(),
-    "ask_price": pl.Float64(),
-    "ask_size": pl.Float64(),
-}
+QUOTE_SCHEMA: dict[str, pl.DataType] = dict(canonical_schema(*BOOK_COLUMNS))
 
 
 def at(ms: int) -> datetime:

@@ -28,7 +28,8 @@ from mmflow.simulate import Simulation, SimulationParameters, simulate
 def oriented_reference(
     x: list[float], price: list[float], price_sd: list[float], memory: int, w: int, window: int
 ) -> list[dict[str, float]]:
-    """Slow loop over bars: peak, trough, rise_z, draw_z, give_back, recent_z, follow_z."""
+    """Slow loop over bars: peak, trough, rise_z, draw_z, give_back, recent_z, follow_z,
+    log_built, log_since, rise_rate."""
     rows = []
     for k in range(len(x)):
         first = max(k - memory + 1, 0)
@@ -54,6 +55,9 @@ def oriented_reference(
                 "follow_z": min(
                     max((price[k] - price[peak]) / (price_sd[k] * math.sqrt(since)), -6.0), 6.0
                 ),
+                "log_built": min(math.log(built), 5.0),
+                "log_since": min(math.log(since), 5.0),
+                "rise_rate": min(max(rise / built, 0.0), 4.0),
             }
         )
     return rows
@@ -75,7 +79,16 @@ def test_oriented_features_match_reference_loop(steps: list[int], memory: int, w
     for k, row in enumerate(expected):
         assert got.peak_index[k] == row["peak"]
         assert got.trough_index[k] == row["trough"]
-        for name in ("rise_z", "draw_z", "give_back", "recent_z", "follow_z"):
+        for name in (
+            "rise_z",
+            "draw_z",
+            "give_back",
+            "recent_z",
+            "follow_z",
+            "log_built",
+            "log_since",
+            "rise_rate",
+        ):
             assert got.features[k, index[name]] == pytest.approx(row[name], abs=1e-9), name
 
 
@@ -287,18 +300,30 @@ HELD_OUT_CELLS: dict[str, tuple[dict[str, Any], int]] = {
         {"proxy_drift": 0.8, "hold_bars": (3, 12), "accumulation_intensity": 0.3},
         5000,
     ),
+    "mild-drift-spreads": (
+        {
+            "proxy_drift": 0.4,
+            "spread_variability": 0.4,
+            "distribution_spread": 0.7,
+            "hold_bars": (1, 5),
+        },
+        7000,
+    ),
 }
 """Held-out cells of benchmarks/phase_robustness.py and a seed of each: ``moderate-hold`` of the
-first held-out set, ``drift-hold`` of the fourth (the drift-robust revision's)."""
+first held-out set, ``drift-hold`` of the fourth (the drift-robust revision's),
+``mild-drift-spreads`` of the fifth (the build-speed revision's)."""
 
 
 @pytest.mark.parametrize(
     ("cell", "family", "precision", "recall", "episode_recall", "noise"),
     [
-        ("moderate-hold", "inventory", 0.860, 0.668, 0.75, 0.0),
-        ("moderate-hold", "hawkes", 0.743, 0.573, 0.75, 0.0111),
-        ("drift-hold", "inventory", 0.711, 0.284, 0.333, 0.0126),
-        ("drift-hold", "hawkes", 0.385, 0.202, 0.083, 0.0),
+        ("moderate-hold", "inventory", 0.877, 0.818, 0.917, 0.0),
+        ("moderate-hold", "hawkes", 0.794, 0.701, 0.75, 0.0118),
+        ("drift-hold", "inventory", 0.781, 0.371, 0.417, 0.0072),
+        ("drift-hold", "hawkes", 0.602, 0.424, 0.667, 0.0),
+        ("mild-drift-spreads", "inventory", 0.930, 0.874, 0.917, 0.0164),
+        ("mild-drift-spreads", "hawkes", 0.854, 0.838, 0.917, 0.0),
     ],
 )
 def test_held_out_cell_scores_are_pinned(

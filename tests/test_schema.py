@@ -10,6 +10,7 @@ from polars.testing import assert_frame_equal
 
 from mmflow.errors import MmflowError, SchemaError
 from mmflow.schema import QUOTES, TRADES, asof_keys, conform, instrument_keys, require
+from tests.helpers import BOOK_COLUMNS, canonical_schema
 
 UTC_NS = pl.Datetime("ns", "UTC")
 T0 = datetime(2024, 7, 19, 0, 0, 0, 123456, tzinfo=UTC)
@@ -144,16 +145,7 @@ def test_conform_quotes_with_int_sizes_gives_quotes_schema() -> None:
         }
     ).with_columns(pl.col("ts").cast(UTC_NS))
     out = conform(raw, QUOTES).collect()
-    assert out.schema == pl.Schema(
-        {
-            "ts": UTC_NS,
-            "symbol": pl.String(),
-            "bid_price": pl.Float64(),
-            "bid_size": pl.Float64(),
-            "ask_price": pl.Float64(),
-            "ask_size": pl.Float64(),
-        }
-    )
+    assert out.schema == canonical_schema(*BOOK_COLUMNS)
     assert out.row(0) == (T0, "ES", 1.5, 2.0, 1.75, 4.0)
 
 

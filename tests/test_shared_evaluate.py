@@ -22,6 +22,7 @@ from mmflow.cli import cli
 from mmflow.io.assemble import gather
 from mmflow.schema import QUOTES, TRADES
 from tests.conftest import SHARED
+from tests.helpers import tick_rule_reference
 
 BINANCE = "binance/futures"
 CASES: list[tuple[str, list[str]]] = [
@@ -61,16 +62,6 @@ CASES: list[tuple[str, list[str]]] = [
 ]
 
 
-def tick_reference(prices: list[float]) -> list[int]:
-    signs, last, previous = [], 0, None
-    for price in prices:
-        if previous is not None and price != previous:
-            last = 1 if price > previous else -1
-        signs.append(last)
-        previous = price
-    return signs
-
-
 MAX_QUOTE_AGE_NS = 60 * 10**9
 """The default --max-quote-age (1m): an older quote counts as no quote (issue 9)."""
 
@@ -82,7 +73,7 @@ def lee_ready_reference(trades: pl.DataFrame, quotes: pl.DataFrame | None) -> li
     for symbol in trades["symbol"].unique().to_list():
         rows = [i for i, s in enumerate(trades["symbol"].to_list()) if s == symbol]
         part = trades[rows]
-        ticks = tick_reference(part["price"].to_list())
+        ticks = tick_rule_reference(part["price"].to_list())
         quote_times: list[int] = []
         quote_values: list[tuple[float | None, float | None]] = []
         if quotes is not None:
@@ -137,7 +128,7 @@ def test_evaluate_matches_reference_on_real_file(trades_file: str, quote_files: 
     for symbol in frame["symbol"].unique().to_list():
         rows_of = [i for i, s in enumerate(frame["symbol"].to_list()) if s == symbol]
         for i, sign in zip(
-            rows_of, tick_reference([frame["price"][i] for i in rows_of]), strict=True
+            rows_of, tick_rule_reference([frame["price"][i] for i in rows_of]), strict=True
         ):
             ticks[i] = sign
     lee_ready = lee_ready_reference(frame, quotes)

@@ -31,11 +31,20 @@ from mmflow.metrics.impact import (
     trade_costs,
 )
 from mmflow.metrics.inventory import inventory_bars
-from mmflow.metrics.ofi import quote_bars
+from mmflow.metrics.ofi import BAR_COLUMNS, QUOTE_EVENTS, quote_bars
 from mmflow.metrics.quotes import QUOTE_STALE, attach_quotes
 from mmflow.metrics.signing import method_mix, sign_trades
 from mmflow.metrics.vpin import vpin_at, vpin_buckets
-from mmflow.schema import MID_PRICE, PRICE, SIGN_METHOD, SIZE, TRADE_SIGN, TS, instrument_keys
+from mmflow.schema import (
+    MID_PRICE,
+    PRICE,
+    SIGN_METHOD,
+    SIZE,
+    SYMBOL,
+    TRADE_SIGN,
+    TS,
+    instrument_keys,
+)
 
 __all__ = [
     "COST_COLUMNS",
@@ -48,15 +57,8 @@ __all__ = [
     "quote_checks",
 ]
 
-QUOTE_BAR_COLUMNS = (
-    "ofi",
-    "ofi_normalized",
-    "mid_close",
-    "spread",
-    "depth",
-    "quote_imbalance",
-    "crossed_quotes",
-)
+QUOTE_BAR_COLUMNS = tuple(name for name in BAR_COLUMNS if name not in (SYMBOL, TS, QUOTE_EVENTS))
+"""The quote columns of the bar table: :func:`~mmflow.metrics.ofi.quote_bars`' but the count."""
 
 
 COST_COLUMNS = ("effective_spread", "realized_spread", "price_impact")

@@ -32,9 +32,12 @@ __all__ = [
     "Builder",
     "MmflowCommand",
     "choice_of",
+    "defaulted",
+    "field_option",
     "help_group",
     "one_line",
     "option_group",
+    "without",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -195,6 +198,54 @@ def option_group(
         return func
 
     return decorator
+
+
+def defaulted(*names: str, kind: Any, default: Any, text: str, **extra: Any) -> Callable[[F], F]:
+    """Return a ``click.option`` of type ``kind`` whose ``--help`` shows its ``default``.
+
+    ``names`` are click's declarations (``"--format", "fmt"``), ``text`` the help text;
+    ``extra`` goes to ``click.option`` unchanged (``metavar``, ``callback``, …).
+    """
+    return click.option(*names, type=kind, default=default, show_default=True, help=text, **extra)
+
+
+def field_option(
+    defaults: object, name: str, kind: Any, text: str, **extra: Any
+) -> Callable[[F], F]:
+    """Return the option ``--NAME`` (``_`` as ``-``) of field ``name``, default ``defaults``'.
+
+    The default shown in ``--help`` is the library's (the field's value on ``defaults``, a
+    dataclass with every field at its default), so the two cannot disagree.
+    """
+    flag = "--" + name.replace("_", "-")
+    return defaulted(flag, name, kind=kind, default=getattr(defaults, name), text=text, **extra)
+
+
+def without(
+    decorators: Sequence[Callable[[Any], Any]], unused: Sequence[str]
+) -> list[Callable[[Any], Any]]:
+    """Return ``decorators`` without the options whose parameter names are in ``unused``.
+
+    A command leaves out the options of a shared group it does not use, so its ``--help``
+    lists only the options that change what it does; the group's builder then sees the
+    left-out option's default.
+
+    Raises
+    ------
+    ValueError
+        When a name in ``unused`` is not an option of ``decorators`` (a typo would keep it).
+    """
+    kept = [d for d in decorators if _parameter_name(d) not in unused]
+    if len(kept) != len(decorators) - len(set(unused)):
+        msg = f"unknown option in {tuple(unused)}"
+        raise ValueError(msg)
+    return kept
+
+
+def _parameter_name(decorator: Callable[[Any], Any]) -> str | None:
+    """Return the parameter name of one ``click.option`` decorator (tried on a dummy)."""
+    params: list[click.Parameter] = getattr(decorator(lambda: None), "__click_params__", [])
+    return params[0].name if params else None
 
 
 def choice_of(value: Any, allowed: tuple[T, ...], default: T) -> T:

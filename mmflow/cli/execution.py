@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from mmflow.cli.command import F, option_group
+from mmflow.cli.command import F, defaulted, option_group
 from mmflow.cli.run import say, stages
 from mmflow.engine.executors import EXECUTORS, MAX_WORKERS, Execution, activate
 from mmflow.errors import ParameterError
@@ -75,12 +75,11 @@ def local_execution_options(refusal: str) -> Callable[[F], F]:
 
 def _execution_options(func: F, refusal: str | None) -> F:
     decorators = [
-        click.option(
+        defaulted(
             "--executor",
-            type=click.Choice(EXECUTORS),
+            kind=click.Choice(EXECUTORS),
             default="local",
-            show_default=True,
-            help="Where the per-instrument, per-day chunk tasks run: here one after another "
+            text="Where the per-instrument, per-day chunk tasks run: here one after another "
             "(local), or on a Dask cluster (dask; needs pip install 'mmflow[dask]')."
             + ("" if refusal is None else " This command runs here only (dask is refused)."),
         ),

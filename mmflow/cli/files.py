@@ -11,27 +11,30 @@ from mmflow.analysis import Selection, Signing, parameters_of
 from mmflow.cli import run
 from mmflow.cli.app import cli
 from mmflow.cli.command import one_line, option_group
-from mmflow.cli.execution import local_execution_options
+from mmflow.cli.execution import execution_options
 from mmflow.cli.options import (
     Inputs,
     Output,
     QuoteFiles,
-    checked,
     input_options,
+    input_options_without,
+    output_folder_option,
     output_options,
     quote_options,
     selection_options,
 )
-from mmflow.convert import write_dataset
+from mmflow.convert import Converted, write_dataset
+from mmflow.convert_tasks import convert_on
 from mmflow.engine.executors import Execution
 from mmflow.inspect import inspect_paths
+from mmflow.io import Loaded
 from mmflow.io.assemble import gather, read_many
 from mmflow.progress import Stage, report
 from mmflow.render.progress import plain_console as Console
 from mmflow.render.table import (
     InspectScreen,
 )
-from mmflow.render.write import build_metadata, check_output_directory
+from mmflow.render.write import build_metadata
 from mmflow.schema import QUOTES, TRADES
 
 __all__ = [
@@ -42,7 +45,7 @@ __all__ = [
 
 @cli.command()
 @click.argument("files", nargs=-1, required=True)
-@input_options
+@input_options_without("venues", "skip_bad_rows")  # it reports bad rows; it selects nothing
 @output_options
 def inspect(files: tuple[str, ...], inputs: Inputs, output: Output) -> None:
     """Say what each file is: format, kind, rows, symbols, time span, side encoding, issues.
@@ -106,25 +109,15 @@ _INSPECT_SCHEMA: dict[str, pl.DataType] = {
 @option_group(
     "Output",
     [
-        click.option(
-            "-o",
-            "--output",
-            "directory",
-            required=True,
-            type=click.Path(path_type=Path),
-            callback=checked(check_output_directory),
-            metavar="DIR",
-            help="Dataset folder to write (symbol=…/date=…/trades.parquet, quotes.parquet).",
+        output_folder_option(
+            "Dataset folder to write (symbol=…/date=…/trades.parquet, quotes.parquet)."
         ),
         click.option(
             "--overwrite", is_flag=True, help="Replace partition files that already exist."
         ),
     ],
 )
-@local_execution_options(
-    "--executor dask does not apply to convert: it writes the partitions in this process "
-    "(drop --executor; the analysis commands run a converted dataset on Dask)"
-)
+@execution_options
 @input_options
 @selection_options
 def convert_command(
@@ -146,11 +139,52 @@ def convert_command(
         mmflow convert sample_data/ -o dataset/
         mmflow analyze dataset/
     """
+    if execution.executor == "dask" and selection.clean is not None:
+        msg = (
+            "--clean needs every instrument's trades and quotes in one process; convert on "
+            "Dask does not clean (drop --clean, or drop --executor dask)"
+        )
+        raise click.UsageError(msg)
+    stages = run.stages()
+    if execution.executor == "dask":
+        loaded = run.read_all(files, quotes, inputs)  # workers read the files themselves
+        report(stages, Stage("writing the dataset"))
+        try:
+            written = convert_on(
+                execution.map,
+                loaded,
+                directory,
+                selection=selection,
+                options=inputs.read,
+                overwrite=overwrite,
+                metadata=_metadata(loaded, selection),
+                on_account=lambda frames: run.checked_account(inputs, selection, frames),
+                stop=execution.close,
+            )
+        finally:
+            report(stages, Stage("writing the dataset", finished=True))
+    else:
+        written = _convert_here(files, quotes, inputs, selection, directory, overwrite)
+    rows = ", ".join(f"{n:,} {name}" for name, n in written.rows.items())
+    run.say(f"wrote {len(written.files):,} files ({rows}) to {directory}")
+
+
+def _metadata(loaded: list[Loaded], selection: Selection) -> dict[str, str]:
+    return run.metadata_for("canonical", loaded, selection, parameters_of(selection, Signing()))
+
+
+def _convert_here(
+    files: tuple[str, ...],
+    quotes: QuoteFiles,
+    inputs: Inputs,
+    selection: Selection,
+    directory: Path,
+    overwrite: bool,
+) -> Converted:
+    """Convert in this process: count the rows, then write (with TAQ cleaning when chosen)."""
     loaded = read_many(run.read_all(files, quotes, inputs))
     trades, quote_frame = gather(loaded, TRADES), gather(loaded, QUOTES)
     run.account(inputs, selection, loaded, (trades, quote_frame))
-    parameters = parameters_of(selection, Signing())
-    metadata = run.metadata_for("canonical", loaded, selection, parameters)
     stages = run.stages()
     report(stages, Stage("writing the dataset"))
     try:
@@ -160,11 +194,10 @@ def convert_command(
             directory,
             overwrite=overwrite,
             selection=selection,
-            metadata=metadata,
+            metadata=_metadata(loaded, selection),
         )
     finally:
         report(stages, Stage("writing the dataset", finished=True))
     for note in notes:
         run.say(note)
-    rows = ", ".join(f"{n:,} {name}" for name, n in written.rows.items())
-    run.say(f"wrote {len(written.files):,} files ({rows}) to {directory}")
+    return written

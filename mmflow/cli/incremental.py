@@ -21,7 +21,15 @@ from mmflow.analysis import BarOptions, Selection, Signing, check_windows, param
 from mmflow.cli.command import F
 from mmflow.cli.model_options import Bars
 from mmflow.cli.options import AlertOptions, Inputs, Output, QuoteFiles
-from mmflow.cli.run import account, load, metadata_for, say
+from mmflow.cli.run import (
+    account,
+    alert_conditions,
+    check_alert_flags,
+    load,
+    metadata_for,
+    raise_alerts,
+    say,
+)
 from mmflow.engine.chunks import default_memory_limit
 from mmflow.engine.incremental import (
     ReadPartitions,
@@ -94,6 +102,10 @@ def _accounted(read: ReadPartitions, inputs: Inputs, selection: Selection) -> Re
     return accounted
 
 
+def _stored_schema(path: Path) -> pl.Schema:
+    return pl.Schema(pl.read_parquet_schema(path))
+
+
 def _refuse(flag: str, reason: str) -> None:
     msg = f"{flag} does not apply with --incremental ({reason})"
     raise click.UsageError(msg)
@@ -117,7 +129,13 @@ def analyze_incremental(
     Takes ``analyze``'s typed options (the active ``--executor`` runs the chunk tasks).
     """
     options = bars.options
-    results = _results_folder(files, quotes, alerts, output, which)
+    results = _results_folder(files, quotes, output, which)
+    stored = results / "bars.parquet"
+    first_run = not stored.exists()
+    # --alert binds to the stored bar table's columns before any work; a first run checks the
+    # flags now and binds once the bar table exists
+    check_alert_flags(alerts)
+    conditions = [] if first_run else alert_conditions(alerts, lambda: _stored_schema(stored))
     dataset = Path(files[0])
     settings = _dataset_settings(dataset, options, signing, selection)
     phase_parameters = PhaseParameters(lookback=options.lookback)
@@ -143,6 +161,8 @@ def analyze_incremental(
             f"Note: {results} is up to date: nothing new or changed in {dataset} "
             f"({len(outcome.unchanged):,} partitions; {outcome.seconds:.2f} s)"
         )
+        if alerts.conditions:  # a cron job that re-runs still reports what holds now
+            raise_alerts(pl.read_parquet(stored), conditions, alerts)
         return
     assert outcome.analysis is not None
     removed = f", {len(outcome.removed):,} removed" if outcome.removed else ""
@@ -154,14 +174,14 @@ def analyze_incremental(
         f"wrote {outcome.analysis.bars.height:,} rows to {results / 'bars.parquet'} and "
         f"{outcome.analysis.summary.height:,} to {results / 'summary.parquet'}"
     )
+    bar_table = outcome.analysis.bars
+    if first_run:  # bind now that the bar table exists
+        conditions = alert_conditions(alerts, lambda: bar_table.schema)
+    raise_alerts(bar_table, conditions, alerts)
 
 
 def _results_folder(
-    files: tuple[str, ...],
-    quotes: QuoteFiles,
-    alerts: AlertOptions,
-    output: Output,
-    which: str | None,
+    files: tuple[str, ...], quotes: QuoteFiles, output: Output, which: str | None
 ) -> Path:
     """Refuse what ``--incremental`` cannot do (exit 2); return the RESULTS folder (``-o``)."""
     if len(files) != 1:
@@ -170,7 +190,6 @@ def _results_folder(
         ("--quotes", bool(quotes.files)),
         ("--to", output.to_format is not None),
         ("--table", which is not None),
-        ("--alert", bool(alerts.conditions)),
     ):
         if used:
             _refuse(flag, "the results are the files in the -o folder")

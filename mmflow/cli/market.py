@@ -25,7 +25,7 @@ from mmflow.analysis import (
 )
 from mmflow.cli import run
 from mmflow.cli.app import cli
-from mmflow.cli.command import option_group
+from mmflow.cli.command import defaulted, option_group
 from mmflow.cli.execution import execution_options
 from mmflow.cli.incremental import incremental_option
 from mmflow.cli.model_options import Bars, bar_options, bar_options_without
@@ -220,26 +220,23 @@ inventory_study_options = option_group(
             is_flag=True,
             help="Event study: realised volatility after withdrawal episodes vs a seeded placebo.",
         ),
-        click.option(
+        defaulted(
             "--horizons",
-            type=Horizons(),
+            kind=Horizons(),
             default=",".join(str(h) for h in DEFAULT_HORIZONS),
-            show_default=True,
-            help="Forward horizons of --evaluate, in bars.",
+            text="Forward horizons of --evaluate, in bars.",
         ),
-        click.option(
+        defaulted(
             "--placebo-seed",
-            type=click.IntRange(min=0),
+            kind=click.IntRange(min=0),
             default=0,
-            show_default=True,
-            help="Seed of the --evaluate placebo draw (same seed, same bars).",
+            text="Seed of the --evaluate placebo draw (same seed, same bars).",
         ),
-        click.option(
+        defaulted(
             "--placebo-ratio",
-            type=click.IntRange(min=1, max=MAX_PLACEBO_RATIO),
+            kind=click.IntRange(min=1, max=MAX_PLACEBO_RATIO),
             default=1,
-            show_default=True,
-            help="Placebo bars drawn per withdrawal episode in --evaluate.",
+            text="Placebo bars drawn per withdrawal episode in --evaluate.",
         ),
     ],
     "study",

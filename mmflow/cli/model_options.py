@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from mmflow.analysis import BYTES_PER_BAR, BarOptions, default_max_rows
-from mmflow.cli.command import F, option_group
+from mmflow.cli.command import F, defaulted, field_option, option_group, without
 from mmflow.cli.types import Duration
 from mmflow.metrics.phase_model import model as phase_model
 from mmflow.metrics.phases import PARAMETER_RANGES as PHASE_RANGES
@@ -17,6 +17,7 @@ from mmflow.metrics.phases import PhaseParameters
 from mmflow.simulate import FAMILIES, SimulationParameters
 
 __all__ = [
+    "LOOKBACK_HELP",
     "PHASE_OPTIONS",
     "SIMULATION_KNOBS",
     "SIMULATION_OPTIONS",
@@ -29,67 +30,68 @@ __all__ = [
 ]
 
 
+LOOKBACK_HELP = "Trailing window in bars: Kyle's lambda, Amihud, inventory z, liquidity."
+"""What --lookback does in the bar tables (``flow``, ``inventory``)."""
+
+
 def bar_options(func: F) -> F:
-    """Options for bars and the per-bar metrics (``analyze``, ``flow``, ``inventory``)."""
-    return bar_options_without()(func)
+    """Every Bars option, for commands that also label phases (``analyze``, ``plot``).
+
+    --lookback is then also the phase rule's L (:class:`~mmflow.metrics.phases.PhaseParameters`).
+    """
+    lookback = LOOKBACK_HELP.removesuffix(".") + ", and the phase rule's L (phase labels)."
+    return bar_options_without(helps={"lookback": lookback})(func)
 
 
-def bar_options_without(*unused: str) -> Callable[[F], F]:
+def bar_options_without(*unused: str, helps: Mapping[str, str] | None = None) -> Callable[[F], F]:
     """Return the Bars group without the options (parameter names) a command does not use.
 
     A left-out option keeps its :class:`BarOptions` default, so ``--help`` lists only the
-    options that change what the command shows.
+    options that change what the command shows. ``helps`` replaces the help text of options
+    (by parameter name) that mean something else in this command (``--lookback`` in phases).
     """
+    helps = helps or {}
+    defaults = BarOptions(max_bars=None)
     decorators = [
         click.option("--bar", type=Duration(), help="Bar length (default 1m)."),
-        click.option(
-            "--horizon",
-            type=Duration(minimum=0),
-            default="5m",
-            show_default=True,
-            help="Horizon of realized spread and price impact (by time, not rows).",
+        field_option(
+            defaults,
+            "horizon",
+            Duration(minimum=0),
+            "Horizon of realized spread and price impact (by time, not rows).",
         ),
-        click.option(
-            "--lookback",
-            type=click.IntRange(min=2),
-            default=240,
-            show_default=True,
-            help="Trailing window in bars: Kyle's lambda, Amihud, inventory z, liquidity.",
+        field_option(
+            defaults,
+            "lookback",
+            click.IntRange(min=2),
+            helps.get("lookback", LOOKBACK_HELP),
         ),
-        click.option(
-            "--pressure-horizon",
-            type=click.IntRange(min=1),
-            default=5,
-            show_default=True,
-            help="Forward bars of the price-pressure regression.",
+        field_option(
+            defaults,
+            "pressure_horizon",
+            click.IntRange(min=1),
+            helps.get("pressure_horizon", "Forward bars of the price-pressure regression."),
         ),
-        click.option(
-            "--vpin-window",
-            type=click.IntRange(min=1),
-            default=50,
-            show_default=True,
-            help="Volume buckets per VPIN value.",
+        field_option(
+            defaults, "vpin_window", click.IntRange(min=1), "Volume buckets per VPIN value."
         ),
-        click.option(
-            "--buckets-per-day",
-            type=click.IntRange(min=1),
-            default=50,
-            show_default=True,
-            help="VPIN bucket volume = average daily volume / this.",
+        field_option(
+            defaults,
+            "buckets_per_day",
+            click.IntRange(min=1),
+            "VPIN bucket volume = average daily volume / this.",
         ),
-        click.option(
-            "--spread-factor",
-            type=click.FloatRange(min=0, min_open=True),
-            default=2.0,
-            show_default=True,
-            help="Withdrawing when the spread is at least this × its trailing median.",
+        field_option(
+            defaults,
+            "spread_factor",
+            click.FloatRange(min=0, min_open=True),
+            "Withdrawing when the spread is at least this × its trailing median.",
         ),
-        click.option(
-            "--depth-factor",
-            type=click.FloatRange(min=0, min_open=True),
-            default=0.5,
-            show_default=True,
-            help="Withdrawing when the depth is at most this × its trailing median.",
+        field_option(
+            defaults,
+            "depth_factor",
+            click.FloatRange(min=0, min_open=True),
+            "Withdrawing when the depth is at most this × its trailing median.",
         ),
         click.option(
             "--fill",
@@ -106,17 +108,7 @@ def bar_options_without(*unused: str) -> Callable[[F], F]:
             "(instrument × whole days). Default: half the available memory, at most 4G.",
         ),
     ]
-    kept = [d for d in decorators if _parameter_name(d) not in unused]
-    if len(kept) != len(decorators) - len(set(unused)):
-        msg = f"unknown bar option in {unused}"
-        raise ValueError(msg)
-    return option_group("Bars", kept, "bars", _bars)
-
-
-def _parameter_name(decorator: Callable[[Any], Any]) -> str | None:
-    """Return the parameter name of one ``click.option`` decorator (tried on a dummy)."""
-    params: list[click.Parameter] = getattr(decorator(lambda: None), "__click_params__", [])
-    return params[0].name if params else None
+    return option_group("Bars", without(decorators, unused), "bars", _bars)
 
 
 def _memory_limit(_context: click.Context, _parameter: click.Parameter, value: Any) -> int | None:
@@ -242,13 +234,10 @@ def phase_options(func: F) -> F:
             kind = click.IntRange(min=low, max=None if high is None else int(high))
         else:
             kind = click.FloatRange(min=low, max=high)
-        option = click.option(
-            f"--{name}",
-            field_name,
-            type=kind,
-            default=value,
-            show_default=value is not None,
-            help=text + ".",
+        option = (
+            field_option(defaults, field_name, kind, text + ".")
+            if value is not None
+            else click.option(f"--{name}", field_name, type=kind, help=text + ".")
         )
         decorators.append(option)
     return option_group("Phase rule", decorators, "phase", _phase)(func)
@@ -287,137 +276,114 @@ def _simulation(values: Mapping[str, Any]) -> SimulationParameters:
 _SIMULATED = SimulationParameters()
 _POSITIVE = click.FloatRange(min=0)
 _BARS = click.IntRange(min=1)
+_TWO_BARS = (_BARS, _BARS)
+_PAIR = {"metavar": "MIN MAX"}
 SIMULATION_KNOBS: list[Callable[[Any], Any]] = [
-    click.option("--seed", type=int, default=0, show_default=True, help="Random seed."),
-    click.option(
+    field_option(_SIMULATED, "seed", int, "Random seed."),
+    defaulted(
         "--symbols",
-        type=click.IntRange(min=1, max=26),
+        kind=click.IntRange(min=1, max=26),
         default=2,
-        show_default=True,
-        help="Number of symbols (SIMA, SIMB, …).",
+        text="Number of symbols (SIMA, SIMB, …).",
     ),
-    click.option(
-        "--hours",
-        type=click.FloatRange(min=0, min_open=True),
-        default=24.0,
-        show_default=True,
-        help="Hours of trading to simulate.",
+    field_option(
+        _SIMULATED, "hours", click.FloatRange(min=0, min_open=True), "Hours of trading to simulate."
     ),
-    click.option(
-        "--trades-per-hour",
-        type=click.FloatRange(min=0, min_open=True),
-        default=3600.0,
-        show_default=True,
-        help="Average trades per symbol and hour.",
+    field_option(
+        _SIMULATED,
+        "trades_per_hour",
+        click.FloatRange(min=0, min_open=True),
+        "Average trades per symbol and hour.",
     ),
-    click.option(
-        "--episodes-per-day",
-        type=click.FloatRange(min=0),
-        default=6.0,
-        show_default=True,
-        help="Accumulation → distribution → reversal episodes per symbol and day (0: noise only).",
+    field_option(
+        _SIMULATED,
+        "episodes_per_day",
+        click.FloatRange(min=0),
+        "Accumulation → distribution → reversal episodes per symbol and day (0: noise only).",
     ),
-    click.option(
-        "--family",
-        type=click.Choice(FAMILIES),
-        default=_SIMULATED.family,
-        show_default=True,
-        help="Generating mechanism: scripted inventory target, or Hawkes flow with "
+    field_option(
+        _SIMULATED,
+        "family",
+        click.Choice(FAMILIES),
+        "Generating mechanism: scripted inventory target, or Hawkes flow with "
         "competing market makers (one tracked).",
     ),
-    click.option(
-        "--accumulation-intensity",
-        type=_POSITIVE,
-        default=_SIMULATED.accumulation_intensity,
-        show_default=True,
-        help="Episode strength: accumulation flow as a share of the noise volume.",
+    field_option(
+        _SIMULATED,
+        "accumulation_intensity",
+        _POSITIVE,
+        "Episode strength: accumulation flow as a share of the noise volume.",
     ),
-    click.option(
-        "--accumulation-bars",
-        type=(_BARS, _BARS),
-        metavar="MIN MAX",
-        default=_SIMULATED.accumulation_bars,
-        show_default=True,
-        help="Episode speed: MIN MAX bars of an accumulation.",
+    field_option(
+        _SIMULATED,
+        "accumulation_bars",
+        _TWO_BARS,
+        "Episode speed: MIN MAX bars of an accumulation.",
+        **_PAIR,
     ),
-    click.option(
-        "--distribution-bars",
-        type=(_BARS, _BARS),
-        metavar="MIN MAX",
-        default=_SIMULATED.distribution_bars,
-        show_default=True,
-        help="MIN MAX bars of a distribution.",
+    field_option(
+        _SIMULATED, "distribution_bars", _TWO_BARS, "MIN MAX bars of a distribution.", **_PAIR
     ),
-    click.option(
-        "--hold-bars",
-        type=(click.IntRange(min=0), click.IntRange(min=0)),
-        metavar="MIN MAX",
-        default=_SIMULATED.hold_bars,
-        show_default=True,
-        help="MIN MAX bars of hold between accumulation and distribution.",
+    field_option(
+        _SIMULATED,
+        "hold_bars",
+        (click.IntRange(min=0), click.IntRange(min=0)),
+        "MIN MAX bars of hold between accumulation and distribution.",
+        **_PAIR,
     ),
-    click.option(
-        "--overshoot",
-        type=_POSITIVE,
-        default=_SIMULATED.overshoot,
-        show_default=True,
-        help="A distribution unloads (1 + this) x the peak, through zero.",
+    field_option(
+        _SIMULATED,
+        "overshoot",
+        _POSITIVE,
+        "A distribution unloads (1 + this) x the peak, through zero.",
     ),
-    click.option(
-        "--size-tail",
-        type=click.FloatRange(min=0),
-        default=_SIMULATED.size_tail,
-        show_default=True,
-        help="Student-t degrees of freedom (> 2) of trade sizes; 0: geometric sizes.",
+    field_option(
+        _SIMULATED,
+        "size_tail",
+        click.FloatRange(min=0),
+        "Student-t degrees of freedom (> 2) of trade sizes; 0: geometric sizes.",
     ),
-    click.option(
-        "--clustering",
-        type=_POSITIVE,
-        default=_SIMULATED.clustering,
-        show_default=True,
-        help="Volatility of the log trade rate per bar (AR(1)); 0: constant rate.",
+    field_option(
+        _SIMULATED,
+        "clustering",
+        _POSITIVE,
+        "Volatility of the log trade rate per bar (AR(1)); 0: constant rate.",
     ),
-    click.option(
-        "--proxy-drift",
-        type=_POSITIVE,
-        default=_SIMULATED.proxy_drift,
-        show_default=True,
-        help="Other participants' net flow per bar in noise SDs: the -CVD proxy drifts.",
+    field_option(
+        _SIMULATED,
+        "proxy_drift",
+        _POSITIVE,
+        "Other participants' net flow per bar in noise SDs: the -CVD proxy drifts.",
     ),
-    click.option(
-        "--spread-variability",
-        type=_POSITIVE,
-        default=_SIMULATED.spread_variability,
-        show_default=True,
-        help="Volatility of the log spread per bar (AR(1)); 0: constant spread.",
+    field_option(
+        _SIMULATED,
+        "spread_variability",
+        _POSITIVE,
+        "Volatility of the log spread per bar (AR(1)); 0: constant spread.",
     ),
-    click.option(
-        "--distribution-spread",
-        type=_POSITIVE,
-        default=_SIMULATED.distribution_spread,
-        show_default=True,
-        help="Relative widening of the spread during distribution.",
+    field_option(
+        _SIMULATED,
+        "distribution_spread",
+        _POSITIVE,
+        "Relative widening of the spread during distribution.",
     ),
-    click.option(
-        "--inventory-reversion",
-        type=click.FloatRange(min=0, max=1),
-        default=_SIMULATED.inventory_reversion,
-        show_default=True,
-        help="The market maker's mean reversion per bar.",
+    field_option(
+        _SIMULATED,
+        "inventory_reversion",
+        click.FloatRange(min=0, max=1),
+        "The market maker's mean reversion per bar.",
     ),
-    click.option(
-        "--excitation",
-        type=click.FloatRange(min=0, max=0.9),
-        default=_SIMULATED.excitation,
-        show_default=True,
-        help="hawkes: branching ratio of the order flow.",
+    field_option(
+        _SIMULATED,
+        "excitation",
+        click.FloatRange(min=0, max=0.9),
+        "hawkes: branching ratio of the order flow.",
     ),
-    click.option(
-        "--market-makers",
-        type=click.IntRange(min=1),
-        default=_SIMULATED.market_makers,
-        show_default=True,
-        help="hawkes: competing market makers (one tracked).",
+    field_option(
+        _SIMULATED,
+        "market_makers",
+        click.IntRange(min=1),
+        "hawkes: competing market makers (one tracked).",
     ),
 ]
 """The Simulation options (:func:`simulation_options`), in ``--help`` order."""

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 
 from mmflow.analysis import MAX_QUOTE_AGE, Clock, Selection, Session, Signing
-from mmflow.cli.command import F, choice_of, one_line, option_group
+from mmflow.cli.command import F, choice_of, defaulted, one_line, option_group, without
 from mmflow.cli.types import (
     Duration,
     OptionalDuration,
@@ -34,7 +34,13 @@ from mmflow.io import Limits, ReadOptions, format_names
 from mmflow.metrics.bvc import Distribution
 from mmflow.metrics.quotes import QuoteMatch
 from mmflow.metrics.signing import METHODS
-from mmflow.render.write import OUTPUT_FORMATS, OutputFormat, check_output_file, check_stream
+from mmflow.render.write import (
+    OUTPUT_FORMATS,
+    OutputFormat,
+    check_output_directory,
+    check_output_file,
+    check_stream,
+)
 
 __all__ = [
     "INPUT_OPTIONS",
@@ -47,12 +53,15 @@ __all__ = [
     "alert_options",
     "checked",
     "input_options",
+    "input_options_without",
+    "output_folder_option",
     "output_options",
     "quiet_option",
     "quote_options",
     "selection_options",
     "set_verbose",
     "signing_options",
+    "signing_options_without",
 ]
 
 
@@ -139,22 +148,21 @@ def _inputs(values: Mapping[str, Any]) -> Inputs:
         read,
         tuple(values["exclude"]),
         values["strict"],
-        values["skip_bad_rows"],
+        values.get("skip_bad_rows", False),
         values.get("tz"),
     )
 
 
 INPUT_OPTIONS: list[Callable[[Any], Any]] = [
-    click.option(
+    defaulted(
         "--format",
         "fmt",
-        type=click.Choice(["auto", *format_names()]),
+        kind=click.Choice(["auto", *format_names()]),
         default="auto",
-        show_default=True,
-        metavar="NAME",
-        help="Input format, auto-detected from magic bytes, file name and header; one of "
+        text="Input format, auto-detected from magic bytes, file name and header; one of "
         + ", ".join(format_names())
         + ".",
+        metavar="NAME",
     ),
     click.option(
         "--map",
@@ -215,12 +223,11 @@ INPUT_OPTIONS: list[Callable[[Any], Any]] = [
         is_flag=True,
         help="Drop and count rows that do not parse instead of stopping at the first one.",
     ),
-    click.option(
+    defaulted(
         "--valid-from",
-        type=Timestamp(),
+        kind=Timestamp(),
         default="1990-01-01",
-        show_default=True,
-        help="Earliest plausible timestamp; earlier rows are dropped and counted.",
+        text="Earliest plausible timestamp; earlier rows are dropped and counted.",
     ),
     click.option(
         "--valid-until",
@@ -242,7 +249,12 @@ INPUT_OPTIONS: list[Callable[[Any], Any]] = [
 
 def input_options(func: F) -> F:
     """Options every command that reads market data shares; the command gets ``inputs``."""
-    return option_group("Input", INPUT_OPTIONS, "inputs", _inputs)(func)
+    return input_options_without()(func)
+
+
+def input_options_without(*unused: str) -> Callable[[F], F]:
+    """Return the Input group without the options (parameter names) a command does not use."""
+    return option_group("Input", without(INPUT_OPTIONS, unused), "inputs", _inputs)
 
 
 def selection_options(func: F) -> F:
@@ -281,12 +293,11 @@ def selection_options(func: F) -> F:
             help="Keep rows before this ISO-8601 time (UTC unless it has a zone; default: to "
             "the last row).",
         ),
-        click.option(
+        defaulted(
             "--clock",
-            type=click.Choice(["recv", "event"]),
+            kind=click.Choice(["recv", "event"]),
             default="recv",
-            show_default=True,
-            help="Align on receive/capture time (recv) or exchange time (event).",
+            text="Align on receive/capture time (recv) or exchange time (event).",
         ),
     ]
     return option_group("Selection", decorators, "selection", _selection)(func)
@@ -339,6 +350,20 @@ class Output:
 
 def _output(values: Mapping[str, Any]) -> Output:
     return Output(values.get("output"), values.get("to_format"))
+
+
+def output_folder_option(text: str) -> Callable[[F], F]:
+    """Return ``-o/--output DIR``, a folder to write (checked while the options are parsed)."""
+    return click.option(
+        "-o",
+        "--output",
+        "directory",
+        required=True,
+        type=click.Path(path_type=Path),
+        callback=checked(check_output_directory),
+        metavar="DIR",
+        help=text,
+    )
 
 
 def output_options(func: F) -> F:
@@ -401,57 +426,56 @@ def quote_options(func: F) -> F:
             help="Quote files (repeatable; quote a glob to let mmflow expand it). Quote files "
             "among the positional inputs are recognised too (default: none).",
         ),
-        click.option(
+        defaulted(
             "--quotes-format",
-            type=click.Choice(["auto", *format_names()]),
+            kind=click.Choice(["auto", *format_names()]),
             default="auto",
-            show_default=True,
+            text="Format of the --quotes files (a --format name).",
             metavar="NAME",
-            help="Format of the --quotes files (a --format name).",
         ),
     ]
     return option_group("Input", decorators, "quotes", _quote_files)(func)
 
 
 def signing_options(func: F) -> F:
-    """Options that choose how trades are signed."""
+    """Options that choose how trades are signed; the command gets ``signing``."""
+    return signing_options_without()(func)
+
+
+def signing_options_without(*unused: str) -> Callable[[F], F]:
+    """Return the Signing group without the options (parameter names) a command does not use."""
     decorators = [
-        click.option(
+        defaulted(
             "--method",
-            type=click.Choice(METHODS),
+            kind=click.Choice(METHODS),
             default="auto",
-            show_default=True,
-            help="Trade signing: auto = vendor side where known, else Lee-Ready with quotes, "
+            text="Trade signing: auto = vendor side where known, else Lee-Ready with quotes, "
             "else the tick rule.",
         ),
-        click.option(
+        defaulted(
             "--quote-match",
-            type=click.Choice(["strict", "at-or-before"]),
+            kind=click.Choice(["strict", "at-or-before"]),
             default="strict",
-            show_default=True,
-            help="Match each trade to the latest quote strictly before it, or at or before it.",
+            text="Match each trade to the latest quote strictly before it, or at or before it.",
         ),
-        click.option(
+        defaulted(
             "--quote-lag",
-            type=Duration(minimum=0, maximum=NANOSECONDS["d"]),
+            kind=Duration(minimum=0, maximum=NANOSECONDS["d"]),
             default="0s",
-            show_default=True,
-            help="Use quotes at least this much older than the trade (e.g. 100ms).",
+            text="Use quotes at least this much older than the trade (e.g. 100ms).",
         ),
-        click.option(
+        defaulted(
             "--max-quote-age",
-            type=OptionalDuration(),
+            kind=OptionalDuration(),
             default=MAX_QUOTE_AGE,
-            show_default=True,
-            help="A quote older than this counts as missing for signing, spreads, depth and "
+            text="A quote older than this counts as missing for signing, spreads, depth and "
             "trade costs ('none': no limit).",
         ),
-        click.option(
+        defaulted(
             "--bvc-distribution",
-            type=click.Choice(["normal", "student-t"]),
+            kind=click.Choice(["normal", "student-t"]),
             default="normal",
-            show_default=True,
-            help="Bulk volume classification: distribution of standardised price changes.",
+            text="Bulk volume classification: distribution of standardised price changes.",
         ),
         click.option(
             "--bvc-dof",
@@ -459,7 +483,7 @@ def signing_options(func: F) -> F:
             help="Student-t degrees of freedom for bvc (default: estimated from the data).",
         ),
     ]
-    return option_group("Signing", decorators, "signing", _signing)(func)
+    return option_group("Signing", without(decorators, unused), "signing", _signing)
 
 
 def _selection(values: Mapping[str, Any]) -> Selection:

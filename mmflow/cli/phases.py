@@ -14,7 +14,7 @@ import polars as pl
 from mmflow.analysis import Phases, Selection, Signing, chart, phases
 from mmflow.cli import run
 from mmflow.cli.app import cli
-from mmflow.cli.command import option_group
+from mmflow.cli.command import defaulted, option_group
 from mmflow.cli.execution import execution_options
 from mmflow.cli.model_options import Bars, bar_options, bar_options_without, phase_options
 from mmflow.cli.options import (
@@ -52,11 +52,21 @@ from mmflow.render.table import (
 )
 
 __all__ = [
+    "PHASE_BAR_HELP",
     "ChartTarget",
     "PhaseRun",
     "phases_command",
     "plot_command",
 ]
+
+
+PHASE_BAR_HELP = {
+    "lookback": "L: trailing bars of the phase rule's flow scale, price noise, drift ratio "
+    "and absorption lambda (longer: a longer warm-up before the first label).",
+    "pressure_horizon": "h: bars after an episode's end over which its forward_return (the "
+    "reversal) is measured (--episodes).",
+}
+"""What --lookback and --pressure-horizon mean in ``phases`` (the phase rule's L and h)."""
 
 
 @dataclass(frozen=True)
@@ -100,12 +110,11 @@ phase_run_options = option_group(
             is_flag=True,
             help="Let a bar's phase use later bars (better labels, not for live use).",
         ),
-        click.option(
+        defaulted(
             "--placebo-seed",
-            type=int,
+            kind=int,
             default=0,
-            show_default=True,
-            help="Seed of the --evaluate placebo draw of random bars (same seed, same bars).",
+            text="Seed of the --evaluate placebo draw of random bars (same seed, same bars).",
         ),
     ],
     "choices",
@@ -116,7 +125,14 @@ phase_run_options = option_group(
 @cli.command(name="phases")
 @click.argument("files", nargs=-1, required=True)
 @quote_options
-@bar_options_without("horizon", "vpin_window", "buckets_per_day", "spread_factor", "depth_factor")
+@bar_options_without(
+    "horizon",
+    "vpin_window",
+    "buckets_per_day",
+    "spread_factor",
+    "depth_factor",
+    helps=PHASE_BAR_HELP,
+)
 @phase_options
 @phase_run_options
 @alert_options

@@ -45,6 +45,8 @@ __all__ = [
     "SIGNING_AND_BARS",
     "ImageTarget",
     "alert_conditions",
+    "check_alert_flags",
+    "checked_account",
     "collect_checked",
     "collect_plans",
     "collect_with_cleaning",
@@ -131,7 +133,17 @@ def account(
     (with --clean, again after TAQ cleaning by the commands that report it).
     """
     selected = selection_account(*frames, selection)
-    counted = account_of(collect_accounts(loaded, selected))
+    return checked_account(inputs, selection, collect_accounts(loaded, selected))
+
+
+def checked_account(
+    inputs: Inputs, selection: Selection, frames: Sequence[pl.DataFrame]
+) -> RowAccount:
+    """Build the run's account from collected account tables; stop, warn and report it.
+
+    As :func:`account` does, for tables counted elsewhere (e.g. on Dask workers).
+    """
+    counted = account_of(frames)
     counted.raise_for_bad_rows(skip=inputs.skip_bad_rows)
     warn(counted.warnings())
     context = click.get_current_context(silent=True)
@@ -260,21 +272,28 @@ def streams(output: Output) -> bool:
     return format_from_suffix(output.path) in STREAMED_FORMATS
 
 
-def alert_conditions(alerts: AlertOptions, schema: Callable[[], pl.Schema]) -> list[Condition]:
-    """Bind every --alert to the columns of the bar table it will see (exit 2 when one fails).
-
-    ``schema`` returns that table's schema (from its lazy plan; called only with --alert).
-    """
+def check_alert_flags(alerts: AlertOptions) -> bool:
+    """Check the alert flags that need no bar table (exit 2); return whether --alert is given."""
     if not alerts.conditions:
         for flag, value in (("--alert-window", alerts.window), ("--alert-to", alerts.target)):
             if value is not None:
                 msg = f"{flag} needs --alert CONDITION"
                 raise click.UsageError(msg)
-        return []
+        return False
     target = alerts.target
     if target is not None and not (target.parent if str(target.parent) else Path()).is_dir():
         msg = f"{target}: directory {target.parent} does not exist (create it first)"
         raise click.BadParameter(msg, param_hint="'--alert-to'")
+    return True
+
+
+def alert_conditions(alerts: AlertOptions, schema: Callable[[], pl.Schema]) -> list[Condition]:
+    """Bind every --alert to the columns of the bar table it will see (exit 2 when one fails).
+
+    ``schema`` returns that table's schema (from its lazy plan; called only with --alert).
+    """
+    if not check_alert_flags(alerts):
+        return []
     conditions, columns = [], schema()
     for text in alerts.conditions:
         try:

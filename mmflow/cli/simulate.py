@@ -10,8 +10,7 @@ from mmflow.cli import run
 from mmflow.cli.app import cli
 from mmflow.cli.command import option_group
 from mmflow.cli.model_options import simulation_options
-from mmflow.cli.options import checked, quiet_option, set_verbose
-from mmflow.render.write import check_output_directory
+from mmflow.cli.options import output_folder_option, quiet_option, set_verbose
 from mmflow.simulate import SimulationParameters, simulate, write_simulation
 
 __all__ = [
@@ -22,18 +21,7 @@ __all__ = [
 @cli.command(name="simulate")
 @option_group(
     "Output",
-    [
-        click.option(
-            "-o",
-            "--output",
-            "directory",
-            required=True,
-            type=click.Path(path_type=Path),
-            callback=checked(check_output_directory),
-            metavar="DIR",
-            help="Folder for trades.parquet, quotes.parquet and truth.parquet.",
-        )
-    ],
+    [output_folder_option("Folder for trades.parquet, quotes.parquet and truth.parquet.")],
 )
 @simulation_options
 @click.option(

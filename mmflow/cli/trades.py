@@ -15,7 +15,7 @@ from mmflow.analysis import Classification, Selection, Signing, classify, evalua
 from mmflow.analysis.signing import ChunkedClassification, classify_chunked, evaluate_chunked
 from mmflow.cli import run
 from mmflow.cli.app import cli
-from mmflow.cli.command import option_group
+from mmflow.cli.command import defaulted, option_group
 from mmflow.cli.execution import execution_options
 from mmflow.cli.model_options import _memory_limit as memory_limit_option
 from mmflow.cli.options import (
@@ -27,6 +27,7 @@ from mmflow.cli.options import (
     quote_options,
     selection_options,
     signing_options,
+    signing_options_without,
 )
 from mmflow.cli.types import Duration
 from mmflow.engine.executors import Execution
@@ -61,13 +62,7 @@ __all__ = [
     is_flag=True,
     help="Score every method against the vendor side (trades that have one).",
 )
-@click.option(
-    "--bar",
-    type=Duration(),
-    default="1m",
-    show_default=True,
-    help="Bar length of bvc (e.g. 5m).",
-)
+@defaulted("--bar", kind=Duration(), default="1m", text="Bar length of bvc (e.g. 5m).")
 @click.option(
     "--max-bars",
     type=click.IntRange(min=1),
@@ -346,28 +341,25 @@ profile_options = option_group(
             help="Price step of a profile row, in price units (default: the smallest price "
             "difference, the tick).",
         ),
-        click.option(
+        defaulted(
             "--by",
-            type=click.Choice(["symbol", "session", "date"]),
+            kind=click.Choice(["symbol", "session", "date"]),
             default="symbol",
-            show_default=True,
-            help="One profile per symbol, per symbol and session (needs --session), or per UTC "
+            text="One profile per symbol, per symbol and session (needs --session), or per UTC "
             "day.",
         ),
-        click.option(
+        defaulted(
             "--value-area",
             "share",
-            type=click.FloatRange(min=0, max=1, min_open=True),
+            kind=click.FloatRange(min=0, max=1, min_open=True),
             default=0.7,
-            show_default=True,
-            help="Share of volume in the value area (0-1).",
+            text="Share of volume in the value area (0-1).",
         ),
-        click.option(
+        defaulted(
             "--value-area-method",
-            type=click.Choice(["two-row", "single-row"]),
+            kind=click.Choice(["two-row", "single-row"]),
             default="two-row",
-            show_default=True,
-            help="Dalton's two-row walk or the single-row walk.",
+            text="Dalton's two-row walk or the single-row walk.",
         ),
         click.option(
             "--bar",
@@ -404,7 +396,7 @@ profile_options = option_group(
 @click.argument("files", nargs=-1, required=True)
 @quote_options
 @profile_options
-@signing_options
+@signing_options_without("bvc_distribution", "bvc_dof")  # bvc signs bars, not trades
 @execution_options
 @input_options
 @selection_options

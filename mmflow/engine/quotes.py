@@ -47,7 +47,9 @@ from mmflow.engine.quote_carry import (
 )
 from mmflow.engine.state import TIMESTAMP, Chunk, EngineSettings
 from mmflow.errors import ParameterError, SizeLimitError
+from mmflow.metrics.book_state import Sides, book_flags, ofi_event, standing_states
 from mmflow.metrics.ofi import (
+    BAR_COLUMNS,
     CROSSED_QUOTES,
     DEPTH,
     OFI,
@@ -74,16 +76,7 @@ __all__ = [
     "quote_partials",
 ]
 
-QUOTE_PARTIAL_COLUMNS: Final = (
-    OFI,
-    OFI_NORMALIZED,
-    MID_CLOSE,
-    SPREAD,
-    DEPTH,
-    QUOTE_IMBALANCE,
-    QUOTE_EVENTS,
-    CROSSED_QUOTES,
-)
+QUOTE_PARTIAL_COLUMNS: Final = tuple(name for name in BAR_COLUMNS if name not in (SYMBOL, TS))
 """The per-bar columns of :func:`quote_partials` after the keys and ``ts`` (as quote_bars)."""
 
 
@@ -155,7 +148,7 @@ def _rows(quotes: pl.DataFrame, carry: QuoteCarry, chunk: Chunk) -> pl.DataFrame
 
 def _standing_rule(
     *, any_crossed: bool, valid: pl.Expr, is_empty: pl.Expr, first: pl.Expr
-) -> tuple[pl.Expr, list[pl.Expr], Callable[[pl.Expr, pl.Expr], pl.Expr]]:
+) -> tuple[pl.Expr, Sides, Callable[[pl.Expr, pl.Expr], pl.Expr]]:
     """Return the OFI seed flag, the previous standing quote sides and the standing-state rule.
 
     OFI exactly as ``mmflow.metrics.ofi._order_flow_imbalance`` (one instrument: row 0 is
@@ -167,7 +160,9 @@ def _standing_rule(
             pl.when(valid).then(pl.lit(value=True)).when(is_empty | first).then(pl.lit(value=False))
         )
         seeded = valid & ~first & standing_flag.forward_fill().shift(1).fill_null(value=False)
-        previous = [pl.when(valid).then(pl.col(name)).forward_fill().shift(1) for name in _BBO]
+        bid, bid_size, ask, ask_size = (
+            pl.when(valid).then(pl.col(name)).forward_fill().shift(1) for name in _BBO
+        )
 
         def standing(value: pl.Expr, none: pl.Expr) -> pl.Expr:
             # Row 0 is never null, so the fill starts defined; crossed rows keep the state.
@@ -177,12 +172,12 @@ def _standing_rule(
         # No crossed row (the common case): every row sets the state, so the previous valid
         # quote still standing is the previous row when that one is valid; no fills needed.
         seeded = valid & valid.shift(1).fill_null(value=False)
-        previous = [pl.col(name).shift(1) for name in _BBO]
+        bid, bid_size, ask, ask_size = (pl.col(name).shift(1) for name in _BBO)
 
         def standing(value: pl.Expr, none: pl.Expr) -> pl.Expr:
             return pl.when(valid).then(value).otherwise(none)
 
-    return seeded, previous, standing
+    return seeded, (bid, bid_size, ask, ask_size), standing
 
 
 def _aggregate(states: pl.LazyFrame) -> pl.DataFrame:
@@ -213,8 +208,8 @@ def _per_bar(
 ) -> pl.DataFrame:
     """One plan over the rows, then ONE group_by per bar number (see the module docstring)."""
     bid, bid_size, ask, ask_size = (pl.col(name) for name in _BBO)
-    empty = pl.any_horizontal(side.is_null() for side in (bid, bid_size, ask, ask_size))
-    crossed = ~empty & (bid > ask)
+    sides = (bid, bid_size, ask, ask_size)
+    empty, crossed = book_flags(sides)
     flagged = rows.lazy().with_columns(
         (~empty & ~crossed).alias(_VALID),
         crossed.alias(_CROSSED),
@@ -226,17 +221,7 @@ def _per_bar(
     seeded, previous, standing = _standing_rule(
         any_crossed=any_crossed, valid=valid, is_empty=is_empty, first=first
     )
-    previous_bid, previous_bid_size, previous_ask, previous_ask_size = previous
-    event = (
-        pl.when(bid >= previous_bid).then(bid_size).otherwise(0.0)
-        - pl.when(bid <= previous_bid).then(previous_bid_size).otherwise(0.0)
-        - pl.when(ask <= previous_ask).then(ask_size).otherwise(0.0)
-        + pl.when(ask >= previous_ask).then(previous_ask_size).otherwise(0.0)
-    )
-    depth = bid_size + ask_size
-    positive = depth > 0
-    one, nothing = pl.lit(1, pl.Int64), pl.lit(0, pl.Int64)
-    zero = pl.lit(0.0, pl.Float64)
+    event = ofi_event(sides, previous)
 
     ns = pl.col(_NS)
     # A state stands until the next row (any kind), at most max_age; the last row until the
@@ -246,12 +231,9 @@ def _per_bar(
         gap = gap.clip(upper_bound=max_age)
     states = flagged.with_columns(
         pl.when(seeded).then(event).otherwise(0.0).alias(_EVENT),
-        standing(one, nothing).alias(_WEIGHT),
-        standing(pl.when(positive).then(one).otherwise(nothing), nothing).alias(_IMBALANCE_WEIGHT),
-        standing(ask - bid, zero).alias(_SPREAD),
-        standing(depth, zero).alias(_DEPTH),
-        standing(pl.when(positive).then((bid_size - ask_size) / depth).otherwise(zero), zero).alias(
-            _IMBALANCE
+        *(
+            state.alias(name)
+            for state, name in zip(standing_states(sides, standing), _STANDING, strict=True)
         ),
         pl.when(valid).then((bid + ask) / 2).forward_fill().alias(_MID),
         gap.alias(_GAP),

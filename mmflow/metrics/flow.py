@@ -310,17 +310,7 @@ def flow_bars(
     return filled.select(
         *keys,
         TS,
-        "open",
-        "high",
-        "low",
-        "close",
-        "vwap",
-        "volume",
-        "trades",
-        "buy_volume",
-        "sell_volume",
-        "unknown_volume",
-        "net_flow",
+        *(name for name in BAR_FLOW_COLUMNS if name != "trade_imbalance"),
         pl.when(pl.col("volume") > 0)
         .then(pl.col("net_flow") / pl.col("volume"))
         .alias("trade_imbalance"),

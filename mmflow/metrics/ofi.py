@@ -44,6 +44,7 @@ import polars as pl
 from mmflow.durations import duration_nanoseconds
 from mmflow.errors import ParameterError, SchemaError
 from mmflow.metrics._common import polars_duration
+from mmflow.metrics.book_state import Sides, book_flags, ofi_event, standing_states
 from mmflow.schema import (
     ASK_PRICE,
     ASK_SIZE,
@@ -127,6 +128,12 @@ _START: Final = "_ofi_start"
 _END: Final = "_ofi_end"
 _IS_END: Final = "_ofi_is_end"
 _BOUND: Final = "_ofi_bound"
+
+
+def _clean_sides() -> Sides:
+    """Return the four sides as cleaned by :func:`_order_flow_imbalance` (Float64, NaN as null)."""
+    bid, bid_size, ask, ask_size = (pl.col(_CLEAN[name]) for name in _BBO)
+    return bid, bid_size, ask, ask_size
 
 
 def _require_quotes(quotes: pl.LazyFrame) -> pl.Schema:
@@ -223,9 +230,8 @@ def _order_flow_imbalance(quotes: pl.LazyFrame) -> pl.LazyFrame:
         *(pl.col(name).cast(pl.Float64).fill_nan(None).alias(_CLEAN[name]) for name in _BBO),
         _first(keys).alias(_FIRST),
     )
-    bid, bid_size, ask, ask_size = (pl.col(_CLEAN[name]) for name in _BBO)
-    empty = pl.any_horizontal(side.is_null() for side in (bid, bid_size, ask, ask_size))
-    crossed = ~empty & (bid > ask)
+    sides = _clean_sides()
+    empty, crossed = book_flags(sides)
     flagged = cleaned.with_columns((~empty & ~crossed).alias(VALID_QUOTE), crossed.alias(CROSSED))
     valid, first = pl.col(VALID_QUOTE), pl.col(_FIRST)
     empty = ~valid & ~pl.col(CROSSED)
@@ -236,12 +242,8 @@ def _order_flow_imbalance(quotes: pl.LazyFrame) -> pl.LazyFrame:
     previous_bid, previous_bid_size, previous_ask, previous_ask_size = (
         pl.when(valid).then(pl.col(_CLEAN[name])).forward_fill().shift(1) for name in _BBO
     )
-    event = (
-        pl.when(bid >= previous_bid).then(bid_size).otherwise(0.0)
-        - pl.when(bid <= previous_bid).then(previous_bid_size).otherwise(0.0)
-        - pl.when(ask <= previous_ask).then(ask_size).otherwise(0.0)
-        + pl.when(ask >= previous_ask).then(previous_ask_size).otherwise(0.0)
-    )
+    previous = (previous_bid, previous_bid_size, previous_ask, previous_ask_size)
+    event = ofi_event(sides, previous)
     return flagged.with_columns(pl.when(seeded).then(event).otherwise(0.0).alias(OFI_EVENT))
 
 
@@ -266,26 +268,19 @@ def _timeline(quotes: pl.LazyFrame, max_age: int | None = None) -> pl.LazyFrame:
     flagged = _order_flow_imbalance(_by_instrument(quotes.select(*keys, TS, *_BBO), keys))
     valid, first = pl.col(VALID_QUOTE), pl.col(_FIRST)
     empty = ~valid & ~pl.col(CROSSED)
-    bid, bid_size, ask, ask_size = (pl.col(_CLEAN[name]) for name in _BBO)
-    depth = bid_size + ask_size
-    positive = depth > 0
+    bid, _, ask, _ = sides = _clean_sides()
 
     def standing(value: pl.Expr, zero: pl.Expr) -> pl.Expr:
         # The instrument's first row is never null, so the fill never crosses instruments.
         return pl.when(valid).then(value).when(empty | first).then(zero).forward_fill()
 
-    one, nothing = pl.lit(1, pl.Int64), pl.lit(0, pl.Int64)
-    zero = pl.lit(0.0, pl.Float64)
     last = first.shift(-1).fill_null(value=True)
     next_ts = pl.when(~last).then(pl.col(TS).shift(-1))
     seen = pl.when(valid).then(pl.lit(value=True)).when(first).then(pl.lit(value=False))
     states = flagged.with_columns(
-        standing(one, nothing).alias(_WEIGHT),
-        standing(pl.when(positive).then(one).otherwise(nothing), nothing).alias(_IMBALANCE_WEIGHT),
-        standing(ask - bid, zero).alias(_SPREAD),
-        standing(depth, zero).alias(_DEPTH),
-        standing(pl.when(positive).then((bid_size - ask_size) / depth).otherwise(zero), zero).alias(
-            _IMBALANCE
+        *(
+            state.alias(name)
+            for state, name in zip(standing_states(sides, standing), _STANDING, strict=True)
         ),
         pl.when(seen.forward_fill())
         .then(pl.when(valid).then((bid + ask) / 2).forward_fill())

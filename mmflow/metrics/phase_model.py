@@ -25,7 +25,13 @@ baseline), n = k* − t*, j = k − k*. Features (each clipped to a fixed range)
   P_{k−W}) / (σ_P·√W): price moved with the unloading flow (buying when long) since the peak
   and over the last W bars, in price-noise units (absorption, since the peak and recently);
 * ``build_follow_z`` = s·(P_{k*} − P_{t*}) / (σ_P·√max(n, 1)): price during the build-up;
-* ``both_z`` = min(rise_z, draw_z): rise *and* drawdown.
+* ``both_z`` = min(rise_z, draw_z): rise *and* drawdown;
+* ``log_built`` = ln max(n, 1), ``log_since`` = ln max(j, 1) and ``rise_rate`` = (x_{k*} −
+  x_{t*}) / max(n, 1): how long the rise took, how old the peak is and how fast inventory
+  rose per bar (noise units). A random-walking or persistent proxy reaches a given
+  ``rise_z`` through long, slow builds (median 65-75 bars on the tuning cells without
+  episodes) where an episode's accumulation is fast (median 26-42 bars); ``rise_z`` alone
+  cannot tell them apart (the price-response revision, ``docs/phases.md``).
 
 p_s = 1 / (1 + exp(−(β₀ + Σ β_i·t_i))) over the terms t of :func:`design` (standardised
 features and their pairwise products: "rise *and* drawdown" needs interactions) with
@@ -86,6 +92,9 @@ FEATURES: Final = (
     "recent_follow_z",
     "build_follow_z",
     "both_z",
+    "log_built",
+    "log_since",
+    "rise_rate",
 )
 """Names of the model's features, in coefficient order."""
 
@@ -98,6 +107,9 @@ _RANGES: Final = {
     "recent_follow_z": (-6.0, 6.0),
     "build_follow_z": (-6.0, 6.0),
     "both_z": (-6.0, 12.0),
+    "log_built": (0.0, 5.0),
+    "rise_rate": (0.0, 4.0),
+    "log_since": (0.0, 5.0),
 }
 _CHUNK: Final = 32_768
 
@@ -218,6 +230,21 @@ def drift_ratio(
     return np.asarray(np.where(np.isnan(values), np.nan, np.maximum(values, 1.0)), np.float64)
 
 
+def detector_path(
+    change: FloatArray, sigma: FloatArray, lookback: int
+) -> tuple[FloatArray, FloatArray, npt.NDArray[np.bool_]]:
+    """Return the detector's path X'_k = Σ_{i≤k} u_i / r_i, the drift ratio r and warm bars.
+
+    ``change`` is ΔI per bar and ``sigma`` the flow scale σ₁; a bar is warm when σ₁ > 0 and r
+    exist (:func:`normalised_path`, :func:`drift_ratio`, :func:`drift_adjusted_path`).
+    """
+    warm = np.isfinite(sigma) & (sigma > 0)
+    normalised = normalised_path(change, sigma)
+    ratio = drift_ratio(normalised, warm, lookback)
+    warm = warm & np.isfinite(ratio)
+    return drift_adjusted_path(normalised, ratio), ratio, warm
+
+
 def drift_adjusted_path(path: FloatArray, ratio: FloatArray) -> FloatArray:
     """X'_k = Σ_{i≤k} (X_i − X_{i−1}) / r_i, r = :func:`drift_ratio` (bars without r add 0)."""
     if path.size == 0:
@@ -306,6 +333,9 @@ def oriented(
         "build_follow_z": build_moved / (noise * np.sqrt(built)),
     }
     columns["both_z"] = np.minimum(columns["rise_z"], columns["draw_z"])
+    columns["log_built"] = np.log(built)
+    columns["rise_rate"] = rise / built
+    columns["log_since"] = np.log(since)
     features = np.empty((n, len(FEATURES)))
     for i, name in enumerate(FEATURES):
         low, high = _RANGES[name]

@@ -209,11 +209,7 @@ def _label_series(
     price_sd = series[_PRICE_SD].cast(pl.Float64).fill_null(float("nan")).to_numpy()
     inventory = series[MM_INVENTORY].cast(pl.Float64).fill_null(0.0).to_numpy()
     lam = series[ABSORPTION_LAMBDA].cast(pl.Float64).fill_null(float("nan")).to_numpy()
-    warm = np.isfinite(sigma) & (sigma > 0)
-    normalised = phase_model.normalised_path(change, sigma)
-    ratio = phase_model.drift_ratio(normalised, warm, p.lookback)
-    warm &= np.isfinite(ratio)
-    path = phase_model.drift_adjusted_path(normalised, ratio)
+    path, _, warm = phase_model.detector_path(change, sigma, p.lookback)
     found = phase_model.detect(
         path,
         price,
@@ -357,11 +353,11 @@ def phase_bars(
     ╞══════════════╪══════════╪══════════════╪════════════════╪════════════════════╡
     │ 280.0        ┆ 0.0      ┆ accumulation ┆ long           ┆ 0.0                │
     │ 320.0        ┆ 0.0      ┆ accumulation ┆ long           ┆ 0.0                │
-    │ 275.0        ┆ 4.0      ┆ neutral      ┆ long           ┆ 0.882              │
-    │ 230.0        ┆ 5.66     ┆ neutral      ┆ long           ┆ 1.0                │
+    │ 275.0        ┆ 4.0      ┆ neutral      ┆ long           ┆ 0.864              │
+    │ 230.0        ┆ 5.66     ┆ distribution ┆ long           ┆ 1.0                │
     │ 185.0        ┆ 6.93     ┆ distribution ┆ long           ┆ 1.0                │
     │ 140.0        ┆ 8.0      ┆ distribution ┆ long           ┆ 1.0                │
-    │ 95.0         ┆ 8.94     ┆ distribution ┆ long           ┆ 0.999              │
+    │ 95.0         ┆ 8.94     ┆ distribution ┆ long           ┆ 1.0                │
     └──────────────┴──────────┴──────────────┴────────────────┴────────────────────┘
     """
     p = parameters
