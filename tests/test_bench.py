@@ -167,6 +167,24 @@ def test_the_converted_dataset_holds_the_same_rows_as_the_single_files(tmp_path:
     assert bench.read_floor([dataset.dataset], "dataset") == 4_000
 
 
+def test_the_generated_dataset_is_what_convert_writes(tmp_path: Path) -> None:
+    # the 100 M run's layout: the same partition files, with the same rows, as mmflow convert
+    files = bench.generate(2_000, 3, 5, tmp_path / "files", rows_per_day=1_000, csv=False)
+    dataset = bench.generate(2_000, 3, 5, tmp_path / "set", rows_per_day=1_000, dataset=True)
+    converted = tmp_path / "converted"
+    result = CliRunner().invoke(
+        cli, ["convert", str(files.trades), str(files.quotes), "-o", str(converted)]
+    )
+    assert result.exit_code == 0, result.stderr
+    written = sorted(p.relative_to(dataset.dataset) for p in dataset.dataset.rglob("*.parquet"))
+    assert written == sorted(p.relative_to(converted) for p in converted.rglob("*.parquet"))
+    assert len(written) == 3 * 2 * 2
+    for path in written:
+        ours, theirs = pl.read_parquet(dataset.dataset / path), pl.read_parquet(converted / path)
+        assert ours.height > 0
+        assert ours.equals(theirs), path
+
+
 def test_a_child_is_measured_from_outside(tmp_path: Path) -> None:
     log = tmp_path / "bench.log"
     work = "sum(range(3_000_000)); bytearray(200 * 1024 * 1024)"

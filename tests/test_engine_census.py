@@ -129,3 +129,64 @@ def test_day_files_on_disk_counted_per_batch(
     whole = take_census(trades.lazy(), quotes.lazy(), **kwargs)  # type: ignore[arg-type]
     batched = take_census(scanned[0], scanned[1], memory_limit=1, **kwargs)  # type: ignore[arg-type]
     _assert_same(batched, whole)
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    every_s=st.sampled_from([60, 7 * 60, 3600]),
+    shuffle=st.booleans(),
+    limit=st.sampled_from([None, 1]),
+    days=st.integers(min_value=1, max_value=4),
+)
+def test_state_only_before_the_last_unit(
+    market: tuple[pl.DataFrame, pl.DataFrame],
+    every_s: int,
+    shuffle: bool,
+    limit: int | None,
+    days: int,
+) -> None:
+    """``last_unit_state=False``: the same counts and chained states, no state for the last unit.
+
+    The counts of every group are the full census'; the state columns equal it before the
+    run's last unit and are null in it; :func:`chain` (which only carries state forward)
+    gives every unit the same inbound state.
+    """
+    trades, quotes = market
+    first = trades[TS].min()
+    assert first is not None
+    until = pl.lit(first).dt.truncate("1d").dt.offset_by(f"{days}d")
+    trades, quotes = trades.filter(pl.col(TS) < until), quotes.filter(pl.col(TS) < until)
+    if shuffle:
+        trades = trades.sample(fraction=1.0, shuffle=True, seed=days)
+        quotes = quotes.sample(fraction=1.0, shuffle=True, seed=every_s)
+    kwargs = {"keys": ("symbol",), "every_ns": every_s * NS, "session": False}
+    full = take_census(trades.lazy(), quotes.lazy(), **kwargs)  # type: ignore[arg-type]
+    lean = take_census(
+        trades.lazy(),
+        quotes.lazy(),
+        memory_limit=limit,
+        last_unit_state=False,
+        **kwargs,  # type: ignore[arg-type]
+    )
+    assert chain(lean) == chain(full)
+    assert lean.quotes is not None
+    assert full.quotes is not None
+    for left, right, counts in (
+        (lean.trades, full.trades, ["trades", "volume", "bucket_trades", "first_ts", "last_ts"]),
+        (lean.quotes, full.quotes, ["quotes", "first_ts", "last_ts"]),
+    ):
+        assert left.schema == right.schema
+        assert left.select(*kwargs["keys"], "_unit", "_date", *counts).equals(  # type: ignore[misc]
+            right.select(*kwargs["keys"], "_unit", "_date", *counts)  # type: ignore[misc]
+        )
+        last = right["_unit"].max()
+        state = [
+            c for c in right.columns if c not in counts and c not in ("symbol", "_unit", "_date")
+        ]
+        before = pl.col("_unit") < last
+        assert left.filter(before).select(state).equals(right.filter(before).select(state))
+        assert left.filter(~before).select(state).null_count().sum_horizontal().item() == (
+            left.filter(~before).height * len(state)
+        )

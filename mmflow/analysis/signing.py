@@ -283,11 +283,15 @@ def _engine_inputs(
 
     ``None`` when a trade or quote has no time: it fits no chunk (the single plan keeps it).
     """
-    from mmflow.engine.market import _has_untimed_rows, _same_venue_columns
+    from mmflow.engine.inputs import parses_text
+    from mmflow.engine.market import _same_venue_columns
 
     prepared, prepared_quotes, _ = prepare_market(trades, quotes, selection, ordered=False)
     prepared, prepared_quotes = _same_venue_columns(prepared, prepared_quotes)
-    if _has_untimed_rows(prepared, prepared_quotes):
+    # text scans are not checked (mmflow's readers drop and count rows without a time)
+    frames = [f for f in (prepared, prepared_quotes) if f is not None and not parses_text(f)]
+    untimed = pl.collect_all([frame.select(pl.col(TS).is_null().any()) for frame in frames])
+    if any(bool(frame.item()) for frame in untimed):
         return None
     return prepared, prepared_quotes
 

@@ -18,11 +18,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
 import polars as pl
 
+from mmflow.engine.census_days import (
+    CENSUS_BYTES_PER_ROW,
+    DATE,
+    DateRange,
+    census_batches,
+    in_range,
+    pack_days,
+)
 from mmflow.engine.state import NS_PER_DAY, QuoteState, TradeState
 from mmflow.schema import (
     ASK_PRICE,
@@ -42,10 +49,13 @@ _BBO: Final = (BID_PRICE, BID_SIZE, ASK_PRICE, ASK_SIZE)
 
 __all__ = [
     "CENSUS_BYTES_PER_ROW",
+    "DATE",
     "QUOTE_KINDS",
     "UNIT",
     "Census",
+    "DateRange",
     "InboundState",
+    "UntimedRowsError",
     "census_batches",
     "chain",
     "take_census",
@@ -56,8 +66,6 @@ UNIT: Final = "_unit"
 """The census unit column: the chunk-day number (Int64) or the session date."""
 ORDERED: Final = "_ordered"
 """Whether a census group's rows came in time order."""
-DATE: Final = "_date"
-"""The UTC date of the rows (VPIN counts distinct UTC dates per instrument)."""
 
 
 def _ns(column: str = TS) -> pl.Expr:
@@ -80,6 +88,13 @@ def unit_edge(unit: int, every_ns: int) -> int:
     """Return ``edge(unit)``: the first bar edge at or after the unit's UTC midnight (ns)."""
     midnight = unit * NS_PER_DAY
     return -(-midnight // every_ns) * every_ns
+
+
+class UntimedRowsError(ValueError):
+    """A trade or quote without a ``ts``: it belongs to no unit (the engine cannot run)."""
+
+    def __init__(self) -> None:
+        super().__init__("a trade or quote has no time (ts); it fits no chunk")
 
 
 @dataclass(frozen=True)
@@ -118,6 +133,24 @@ def _ordered() -> pl.Expr:
     return (_ns().diff().min().fill_null(0) >= 0).alias(ORDERED)
 
 
+def _trade_counts() -> list[pl.Expr]:
+    """Return the trade census' order-free aggregations (sums, counts, extremes: streamable)."""
+    size = pl.col(SIZE).cast(pl.Float64)
+    valid = size.is_finite() & (size > 0)
+    return [
+        pl.len().alias("trades"),
+        size.filter(valid).sum().alias("volume"),
+        valid.sum().alias("bucket_trades"),
+        _ns().min().alias("first_ts"),
+        _ns().max().alias("last_ts"),
+    ]
+
+
+def _quote_counts() -> list[pl.Expr]:
+    """Return the quote census' order-free aggregations."""
+    return [pl.len().alias("quotes"), _ns().min().alias("first_ts"), _ns().max().alias("last_ts")]
+
+
 def trade_census(
     trades: pl.LazyFrame, keys: tuple[str, ...], every_ns: int, *, session: bool
 ) -> pl.LazyFrame:
@@ -128,8 +161,6 @@ def trade_census(
     recomputes otherwise).
     """
     price = pl.col(PRICE).fill_nan(None)
-    size = pl.col(SIZE).cast(pl.Float64)
-    valid = size.is_finite() & (size > 0)
     prices = price.drop_nulls()
     change = prices.diff().sign()
     return (
@@ -137,11 +168,7 @@ def trade_census(
         .with_columns(_unit(every_ns, session), pl.col(TS).dt.date().alias(DATE))
         .group_by(*keys, UNIT, DATE)
         .agg(
-            pl.len().alias("trades"),
-            size.filter(valid).sum().alias("volume"),
-            valid.sum().alias("bucket_trades"),
-            _ns().min().alias("first_ts"),
-            _ns().max().alias("last_ts"),
+            *_trade_counts(),
             prices.first().alias("first_price"),
             prices.last().alias("last_price"),
             change.filter(change != 0).first().cast(pl.Int8).alias("first_direction"),
@@ -194,9 +221,7 @@ def quote_census(
         )
         .group_by(*keys, UNIT, DATE)
         .agg(
-            pl.len().alias("quotes"),
-            _ns().min().alias("first_ts"),
-            _ns().max().alias("last_ts"),
+            *_quote_counts(),
             *(pl.col(f"{_ROW}_{kind}").max() for kind in QUOTE_KINDS),
             _ordered(),
         )
@@ -224,15 +249,6 @@ def _with_quote_rows(census: pl.DataFrame, quotes: pl.LazyFrame) -> pl.DataFrame
     return out.drop(f"{_ROW}_{kind}" for kind in QUOTE_KINDS)
 
 
-CENSUS_BYTES_PER_ROW: Final = 100
-"""Estimated peak bytes of the census per input row (key columns read plus the group-by's
-share; measured ~0.16 GiB per million trades + quotes at 10 M + 10 M)."""
-
-
-DateRange = tuple[date | None, date | None]
-"""UTC dates ``[first, after)`` of one census batch; ``(None, None)``: rows without a ``ts``."""
-
-
 def take_census(
     trades: pl.LazyFrame,
     quotes: pl.LazyFrame | None,
@@ -242,37 +258,176 @@ def take_census(
     session: bool,
     memory_limit: int | None = None,
     batches: Sequence[DateRange] | None = None,
+    last_unit_state: bool = True,
 ) -> Census:
     """Run pass 1 over prepared trades and quotes.
 
-    The rows may come in any order: the census runs in input order and checks, per group,
-    that the order is time order; a table with a group out of order is counted again from
-    its key columns sorted by ``ts`` (stable, as :func:`mmflow.analysis.prepare.prepare` sorts), so
-    the last quote and the tick state are those of time order.
+    Two steps. **Counts** (every row): per group (instrument, unit, UTC date) the row counts,
+    volumes and first and last times — order-free sums and extremes, one streaming pass over
+    the key columns. **State** (only the rows before the run's last unit): the first and last
+    price, the last tick direction and the last quote of each kind, which only a *later* unit
+    reads (:func:`chain`), so with ``last_unit_state=False`` the run's last unit gets no state
+    (null state columns) and a run of one day per instrument (one unit) reads no state at
+    all. (With ``--session`` units are sessions, not time ranges: all rows get state.)
 
-    Every census group (instrument, unit, UTC date) lies inside one UTC date, so the census
-    of whole UTC days is exact on its own: a big input is counted in **batches of days**
-    (``ts`` filters that parquet statistics and converted datasets' day files prune), whose
-    tables are concatenated. The peak is then set by the largest batch, not the input.
+    The state rows may come in any order: they are counted in input order with a check, per
+    group, that the order is time order; a table with a group out of order is counted again
+    from its key columns sorted by ``ts`` (stable, as :func:`mmflow.analysis.prepare.prepare`
+    sorts), so the last quote and the tick state are those of time order.
+
+    Every census group lies inside one UTC date, so the state of whole UTC days is exact on
+    its own: a big input is counted in **batches of days** (``ts`` filters that parquet
+    statistics and converted datasets' day files prune), whose tables are concatenated. The
+    peak is then set by the largest batch, not the input.
 
     Parameters
     ----------
     memory_limit
-        When the input's estimated census memory (rows × :data:`CENSUS_BYTES_PER_ROW`) exceeds
-        it, the days are counted first (a streaming pass over ``ts``) and packed into batches
-        that fit it (a day over it is a batch of its own). ``None``: one batch.
+        When the state rows' estimated census memory (rows × :data:`CENSUS_BYTES_PER_ROW`)
+        exceeds it, their days (counted in the first step) are packed into batches that fit it
+        (a day over it is a batch of its own). ``None``: one batch.
     batches
         Explicit batches (ascending, disjoint date ranges covering every row; tests). Wins over
         ``memory_limit``.
+    last_unit_state
+        Whether the last unit's groups get their state too (the incremental runs store every
+        chunk's outbound state from the census; a plain run only chains it forward).
+
+    Raises
+    ------
+    UntimedRowsError
+        Without ``last_unit_state``, when a row has no ``ts`` (found by the counts, so the
+        caller needs no pass of its own to check).
     """
+    if session or last_unit_state:
+        if not last_unit_state:  # sessions: the counts only check for rows without a time
+            _check_timed(_count_census(trades, quotes, keys, every_ns))
+        if batches is None and memory_limit is not None:
+            batches = census_batches(trades, quotes, memory_limit)
+        return _state_census(trades, quotes, keys, every_ns, session=session, batches=batches)
+    counted = _count_census(trades, quotes, keys, every_ns)
+    units = _check_timed(counted)
+    last: Any = units.max()
+    if last is None or units.min() == last:  # no row before the last unit: no state to read
+        return _with_state(counted, None, keys, every_ns, trades, quotes, last)
+    before = pl.col(TS) < pl.lit(unit_edge(int(last), every_ns)).cast(pl.Int64).cast(TIMESTAMP)
+    before_trades = trades.filter(before)
+    before_quotes = quotes.filter(before) if quotes is not None else None
     if batches is None and memory_limit is not None:
-        batches = census_batches(trades, quotes, memory_limit)
+        batches = pack_days(_days_before(counted, int(last)), memory_limit)
+    state = _state_census(
+        before_trades, before_quotes, keys, every_ns, session=False, batches=batches
+    )
+    return _with_state(counted, state, keys, every_ns, trades, quotes, last)
+
+
+def _check_timed(counted: tuple[pl.DataFrame, pl.DataFrame | None]) -> pl.Series:
+    """Return the counted units; raise :class:`UntimedRowsError` if a row has no ``ts``."""
+    units = pl.concat([frame.select(UNIT) for frame in counted if frame is not None])[UNIT]
+    if units.null_count():
+        raise UntimedRowsError
+    return units
+
+
+def _count_census(
+    trades: pl.LazyFrame, quotes: pl.LazyFrame | None, keys: tuple[str, ...], every_ns: int
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """Return the census' order-free columns of every row (one streaming pass per table)."""
+    group = [*keys, UNIT, DATE]
+    order = pl.col(group)
+    plans = [
+        trades.select(*keys, TS, SIZE)
+        .with_columns(unit_expression(every_ns), pl.col(TS).dt.date().alias(DATE))
+        .group_by(group)
+        .agg(_trade_counts())
+    ]
+    if quotes is not None:
+        plans.append(
+            quotes.select(*keys, TS)
+            .with_columns(unit_expression(every_ns), pl.col(TS).dt.date().alias(DATE))
+            .group_by(group)
+            .agg(_quote_counts())
+        )
+    frames = [f.sort(order, nulls_last=True) for f in pl.collect_all(plans, engine="streaming")]
+    return frames[0], frames[1] if quotes is not None else None
+
+
+def _days_before(counted: tuple[pl.DataFrame, pl.DataFrame | None], last: int) -> pl.DataFrame:
+    """Rows per UTC date of the groups before unit ``last`` (``DATE, len``)."""
+    parts = [
+        frame.filter(pl.col(UNIT) < last).select(
+            DATE, pl.col("trades" if "trades" in frame.columns else "quotes").alias("len")
+        )
+        for frame in counted
+        if frame is not None
+    ]
+    return pl.concat(parts, how="vertical_relaxed").group_by(DATE).agg(pl.col("len").sum())
+
+
+def _with_state(
+    counted: tuple[pl.DataFrame, pl.DataFrame | None],
+    state: Census | None,
+    keys: tuple[str, ...],
+    every_ns: int,
+    trades: pl.LazyFrame,
+    quotes: pl.LazyFrame | None,
+    last: Any,
+) -> Census:
+    """Join the counts of the last unit (state columns null) to the state census before it."""
+    order = [*keys, UNIT, DATE]
+    trade_schema = trade_census(trades, keys, every_ns, session=False).collect_schema()
+    tables: list[pl.DataFrame | None] = []
+    for index, counts in enumerate(counted):
+        if counts is None:
+            tables.append(None)
+            continue
+        if index == 0:
+            schema = trade_schema
+        else:
+            assert quotes is not None
+            schema = _quote_state_schema(quotes, keys, every_ns)
+        later = counts if last is None else counts.filter(pl.col(UNIT).ge(last).fill_null(True))
+        earlier = None if state is None else (state.trades if index == 0 else state.quotes)
+        empty = pl.DataFrame(schema=schema)
+        parts = [empty] + ([earlier] if earlier is not None else []) + [later]
+        table = pl.concat(parts, how="diagonal_relaxed").select(list(schema))
+        tables.append(table.sort(order, nulls_last=True))
+    assert tables[0] is not None
+    return Census(tables[0], tables[1], keys, session=False)
+
+
+def _quote_state_schema(quotes: pl.LazyFrame, keys: tuple[str, ...], every_ns: int) -> pl.Schema:
+    """Return the quote census' schema (with the last quote of each kind, as stored)."""
+    schema: dict[str, Any] = dict(
+        quote_census(quotes, keys, every_ns, session=False).collect_schema()
+    )
+    has_event = TS_EVENT in quotes.collect_schema().names()
+    for kind in QUOTE_KINDS:
+        del schema[f"{_ROW}_{kind}"]
+    for kind in QUOTE_KINDS:
+        schema[f"q_{kind}_ts"] = pl.Int64
+        schema.update({f"q_{kind}_{c}": pl.Float64 for c in _BBO})
+        if has_event:
+            schema[f"q_{kind}_ts_event"] = pl.Int64
+    return pl.Schema(schema)
+
+
+def _state_census(
+    trades: pl.LazyFrame,
+    quotes: pl.LazyFrame | None,
+    keys: tuple[str, ...],
+    every_ns: int,
+    *,
+    session: bool,
+    batches: Sequence[DateRange] | None,
+) -> Census:
+    """Return the full census (counts and state) of the given rows, in batches of days."""
     if batches is None or len(batches) <= 1:
         return _census_batch(trades, quotes, keys=keys, every_ns=every_ns, session=session)
     parts = [
         _census_batch(
-            trades.filter(_in_range(batch)),
-            quotes.filter(_in_range(batch)) if quotes is not None else None,
+            trades.filter(in_range(batch)),
+            quotes.filter(in_range(batch)) if quotes is not None else None,
             keys=keys,
             every_ns=every_ns,
             session=session,
@@ -286,65 +441,6 @@ def take_census(
         quote_parts = [part.quotes for part in parts if part.quotes is not None]
         quote_frame = pl.concat(quote_parts).sort(order, nulls_last=True)
     return Census(trade_frame, quote_frame, keys, session)
-
-
-def _in_range(batch: DateRange) -> pl.Expr:
-    """Rows of a batch: ``first <= ts < after`` at UTC midnights, or ``ts`` null."""
-    first, after = batch
-    ts = pl.col(TS)
-    if first is None and after is None:
-        return ts.is_null()
-    condition = ts.is_not_null()
-    if first is not None:
-        condition &= ts >= _midnight(first)
-    if after is not None:
-        condition &= ts < _midnight(after)
-    return condition
-
-
-def _midnight(day: date) -> pl.Expr:
-    return pl.lit(datetime(day.year, day.month, day.day, tzinfo=UTC)).cast(TIMESTAMP)
-
-
-def census_batches(
-    trades: pl.LazyFrame, quotes: pl.LazyFrame | None, memory_limit: int
-) -> list[DateRange] | None:
-    """Pack the input's UTC days into census batches that fit ``memory_limit``.
-
-    Returns ``None`` when the whole census fits (one batch; only row counts are read, cheap
-    for parquet). Otherwise one streaming pass counts rows per UTC day over ``ts`` and whole
-    days are packed greedily in date order (a day over the limit is a batch alone); rows
-    without a ``ts`` form a batch of their own.
-    """
-    frames = [trades] + ([quotes] if quotes is not None else [])
-    rows = sum(int(count.item()) for count in pl.collect_all([f.select(pl.len()) for f in frames]))
-    if rows * CENSUS_BYTES_PER_ROW <= memory_limit:
-        return None
-    per_day = pl.collect_all(
-        [f.select(pl.col(TS).dt.date().alias(DATE)).group_by(DATE).len() for f in frames],
-        engine="streaming",
-    )
-    days = pl.concat(per_day).group_by(DATE).agg(pl.col("len").sum()).sort(DATE, nulls_last=True)
-    batches: list[DateRange] = []
-    first: date | None = None
-    held = 0
-    previous: date | None = None
-    for day, count in days.iter_rows():
-        if day is None:
-            continue
-        cost = int(count) * CENSUS_BYTES_PER_ROW
-        if first is not None and held + cost > memory_limit:
-            batches.append((first, day))
-            first, held = None, 0
-        if first is None:
-            first = day
-        held += cost
-        previous = day
-    if first is not None and previous is not None:
-        batches.append((first, previous + timedelta(days=1)))
-    if days[DATE].null_count():
-        batches.append((None, None))
-    return batches
 
 
 def _census_batch(

@@ -469,7 +469,14 @@ class ClassifyRun:
         rows = 0
         with ExitStack() as stack:
             planned = stack.enter_context(
-                planned_run(trades, self.quotes, settings, in_memory=fits, shared=keep)
+                planned_run(
+                    trades,
+                    self.quotes,
+                    settings,
+                    in_memory=fits,
+                    shared=keep,
+                    last_unit_state=settings.signing.method == "reverse-tick",
+                )
             )
             tasks = planned.tasks
             if keep and not fits:
@@ -571,6 +578,9 @@ def classified_chunks(
     if signing.method in (*QUOTE_METHODS, "auto"):
         columns += [MID_PRICE, SPREAD]
     run = ClassifyRun(trades, quotes, signing=signing, columns=columns, memory_limit=memory_limit)
-    with planned_run(trades, quotes, run.settings, in_memory=in_memory) as planned:
+    reverse = signing.method == "reverse-tick"
+    with planned_run(
+        trades, quotes, run.settings, in_memory=in_memory, last_unit_state=reverse
+    ) as planned:
         for result in run_tasks(classify_chunk, run.jobs(planned.tasks, planned.census)):
             yield result.trades

@@ -42,13 +42,7 @@ from mmflow.engine.classify import (
 from mmflow.engine.executors import run_tasks
 from mmflow.engine.profile import chunk_rows, planned_run
 from mmflow.engine.run import make_settings
-from mmflow.engine.signing import (
-    _attach,
-    _carried_tick,
-    _tick,
-    _tick_state,
-    chunk_sign_expressions,
-)
+from mmflow.engine.signing import _attach, _carried_tick, _tick, _tick_state
 from mmflow.engine.state import Chunk, ChunkTask, EngineSettings
 from mmflow.metrics.signing import (
     LAG_GRID,
@@ -56,13 +50,22 @@ from mmflow.metrics.signing import (
     QUOTE_METHODS,
     SCORE_COUNTS,
     TRADE_METHODS,
-    Method,
     bvc_bars,
     bvc_score,
     score_counts,
     score_ratios,
+    with_signs,
 )
-from mmflow.schema import AGGRESSOR_SIDE, ASK_PRICE, BID_PRICE, SESSION, TS, instrument_keys
+from mmflow.schema import (
+    AGGRESSOR_SIDE,
+    ASK_PRICE,
+    BID_PRICE,
+    SESSION,
+    SIGN_METHOD,
+    TRADE_SIGN,
+    TS,
+    instrument_keys,
+)
 
 __all__ = ["ChunkedEvaluation", "EvaluateTask", "EvaluatedChunk", "evaluate_chunk", "evaluate_run"]
 
@@ -130,22 +133,31 @@ class ChunkedEvaluation:
 
 
 def _with_lag(settings: EngineSettings, lag: str) -> EngineSettings:
-    return replace(settings, signing=replace(settings.signing, lag=lag))
+    """Return ``settings`` with the quote lag ``lag`` (text and nanoseconds)."""
+    return replace(
+        settings,
+        signing=replace(settings.signing, lag=lag),
+        lag_ns=duration_nanoseconds(lag, what="quote lag"),
+    )
 
 
-def _signs(job: EvaluateTask, settings: EngineSettings) -> dict[Method, pl.Expr]:
-    """Every per-trade method's sign, the tick rules continued from the carried states."""
+def _with_all_signs(
+    frame: pl.LazyFrame, job: EvaluateTask, settings: EngineSettings
+) -> pl.LazyFrame:
+    """Add every per-trade method's sign (``_sign_{method}``), the tick rules continued."""
     tick = _tick(pl.col("_carried_tick"))
     sessions = [SESSION] if settings.session else []
-    signs: dict[Method, pl.Expr] = {}
     for method in TRADE_METHODS:
+        name = f"_sign_{method}"
         if method == "tick":
-            signs[method] = tick
+            frame = frame.with_columns(tick.alias(name))
         elif method == "reverse-tick":
-            signs[method] = reverse_tick_sign(None if sessions else job.reverse, sessions)
+            reverse = reverse_tick_sign(None if sessions else job.reverse, sessions)
+            frame = frame.with_columns(reverse.alias(name))
         else:
-            signs[method] = chunk_sign_expressions(method, tick)[0]
-    return signs
+            signed = with_signs(frame, method, tick=tick).drop(SIGN_METHOD)
+            frame = signed.rename({TRADE_SIGN: name})
+    return frame
 
 
 def evaluate_chunk(job: EvaluateTask) -> EvaluatedChunk:
@@ -159,10 +171,7 @@ def evaluate_chunk(job: EvaluateTask) -> EvaluatedChunk:
     known = pl.col(AGGRESSOR_SIDE) != 0
     carried = _carried_tick(*_tick_state(chunk, settings)).alias("_carried_tick")
     attached = _attach(trades.lazy(), quote_plan, settings).with_columns(carried)
-    signs = _signs(job, settings)
-    wide = attached.with_columns(
-        sign.alias(f"_sign_{method}") for method, sign in signs.items()
-    ).filter(known)
+    wide = _with_all_signs(attached, job, settings).filter(known)
     quoted = pl.col(BID_PRICE).is_not_null().any() | pl.col(ASK_PRICE).is_not_null().any()
     plans = [
         score_counts(wide, f"_sign_{method}", keys).with_columns(pl.lit(method).alias("method"))
@@ -171,11 +180,11 @@ def evaluate_chunk(job: EvaluateTask) -> EvaluatedChunk:
     plans.append(wide.group_by(keys).agg(quoted.alias(_QUOTED)))
     for lag in job.lags:
         lagged = _attach(trades.lazy(), quote_plan, _with_lag(settings, lag)).with_columns(carried)
-        sign = chunk_sign_expressions("lee-ready", _tick(pl.col("_carried_tick")))[0]
+        signed_lag = with_signs(lagged, "lee-ready", tick=_tick(pl.col("_carried_tick")))
         plans.append(
-            score_counts(
-                lagged.with_columns(sign.alias("_sign")).filter(known), "_sign", keys
-            ).select(*keys, pl.lit(lag).alias("quote_lag"), "trades", "classified", "correct")
+            score_counts(signed_lag.filter(known), TRADE_SIGN, keys).select(
+                *keys, pl.lit(lag).alias("quote_lag"), "trades", "classified", "correct"
+            )
         )
     plans.append(bvc_bars(trades.lazy().filter(known), job.every))
     frames = pl.collect_all(plans)
@@ -283,7 +292,7 @@ def evaluate_run(
         has_quotes=quotes is not None,
         memory_limit=memory_limit,
     )
-    with planned_run(trades, quotes, settings) as planned:
+    with planned_run(trades, quotes, settings, last_unit_state=True) as planned:
         if not planned.tasks:
             return None
         reverse = {} if settings.session else reverse_states(planned.census, settings.every_ns)

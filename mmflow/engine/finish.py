@@ -283,6 +283,32 @@ def flow_summary_from_bars(
     return totals.join(spans, on=keys, how="left", nulls_equal=True).sort(keys, nulls_last=True)
 
 
+def _phased(finished: Finished, instrument: list[str], parameters: PhaseParameters) -> pl.DataFrame:
+    """Phase the bars one instrument at a time (the same rows as all at once, in the same order).
+
+    Every phase column is computed per instrument; the level windows (``price_levels``,
+    ``level_dispersion``) spread each level-table row over the next W bars, so all instruments
+    at once held W × the whole level table (100 M trades: 11 M levels, a 6.3 GiB peak); one
+    instrument at a time holds its own share.
+    """
+    levels = finished.levels.partition_by(instrument, as_dict=True, maintain_order=True)
+    parts = [
+        phase_bars(
+            bars.lazy(),
+            pseudo_trades(levels.get(key, finished.levels.clear())),
+            parameters=parameters,
+        ).collect()
+        for key, bars in finished.bars.partition_by(
+            instrument, as_dict=True, maintain_order=True
+        ).items()
+    ]
+    if not parts:
+        return phase_bars(
+            finished.bars.lazy(), pseudo_trades(finished.levels), parameters=parameters
+        ).collect()
+    return pl.concat(parts, how="vertical_relaxed")
+
+
 @dataclass(frozen=True)
 class FinishedAnalysis:
     """What :func:`mmflow.analysis.summary.analyze` returns, computed from the engine's tables."""
@@ -312,11 +338,19 @@ def finish_analysis(
     bars = finished.bars.lazy()
     trades = pseudo_trades(finished.levels)
     flow = flow_summary_from_bars(finished.bars, instrument, spans).lazy()
-    areas = value_area(volume_profile(trades, by=instrument), by=instrument).select(
+    # The profile needs volume per price and side only: the level table summed over bars
+    # first (1.1 M level rows -> ~24 k at 10 M trades; 0.54 -> 0.21 CPU-s, same POC and area)
+    by_price = (
+        finished.levels.lazy()
+        .group_by(*instrument, PRICE, TRADE_SIGN)
+        .agg(pl.col(SIZE).sum())
+        .sort(*instrument, PRICE, TRADE_SIGN, nulls_last=True)
+    )
+    areas = value_area(volume_profile(by_price, by=instrument), by=instrument).select(
         *instrument, "poc", "value_area_low", "value_area_high"
     )
     inventory = inventory_summary(bars, every=options.every, horizon=options.pressure_horizon)
-    phased = phase_bars(bars, trades, parameters=phase_parameters).collect()
+    phased = _phased(finished, instrument, phase_parameters)
     episodes = phase_episodes(
         phased.lazy(), every=options.every, trades=trades, parameters=phase_parameters
     )

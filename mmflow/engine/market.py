@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from mmflow.engine.census import UntimedRowsError
 from mmflow.engine.chunks import default_memory_limit
 from mmflow.engine.finish import finish_analysis, pseudo_trades
-from mmflow.engine.inputs import parses_text
 from mmflow.engine.run import EngineRun, make_settings, run_engine
-from mmflow.schema import SESSION, TS, VENUE, instrument_keys
+from mmflow.schema import SESSION, VENUE, instrument_keys
 
 if TYPE_CHECKING:
     from mmflow.analysis.market import Market
@@ -87,8 +87,6 @@ def engine_market(
     from mmflow.analysis.market import Market
 
     trades, quotes = _same_venue_columns(trades, quotes)
-    if _has_untimed_rows(trades, quotes):
-        return None  # a row without a time fits no chunk; the single plan keeps it (null bar)
     limit = memory_limit if memory_limit is not None else default_memory_limit()
     settings = make_settings(
         options,
@@ -98,7 +96,12 @@ def engine_market(
         has_quotes=quotes is not None,
         memory_limit=limit,
     )
-    run = run_engine(trades, quotes, settings)
+    try:
+        run = run_engine(trades, quotes, settings)
+    except UntimedRowsError:
+        # a row without a time fits no chunk; the single plan keeps it (null bar). The
+        # census finds it (its counts group by time), so no pass of its own checks for it.
+        return None
     finished = run.finished
     if finished is None:
         return None
@@ -135,14 +138,3 @@ def engine_analysis(market: Market, run: EngineRun, phase_parameters: PhaseParam
         instrument_columns(result.paths.lazy()),
         market.checks,
     )
-
-
-def _has_untimed_rows(trades: pl.LazyFrame, quotes: pl.LazyFrame | None) -> bool:
-    """Whether any trade or quote has a null ``ts`` (parquet statistics make this cheap).
-
-    Text scans are not checked (that would parse them twice): mmflow's readers already drop
-    and count rows without a time, so only frames built by a library caller can hold them.
-    """
-    frames = [f for f in (trades, quotes) if f is not None and not parses_text(f)]
-    plans = [frame.select(pl.col(TS).is_null().any()) for frame in frames]
-    return any(bool(frame.item()) for frame in pl.collect_all(plans))

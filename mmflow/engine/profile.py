@@ -32,18 +32,17 @@ from dataclasses import dataclass
 import polars as pl
 
 from mmflow.analysis.options import BarOptions, Signing
-from mmflow.engine.census import Census, take_census
-from mmflow.engine.chunks import plan_chunks
+from mmflow.engine.census import Census
 from mmflow.engine.executors import run_tasks, ships_tasks
 from mmflow.engine.run import (
-    _ordered,
-    _state_row,
-    _tasks,
+    chunk_quotes,
+    chunk_trades,
     make_settings,
+    plan_tasks,
     prepared_inputs,
 )
-from mmflow.engine.state import ChunkTask, EngineSettings, QuoteState
-from mmflow.engine.trades import quote_window, sign_chunk
+from mmflow.engine.state import ChunkTask, EngineSettings
+from mmflow.engine.trades import sign_chunk
 from mmflow.schema import PRICE, SESSION, SIZE, TRADE_SIGN, TS
 
 __all__ = [
@@ -85,27 +84,10 @@ class ProfileTask:
 def chunk_rows(task: ChunkTask) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     """Read a chunk's trades and the quotes signing needs, as :func:`run_chunk` reads them.
 
-    Quotes: from ``lag`` before the chunk to its end (no horizon: no trade costs here), after
-    the inbound last quote and last usable quote from the census.
+    Quotes: from ``lag`` before the chunk to its end (the profile's settings have no cost
+    horizon), after the inbound last quote and last usable quote from the census.
     """
-    chunk, settings = task.chunk, task.settings
-    keys = settings.keys
-    trades = _ordered(task.trades.scan().filter(chunk.row_filter(keys)).collect())
-    if task.quotes is None:
-        return trades, None
-    scan = task.quotes.scan().filter(chunk.instrument_filter(keys))
-    if settings.lag_ns > 0:
-        window, _ = quote_window(scan, chunk, settings)
-        return trades, _ordered(window.collect())
-    around = _ordered(scan.filter(chunk.time_filter()).collect())
-    before = [
-        _state_row(state, around, chunk)
-        for state in sorted(
-            {chunk.usable_quote_state, chunk.quote_state} - {QuoteState()},
-            key=lambda state: state.ts or 0,
-        )
-    ]
-    return trades, pl.concat([*before, around], how="vertical_relaxed")
+    return chunk_trades(task), chunk_quotes(task)[1]
 
 
 def profile_chunk(job: ProfileTask) -> pl.DataFrame:
@@ -266,6 +248,7 @@ def planned_run(
     *,
     in_memory: bool | None = None,
     shared: bool = False,
+    last_unit_state: bool = False,
 ) -> Iterator[PlannedRun]:
     """Run the census and plan the chunks; yield the chunk tasks (in instrument, time order).
 
@@ -275,38 +258,18 @@ def planned_run(
     every task scans its own rows and the census counts them in batches of days within half
     the limit. No bar or bucket limit is applied. ``shared``: one chunk of every instrument is
     held at once (``classify``'s time-ordered merge), so chunks are planned within the limit
-    divided by the number of instruments.
+    divided by the number of instruments; ``last_unit_state``: the census keeps the state of
+    every unit (the reverse tick chain reads the last one's).
     """
     files = ships_tasks()  # tasks go to other processes: they carry paths or scans, not rows
     with prepared_inputs(trades, quotes, settings, files=files, in_memory=in_memory) as ready:
-        trades, quotes, in_memory = ready.trades, ready.quotes, ready.in_memory
-        spill_to = ready.spill_to
-        trade_frame: pl.DataFrame | None = None
-        quote_frame: pl.DataFrame | None = None
-        if in_memory:
-            plans = [trades.lazy()] + ([quotes.lazy()] if quotes is not None else [])
-            frames = pl.collect_all(plans)
-            trade_frame = frames[0]
-            quote_frame = frames[1] if quotes is not None else None
-        census = take_census(
-            trade_frame.lazy() if trade_frame is not None else trades.lazy(),
-            (quote_frame.lazy() if quote_frame is not None else quotes.lazy())
-            if quotes is not None
-            else None,
-            keys=settings.keys,
-            every_ns=settings.every_ns,
-            session=settings.session,
-            memory_limit=None if in_memory else settings.memory_limit // 2,
+        planned = plan_tasks(
+            ready.trades,
+            ready.quotes,
+            settings,
+            in_memory=ready.in_memory,
+            spill_to=ready.spill_to,
+            last_unit_state=last_unit_state,
+            shared=shared,
         )
-        limit = settings.memory_limit
-        if shared:
-            limit //= max(1, census.trades.select(settings.keys).unique().height)
-        plan = plan_chunks(
-            census,
-            every_ns=settings.every_ns,
-            memory_limit=limit,
-            buckets_per_day=settings.options.buckets_per_day,
-            every=settings.options.every,
-        )
-        tasks = _tasks(plan, settings, trades, quotes, trade_frame, quote_frame, spill_to)
-        yield PlannedRun(tasks, census)
+        yield PlannedRun(planned.tasks, planned.census)

@@ -51,12 +51,17 @@ if TYPE_CHECKING:
 __all__ = [
     "EngineRun",
     "Executor",
+    "PlannedTasks",
     "PreparedInputs",
+    "chunk_quotes",
+    "chunk_trades",
     "local_executor",
     "make_settings",
+    "plan_tasks",
     "prepared_inputs",
     "run_chunk",
     "run_engine",
+    "within",
 ]
 
 
@@ -168,7 +173,34 @@ def chunk_grid(
     ).collect()
 
 
-def _chunk_quotes(task: ChunkTask) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
+def within(
+    frame: pl.LazyFrame, chunk: Chunk, keys: tuple[str, ...], *, after: int = 0
+) -> pl.LazyFrame:
+    """Filter ``frame`` to the chunk's instrument and ``start <= ts < end + after``, prunably.
+
+    The same rows as ``instrument_filter`` and :meth:`Chunk.time_filter`, written as plain
+    comparisons of ``symbol`` and ``ts`` with literals: polars pushes them into a parquet scan,
+    which skips the files of other symbols in a converted dataset (their hive ``symbol=``
+    folder) and the row groups (so the files of other days) outside the range by their
+    statistics. Nothing is read yet. With sessions (rows belong to a chunk by their label) only
+    the instrument is filtered here.
+    """
+    frame = frame.filter(chunk.instrument_filter(keys))
+    if chunk.sessions:
+        return frame
+    first = pl.lit(chunk.start, pl.Int64).cast(TIMESTAMP)
+    after_end = pl.lit(chunk.end + after, pl.Int64).cast(TIMESTAMP)
+    return frame.filter((pl.col(TS) >= first) & (pl.col(TS) < after_end))
+
+
+def chunk_trades(task: ChunkTask) -> pl.DataFrame:
+    """Read a chunk's own trades, in time order (sorted only when they are not)."""
+    keys = task.settings.keys
+    scan = within(task.trades.scan(), task.chunk, keys)
+    return _ordered(scan.filter(task.chunk.row_filter(keys)).collect())
+
+
+def chunk_quotes(task: ChunkTask) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
     """Read a chunk's quotes: its own rows, and the context the trade pass matches against.
 
     The context adds the quotes up to the cost horizon after the chunk and, before it, the
@@ -178,12 +210,13 @@ def _chunk_quotes(task: ChunkTask) -> tuple[pl.DataFrame | None, pl.DataFrame | 
     if task.quotes is None:
         return None, None
     chunk, settings, keys = task.chunk, task.settings, task.settings.keys
-    scan = task.quotes.scan().filter(chunk.instrument_filter(keys))
     if settings.lag_ns > 0:
         # The quote prevailing a lag before the chunk comes from before start - lag.
+        scan = task.quotes.scan().filter(chunk.instrument_filter(keys))
         window, _ = quote_window(scan, chunk, settings)
         context = _ordered(window.collect())
         return context.filter(chunk.row_filter(keys)), context
+    scan = within(task.quotes.scan(), chunk, keys, after=settings.horizon_ns)
     around = _ordered(scan.filter(chunk.time_filter(after=settings.horizon_ns)).collect())
     before = [
         _state_row(state, around, chunk)
@@ -212,8 +245,8 @@ def run_chunk(task: ChunkTask) -> ChunkResult:
     """
     chunk, settings = task.chunk, task.settings
     keys = settings.keys
-    trades = _ordered(task.trades.scan().filter(chunk.row_filter(keys)).collect())
-    own_quotes, context = _chunk_quotes(task)
+    trades = chunk_trades(task)
+    own_quotes, context = chunk_quotes(task)
     grid = chunk_grid(trades, own_quotes, chunk, settings)
     partials = _trade_partials()(
         trades, context, chunk, settings, last_quote_ts=chunk.last_quote_ts
@@ -414,8 +447,43 @@ def _run(
     in_memory: bool,
     spill_to: Path | None = None,
 ) -> EngineRun:
+    planned = plan_tasks(trades, quotes, settings, in_memory=in_memory, spill_to=spill_to)
+    census, plan = planned.census, planned.plan
+    if not plan.chunks:
+        return EngineRun(None, plan, census, _spans(census), (), settings)
+    results = tuple((executor or run_tasks)(run_chunk, planned.tasks))
+    finished = finish_market(results, settings, quote_counts=_quote_counts(census))
+    return EngineRun(finished, plan, census, _spans(census), results, settings)
+
+
+@dataclass(frozen=True)
+class PlannedTasks:
+    """The census of a run, its chunk plan and one task per chunk (:func:`plan_tasks`)."""
+
+    census: Census
+    plan: Plan
+    tasks: list[ChunkTask]
+
+
+def plan_tasks(
+    trades: pl.LazyFrame | pl.DataFrame,
+    quotes: pl.LazyFrame | pl.DataFrame | None,
+    settings: EngineSettings,
+    *,
+    in_memory: bool,
+    spill_to: Path | None = None,
+    last_unit_state: bool = False,
+    shared: bool = False,
+) -> PlannedTasks:
+    """Run the census, plan the chunks and make their tasks (every engine command's first step).
+
+    Inputs ``in_memory`` are read once and split by instrument (tasks carry the rows, or with
+    ``spill_to`` per-instrument scratch files); otherwise each task carries the scans and reads
+    only its own rows (:func:`within`), and the census counts them in batches of whole UTC days
+    within half ``settings.memory_limit``, so neither holds the input in memory. ``classify``:
+    ``last_unit_state`` (census), ``shared`` (limit ÷ instruments; see ``planned_run``).
+    """
     options = settings.options
-    keys = settings.keys
     trade_frame: pl.DataFrame | None = None
     quote_frame: pl.DataFrame | None = None
     if in_memory:
@@ -428,28 +496,30 @@ def _run(
         (quote_frame.lazy() if quote_frame is not None else quotes.lazy())
         if quotes is not None
         else None,
-        keys=keys,
+        keys=settings.keys,
         every_ns=settings.every_ns,
         session=settings.session,
         # scans are counted in batches of days within half the limit (so the census is not the
         # run's peak; 30 M + 30 M: 3.99 GiB at once, 1.72 GiB by days); rows in memory: at once
         memory_limit=None if in_memory else settings.memory_limit // 2,
+        last_unit_state=last_unit_state,  # else chained nowhere: not read
     )
+    instruments = census.trades.select(settings.keys).unique().height if shared else 1
     plan = plan_chunks(
         census,
         every_ns=settings.every_ns,
-        memory_limit=settings.memory_limit,
+        memory_limit=settings.memory_limit // max(1, instruments),
         buckets_per_day=options.buckets_per_day,
         fill=options.fill,
         max_bars=options.max_bars,
         every=options.every,
     )
-    if not plan.chunks:
-        return EngineRun(None, plan, census, _spans(census), (), settings)
-    tasks = _tasks(plan, settings, trades, quotes, trade_frame, quote_frame, spill_to)
-    results = tuple((executor or run_tasks)(run_chunk, tasks))
-    finished = finish_market(results, settings, quote_counts=_quote_counts(census))
-    return EngineRun(finished, plan, census, _spans(census), results, settings)
+    tasks = (
+        _tasks(plan, settings, trades, quotes, trade_frame, quote_frame, spill_to)
+        if plan.chunks
+        else []
+    )
+    return PlannedTasks(census, plan, tasks)
 
 
 def _split(frame: pl.DataFrame, keys: Sequence[str]) -> dict[tuple[Any, ...], pl.DataFrame]:
@@ -484,6 +554,13 @@ def _sources(
     return sources
 
 
+SHARED_FRAME_CHUNKS = 8
+"""Up to this many chunks, tasks on rows held in memory share the whole frames and each filters
+its own rows (one filter over the held rows per chunk, no partitioned copy: the peak holds the
+rows once; 10 M + 10 M, 4 chunks: 1.66 GiB); with more, the rows are partitioned by
+instrument once (a filter per chunk would read every row each time)."""
+
+
 def _tasks(
     plan: Plan,
     settings: EngineSettings,
@@ -495,6 +572,10 @@ def _tasks(
 ) -> list[ChunkTask]:
     keys = settings.keys
     tasks: list[ChunkTask] = []
+    if trade_frame is not None and spill_to is None and len(plan.chunks) <= SHARED_FRAME_CHUNKS:
+        shared = TableSource(frame=trade_frame)
+        shared_quotes = TableSource(frame=quote_frame) if quote_frame is not None else None
+        return [ChunkTask(chunk, settings, shared, shared_quotes) for chunk in plan.chunks]
     if trade_frame is not None:
         trade_parts = _split(trade_frame, keys)
         quote_parts = _split(quote_frame, keys) if quote_frame is not None else {}

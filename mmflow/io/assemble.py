@@ -11,8 +11,8 @@ from collections.abc import Sequence
 import polars as pl
 
 from mmflow.errors import MmflowError, NoDataError, ReaderError
-from mmflow.io import Loaded, RowAccount, Tables, combine, read_now
-from mmflow.io.many import accounts_in_order, joined
+from mmflow.io import Loaded, RowAccount, Tables, combine, file_size, read_now
+from mmflow.io.many import SMALL_FILE, accounts_in_order, joined
 from mmflow.progress import OnStage, Stage, report
 from mmflow.schema import TableSchema
 
@@ -60,7 +60,7 @@ def account_of(frames: Sequence[pl.DataFrame], cleaning: pl.DataFrame | None = N
 
 
 LAZY_INPUTS = 32
-"""Up to this many files stay lazy (big files stream); more are read in batches (read_many)."""
+"""Up to this many files stay lazy; beyond it small files are read in batches (read_many)."""
 
 
 BATCH = 8
@@ -68,19 +68,24 @@ BATCH = 8
 
 
 def read_many(inputs: Sequence[Loaded]) -> list[Loaded]:
-    """Read many small inputs now, each file once with its row account; keep few ones lazy.
+    """Read many small inputs now, each file once with its row account; keep the rest lazy.
 
-    A lazy concatenation of thousands of file scans costs time that grows faster than the
-    number of files in polars. Beyond :data:`LAZY_INPUTS` files, batches of :data:`BATCH` files
-    are collected (naming the file that fails) and each input's frames and account become
-    in-memory frames, so the run stays linear in the number of files.
+    A lazy concatenation of thousands of scans of tiny files costs planning time that grows
+    faster than the number of files in polars (and opens every file at once). Beyond
+    :data:`LAZY_INPUTS` files, the files up to :data:`mmflow.io.many.SMALL_FILE` bytes are
+    collected in batches of :data:`BATCH` (naming the file that fails) and become in-memory
+    frames, so the run stays linear in the number of files. Bigger files (the day partitions
+    of a converted dataset) **stay lazy scans**: their per-file cost is negligible next to
+    their rows, and holding them would put the whole input in memory; a chunk of the engine
+    then reads only its own symbol's and days' files (:func:`mmflow.engine.run.within`).
     """
     pending = [item for item in inputs if not item.in_memory]  # grouped reads: mmflow.io.many
     if len(pending) <= LAZY_INPUTS:
         return list(inputs)
+    small = [item for item in pending if _small(item)]
     read: dict[int, Loaded] = {}
-    for start in range(0, len(pending), BATCH):
-        batch = pending[start : start + BATCH]
+    for start in range(0, len(small), BATCH):
+        batch = small[start : start + BATCH]
         plans = [
             plan
             for item in batch
@@ -96,6 +101,15 @@ def read_many(inputs: Sequence[Loaded]) -> list[Loaded]:
             tables = Tables(trades, quotes, account)
             read[id(item)] = read_now(item.source, item.format, tables, item.frames.notes)
     return [read.get(id(item), item) for item in inputs]
+
+
+def _small(item: Loaded) -> bool:
+    """Whether ``item``'s file is read into memory among many (up to ``SMALL_FILE`` bytes).
+
+    A size that cannot be known (standard input) counts as small, as every file did before.
+    """
+    size = file_size(item.source)
+    return size == 0 or size <= SMALL_FILE
 
 
 def gather(inputs: Sequence[Loaded], table: TableSchema) -> pl.LazyFrame | None:

@@ -145,7 +145,8 @@ def canonicalize(
             "(map one with --map ts=COLUMN)"
         )
         raise ReaderError(msg, path=source.display)
-    fixes = [_timestamp(TS, schema[TS]).alias(TS)]
+    # a timestamp already canonical is left as it is, so filters on it reach the scan
+    fixes = [] if schema[TS] == TIMESTAMP else [_timestamp(TS, schema[TS]).alias(TS)]
     if TS_EVENT in schema:
         fixes.append(_timestamp(TS_EVENT, schema[TS_EVENT]).alias(TS_EVENT))
     if SYMBOL not in schema:
@@ -236,8 +237,41 @@ def _require_content(source: Source) -> Path:
 
 
 def read_parquet(source: Source, options: ReadOptions) -> Frames:
-    """Read a parquet file with canonical column names (for example one mmflow wrote)."""
-    return canonicalize(pl.scan_parquet(_require_content(source)), source, options)
+    """Read a parquet file with canonical column names (for example one mmflow wrote).
+
+    A file of a converted dataset (``…/symbol=BTC%2FUSDT/date=…/trades.parquet``, no ``symbol``
+    column inside) takes its symbol from the path as a hive partition column rather than a
+    literal, so a filter on ``symbol`` (a chunk of the engine, ``--symbol``) skips the file
+    without reading it (:func:`_partitioned_scan`).
+    """
+    path = _require_content(source)
+    return canonicalize(_partitioned_scan(path), source, options)
+
+
+def _partitioned_scan(path: Path) -> pl.LazyFrame:
+    """Scan ``path``; with a ``symbol=`` folder and no ``symbol`` column, symbol from the path.
+
+    The other ``key=value`` folders of the path are not columns (as before); when polars does
+    not read the path's partitions as expected, the plain scan is returned (the reader then
+    adds the symbol as a literal).
+    """
+    scan = pl.scan_parquet(path)
+    if partition_symbol(path) is None:
+        return scan
+    try:
+        names = scan.collect_schema().names()
+        keys = [part.split("=", 1)[0] for part in path.parts[:-1] if "=" in part]
+        if SYMBOL in names or any(key in names for key in keys) or len(set(keys)) != len(keys):
+            return scan
+        hive = pl.scan_parquet(
+            path, hive_partitioning=True, hive_schema=dict.fromkeys(keys, pl.String())
+        )
+        partitioned = hive.collect_schema().names()
+    except (pl.exceptions.PolarsError, OSError):
+        return scan
+    if SYMBOL not in partitioned:
+        return scan
+    return hive.select([*names, SYMBOL])
 
 
 def read_ndjson(source: Source, options: ReadOptions) -> Frames:

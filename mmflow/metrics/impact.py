@@ -54,6 +54,7 @@ __all__ = [
     "VARIANCE_TOLERANCE",
     "amihud",
     "cost_bars",
+    "future_mid_costs",
     "kyle_lambda",
     "roll_spread",
     "trade_costs",
@@ -83,6 +84,44 @@ quote age), else null."""
 def _previous_price(price: pl.Expr) -> pl.Expr:
     """Return the last non-null price strictly before each row (apply ``.over`` per series)."""
     return price.shift(1).forward_fill()
+
+
+def future_mid_costs(joined: pl.LazyFrame, *, after_last: pl.Expr, stale: pl.Expr) -> pl.LazyFrame:
+    """Add ``future_mid_missing`` and the three trade costs to trades with their M_{t+Δ}.
+
+    The step :func:`trade_costs` and the chunked engine (:mod:`mmflow.engine.signing`, one
+    instrument per as-of join) share after matching ``future_mid_price``: a matched mid is
+    dropped when t + Δ lies after the instrument's last quote (``after_last``) or the quote is
+    too old (``stale``); then ES = 2D(P − M), RS = 2D(P − M_{t+Δ}), PI = 2D(M_{t+Δ} − M), null
+    for D = 0, RS and PI also where M or M_{t+Δ} is missing (see :func:`trade_costs`).
+    """
+    missing = (
+        pl.when(pl.col(FUTURE_MID_PRICE).is_null())
+        .then(None)
+        .when(after_last)
+        .then(pl.lit("after_last_quote"))
+        .when(stale)
+        .then(pl.lit("stale"))
+    )
+    joined = joined.with_columns(missing.alias(FUTURE_MID_MISSING)).with_columns(
+        pl.when(pl.col(FUTURE_MID_MISSING).is_null())
+        .then(pl.col(FUTURE_MID_PRICE))
+        .alias(FUTURE_MID_PRICE)
+    )
+    d = pl.col(TRADE_SIGN).cast(pl.Float64)
+    p = pl.col(PRICE).cast(pl.Float64)
+    m = pl.col(MID_PRICE).cast(pl.Float64)
+    later_mid = pl.col(FUTURE_MID_PRICE)
+    signed = (d == 1) | (d == -1)
+    costs = {
+        EFFECTIVE_SPREAD: 2 * d * (p - m),
+        REALIZED_SPREAD: 2 * d * (p - later_mid),
+        PRICE_IMPACT: 2 * d * (later_mid - m),
+    }
+    known = {EFFECTIVE_SPREAD: signed, REALIZED_SPREAD: signed & m.is_not_null()}
+    return joined.with_columns(
+        pl.when(known.get(name, signed)).then(value).alias(name) for name, value in costs.items()
+    )
 
 
 def trade_costs(
@@ -210,38 +249,13 @@ def trade_costs(
         if age is None
         else pl.col(_FUTURE_TS) < pl.col(_KEY).dt.offset_by(f"-{age}")
     )
-    missing = (
-        pl.when(pl.col(FUTURE_MID_PRICE).is_null())
-        .then(None)
-        .when(after_last)
-        .then(pl.lit("after_last_quote"))
-        .when(stale)
-        .then(pl.lit("stale"))
-    )
-    joined = (
-        joined.with_columns(missing.alias(FUTURE_MID_MISSING))
-        .with_columns(
-            pl.when(pl.col(FUTURE_MID_MISSING).is_null())
-            .then(pl.col(FUTURE_MID_PRICE))
-            .alias(FUTURE_MID_PRICE)
-        )
-        .drop(_KEY, _FUTURE_TS, _LAST_QUOTE, *(c for c in by if c not in instrument))
-    )
-    d = pl.col(TRADE_SIGN).cast(pl.Float64)
-    p = pl.col(PRICE).cast(pl.Float64)
     m = pl.col(MID_PRICE).cast(pl.Float64)
-    later_mid = pl.col(FUTURE_MID_PRICE)
-    signed = (d == 1) | (d == -1)
-    costs = {
-        EFFECTIVE_SPREAD: 2 * d * (p - m),
-        REALIZED_SPREAD: 2 * d * (p - later_mid),
-        PRICE_IMPACT: 2 * d * (later_mid - m),
-    }
-    known = {EFFECTIVE_SPREAD: signed, REALIZED_SPREAD: signed & m.is_not_null()}
-    return joined.with_columns(
-        pl.when(known.get(name, signed)).then(value).alias(name) for name, value in costs.items()
-    ).with_columns(
-        pl.when(m > 0).then(pl.col(name) / m * 1e4).alias(f"{name}_bps") for name in COSTS
+    return (
+        future_mid_costs(joined, after_last=after_last, stale=stale)
+        .drop(_KEY, _FUTURE_TS, _LAST_QUOTE, *(c for c in by if c not in instrument))
+        .with_columns(
+            pl.when(m > 0).then(pl.col(name) / m * 1e4).alias(f"{name}_bps") for name in COSTS
+        )
     )
 
 

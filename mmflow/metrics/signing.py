@@ -56,8 +56,8 @@ __all__ = [
     "method_mix",
     "score_counts",
     "score_ratios",
-    "sign_expressions",
     "sign_trades",
+    "with_signs",
 ]
 
 SIGN_METHODS = pl.Enum(
@@ -105,10 +105,20 @@ def _masked(name: str) -> pl.Expr:
     return pl.when(pl.col(QUOTE_USABLE)).then(pl.col(name))
 
 
+# Temporary columns of :func:`with_signs` (each step is one flat expression over columns).
+_PRICE = "__signing_price"
+_TICK = "__signing_tick"
+_PRIMARY = "__signing_primary"
+_USABLE = {name: f"__signing_usable_{name}" for name in (BID_PRICE, ASK_PRICE, BID_SIZE, ASK_SIZE)}
+
+
 def _primary(method: Method) -> pl.Expr:
-    """Return the quote-based part of a method alone (0 where it does not decide)."""
+    """Return the quote-based part of a method alone (0 where it does not decide).
+
+    Over :func:`with_signs`' columns: the clean price and the usable quote's sides.
+    """
     zero = pl.lit(0, pl.Int8)
-    price, bid, ask = _clean_price(), _masked(BID_PRICE), _masked(ASK_PRICE)
+    price, bid, ask = pl.col(_PRICE), pl.col(_USABLE[BID_PRICE]), pl.col(_USABLE[ASK_PRICE])
     if method == "quote":
         return quote_rule(price, bid, ask)
     if method in ("lee-ready", "auto"):
@@ -117,53 +127,77 @@ def _primary(method: Method) -> pl.Expr:
         return emo(price, bid, ask, tick=zero)
     if method == "clnv":
         return clnv(price, bid, ask, tick=zero)
-    return depth_rule(price, bid, ask, _masked(BID_SIZE), _masked(ASK_SIZE), tick=zero)
+    sizes = pl.col(_USABLE[BID_SIZE]), pl.col(_USABLE[ASK_SIZE])
+    return depth_rule(price, bid, ask, *sizes, tick=zero)
 
 
-def sign_expressions(method: Method, names: Sequence[str]) -> tuple[pl.Expr, pl.Expr]:
-    """Return the (``trade_sign``, ``sign_method``) expressions for ``method``.
+def _method(value: str) -> pl.Expr:
+    return pl.lit(value, SIGN_METHODS)
+
+
+def with_signs(
+    trades: pl.LazyFrame, method: Method, *, tick: pl.Expr | None = None
+) -> pl.LazyFrame:
+    """Add ``trade_sign`` (Int8) and ``sign_method`` (:data:`SIGN_METHODS`) for ``method``.
 
     Quote-based methods expect the columns :func:`mmflow.metrics.quotes.attach_quotes` adds.
+    The rule runs in flat steps, each a column (the clean price and the usable quote's sides,
+    then the tick sign and the quote rule's sign, then their combination): polars evaluates
+    these several times faster than one nested expression (Lee-Ready on a 2.5 M-trade chunk
+    of the 10 M benchmark: 0.6 → 0.1 CPU-s), with identical values.
 
     Parameters
     ----------
+    trades
+        Trades in time order.
     method
         A per-trade method (everything but ``bvc``).
-    names
-        The columns of the frame the expressions will run on.
+    tick
+        The tick sign (Int8; 0 for a trade without a clean price). Default: the tick rule per
+        instrument (and session), skipping trades whose price is missing or NaN; the chunked
+        engine passes one continued from its inbound state.
     """
+    names = trades.collect_schema().names()
     keys = _state_keys(names)
-    tick = _tick(keys)
-    vendor = pl.col(AGGRESSOR_SIDE)
-    none = pl.lit("none")
-    if method == "vendor":
-        return vendor, pl.when(vendor != 0).then(pl.lit("vendor")).otherwise(none)
-    if method == "tick":
-        return tick, pl.when(tick != 0).then(pl.lit("tick")).otherwise(none)
-    if method == "reverse-tick":
-        price = _clean_price()
-        reverse = reverse_tick_rule(price.backward_fill()).over(keys)
-        sign = pl.when(price.is_null()).then(pl.lit(0, pl.Int8)).otherwise(reverse)
-        return sign, pl.when(sign != 0).then(pl.lit("reverse_tick")).otherwise(none)
     if method == "bvc":
         msg = "bvc classifies volume per bar, not single trades; use it for bars ({every})"
         raise ParameterError(msg, parameters=("every",))
-    primary = _primary(method)
-    by_rule = label("lee-ready" if method == "auto" else method)
+    if method == "reverse-tick":
+        price = _clean_price()
+        reverse = reverse_tick_rule(price.backward_fill()).over(keys)
+        tick = pl.when(price.is_null()).then(pl.lit(0, pl.Int8)).otherwise(reverse)
+    staged = trades.with_columns((_tick(keys) if tick is None else tick).alias(_TICK))
+    by_tick, vendor = pl.col(_TICK), pl.col(AGGRESSOR_SIDE)
+    none = _method("none")
+    if method in ("vendor", "tick", "reverse-tick"):
+        sign = vendor if method == "vendor" else by_tick
+        source = pl.when(sign != 0).then(_method(label(method))).otherwise(none)
+        return staged.with_columns(
+            sign.cast(pl.Int8).alias(TRADE_SIGN), source.alias(SIGN_METHOD)
+        ).drop(_TICK)
+    sides = [BID_PRICE, ASK_PRICE] + ([BID_SIZE, ASK_SIZE] if method == "depth" else [])
+    staged = staged.with_columns(
+        _clean_price().alias(_PRICE), *(_masked(side).alias(_USABLE[side]) for side in sides)
+    ).with_columns(_primary(method).alias(_PRIMARY))
+    primary = pl.col(_PRIMARY)
+    by_rule = _method(label("lee-ready" if method == "auto" else method))
     if method == "quote":
-        return primary, pl.when(primary != 0).then(pl.lit(by_rule)).otherwise(none)
-    sign = pl.when(primary != 0).then(primary).otherwise(tick)
-    source = (
-        pl.when(primary != 0)
-        .then(pl.lit(by_rule))
-        .when(tick != 0)
-        .then(pl.lit("tick"))
-        .otherwise(none)
-    )
+        sign, source = primary, pl.when(primary != 0).then(by_rule).otherwise(none)
+    else:
+        sign = pl.when(primary != 0).then(primary).otherwise(by_tick)
+        source = (
+            pl.when(primary != 0)
+            .then(by_rule)
+            .when(by_tick != 0)
+            .then(_method("tick"))
+            .otherwise(none)
+        )
     if method == "auto":
         sign = pl.when(vendor != 0).then(vendor).otherwise(sign)
-        source = pl.when(vendor != 0).then(pl.lit("vendor")).otherwise(source)
-    return sign.cast(pl.Int8), source
+        source = pl.when(vendor != 0).then(_method("vendor")).otherwise(source)
+    return staged.with_columns(
+        sign.cast(pl.Int8).alias(TRADE_SIGN), source.alias(SIGN_METHOD)
+    ).drop(_TICK, _PRICE, _PRIMARY, *(_USABLE[side] for side in sides))
 
 
 def sign_trades(
@@ -218,10 +252,7 @@ def sign_trades(
     """
     if method in (*QUOTE_METHODS, "auto"):
         trades = attach_quotes(trades, quotes, match=match, lag=lag, max_age=max_quote_age)
-    sign, source = sign_expressions(method, trades.collect_schema().names())
-    return trades.with_columns(
-        sign.cast(pl.Int8).alias(TRADE_SIGN), source.cast(SIGN_METHODS).alias(SIGN_METHOD)
-    )
+    return with_signs(trades, method)
 
 
 def method_mix(signed: pl.LazyFrame) -> pl.LazyFrame:
@@ -421,8 +452,10 @@ def evaluate_signing(
     attached = attach_quotes(trades, quotes, match=match, lag=lag, max_age=max_quote_age)
     names = attached.collect_schema().names()
     keys = instrument_keys(names)
-    signs = {m: sign_expressions(m, names)[0].alias(f"_sign_{m}") for m in TRADE_METHODS}
-    wide = attached.with_columns(signs.values()).filter(pl.col(AGGRESSOR_SIDE) != 0)
+    wide = attached
+    for m in TRADE_METHODS:
+        wide = with_signs(wide, m).drop(SIGN_METHOD).rename({TRADE_SIGN: f"_sign_{m}"})
+    wide = wide.filter(pl.col(AGGRESSOR_SIDE) != 0)
     has_quotes = pl.col(BID_PRICE).is_not_null().any() | pl.col(ASK_PRICE).is_not_null().any()
     per_method = [
         _score(wide, f"_sign_{m}", keys).with_columns(pl.lit(m).alias("method"))
@@ -463,9 +496,9 @@ def evaluate_signing(
         frames = []
         for grid_lag in LAG_GRID:
             lagged = attach_quotes(trades, quotes, match=match, lag=grid_lag, max_age=max_quote_age)
-            sign = sign_expressions("lee-ready", lagged.collect_schema().names())[0]
+            signed = with_signs(lagged, "lee-ready").drop(SIGN_METHOD)
             scored = _score(
-                lagged.with_columns(sign.alias("_sign")).filter(pl.col(AGGRESSOR_SIDE) != 0),
+                signed.rename({TRADE_SIGN: "_sign"}).filter(pl.col(AGGRESSOR_SIDE) != 0),
                 "_sign",
                 keys,
             )
