@@ -1,10 +1,17 @@
-"""Trade signing (``mmflow classify``): signed trades, the method mix and diagnostics."""
+"""Trade signing (``mmflow classify``): signed trades, the method mix and diagnostics.
+
+:func:`classify` builds the single lazy plan (the reference; the Python API collects it).
+:func:`classify_chunked` runs the same on the chunked engine (:mod:`mmflow.engine.classify`):
+the signed trades come chunk by chunk in the single plan's order, so a command streams them to
+a file or to standard output in bounded memory, and the mix, diagnostics and quote checks are
+summed over the chunks.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -34,10 +41,17 @@ from mmflow.schema import (
     instrument_keys,
 )
 
+if TYPE_CHECKING:
+    from mmflow.engine.classify import ClassifyRun, ClassifyTotals
+    from mmflow.engine.evaluate import ChunkedEvaluation
+
 __all__ = [
+    "ChunkedClassification",
     "Classification",
     "classify",
+    "classify_chunked",
     "evaluate",
+    "evaluate_chunked",
 ]
 
 
@@ -183,6 +197,131 @@ def classify(
     )
 
 
+@dataclass(frozen=True)
+class ChunkedClassification:
+    """The result of :func:`classify_chunked`: :func:`classify` on the chunked engine.
+
+    Attributes
+    ----------
+    trades
+        The signed trades as a lazy table over the engine run (collecting or sinking it runs
+        the chunks; rows, order and values are :func:`classify`'s).
+    run
+        The engine run (:class:`mmflow.engine.classify.ClassifyRun`).
+    parameters, dropped
+        As in :class:`Classification`.
+    """
+
+    trades: pl.LazyFrame
+    run: ClassifyRun
+    parameters: dict[str, Any] = field(default_factory=dict)
+    dropped: pl.LazyFrame | None = None
+
+    def frames(self) -> Generator[pl.DataFrame]:
+        """Yield the signed trades chunk by chunk, in :func:`classify`'s order."""
+        for frame in self.run.frames():
+            yield instrument_columns(frame.lazy()).collect()
+
+    def totals(self) -> ClassifyTotals:
+        """Return the mix, diagnostics and quote checks summed over the chunks.
+
+        After :meth:`frames` (or the ``trades`` table) was consumed they are at hand; otherwise
+        the chunks are signed once more without keeping their rows.
+        """
+        totals = self.run.totals()
+        return replace(
+            totals,
+            mix=instrument_columns(totals.mix.lazy()).collect(),
+            diagnostics=instrument_columns(totals.diagnostics.lazy()).collect(),
+        )
+
+
+def classify_chunked(
+    trades: pl.LazyFrame,
+    quotes: pl.LazyFrame | None = None,
+    *,
+    signing: Signing | None = None,
+    selection: Selection | None = None,
+    memory_limit: int | None = None,
+) -> ChunkedClassification | None:
+    """Sign every trade on the chunked engine (see :func:`classify`; the same rows and counts).
+
+    Returns ``None`` where the engine does not apply and :func:`classify` is the way: ``bvc``
+    (its output is per bar, over every bar) and trades or quotes without a time (they fit no
+    chunk; mmflow's readers drop and count them). ``memory_limit`` (bytes per chunk) sizes the
+    chunks (default :func:`mmflow.engine.chunks.default_memory_limit`).
+    """
+    from mmflow.engine.chunks import default_memory_limit
+    from mmflow.engine.classify import ClassifyRun
+
+    selection = selection or Selection()
+    signing = signing or Signing()
+    if signing.method == "bvc":
+        return None
+    single = classify(trades, quotes, signing=signing, selection=selection)
+    schema = single.trades.collect_schema()
+    inputs = _engine_inputs(trades, quotes, selection)
+    if inputs is None:
+        return None
+    prepared, prepared_quotes = inputs
+    keys = instrument_keys(prepared)
+    run = ClassifyRun(
+        prepared,
+        prepared_quotes,
+        signing=signing,
+        columns=[c for c in schema.names() if c in keys or c not in ("venue", "symbol")],
+        memory_limit=default_memory_limit() if memory_limit is None else memory_limit,
+    )
+    result = ChunkedClassification(pl.LazyFrame(), run, single.parameters, single.dropped)
+    return replace(result, trades=_lazy_source(result.frames, schema))
+
+
+def _engine_inputs(
+    trades: pl.LazyFrame, quotes: pl.LazyFrame | None, selection: Selection
+) -> tuple[pl.LazyFrame, pl.LazyFrame | None] | None:
+    """Prepare the inputs for the engine (input order, one instrument shape on both sides).
+
+    ``None`` when a trade or quote has no time: it fits no chunk (the single plan keeps it).
+    """
+    from mmflow.engine.inputs import parses_text
+    from mmflow.engine.market import _same_venue_columns
+
+    prepared, prepared_quotes, _ = prepare_market(trades, quotes, selection, ordered=False)
+    prepared, prepared_quotes = _same_venue_columns(prepared, prepared_quotes)
+    # text scans are not checked (mmflow's readers drop and count rows without a time)
+    frames = [f for f in (prepared, prepared_quotes) if f is not None and not parses_text(f)]
+    untimed = pl.collect_all([frame.select(pl.col(TS).is_null().any()) for frame in frames])
+    if any(bool(frame.item()) for frame in untimed):
+        return None
+    return prepared, prepared_quotes
+
+
+def _lazy_source(frames: Callable[[], Iterator[pl.DataFrame]], schema: pl.Schema) -> pl.LazyFrame:
+    """Return a lazy table whose rows come from ``frames()`` (run when it is collected)."""
+    from polars.io.plugins import register_io_source
+
+    def source(
+        with_columns: list[str] | None,
+        predicate: pl.Expr | None,
+        n_rows: int | None,
+        _batch_size: int | None,
+    ) -> Iterator[pl.DataFrame]:
+        left = n_rows
+        for frame in frames():
+            if with_columns is not None:
+                frame = frame.select(with_columns)
+            if predicate is not None:
+                frame = frame.filter(predicate)
+            if left is not None:
+                frame = frame.head(left)
+                left -= frame.height
+            yield frame
+            if left == 0:
+                return
+
+    return register_io_source(source, schema=schema)
+
+
 def _bvc_classification(
     prepared: pl.LazyFrame,
     signing: Signing,
@@ -253,3 +392,50 @@ def evaluate(
         max_quote_age=signing.max_quote_age,
     )
     return Evaluation(instrument_columns(scored.scores), instrument_columns(scored.lags))
+
+
+def evaluate_chunked(
+    trades: pl.LazyFrame,
+    quotes: pl.LazyFrame | None = None,
+    *,
+    signing: Signing | None = None,
+    every: str = "1m",
+    selection: Selection | None = None,
+    memory_limit: int | None = None,
+) -> ChunkedEvaluation | None:
+    """Score every signing method on the chunked engine (:mod:`mmflow.engine.evaluate`).
+
+    The same tables as :func:`evaluate` (collected), with the diagnostics and quote checks of
+    :func:`classify` by ``signing``'s method. ``None`` where the engine does not apply (no
+    trades, or trades or quotes without a time): use :func:`evaluate` and :func:`classify`.
+    """
+    from mmflow.engine.chunks import default_memory_limit
+    from mmflow.engine.evaluate import evaluate_run
+
+    selection = selection or Selection()
+    signing = signing or Signing()
+    check_durations(signing=signing)
+    check_duration(every, what="bar length (every)")
+    inputs = _engine_inputs(trades, quotes, selection)
+    if inputs is None:
+        return None
+    prepared, prepared_quotes = inputs
+    evaluated = evaluate_run(
+        prepared,
+        prepared_quotes,
+        signing=signing,
+        every=every,
+        memory_limit=default_memory_limit() if memory_limit is None else memory_limit,
+    )
+    if evaluated is None:
+        return None
+
+    def shaped(frame: pl.DataFrame) -> pl.DataFrame:
+        return instrument_columns(frame.lazy()).collect()
+
+    return replace(
+        evaluated,
+        scores=shaped(evaluated.scores),
+        lags=shaped(evaluated.lags),
+        diagnostics=shaped(evaluated.diagnostics),
+    )

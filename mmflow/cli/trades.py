@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,10 +12,12 @@ import click
 import polars as pl
 
 from mmflow.analysis import Classification, Selection, Signing, classify, evaluate, profile
+from mmflow.analysis.signing import ChunkedClassification, classify_chunked, evaluate_chunked
 from mmflow.cli import run
 from mmflow.cli.app import cli
 from mmflow.cli.command import defaulted, option_group
 from mmflow.cli.execution import execution_options
+from mmflow.cli.model_options import _memory_limit as memory_limit_option
 from mmflow.cli.options import (
     Inputs,
     Output,
@@ -40,7 +44,7 @@ from mmflow.render.table import (
     frame_table,
     profile_chart,
 )
-from mmflow.render.write import streamed_file
+from mmflow.render.write import streamed_file, write_to
 
 __all__ = [
     "ProfileOptions",
@@ -64,11 +68,20 @@ __all__ = [
     type=click.IntRange(min=1),
     help="Most bvc bars, estimated before they are made (default: by available memory).",
 )
+@click.option(
+    "--memory-limit",
+    callback=memory_limit_option,
+    metavar="SIZE",
+    help="Memory one chunk of the engine may use (e.g. 2G, 512M); picks the chunk size "
+    "(instrument × whole days). Default: half the available memory, at most 4G.",
+)
+@execution_options
 @input_options
 @selection_options
 @output_options
 def classify_command(
     files: tuple[str, ...],
+    execution: Execution,
     quotes: QuoteFiles,
     inputs: Inputs,
     selection: Selection,
@@ -77,6 +90,7 @@ def classify_command(
     evaluate: bool,
     bar: str,
     max_bars: int | None,
+    memory_limit: int | None,
 ) -> None:
     """Sign every trade (who initiated it), or score every method against the vendor side.
 
@@ -93,7 +107,16 @@ def classify_command(
     """
     loaded, trades, quote_frame = run.market(files, quotes, inputs, selection)
     if evaluate:
-        _classify_evaluate(loaded, (trades, quote_frame), signing, selection, bar, output)
+        _classify_evaluate(
+            loaded, (trades, quote_frame), signing, selection, (bar, memory_limit), output
+        )
+        return
+    chunked = classify_chunked(
+        trades, quote_frame, signing=signing, selection=selection, memory_limit=memory_limit
+    )
+    if chunked is not None:
+        metadata = run.metadata_for("classify.trades", loaded, selection, chunked.parameters)
+        _classify_engine(chunked, output, metadata, loaded, signing)
         return
     result = classify(
         trades, quote_frame, signing=signing, every=bar, selection=selection, max_bars=max_bars
@@ -104,6 +127,58 @@ def classify_command(
         _classify_streamed(result, output, metadata, loaded, signing)
     else:
         _classify_collected(result, output, metadata, loaded, signing)
+
+
+def _classify_engine(
+    result: ChunkedClassification,
+    output: Output,
+    metadata: dict[str, str],
+    loaded: list[Loaded],
+    signing: Signing,
+) -> None:
+    """Write or show the engine's signed trades: streamed to ``-o`` or ``--to csv|ndjson``.
+
+    The rows come chunk by chunk in the single plan's order; the mix, diagnostics and quote
+    checks are summed over the chunks, so the warnings follow the rows.
+    """
+    if output.path is not None and output.to_format is None and run.streams(output):
+        with streamed_file(result.trades, output.path, metadata) as stream:
+            stream.plan.collect()
+            rows = require_count(stream.rows(), "trades")
+            _engine_notes(result, loaded, signing)
+        run.say(f"wrote {rows:,} rows to {output.path}")
+        return
+    if output.path is None and output.to_format in ("csv", "ndjson"):
+        sink = sys.stdout.buffer
+        rows = 0
+        with closing(result.frames()) as frames:  # ended here, even when the reader goes away
+            for frame in frames:
+                if frame.height:
+                    write_to(frame, sink, output.to_format, metadata, header=rows == 0)
+                    sink.flush()
+                    rows += frame.height
+        require_count(rows, "trades")
+        _engine_notes(result, loaded, signing)
+        return
+    if output.to_screen:
+        totals = result.totals()
+        require_count(totals.rows, "trades")
+        _engine_notes(result, loaded, signing)
+        console = Console()
+        console.print(frame_table(totals.mix, title="mmflow classify: trades signed by each rule"))
+        console.print("Write every signed trade with --to csv or -o trades.parquet.")
+        return
+    signed = require_rows(result.trades.collect(), "trades")
+    _engine_notes(result, loaded, signing)
+    run.emit(signed, output, metadata)
+
+
+def _engine_notes(result: ChunkedClassification, loaded: list[Loaded], signing: Signing) -> None:
+    """Say the cleaning notes, quote notes and signing warnings of an engine run."""
+    totals = result.totals()
+    run.collect_with_cleaning([], result.dropped, loaded)
+    run.quote_notes([totals.checks] if totals.checks is not None else [], signing)
+    run.warn(signing_warnings(totals.diagnostics))
 
 
 def _classify_collected(
@@ -164,19 +239,35 @@ def _classify_evaluate(
     frames: tuple[pl.LazyFrame, pl.LazyFrame | None],
     signing: Signing,
     selection: Selection,
-    every: str,
+    sizes: tuple[str, int | None],
     output: Output,
 ) -> None:
-    """Run, write or print ``mmflow classify --evaluate``."""
+    """Run, write or print ``mmflow classify --evaluate`` (on the engine where it applies).
+
+    ``sizes``: the BVC bar and the engine's memory limit.
+    """
     trades, quotes = frames
-    scored = evaluate(trades, quotes, signing=signing, every=every, selection=selection)
-    classified = classify(trades, quotes, signing=signing, selection=selection)
-    venue_plans = [classified.checks] if classified.checks is not None else []
-    scores, lags, checks, *checked = run.collect_plans(
-        [scored.scores, scored.lags, classified.diagnostics, *venue_plans],
-        loaded,
-        "reading, scoring every method",
+    every, memory_limit = sizes
+    chunked = evaluate_chunked(
+        trades,
+        quotes,
+        signing=signing,
+        every=every,
+        selection=selection,
+        memory_limit=memory_limit,
     )
+    if chunked is not None:
+        scores, lags, checks = chunked.scores, chunked.lags, chunked.diagnostics
+        checked = [chunked.checks] if chunked.checks is not None else []
+    else:
+        scored = evaluate(trades, quotes, signing=signing, every=every, selection=selection)
+        classified = classify(trades, quotes, signing=signing, selection=selection)
+        venue_plans = [classified.checks] if classified.checks is not None else []
+        scores, lags, checks, *checked = run.collect_plans(
+            [scored.scores, scored.lags, classified.diagnostics, *venue_plans],
+            loaded,
+            "reading, scoring every method",
+        )
     run.quote_notes(checked, signing)
     require_rows(scores, "trades with a vendor side")
     run.warn(signing_warnings(checks, scores))

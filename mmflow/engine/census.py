@@ -105,7 +105,9 @@ class Census:
     ----------
     trades
         ``keys…, _unit, _date, trades, volume, bucket_trades, first_ts, last_ts, first_price,
-        last_price, last_direction`` (``*_ts`` in ns), sorted by keys, unit and date.
+        last_price, first_direction, last_direction`` (``*_ts`` in ns; the directions are the
+        signs of the first and last non-zero price changes inside the group: the tick state,
+        and the reverse tick state of ``classify``), sorted by keys, unit and date.
     quotes
         ``keys…, _unit, _date, quotes, first_ts, last_ts`` and for each kind of
         :data:`QUOTE_KINDS` the last such quote's ``q_{kind}_ts, q_{kind}_bid_price, …
@@ -169,6 +171,7 @@ def trade_census(
             *_trade_counts(),
             prices.first().alias("first_price"),
             prices.last().alias("last_price"),
+            change.filter(change != 0).first().cast(pl.Int8).alias("first_direction"),
             change.filter(change != 0).last().cast(pl.Int8).alias("last_direction"),
             _ordered(),
         )

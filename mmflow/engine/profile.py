@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from mmflow.analysis.options import BarOptions, Signing
+from mmflow.engine.census import Census
 from mmflow.engine.executors import run_tasks, ships_tasks
 from mmflow.engine.run import (
     chunk_quotes,
@@ -47,8 +48,10 @@ from mmflow.schema import PRICE, SESSION, SIZE, TRADE_SIGN, TS
 __all__ = [
     "DATE",
     "LEVEL_BAR",
+    "PlannedRun",
     "ProfileTask",
     "chunk_rows",
+    "planned_run",
     "planned_tasks",
     "profile_chunk",
     "profile_levels",
@@ -216,6 +219,14 @@ def profile_levels(
     return levels, len(tasks)
 
 
+@dataclass(frozen=True)
+class PlannedRun:
+    """The chunk tasks of a run (instrument, time order) and the census they were planned from."""
+
+    tasks: list[ChunkTask]
+    census: Census
+
+
 @contextmanager
 def planned_tasks(
     trades: pl.LazyFrame | pl.DataFrame,
@@ -224,12 +235,31 @@ def planned_tasks(
     *,
     in_memory: bool | None = None,
 ) -> Iterator[list[ChunkTask]]:
+    """Run the census and plan the chunks; yield the chunk tasks (see :func:`planned_run`)."""
+    with planned_run(trades, quotes, settings, in_memory=in_memory) as planned:
+        yield planned.tasks
+
+
+@contextmanager
+def planned_run(
+    trades: pl.LazyFrame | pl.DataFrame,
+    quotes: pl.LazyFrame | pl.DataFrame | None,
+    settings: EngineSettings,
+    *,
+    in_memory: bool | None = None,
+    shared: bool = False,
+    last_unit_state: bool = False,
+) -> Iterator[PlannedRun]:
     """Run the census and plan the chunks; yield the chunk tasks (in instrument, time order).
 
     As :func:`mmflow.engine.run.run_engine` does: text inputs are parsed once into scratch
     parquet files (removed when the block ends); inputs that fit ``settings.memory_limit`` are
     read once and split by instrument (``in_memory``, default: by the estimate), otherwise
-    every task scans its own rows. No bar or bucket limit is applied.
+    every task scans its own rows and the census counts them in batches of days within half
+    the limit. No bar or bucket limit is applied. ``shared``: one chunk of every instrument is
+    held at once (``classify``'s time-ordered merge), so chunks are planned within the limit
+    divided by the number of instruments; ``last_unit_state``: the census keeps the state of
+    every unit (the reverse tick chain reads the last one's).
     """
     files = ships_tasks()  # tasks go to other processes: they carry paths or scans, not rows
     with prepared_inputs(trades, quotes, settings, files=files, in_memory=in_memory) as ready:
@@ -239,5 +269,7 @@ def planned_tasks(
             settings,
             in_memory=ready.in_memory,
             spill_to=ready.spill_to,
+            last_unit_state=last_unit_state,
+            shared=shared,
         )
-        yield planned.tasks
+        yield PlannedRun(planned.tasks, planned.census)

@@ -472,13 +472,16 @@ def plan_tasks(
     *,
     in_memory: bool,
     spill_to: Path | None = None,
+    last_unit_state: bool = False,
+    shared: bool = False,
 ) -> PlannedTasks:
     """Run the census, plan the chunks and make their tasks (every engine command's first step).
 
     Inputs ``in_memory`` are read once and split by instrument (tasks carry the rows, or with
     ``spill_to`` per-instrument scratch files); otherwise each task carries the scans and reads
     only its own rows (:func:`within`), and the census counts them in batches of whole UTC days
-    within half ``settings.memory_limit``, so neither holds the input in memory.
+    within half ``settings.memory_limit``, so neither holds the input in memory. ``classify``:
+    ``last_unit_state`` (census), ``shared`` (limit ÷ instruments; see ``planned_run``).
     """
     options = settings.options
     trade_frame: pl.DataFrame | None = None
@@ -499,12 +502,13 @@ def plan_tasks(
         # scans are counted in batches of days within half the limit (so the census is not the
         # run's peak; 30 M + 30 M: 3.99 GiB at once, 1.72 GiB by days); rows in memory: at once
         memory_limit=None if in_memory else settings.memory_limit // 2,
-        last_unit_state=False,  # the last unit's state is chained nowhere: not read
+        last_unit_state=last_unit_state,  # else chained nowhere: not read
     )
+    instruments = census.trades.select(settings.keys).unique().height if shared else 1
     plan = plan_chunks(
         census,
         every_ns=settings.every_ns,
-        memory_limit=settings.memory_limit,
+        memory_limit=settings.memory_limit // max(1, instruments),
         buckets_per_day=options.buckets_per_day,
         fill=options.fill,
         max_bars=options.max_bars,

@@ -44,13 +44,18 @@ __all__ = [
     "LAG_GRID",
     "METHODS",
     "QUOTE_METHODS",
+    "SCORE_COUNTS",
     "SIGN_METHODS",
     "TRADE_METHODS",
     "Evaluation",
     "Method",
+    "bvc_bars",
+    "bvc_score",
     "evaluate_signing",
     "label",
     "method_mix",
+    "score_counts",
+    "score_ratios",
     "sign_trades",
     "with_signs",
 ]
@@ -294,38 +299,58 @@ class Evaluation:
     lags: pl.LazyFrame
 
 
-def _score(frame: pl.LazyFrame, sign: str, group: list[str]) -> pl.LazyFrame:
+SCORE_COUNTS = ("trades", "classified", "correct", "buys", "buys_hit", "sells", "sells_hit")
+"""The counts a score is made of (:func:`score_counts`); they add up over parts of the trades."""
+
+
+def score_counts(frame: pl.LazyFrame, sign: str, group: list[str]) -> pl.LazyFrame:
+    """Count, per ``group``, trades, classified (sign ≠ 0), correct and the vendor's buys/sells.
+
+    ``frame`` holds trades with a known vendor side; ``buys_hit`` counts vendor buys signed +1,
+    ``sells_hit`` vendor sells signed −1. :func:`score_ratios` turns sums of these into scores.
+    """
     truth, guess = pl.col(AGGRESSOR_SIDE), pl.col(sign)
-    classified = (guess != 0).sum()
-    correct = (guess == truth).sum()
     return frame.group_by(group).agg(
         pl.len().alias("trades"),
-        classified.alias("classified"),
-        correct.alias("correct"),
-        pl.when(classified > 0).then(correct / classified).alias("accuracy"),
-        (classified / pl.len()).alias("coverage"),
-        pl.when((truth == 1).any())
-        .then(((guess == 1) & (truth == 1)).sum() / (truth == 1).sum())
-        .alias("buy_recall"),
-        pl.when((truth == -1).any())
-        .then(((guess == -1) & (truth == -1)).sum() / (truth == -1).sum())
-        .alias("sell_recall"),
+        (guess != 0).sum().alias("classified"),
+        (guess == truth).sum().alias("correct"),
+        (truth == 1).sum().alias("buys"),
+        ((guess == 1) & (truth == 1)).sum().alias("buys_hit"),
+        (truth == -1).sum().alias("sells"),
+        ((guess == -1) & (truth == -1)).sum().alias("sells_hit"),
     )
 
 
-def _bvc_score(
-    known: pl.LazyFrame,
-    every: str,
-    distribution: Distribution = "normal",
-    dof: float | None = None,
-) -> pl.LazyFrame:
-    """Score bulk volume classification by volume (Chakrabarty, Pascual & Shkilko 2015).
+def score_ratios(counts: pl.LazyFrame) -> pl.LazyFrame:
+    """Turn :func:`score_counts`' columns (or their sums) into scores.
 
-    accuracy = Σ_τ [min(V̂ᴮ_τ, Vᴮ_τ) + min(V̂ˢ_τ, Vˢ_τ)] / Σ_τ V_τ over bars BVC classifies.
+    accuracy = correct / classified, coverage = classified / trades, buy recall = vendor buys
+    signed +1 / vendor buys (null without any), sell recall alike; the buy/sell counts go.
+    """
+    classified, correct = pl.col("classified"), pl.col("correct")
+    return counts.with_columns(
+        pl.when(classified > 0).then(correct / classified).alias("accuracy"),
+        (classified / pl.col("trades")).alias("coverage"),
+        pl.when(pl.col("buys") > 0).then(pl.col("buys_hit") / pl.col("buys")).alias("buy_recall"),
+        pl.when(pl.col("sells") > 0)
+        .then(pl.col("sells_hit") / pl.col("sells"))
+        .alias("sell_recall"),
+    ).drop("buys", "buys_hit", "sells", "sells_hit")
+
+
+def _score(frame: pl.LazyFrame, sign: str, group: list[str]) -> pl.LazyFrame:
+    return score_ratios(score_counts(frame, sign, group))
+
+
+def bvc_bars(known: pl.LazyFrame, every: str) -> pl.LazyFrame:
+    """Return bars of trades with a known vendor side, for scoring BVC.
+
+    Columns ``keys…, ts, close, volume, trades, true_buy, true_sell`` (``close``: the bar's last
+    price in row order).
     """
     truth = pl.col(AGGRESSOR_SIDE)
     keys = instrument_keys(known)
-    bars = (
+    return (
         known.with_columns(pl.col(TS).dt.truncate(every)).group_by(*keys, TS, maintain_order=True)
     ).agg(
         pl.col(PRICE).last().alias("close"),
@@ -334,6 +359,19 @@ def _bvc_score(
         pl.col(SIZE).filter(truth == 1).sum().alias("true_buy"),
         pl.col(SIZE).filter(truth == -1).sum().alias("true_sell"),
     )
+
+
+def bvc_score(
+    bars: pl.LazyFrame,
+    distribution: Distribution = "normal",
+    dof: float | None = None,
+) -> pl.LazyFrame:
+    """Score bulk volume classification by volume (Chakrabarty, Pascual & Shkilko 2015).
+
+    accuracy = Σ_τ [min(V̂ᴮ_τ, Vᴮ_τ) + min(V̂ˢ_τ, Vˢ_τ)] / Σ_τ V_τ over bars BVC classifies;
+    ``bars`` as :func:`bvc_bars` makes them.
+    """
+    keys = instrument_keys(bars)
     scored = bulk_volume_classification(
         bars.sort(*keys, TS),
         price="close",
@@ -362,6 +400,16 @@ def _bvc_score(
         .then(hit_sell.filter(defined).sum() / true_sell)
         .alias("sell_recall"),
     )
+
+
+def _bvc_score(
+    known: pl.LazyFrame,
+    every: str,
+    distribution: Distribution = "normal",
+    dof: float | None = None,
+) -> pl.LazyFrame:
+    """Score bulk volume classification by volume on ``every`` bars of ``known`` trades."""
+    return bvc_score(bvc_bars(known, every), distribution, dof)
 
 
 def evaluate_signing(

@@ -126,11 +126,16 @@ def _csv_ready(df: Frame) -> Frame:
 
 
 def write_to(
-    df: pl.DataFrame, sink: IO[bytes], fmt: OutputFormat, metadata: dict[str, str]
+    df: pl.DataFrame,
+    sink: IO[bytes],
+    fmt: OutputFormat,
+    metadata: dict[str, str],
+    *,
+    header: bool = True,
 ) -> None:
-    """Write ``df`` in ``fmt`` to a binary stream."""
+    """Write ``df`` in ``fmt`` to a binary stream (``header=False``: CSV rows only, to append)."""
     if fmt == "csv":
-        _csv_ready(df).write_csv(sink, datetime_format=ISO_NS)
+        _csv_ready(df).write_csv(sink, datetime_format=ISO_NS, include_header=header)
     elif fmt == "ndjson":
         _json_ready(df).write_ndjson(sink)
     elif fmt == "json":
