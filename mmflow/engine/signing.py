@@ -24,7 +24,12 @@ from mmflow.metrics.impact import (
     FUTURE_MID_PRICE,
     future_mid_costs,
 )
-from mmflow.metrics.quotes import QUOTE_SOURCE, QUOTE_STALE, QUOTE_USABLE, attach_quotes
+from mmflow.metrics.quotes import (
+    QUOTE_STALE,
+    QUOTE_USABLE,
+    attach_quotes,
+    resolve_matched_quotes,
+)
 from mmflow.metrics.signing import QUOTE_METHODS, with_signs
 from mmflow.metrics.vpin import BUCKET
 from mmflow.schema import (
@@ -224,31 +229,7 @@ def _attach(
         else pl.col(_MATCHED_TS).is_not_null()
         & (pl.col(_MATCHED_TS) < _offset(TS, -_age_ns(settings), _negative(age), schema))
     )
-    joined = joined.with_columns(stale.alias(QUOTE_STALE)).with_columns(
-        pl.when(~pl.col(QUOTE_STALE)).then(pl.col(_MATCHED[n])).alias(_MATCHED[n]) for n in _BBO
-    )
-    has_own = (
-        pl.col(BID_PRICE).is_not_null() | pl.col(ASK_PRICE).is_not_null()
-        if own
-        else pl.lit(value=False)
-    )
-    matched = pl.col(_MATCHED[BID_PRICE]).is_not_null() | pl.col(_MATCHED[ASK_PRICE]).is_not_null()
-    source = pl.when(has_own).then(pl.lit("trade")).when(matched).then(pl.lit("quotes"))
-    out = (
-        joined.with_columns(
-            source.otherwise(None).alias(QUOTE_SOURCE),
-            (pl.col(QUOTE_STALE) & ~has_own).alias(QUOTE_STALE),
-        )
-        .with_columns(
-            (
-                pl.when(has_own).then(pl.col(n)).otherwise(pl.col(_MATCHED[n]))
-                if own
-                else pl.col(_MATCHED[n])
-            ).alias(n)
-            for n in _BBO
-        )
-        .drop(*_MATCHED.values(), _MATCHED_TS)
-    )
+    out = resolve_matched_quotes(joined, stale, own=own)
     usable = quote_is_usable()
     return out.with_columns(
         usable.alias(QUOTE_USABLE),

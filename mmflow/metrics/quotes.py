@@ -33,6 +33,7 @@ __all__ = [
     "QUOTE_USABLE",
     "QuoteMatch",
     "attach_quotes",
+    "resolve_matched_quotes",
 ]
 
 QuoteMatch = Literal["strict", "at-or-before"]
@@ -144,36 +145,45 @@ def attach_quotes(
             else pl.col(_MATCHED_TS).is_not_null()
             & (pl.col(_MATCHED_TS) < pl.col(TS).dt.offset_by(_negative(max_age)))
         )
-        joined = joined.with_columns(stale.alias(QUOTE_STALE)).with_columns(
-            pl.when(~pl.col(QUOTE_STALE)).then(pl.col(_MATCHED[n])).alias(_MATCHED[n]) for n in _BBO
-        )
-        has_own = (
-            pl.col(BID_PRICE).is_not_null() | pl.col(ASK_PRICE).is_not_null()
-            if own
-            else pl.lit(value=False)
-        )
-        matched = (
-            pl.col(_MATCHED[BID_PRICE]).is_not_null() | pl.col(_MATCHED[ASK_PRICE]).is_not_null()
-        )
-        source = pl.when(has_own).then(pl.lit("trade")).when(matched).then(pl.lit("quotes"))
-        out = (
-            joined.with_columns(
-                source.otherwise(None).alias(QUOTE_SOURCE),
-                (pl.col(QUOTE_STALE) & ~has_own).alias(QUOTE_STALE),
-            )
-            .with_columns(
-                (
-                    pl.when(has_own).then(pl.col(n)).otherwise(pl.col(_MATCHED[n]))
-                    if own
-                    else pl.col(_MATCHED[n])
-                ).alias(n)
-                for n in _BBO
-            )
-            .drop(*_MATCHED.values(), _MATCHED_TS)
-        )
+        out = resolve_matched_quotes(joined, stale, own=own)
     usable = quote_is_usable()
     return out.with_columns(
         usable.alias(QUOTE_USABLE),
         pl.when(usable).then((pl.col(BID_PRICE) + pl.col(ASK_PRICE)) / 2).alias(MID_PRICE),
         pl.when(usable).then(pl.col(ASK_PRICE) - pl.col(BID_PRICE)).alias(SPREAD),
+    )
+
+
+def resolve_matched_quotes(joined: pl.LazyFrame, stale: pl.Expr, *, own: bool) -> pl.LazyFrame:
+    """Choose each trade's quote after the as-of join: its own pre-trade BBO, else the match.
+
+    ``joined`` holds the trades with the matched quote in the ``_MATCHED`` columns and its time
+    in ``_MATCHED_TS``; ``stale`` is true where that match is older than the age limit (the
+    match is then dropped). Adds ``quote_source`` and ``quote_stale`` and fills the BBO
+    columns; shared by :func:`attach_quotes` and the engine's per-chunk join.
+    """
+    joined = joined.with_columns(stale.alias(QUOTE_STALE)).with_columns(
+        pl.when(~pl.col(QUOTE_STALE)).then(pl.col(_MATCHED[n])).alias(_MATCHED[n]) for n in _BBO
+    )
+    has_own = (
+        pl.col(BID_PRICE).is_not_null() | pl.col(ASK_PRICE).is_not_null()
+        if own
+        else pl.lit(value=False)
+    )
+    matched = pl.col(_MATCHED[BID_PRICE]).is_not_null() | pl.col(_MATCHED[ASK_PRICE]).is_not_null()
+    source = pl.when(has_own).then(pl.lit("trade")).when(matched).then(pl.lit("quotes"))
+    return (
+        joined.with_columns(
+            source.otherwise(None).alias(QUOTE_SOURCE),
+            (pl.col(QUOTE_STALE) & ~has_own).alias(QUOTE_STALE),
+        )
+        .with_columns(
+            (
+                pl.when(has_own).then(pl.col(n)).otherwise(pl.col(_MATCHED[n]))
+                if own
+                else pl.col(_MATCHED[n])
+            ).alias(n)
+            for n in _BBO
+        )
+        .drop(*_MATCHED.values(), _MATCHED_TS)
     )
