@@ -70,8 +70,8 @@ from mmflow.engine.signing import (
     sign_chunk,
 )
 from mmflow.engine.state import Chunk, EngineSettings, TradePartials, TradeState
-from mmflow.metrics.bvc import Distribution, bulk_volume_classification
-from mmflow.metrics.flow import BAR_FLOW_COLUMNS
+from mmflow.metrics.bvc import Distribution
+from mmflow.metrics.flow import BAR_FLOW_COLUMNS, split_by_bvc
 from mmflow.metrics.impact import (
     COSTS,
     FUTURE_MID_MISSING,
@@ -470,24 +470,4 @@ def apply_bvc(
     Run in the finish on the instrument's whole (gridded, time-ordered) bar table: the split
     uses each bar's close change and σ over all bars. ``trade_sign`` is not used.
     """
-    from mmflow.schema import instrument_keys
-
-    classified = bulk_volume_classification(
-        bars,
-        price="close",
-        volume="volume",
-        by=instrument_keys(bars),
-        distribution=distribution,
-        dof=dof,
-    )
-    buy = pl.col("bvc_buy_volume").fill_null(0.0)
-    sell = pl.col("bvc_sell_volume").fill_null(0.0)
-    return classified.with_columns(
-        buy.alias("buy_volume"),
-        sell.alias("sell_volume"),
-        (pl.col("volume") - buy - sell).alias("unknown_volume"),
-        (buy - sell).alias("net_flow"),
-        pl.when(pl.col("volume") > 0)
-        .then((buy - sell) / pl.col("volume"))
-        .alias("trade_imbalance"),
-    ).drop("bvc_buy_volume", "bvc_sell_volume")
+    return split_by_bvc(bars, distribution=distribution, dof=dof)

@@ -28,6 +28,7 @@ __all__ = [
     "flow_bars",
     "flow_summary",
     "signed_volume",
+    "split_by_bvc",
     "summary_from_bars",
 ]
 
@@ -348,30 +349,10 @@ def bvc_flow_bars(
     pl.LazyFrame
         The columns of :func:`flow_bars`.
     """
-    from mmflow.metrics.bvc import bulk_volume_classification
-
     bars = flow_bars(
         trades.with_columns(pl.lit(0, pl.Int8).alias(TRADE_SIGN)), every=every, grid=grid
     )
-    classified = bulk_volume_classification(
-        bars,
-        price="close",
-        volume="volume",
-        by=instrument_keys(bars),
-        distribution=distribution,
-        dof=dof,
-    )
-    buy = pl.col("bvc_buy_volume").fill_null(0.0)
-    sell = pl.col("bvc_sell_volume").fill_null(0.0)
-    return classified.with_columns(
-        buy.alias("buy_volume"),
-        sell.alias("sell_volume"),
-        (pl.col("volume") - buy - sell).alias("unknown_volume"),
-        (buy - sell).alias("net_flow"),
-        pl.when(pl.col("volume") > 0)
-        .then((buy - sell) / pl.col("volume"))
-        .alias("trade_imbalance"),
-    ).drop("bvc_buy_volume", "bvc_sell_volume")
+    return split_by_bvc(bars, distribution=distribution, dof=dof)
 
 
 def summary_from_bars(bars: pl.LazyFrame, trades: pl.LazyFrame) -> pl.LazyFrame:
@@ -407,3 +388,40 @@ def summary_from_bars(bars: pl.LazyFrame, trades: pl.LazyFrame) -> pl.LazyFrame:
         )
         .sort(keys, nulls_last=True)
     )
+
+
+def split_by_bvc(
+    bars: pl.LazyFrame,
+    *,
+    distribution: Literal["normal", "student-t"] = "normal",
+    dof: float | None = None,
+) -> pl.LazyFrame:
+    """Split each bar's volume into buy and sell by bulk volume classification.
+
+    ``buy = V·F(ΔP/σ_ΔP)``, ``sell = V − buy`` per bar, with ΔP the close-to-close change and
+    σ over the instrument's bars (Easley, López de Prado and O'Hara 2012; see
+    :func:`mmflow.metrics.bvc.bulk_volume_classification`); fills ``buy_volume``,
+    ``sell_volume``, ``unknown_volume``, ``net_flow`` and ``trade_imbalance``. Run it on the
+    instrument's whole, gridded, time-ordered bar table.
+    """
+    from mmflow.metrics.bvc import bulk_volume_classification
+
+    classified = bulk_volume_classification(
+        bars,
+        price="close",
+        volume="volume",
+        by=instrument_keys(bars),
+        distribution=distribution,
+        dof=dof,
+    )
+    buy = pl.col("bvc_buy_volume").fill_null(0.0)
+    sell = pl.col("bvc_sell_volume").fill_null(0.0)
+    return classified.with_columns(
+        buy.alias("buy_volume"),
+        sell.alias("sell_volume"),
+        (pl.col("volume") - buy - sell).alias("unknown_volume"),
+        (buy - sell).alias("net_flow"),
+        pl.when(pl.col("volume") > 0)
+        .then((buy - sell) / pl.col("volume"))
+        .alias("trade_imbalance"),
+    ).drop("bvc_buy_volume", "bvc_sell_volume")
