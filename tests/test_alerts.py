@@ -506,3 +506,11 @@ def test_condition_language_agrees_with_a_plain_polars_filter(
     direct = frame.select(polars_filter(node, frame).fill_null(False).alias("mask"))["mask"]
     assert parsed == direct.to_list(), text
     assert parsed == [python_truth(node, row) is True for row in table], text
+
+
+@pytest.mark.parametrize("text", ["0.0=y", "0.5<y", "1>=-y", "0<abs(y)", "y=0.0"])
+def test_a_number_left_of_an_all_missing_column_gives_one_answer_per_row(text: str) -> None:
+    """Found by the property test: polars broadcast ``lit op when/then/otherwise`` to one row."""
+    frame = pl.DataFrame({"y": [float("nan"), float("nan"), None]}, schema={"y": pl.Float64})
+    condition = parse_condition(text, frame.schema)
+    assert frame.select(condition.expr.alias("mask"))["mask"].to_list() == [False] * 3

@@ -162,6 +162,8 @@ class _Binder:
         if kinds <= {"boolean", "word"}:
             return self.boolean_comparison(node, left, right)
         if kinds == {"number"}:
+            if left.column is None:  # a number on the left: compare the column first (below)
+                return _compare(right.expr, _MIRRORED[node.operator], left.expr)
             return _compare(left.expr, node.operator, right.expr)
         for bound, value in sides:
             if bound.kind == "word" and isinstance(value, Name):
@@ -229,6 +231,19 @@ def _describe(bound: _Bound) -> str:
     if bound.column is not None:
         return f"{bound.column!r} ({bound.kind})"
     return f"the {'word ' + repr(bound.word) if bound.kind == 'word' else bound.kind}"
+
+
+#: ``a op b`` is ``b mirrored-op a``. ``0.5 < vpin`` is bound as ``vpin > 0.5``: polars 2.1 gives
+#: a literal compared with a column whose values are all missing (NaN made null) one row, not one
+#: per row, when the literal stands on the left (found by the property test).
+_MIRRORED: dict[Operator, Operator] = {
+    "==": "==",
+    "!=": "!=",
+    "<": ">",
+    "<=": ">=",
+    ">": "<",
+    ">=": "<=",
+}
 
 
 def _compare(left: pl.Expr, operator: Operator, right: pl.Expr) -> pl.Expr:
