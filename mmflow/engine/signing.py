@@ -26,22 +26,18 @@ from mmflow.metrics.impact import (
 )
 from mmflow.metrics.quotes import (
     QUOTE_STALE,
-    QUOTE_USABLE,
+    attach_prevailing,
     attach_quotes,
-    resolve_matched_quotes,
 )
 from mmflow.metrics.signing import QUOTE_METHODS, with_signs
 from mmflow.metrics.vpin import BUCKET
 from mmflow.schema import (
     ASK_PRICE,
-    ASK_SIZE,
     BID_PRICE,
-    BID_SIZE,
     MID_PRICE,
     PRICE,
     SIGN_METHOD,
     SIZE,
-    SPREAD,
     TRADE_SIGN,
     TS,
 )
@@ -72,10 +68,6 @@ _GROUP = "_group"
 _AFTER_LAST = "_after_last_quote"
 _STALE_FUTURE = "_stale_future_quote"
 _PIECE_COLUMNS = (BUCKET, TS, "volume", "buy_volume", "sell_volume", "completes")
-_KEY = "_quote_key"
-_MATCHED_TS = "_matched_ts"
-_BBO = (BID_PRICE, BID_SIZE, ASK_PRICE, ASK_SIZE)
-_MATCHED = {name: f"_matched_{name}" for name in _BBO}
 _HORIZON = "_horizon_ts"
 _FUTURE_TS = "_future_ts"
 _KEPT = frozenset(
@@ -199,42 +191,15 @@ def _attach(
     if quotes is None:
         return attach_quotes(trades, None, match=signing.match, lag=signing.lag, max_age=age)
     schema = trades.collect_schema()
-    names = schema.names()
-    own = all(name in names for name in _BBO)
     lag = signing.lag
     key = (
         pl.col(TS)
         if lag in ("0", "0s", "")
         else _offset(TS, -settings.lag_ns, _negative(lag), schema)
     )
-    right = quotes.select(
-        pl.col(TS).alias(_KEY),
-        pl.col(TS).alias(_MATCHED_TS),
-        *(pl.col(n).alias(_MATCHED[n]) for n in _BBO),
-    )
-    joined = (
-        trades.with_columns(key.alias(_KEY))
-        .join_asof(
-            right,
-            on=_KEY,
-            strategy="backward",
-            allow_exact_matches=signing.match == "at-or-before",
-            check_sortedness=False,
-        )
-        .drop(_KEY)
-    )
-    stale = (
-        pl.lit(value=False)
-        if age is None
-        else pl.col(_MATCHED_TS).is_not_null()
-        & (pl.col(_MATCHED_TS) < _offset(TS, -_age_ns(settings), _negative(age), schema))
-    )
-    out = resolve_matched_quotes(joined, stale, own=own)
-    usable = quote_is_usable()
-    return out.with_columns(
-        usable.alias(QUOTE_USABLE),
-        pl.when(usable).then((pl.col(BID_PRICE) + pl.col(ASK_PRICE)) / 2).alias(MID_PRICE),
-        pl.when(usable).then(pl.col(ASK_PRICE) - pl.col(BID_PRICE)).alias(SPREAD),
+    oldest = None if age is None else _offset(TS, -_age_ns(settings), _negative(age), schema)
+    return attach_prevailing(
+        trades, quotes, key=key, oldest=oldest, match=signing.match, by_instrument=False
     )
 
 
