@@ -33,7 +33,7 @@ from mmflow.metrics.impact import (
 from mmflow.metrics.inventory import inventory_bars
 from mmflow.metrics.ofi import BAR_COLUMNS, QUOTE_EVENTS, quote_bars
 from mmflow.metrics.quotes import QUOTE_STALE, attach_quotes
-from mmflow.metrics.signing import method_mix, sign_trades
+from mmflow.metrics.signing import method_mix
 from mmflow.metrics.vpin import vpin_at, vpin_buckets
 from mmflow.schema import (
     MID_PRICE,
@@ -214,14 +214,7 @@ def _signed_trades(
             pl.lit(0, pl.Int8).alias(TRADE_SIGN), pl.lit("bvc").alias(SIGN_METHOD)
         )
     else:
-        signed = sign_trades(
-            prepared,
-            quotes,
-            method=signing.method,
-            match=signing.match,
-            lag=signing.lag,
-            max_quote_age=age,
-        )
+        signed = signing.sign(prepared, quotes)
     if quotes is not None and MID_PRICE not in signed.collect_schema().names():
         # trade costs need the prevailing mid even when the sign did not use quotes
         signed = attach_quotes(signed, quotes, match=signing.match, lag=signing.lag, max_age=age)

@@ -19,7 +19,7 @@ from mmflow.errors import SizeLimitError
 from mmflow.metrics.bvc import Distribution
 from mmflow.metrics.phases import PhaseParameters
 from mmflow.metrics.quotes import QuoteMatch
-from mmflow.metrics.signing import Method
+from mmflow.metrics.signing import Method, sign_trades
 from mmflow.schema import TS
 
 __all__ = [
@@ -134,6 +134,17 @@ class Signing:
     bvc_distribution: Distribution = "normal"
     bvc_dof: float | None = None
     max_quote_age: str | None = MAX_QUOTE_AGE
+
+    def sign(self, trades: pl.LazyFrame, quotes: pl.LazyFrame | None) -> pl.LazyFrame:
+        """Sign ``trades`` with these settings (:func:`mmflow.metrics.signing.sign_trades`)."""
+        return sign_trades(
+            trades,
+            quotes,
+            method=self.method,
+            match=self.match,
+            lag=self.lag,
+            max_quote_age=self.max_quote_age,
+        )
 
 
 def parameters_of(selection: Selection, signing: Signing, **extra: Any) -> dict[str, Any]:

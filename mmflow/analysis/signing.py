@@ -28,7 +28,7 @@ from mmflow.durations import check_duration
 from mmflow.metrics.bvc import BVC_BUY_VOLUME, BVC_SELL_VOLUME, bulk_volume_classification
 from mmflow.metrics.flow import event_grid, flow_bars
 from mmflow.metrics.quotes import QUOTE_SOURCE, QUOTE_STALE, QUOTE_USABLE
-from mmflow.metrics.signing import Evaluation, evaluate_signing, method_mix, sign_trades
+from mmflow.metrics.signing import Evaluation, evaluate_signing, method_mix
 from mmflow.schema import (
     AGGRESSOR_SIDE,
     MID_PRICE,
@@ -163,14 +163,7 @@ def classify(
     parameters = parameters_of(selection, signing, bar=every)
     if signing.method == "bvc":
         return _bvc_classification(prepared, signing, every, max_bars, parameters, dropped)
-    signed = sign_trades(
-        prepared,
-        prepared_quotes,
-        method=signing.method,
-        match=signing.match,
-        lag=signing.lag,
-        max_quote_age=signing.max_quote_age,
-    )
+    signed = signing.sign(prepared, prepared_quotes)
     names = signed.collect_schema().names()
     instrument = instrument_keys(names)
     columns = [TS, *instrument, PRICE, SIZE, AGGRESSOR_SIDE, TRADE_SIGN, SIGN_METHOD]

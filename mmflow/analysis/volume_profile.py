@@ -18,7 +18,6 @@ from mmflow.analysis.options import (
 from mmflow.analysis.prepare import instrument_columns, prepare_market
 from mmflow.durations import check_duration
 from mmflow.metrics.profile import ValueAreaMethod, footprint, value_area, volume_profile
-from mmflow.metrics.signing import sign_trades
 from mmflow.schema import SYMBOL, TS, VENUE, instrument_keys
 
 __all__ = [
@@ -114,14 +113,7 @@ def profile(
             signed, counts = table.lazy(), "trades"
             parameters = {**parameters, "memory_limit": memory, "chunks": chunks}
     if signed is None:
-        signed = sign_trades(
-            prepared,
-            prepared_quotes,
-            method=signing.method,
-            match=signing.match,
-            lag=signing.lag,
-            max_quote_age=signing.max_quote_age,
-        )
+        signed = signing.sign(prepared, prepared_quotes)
         if "date" in by:
             signed = signed.with_columns(pl.col(TS).dt.date().alias("date"))
     levels = volume_profile(
