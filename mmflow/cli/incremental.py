@@ -134,8 +134,11 @@ def analyze_incremental(
     first_run = not stored.exists()
     # --alert binds to the stored bar table's columns before any work; a first run checks the
     # flags now and binds once the bar table exists
-    check_alert_flags(alerts)
-    conditions = [] if first_run else alert_conditions(alerts, lambda: _stored_schema(stored))
+    if first_run:
+        check_alert_flags(alerts)
+        conditions = []
+    else:
+        conditions = alert_conditions(alerts, lambda: _stored_schema(stored))
     dataset = Path(files[0])
     settings = _dataset_settings(dataset, options, signing, selection)
     phase_parameters = PhaseParameters(lookback=options.lookback)
