@@ -68,7 +68,8 @@ def instrumented(timings: Timings) -> Iterator[None]:
 
     patch(run, "take_census", "census")
     patch(run, "plan_chunks", "plan")
-    patch(run, "_chunk_quotes", "read quotes")
+    patch(run, "chunk_quotes", "read quotes")
+    patch(run, "chunk_trades", "read trades")
     patch(run, "chunk_grid", "grid")
     patch(run, "finish_market", "finish market")
     patch(market, "finish_analysis", "finish analysis")
@@ -93,6 +94,7 @@ INSIDE_CHUNKS = (
     "grid",
     "trade pass",
     "quote pass",
+    "read trades",
     "  read trades+",
 )
 """Stages inside ``run_chunk`` (``read trades+``: the rest of it: the trade read, joins)."""
