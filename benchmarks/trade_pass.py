@@ -34,6 +34,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import pickle
 import resource
@@ -43,7 +44,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -69,7 +70,7 @@ def capture_chunk(trades: Path, quotes: Path) -> Inputs:
         raise _Captured
 
     original = run._trade_partials
-    run._trade_partials = lambda: seam
+    run._trade_partials = lambda: cast(Any, seam)
     try:
         with tempfile.TemporaryDirectory() as folder:
             argv = [str(trades), str(quotes), "--method", "lee-ready", "--bar", "1m"]
@@ -80,7 +81,8 @@ def capture_chunk(trades: Path, quotes: Path) -> Inputs:
     finally:
         run._trade_partials = original
     if not kept:
-        raise SystemExit("the run never reached the trade pass")
+        message = "the run never reached the trade pass"
+        raise SystemExit(message)
     return kept[0]
 
 
@@ -109,6 +111,7 @@ def timed(work: Callable[[], object], repeat: int) -> tuple[float, float, object
 def step_table(inputs: Inputs, repeat: int) -> list[tuple[str, float, float]]:
     """Time the trade pass whole, the per-trade plan cumulatively, then each table alone."""
     from mmflow.engine import trades as engine
+    from mmflow.engine.buckets import _bucket_pieces
     from mmflow.engine.signing import _BAR, _attach, _costs, _signed
 
     frame_in, quotes, chunk, settings, last = inputs
@@ -119,17 +122,25 @@ def step_table(inputs: Inputs, repeat: int) -> list[tuple[str, float, float]]:
         rows.append((label, cpu, wall))
         return result
 
-    add("trade_partials (whole pass)", lambda: engine.trade_partials(*inputs[:4], last_quote_ts=last))
-    base = frame_in.lazy().with_columns(pl.col("ts").dt.truncate(settings.options.every).alias(_BAR))
+    add(
+        "trade_partials (whole pass)",
+        lambda: engine.trade_partials(*inputs[:4], last_quote_ts=last),
+    )
+    base = frame_in.lazy().with_columns(
+        pl.col("ts").dt.truncate(settings.options.every).alias(_BAR)
+    )
     quotes_lazy = quotes.lazy()
     signed = _signed(base, quotes_lazy, chunk, settings)
     last_quote = max(engine._last_ns(quotes), last or -1)
-    cumulative = [
+    cumulative: list[tuple[str, Callable[[], object]]] = [
         ("  sortedness checks", lambda: (frame_in["ts"].is_sorted(), quotes["ts"].is_sorted())),
         ("  bar start (truncate)", base.collect),
         ("  + as-of join, prevailing quote", _attach(base, quotes_lazy, settings).collect),
         ("  + signing (Lee-Ready, tick)", signed.collect),
-        ("  + as-of join at t+horizon, costs", _costs(signed, quotes_lazy, settings, last_quote).collect),
+        (
+            "  + as-of join at t+horizon, costs",
+            _costs(signed, quotes_lazy, settings, last_quote).collect,
+        ),
         (
             "  + per-trade products, Roll, volume",
             lambda: engine._per_trade_frame(*inputs[:4], last_quote_ts=last),
@@ -147,7 +158,7 @@ def step_table(inputs: Inputs, repeat: int) -> list[tuple[str, float, float]]:
         "levels (bar x price x side)": engine._level_table(frame, instrument, settings),
         "mix": engine._mix_table(frame, instrument),
         "checks": engine._check_table(frame, instrument, stale=stale, has_quotes=has_quotes),
-        "VPIN bucket pieces": engine._bucket_pieces(frame, chunk.bucket_volume),
+        "VPIN bucket pieces": _bucket_pieces(frame, chunk.bucket_volume),
     }
     for label, plan in tables.items():
         add(f"  table: {label}", plan.collect)
@@ -160,7 +171,9 @@ def step_table(inputs: Inputs, repeat: int) -> list[tuple[str, float, float]]:
 # Kernels: as-of matches + Lee-Ready + costs + per-bar sums, three ways
 
 FLOW = ("trades", "volume", "buy_volume", "sell_volume", "unknown_volume", "net_flow")
-COST_SUMS = tuple(f"{name}_{part}" for name in ("es", "rs", "pi") for part in ("weighted", "weight"))
+COST_SUMS = tuple(
+    f"{name}_{part}" for name in ("es", "rs", "pi") for part in ("weighted", "weight")
+)
 """The per-bar sums every kernel returns (after ``bar``, the bar's index)."""
 
 
@@ -171,7 +184,9 @@ def polars_kernel(inputs: Inputs) -> Callable[[], tuple[pl.DataFrame, pl.Series]
 
     frame_in, quotes, chunk, settings, last = inputs
     every = settings.every_ns
-    base = frame_in.lazy().with_columns(pl.col("ts").dt.truncate(settings.options.every).alias(_BAR))
+    base = frame_in.lazy().with_columns(
+        pl.col("ts").dt.truncate(settings.options.every).alias(_BAR)
+    )
     quotes_lazy = quotes.lazy()
     last_quote = max(engine._last_ns(quotes), last or -1)
     signed = _signed(base, quotes_lazy, chunk, settings)
@@ -184,7 +199,10 @@ def polars_kernel(inputs: Inputs) -> Callable[[], tuple[pl.DataFrame, pl.Series]
     aggregations = [
         pl.len().alias("trades"),
         pl.col("size").sum().alias("volume"),
-        *(pl.col(c).sum().alias(name) for c, name in zip(columns, [*FLOW[2:], *COST_SUMS])),
+        *(
+            pl.col(c).sum().alias(name)
+            for c, name in zip(columns, [*FLOW[2:], *COST_SUMS], strict=True)
+        ),
     ]
 
     def run() -> tuple[pl.DataFrame, pl.Series]:
@@ -221,10 +239,12 @@ def kernel_arrays(inputs: Inputs) -> dict[str, Any]:
 def _usable(bid: np.ndarray, ask: np.ndarray) -> np.ndarray:
     tolerance = np.maximum(np.abs(bid), np.abs(ask)) * 1e-12
     with np.errstate(invalid="ignore"):
-        return np.isfinite(bid) & np.isfinite(ask) & ((ask - bid) > tolerance)
+        return np.asarray(np.isfinite(bid) & np.isfinite(ask) & ((ask - bid) > tolerance))
 
 
-def _numpy_signs(a: dict[str, Any], bid: np.ndarray, ask: np.ndarray, usable: np.ndarray) -> np.ndarray:
+def _numpy_signs(
+    a: dict[str, Any], bid: np.ndarray, ask: np.ndarray, usable: np.ndarray
+) -> np.ndarray:
     """Lee-Ready: the quote rule where it decides, else the tick rule continued from the state."""
     price = a["price"]
     clean = np.where(np.isnan(price), np.nan, price)
@@ -276,7 +296,12 @@ def numpy_kernel(a: dict[str, Any]) -> dict[str, np.ndarray]:
 
 
 def _numpy_bars(
-    bar: np.ndarray, sign: np.ndarray, price: np.ndarray, size: np.ndarray, mid: np.ndarray, future: np.ndarray
+    bar: np.ndarray,
+    sign: np.ndarray,
+    price: np.ndarray,
+    size: np.ndarray,
+    mid: np.ndarray,
+    future: np.ndarray,
 ) -> dict[str, np.ndarray]:
     starts = np.flatnonzero(np.concatenate(([True], bar[1:] != bar[:-1])))
     d = sign.astype(np.float64)
@@ -321,7 +346,8 @@ def _numba_loop(
     """One pass over a chunk's sorted trades; two forward pointers into the sorted quotes.
 
     ``integers``: every, horizon, age (−1: none), last quote time (ns), last direction;
-    ``last_price``: NaN for none. Fills ``sums[bar, column]`` (FLOW then COST_SUMS order, trades as a float),
+    ``last_price``: NaN for none. Fills ``sums[bar, column]`` (FLOW then COST_SUMS order,
+    trades as a float),
     ``bars`` (bar index) and ``signs``; returns the number of bars.
     """
     every, horizon, age, last_quote = integers[0], integers[1], integers[2], integers[3]
@@ -397,7 +423,7 @@ def _numba_loop(
 def numba_kernel() -> Callable[[dict[str, Any]], dict[str, np.ndarray]] | None:
     """Return the numba kernel (compiled on first call), or ``None`` without numba."""
     try:
-        import numba
+        numba = importlib.import_module("numba")
     except ImportError:
         return None
     loop = numba.njit(cache=False, nogil=True)(_numba_loop)
@@ -421,7 +447,7 @@ def numba_kernel() -> Callable[[dict[str, Any]], dict[str, np.ndarray]] | None:
         signs = np.zeros(ts.size, dtype=np.float64)
         arrays = (ts, a["price"], a["size"], a["quote_ts"], a["bid"], a["ask"])
         count = loop(*arrays, integers, float(a["last_price"]), sums, bars, signs)
-        out = {"bar": bars[:count], "_signs": signs.astype(np.int8)}
+        out: dict[str, np.ndarray] = {"bar": bars[:count], "_signs": signs.astype(np.int8)}
         for index, name in enumerate((*FLOW, *COST_SUMS)):
             out[name] = sums[:count, index]
         return out
@@ -482,7 +508,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     if arguments.keep is not None and arguments.keep.exists():
         with arguments.keep.open("rb") as handle:
-            inputs: Inputs = pickle.load(handle)  # noqa: S301 (a file this script wrote)
+            inputs: Inputs = pickle.load(handle)  # a file this script wrote
     else:
         inputs = capture_chunk(arguments.trades, arguments.quotes)
         if arguments.keep is not None:
