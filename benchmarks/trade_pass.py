@@ -146,11 +146,11 @@ def step_table(inputs: Inputs, repeat: int) -> list[tuple[str, float, float]]:
             lambda: engine._per_trade_frame(*inputs[:4], last_quote_ts=last),
         ),
     ]
-    previous = 0.0
+    previous = (0.0, 0.0)  # each step is its cumulative plan minus the plan before it
     for label, work in cumulative:
         cpu, wall, _ = timed(work, repeat)
-        rows.append((label, cpu - previous, wall))
-        previous = cpu if label != "  sortedness checks" else 0.0
+        rows.append((label, cpu - previous[0], wall - previous[1]))
+        previous = (cpu, wall) if label != "  sortedness checks" else (0.0, 0.0)
     frame, schema, has_quotes, stale = engine._per_trade_frame(*inputs[:4], last_quote_ts=last)
     instrument = [pl.lit(chunk.symbol, schema[k]).alias(k) for k in settings.keys]
     tables = {
