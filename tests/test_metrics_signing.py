@@ -228,6 +228,7 @@ _ODD_PRICES = [10.0, 10.05, 10.1, 9.9, 10.05 + 1e-13, float("nan"), float("inf")
             st.sampled_from([10.0, 10.05, 9.9, float("nan"), float("-inf"), None]),
             st.sampled_from([10.1, 10.05, 10.0, float("nan"), float("inf"), None]),
             st.sampled_from([-1, 0, 1]),
+            st.sampled_from([-1, 0, 1]),
         ),
         min_size=1,
         max_size=30,
@@ -235,11 +236,12 @@ _ODD_PRICES = [10.0, 10.05, 10.1, 9.9, 10.05 + 1e-13, float("nan"), float("inf")
     method=st.sampled_from(["quote", "lee-ready", "auto"]),
 )
 def test_staged_quote_rule_equals_the_nested_classify_expressions(
-    rows: list[tuple[float | None, float | None, float | None, int]], method: str
+    rows: list[tuple[float | None, float | None, float | None, int, int]], method: str
 ) -> None:
     """with_signs runs the quote rule in flat steps; the nested classify expressions are the
-    reference (locked, crossed, one-sided and non-finite quotes, NaN/inf/missing prices)."""
-    from mmflow.metrics.classify import lee_ready, quote_rule, tick_rule
+    reference (locked, crossed, one-sided and non-finite quotes, NaN/inf/missing prices).
+    The tick sign is given (a column), so only the quote rule and its combination are compared."""
+    from mmflow.metrics.classify import lee_ready, quote_rule
     from mmflow.metrics.quotes import QUOTE_USABLE
     from mmflow.metrics.signing import with_signs
 
@@ -250,6 +252,7 @@ def test_staged_quote_rule_equals_the_nested_classify_expressions(
             "bid_price": [r[1] for r in rows],
             "ask_price": [r[2] for r in rows],
             "aggressor_side": [r[3] for r in rows],
+            "tick": [r[4] for r in rows],
         },
         schema={
             "symbol": pl.String,
@@ -257,15 +260,15 @@ def test_staged_quote_rule_equals_the_nested_classify_expressions(
             "bid_price": pl.Float64,
             "ask_price": pl.Float64,
             "aggressor_side": pl.Int8,
+            "tick": pl.Int8,
         },
     )
     from mmflow.metrics.classify import quote_is_usable
 
     frame = frame.with_columns(quote_is_usable().alias(QUOTE_USABLE))
-    got = with_signs(frame.lazy(), method).collect()["trade_sign"]  # type: ignore[arg-type]
+    tick = pl.col("tick")
+    got = with_signs(frame.lazy(), method, tick=tick).collect()["trade_sign"]  # type: ignore[arg-type]
     clean = pl.col("price").fill_nan(None)
-    tick = pl.when(clean.is_null()).then(0).otherwise(tick_rule(clean.forward_fill()))
-    tick = tick.cast(pl.Int8)
     masked = [pl.when(pl.col(QUOTE_USABLE)).then(pl.col(c)) for c in ("bid_price", "ask_price")]
     if method == "quote":
         expected = quote_rule(clean, *masked)
