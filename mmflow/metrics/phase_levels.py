@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 import polars as pl
 
 from mmflow.metrics._common import require_names
 from mmflow.metrics.phase_columns import (
     _IDX,
     _LEVEL,
-    _TARGET,
     _VOLUME,
     LEVEL_DISPERSION,
     PRICE_LEVELS,
@@ -112,24 +113,147 @@ def _dispersion(volume: pl.Expr) -> list[pl.Expr]:
     ]
 
 
-def _with_levels(
-    bars: pl.LazyFrame, trades: pl.LazyFrame | None, keys: list[str], window: int
+LEVEL_BLOCK_BARS: Final = 4096
+"""Bars per block of the level windows (at least ``window``; see :func:`level_windows`)."""
+
+_BLOCK = "_ph_block"
+_TIME = "_ph_time"
+_UNITS = "_ph_units"
+_COUNT = "_ph_count"
+_SQUARES = "_ph_squares"
+_SCALE_BITS = 60
+"""A block's volume is scaled to at most 2^60 units: window sums fit Int64, their squares Int128."""
+
+
+def _in_blocks(levels: pl.LazyFrame, keys: list[str], window: int, block: int) -> pl.LazyFrame:
+    """Each level row once per block of ``block`` bars that its window reaches (bars i … i+W−1).
+
+    A block holds its own rows and the rows of the W − 1 bars before it, so every bar's window
+    is inside its block: ``1 + ⌈(W − 1) / block⌉`` copies of a row at most.
+    """
+    first = pl.col(_IDX) // block
+    last = (pl.col(_IDX) + (window - 1)) // block
+    copies = [levels.with_columns(first.alias(_BLOCK))]
+    for step in range(1, (window + block - 2) // block + 1):
+        copies.append(
+            levels.filter(last >= first + step).with_columns((first + step).alias(_BLOCK))
+        )
+    return pl.concat(copies, how="vertical") if len(copies) > 1 else copies[0]
+
+
+def _scaled(rows: pl.LazyFrame, group: list[str]) -> pl.LazyFrame:
+    """Add the volume in integer units: v · 2^s rounded, 2^s per group so its total is ≤ 2^60.
+
+    Multiplying by a power of two is exact in floating point, so volumes that are multiples of
+    2^-s (whole lots, for any block below 2^60 lots) are exact; others are rounded by at most
+    half a unit, 2^-61 of the block's volume.
+    """
+    total = pl.col(_VOLUME).sum().over(group)
+    bits = (pl.lit(float(_SCALE_BITS)) - total.log(2).ceil()).clip(-1000.0, 1000.0)
+    units = (pl.col(_VOLUME) * pl.lit(2.0).pow(bits)).round().cast(pl.Int64)
+    return rows.with_columns(units.alias(_UNITS))
+
+
+def level_windows(
+    levels: pl.LazyFrame, keys: list[str], window: int, *, block_bars: int
 ) -> pl.LazyFrame:
+    """Running per-bar sums of the level windows, at the bars where a window changes.
+
+    For bar k and level l let V_l(k) = Σ v_{l,i} over the level rows of bars k−W < i ≤ k
+    (W = ``window``). Each row (bar i, level l, volume v) adds v to V_l at bar i and removes
+    it at bar i + W, so per level, in bar order, V_l and the number of its rows in the window
+    n_l are running sums of those ±v and ±1 events; a bar's totals change only at events:
+
+        S₁(k) = Σ_l V_l(k),   S₂(k) = Σ_l V_l(k)²,   N(k) = #{l : n_l(k) > 0},
+
+    with Δ(V_l²) = dv·(2·V_l − dv) at each event. Rows and events are O(level rows): no bar ×
+    window expansion. The sums are exact integers (:func:`_scaled`: Int64 units, Int128
+    squares), so running sums do not drift and a level that left the window counts as absent
+    by its row count, never by a float test. Bars are taken in blocks of ``block_bars`` (each
+    with the W − 1 bars before it; the scale is per block, so a rounding unit is relative to
+    the block's volume, not the series').
+
+    Returns
+    -------
+    pl.LazyFrame
+        ``keys…, _ph_block, _ph_time`` (the bar index) and S₁, S₂, N after the bar's events
+        (``_ph_units``, ``_ph_squares``, ``_ph_count``); a bar between two rows of its block
+        carries the earlier row's values.
+    """
+    group = [*keys, _BLOCK]
+    rows = _scaled(_in_blocks(levels, keys, window, block_bars), group)
+    ends = (pl.col(_BLOCK) + 1) * block_bars
+    entries = rows.select(
+        *group, _LEVEL, pl.col(_IDX).alias(_TIME), _UNITS, pl.lit(1, pl.Int64).alias(_COUNT)
+    )
+    exits = rows.select(
+        *group,
+        _LEVEL,
+        (pl.col(_IDX) + window).alias(_TIME),
+        -pl.col(_UNITS),
+        pl.lit(-1, pl.Int64).alias(_COUNT),
+    )
+    # Sorted by time only (an integer sort: cheap); the running sums follow each level's own
+    # events in time order. Two events of one level at one bar (an entry and an exit) may come
+    # in either order: Δ(V²) and the change of presence add up to the same bar total.
+    events = pl.concat([entries, exits]).sort(_TIME)
+    level = [*group, _LEVEL]
+    held = pl.col(_UNITS).cum_sum().over(level)
+    count = pl.col(_COUNT).cum_sum().over(level)
+    step = pl.col(_UNITS).cast(pl.Int128)
+    squares = step * (2 * held.cast(pl.Int128) - step)
+    present = (count > 0).cast(pl.Int64) - (count - pl.col(_COUNT) > 0).cast(pl.Int64)
+    changes = (
+        events.with_columns(squares.alias(_SQUARES), present.alias("_ph_present"))
+        .filter(pl.col(_TIME) < ends)
+        .group_by(*group, pl.max_horizontal(_TIME, pl.col(_BLOCK) * block_bars).alias(_TIME))
+        .agg(pl.col(_UNITS).sum(), pl.col(_SQUARES).sum(), pl.col("_ph_present").sum())
+        .sort(*group, _TIME, nulls_last=True)
+    )
+    return changes.select(
+        *group,
+        _TIME,
+        pl.col(_UNITS).cum_sum().over(group),
+        pl.col(_SQUARES).cum_sum().over(group),
+        pl.col("_ph_present").cum_sum().over(group).alias(_COUNT),
+    )
+
+
+def _with_levels(
+    bars: pl.LazyFrame,
+    trades: pl.LazyFrame | None,
+    keys: list[str],
+    window: int,
+    *,
+    block_bars: int | None = None,
+) -> pl.LazyFrame:
+    """Add ``price_levels`` and ``level_dispersion`` over the last ``window`` bars.
+
+    ``price_levels`` = N(k), ``level_dispersion`` = 1 − S₂/S₁² (1 − the Herfindahl index of
+    the window's volume across levels; null when S₁ = 0) from :func:`level_windows`.
+    """
     levels = _level_volumes(bars, trades, keys)
     if levels is None:
         return bars.with_columns(
             pl.lit(None, pl.UInt32).alias(PRICE_LEVELS),
             pl.lit(None, pl.Float64).alias(LEVEL_DISPERSION),
         )
-    windows = (
-        levels.with_columns(pl.int_ranges(_IDX, pl.col(_IDX) + window).alias(_TARGET))
-        .explode(_TARGET)
-        .group_by(*keys, _TARGET, _LEVEL)
-        .agg(pl.col(_VOLUME).sum())
-        .group_by(*keys, _TARGET)
-        .agg(*_dispersion(pl.col(_VOLUME)))
-        .rename({_TARGET: _IDX})
+    block = max(window, LEVEL_BLOCK_BARS) if block_bars is None else block_bars
+    sums = level_windows(levels, keys, window, block_bars=block).rename({_TIME: _IDX})
+    group = [*keys, _BLOCK]
+    joined = bars.with_columns((pl.col(_IDX) // block).alias(_BLOCK)).join(
+        sums, on=[*group, _IDX], how="left", maintain_order="left", nulls_equal=True
     )
-    return bars.join(
-        windows, on=[*keys, _IDX], how="left", maintain_order="left", nulls_equal=True
-    ).with_columns(pl.col(PRICE_LEVELS).fill_null(0))
+    carried = [pl.col(c).forward_fill().over(group) for c in (_UNITS, _SQUARES, _COUNT)]
+    total = pl.col(_UNITS).cast(pl.Float64)
+    concentration = pl.col(_SQUARES).cast(pl.Float64) / (total * total)
+    return (
+        joined.with_columns(carried)
+        .with_columns(
+            pl.col(_COUNT).fill_null(0).cast(pl.UInt32).alias(PRICE_LEVELS),
+            pl.when(total > 0)
+            .then(pl.max_horizontal(1.0 - concentration, pl.lit(0.0)))
+            .alias(LEVEL_DISPERSION),
+        )
+        .drop(_BLOCK, _UNITS, _SQUARES, _COUNT)
+    )
