@@ -134,10 +134,10 @@ def _in_blocks(levels: pl.LazyFrame, keys: list[str], window: int, block: int) -
     first = pl.col(_IDX) // block
     last = (pl.col(_IDX) + (window - 1)) // block
     copies = [levels.with_columns(first.alias(_BLOCK))]
-    for step in range(1, (window + block - 2) // block + 1):
-        copies.append(
-            levels.filter(last >= first + step).with_columns((first + step).alias(_BLOCK))
-        )
+    copies.extend(
+        levels.filter(last >= first + step).with_columns((first + step).alias(_BLOCK))
+        for step in range(1, (window + block - 2) // block + 1)
+    )
     return pl.concat(copies, how="vertical") if len(copies) > 1 else copies[0]
 
 
@@ -157,7 +157,7 @@ def _scaled(rows: pl.LazyFrame, group: list[str]) -> pl.LazyFrame:
 def level_windows(
     levels: pl.LazyFrame, keys: list[str], window: int, *, block_bars: int
 ) -> pl.LazyFrame:
-    """Running per-bar sums of the level windows, at the bars where a window changes.
+    """Return the running per-bar sums of the level windows, at the bars where a window changes.
 
     For bar k and level l let V_l(k) = Σ v_{l,i} over the level rows of bars k−W < i ≤ k
     (W = ``window``). Each row (bar i, level l, volume v) adds v to V_l at bar i and removes
