@@ -230,7 +230,8 @@ def _with_levels(
     """Add ``price_levels`` and ``level_dispersion`` over the last ``window`` bars.
 
     ``price_levels`` = N(k), ``level_dispersion`` = 1 − S₂/S₁² (1 − the Herfindahl index of
-    the window's volume across levels; null when S₁ = 0) from :func:`level_windows`.
+    the window's volume across levels, Herfindahl 1950; null when S₁ = 0) from
+    :func:`level_windows`.
     """
     levels = _level_volumes(bars, trades, keys)
     if levels is None:
@@ -245,15 +246,16 @@ def _with_levels(
         sums, on=[*group, _IDX], how="left", maintain_order="left", nulls_equal=True
     )
     carried = [pl.col(c).forward_fill().over(group) for c in (_UNITS, _SQUARES, _COUNT)]
-    total = pl.col(_UNITS).cast(pl.Float64)
-    concentration = pl.col(_SQUARES).cast(pl.Float64) / (total * total)
+    # 1 − S₂/S₁² = (S₁² − S₂)/S₁² with the numerator exact (Σ_{l≠m} V_l·V_m ≥ 0): one
+    # rounding, and exactly 0 for a single level.
+    total = pl.col(_UNITS).cast(pl.Int128)
+    squared = total * total
+    spread = (squared - pl.col(_SQUARES)).cast(pl.Float64) / squared.cast(pl.Float64)
     return (
         joined.with_columns(carried)
         .with_columns(
             pl.col(_COUNT).fill_null(0).cast(pl.UInt32).alias(PRICE_LEVELS),
-            pl.when(total > 0)
-            .then(pl.max_horizontal(1.0 - concentration, pl.lit(0.0)))
-            .alias(LEVEL_DISPERSION),
+            pl.when(total > 0).then(spread).alias(LEVEL_DISPERSION),
         )
         .drop(_BLOCK, _UNITS, _SQUARES, _COUNT)
     )
