@@ -177,28 +177,18 @@ def frames(bars: list[Row], trades: list[Row] | None) -> tuple[pl.DataFrame, pl.
 # --- against the reference loop ------------------------------------------------------------
 
 
+@pytest.mark.parametrize("ohlc", [False, True], ids=["trades", "bars only"])
 @settings(max_examples=40, deadline=None)
-@given(markets(ohlc=False), st.integers(1, 7), st.integers(1, 9))
-def test_trade_levels_match_the_reference_loop(
-    market: tuple[list[Row], list[Row] | None], window: int, block: int
+@given(data=st.data(), window=st.integers(1, 7), block=st.integers(1, 9))
+def test_levels_match_the_reference_loop(
+    ohlc: bool, data: st.DataObject, window: int, block: int
 ) -> None:
-    bars, trades = market
+    # Trades: each assigned to its bar; bars only: open/high/low/close sharing the volume.
+    bars, trades = data.draw(markets(ohlc=ohlc))
     bar_frame, trade_frame = frames(bars, trades)
     expected = reference(bars, trades, _keys(bar_frame.columns), window)
     assert_matches(levels_of(bar_frame, trade_frame, window, block), expected)
     assert_matches(levels_of(bar_frame, trade_frame, window), expected)
-
-
-@settings(max_examples=40, deadline=None)
-@given(markets(ohlc=True), st.integers(1, 7), st.integers(1, 9))
-def test_bar_levels_match_the_reference_loop(
-    market: tuple[list[Row], list[Row] | None], window: int, block: int
-) -> None:
-    bars, _ = market
-    bar_frame, _ = frames(bars, None)
-    expected = reference(bars, None, _keys(bar_frame.columns), window)
-    assert_matches(levels_of(bar_frame, None, window, block), expected)
-    assert_matches(levels_of(bar_frame, None, window), expected)
 
 
 @settings(max_examples=40, deadline=None)
