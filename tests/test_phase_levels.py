@@ -337,3 +337,25 @@ def test_a_window_of_thousands_of_bars_costs_events_not_bars_times_window() -> N
         expected.append(1 - sum(c * c for c in counts) / (total * total))
     assert out["price_levels"].to_list() == [min(k + 1, 7) for k in range(n)]
     assert out["level_dispersion"].to_list() == pytest.approx(expected, rel=1e-15, abs=1e-15)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_size_that_is_not_finite_counts_its_level_and_gives_zero_dispersion(bad: float) -> None:
+    # Library input only (the readers drop such rows): the window's levels still count and its
+    # dispersion is 0.0, as the earlier float sums gave (max(1 − NaN, 0)); other windows as usual.
+    bars = pl.DataFrame(
+        {"symbol": ["X"] * 4, "ts": [minute(k) for k in range(4)]},
+        schema_overrides={"ts": NS_UTC},
+    )
+    trades = pl.DataFrame(
+        {
+            "symbol": ["X"] * 4,
+            "ts": [minute(0), minute(1), minute(3), minute(3)],
+            "price": [10.0, 10.01, 10.0, 10.01],
+            "size": [1.0, bad, 1.0, 3.0],
+        },
+        schema_overrides={"ts": NS_UTC},
+    )
+    out = levels_of(bars, trades, 2)
+    assert out["price_levels"].to_list() == [1, 2, 1, 2]
+    assert out["level_dispersion"].to_list() == [0.0, 0.0, 0.0, 0.375]

@@ -121,6 +121,7 @@ _TIME = "_ph_time"
 _UNITS = "_ph_units"
 _COUNT = "_ph_count"
 _SQUARES = "_ph_squares"
+_INVALID = "_ph_invalid"
 _SCALE_BITS = 60
 """A block's volume is scaled to at most 2^60 units: window sums fit Int64, their squares Int128."""
 
@@ -146,12 +147,15 @@ def _scaled(rows: pl.LazyFrame, group: list[str]) -> pl.LazyFrame:
 
     Multiplying by a power of two is exact in floating point, so volumes that are multiples of
     2^-s (whole lots, for any block below 2^60 lots) are exact; others are rounded by at most
-    half a unit, 2^-61 of the block's volume.
+    half a unit, 2^-61 of the block's volume. A volume that is not finite (possible only from
+    library callers: the readers drop such rows) has 0 units and is marked in ``_ph_invalid``.
     """
-    total = pl.col(_VOLUME).sum().over(group)
+    finite = pl.col(_VOLUME).is_finite()
+    volume = pl.when(finite).then(pl.col(_VOLUME)).otherwise(0.0)
+    total = volume.sum().over(group)
     bits = (pl.lit(float(_SCALE_BITS)) - total.log(2).ceil()).clip(-1000.0, 1000.0)
-    units = (pl.col(_VOLUME) * pl.lit(2.0).pow(bits)).round().cast(pl.Int64)
-    return rows.with_columns(units.alias(_UNITS))
+    units = (volume * pl.lit(2.0).pow(bits)).round().cast(pl.Int64)
+    return rows.with_columns(units.alias(_UNITS), (~finite).cast(pl.Int64).alias(_INVALID))
 
 
 def level_windows(
@@ -177,14 +181,20 @@ def level_windows(
     -------
     pl.LazyFrame
         ``keys…, _ph_block, _ph_time`` (the bar index) and S₁, S₂, N after the bar's events
-        (``_ph_units``, ``_ph_squares``, ``_ph_count``); a bar between two rows of its block
-        carries the earlier row's values.
+        (``_ph_units``, ``_ph_squares``, ``_ph_count``; ``_ph_invalid``: rows with a volume
+        that is not finite); a bar between two rows of its block carries the earlier row's
+        values.
     """
     group = [*keys, _BLOCK]
     rows = _scaled(_in_blocks(levels, keys, window, block_bars), group)
     ends = (pl.col(_BLOCK) + 1) * block_bars
     entries = rows.select(
-        *group, _LEVEL, pl.col(_IDX).alias(_TIME), _UNITS, pl.lit(1, pl.Int64).alias(_COUNT)
+        *group,
+        _LEVEL,
+        pl.col(_IDX).alias(_TIME),
+        _UNITS,
+        pl.lit(1, pl.Int64).alias(_COUNT),
+        _INVALID,
     )
     exits = rows.select(
         *group,
@@ -192,6 +202,7 @@ def level_windows(
         (pl.col(_IDX) + window).alias(_TIME),
         -pl.col(_UNITS),
         pl.lit(-1, pl.Int64).alias(_COUNT),
+        -pl.col(_INVALID),
     )
     # Sorted by time only (an integer sort: cheap); the running sums follow each level's own
     # events in time order. Two events of one level at one bar (an entry and an exit) may come
@@ -207,14 +218,13 @@ def level_windows(
         events.with_columns(squares.alias(_SQUARES), present.alias("_ph_present"))
         .filter(pl.col(_TIME) < ends)
         .group_by(*group, pl.max_horizontal(_TIME, pl.col(_BLOCK) * block_bars).alias(_TIME))
-        .agg(pl.col(_UNITS).sum(), pl.col(_SQUARES).sum(), pl.col("_ph_present").sum())
+        .agg(pl.col(_UNITS, _SQUARES, "_ph_present", _INVALID).sum())
         .sort(*group, _TIME, nulls_last=True)
     )
     return changes.select(
         *group,
         _TIME,
-        pl.col(_UNITS).cum_sum().over(group),
-        pl.col(_SQUARES).cum_sum().over(group),
+        pl.col(_UNITS, _SQUARES, _INVALID).cum_sum().over(group),
         pl.col("_ph_present").cum_sum().over(group).alias(_COUNT),
     )
 
@@ -245,7 +255,7 @@ def _with_levels(
     joined = bars.with_columns((pl.col(_IDX) // block).alias(_BLOCK)).join(
         sums, on=[*group, _IDX], how="left", maintain_order="left", nulls_equal=True
     )
-    carried = [pl.col(c).forward_fill().over(group) for c in (_UNITS, _SQUARES, _COUNT)]
+    carried = pl.col(_UNITS, _SQUARES, _COUNT, _INVALID).forward_fill().over(group)
     # 1 − S₂/S₁² = (S₁² − S₂)/S₁² with the numerator exact (Σ_{l≠m} V_l·V_m ≥ 0): one
     # rounding, and exactly 0 for a single level.
     total = pl.col(_UNITS).cast(pl.Int128)
@@ -255,7 +265,12 @@ def _with_levels(
         joined.with_columns(carried)
         .with_columns(
             pl.col(_COUNT).fill_null(0).cast(pl.UInt32).alias(PRICE_LEVELS),
-            pl.when(total > 0).then(spread).alias(LEVEL_DISPERSION),
+            # a window with a NaN or infinite volume: 0.0, as the float sums always gave
+            pl.when(pl.col(_INVALID) > 0)
+            .then(0.0)
+            .when(total > 0)
+            .then(spread)
+            .alias(LEVEL_DISPERSION),
         )
-        .drop(_BLOCK, _UNITS, _SQUARES, _COUNT)
+        .drop(_BLOCK, _UNITS, _SQUARES, _COUNT, _INVALID)
     )
