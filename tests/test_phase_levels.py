@@ -260,22 +260,23 @@ def test_phase_bars_levels_per_instrument_and_session_match_the_reference_loop()
 # --- exactness -----------------------------------------------------------------------------
 
 
-def test_a_level_that_left_the_window_is_absent_whatever_its_float_sums() -> None:
-    # 0.1 + 0.2 − 0.1 − 0.2 is not 0.0 in floating point; the level still counts as gone.
+def one_series(n: int, prints: Sequence[tuple[datetime, float, float]]) -> pl.DataFrame:
+    """Levels of ``n`` one-minute bars of symbol X and trades ``(ts, price, size)``, W = 2."""
     bars = pl.DataFrame(
-        {"symbol": ["X"] * 5, "ts": [minute(k) for k in range(5)]},
+        {"symbol": ["X"] * n, "ts": [minute(k) for k in range(n)]},
         schema_overrides={"ts": NS_UTC},
     )
     trades = pl.DataFrame(
-        {
-            "symbol": ["X"] * 4,
-            "ts": [minute(0), minute(1), minute(2), minute(3)],
-            "price": [10.0, 10.0, 10.01, 10.02],
-            "size": [0.1, 0.2, 0.3, 0.7],
-        },
-        schema_overrides={"ts": NS_UTC},
+        [{"symbol": "X", "ts": ts, "price": price, "size": size} for ts, price, size in prints],
+        schema={"symbol": pl.String, "ts": NS_UTC, "price": pl.Float64, "size": pl.Float64},
     )
-    out = levels_of(bars, trades, 2)
+    return levels_of(bars, trades, 2)
+
+
+def test_a_level_that_left_the_window_is_absent_whatever_its_float_sums() -> None:
+    # 0.1 + 0.2 − 0.1 − 0.2 is not 0.0 in floating point; the level still counts as gone.
+    prints = [(minute(0), 10.0, 0.1), (minute(1), 10.0, 0.2)]
+    out = one_series(5, [*prints, (minute(2), 10.01, 0.3), (minute(3), 10.02, 0.7)])
     assert out["price_levels"].to_list() == [1, 1, 2, 2, 1]
     dispersion = out["level_dispersion"].to_list()
     assert dispersion[0] == 0.0
@@ -288,20 +289,14 @@ def test_huge_and_tiny_windows_in_one_series_are_exact() -> None:
     # 10¹² lots at two levels, then windows of a few lots: running float sums of squares
     # would keep an error of ~10⁻⁴ of 10²⁴ there; integer units are exact.
     sizes = [[4e12, 1e12], [3.0, 1.0], [1.0, 1.0], [2.0, 5.0], [1.0, 0.0]]
-    bars = pl.DataFrame(
-        {"symbol": ["X"] * len(sizes), "ts": [minute(k) for k in range(len(sizes))]},
-        schema_overrides={"ts": NS_UTC},
+    out = one_series(
+        len(sizes),
+        [
+            (minute(k) + timedelta(seconds=1 + side), 10.0 + 0.01 * side, pair[side])
+            for k, pair in enumerate(sizes)
+            for side in (0, 1)
+        ],
     )
-    trades = pl.DataFrame(
-        {
-            "symbol": ["X"] * 2 * len(sizes),
-            "ts": [minute(k) + timedelta(seconds=s) for k in range(len(sizes)) for s in (1, 2)],
-            "price": [10.0, 10.01] * len(sizes),
-            "size": [s for pair in sizes for s in pair],
-        },
-        schema_overrides={"ts": NS_UTC},
-    )
-    out = levels_of(bars, trades, 2)
     expected: list[float] = []
     for k in range(len(sizes)):
         window = sizes[max(0, k - 1) : k + 1]
@@ -343,19 +338,7 @@ def test_a_window_of_thousands_of_bars_costs_events_not_bars_times_window() -> N
 def test_a_size_that_is_not_finite_counts_its_level_and_gives_zero_dispersion(bad: float) -> None:
     # Library input only (the readers drop such rows): the window's levels still count and its
     # dispersion is 0.0, as the earlier float sums gave (max(1 − NaN, 0)); other windows as usual.
-    bars = pl.DataFrame(
-        {"symbol": ["X"] * 4, "ts": [minute(k) for k in range(4)]},
-        schema_overrides={"ts": NS_UTC},
-    )
-    trades = pl.DataFrame(
-        {
-            "symbol": ["X"] * 4,
-            "ts": [minute(0), minute(1), minute(3), minute(3)],
-            "price": [10.0, 10.01, 10.0, 10.01],
-            "size": [1.0, bad, 1.0, 3.0],
-        },
-        schema_overrides={"ts": NS_UTC},
-    )
-    out = levels_of(bars, trades, 2)
+    prints = [(minute(0), 10.0, 1.0), (minute(1), 10.01, bad)]
+    out = one_series(4, [*prints, (minute(3), 10.0, 1.0), (minute(3), 10.01, 3.0)])
     assert out["price_levels"].to_list() == [1, 2, 1, 2]
     assert out["level_dispersion"].to_list() == [0.0, 0.0, 0.0, 0.375]
