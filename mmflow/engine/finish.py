@@ -287,10 +287,11 @@ def flow_summary_from_bars(
 def _phased(finished: Finished, instrument: list[str], parameters: PhaseParameters) -> pl.DataFrame:
     """Phase the bars one instrument at a time (the same rows as all at once, in the same order).
 
-    Every phase column is computed per instrument; the level windows (``price_levels``,
-    ``level_dispersion``) spread each level-table row over the next W bars, so all instruments
-    at once held W × the whole level table (100 M trades: 11 M levels, a 6.3 GiB peak); one
-    instrument at a time holds its own share.
+    Every phase column is computed per instrument. The level windows (``price_levels``,
+    ``level_dispersion``) cost O(level rows) (:func:`mmflow.metrics.phase_levels.level_windows`;
+    they used to spread each row over the next W bars: a 6.3 GiB peak for 11 M level rows);
+    one instrument at a time holds only its own share and is also faster (10 M trades, four
+    instruments: 0.9 against 1.1 CPU-s all at once).
     """
     levels = finished.levels.partition_by(instrument, as_dict=True, maintain_order=True)
     parts = [
