@@ -1,4 +1,11 @@
-"""Price levels an inventory episode trades at, and how dispersed its volume is across them."""
+"""Price levels traded over the last W bars or in an episode, and how dispersed the volume is.
+
+Per bar (:func:`_with_levels`): ``price_levels`` and ``level_dispersion`` over the bar's last
+W bars from running sums of per-level ±volume events in exact integer units
+(:func:`level_windows`: O(level rows), no bar × window expansion). Per episode
+(:mod:`mmflow.metrics.phase_episodes`): the same from the episode's level rows
+(:func:`_level_volumes`, :func:`_dispersion`).
+"""
 
 from __future__ import annotations
 
