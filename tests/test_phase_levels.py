@@ -308,8 +308,9 @@ def test_huge_and_tiny_windows_in_one_series_are_exact() -> None:
 
 
 def test_a_window_of_thousands_of_bars_costs_events_not_bars_times_window() -> None:
-    # 20 000 bars, one lot a bar at level k mod 7, W = 5 000: the bar × window expansion would
+    # 20 000 bars, 0.1 lot a bar at level k mod 7, W = 5 000: the bar × window expansion would
     # be 10⁸ rows; the events are 4·10⁴. Level counts in the window come from a sliding count.
+    # 40 000 running float additions of ±0.1 would drift; the integer units do not.
     n, window = 20_000, 5_000
     bars = pl.DataFrame(
         {"symbol": ["X"] * n, "ts": pl.datetime_range(minute(0), minute(n - 1), "1m", eager=True)},
@@ -319,7 +320,7 @@ def test_a_window_of_thousands_of_bars_costs_events_not_bars_times_window() -> N
         "symbol",
         "ts",
         (10.0 + 0.01 * (pl.int_range(n) % 7)).alias("price"),
-        pl.lit(1.0).alias("size"),
+        pl.lit(0.1).alias("size"),
     )
     out = levels_of(bars, trades, window)
     counts = [0] * 7
