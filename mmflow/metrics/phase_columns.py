@@ -46,7 +46,6 @@ __all__ = [
     "_SAVED_LAMBDA",
     "_SIDE",
     "_START",
-    "_TARGET",
     "_VOLUME",
 ]
 
@@ -123,7 +122,6 @@ _START = "_ph_start"
 _PRICE_SD = "_ph_price_sd"
 _LEVEL = "_ph_level"
 _VOLUME = "_ph_volume"
-_TARGET = "_ph_target"
 _SAVED_LAMBDA = "_ph_saved_kyle_lambda"
 _FLOW = "_ph_flow"
 _CODE = "_ph_code"
