@@ -115,7 +115,9 @@ def analyze_command(
         mmflow convert sample_data/tardis/ -o dataset/
         mmflow analyze dataset/ -o results/ --incremental
     """
-    loaded, trades, quote_frame = run.market(files, quotes, inputs, selection)
+    loaded, trades, quote_frame = run.market(
+        files, quotes, inputs, selection, hold=True, memory_limit=bars.options.memory_limit
+    )
     plan = partial(analyze, trades, quote_frame, options=bars.options, signing=signing)
     conditions = run.alert_conditions(  # --alert reads the bar table: its lazy schema, no data
         alerts, lambda: plan(selection=selection).bars.collect_schema()
@@ -177,7 +179,9 @@ def flow_command(
         mmflow flow sample_data/binance/ --bar 1m
         mmflow flow sample_data/tardis/ --bar 5m -o flow.parquet
     """
-    loaded, trades, quote_frame = run.market(files, quotes, inputs, selection)
+    loaded, trades, quote_frame = run.market(
+        files, quotes, inputs, selection, hold=True, memory_limit=bars.options.memory_limit
+    )
     prepared = market_bars(
         trades, quote_frame, options=bars.options, signing=signing, selection=selection
     )
@@ -294,7 +298,9 @@ def inventory_command(
     if study.evaluate and which:
         msg = "--table does not apply with --evaluate (which writes the event study)"
         raise click.UsageError(msg)
-    loaded, trades, quote_frame = run.market(files, quotes, inputs, selection)
+    loaded, trades, quote_frame = run.market(
+        files, quotes, inputs, selection, hold=True, memory_limit=bars.options.memory_limit
+    )
     prepared = market_bars(
         trades, quote_frame, options=bars.options, signing=signing, selection=selection
     )

@@ -170,7 +170,9 @@ def phases_command(
         mmflow phases sim/trades.parquet sim/quotes.parquet --episodes
         mmflow phases sim/trades.parquet sim/quotes.parquet --evaluate --truth sim/truth.parquet
     """
-    loaded, trades, quote_frame = run.market(files, quotes, inputs, selection)
+    loaded, trades, quote_frame = run.market(
+        files, quotes, inputs, selection, hold=True, memory_limit=bars.options.memory_limit
+    )
     arguments: dict[str, Any] = {
         "options": bars.options,
         "parameters": phase,
@@ -318,7 +320,9 @@ def plot_command(
         mmflow plot sample_data/tardis/ --bar 5m --tz America/New_York -o charts/
         mmflow plot sample_data/simulated/ --panels price,cvd -o chart.svg
     """
-    loaded, trades, quote_frame = run.market(files, quotes, inputs, selection)
+    loaded, trades, quote_frame = run.market(
+        files, quotes, inputs, selection, hold=True, memory_limit=bars.options.memory_limit
+    )
     result = chart(
         trades,
         quote_frame,

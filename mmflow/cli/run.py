@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,14 @@ from mmflow.analysis import Selection, Signing, selection_account
 from mmflow.cli.options import AlertOptions, Inputs, Output, QuoteFiles
 from mmflow.errors import MmflowError, NoDataError, ParameterError
 from mmflow.io import Loaded, RowAccount, load_inputs
-from mmflow.io.assemble import account_of, collect, collect_accounts, gather, read_many
+from mmflow.io.assemble import (
+    account_of,
+    collect,
+    collect_accounts,
+    gather,
+    held_inputs,
+    read_many,
+)
 from mmflow.io.spill import parses_text, spill_text_inputs
 from mmflow.progress import OnStage
 from mmflow.render.messages import cleaning_notes, quote_warnings
@@ -162,9 +170,21 @@ def read_all(files: Sequence[str], quotes: QuoteFiles, inputs: Inputs) -> list[L
 
 
 def market(
-    files: Sequence[str], quotes: QuoteFiles, inputs: Inputs, selection: Selection
+    files: Sequence[str],
+    quotes: QuoteFiles,
+    inputs: Inputs,
+    selection: Selection,
+    *,
+    hold: bool = False,
+    memory_limit: int | None = None,
 ) -> tuple[list[Loaded], pl.LazyFrame, pl.LazyFrame | None]:
-    """Load the positional inputs and --quotes files; return inputs, trades and quotes."""
+    """Load the positional inputs and --quotes files; return inputs, trades and quotes.
+
+    With ``hold`` (a command whose tables the chunked engine computes in this process), the
+    files are read into memory here, each with its row account in the same run, when their
+    rows fit the engine's rule for ``memory_limit`` (:func:`_held`): the engine would hold
+    them anyway, and every row is then read once instead of once per count.
+    """
     loaded = read_all(files, quotes, inputs)
     warn([note for item in loaded for note in item.frames.notes])
     loaded = read_many(loaded)
@@ -183,6 +203,8 @@ def market(
         if context is not None:
             context.call_on_close(lambda: remove(scratch))
         loaded = spill_text_inputs(loaded, scratch)
+    if hold:
+        loaded = _held(loaded, memory_limit)
     trades = gather(loaded, TRADES)
     if trades is None:
         msg = "no trades in the inputs (they hold only quotes); pass trade files too"
@@ -190,6 +212,18 @@ def market(
     quote_frame = gather(loaded, QUOTES)
     account(inputs, selection, loaded, (trades, quote_frame))
     return loaded, trades, quote_frame
+
+
+def _held(loaded: list[Loaded], memory_limit: int | None) -> list[Loaded]:
+    """Read ``loaded`` into memory when the engine would hold its rows (not for Dask tasks)."""
+    from mmflow.engine.chunks import default_memory_limit
+    from mmflow.engine.executors import ships_tasks
+    from mmflow.engine.inputs import fits_in_memory
+
+    if ships_tasks():  # the workers read the files themselves
+        return loaded
+    limit = default_memory_limit() if memory_limit is None else memory_limit
+    return held_inputs(loaded, partial(fits_in_memory, memory_limit=limit))
 
 
 def collect_plans(

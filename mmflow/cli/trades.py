@@ -105,7 +105,9 @@ def classify_command(
         mmflow classify sample_data/databento/ --method lee-ready --to csv
         mmflow classify sample_data/binance/ --evaluate
     """
-    loaded, trades, quote_frame = run.market(files, quotes, inputs, selection)
+    loaded, trades, quote_frame = run.market(
+        files, quotes, inputs, selection, hold=True, memory_limit=memory_limit
+    )
     if evaluate:
         _classify_evaluate(
             loaded, (trades, quote_frame), signing, selection, (bar, memory_limit), output
@@ -424,7 +426,7 @@ def profile_command(
         mmflow profile sample_data/binance/ --bin 0.5 --by date --to csv
         mmflow profile sample_data/binance/ --bar 5m -o footprint.parquet
     """
-    loaded, trades, quote_frame = run.market(files, quotes, inputs, selection)
+    loaded, trades, quote_frame = run.market(files, quotes, inputs, selection, hold=True)
     result = profile(
         trades, quote_frame, **choices.arguments(), signing=signing, selection=selection
     )

@@ -20,6 +20,7 @@ __all__ = [
     "HELD_BYTES_PER_QUOTE",
     "HELD_BYTES_PER_TRADE",
     "PreparedInputs",
+    "fits_in_memory",
     "parses_text",
     "prepared_inputs",
 ]
@@ -76,10 +77,8 @@ def prepared_inputs(
             counts = pl.collect_all(
                 [frame.lazy().select(pl.len()) for frame in (trades, quotes) if frame is not None]
             )
-            estimate = counts[0].item() * HELD_BYTES_PER_TRADE
-            if quotes is not None:
-                estimate += counts[1].item() * HELD_BYTES_PER_QUOTE
-            in_memory = estimate <= settings.memory_limit // 2
+            quote_rows = counts[1].item() if quotes is not None else 0
+            in_memory = fits_in_memory(counts[0].item(), quote_rows, settings.memory_limit)
         if holds_rows:
             if scratch is None:
                 scratch = make_directory(".mmflow-engine-")
@@ -93,6 +92,16 @@ def prepared_inputs(
     finally:
         if scratch is not None:
             remove(scratch)
+
+
+def fits_in_memory(trades: int, quotes: int, memory_limit: int) -> bool:
+    """Whether a run's rows, held in memory, fit half of ``memory_limit`` (the engine's rule).
+
+    Held: :data:`HELD_BYTES_PER_TRADE` per trade and :data:`HELD_BYTES_PER_QUOTE` per quote;
+    the other half of the limit is for the chunk being computed.
+    """
+    estimate = trades * HELD_BYTES_PER_TRADE + quotes * HELD_BYTES_PER_QUOTE
+    return estimate <= memory_limit // 2
 
 
 def parses_text(frame: pl.LazyFrame | pl.DataFrame) -> bool:
