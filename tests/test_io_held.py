@@ -106,3 +106,19 @@ def test_held_and_lazy_runs_say_and_write_the_same(
     assert messages["held"] == messages["lazy"]
     assert "dropped" in messages["held"]
     assert "Rows: trades: 500 read" in messages["held"]
+
+
+def test_the_commands_memory_limit_decides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mmflow.engine.chunks import parse_memory
+
+    files = _inputs(tmp_path)
+    limits: list[int] = []
+
+    def spied(loaded: Any, fits: Any) -> Any:
+        limits.append(fits.keywords["memory_limit"])
+        return assemble.held_inputs(loaded, fits)
+
+    monkeypatch.setattr(cli_run, "held_inputs", spied)
+    code, _, stderr = run("flow", *files, "--memory-limit", "300M", "--to", "csv")
+    assert code == 0, stderr
+    assert limits == [parse_memory("300M")]

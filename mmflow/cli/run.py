@@ -34,7 +34,6 @@ from mmflow.io.assemble import (
 from mmflow.io.spill import parses_text, spill_text_inputs
 from mmflow.progress import OnStage
 from mmflow.render.messages import cleaning_notes, quote_warnings
-from mmflow.render.progress import StageDisplay, no_color
 from mmflow.render.write import (
     STREAMED_FORMATS,
     build_metadata,
@@ -88,6 +87,8 @@ def stages() -> OnStage | None:
     ctx = click.get_current_context(silent=True)
     if ctx is None or _meta("mmflow.quiet") or not sys.stderr.isatty():
         return None
+    from mmflow.render.progress import StageDisplay, no_color  # rich: on a terminal only
+
     display = ctx.meta.get("mmflow.stages")
     if display is None:
         display = StageDisplay(sys.stderr, color=not no_color())
@@ -176,14 +177,13 @@ def market(
     selection: Selection,
     *,
     hold: bool = False,
-    memory_limit: int | None = None,
 ) -> tuple[list[Loaded], pl.LazyFrame, pl.LazyFrame | None]:
     """Load the positional inputs and --quotes files; return inputs, trades and quotes.
 
     With ``hold`` (a command whose tables the chunked engine computes in this process), the
     files are read into memory here, each with its row account in the same run, when their
-    rows fit the engine's rule for ``memory_limit`` (:func:`_held`): the engine would hold
-    them anyway, and every row is then read once instead of once per count.
+    rows fit the engine's rule for the command's ``--memory-limit`` (:func:`_held`): the
+    engine would hold them anyway, and every row is then read once instead of once per count.
     """
     loaded = read_all(files, quotes, inputs)
     warn([note for item in loaded for note in item.frames.notes])
@@ -204,7 +204,8 @@ def market(
             context.call_on_close(lambda: remove(scratch))
         loaded = spill_text_inputs(loaded, scratch)
     if hold:
-        loaded = _held(loaded, memory_limit)
+        limit = context.params.get("memory_limit") if context is not None else None
+        loaded = _held(loaded, limit if isinstance(limit, int) else None)
     trades = gather(loaded, TRADES)
     if trades is None:
         msg = "no trades in the inputs (they hold only quotes); pass trade files too"
