@@ -122,3 +122,53 @@ def test_the_commands_memory_limit_decides(tmp_path: Path, monkeypatch: pytest.M
     code, _, stderr = run("flow", *files, "--memory-limit", "300M", "--to", "csv")
     assert code == 0, stderr
     assert limits == [parse_memory("300M")]
+
+
+def test_the_engine_takes_the_rows_the_account_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mmflow.engine import inputs as engine_inputs
+
+    files = _inputs(tmp_path)
+    monkeypatch.setattr(cli_run, "held_inputs", lambda loaded, _fits: loaded)  # stay lazy
+    asked: list[tuple[int, int]] = []
+    original = engine_inputs.fits_in_memory
+
+    def spied(trades: int, quotes: int, memory_limit: int) -> bool:
+        asked.append((trades, quotes))
+        return original(trades, quotes, memory_limit)
+
+    monkeypatch.setattr(engine_inputs, "fits_in_memory", spied)
+    code, _, stderr = run("flow", *files, "--symbol", "X", "--verbose", "--to", "csv")
+    assert code == 0, stderr
+    trades = pl.read_parquet(files[0]).filter(
+        (pl.col("symbol") == "X") & (pl.col("price") > 0) & pl.col("size").is_finite()
+    )
+    quotes = pl.read_parquet(files[1]).filter(pl.col("symbol") == "X")
+    assert asked == [(trades.height, quotes.height)]
+    assert f"trades: 500 read = {trades.height} used" in stderr.replace(",", "")
+    assert engine_inputs._KNOWN_ROWS.get() is None  # the hint ends with the command
+
+
+def test_a_known_row_count_replaces_the_count(tmp_path: Path) -> None:
+    from mmflow.analysis import BarOptions, Signing
+    from mmflow.engine.inputs import known_rows, prepared_inputs
+    from mmflow.engine.run import make_settings
+
+    trades = pl.scan_parquet(_inputs(tmp_path)[0])
+    settings = make_settings(
+        BarOptions(),
+        Signing(),
+        keys=["symbol"],
+        session=False,
+        has_quotes=False,
+        memory_limit=1 << 30,
+    )
+    with prepared_inputs(trades, None, settings, files=False, in_memory=None) as counted:
+        assert counted.in_memory  # 500 rows fit
+    undo = known_rows(10**12, 0)
+    try:
+        with prepared_inputs(trades, None, settings, files=False, in_memory=None) as told:
+            assert not told.in_memory  # the told count, not a count of the rows
+    finally:
+        undo()

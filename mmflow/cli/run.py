@@ -211,7 +211,9 @@ def market(
         msg = "no trades in the inputs (they hold only quotes); pass trade files too"
         raise NoDataError(msg)
     quote_frame = gather(loaded, QUOTES)
-    account(inputs, selection, loaded, (trades, quote_frame))
+    counted = account(inputs, selection, loaded, (trades, quote_frame))
+    if hold and selection.clean is None and context is not None:
+        _tell_engine(context, counted)
     return loaded, trades, quote_frame
 
 
@@ -225,6 +227,14 @@ def _held(loaded: list[Loaded], memory_limit: int | None) -> list[Loaded]:
         return loaded
     limit = default_memory_limit() if memory_limit is None else memory_limit
     return held_inputs(loaded, partial(fits_in_memory, memory_limit=limit))
+
+
+def _tell_engine(context: click.Context, counted: RowAccount) -> None:
+    """Give the engine the rows the account counted as used (it need not count them again)."""
+    from mmflow.engine.inputs import known_rows
+
+    used = (counted.total("trades", "used"), counted.total("quotes", "used"))
+    context.call_on_close(known_rows(*used))
 
 
 def collect_plans(
