@@ -215,3 +215,67 @@ def test_evaluation_lag_grid_needs_separate_quotes() -> None:
     # at 1 s lag the second trade (2.0 s) sees the first quote: 10.02 < 10.05 -> -1 still
     assert lags["accuracy"].to_list() == [1.0] * 5
     assert evaluate_signing(t, None).lags.collect().height == 0
+
+
+_ODD_PRICES = [10.0, 10.05, 10.1, 9.9, 10.05 + 1e-13, float("nan"), float("inf"), -1.0, None]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(_ODD_PRICES),
+            st.sampled_from([10.0, 10.05, 9.9, float("nan"), float("-inf"), None]),
+            st.sampled_from([10.1, 10.05, 10.0, float("nan"), float("inf"), None]),
+            st.sampled_from([-1, 0, 1]),
+            st.sampled_from([-1, 0, 1]),
+        ),
+        min_size=1,
+        max_size=30,
+    ),
+    method=st.sampled_from(["quote", "lee-ready", "auto"]),
+)
+def test_staged_quote_rule_equals_the_nested_classify_expressions(
+    rows: list[tuple[float | None, float | None, float | None, int, int]], method: str
+) -> None:
+    """with_signs runs the quote rule in flat steps; the nested classify expressions are the
+    reference (locked, crossed, one-sided and non-finite quotes, NaN/inf/missing prices).
+    The tick sign is given (a column), so only the quote rule and its combination are compared."""
+    from mmflow.metrics.classify import lee_ready, quote_rule
+    from mmflow.metrics.quotes import QUOTE_USABLE
+    from mmflow.metrics.signing import with_signs
+
+    frame = pl.DataFrame(
+        {
+            "symbol": ["X"] * len(rows),
+            "price": [r[0] for r in rows],
+            "bid_price": [r[1] for r in rows],
+            "ask_price": [r[2] for r in rows],
+            "aggressor_side": [r[3] for r in rows],
+            "tick": [r[4] for r in rows],
+        },
+        schema={
+            "symbol": pl.String,
+            "price": pl.Float64,
+            "bid_price": pl.Float64,
+            "ask_price": pl.Float64,
+            "aggressor_side": pl.Int8,
+            "tick": pl.Int8,
+        },
+    )
+    from mmflow.metrics.classify import quote_is_usable
+
+    frame = frame.with_columns(quote_is_usable().alias(QUOTE_USABLE))
+    tick = pl.col("tick")
+    got = with_signs(frame.lazy(), method, tick=tick).collect()["trade_sign"]  # type: ignore[arg-type]
+    clean = pl.col("price").fill_nan(None)
+    masked = [pl.when(pl.col(QUOTE_USABLE)).then(pl.col(c)) for c in ("bid_price", "ask_price")]
+    if method == "quote":
+        expected = quote_rule(clean, *masked)
+    else:
+        expected = lee_ready(clean, *masked, tick=tick)
+        if method == "auto":
+            side = pl.col("aggressor_side")
+            expected = pl.when(side != 0).then(side).otherwise(expected)
+    want = frame.select(expected.cast(pl.Int8).alias("trade_sign"))["trade_sign"]
+    assert got.to_list() == want.to_list()

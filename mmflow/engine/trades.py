@@ -166,20 +166,23 @@ def _per_trade(every: str, has_quotes: bool) -> list[pl.Expr]:
 
 
 def _roll_columns(groups: list[str]) -> list[list[pl.Expr]]:
-    """roll_spread's per-trade steps: Δp within a bar, its lag, and whether both are finite."""
+    """roll_spread's per-trade steps: Δp within a bar, its lag, and whether both are finite.
+
+    Each step reads the columns of the steps before it (the bar's first trade, Δp) instead of
+    re-evaluating their expressions.
+    """
     price = pl.col("_roll_price")
     first = pl.any_horizontal(pl.col(c).ne_missing(pl.col(c).shift(1)) for c in groups)
-    change = pl.when(~first).then(price.diff())
-    paired = change.is_finite() & change.shift(1).is_finite()
+    change = pl.col(_CHANGE)
     return [
-        [pl.col(PRICE).cast(pl.Float64).alias("_roll_price")],
-        [change.alias(_CHANGE)],
+        [pl.col(PRICE).cast(pl.Float64).alias("_roll_price"), first.alias(_FIRST)],
+        [pl.when(~pl.col(_FIRST)).then(price.diff()).alias(_CHANGE)],
         [
-            pl.when(~first).then(pl.col(_CHANGE).shift(1)).alias(_LAG),
-            paired.alias(_PAIRED),
+            pl.when(~pl.col(_FIRST)).then(change.shift(1)).alias(_LAG),
+            (change.is_finite() & change.shift(1).is_finite()).alias(_PAIRED),
         ],
         [
-            pl.when(pl.col(_PAIRED)).then(pl.col(_CHANGE)).alias("_a"),
+            pl.when(pl.col(_PAIRED)).then(change).alias("_a"),
             pl.when(pl.col(_PAIRED)).then(pl.col(_LAG)).alias("_b"),
             price.abs().alias("_abs_price"),
         ],
@@ -190,6 +193,9 @@ def _roll_columns(groups: list[str]) -> list[list[pl.Expr]]:
             (pl.col("_b") * pl.col("_b")).alias("_bb"),
         ],
     ]
+
+
+_FIRST = "_first_of_bar"
 
 
 def _roll_spread() -> pl.Expr:
