@@ -15,27 +15,50 @@ from pathlib import Path
 from typing import Any
 
 import click
-import polars as pl
 from click.core import ParameterSource
 
 from mmflow import interrupts
 from mmflow._version import __version__
-from mmflow.cli.command import EXIT_CODES, LIMIT_FLAGS, MmflowCommand, one_line
+from mmflow.cli.command import (
+    EXIT_CODES,
+    LIMIT_FLAGS,
+    MmflowCommand,
+    one_line,
+    quiet_option,
+)
 from mmflow.cli.config import (
     CONFIG_VARIABLE,
     Defaults,
     config_files,
     load_defaults,
     option_key,
+    set_environment_names,
 )
-from mmflow.cli.model_options import PHASE_OPTIONS
-from mmflow.cli.options import quiet_option
 from mmflow.errors import MmflowError, ParameterError, SizeLimitError
-from mmflow.io.assemble import unreadable_input
 
-__all__ = ["PHASE_OPTIONS", "cli", "main"]
+__all__ = ["COMMAND_MODULES", "cli", "main", "user_errors"]
 
-USER_ERRORS = (MmflowError, pl.exceptions.PolarsError, OSError)
+COMMAND_MODULES = {
+    "analyze": "market",
+    "flow": "market",
+    "inventory": "market",
+    "phases": "phases",
+    "plot": "phases",
+    "classify": "trades",
+    "profile": "trades",
+    "inspect": "files",
+    "convert": "files",
+    "simulate": "simulate",
+}
+"""The module of :mod:`mmflow.cli` that defines each command: imported when the command runs
+(``mmflow analyze`` does not import the other commands, ``mmflow --version`` none)."""
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Return the errors that end a run with one ``Error:`` line (polars imported here)."""
+    import polars as pl
+
+    return (MmflowError, pl.exceptions.PolarsError, OSError)
 
 
 def _traced(ctx: click.Context, exc: BaseException) -> BaseException:
@@ -48,6 +71,8 @@ def _traced(ctx: click.Context, exc: BaseException) -> BaseException:
     inputs = ctx.meta.get("mmflow.inputs")
     if isinstance(exc, MmflowError) or not inputs:
         return exc
+    from mmflow.io.assemble import unreadable_input
+
     try:
         culprit = unreadable_input(inputs)
     except BaseException:
@@ -68,10 +93,82 @@ def _quiet_exit() -> None:
     raise SystemExit(0)
 
 
+class _Commands(dict[str, click.Command]):
+    """The group's commands, imported on first use (:data:`COMMAND_MODULES`).
+
+    Looking one command up (:meth:`MmflowGroup.get_command`) imports its module only; reading
+    the whole mapping (``--help``, ``mmflow config``, tests) imports every command first.
+    """
+
+    def __init__(self, load: Any, commands: Any) -> None:
+        super().__init__(commands)
+        self._load = load
+
+    def __getitem__(self, name: str) -> click.Command:
+        self._load()
+        return super().__getitem__(name)
+
+    def __iter__(self) -> Iterator[str]:
+        self._load()
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        self._load()
+        return super().__len__()
+
+    def __contains__(self, name: object) -> bool:
+        self._load()
+        return super().__contains__(name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        self._load()
+        return super().get(name, default)
+
+    def imported(self, name: str) -> click.Command | None:
+        """Return the command ``name`` if its module is imported (no import here)."""
+        return super().get(name)
+
+    def keys(self) -> Any:
+        self._load()
+        return super().keys()
+
+    def values(self) -> Any:
+        self._load()
+        return super().values()
+
+    def items(self) -> Any:
+        self._load()
+        return super().items()
+
+
 class MmflowGroup(click.Group):
-    """Turn expected failures into ``Error: …`` and exit 1 (2 for parameters)."""
+    """Turn expected failures into ``Error: …`` and exit 1 (2 for parameters).
+
+    Commands are imported when used (:data:`COMMAND_MODULES`); each gets its environment
+    variables (``MMFLOW_<OPTION>``) when it is imported.
+    """
 
     command_class = MmflowCommand
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy_commands = _Commands(self.load_commands, self.commands)
+        self.commands = self.lazy_commands
+
+    def load_commands(self, *names: str) -> None:
+        """Import the modules of the commands ``names`` (default: every command)."""
+        import importlib
+
+        wanted = names or tuple(COMMAND_MODULES)
+        for module in dict.fromkeys(COMMAND_MODULES[n] for n in wanted if n in COMMAND_MODULES):
+            if f"mmflow.cli.{module}" not in sys.modules:
+                importlib.import_module(f"mmflow.cli.{module}")
+        set_environment_names(self)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """Return the command ``cmd_name``, importing its module only."""
+        self.load_commands(cmd_name)
+        return self.lazy_commands.imported(cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         """Run the command, translating library errors at this one boundary."""
@@ -79,7 +176,10 @@ class MmflowGroup(click.Group):
             return super().invoke(ctx)
         except BrokenPipeError:
             _quiet_exit()
-        except USER_ERRORS as exc:
+        except Exception as exc:
+            if not isinstance(exc, user_errors()):
+                _unexpected(ctx, exc)
+                raise
             if isinstance(exc, OSError) and _is_broken_pipe(exc):
                 _quiet_exit()
             if ctx.params.get("verbose") or ctx.meta.get("mmflow.verbose"):
@@ -92,14 +192,19 @@ class MmflowGroup(click.Group):
                 raise click.UsageError(one_line(exc)) from exc
             raise click.ClickException(one_line(_traced(ctx, exc))) from exc
         except BaseException as exc:
-            # A panic inside polars (a Rust bug, or a corrupt file) still ends in one line.
-            if type(exc).__name__ != "PanicException" or ctx.meta.get("mmflow.verbose"):
-                raise
-            culprit = _traced(ctx, exc)
-            if culprit is not exc:
-                raise click.ClickException(one_line(culprit)) from exc
-            msg = f"internal error in polars ({one_line(exc)}); rerun with --verbose and report it"
-            raise click.ClickException(msg) from exc
+            _unexpected(ctx, exc)
+            raise
+
+
+def _unexpected(ctx: click.Context, exc: BaseException) -> None:
+    """End a panic inside polars (a Rust bug, or a corrupt file) in one line; else return."""
+    if type(exc).__name__ != "PanicException" or ctx.meta.get("mmflow.verbose"):
+        return
+    culprit = _traced(ctx, exc)
+    if culprit is not exc:
+        raise click.ClickException(one_line(culprit)) from exc
+    msg = f"internal error in polars ({one_line(exc)}); rerun with --verbose and report it"
+    raise click.ClickException(msg) from exc
 
 
 def _use_config(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:

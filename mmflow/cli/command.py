@@ -10,6 +10,7 @@ objects instead of ``**params``.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -28,6 +29,7 @@ __all__ = [
     "LIMIT_FLAGS",
     "MESSAGE_LIMIT",
     "PARAMETER_FLAGS",
+    "QUIET_HELP",
     "SECTIONS",
     "Builder",
     "MmflowCommand",
@@ -37,11 +39,38 @@ __all__ = [
     "help_group",
     "one_line",
     "option_group",
+    "quiet_option",
+    "set_verbose",
     "without",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
+
+
+def set_verbose(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    """Remember ``--verbose`` for the error handler and the row account."""
+    if value:
+        ctx.meta["mmflow.verbose"] = True
+    return value
+
+
+def _set_quiet(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:
+        ctx.meta["mmflow.quiet"] = True
+        warnings.simplefilter("ignore")  # library warnings (polars) are notes too
+    return value
+
+
+QUIET_HELP = "No notes, warnings or progress on stderr (errors and ALERT lines still print)."
+
+
+def quiet_option(func: F) -> F:
+    """``-q/--quiet``, accepted before the command (``mmflow -q analyze``) and after it."""
+    return click.option(
+        "-q", "--quiet", is_flag=True, expose_value=False, callback=_set_quiet, help=QUIET_HELP
+    )(func)
+
 
 EXIT_CODES = (
     "Exit codes: 0 success; 1 a data error (bad file, missing column, no rows); 2 a usage "

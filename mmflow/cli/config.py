@@ -22,7 +22,7 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import click
 
@@ -106,12 +106,16 @@ def environment_names(command: str | None, param: click.Parameter) -> list[str]:
 
 
 def set_environment_names(group: click.Group) -> None:
-    """Let an environment variable set every option of ``group`` and of its commands."""
+    """Let an environment variable set every option of ``group`` and of its commands.
+
+    Only the commands already imported (a lazy group imports each when it is used and calls
+    this again then).
+    """
     for param in group.params:
         names = environment_names(None, param)
         if names and isinstance(param, click.Option):
             param.envvar = names
-    for name, command in group.commands.items():
+    for name, command in dict.items(cast("dict[str, click.Command]", group.commands)):
         for param in command.params:
             names = environment_names(name, param)
             if names and isinstance(param, click.Option):
@@ -213,6 +217,9 @@ def load_defaults(group: click.Group, files: Iterable[Path]) -> Defaults:
         exist (exit code 2).
     """
     defaults = Defaults()
+    files = list(files)
+    if not files:  # no command need be imported to learn its options
+        return defaults
     commands = {name: _keys(command) for name, command in group.commands.items()}
     own = _keys(group)
     for path in files:

@@ -12,7 +12,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 import polars as pl
@@ -31,19 +31,15 @@ from mmflow.cli.run import (
     say,
 )
 from mmflow.engine.chunks import default_memory_limit
-from mmflow.engine.incremental import (
-    ReadPartitions,
-    check_incremental,
-    list_partitions,
-    partition_reader,
-    run_incremental,
-)
 from mmflow.engine.run import make_settings
 from mmflow.engine.state import EngineSettings
 from mmflow.errors import ParameterError
 from mmflow.io.assemble import gather, read_many
 from mmflow.metrics.phases import PhaseParameters
 from mmflow.schema import QUOTES, TRADES, VENUE
+
+if TYPE_CHECKING:  # the incremental engine is imported only for --incremental
+    from mmflow.engine.incremental import ReadPartitions
 
 __all__ = ["INCREMENTAL_HELP", "analyze_incremental", "incremental_option"]
 
@@ -150,6 +146,8 @@ def analyze_incremental(
         **{f"phase_{k}": v for k, v in asdict(phase_parameters).items()},
     )
     metadata = metadata_for("analyze.bars", [], selection, parameters)
+    from mmflow.engine.incremental import partition_reader, run_incremental
+
     outcome = run_incremental(
         dataset,
         results,
@@ -206,6 +204,8 @@ def _dataset_settings(
     dataset: Path, options: BarOptions, signing: Signing, selection: Selection
 ) -> EngineSettings:
     """Engine settings for a converted dataset (its keys and whether it holds quotes)."""
+    from mmflow.engine.incremental import check_incremental, list_partitions
+
     partitions = list_partitions(dataset)
     first = next(iter(partitions.values()))
     names = set()

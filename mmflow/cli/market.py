@@ -23,7 +23,7 @@ from mmflow.analysis import (
     inventory_report,
     market_bars,
 )
-from mmflow.cli import run
+from mmflow.cli import run, screen
 from mmflow.cli.app import cli
 from mmflow.cli.command import defaulted, option_group
 from mmflow.cli.execution import execution_options
@@ -49,14 +49,6 @@ from mmflow.metrics.event_study import (
     DEFAULT_HORIZONS,
     MAX_PLACEBO_RATIO,
     WITHDRAWAL_STUDY_COLUMNS,
-)
-from mmflow.render.progress import plain_console as Console
-from mmflow.render.table import (
-    analyze_table,
-    compact_table,
-    flow_table,
-    frame_table,
-    inventory_table,
 )
 
 __all__ = [
@@ -115,7 +107,7 @@ def analyze_command(
         mmflow convert sample_data/tardis/ -o dataset/
         mmflow analyze dataset/ -o results/ --incremental
     """
-    loaded, trades, quote_frame = run.market(files, quotes, inputs, selection)
+    loaded, trades, quote_frame = run.market(files, quotes, inputs, selection, hold=True)
     plan = partial(analyze, trades, quote_frame, options=bars.options, signing=signing)
     conditions = run.alert_conditions(  # --alert reads the bar table: its lazy schema, no data
         alerts, lambda: plan(selection=selection).bars.collect_schema()
@@ -138,7 +130,7 @@ def analyze_command(
     chosen = bar_frame if table == "bars" else summary
     metadata = run.metadata_for(f"analyze.{table}", loaded, selection, result.parameters)
     if not run.emit(chosen, output, metadata):
-        Console().print(analyze_table(summary, mix=mix, paths=paths, tz=inputs.tz))
+        screen.Console().print(screen.analyze_table(summary, mix=mix, paths=paths, tz=inputs.tz))
         if table == "bars":
             shown = f"{bar_frame.height:,} bars are not shown on screen"
             run.say(f"Note: {shown}; write them with -o or --to")
@@ -177,7 +169,7 @@ def flow_command(
         mmflow flow sample_data/binance/ --bar 1m
         mmflow flow sample_data/tardis/ --bar 5m -o flow.parquet
     """
-    loaded, trades, quote_frame = run.market(files, quotes, inputs, selection)
+    loaded, trades, quote_frame = run.market(files, quotes, inputs, selection, hold=True)
     prepared = market_bars(
         trades, quote_frame, options=bars.options, signing=signing, selection=selection
     )
@@ -193,7 +185,7 @@ def flow_command(
         run.say("Note: OFI, spreads, depth and trade costs need quotes; those columns are empty.")
     metadata = run.metadata_for("flow", loaded, selection, prepared.parameters)
     if not run.emit(table, output, metadata):
-        Console().print(flow_table(table, tz=inputs.tz))
+        screen.Console().print(screen.flow_table(table, tz=inputs.tz))
 
 
 @dataclass(frozen=True)
@@ -294,7 +286,7 @@ def inventory_command(
     if study.evaluate and which:
         msg = "--table does not apply with --evaluate (which writes the event study)"
         raise click.UsageError(msg)
-    loaded, trades, quote_frame = run.market(files, quotes, inputs, selection)
+    loaded, trades, quote_frame = run.market(files, quotes, inputs, selection, hold=True)
     prepared = market_bars(
         trades, quote_frame, options=bars.options, signing=signing, selection=selection
     )
@@ -322,10 +314,10 @@ def inventory_command(
 
 
 def _print_inventory(summary: pl.DataFrame, episodes: pl.DataFrame, *, has_quotes: bool) -> None:
-    console = Console()
-    console.print(inventory_table(summary))
+    console = screen.Console()
+    console.print(screen.inventory_table(summary))
     if episodes.height:
-        console.print(frame_table(episodes, title="liquidity withdrawal episodes"))
+        console.print(screen.frame_table(episodes, title="liquidity withdrawal episodes"))
     elif not has_quotes:
         console.print("Liquidity state needs quotes (--quotes).")
     else:
@@ -370,8 +362,8 @@ def _inventory_evaluate(
     keys = [name for name in table.columns if name not in WITHDRAWAL_STUDY_COLUMNS]
     shown = [*keys, "horizon_bars", "episodes", "events", "event_volatility"]
     shown += ["placebo_volatility", "volatility_ratio", "t_statistic"]
-    Console().print(
-        compact_table(
+    screen.Console().print(
+        screen.compact_table(
             table.select(shown),
             title="event study: realised volatility after liquidity withdrawal",
             caption="√Σ r² of log mid returns over the next h bars vs seeded non-episode bars",

@@ -8,7 +8,6 @@ Each group builds one typed value (:class:`Inputs`, :class:`QuoteFiles`,
 from __future__ import annotations
 
 import sys
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +18,17 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import click
 
 from mmflow.analysis import MAX_QUOTE_AGE, Clock, Selection, Session, Signing
-from mmflow.cli.command import F, choice_of, defaulted, one_line, option_group, without
+from mmflow.cli.command import (
+    QUIET_HELP,
+    F,
+    choice_of,
+    defaulted,
+    one_line,
+    option_group,
+    quiet_option,
+    set_verbose,
+    without,
+)
 from mmflow.cli.types import (
     Duration,
     OptionalDuration,
@@ -63,30 +72,6 @@ __all__ = [
     "signing_options",
     "signing_options_without",
 ]
-
-
-def set_verbose(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
-    """Remember ``--verbose`` for the error handler and the row account."""
-    if value:
-        ctx.meta["mmflow.verbose"] = True
-    return value
-
-
-def _set_quiet(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
-    if value:
-        ctx.meta["mmflow.quiet"] = True
-        warnings.simplefilter("ignore")  # library warnings (polars) are notes too
-    return value
-
-
-QUIET_HELP = "No notes, warnings or progress on stderr (errors and ALERT lines still print)."
-
-
-def quiet_option(func: F) -> F:
-    """``-q/--quiet``, accepted before the command (``mmflow -q analyze``) and after it."""
-    return click.option(
-        "-q", "--quiet", is_flag=True, expose_value=False, callback=_set_quiet, help=QUIET_HELP
-    )(func)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import click
 import polars as pl
 
 from mmflow.analysis import Phases, Selection, Signing, chart, phases
-from mmflow.cli import run
+from mmflow.cli import run, screen
 from mmflow.cli.app import cli
 from mmflow.cli.command import defaulted, option_group
 from mmflow.cli.execution import execution_options
@@ -43,12 +43,6 @@ from mmflow.render.plot import (
     instrument_count,
     instrument_name,
     require_matplotlib,
-)
-from mmflow.render.progress import plain_console as Console
-from mmflow.render.table import (
-    compact_table,
-    episodes_table,
-    phases_table,
 )
 
 __all__ = [
@@ -170,7 +164,7 @@ def phases_command(
         mmflow phases sim/trades.parquet sim/quotes.parquet --episodes
         mmflow phases sim/trades.parquet sim/quotes.parquet --evaluate --truth sim/truth.parquet
     """
-    loaded, trades, quote_frame = run.market(files, quotes, inputs, selection)
+    loaded, trades, quote_frame = run.market(files, quotes, inputs, selection, hold=True)
     arguments: dict[str, Any] = {
         "options": bars.options,
         "parameters": phase,
@@ -216,16 +210,16 @@ def _phase_tables(
 def _print_phases(
     name: str, frames: list[pl.DataFrame], *, scores: bool, tz: str | None = None
 ) -> None:
-    console = Console()
+    console = screen.Console()
     if name == "bars":
-        console.print(phases_table(frames[0], tz=tz))
+        console.print(screen.phases_table(frames[0], tz=tz))
     elif name == "episodes":
-        console.print(episodes_table(frames[0], tz=tz))
+        console.print(screen.episodes_table(frames[0], tz=tz))
     else:
         shown = ["horizon", "count", "mean", "t_statistic", "hit_rate", "placebo_mean"]
         shown += ["placebo_hit_rate", "difference_t_statistic"]
         console.print(
-            compact_table(
+            screen.compact_table(
                 frames[0].select(shown),
                 title="event study: reversal returns after distribution episodes",
                 caption="log returns signed by the expected reversal; placebo: seeded random bars",
@@ -235,7 +229,7 @@ def _print_phases(
             columns = ["symbol", "precision", "recall", "episodes", "episodes_found"]
             columns += ["episode_recall", "false_positive_rate"]
             console.print(
-                compact_table(
+                screen.compact_table(
                     frames[-1].select(columns),
                     title="distribution bars against simulator truth",
                     caption="a row without a symbol pools all symbols",
@@ -318,7 +312,7 @@ def plot_command(
         mmflow plot sample_data/tardis/ --bar 5m --tz America/New_York -o charts/
         mmflow plot sample_data/simulated/ --panels price,cvd -o chart.svg
     """
-    loaded, trades, quote_frame = run.market(files, quotes, inputs, selection)
+    loaded, trades, quote_frame = run.market(files, quotes, inputs, selection, hold=True)
     result = chart(
         trades,
         quote_frame,

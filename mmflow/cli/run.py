@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,17 @@ from mmflow.analysis import Selection, Signing, selection_account
 from mmflow.cli.options import AlertOptions, Inputs, Output, QuoteFiles
 from mmflow.errors import MmflowError, NoDataError, ParameterError
 from mmflow.io import Loaded, RowAccount, load_inputs
-from mmflow.io.assemble import account_of, collect, collect_accounts, gather, read_many
+from mmflow.io.assemble import (
+    account_of,
+    collect,
+    collect_accounts,
+    gather,
+    held_inputs,
+    read_many,
+)
 from mmflow.io.spill import parses_text, spill_text_inputs
 from mmflow.progress import OnStage
 from mmflow.render.messages import cleaning_notes, quote_warnings
-from mmflow.render.progress import StageDisplay, no_color
 from mmflow.render.write import (
     STREAMED_FORMATS,
     build_metadata,
@@ -80,6 +87,8 @@ def stages() -> OnStage | None:
     ctx = click.get_current_context(silent=True)
     if ctx is None or _meta("mmflow.quiet") or not sys.stderr.isatty():
         return None
+    from mmflow.render.progress import StageDisplay, no_color  # rich: on a terminal only
+
     display = ctx.meta.get("mmflow.stages")
     if display is None:
         display = StageDisplay(sys.stderr, color=not no_color())
@@ -162,9 +171,20 @@ def read_all(files: Sequence[str], quotes: QuoteFiles, inputs: Inputs) -> list[L
 
 
 def market(
-    files: Sequence[str], quotes: QuoteFiles, inputs: Inputs, selection: Selection
+    files: Sequence[str],
+    quotes: QuoteFiles,
+    inputs: Inputs,
+    selection: Selection,
+    *,
+    hold: bool = False,
 ) -> tuple[list[Loaded], pl.LazyFrame, pl.LazyFrame | None]:
-    """Load the positional inputs and --quotes files; return inputs, trades and quotes."""
+    """Load the positional inputs and --quotes files; return inputs, trades and quotes.
+
+    With ``hold`` (a command whose tables the chunked engine computes in this process), the
+    files are read into memory here, each with its row account in the same run, when their
+    rows fit the engine's rule for the command's ``--memory-limit`` (:func:`_held`): the
+    engine would hold them anyway, and every row is then read once instead of once per count.
+    """
     loaded = read_all(files, quotes, inputs)
     warn([note for item in loaded for note in item.frames.notes])
     loaded = read_many(loaded)
@@ -183,13 +203,38 @@ def market(
         if context is not None:
             context.call_on_close(lambda: remove(scratch))
         loaded = spill_text_inputs(loaded, scratch)
+    if hold:
+        limit = context.params.get("memory_limit") if context is not None else None
+        loaded = _held(loaded, limit if isinstance(limit, int) else None)
     trades = gather(loaded, TRADES)
     if trades is None:
         msg = "no trades in the inputs (they hold only quotes); pass trade files too"
         raise NoDataError(msg)
     quote_frame = gather(loaded, QUOTES)
-    account(inputs, selection, loaded, (trades, quote_frame))
+    counted = account(inputs, selection, loaded, (trades, quote_frame))
+    if hold and selection.clean is None and context is not None:
+        _tell_engine(context, counted)
     return loaded, trades, quote_frame
+
+
+def _held(loaded: list[Loaded], memory_limit: int | None) -> list[Loaded]:
+    """Read ``loaded`` into memory when the engine would hold its rows (not for Dask tasks)."""
+    from mmflow.engine.chunks import default_memory_limit
+    from mmflow.engine.executors import ships_tasks
+    from mmflow.engine.inputs import fits_in_memory
+
+    if ships_tasks():  # the workers read the files themselves
+        return loaded
+    limit = default_memory_limit() if memory_limit is None else memory_limit
+    return held_inputs(loaded, partial(fits_in_memory, memory_limit=limit))
+
+
+def _tell_engine(context: click.Context, counted: RowAccount) -> None:
+    """Give the engine the rows the account counted as used (it need not count them again)."""
+    from mmflow.engine.inputs import known_rows
+
+    used = (counted.total("trades", "used"), counted.total("quotes", "used"))
+    context.call_on_close(known_rows(*used))
 
 
 def collect_plans(

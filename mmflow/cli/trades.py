@@ -13,7 +13,7 @@ import polars as pl
 
 from mmflow.analysis import Classification, Selection, Signing, classify, evaluate, profile
 from mmflow.analysis.signing import ChunkedClassification, classify_chunked, evaluate_chunked
-from mmflow.cli import run
+from mmflow.cli import run, screen
 from mmflow.cli.app import cli
 from mmflow.cli.command import defaulted, option_group
 from mmflow.cli.execution import execution_options
@@ -37,13 +37,6 @@ from mmflow.metrics.profile import ValueAreaMethod
 from mmflow.render.messages import signing_warnings
 from mmflow.render.plot import file_stem, require_matplotlib
 from mmflow.render.profile_plot import profile_figures
-from mmflow.render.progress import plain_console as Console
-from mmflow.render.table import (
-    compact_table,
-    evaluation_table,
-    frame_table,
-    profile_chart,
-)
 from mmflow.render.write import streamed_file, write_to
 
 __all__ = [
@@ -105,7 +98,7 @@ def classify_command(
         mmflow classify sample_data/databento/ --method lee-ready --to csv
         mmflow classify sample_data/binance/ --evaluate
     """
-    loaded, trades, quote_frame = run.market(files, quotes, inputs, selection)
+    loaded, trades, quote_frame = run.market(files, quotes, inputs, selection, hold=True)
     if evaluate:
         _classify_evaluate(
             loaded, (trades, quote_frame), signing, selection, (bar, memory_limit), output
@@ -164,8 +157,10 @@ def _classify_engine(
         totals = result.totals()
         require_count(totals.rows, "trades")
         _engine_notes(result, loaded, signing)
-        console = Console()
-        console.print(frame_table(totals.mix, title="mmflow classify: trades signed by each rule"))
+        console = screen.Console()
+        console.print(
+            screen.frame_table(totals.mix, title="mmflow classify: trades signed by each rule")
+        )
         console.print("Write every signed trade with --to csv or -o trades.parquet.")
         return
     signed = require_rows(result.trades.collect(), "trades")
@@ -200,11 +195,11 @@ def _classify_collected(
     run.warn(signing_warnings(checks))
     if run.emit(signed, output, metadata):
         return
-    console = Console()
+    console = screen.Console()
     if signing.method == "bvc":
-        console.print(frame_table(signed, title="mmflow classify --method bvc"))
+        console.print(screen.frame_table(signed, title="mmflow classify --method bvc"))
     else:
-        console.print(frame_table(mix, title="mmflow classify: trades signed by each rule"))
+        console.print(screen.frame_table(mix, title="mmflow classify: trades signed by each rule"))
         console.print("Write every signed trade with --to csv or -o trades.parquet.")
 
 
@@ -276,10 +271,10 @@ def _classify_evaluate(
         scores, output, run.metadata_for("classify.evaluate", loaded, selection, parameters)
     ):
         return
-    console = Console()
-    console.print(evaluation_table(scores, title="mmflow classify --evaluate"))
+    console = screen.Console()
+    console.print(screen.evaluation_table(scores, title="mmflow classify --evaluate"))
     if lags.height:
-        console.print(compact_table(lags, title="Lee-Ready accuracy by quote lag"))
+        console.print(screen.compact_table(lags, title="Lee-Ready accuracy by quote lag"))
 
 
 @dataclass(frozen=True)
@@ -424,7 +419,7 @@ def profile_command(
         mmflow profile sample_data/binance/ --bin 0.5 --by date --to csv
         mmflow profile sample_data/binance/ --bar 5m -o footprint.parquet
     """
-    loaded, trades, quote_frame = run.market(files, quotes, inputs, selection)
+    loaded, trades, quote_frame = run.market(files, quotes, inputs, selection, hold=True)
     result = profile(
         trades, quote_frame, **choices.arguments(), signing=signing, selection=selection
     )
@@ -448,12 +443,14 @@ def profile_command(
 def _print_profile(
     levels: pl.DataFrame, areas: pl.DataFrame, footprint: list[pl.DataFrame], by: tuple[str, ...]
 ) -> None:
-    console = Console()
+    console = screen.Console()
     if footprint:
-        console.print(frame_table(footprint[0].head(60), title="mmflow profile --bar (footprint)"))
+        console.print(
+            screen.frame_table(footprint[0].head(60), title="mmflow profile --bar (footprint)")
+        )
         return
     for area in areas.iter_rows(named=True):
         mine = levels
         for key in (k for k in areas.columns if k == "venue" or k in by):
             mine = mine.filter(pl.col(key).eq_missing(pl.lit(area[key], levels.schema[key])))
-        console.print(profile_chart(mine, area))
+        console.print(screen.profile_chart(mine, area))

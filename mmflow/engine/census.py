@@ -332,23 +332,29 @@ def _check_timed(counted: tuple[pl.DataFrame, pl.DataFrame | None]) -> pl.Series
 def _count_census(
     trades: pl.LazyFrame, quotes: pl.LazyFrame | None, keys: tuple[str, ...], every_ns: int
 ) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-    """Return the census' order-free columns of every row (one streaming pass per table)."""
+    """Return the census' order-free columns of every row (one streaming pass per table).
+
+    When the bar length divides a day, a unit is its UTC day (its edge is midnight): the rows
+    are grouped by the day number alone and the date is derived from it afterwards.
+    """
     group = [*keys, UNIT, DATE]
     order = pl.col(group)
-    plans = [
-        trades.select(*keys, TS, SIZE)
-        .with_columns(unit_expression(every_ns), pl.col(TS).dt.date().alias(DATE))
-        .group_by(group)
-        .agg(_trade_counts())
-    ]
-    if quotes is not None:
-        plans.append(
-            quotes.select(*keys, TS)
-            .with_columns(unit_expression(every_ns), pl.col(TS).dt.date().alias(DATE))
-            .group_by(group)
-            .agg(_quote_counts())
-        )
-    frames = [f.sort(order, nulls_last=True) for f in pl.collect_all(plans, engine="streaming")]
+    if NS_PER_DAY % every_ns == 0:
+        by_day = [*keys, _ns().floordiv(NS_PER_DAY).alias(UNIT)]
+        date = pl.col(UNIT).cast(pl.Int32).cast(pl.Date).alias(DATE)
+        grouped = [
+            frame.group_by(by_day).agg(aggregations).select(*group[:-1], date, pl.exclude(group))
+            for frame, aggregations in ((trades, _trade_counts()), (quotes, _quote_counts()))
+            if frame is not None
+        ]
+    else:
+        day = (unit_expression(every_ns), pl.col(TS).dt.date().alias(DATE))
+        grouped = [
+            frame.with_columns(day).group_by(group).agg(aggregations)
+            for frame, aggregations in ((trades, _trade_counts()), (quotes, _quote_counts()))
+            if frame is not None
+        ]
+    frames = [f.sort(order, nulls_last=True) for f in pl.collect_all(grouped, engine="streaming")]
     return frames[0], frames[1] if quotes is not None else None
 
 

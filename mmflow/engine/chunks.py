@@ -11,10 +11,12 @@ the bars and VPIN buckets of the whole run from the census and refuses runs over
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Final
 
 import polars as pl
@@ -22,13 +24,16 @@ import polars as pl
 from mmflow.engine.census import DATE, UNIT, Census, chain, instrument_of, unit_edge
 from mmflow.engine.state import Chunk
 from mmflow.errors import ParameterError, SizeLimitError
+from mmflow.schema import TS
 
 __all__ = [
     "BYTES_PER_QUOTE",
     "BYTES_PER_TRADE",
     "MAX_DEFAULT_MEMORY",
     "Plan",
+    "day_ends",
     "default_memory_limit",
+    "grid_events",
     "parse_memory",
     "plan_chunks",
 ]
@@ -383,3 +388,41 @@ def _chunk(
         standing_quote_state=inbound.quotes["standing"],
         usable_quote_state=inbound.quotes["usable"],
     )
+
+
+def grid_events(
+    frame: pl.DataFrame,
+    keys: Sequence[str],
+    *,
+    session: bool,
+    dtype: pl.DataType | None = None,
+) -> pl.DataFrame:
+    """Return the rows of one instrument's chunk that decide its bar grid (``keys``, ``ts``).
+
+    The rows feed :func:`mmflow.metrics.flow.event_grid` (``ts`` cast to ``dtype``). The grid
+    of a UTC day runs from its first to its last event's bar, so without sessions each day's
+    first and last row give the grid every row gives (:func:`day_ends`: ``frame`` in time
+    order, as a chunk's rows are); with sessions every row is returned.
+    """
+    utc = isinstance(frame.schema[TS], pl.Datetime) and frame.schema[TS].time_zone == "UTC"
+    rows = day_ends(frame, [*keys, TS]) if utc and not session else frame.select(*keys, TS)
+    return rows if dtype is None else rows.with_columns(pl.col(TS).cast(dtype))
+
+
+def day_ends(frame: pl.DataFrame, columns: Sequence[str]) -> pl.DataFrame:
+    """Return the first and last row of each UTC day of ``frame`` (``columns``, in time order).
+
+    ``frame`` must be sorted by ``ts``, a UTC datetime without nulls; found by binary search.
+    """
+    rows = frame.select(*columns)
+    if frame.height < 3:
+        return rows
+    ts = frame[TS]
+    first, last = ts.head(1).dt.truncate("1d")[0], ts[-1]
+    days = (last - first).days + 1
+    bounds = pl.datetime_range(
+        first, first + timedelta(days=days), "1d", eager=True, time_zone="UTC"
+    ).cast(ts.dtype)
+    cuts = ts.search_sorted(bounds, side="left").to_list()
+    ends = {end for low, high in itertools.pairwise(cuts) if high > low for end in (low, high - 1)}
+    return rows[sorted(ends)]

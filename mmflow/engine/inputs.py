@@ -6,8 +6,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,8 @@ __all__ = [
     "HELD_BYTES_PER_QUOTE",
     "HELD_BYTES_PER_TRADE",
     "PreparedInputs",
+    "fits_in_memory",
+    "known_rows",
     "parses_text",
     "prepared_inputs",
 ]
@@ -73,13 +76,17 @@ def prepared_inputs(
         if files and not holds_rows:
             in_memory = False  # the tasks carry the scans' plans: workers read their rows
         if in_memory is None:
-            counts = pl.collect_all(
-                [frame.lazy().select(pl.len()) for frame in (trades, quotes) if frame is not None]
-            )
-            estimate = counts[0].item() * HELD_BYTES_PER_TRADE
-            if quotes is not None:
-                estimate += counts[1].item() * HELD_BYTES_PER_QUOTE
-            in_memory = estimate <= settings.memory_limit // 2
+            rows = _KNOWN_ROWS.get()
+            if rows is None:  # count them (a pass over the inputs, unless they are in memory)
+                counts = pl.collect_all(
+                    [
+                        frame.lazy().select(pl.len())
+                        for frame in (trades, quotes)
+                        if frame is not None
+                    ]
+                )
+                rows = (counts[0].item(), counts[1].item() if quotes is not None else 0)
+            in_memory = fits_in_memory(*rows, settings.memory_limit)
         if holds_rows:
             if scratch is None:
                 scratch = make_directory(".mmflow-engine-")
@@ -93,6 +100,30 @@ def prepared_inputs(
     finally:
         if scratch is not None:
             remove(scratch)
+
+
+_KNOWN_ROWS: ContextVar[tuple[int, int] | None] = ContextVar("mmflow_known_rows", default=None)
+
+
+def known_rows(trades: int, quotes: int) -> Callable[[], None]:
+    """Tell this run's engine how many prepared trades and quotes it will get; return the undo.
+
+    The command line counts them in its row account (rows used), so :func:`prepared_inputs`
+    need not count them again. Only a hint for the choice to read into memory (both choices
+    give the same results); call the returned function when the run ends.
+    """
+    token = _KNOWN_ROWS.set((trades, quotes))
+    return lambda: _KNOWN_ROWS.reset(token)
+
+
+def fits_in_memory(trades: int, quotes: int, memory_limit: int) -> bool:
+    """Whether a run's rows, held in memory, fit half of ``memory_limit`` (the engine's rule).
+
+    Held: :data:`HELD_BYTES_PER_TRADE` per trade and :data:`HELD_BYTES_PER_QUOTE` per quote;
+    the other half of the limit is for the chunk being computed.
+    """
+    estimate = trades * HELD_BYTES_PER_TRADE + quotes * HELD_BYTES_PER_QUOTE
+    return estimate <= memory_limit // 2
 
 
 def parses_text(frame: pl.LazyFrame | pl.DataFrame) -> bool:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import polars as pl
 
 from mmflow.engine.census import Census, take_census
-from mmflow.engine.chunks import Plan, plan_chunks
+from mmflow.engine.chunks import Plan, grid_events, plan_chunks
 from mmflow.engine.executors import run_tasks, ships_tasks
 from mmflow.engine.finish import (
     COST_COLUMNS,
@@ -165,9 +165,9 @@ def chunk_grid(
             *([pl.lit(chunk.venue, pl.String).alias(VENUE)] if VENUE in keys else []),
         )
         return frame.select(*keys, pl.col(TS).cast(trades.schema[TS]))
-    events = [trades.select(*keys, TS)]
+    events = [grid_events(trades, keys, session=settings.session)]  # rows in time order
     if quotes is not None and quotes.height:
-        events.append(quotes.select(*keys, pl.col(TS).cast(trades.schema[TS])))
+        events.append(grid_events(quotes, keys, session=settings.session, dtype=trades[TS].dtype))
     return event_grid(
         pl.concat(events, how="vertical_relaxed").lazy(), every=every, keys=keys
     ).collect()

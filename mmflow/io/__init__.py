@@ -112,6 +112,9 @@ class Loaded:
     account: pl.LazyFrame | None = None
     tables: Tables | None = None
     """The same frames and account already read into memory, when they are (:func:`read_now`)."""
+    unchecked: Frames | None = None
+    """The reader's frames before the plausibility checks (a row count of them is an upper
+    bound of the checked rows, from file metadata where the format keeps one)."""
 
     @property
     def kind(self) -> Kind:
@@ -160,7 +163,7 @@ def read_source(source: Source, fmt: str = "auto", options: ReadOptions | None =
     frames = chosen.read(source, options)
     checked, account = _checked(frames, source, chosen, options)
     source.parse_checks.clear()
-    return Loaded(source, chosen, checked, account)
+    return Loaded(source, chosen, checked, account, unchecked=frames)
 
 
 def _checked(

@@ -6,7 +6,7 @@ Also the run's row account (:func:`account_of`) and the empty-result check
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import polars as pl
 
@@ -23,6 +23,7 @@ __all__ = [
     "collect",
     "collect_accounts",
     "gather",
+    "held_inputs",
     "read_many",
     "require_count",
     "require_rows",
@@ -82,10 +83,18 @@ def read_many(inputs: Sequence[Loaded]) -> list[Loaded]:
     pending = [item for item in inputs if not item.in_memory]  # grouped reads: mmflow.io.many
     if len(pending) <= LAZY_INPUTS:
         return list(inputs)
-    small = [item for item in pending if _small(item)]
+    read = _read_now([item for item in pending if _small(item)])
+    return [read.get(id(item), item) for item in inputs]
+
+
+def _read_now(items: Sequence[Loaded]) -> dict[int, Loaded]:
+    """Read ``items`` into memory, each file's frames and account in one run (by ``id``).
+
+    Batches of :data:`BATCH` files; a failure names its file (:func:`collect`).
+    """
     read: dict[int, Loaded] = {}
-    for start in range(0, len(small), BATCH):
-        batch = small[start : start + BATCH]
+    for start in range(0, len(items), BATCH):
+        batch = items[start : start + BATCH]
         plans = [
             plan
             for item in batch
@@ -100,7 +109,70 @@ def read_many(inputs: Sequence[Loaded]) -> list[Loaded]:
             )
             tables = Tables(trades, quotes, account)
             read[id(item)] = read_now(item.source, item.format, tables, item.frames.notes)
+    return read
+
+
+def held_inputs(inputs: Sequence[Loaded], fits: Callable[[int, int], bool]) -> list[Loaded]:
+    """Read the columnar file inputs into memory with their row accounts, when the rows fit.
+
+    A run that holds its rows in memory anyway (the chunked engine, when they fit its memory
+    limit) otherwise reads every row several times: once for the readers' row account, once
+    to count the rows, once into memory. Here each file's checked frames and its account are
+    collected in one run over the file (polars shares the scan), so every later step (the
+    selection's account, the engine's row count, census and chunks) works on memory.
+
+    ``fits(trades, quotes)`` says whether that many rows may be held; it is asked with the
+    rows the files hold before the checks (from parquet and IPC metadata: no data is read),
+    an upper bound of the rows kept. Inputs are returned unchanged when they do not fit, or
+    when any file is not a parquet or IPC scan (text is spilled to parquet first,
+    :mod:`mmflow.io.spill`; other readers keep their lazy path).
+    """
+    pending = [item for item in inputs if not item.in_memory]
+    if not pending or not all(_columnar(item) for item in pending):
+        return list(inputs)
+    trades, quotes = _rows_before_checks(pending)
+    for item in inputs:
+        if item.tables is not None:
+            trades += item.tables.trades.height if item.tables.trades is not None else 0
+            quotes += item.tables.quotes.height if item.tables.quotes is not None else 0
+    if not fits(trades, quotes):
+        return list(inputs)
+    read = _read_now(pending)
     return [read.get(id(item), item) for item in inputs]
+
+
+def _unchecked(item: Loaded) -> list[pl.LazyFrame | None]:
+    frames = item.unchecked or item.frames
+    return [frames.trades, frames.quotes]
+
+
+def _columnar(item: Loaded) -> bool:
+    """Whether every frame of ``item`` scans parquet or IPC files only (cheap to count)."""
+    frames = [frame for frame in _unchecked(item) if frame is not None]
+    if item.unchecked is None or not frames:
+        return False
+    for frame in frames:
+        plan = frame.explain(optimized=False).lower()
+        if "parquet scan" not in plan and "ipc scan" not in plan:
+            return False
+        if "python scan" in plan or "csv scan" in plan or "json scan" in plan:
+            return False
+    return True
+
+
+def _rows_before_checks(items: Sequence[Loaded]) -> tuple[int, int]:
+    """Trades and quotes of ``items`` before the plausibility checks (one collect)."""
+    plans = [
+        (index, frame.select(pl.len()))
+        for item in items
+        for index, frame in enumerate(_unchecked(item))
+        if frame is not None
+    ]
+    counts = collect([plan for _, plan in plans], items)
+    totals = [0, 0]
+    for (index, _), count in zip(plans, counts, strict=True):
+        totals[index] += int(count.item())
+    return totals[0], totals[1]
 
 
 def _small(item: Loaded) -> bool:

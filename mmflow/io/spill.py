@@ -61,5 +61,5 @@ def spill_text_inputs(loaded: Sequence[Loaded], directory: Path) -> list[Loaded]
         ]
         account = collected[-1].lazy() if item.account is not None else None
         spilled = Frames(scans[0], scans[1], item.frames.notes)
-        out.append(replace(item, frames=spilled, account=account))
+        out.append(replace(item, frames=spilled, account=account, unchecked=spilled))
     return out
