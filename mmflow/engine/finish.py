@@ -30,7 +30,7 @@ from mmflow.metrics.flow import BAR_FLOW_COLUMNS
 from mmflow.metrics.impact import amihud, kyle_lambda
 from mmflow.metrics.inventory import inventory_bars, inventory_summary
 from mmflow.metrics.phase_episodes import phase_episodes
-from mmflow.metrics.phases import PhaseParameters, phase_bars
+from mmflow.metrics.phases import PhaseParameters, phase_bars, phase_labels, with_phase_levels
 from mmflow.metrics.profile import value_area, volume_profile
 from mmflow.metrics.vpin import vpin_at
 from mmflow.schema import PRICE, SIGN_METHOD, SIZE, TRADE_SIGN, TS
@@ -291,23 +291,30 @@ def _phased(finished: Finished, instrument: list[str], parameters: PhaseParamete
     ``level_dispersion``) cost O(level rows) (:func:`mmflow.metrics.phase_levels.level_windows`;
     they used to spread each row over the next W bars: a 6.3 GiB peak for 11 M level rows);
     one instrument at a time holds only its own share and is also faster (10 M trades, four
-    instruments: 0.9 against 1.1 CPU-s all at once).
+    instruments: 0.9 against 1.1 CPU-s all at once). The instruments' plans run together
+    (``collect_all``: the finish is otherwise one thread at a time), the labels collected
+    before the levels are added (the level step reads the labelled bars twice: as one plan
+    the detector ran three times per instrument).
     """
-    levels = finished.levels.partition_by(instrument, as_dict=True, maintain_order=True)
-    parts = [
-        phase_bars(
-            bars.lazy(),
-            pseudo_trades(levels.get(key, finished.levels.clear())),
-            parameters=parameters,
-        ).collect()
-        for key, bars in finished.bars.partition_by(
-            instrument, as_dict=True, maintain_order=True
-        ).items()
-    ]
-    if not parts:
+    if finished.bars.height == 0:
         return phase_bars(
             finished.bars.lazy(), pseudo_trades(finished.levels), parameters=parameters
         ).collect()
+    levels = finished.levels.partition_by(instrument, as_dict=True, maintain_order=True)
+    series = finished.bars.partition_by(instrument, as_dict=True, maintain_order=True)
+    labelled = pl.collect_all(
+        [phase_labels(bars.lazy(), parameters=parameters) for bars in series.values()]
+    )
+    parts = pl.collect_all(
+        [
+            with_phase_levels(
+                labels.lazy(),
+                pseudo_trades(levels.get(key, finished.levels.clear())),
+                parameters=parameters,
+            )
+            for key, labels in zip(series, labelled, strict=True)
+        ]
+    )
     return pl.concat(parts, how="vertical_relaxed")
 
 

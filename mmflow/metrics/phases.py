@@ -125,6 +125,8 @@ __all__ = [
     "UNLOAD_Z",
     "PhaseParameters",
     "phase_bars",
+    "phase_labels",
+    "with_phase_levels",
 ]
 
 
@@ -360,6 +362,23 @@ def phase_bars(
     │ 95.0         ┆ 8.94     ┆ distribution ┆ long           ┆ 1.0                │
     └──────────────┴──────────┴──────────────┴────────────────┴────────────────────┘
     """
+    labelled = phase_labels(bars, parameters=parameters, offline=offline)
+    return with_phase_levels(labelled, trades, parameters=parameters)
+
+
+def phase_labels(
+    bars: pl.LazyFrame,
+    *,
+    parameters: PhaseParameters = PhaseParameters(),
+    offline: bool = False,
+) -> pl.LazyFrame:
+    """Return :func:`phase_bars` before its level columns, with its internal columns kept.
+
+    ``phase_bars(bars, trades, …)`` is ``with_phase_levels(phase_labels(bars, …), trades, …)``.
+    The level step reads the labelled bars more than once, and a lazy plan read twice is run
+    twice (the detector's state machine too), so a caller with many series collects this
+    table first and adds the levels to the collected rows (:func:`mmflow.engine.finish`).
+    """
     p = parameters
     names = _names(bars)
     require_names(
@@ -382,7 +401,22 @@ def phase_bars(
     w = p.recent_bars
     if offline:
         lf = _offline(lf, keys, w)
-    lf = _with_levels(lf, trades, keys, p.window)
+    return lf
+
+
+def with_phase_levels(
+    labelled: pl.LazyFrame,
+    trades: pl.LazyFrame | None = None,
+    *,
+    parameters: PhaseParameters = PhaseParameters(),
+) -> pl.LazyFrame:
+    """Add ``price_levels`` and ``level_dispersion`` to :func:`phase_labels`' table (§12.3).
+
+    Over the last W bars, from ``trades`` (else from the bars' prices; see
+    :func:`phase_bars`), then drop the internal columns: the end of :func:`phase_bars`.
+    """
+    keys = _keys(_names(labelled))
+    lf = _with_levels(labelled, trades, keys, parameters.window)
     internal = [c for c in _names(lf) if c.startswith("_ph_")]
     return lf.drop(internal)
 
