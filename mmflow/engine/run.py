@@ -197,7 +197,9 @@ def chunk_trades(task: ChunkTask) -> pl.DataFrame:
     """Read a chunk's own trades, in time order (sorted only when they are not)."""
     keys = task.settings.keys
     scan = within(task.trades.scan(), task.chunk, keys)
-    return _ordered(scan.filter(task.chunk.row_filter(keys)).collect())
+    if task.chunk.sessions:  # else ``within`` is the row filter (its time test again: 0.07 s)
+        scan = scan.filter(task.chunk.row_filter(keys))
+    return _ordered(scan.collect())
 
 
 def chunk_quotes(task: ChunkTask) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
@@ -217,7 +219,9 @@ def chunk_quotes(task: ChunkTask) -> tuple[pl.DataFrame | None, pl.DataFrame | N
         context = _ordered(window.collect())
         return context.filter(chunk.row_filter(keys)), context
     scan = within(task.quotes.scan(), chunk, keys, after=settings.horizon_ns)
-    around = _ordered(scan.filter(chunk.time_filter(after=settings.horizon_ns)).collect())
+    if chunk.sessions:  # else ``within`` tested the time already
+        scan = scan.filter(chunk.time_filter(after=settings.horizon_ns))
+    around = _ordered(scan.collect())
     before = [
         _state_row(state, around, chunk)
         for state in sorted(
