@@ -12,13 +12,11 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import polars as pl
 
-from mmflow.alerts import Condition, ConditionError, alert_messages, evaluate_alerts
-from mmflow.alerts import parse_condition as bind_alert
 from mmflow.analysis import Selection, Signing, selection_account
 from mmflow.cli.options import AlertOptions, Inputs, Output, QuoteFiles
 from mmflow.errors import MmflowError, NoDataError, ParameterError
@@ -45,6 +43,9 @@ from mmflow.render.write import (
 )
 from mmflow.schema import QUOTES, TRADES
 from mmflow.scratch import make_directory, remove
+
+if TYPE_CHECKING:
+    from mmflow.alerts import Condition  # imported with --alert only (start-up)
 
 __all__ = [
     "MAX_CHART_FILES",
@@ -339,6 +340,9 @@ def alert_conditions(alerts: AlertOptions, schema: Callable[[], pl.Schema]) -> l
     """
     if not check_alert_flags(alerts):
         return []
+    from mmflow.alerts import ConditionError
+    from mmflow.alerts import parse_condition as bind_alert
+
     conditions, columns = [], schema()
     for text in alerts.conditions:
         try:
@@ -353,6 +357,8 @@ def raise_alerts(bars: pl.DataFrame, conditions: list[Condition], alerts: AlertO
     """After all output is written: print the ALERT lines, write --alert-to, exit 3 if any."""
     if not conditions:
         return
+    from mmflow.alerts import alert_messages, evaluate_alerts
+
     sys.stdout.flush()
     found = evaluate_alerts(bars, conditions, alerts.window)
     for line in alert_messages(found, conditions):

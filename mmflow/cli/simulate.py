@@ -9,8 +9,8 @@ import click
 from mmflow.cli import run
 from mmflow.cli.app import cli
 from mmflow.cli.command import option_group
-from mmflow.cli.model_options import simulation_options
 from mmflow.cli.options import output_folder_option, quiet_option, set_verbose
+from mmflow.cli.simulation_options import simulation_options
 from mmflow.simulate import SimulationParameters, simulate, write_simulation
 
 __all__ = [

@@ -7,8 +7,6 @@ from typing import Any
 
 import click
 
-from mmflow.alerts import ConditionError
-from mmflow.alerts import parse as parse_alert
 from mmflow.durations import MAX_DURATION, check_duration
 from mmflow.errors import ParameterError
 from mmflow.metrics.event_study import MAX_HORIZONS
@@ -142,6 +140,11 @@ def parse_alerts(
     ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
 ) -> tuple[str, ...]:
     """Check the syntax of every --alert before any file is read (columns are checked later)."""
+    if not value:
+        return value
+    from mmflow.alerts import ConditionError  # with --alert only (start-up)
+    from mmflow.alerts import parse as parse_alert
+
     for text in value:
         try:
             parse_alert(text.strip())
