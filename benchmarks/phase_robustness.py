@@ -628,6 +628,11 @@ def table(
                 print(f"| {low}–{high} | {len(inside)} | {sum(inside) / len(inside):.3f} |")
 
 
+def same_file(path: Path) -> bool:
+    """Whether ``path`` names the shipped model file (however it is spelled)."""
+    return path.resolve() == MODEL_PATH.resolve()
+
+
 def main() -> None:
     """Train, or print the held-out (or tuning) table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -675,7 +680,7 @@ def main() -> None:
     changes: dict[str, Any] = {
         k: float(v) if "." in v else int(v) for k, v in (a.split("=") for a in args.set)
     }
-    if args.train and args.noise_trained and args.output in (None, MODEL_PATH):
+    if args.train and args.noise_trained and (args.output is None or same_file(args.output)):
         parser.error("--train --noise-trained needs --output PATH (not the shipped model file)")
     if args.model is not None:
         use_model(json.loads(args.model.read_text(encoding="utf-8")))
