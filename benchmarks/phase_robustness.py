@@ -9,7 +9,8 @@ Two steps, with the split between them written down here before any held-out cel
   this side", then set the evidence threshold ``evidence`` from the same cells **without episodes**:
   the smallest value on a grid for which the worst tuning cell flags at most
   :data:`NOISE_TARGET` / :data:`SAFETY` of its noise bars (held-out noise rates ran 1.3-1.5×
-  tuning). This is the build-speed recipe: it writes the shipped
+  tuning before the build-speed model; its held-out worst cell ran 2.8× its tuning worst
+  cell, ``docs/phases.md``). This is the build-speed recipe: it writes the shipped
   ``mmflow/metrics/phase_model.json`` (or ``--output``).
 * ``--train --noise-trained --output PATH``: the noise-trained recipe, kept reproducible but
   not shipped (``docs/phases.md``, "Decision"): the tuning cells plus
