@@ -309,10 +309,16 @@ HELD_OUT_CELLS: dict[str, tuple[dict[str, Any], int]] = {
         },
         7000,
     ),
+    "drift-hold-busy": (
+        {"proxy_drift": 0.85, "hold_bars": (4, 9), "trades_per_hour": 1500.0},
+        9000,
+    ),
 }
 """Held-out cells of benchmarks/phase_robustness.py and a seed of each: ``moderate-hold`` of the
 first held-out set, ``drift-hold`` of the fourth (the drift-robust revision's),
-``mild-drift-spreads`` of the fifth (the build-speed revision's)."""
+``mild-drift-spreads`` of the fifth (the build-speed revision's), ``drift-hold-busy`` of the
+sixth (written before the noise-trained revision; scores of the shipped build-speed model, the
+set's hardest cell)."""
 
 
 @pytest.mark.parametrize(
@@ -324,6 +330,8 @@ first held-out set, ``drift-hold`` of the fourth (the drift-robust revision's),
         ("drift-hold", "hawkes", 0.602, 0.424, 0.667, 0.0),
         ("mild-drift-spreads", "inventory", 0.930, 0.874, 0.917, 0.0164),
         ("mild-drift-spreads", "hawkes", 0.854, 0.838, 0.917, 0.0),
+        ("drift-hold-busy", "inventory", 0.587, 0.157, 0.166, 0.0),
+        ("drift-hold-busy", "hawkes", 0.727, 0.163, 0.25, 0.0),
     ],
 )
 def test_held_out_cell_scores_are_pinned(
