@@ -264,6 +264,29 @@ def test_merge_in_time_orders_by_time_then_input_row() -> None:
     assert merged[ROW].to_list() == [1, 0, 3, 4, 5, 6, 2]
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 2), st.integers(0, 6)), min_size=1, max_size=40),
+)
+def test_merged_rows_equal_a_sort_by_time_then_input_row(rows: list[tuple[int, int]]) -> None:
+    """The merge's argsort path gives the rows of a slow sort by (ts, input row)."""
+    from mmflow.engine.classify import ROW, _merged
+
+    # rows numbered in input order; each part holds one instrument's rows in (ts, row) order
+    numbered = [(part, ts, index) for index, (part, ts) in enumerate(rows)]
+    parts = []
+    for name in sorted({part for part, _, _ in numbered}):
+        mine = sorted((ts, index) for part, ts, index in numbered if part == name)
+        parts.append(
+            pl.DataFrame(
+                {"ts": [ts for ts, _ in mine], ROW: [index for _, index in mine]},
+                schema={"ts": pl.Datetime("ns", "UTC"), ROW: pl.UInt32},
+            )
+        )
+    expected = [index for _, index in sorted((ts, index) for _, ts, index in numbered)]
+    assert _merged(parts)[ROW].to_list() == expected
+
+
 # --- --evaluate: counts per chunk, summed -----------------------------------------------------
 
 

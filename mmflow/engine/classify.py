@@ -322,7 +322,7 @@ def merge_in_time(
 
     After result ``i`` every held row earlier than ``starts[i + 1]`` is final: each pending
     chunk's rows are at or after its start. Each held frame is in ``(ts, row)`` order, so the
-    final rows are a prefix of each; only those are sorted, once.
+    final rows are a prefix of each; only those are merged (:func:`_merged`), once.
     """
     held: list[pl.DataFrame] = []
     for index, result in enumerate(results):
@@ -337,11 +337,25 @@ def merge_in_time(
             cuts = [part.height for part in held]
         ready = [part.head(cut) for part, cut in zip(held, cuts, strict=True) if cut]
         held = [part.slice(cut) for part, cut in zip(held, cuts, strict=True) if cut < part.height]
-        if len(ready) == 1:
-            yield ready[0]
-        elif ready:
-            order = [TS, ROW] if ROW in ready[0].columns else [TS]
-            yield pl.concat(ready).sort(order, maintain_order=True)
+        if ready:
+            yield ready[0] if len(ready) == 1 else _merged(ready)
+
+
+def _merged(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """Return the rows of ``parts`` (each in ``(ts, row)`` order) in ``(ts, row)`` order.
+
+    Cheaper than a sort by both keys: an argsort of the (unique) row numbers, then a stable
+    argsort of those rows' times unless already sorted; every column is gathered once.
+    """
+    rows = pl.concat(parts)
+    if ROW not in rows.columns:
+        return rows.sort(TS, maintain_order=True)
+    order = rows[ROW].arg_sort()
+    times = _ns(rows).gather(order)
+    if not times.is_sorted():
+        stable = times.to_frame().select(pl.arg_sort_by(times.name, maintain_order=True))
+        order = order.gather(stable.to_series())
+    return rows[order]
 
 
 def summed_counts(
