@@ -15,7 +15,7 @@ from mmflow.metrics.flow import bar_keys
 from mmflow.metrics.impact import KYLE_LAMBDA
 from mmflow.metrics.phase_episodes import phase_episodes
 from mmflow.metrics.phase_evaluation import event_study, truth_scores
-from mmflow.metrics.phases import PHASE_COLUMNS, PhaseParameters, phase_bars
+from mmflow.metrics.phases import PHASE_COLUMNS, PhaseParameters, phase_labels, with_phase_levels
 from mmflow.schema import TS
 
 __all__ = [
@@ -78,7 +78,11 @@ def phases(
     bars, signed = market.bars.drop(KYLE_LAMBDA, strict=False), market.signed
     if materialize is not None:  # bars and trades are read several times below
         bars, signed = (frame.lazy() for frame in materialize([bars, signed]))
-    phased = phase_bars(bars, signed, parameters=parameters, offline=offline)
+    labelled = phase_labels(bars, parameters=parameters, offline=offline)
+    if materialize is not None:  # the level step reads the labels twice: run the detector once
+        [frame] = materialize([labelled])
+        labelled = frame.lazy()
+    phased = with_phase_levels(labelled, signed, parameters=parameters)
     episodes = phase_episodes(phased, every=options.every, trades=signed, parameters=parameters)
     study = event_study(phased, episodes, horizons=horizons, placebo_seed=placebo_seed)
     scores = truth_scores(phased, truth) if truth is not None else None
