@@ -427,6 +427,9 @@ def test_analysis_from_the_tables_equals_analyze(
     assert result.paths.sort("symbol")["inventory_path"].to_list() == (
         expected.paths.collect().sort("symbol")["inventory_path"].to_list()  # type: ignore[union-attr]
     )
+    # the paths come in the summary's instrument order, the same on every run (no hash order)
+    assert result.paths["symbol"].to_list() == result.summary["symbol"].to_list()
+    assert result.paths["symbol"].to_list() == sorted(result.paths["symbol"].to_list())
 
 
 @settings(

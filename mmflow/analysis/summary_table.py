@@ -75,5 +75,9 @@ def summary_table(
     for part in (current, last_episode, areas):
         summary = summary.join(part, on=instrument, how="left", nulls_equal=True)
     summary = summary.sort(instrument, nulls_last=True)
-    paths = bars.group_by(instrument).agg(pl.col("mm_inventory").alias("inventory_path"))
+    paths = (
+        bars.group_by(instrument)
+        .agg(pl.col("mm_inventory").alias("inventory_path"))
+        .sort(instrument, nulls_last=True)
+    )
     return summary, paths
