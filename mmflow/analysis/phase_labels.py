@@ -76,13 +76,10 @@ def phases(
     # phase_bars fits its own λ̂ (absorption_lambda, on the mid); the bars' kyle_lambda is not
     # in the output, so it is dropped here and Kyle's λ is computed once per run.
     bars, signed = market.bars.drop(KYLE_LAMBDA, strict=False), market.signed
-    if materialize is not None:  # bars and trades are read several times below
-        bars, signed = (frame.lazy() for frame in materialize([bars, signed]))
-    labelled = phase_labels(bars, parameters=parameters, offline=offline)
-    if materialize is not None:  # the level step reads the labels twice: run the detector once
-        [frame] = materialize([labelled])
-        labelled = frame.lazy()
-    phased = with_phase_levels(labelled, signed, parameters=parameters)
+    # each table below is read more than once, and a lazy plan read twice is computed twice
+    bars, signed = _once(materialize, [bars, signed])
+    [labelled] = _once(materialize, [phase_labels(bars, parameters=parameters, offline=offline)])
+    [phased] = _once(materialize, [with_phase_levels(labelled, signed, parameters=parameters)])
     episodes = phase_episodes(phased, every=options.every, trades=signed, parameters=parameters)
     study = event_study(phased, episodes, horizons=horizons, placebo_seed=placebo_seed)
     scores = truth_scores(phased, truth) if truth is not None else None
@@ -98,3 +95,11 @@ def phases(
         instrument_columns(scores) if scores is not None else None,
         record,
     )
+
+
+def _once(
+    materialize: Callable[[list[pl.LazyFrame]], list[pl.DataFrame]] | None,
+    plans: list[pl.LazyFrame],
+) -> list[pl.LazyFrame]:
+    """``plans`` computed once by ``materialize`` (as lazy frames over the rows), else as given."""
+    return plans if materialize is None else [frame.lazy() for frame in materialize(plans)]
